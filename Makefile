@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create .venv and install on first use, so they work on a fresh Debian machine as root.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test system-deps venv bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || $(MAKE) --no-print-directory apt-python
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+apt-python:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip
+
+# Tools the tests use as independent judges. Installed only when missing.
+system-deps:
+	@command -v tshark >/dev/null 2>&1 || { \
+	  echo "installing tshark (Debian package)"; \
+	  apt-get update -qq && \
+	  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; }
+
+test: system-deps $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/c1222 demo
+
+bench: system-deps $(STAMP)
+	$(BIN)/python benchmarks/decode.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

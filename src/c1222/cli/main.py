@@ -1,0 +1,17 @@
+"""The `c1222` command: a thin front end that holds no protocol logic."""
+
+from __future__ import annotations
+
+import click
+
+from c1222 import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="c1222")
+def cli() -> None:
+    """ANSI C12.22 metering: codec, security, tables, meter, head-end and in-home display."""
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,23 @@
+"""Size and count limits, checked before anything is allocated (architecture rule 3)."""
+
+from __future__ import annotations
+
+#: Largest APDU we accept or build (MSDK's configurable ceiling is 16 MiB).
+MAX_APDU_SIZE = 16 * 1024 * 1024
+#: Default largest APDU a node offers to receive (MSDK's default 0x7FFF).
+DEFAULT_MAX_APDU_SIZE = 0x7FFF
+#: Bytes of BER length field after the 0x8n byte (up to 2**32 - 1).
+MAX_LENGTH_OCTETS = 4
+#: Arcs in one object identifier, and bytes in one arc.
+MAX_OID_ARCS = 64
+MAX_OID_ARC_BYTES = 5  # 5 x 7 bits: arcs up to 2**35 - 1
+#: Services in one EPSEM.
+MAX_SERVICES = 256
+#: Bytes in an invocation id (A4, A8): they are at most 4 bytes (digest 12).
+MAX_INVOCATION_ID_BYTES = 4
+#: Table-data continuation chunks (count 0xFFFF) in one service.
+MAX_TABLE_DATA_CHUNKS = 256
+#: Features in one Identify response.
+MAX_IDENTIFY_FEATURES = 32
+#: Relays listed in one Trace response.
+MAX_TRACE_HOPS = 64
