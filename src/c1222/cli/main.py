@@ -15,3 +15,12 @@ def cli() -> None:
 
 def main() -> None:
     cli()
+
+
+def _register_commands() -> None:
+    from c1222.cli.tables import tables
+
+    cli.add_command(tables)
+
+
+_register_commands()
