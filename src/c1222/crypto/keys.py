@@ -1,0 +1,231 @@
+"""The key table: key id (0-255) -> AES-128 key (C12.22 digest 2.4, 5.1 and 11).
+
+A key id selects an entry of C12.19 Table 45/46 on the target; the AC element carries it
+next to the IV. One file format serves this project and Wireshark/tshark: Wireshark's
+``c1222_decryption_table`` UAT file, one entry per line::
+
+    # comment
+    "2",01020304050607080102030405060708
+    "10",000102030405060708090a0b0c0d0e0f
+
+The quoted key id is **hexadecimal** there (``"10"`` is key id 16, digest 11); the key is 32
+hex digits, unquoted. On the command line the form is ``ID:HEX`` with a *decimal* id.
+
+Key bytes never appear in a ``repr``, ``str`` or error message. File errors name the line
+number but never echo the line, because a misplaced key could be anywhere in it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+from c1222.crypto.eax_prime import KEY_SIZE, EaxPrime
+from c1222.errors import ConfigurationError, SecurityError
+
+__all__ = [
+    "MAX_KEY_FILE_SIZE",
+    "MAX_KEY_ID",
+    "TSHARK_UAT_NAME",
+    "KeyTable",
+    "parse_key_spec",
+]
+
+#: Key ids are one byte (AC key-id-element, digest 2.4).
+MAX_KEY_ID = 0xFF
+#: A key file larger than this is refused before it is read (architecture rule 3).
+MAX_KEY_FILE_SIZE = 1024 * 1024
+#: Name of Wireshark's C12.22 key table (a UAT) in profiles and in ``-o uat:`` options.
+TSHARK_UAT_NAME = "c1222_decryption_table"
+
+# One Wireshark UAT record: "hex id",32 hex digits; blanks around the fields are tolerated.
+_UAT_LINE = re.compile(r'\s*"([0-9A-Fa-f]{1,8})"\s*,\s*([0-9A-Fa-f]{32})\s*')
+_CLI_SPEC = re.compile(r"\s*([0-9]{1,3})\s*:\s*([0-9A-Fa-f]{32})\s*")
+_CLI_FORM = "expected ID:HEX with a decimal key id 0-255 and 32 hex digits"
+
+
+def _check_key_id(key_id: int) -> int:
+    if isinstance(key_id, bool) or not isinstance(key_id, int) or not 0 <= key_id <= MAX_KEY_ID:
+        raise ConfigurationError(f"key id must be an integer 0-{MAX_KEY_ID}")
+    return key_id
+
+
+def _check_key(key: bytes) -> bytes:
+    key = bytes(key)
+    if len(key) != KEY_SIZE:
+        raise ConfigurationError(f"key must be {KEY_SIZE} bytes (AES-128), got {len(key)}")
+    return key
+
+
+def parse_key_spec(spec: str) -> tuple[int, bytes]:
+    """Parse one command-line key ``ID:HEX`` (decimal id, 32 hex digits), e.g. ``2:0102…``.
+
+    A malformed value raises ConfigurationError; the message does not repeat the value.
+    """
+    match = _CLI_SPEC.fullmatch(spec)
+    if match is None:
+        raise ConfigurationError(f"bad --key value: {_CLI_FORM}")
+    key_id = int(match.group(1))
+    if key_id > MAX_KEY_ID:
+        raise ConfigurationError(f"bad --key value: {_CLI_FORM}")
+    return key_id, bytes.fromhex(match.group(2))
+
+
+class KeyTable:
+    """Key id -> 16-byte key, with one cached :class:`EaxPrime` per key id.
+
+    :meth:`cipher` is what the security policy calls: it raises SecurityError (generic
+    message) for an unknown key id, so a peer probing key ids learns nothing more than
+    from a bad MAC.
+    """
+
+    __slots__ = ("_ciphers", "_keys")
+
+    def __init__(self, keys: Mapping[int, bytes] | Iterable[tuple[int, bytes]] = ()) -> None:
+        self._keys: dict[int, bytes] = {}
+        self._ciphers: dict[int, EaxPrime] = {}
+        items = keys.items() if isinstance(keys, Mapping) else keys
+        for key_id, key in items:
+            self.set(key_id, key)
+
+    # -- construction -----------------------------------------------------------------
+
+    @classmethod
+    def from_cli(cls, specs: Iterable[str]) -> KeyTable:
+        """Build a table from ``--key ID:HEX`` values (decimal ids); a later id wins."""
+        table = cls()
+        for key_id, key in map(parse_key_spec, specs):
+            table.set(key_id, key)
+        return table
+
+    @classmethod
+    def from_wireshark_text(cls, text: str, source: str = "key file") -> KeyTable:
+        """Parse Wireshark's key table text (hex ids; blank lines and ``#`` comments allowed).
+
+        A malformed line, an id over 0xFF or a repeated id raises ConfigurationError naming
+        ``source`` and the line number, without the line's content.
+        """
+        table = cls()
+        for number, line in enumerate(text.splitlines(), start=1):
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            match = _UAT_LINE.fullmatch(line)
+            if match is None:
+                raise ConfigurationError(
+                    f'{source} line {number}: expected "HEX-ID",<32 hex digits>'
+                )
+            key_id = int(match.group(1), 16)
+            if key_id > MAX_KEY_ID:
+                raise ConfigurationError(f"{source} line {number}: key id must be 00-ff (hex)")
+            if key_id in table:
+                # Two keys for one id: which one Wireshark would pick is not ours to guess.
+                raise ConfigurationError(f"{source} line {number}: key id {key_id} repeated")
+            table.set(key_id, bytes.fromhex(match.group(2)))
+        return table
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> KeyTable:
+        """Read a Wireshark-format key file (see :meth:`from_wireshark_text`)."""
+        path = Path(path)
+        try:
+            with path.open("rb") as f:
+                raw = f.read(MAX_KEY_FILE_SIZE + 1)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read key file {path}: {exc.strerror}") from None
+        if len(raw) > MAX_KEY_FILE_SIZE:
+            raise ConfigurationError(f"key file {path} is larger than {MAX_KEY_FILE_SIZE} bytes")
+        lines = raw.split(b"\n")
+        for number, line in enumerate(lines, start=1):
+            if not line.isascii():
+                raise ConfigurationError(f"key file {path} line {number}: not ASCII text")
+        return cls.from_wireshark_text(raw.decode("ascii"), source=f"key file {path}")
+
+    # -- access -----------------------------------------------------------------------
+
+    def set(self, key_id: int, key: bytes) -> None:
+        """Add or replace the key for ``key_id`` (drops its cached cipher)."""
+        key_id = _check_key_id(key_id)
+        self._keys[key_id] = _check_key(key)
+        self._ciphers.pop(key_id, None)
+
+    def discard(self, key_id: int) -> None:
+        """Remove ``key_id`` if present."""
+        self._keys.pop(key_id, None)
+        self._ciphers.pop(key_id, None)
+
+    def update(self, other: KeyTable) -> None:
+        """Copy every entry of ``other`` into this table (``other`` wins), e.g. CLI over file."""
+        for key_id in other.key_ids():
+            self.set(key_id, other.key(key_id))
+
+    def key(self, key_id: int) -> bytes:
+        """The raw key for ``key_id``; SecurityError (generic) when there is none."""
+        try:
+            return self._keys[key_id]
+        except (KeyError, TypeError):
+            raise SecurityError() from None
+
+    def cipher(self, key_id: int) -> EaxPrime:
+        """The :class:`EaxPrime` for ``key_id``, built once and cached.
+
+        Unknown key id -> SecurityError with the generic message.
+        """
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            cipher = self._ciphers[key_id] = EaxPrime(self.key(key_id))
+        return cipher
+
+    def key_ids(self) -> list[int]:
+        """The key ids present, ascending."""
+        return sorted(self._keys)
+
+    def __contains__(self, key_id: object) -> bool:
+        return key_id in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.key_ids())
+
+    def __repr__(self) -> str:
+        return f"KeyTable(key_ids={self.key_ids()})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> object:
+        raise TypeError("KeyTable objects hold key material and cannot be pickled")
+
+    # -- export -----------------------------------------------------------------------
+
+    def to_wireshark_text(self) -> str:
+        """This table in Wireshark's ``c1222_decryption_table`` format (hex ids)."""
+        lines = ["# C12.22 keys: \"key id in hex\",key (Wireshark c1222_decryption_table)"]
+        lines += [f'"{key_id:x}",{self._keys[key_id].hex()}' for key_id in self.key_ids()]
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_wireshark_text` to ``path``; a new file is created mode 0600.
+
+        Copy or point Wireshark's profile file ``c1222_decryption_table`` at it.
+        """
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii", newline="\n") as f:
+                f.write(self.to_wireshark_text())
+        except OSError as exc:
+            raise ConfigurationError(f"cannot write key file {path}: {exc.strerror}") from None
+
+    def tshark_options(self) -> list[str]:
+        """``["-o", 'uat:c1222_decryption_table:"2",0102…', …]`` — argv items for tshark.
+
+        One ``-o`` per key (tshark accumulates them, digest 11). The result *contains key
+        bytes*: pass it as an argument list, never log it.
+        """
+        options: list[str] = []
+        for key_id in self.key_ids():
+            options += ["-o", f'uat:{TSHARK_UAT_NAME}:"{key_id:x}",{self._keys[key_id].hex()}']
+        return options
