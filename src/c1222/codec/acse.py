@@ -1,0 +1,270 @@
+"""The C12.22 ACSE PDU: ``60 <len> <elements>`` (digest section 2).
+
+Elements are accepted in any order (each at most once, BE last) and encoded
+in ascending tag order with minimal lengths and integers, so that receivers
+that re-encode the header for the MAC (Wireshark, MeteringSDK) reproduce it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from c1222 import limits
+from c1222.codec import epsem as epsem_codec
+from c1222.codec.ber import (
+    TAG_INTEGER,
+    TAG_OID,
+    TAG_RELATIVE_OID_ACSE,
+    Uid,
+    decode_uid_content,
+    decode_unsigned,
+    encode_length,
+    encode_unsigned,
+    read_length,
+    read_tlv,
+    tlv,
+)
+from c1222.codec.epsem import Epsem
+from c1222.codec.services import Request
+from c1222.errors import BerError, DecodeLimitExceeded, LocalProtocolError, Truncated
+
+APDU_TAG = 0x60
+TAG_ASO_CONTEXT = 0xA1
+TAG_CALLED_AP_TITLE = 0xA2
+TAG_CALLED_AE_QUALIFIER = 0xA3  # segments only: total size of the unsegmented APDU
+TAG_CALLED_AP_INVOCATION_ID = 0xA4
+TAG_CALLING_AP_TITLE = 0xA6
+TAG_CALLING_AE_QUALIFIER = 0xA7
+TAG_CALLING_AP_INVOCATION_ID = 0xA8
+TAG_MECHANISM_NAME = 0x8B
+TAG_CALLING_AUTHENTICATION_VALUE = 0xAC
+TAG_USER_INFORMATION = 0xBE
+TAG_EXTERNAL = 0x28
+TAG_OCTET_ALIGNED = 0x81
+
+ELEMENT_NAMES = {
+    TAG_ASO_CONTEXT: "aso_context",
+    TAG_CALLED_AP_TITLE: "called_ap_title",
+    TAG_CALLED_AE_QUALIFIER: "called_ae_qualifier",
+    TAG_CALLED_AP_INVOCATION_ID: "called_ap_invocation_id",
+    TAG_CALLING_AP_TITLE: "calling_ap_title",
+    TAG_CALLING_AE_QUALIFIER: "calling_ae_qualifier",
+    TAG_CALLING_AP_INVOCATION_ID: "calling_ap_invocation_id",
+    TAG_MECHANISM_NAME: "mechanism_name",
+    TAG_CALLING_AUTHENTICATION_VALUE: "calling_authentication_value",
+    TAG_USER_INFORMATION: "user_information",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Apdu:
+    """One C12.22 message.
+
+    ``key_id`` and ``iv`` are the C12.22 form of the calling-authentication-value
+    (AC); ``authentication_value`` keeps any other form of AC as raw contents.
+    ``called_ae_qualifier`` and ``indirect_reference`` appear only in segments.
+    """
+
+    epsem: Epsem
+    calling_ap_invocation_id: int
+    called_ap_title: Uid | None = None
+    calling_ap_title: Uid | None = None
+    called_ap_invocation_id: int | None = None
+    calling_ae_qualifier: int | None = None
+    aso_context: Uid | None = None
+    mechanism_name: Uid | None = None
+    key_id: int | None = None
+    iv: bytes | None = None
+    authentication_value: bytes | None = field(default=None, repr=False)
+    called_ae_qualifier: int | None = None
+    indirect_reference: int | None = None
+
+    @property
+    def is_response(self) -> bool:
+        """A4 marks a response (digest 2.6)."""
+        return self.called_ap_invocation_id is not None
+
+    def encode(self) -> bytes:
+        return encode(self)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _integer(value: int) -> bytes:
+    return tlv(TAG_INTEGER, encode_unsigned(value, limits.MAX_INVOCATION_ID_BYTES))
+
+
+def _ap_title(title: Uid) -> bytes:
+    return title.encode(TAG_RELATIVE_OID_ACSE)
+
+
+def authentication_element(key_id: int | None, iv: bytes | None) -> bytes:
+    """The C12.22 AC element; with both fields it is the canonical 17 bytes (digest 2.4)."""
+    inner = b""
+    if key_id is not None:
+        if not 0 <= key_id <= 255:
+            raise LocalProtocolError("key id is one byte")
+        inner += bytes((0x80, 1, key_id))
+    if iv is not None:
+        if len(iv) != 4:
+            raise LocalProtocolError("IV is 4 bytes")
+        inner += b"\x81\x04" + iv
+    return tlv(TAG_CALLING_AUTHENTICATION_VALUE, tlv(0xA2, tlv(0xA0, tlv(0xA1, inner))))
+
+
+def header_elements(apdu: Apdu) -> dict[int, bytes]:
+    """Every element before BE, as encoded, keyed by tag (crypto/policy builds the MAC input)."""
+    out: dict[int, bytes] = {}
+    if apdu.aso_context is not None:
+        out[TAG_ASO_CONTEXT] = tlv(TAG_ASO_CONTEXT, tlv(TAG_OID, apdu.aso_context.content()))
+    if apdu.called_ap_title is not None:
+        out[TAG_CALLED_AP_TITLE] = tlv(TAG_CALLED_AP_TITLE, _ap_title(apdu.called_ap_title))
+    if apdu.called_ae_qualifier is not None:
+        out[TAG_CALLED_AE_QUALIFIER] = tlv(TAG_CALLED_AE_QUALIFIER,
+                                           _integer(apdu.called_ae_qualifier))
+    if apdu.called_ap_invocation_id is not None:
+        out[TAG_CALLED_AP_INVOCATION_ID] = tlv(TAG_CALLED_AP_INVOCATION_ID,
+                                               _integer(apdu.called_ap_invocation_id))
+    if apdu.calling_ap_title is not None:
+        out[TAG_CALLING_AP_TITLE] = tlv(TAG_CALLING_AP_TITLE, _ap_title(apdu.calling_ap_title))
+    if apdu.calling_ae_qualifier is not None:
+        out[TAG_CALLING_AE_QUALIFIER] = tlv(TAG_CALLING_AE_QUALIFIER,
+                                            _integer(apdu.calling_ae_qualifier))
+    out[TAG_CALLING_AP_INVOCATION_ID] = tlv(TAG_CALLING_AP_INVOCATION_ID,
+                                            _integer(apdu.calling_ap_invocation_id))
+    if apdu.mechanism_name is not None:
+        out[TAG_MECHANISM_NAME] = tlv(TAG_MECHANISM_NAME, apdu.mechanism_name.content())
+    if apdu.authentication_value is not None:
+        if apdu.key_id is not None or apdu.iv is not None:
+            raise LocalProtocolError("AC is either key id/IV or a raw authentication value")
+        out[TAG_CALLING_AUTHENTICATION_VALUE] = tlv(TAG_CALLING_AUTHENTICATION_VALUE,
+                                                    apdu.authentication_value)
+    elif apdu.key_id is not None or apdu.iv is not None:
+        out[TAG_CALLING_AUTHENTICATION_VALUE] = authentication_element(apdu.key_id, apdu.iv)
+    return out
+
+
+def user_information(octets: bytes, indirect_reference: int | None = None) -> bytes:
+    """``BE <len> 28 <len> [02 ..] 81 <len> <octets>``."""
+    inner = b"" if indirect_reference is None else _integer(indirect_reference)
+    inner += bytes((TAG_OCTET_ALIGNED,)) + encode_length(len(octets)) + octets
+    return tlv(TAG_USER_INFORMATION, tlv(TAG_EXTERNAL, inner))
+
+
+def encode(apdu: Apdu) -> bytes:
+    """The APDU's bytes. Secured EPSEMs must already carry their MAC (see crypto/policy)."""
+    body = b"".join(header_elements(apdu).values())
+    body += user_information(apdu.epsem.encode(), apdu.indirect_reference)
+    return tlv(APDU_TAG, body)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode(data: bytes, requests: Sequence[Request] | None = None) -> Apdu:
+    """Decode one whole APDU. ``requests`` types the services of a response (see epsem)."""
+    end = len(data)
+    if end < 2:
+        raise Truncated("APDU shorter than its header", 0, "apdu")
+    if data[0] != APDU_TAG:
+        raise BerError(f"APDU tag {data[0]:#04x}, not 0x60", 0, "apdu")
+    length, pos = read_length(data, 1, end, "apdu.length")
+    if pos + length != end:
+        if pos + length > end:
+            raise Truncated(f"APDU claims {length} bytes, {end - pos} present", 1, "apdu.length")
+        raise BerError(f"{end - pos - length} bytes after the APDU", pos + length, "apdu")
+    if end > limits.MAX_APDU_SIZE:
+        raise DecodeLimitExceeded("APDU over the size limit", 0, "apdu")
+    fields: dict[str, object] = {}
+    seen: set[int] = set()
+    epsem_span = None
+    while pos < end:
+        tag, start, stop = read_tlv(data, pos, end, "apdu")
+        name = ELEMENT_NAMES.get(tag)
+        path = f"apdu.{name}"
+        if name is None:
+            raise BerError(f"element {tag:#04x} is not used by C12.22", pos, "apdu")
+        if tag in seen:
+            raise BerError("element repeated", pos, path)
+        if epsem_span is not None:
+            raise BerError("user-information must be the last element", pos, path)
+        seen.add(tag)
+        if tag == TAG_USER_INFORMATION:
+            epsem_span, indirect = _user_information(data, start, stop, path)
+            if indirect is not None:
+                fields["indirect_reference"] = indirect
+        elif tag == TAG_CALLING_AUTHENTICATION_VALUE:
+            fields.update(_authentication_value(data, start, stop, path))
+        elif tag == TAG_MECHANISM_NAME:
+            fields[name] = decode_uid_content(TAG_OID, data[start:stop], start, path)
+        else:
+            itag, istart, istop = read_tlv(data, start, stop, path)
+            if istop != stop:
+                raise BerError("bytes after the element's value", istop, path)
+            content = data[istart:istop]
+            if tag in (TAG_CALLED_AP_TITLE, TAG_CALLING_AP_TITLE, TAG_ASO_CONTEXT):
+                if tag == TAG_ASO_CONTEXT and itag != TAG_OID:
+                    raise BerError("ASO context must be an absolute OID", start, path)
+                fields[name] = decode_uid_content(itag, content, istart, path)
+            else:
+                if itag != TAG_INTEGER:
+                    raise BerError(f"expected INTEGER, found tag {itag:#04x}", start, path)
+                fields[name] = decode_unsigned(content, istart, path,
+                                               limits.MAX_INVOCATION_ID_BYTES)
+        pos = stop
+    if TAG_CALLING_AP_INVOCATION_ID not in seen:
+        raise BerError("calling-AP-invocation-id (A8) is mandatory", end, "apdu")
+    if epsem_span is None:
+        raise BerError("user-information (BE) is mandatory", end, "apdu")
+    epsem = epsem_codec.decode(data, epsem_span[0], epsem_span[1], requests,
+                               "apdu.user_information.epsem")
+    return Apdu(epsem=epsem, **fields)  # type: ignore[arg-type]
+
+
+def _user_information(data: bytes, start: int, stop: int, path: str
+                      ) -> tuple[tuple[int, int], int | None]:
+    tag, pos, end = read_tlv(data, start, stop, path)
+    if tag != TAG_EXTERNAL or end != stop:
+        raise BerError("user-information must hold one EXTERNAL (28)", start, path)
+    indirect = None
+    tag, vstart, vstop = read_tlv(data, pos, end, path + ".external")
+    if tag == TAG_INTEGER:
+        indirect = decode_unsigned(data[vstart:vstop], vstart, path + ".indirect_reference")
+        pos = vstop
+        tag, vstart, vstop = read_tlv(data, pos, end, path + ".external")
+    if tag != TAG_OCTET_ALIGNED:
+        raise BerError(f"EXTERNAL encoding {tag:#04x}, not octet-aligned (81)", pos, path)
+    if vstop != end:
+        raise BerError("bytes after the EPSEM octet string", vstop, path)
+    return (vstart, vstop), indirect
+
+
+def _authentication_value(data: bytes, start: int, stop: int, path: str) -> dict[str, object]:
+    """Key id and IV from the C12.22 form of AC; any other form is kept raw (digest 2.4)."""
+    raw = {"authentication_value": bytes(data[start:stop])}
+    try:
+        tag, s, e = read_tlv(data, start, stop, path)
+        if tag != 0xA2 or e != stop:
+            return raw
+        tag, s2, e2 = read_tlv(data, s, e, path)
+        if tag != 0xA0 or e2 != e:
+            return raw
+        tag, s3, e3 = read_tlv(data, s2, e2, path)
+        if tag != 0xA1 or e3 != e2:
+            return raw
+    except BerError:
+        return raw
+    out: dict[str, object] = {}
+    pos = s3
+    while pos < e3:
+        tag, vs, ve = read_tlv(data, pos, e3, path)
+        if tag == 0x80 and ve - vs == 1 and "key_id" not in out and "iv" not in out:
+            out["key_id"] = data[vs]
+        elif tag == 0x81 and ve - vs == 4 and "iv" not in out:
+            out["iv"] = bytes(data[vs:ve])
+        else:
+            raise BerError(f"C12.22 authentication value member {tag:#04x}", pos, path)
+        pos = ve
+    return out

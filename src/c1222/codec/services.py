@@ -1,0 +1,752 @@
+"""EPSEM services: one frozen dataclass per request and per response (digest section 4).
+
+A request starts with its service code (>= 0x20); a response starts with a
+status byte (< 0x20). What follows an ``OK`` depends on the request it
+answers, so a response is decoded against the request at the same position
+of the request EPSEM (``decode_response(data, request)``); without one it
+stays a generic :class:`Response` whose bytes are kept as they are.
+
+Each class carries ``service``, the name used in the canonical JSON form
+(docs/messages.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from c1222 import limits
+from c1222.codec.ber import Uid, read_uid
+from c1222.codes import IdentifyFeature, ResponseCode, ServiceCode
+from c1222.errors import (
+    BerError,
+    ChecksumMismatch,
+    DecodeError,
+    DecodeLimitExceeded,
+    LocalProtocolError,
+    Truncated,
+    UnknownCode,
+)
+
+CHUNK_MAX = 0xFFFF  # a table-data chunk of this count is followed by another (digest 4.3)
+
+
+def checksum(data: bytes) -> int:
+    """C12.19 table-data checksum: two's complement of the 8-bit sum (digest 4.3)."""
+    return -sum(data) & 0xFF
+
+
+# --------------------------------------------------------------------------- table data
+
+
+@dataclass(frozen=True, slots=True)
+class TableData:
+    """``<count:2> <data> <cksum:1>``, in 0xFFFF-byte chunks for large tables.
+
+    ``checksums`` is None when every chunk's checksum is right (they are
+    computed on encoding); otherwise it holds the received (or deliberately
+    wrong) checksum of each chunk, so bad bytes survive a round trip and a
+    test can send them on purpose.
+    """
+
+    data: bytes
+    checksums: bytes | None = None
+
+    def chunk_sizes(self) -> list[int]:
+        sizes = [CHUNK_MAX] * (len(self.data) // CHUNK_MAX)
+        sizes.append(len(self.data) % CHUNK_MAX)  # a final short (possibly empty) chunk
+        return sizes if len(self.data) >= CHUNK_MAX else [len(self.data)]
+
+    def computed_checksums(self) -> bytes:
+        out, pos = bytearray(), 0
+        for size in self.chunk_sizes():
+            out.append(checksum(self.data[pos : pos + size]))
+            pos += size
+        return bytes(out)
+
+    @property
+    def checksum_ok(self) -> bool:
+        return self.checksums is None or self.checksums == self.computed_checksums()
+
+    def verified(self) -> TableData:
+        """Self, or ChecksumMismatch when a checksum is wrong."""
+        if not self.checksum_ok:
+            raise ChecksumMismatch("table data checksum mismatch", 0, "table_data")
+        return self
+
+    def encode(self) -> bytes:
+        sums = self.checksums if self.checksums is not None else self.computed_checksums()
+        sizes = self.chunk_sizes()
+        if len(sums) != len(sizes):
+            raise LocalProtocolError(f"{len(sizes)} chunks need {len(sizes)} checksums")
+        out, pos = bytearray(), 0
+        for size, cks in zip(sizes, sums):
+            out += size.to_bytes(2, "big")
+            out += self.data[pos : pos + size]
+            out.append(cks)
+            pos += size
+        return bytes(out)
+
+
+def read_table_data(buf: bytes, pos: int, end: int, path: str) -> tuple[TableData, int]:
+    """Read table data (all its chunks) at ``pos``; return it and the position after it."""
+    parts: list[bytes] = []
+    sums = bytearray()
+    bad = False
+    while True:
+        if len(parts) >= limits.MAX_TABLE_DATA_CHUNKS:
+            raise DecodeLimitExceeded("too many table-data chunks", pos, path)
+        if pos + 2 > end:
+            raise Truncated("table-data count missing", pos, path)
+        count = (buf[pos] << 8) | buf[pos + 1]
+        stop = pos + 2 + count
+        if stop + 1 > end:
+            raise Truncated(f"table data claims {count} bytes", pos, path)
+        chunk = buf[pos + 2 : stop]
+        parts.append(chunk)
+        sums.append(buf[stop])
+        bad = bad or buf[stop] != checksum(chunk)
+        pos = stop + 1
+        if count != CHUNK_MAX:
+            break
+    return TableData(b"".join(parts), bytes(sums) if bad else None), pos
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Base of every request service."""
+
+    service: ClassVar[str] = "request"
+    code: ClassVar[int]
+
+    def encode(self) -> bytes:
+        return bytes((self.code,)) + self.encode_parameters()
+
+    def encode_parameters(self) -> bytes:
+        return b""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifyRequest(Request):
+    service: ClassVar[str] = "identify"
+    code: ClassVar[int] = ServiceCode.IDENTIFY
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateRequest(Request):
+    service: ClassVar[str] = "terminate"
+    code: ClassVar[int] = ServiceCode.TERMINATE
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectRequest(Request):
+    service: ClassVar[str] = "disconnect"
+    code: ClassVar[int] = ServiceCode.DISCONNECT
+
+
+@dataclass(frozen=True, slots=True)
+class LogoffRequest(Request):
+    service: ClassVar[str] = "logoff"
+    code: ClassVar[int] = ServiceCode.LOGOFF
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultReadRequest(Request):
+    service: ClassVar[str] = "default_read"
+    code: ClassVar[int] = ServiceCode.DEFAULT_READ
+
+
+@dataclass(frozen=True, slots=True)
+class _ApTitleRequest(Request):
+    ap_title: Uid
+
+    def encode_parameters(self) -> bytes:
+        return self.ap_title.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class DeregisterRequest(_ApTitleRequest):
+    service: ClassVar[str] = "deregister"
+    code: ClassVar[int] = ServiceCode.DEREGISTER
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveRequest(_ApTitleRequest):
+    service: ClassVar[str] = "resolve"
+    code: ClassVar[int] = ServiceCode.RESOLVE
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRequest(_ApTitleRequest):
+    service: ClassVar[str] = "trace"
+    code: ClassVar[int] = ServiceCode.TRACE
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterRequest(Request):
+    """Register (digest 7.2). ``domain_pattern`` is present exactly when node_type bit 7 is set."""
+
+    service: ClassVar[str] = "register"
+    code: ClassVar[int] = ServiceCode.REGISTER
+    node_type: int
+    connection_type: int
+    device_class: bytes
+    ap_title: Uid
+    serial_number: Uid
+    native_address: bytes
+    registration_period: int
+    domain_pattern: bytes | None = None
+
+    def encode_parameters(self) -> bytes:
+        if len(self.device_class) != 4:
+            raise LocalProtocolError("device class is 4 bytes")
+        if len(self.native_address) > 255 or not 0 <= self.registration_period < 1 << 24:
+            raise LocalProtocolError("native address or registration period out of range")
+        if (self.domain_pattern is not None) != bool(self.node_type & 0x80):
+            raise LocalProtocolError("domain pattern goes with node-type bit 7")
+        out = bytes((self.node_type, self.connection_type)) + self.device_class
+        out += self.ap_title.encode() + self.serial_number.encode()
+        out += bytes((len(self.native_address),)) + self.native_address
+        out += self.registration_period.to_bytes(3, "big")
+        if self.domain_pattern is not None:
+            if len(self.domain_pattern) > 255:
+                raise LocalProtocolError("domain pattern over 255 bytes")
+            out += bytes((len(self.domain_pattern),)) + self.domain_pattern
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FullReadRequest(Request):
+    service: ClassVar[str] = "full_read"
+    code: ClassVar[int] = ServiceCode.FULL_READ
+    table_id: int
+
+    def encode_parameters(self) -> bytes:
+        return _u16(self.table_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PartialReadIndexRequest(Request):
+    """Partial read by index: code 0x30 + number of indices (1..9)."""
+
+    service: ClassVar[str] = "partial_read_index"
+    table_id: int
+    indices: tuple[int, ...]
+    element_count: int
+
+    @property
+    def code(self) -> int:  # type: ignore[override]
+        return ServiceCode.FULL_READ + _index_count(self.indices)
+
+    def encode_parameters(self) -> bytes:
+        return _u16(self.table_id) + b"".join(map(_u16, self.indices)) + _u16(self.element_count)
+
+
+@dataclass(frozen=True, slots=True)
+class PartialReadOffsetRequest(Request):
+    service: ClassVar[str] = "partial_read_offset"
+    code: ClassVar[int] = ServiceCode.PARTIAL_READ_OFFSET
+    table_id: int
+    offset: int
+    octet_count: int
+
+    def encode_parameters(self) -> bytes:
+        return _u16(self.table_id) + _u24(self.offset) + _u16(self.octet_count)
+
+
+@dataclass(frozen=True, slots=True)
+class FullWriteRequest(Request):
+    service: ClassVar[str] = "full_write"
+    code: ClassVar[int] = ServiceCode.FULL_WRITE
+    table_id: int
+    table_data: TableData
+
+    def encode_parameters(self) -> bytes:
+        return _u16(self.table_id) + self.table_data.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class PartialWriteIndexRequest(Request):
+    """Partial write by index: code 0x40 + number of indices (1..9)."""
+
+    service: ClassVar[str] = "partial_write_index"
+    table_id: int
+    indices: tuple[int, ...]
+    table_data: TableData
+
+    @property
+    def code(self) -> int:  # type: ignore[override]
+        return ServiceCode.FULL_WRITE + _index_count(self.indices)
+
+    def encode_parameters(self) -> bytes:
+        return _u16(self.table_id) + b"".join(map(_u16, self.indices)) + self.table_data.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class PartialWriteOffsetRequest(Request):
+    service: ClassVar[str] = "partial_write_offset"
+    code: ClassVar[int] = ServiceCode.PARTIAL_WRITE_OFFSET
+    table_id: int
+    offset: int
+    table_data: TableData
+
+    def encode_parameters(self) -> bytes:
+        return _u16(self.table_id) + _u24(self.offset) + self.table_data.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class LogonRequest(Request):
+    """Logon: user id, 10-byte user name (space padded), requested idle time-out in seconds."""
+
+    service: ClassVar[str] = "logon"
+    code: ClassVar[int] = ServiceCode.LOGON
+    user_id: int
+    user: bytes
+    req_session_idle_timeout: int
+
+    def encode_parameters(self) -> bytes:
+        if len(self.user) != 10:
+            raise LocalProtocolError("logon user name is 10 bytes")
+        return _u16(self.user_id) + self.user + _u16(self.req_session_idle_timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityRequest(Request):
+    """Security: 20-byte password, then a user id in sessionless use (digest 4.1)."""
+
+    service: ClassVar[str] = "security"
+    code: ClassVar[int] = ServiceCode.SECURITY
+    password: bytes
+    user_id: int | None = None
+
+    def encode_parameters(self) -> bytes:
+        if len(self.password) != 20:
+            raise LocalProtocolError("security password is 20 bytes")
+        return self.password + (b"" if self.user_id is None else _u16(self.user_id))
+
+
+@dataclass(frozen=True, slots=True)
+class WaitRequest(Request):
+    service: ClassVar[str] = "wait"
+    code: ClassVar[int] = ServiceCode.WAIT
+    seconds: int
+
+    def encode_parameters(self) -> bytes:
+        if not 0 <= self.seconds <= 255:
+            raise LocalProtocolError("wait is 0..255 seconds")
+        return bytes((self.seconds,))
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownRequest(Request):
+    """A request code whose parameters this codec does not define; bytes kept as they are."""
+
+    service: ClassVar[str] = "unknown"
+    request_code: int = 0
+    data: bytes = b""
+
+    @property
+    def code(self) -> int:  # type: ignore[override]
+        return self.request_code
+
+    def encode_parameters(self) -> bytes:
+        return self.data
+
+
+# --------------------------------------------------------------------------- responses
+# Keyword-only, so that each response names its fields and the status code defaults to OK.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Response:
+    """Base of every response: the status code (< 0x20)."""
+
+    service: ClassVar[str | None] = None
+    response_code: int = ResponseCode.OK
+
+    def encode(self) -> bytes:
+        return bytes((self.response_code,)) + self.encode_parameters()
+
+    def encode_parameters(self) -> bytes:
+        return b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawResponse(Response):
+    """A response not decoded against a request: the bytes after the status, kept as they are."""
+
+    data: bytes = b""
+
+    def encode_parameters(self) -> bytes:
+        return self.data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorResponse(Response):
+    """A non-OK response. RQTL and RSTL carry the largest acceptable size (digest 4.4)."""
+
+    response_code: int = ResponseCode.ERR
+    max_size: int | None = None
+
+    def encode_parameters(self) -> bytes:
+        return b"" if self.max_size is None else self.max_size.to_bytes(4, "big")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OkResponse(Response):
+    """OK with no data: Terminate, Disconnect, Deregister, writes, Security, Logoff, Wait."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadResponse(Response):
+    """OK + table data, for any read."""
+
+    service: ClassVar[str | None] = "read"
+    table_data: TableData
+
+    def encode_parameters(self) -> bytes:
+        return self.table_data.encode()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogonResponse(Response):
+    service: ClassVar[str | None] = "logon"
+    resp_session_idle_timeout: int
+
+    def encode_parameters(self) -> bytes:
+        return _u16(self.resp_session_idle_timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIdentity:
+    """Identify feature 0x07: format (1 = 7-bit ASCII) and identity bytes."""
+
+    format: int
+    identity: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdentifyResponse(Response):
+    """OK + ``<std> <ver> <rev> {feature} 00`` (digest 4.2)."""
+
+    service: ClassVar[str | None] = "identify"
+    std: int = 3
+    ver: int = 1
+    rev: int = 0
+    security_mechanisms: tuple[Uid, ...] = ()
+    session_ctrl: int | None = None
+    device_class: Uid | None = None
+    device_identity: DeviceIdentity | None = None
+
+    def encode_parameters(self) -> bytes:
+        out = bytearray((self.std, self.ver, self.rev))
+        for mech in self.security_mechanisms:
+            out += bytes((IdentifyFeature.SECURITY_MECHANISM,)) + mech.encode()
+        if self.session_ctrl is not None:
+            out += bytes((IdentifyFeature.SESSION_CTRL, self.session_ctrl))
+        if self.device_class is not None:
+            out += bytes((IdentifyFeature.DEVICE_CLASS,)) + self.device_class.encode()
+        if self.device_identity is not None:
+            ident = self.device_identity
+            if len(ident.identity) > 254:
+                raise LocalProtocolError("device identity over 254 bytes")
+            out += bytes((IdentifyFeature.DEVICE_IDENTITY, len(ident.identity) + 1, ident.format))
+            out += ident.identity
+        out.append(IdentifyFeature.END)
+        return bytes(out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterResponse(Response):
+    service: ClassVar[str | None] = "register"
+    reg_ap_title: Uid
+    reg_delay: int
+    reg_period: int
+    reg_info: int
+
+    def encode_parameters(self) -> bytes:
+        return (self.reg_ap_title.encode() + _u16(self.reg_delay) + _u24(self.reg_period)
+                + bytes((self.reg_info,)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolveResponse(Response):
+    service: ClassVar[str | None] = "resolve"
+    native_address: bytes
+
+    def encode_parameters(self) -> bytes:
+        if len(self.native_address) > 255:
+            raise LocalProtocolError("native address over 255 bytes")
+        return bytes((len(self.native_address),)) + self.native_address
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TraceResponse(Response):
+    service: ClassVar[str | None] = "trace"
+    ap_titles: tuple[Uid, ...]
+
+    def encode_parameters(self) -> bytes:
+        return b"".join(t.encode() for t in self.ap_titles)
+
+
+Service = Request | Response
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _u16(v: int) -> bytes:
+    if not 0 <= v <= 0xFFFF:
+        raise LocalProtocolError(f"{v} does not fit 2 bytes")
+    return v.to_bytes(2, "big")
+
+
+def _u24(v: int) -> bytes:
+    if not 0 <= v <= 0xFFFFFF:
+        raise LocalProtocolError(f"{v} does not fit 3 bytes")
+    return v.to_bytes(3, "big")
+
+
+def _index_count(indices: tuple[int, ...]) -> int:
+    if not 1 <= len(indices) <= 9:
+        raise LocalProtocolError("1 to 9 indices")
+    return len(indices)
+
+
+def _need(end: int, pos: int, n: int, what: str, path: str) -> None:
+    if pos + n > end:
+        raise Truncated(f"{what} needs {n} bytes, {end - pos} left", pos, path)
+
+
+def _done(end: int, pos: int, path: str) -> None:
+    if pos != end:
+        raise BerError(f"{end - pos} unexpected bytes after the parameters", pos, path)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode_request(buf: bytes, pos: int, end: int, path: str = "service") -> Request:
+    """Decode the request occupying ``buf[pos:end]`` (code byte first)."""
+    code = buf[pos]
+    p = pos + 1
+    if code in _NO_PARAMETERS:
+        _done(end, p, path)
+        return _NO_PARAMETERS[code]
+    if code == ServiceCode.FULL_READ:
+        _need(end, p, 2, "full read", path)
+        _done(end, p + 2, path)
+        return FullReadRequest((buf[p] << 8) | buf[p + 1])
+    if code == ServiceCode.PARTIAL_READ_OFFSET:
+        _need(end, p, 7, "partial read", path)
+        _done(end, p + 7, path)
+        return PartialReadOffsetRequest(
+            int.from_bytes(buf[p : p + 2], "big"), int.from_bytes(buf[p + 2 : p + 5], "big"),
+            int.from_bytes(buf[p + 5 : p + 7], "big"))
+    if 0x31 <= code <= 0x39:
+        n = code - 0x30
+        _need(end, p, 4 + 2 * n, "partial read", path)
+        _done(end, p + 4 + 2 * n, path)
+        words = _u16s(buf, p, n + 2)
+        return PartialReadIndexRequest(words[0], tuple(words[1:-1]), words[-1])
+    if code == ServiceCode.FULL_WRITE:
+        _need(end, p, 2, "full write", path)
+        data, q = read_table_data(buf, p + 2, end, path + ".table_data")
+        _done(end, q, path)
+        return FullWriteRequest((buf[p] << 8) | buf[p + 1], data)
+    if 0x41 <= code <= 0x49:
+        n = code - 0x40
+        _need(end, p, 2 + 2 * n, "partial write", path)
+        words = _u16s(buf, p, n + 1)
+        data, q = read_table_data(buf, p + 2 + 2 * n, end, path + ".table_data")
+        _done(end, q, path)
+        return PartialWriteIndexRequest(words[0], tuple(words[1:]), data)
+    if code == ServiceCode.PARTIAL_WRITE_OFFSET:
+        _need(end, p, 5, "partial write", path)
+        data, q = read_table_data(buf, p + 5, end, path + ".table_data")
+        _done(end, q, path)
+        return PartialWriteOffsetRequest(int.from_bytes(buf[p : p + 2], "big"),
+                                         int.from_bytes(buf[p + 2 : p + 5], "big"), data)
+    if code == ServiceCode.LOGON:
+        _need(end, p, 14, "logon", path)
+        _done(end, p + 14, path)
+        return LogonRequest(int.from_bytes(buf[p : p + 2], "big"), bytes(buf[p + 2 : p + 12]),
+                            int.from_bytes(buf[p + 12 : p + 14], "big"))
+    if code == ServiceCode.SECURITY:
+        # 21 bytes: no user id (session use); 23: sessionless, user id follows (digest 4.1).
+        if end - p == 20:
+            return SecurityRequest(bytes(buf[p:end]))
+        if end - p == 22:
+            return SecurityRequest(bytes(buf[p : p + 20]), int.from_bytes(buf[p + 20 : end], "big"))
+        raise BerError(f"security service of {end - pos} bytes, not 21 or 23", pos, path)
+    if code == ServiceCode.WAIT:
+        _need(end, p, 1, "wait", path)
+        _done(end, p + 1, path)
+        return WaitRequest(buf[p])
+    if code in (ServiceCode.DEREGISTER, ServiceCode.RESOLVE, ServiceCode.TRACE):
+        title, q = read_uid(buf, p, end, path + ".ap_title")
+        _done(end, q, path)
+        return _AP_TITLE_REQUESTS[code](title)
+    if code == ServiceCode.REGISTER:
+        return _decode_register(buf, p, end, path)
+    if code < 0x20:
+        raise UnknownCode(f"status {code:#04x} where a request was expected", pos, path)
+    return UnknownRequest(code, bytes(buf[p:end]))
+
+
+def _u16s(buf: bytes, p: int, n: int) -> list[int]:
+    return [(buf[p + 2 * i] << 8) | buf[p + 2 * i + 1] for i in range(n)]
+
+
+def _decode_register(buf: bytes, p: int, end: int, path: str) -> RegisterRequest:
+    _need(end, p, 6, "register", path)
+    node_type, connection_type = buf[p], buf[p + 1]
+    device_class = bytes(buf[p + 2 : p + 6])
+    ap_title, q = read_uid(buf, p + 6, end, path + ".ap_title")
+    serial, q = read_uid(buf, q, end, path + ".serial_number")
+    _need(end, q, 1, "native address length", path)
+    n = buf[q]
+    _need(end, q + 1, n + 3, "native address and period", path)
+    address = bytes(buf[q + 1 : q + 1 + n])
+    q += 1 + n
+    period = int.from_bytes(buf[q : q + 3], "big")
+    q += 3
+    pattern = None
+    if node_type & 0x80:
+        _need(end, q, 1, "domain pattern length", path)
+        m = buf[q]
+        _need(end, q + 1, m, "domain pattern", path)
+        pattern = bytes(buf[q + 1 : q + 1 + m])
+        q += 1 + m
+    _done(end, q, path)
+    return RegisterRequest(node_type, connection_type, device_class, ap_title, serial, address,
+                           period, pattern)
+
+
+_NO_PARAMETERS: dict[int, Request] = {
+    ServiceCode.IDENTIFY: IdentifyRequest(),
+    ServiceCode.TERMINATE: TerminateRequest(),
+    ServiceCode.DISCONNECT: DisconnectRequest(),
+    ServiceCode.LOGOFF: LogoffRequest(),
+    ServiceCode.DEFAULT_READ: DefaultReadRequest(),
+}
+_AP_TITLE_REQUESTS = {
+    ServiceCode.DEREGISTER: DeregisterRequest,
+    ServiceCode.RESOLVE: ResolveRequest,
+    ServiceCode.TRACE: TraceRequest,
+}
+_READS = (FullReadRequest, PartialReadIndexRequest, PartialReadOffsetRequest, DefaultReadRequest)
+
+
+def decode_response(buf: bytes, pos: int, end: int, request: Request | None = None,
+                    path: str = "service") -> Response:
+    """Decode the response occupying ``buf[pos:end]``, typed by the request it answers."""
+    code = buf[pos]
+    p = pos + 1
+    if code >= 0x20:
+        raise UnknownCode(f"service code {code:#04x} where a response was expected", pos, path)
+    if code != ResponseCode.OK:
+        if code in (ResponseCode.RQTL, ResponseCode.RSTL) and end - p == 4:
+            return ErrorResponse(response_code=code, max_size=int.from_bytes(buf[p:end], "big"))
+        if end == p and code <= max(ResponseCode):
+            return ErrorResponse(response_code=code)
+        return RawResponse(response_code=code, data=bytes(buf[p:end]))
+    if request is None:
+        return RawResponse(response_code=code, data=bytes(buf[p:end]))
+    if isinstance(request, _READS):
+        data, q = read_table_data(buf, p, end, path + ".table_data")
+        _done(end, q, path)
+        return ReadResponse(table_data=data)
+    if isinstance(request, IdentifyRequest):
+        return _decode_identify(buf, p, end, path)
+    if isinstance(request, LogonRequest):
+        _need(end, p, 2, "logon response", path)
+        _done(end, p + 2, path)
+        return LogonResponse(resp_session_idle_timeout=int.from_bytes(buf[p : p + 2], "big"))
+    if isinstance(request, RegisterRequest):
+        title, q = read_uid(buf, p, end, path + ".reg_ap_title")
+        _need(end, q, 6, "register response", path)
+        _done(end, q + 6, path)
+        return RegisterResponse(reg_ap_title=title, reg_delay=int.from_bytes(buf[q : q + 2], "big"),
+                                reg_period=int.from_bytes(buf[q + 2 : q + 5], "big"),
+                                reg_info=buf[q + 5])
+    if isinstance(request, ResolveRequest):
+        _need(end, p, 1, "resolve response", path)
+        n = buf[p]
+        _need(end, p + 1, n, "native address", path)
+        _done(end, p + 1 + n, path)
+        return ResolveResponse(native_address=bytes(buf[p + 1 : end]))
+    if isinstance(request, TraceRequest):
+        titles = []
+        q = p
+        while q < end:
+            if len(titles) >= limits.MAX_TRACE_HOPS:
+                raise DecodeLimitExceeded("too many relays in a trace", q, path)
+            title, q = read_uid(buf, q, end, f"{path}.ap_titles[{len(titles)}]")
+            titles.append(title)
+        return TraceResponse(ap_titles=tuple(titles))
+    if isinstance(request, UnknownRequest):
+        return RawResponse(response_code=code, data=bytes(buf[p:end]))
+    _done(end, p, path)
+    return OkResponse()
+
+
+def _decode_identify(buf: bytes, p: int, end: int, path: str) -> IdentifyResponse:
+    _need(end, p, 4, "identify response", path)
+    std, ver, rev = buf[p], buf[p + 1], buf[p + 2]
+    q = p + 3
+    mechanisms: list[Uid] = []
+    session_ctrl = None
+    device_class = None
+    identity = None
+    for _ in range(limits.MAX_IDENTIFY_FEATURES + 1):
+        _need(end, q, 1, "identify feature", path)
+        tag = buf[q]
+        q += 1
+        if tag == IdentifyFeature.END:
+            _done(end, q, path)
+            return IdentifyResponse(std=std, ver=ver, rev=rev,
+                                    security_mechanisms=tuple(mechanisms),
+                                    session_ctrl=session_ctrl, device_class=device_class,
+                                    device_identity=identity)
+        if tag == IdentifyFeature.SECURITY_MECHANISM:
+            mech, q = read_uid(buf, q, end, path + ".security_mechanism")
+            mechanisms.append(mech)
+        elif tag == IdentifyFeature.SESSION_CTRL and session_ctrl is None:
+            _need(end, q, 1, "session ctrl", path)
+            session_ctrl = buf[q]
+            q += 1
+        elif tag == IdentifyFeature.DEVICE_CLASS and device_class is None:
+            device_class, q = read_uid(buf, q, end, path + ".device_class")
+        elif tag == IdentifyFeature.DEVICE_IDENTITY and identity is None:
+            _need(end, q, 2, "device identity", path)
+            n = buf[q]
+            if n == 0:
+                raise BerError("device identity without a format byte", q, path)
+            _need(end, q + 1, n, "device identity", path)
+            identity = DeviceIdentity(buf[q + 1], bytes(buf[q + 2 : q + 1 + n]))
+            q += 1 + n
+        else:
+            # Feature lengths are implicit in their tag, so nothing after an unknown one can be read.
+            raise UnknownCode(f"identify feature {tag:#04x}", q - 1, path)
+    raise DecodeLimitExceeded("too many identify features", q, path)
+
+
+def decode_service(buf: bytes, pos: int, end: int, request: Request | None = None,
+                   path: str = "service") -> Service:
+    """A request (code >= 0x20) or a response (status < 0x20) occupying ``buf[pos:end]``."""
+    if pos >= end:
+        raise Truncated("empty service", pos, path)
+    if buf[pos] >= 0x20:
+        return decode_request(buf, pos, end, path)
+    try:
+        return decode_response(buf, pos, end, request, path)
+    except DecodeError:
+        if request is None:
+            raise
+        # The pairing is only a guess from position; an answer that does not fit it is still
+        # shown, as bytes.
+        return RawResponse(response_code=buf[pos], data=bytes(buf[pos + 1 : end]))
