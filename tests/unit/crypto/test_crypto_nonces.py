@@ -1,0 +1,129 @@
+"""Nonce sources: IVs are 4 bytes and never repeat the previous one; invocation ids are safe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from c1222.crypto.nonces import (
+    FixedNonceSource,
+    NonceSource,
+    RandomNonceSource,
+    SequenceNonceSource,
+    TimeIvSource,
+    is_recommended_invocation_id,
+)
+from c1222.errors import LocalProtocolError
+
+
+def _bytes_from(values: list[bytes]) -> Callable[[int], bytes]:
+    it = iter(values)
+
+    def randbytes(n: int) -> bytes:
+        value = next(it)
+        assert len(value) == n
+        return value
+
+    return randbytes
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [(0, False), (1, True), (0x7F, True), (0x80, False), (0xFF, False), (0x100, True),
+     (0x7FFF, True), (0x8000, False), (0x12E814, True), (0x13E81421, True),
+     (0x7FFFFFFF, True), (0x80000000, False), (-1, False), (1 << 32, False)],
+)
+def test_is_recommended_invocation_id(value: int, ok: bool) -> None:
+    assert is_recommended_invocation_id(value) is ok
+
+
+def test_random_source_defaults() -> None:
+    source = RandomNonceSource()
+    assert isinstance(source, NonceSource)
+    ivs = [source.iv() for _ in range(50)]
+    assert all(len(iv) == 4 for iv in ivs)
+    assert all(a != b for a, b in zip(ivs, ivs[1:]))
+    assert all(is_recommended_invocation_id(source.invocation_id()) for _ in range(200))
+
+
+@given(st.binary(min_size=4, max_size=4))
+def test_random_invocation_id_always_recommended(raw: bytes) -> None:
+    source = RandomNonceSource(randbytes=_bytes_from([raw]))
+    assert is_recommended_invocation_id(source.invocation_id())
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("00000000", 1), ("80000000", 1), ("00000080", 0x40), ("000000ff", 0x7F),
+     ("00000001", 1), ("12345678", 0x12345678), ("ffffffff", 0x7FFFFFFF),
+     ("00008000", 0x4000)],
+)
+def test_random_invocation_id_mapping(raw: str, expected: int) -> None:
+    source = RandomNonceSource(randbytes=_bytes_from([bytes.fromhex(raw)]))
+    assert source.invocation_id() == expected
+
+
+def test_random_iv_never_repeats_previous() -> None:
+    same = b"\x01\x02\x03\x04"
+    source = RandomNonceSource(randbytes=_bytes_from([same, same, b"\xff\xff\xff\xff"] * 2))
+    assert source.iv() == same
+    assert source.iv() == b"\x01\x02\x03\x05"
+    assert source.iv() == b"\xff\xff\xff\xff"
+    assert source.iv() == same
+
+
+def test_time_iv_is_big_endian_unix_time() -> None:
+    source = TimeIvSource(clock=lambda: 1223938145.7)  # 2008-10-13 22:49:05 UTC
+    assert source.iv() == bytes.fromhex("48f3d061")  # Example 8's IV (digest 2.4)
+    assert isinstance(source, NonceSource)
+
+
+def test_time_iv_never_repeats_previous() -> None:
+    times = iter([100.0, 100.2, 100.9, 99.0, 103.0, 103.5])
+    source = TimeIvSource(clock=lambda: next(times))
+    values = [int.from_bytes(source.iv(), "big") for _ in range(6)]
+    # Same second and a clock step back both move on from the previous IV.
+    assert values == [100, 101, 102, 103, 104, 105]
+
+
+def test_time_iv_wraps_in_2106() -> None:
+    times = iter([float(0xFFFFFFFF), float(0xFFFFFFFF), float(1 << 32) + 5])
+    source = TimeIvSource(clock=lambda: next(times))
+    assert [source.iv().hex() for _ in range(3)] == ["ffffffff", "00000000", "00000005"]
+
+
+def test_time_source_invocation_ids_are_random_and_recommended() -> None:
+    source = TimeIvSource(clock=lambda: 0.0, randbytes=_bytes_from([b"\x80\x00\x00\x81"]))
+    assert source.invocation_id() == 0x40  # 0x81 -> leading byte cleared, then shifted
+    default = TimeIvSource(clock=lambda: 0.0)
+    assert all(is_recommended_invocation_id(default.invocation_id()) for _ in range(100))
+
+
+def test_fixed_source() -> None:
+    source = FixedNonceSource(iv=bytes.fromhex("48f3d061"), invocation_id=3)
+    assert isinstance(source, NonceSource)
+    assert [source.iv(), source.iv()] == [bytes.fromhex("48f3d061")] * 2
+    assert source.invocation_id() == 3
+    with pytest.raises(LocalProtocolError):
+        FixedNonceSource(iv=b"\x01\x02\x03", invocation_id=3)
+    with pytest.raises(LocalProtocolError):
+        FixedNonceSource(iv=b"\x01\x02\x03\x04", invocation_id=1 << 32)
+
+
+def test_sequence_source() -> None:
+    source = SequenceNonceSource(ivs=[b"\x00\x00\x00\x01", b"\x00\x00\x00\x02"],
+                                 invocation_ids=[0, 1])
+    assert isinstance(source, NonceSource)
+    assert source.iv() == b"\x00\x00\x00\x01"
+    assert source.invocation_id() == 0  # sessions restart A8 at 0 (digest 2.6)
+    assert source.iv() == b"\x00\x00\x00\x02"
+    assert source.invocation_id() == 1
+    with pytest.raises(LocalProtocolError):
+        source.iv()
+    with pytest.raises(LocalProtocolError):
+        source.invocation_id()
+    with pytest.raises(LocalProtocolError):
+        SequenceNonceSource(ivs=[b"\x01"]).iv()
