@@ -7,7 +7,7 @@ that re-encode the header for the MAC (Wireshark, MeteringSDK) reproduce it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from c1222 import limits
@@ -163,8 +163,15 @@ def encode(apdu: Apdu) -> bytes:
 # --------------------------------------------------------------------------- decoding
 
 
-def decode(data: bytes, requests: Sequence[Request] | None = None) -> Apdu:
-    """Decode one whole APDU. ``requests`` types the services of a response (see epsem)."""
+RequestLookup = Callable[[int | None], Sequence[Request] | None]
+
+
+def decode(data: bytes, requests: Sequence[Request] | RequestLookup | None = None) -> Apdu:
+    """Decode one whole APDU.
+
+    ``requests`` types the services of a response (see epsem): the requests it
+    answers, or a function from its called-AP-invocation-id (A4) to them.
+    """
     end = len(data)
     if end < 2:
         raise Truncated("APDU shorter than its header", 0, "apdu")
@@ -218,6 +225,8 @@ def decode(data: bytes, requests: Sequence[Request] | None = None) -> Apdu:
         raise BerError("calling-AP-invocation-id (A8) is mandatory", end, "apdu")
     if epsem_span is None:
         raise BerError("user-information (BE) is mandatory", end, "apdu")
+    if callable(requests):
+        requests = requests(fields.get("called_ap_invocation_id"))  # type: ignore[arg-type]
     epsem = epsem_codec.decode(data, epsem_span[0], epsem_span[1], requests,
                                "apdu.user_information.epsem")
     return Apdu(epsem=epsem, **fields)  # type: ignore[arg-type]

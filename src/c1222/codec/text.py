@@ -1,0 +1,234 @@
+"""The canonical text form of every message: plain JSON values (docs/messages.md).
+
+Numbers are JSON numbers, byte strings lowercase hex, identifiers dotted
+strings (a leading dot marks a relative AP title). ``from_json(to_json(m)) == m``
+for every message, and keys this module does not know (the frame number,
+endpoints, expanded titles a decoder adds) are ignored on the way back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from typing import Any
+
+from c1222.codec import services as sv
+from c1222.codec.acse import Apdu
+from c1222.codec.ber import Uid
+from c1222.codec.epsem import Epsem
+from c1222.codec.services import DeviceIdentity, TableData
+from c1222.codes import ResponseCode
+from c1222.errors import LocalProtocolError
+
+REQUESTS: dict[str, type[sv.Request]] = {
+    cls.service: cls
+    for cls in (sv.IdentifyRequest, sv.TerminateRequest, sv.DisconnectRequest, sv.LogoffRequest,
+                sv.DefaultReadRequest, sv.DeregisterRequest, sv.ResolveRequest, sv.TraceRequest,
+                sv.RegisterRequest, sv.FullReadRequest, sv.PartialReadIndexRequest,
+                sv.PartialReadOffsetRequest, sv.FullWriteRequest, sv.PartialWriteIndexRequest,
+                sv.PartialWriteOffsetRequest, sv.LogonRequest, sv.SecurityRequest,
+                sv.WaitRequest, sv.UnknownRequest)
+}
+TYPED_RESPONSES: dict[str, type[sv.Response]] = {
+    cls.service: cls  # type: ignore[misc]
+    for cls in (sv.ReadResponse, sv.LogonResponse, sv.IdentifyResponse, sv.RegisterResponse,
+                sv.ResolveResponse, sv.TraceResponse)
+}
+
+_APDU_FIELDS = ("aso_context", "called_ap_title", "called_ae_qualifier",
+                "called_ap_invocation_id", "calling_ap_title", "calling_ae_qualifier",
+                "calling_ap_invocation_id", "mechanism_name", "key_id", "iv",
+                "authentication_value", "indirect_reference")
+_EPSEM_FLAGS = ("security_mode", "response_control", "recovery_session", "proxy_service_used",
+                "ed_class_included", "ed_class", "padding", "ciphertext", "mac")
+
+
+# --------------------------------------------------------------------------- to JSON
+
+
+def response_code_name(code: int) -> str | int:
+    """``"ok"``, ``"isss"`` ...; an undefined status stays a number."""
+    try:
+        return ResponseCode(code).name.lower()
+    except ValueError:
+        return code
+
+
+def _value(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, (bytes, bytearray)):
+        return v.hex()
+    if isinstance(v, Uid):
+        return str(v)
+    if isinstance(v, TableData):
+        return table_data_to_json(v)
+    if isinstance(v, DeviceIdentity):
+        return {"format": v.format, "identity": v.identity.hex()}
+    if isinstance(v, tuple):
+        return [_value(x) for x in v]
+    raise TypeError(f"no JSON form for {type(v).__name__}")
+
+
+def table_data_to_json(td: TableData) -> dict[str, Any]:
+    sums = td.checksums if td.checksums is not None else td.computed_checksums()
+    return {"count": len(td.data), "data": td.data.hex(), "checksum": sums.hex(),
+            "checksum_ok": td.checksum_ok}
+
+
+def service_to_json(service: sv.Service) -> dict[str, Any]:
+    """One request or response."""
+    if isinstance(service, sv.Request):
+        out: dict[str, Any] = {"service": service.service, "code": service.code}
+    else:
+        out = {"service": service.service,
+               "response_code": response_code_name(service.response_code)}
+    for f in dataclasses.fields(service):
+        if f.name != "response_code":
+            out[f.name] = _value(getattr(service, f.name))
+    return out
+
+
+def to_json(apdu: Apdu) -> dict[str, Any]:
+    """The canonical JSON value of one message (ACSE fields, EPSEM flags, services)."""
+    out: dict[str, Any] = {}
+    for name in _APDU_FIELDS:
+        out[name] = _value(getattr(apdu, name))
+    for name in ("called_ap_title", "calling_ap_title"):
+        title = getattr(apdu, name)
+        out[name + "_absolute"] = None if title is None else str(title.absolute())
+    epsem = apdu.epsem
+    for name in _EPSEM_FLAGS:
+        out[name] = _value(getattr(epsem, name))
+    out["services"] = [service_to_json(s) for s in epsem.services]
+    return out
+
+
+# --------------------------------------------------------------------------- from JSON
+
+
+def _bytes(v: Any, name: str) -> bytes:
+    if not isinstance(v, str):
+        raise LocalProtocolError(f"{name}: expected a hex string")
+    try:
+        return bytes.fromhex(v)
+    except ValueError:
+        raise LocalProtocolError(f"{name}: not hex: {v!r}") from None
+
+
+def _int(v: Any, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise LocalProtocolError(f"{name}: expected a number")
+    return v
+
+
+def _uid(v: Any, name: str) -> Uid:
+    if not isinstance(v, str):
+        raise LocalProtocolError(f"{name}: expected a dotted identifier")
+    return Uid.parse(v)
+
+
+def table_data_from_json(v: Any, name: str = "table_data") -> TableData:
+    if not isinstance(v, dict):
+        raise LocalProtocolError(f"{name}: expected an object")
+    td = TableData(_bytes(v.get("data", ""), name + ".data"))
+    if v.get("checksum") is not None:
+        sums = _bytes(v["checksum"], name + ".checksum")
+        if sums != td.computed_checksums():
+            td = TableData(td.data, sums)
+    return td
+
+
+def _convert(hint: Any, v: Any, name: str) -> Any:
+    optional = type(None) in typing.get_args(hint)
+    if v is None:
+        if optional:
+            return None
+        raise LocalProtocolError(f"{name} is required")
+    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    if base is bytes:
+        return _bytes(v, name)
+    if base is Uid:
+        return _uid(v, name)
+    if base is bool:
+        if not isinstance(v, bool):
+            raise LocalProtocolError(f"{name}: expected true or false")
+        return v
+    if base is int:
+        return _int(v, name)
+    if base is TableData:
+        return table_data_from_json(v, name)
+    if base is DeviceIdentity:
+        if not isinstance(v, dict):
+            raise LocalProtocolError(f"{name}: expected an object")
+        return DeviceIdentity(_int(v.get("format"), name + ".format"),
+                              _bytes(v.get("identity", ""), name + ".identity"))
+    if typing.get_origin(base) is tuple:
+        if not isinstance(v, list):
+            raise LocalProtocolError(f"{name}: expected a list")
+        item = typing.get_args(base)[0]
+        return tuple(_convert(item, x, f"{name}[{i}]") for i, x in enumerate(v))
+    raise LocalProtocolError(f"{name}: unsupported field type")
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type, d: dict[str, Any], skip: tuple[str, ...] = (), **given: Any) -> Any:
+    hints = _hints(cls)
+    kwargs = dict(given)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.name in given:
+            continue
+        has_default = (f.default is not dataclasses.MISSING
+                       or f.default_factory is not dataclasses.MISSING)
+        if f.name not in d and has_default:
+            continue
+        kwargs[f.name] = _convert(hints[f.name], d.get(f.name), f.name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise LocalProtocolError(f"{cls.__name__}: {exc}") from None
+
+
+def service_from_json(d: Any) -> sv.Service:
+    if not isinstance(d, dict):
+        raise LocalProtocolError("a service is a JSON object")
+    if "response_code" not in d:
+        cls = REQUESTS.get(d.get("service"))  # type: ignore[arg-type]
+        if cls is None:
+            raise LocalProtocolError(f"unknown service {d.get('service')!r}")
+        return _build(cls, d)
+    code = d["response_code"]
+    if isinstance(code, str):
+        try:
+            code = ResponseCode[code.upper()]
+        except KeyError:
+            raise LocalProtocolError(f"unknown response code {code!r}") from None
+    code = _int(code, "response_code")
+    if not 0 <= code < 0x20:
+        raise LocalProtocolError("response codes are below 0x20")
+    if "data" in d:
+        return sv.RawResponse(response_code=code, data=_bytes(d["data"], "data"))
+    if code != ResponseCode.OK:
+        max_size = d.get("max_size")
+        return sv.ErrorResponse(response_code=code,
+                                max_size=None if max_size is None else _int(max_size, "max_size"))
+    cls = TYPED_RESPONSES.get(d.get("service"), sv.OkResponse)  # type: ignore[arg-type]
+    return _build(cls, d, skip=("response_code",))
+
+
+def from_json(d: Any) -> Apdu:
+    """The message that ``to_json`` gave ``d`` for; LocalProtocolError names a bad field."""
+    if not isinstance(d, dict):
+        raise LocalProtocolError("a message is a JSON object")
+    services = d.get("services") or []
+    if not isinstance(services, list):
+        raise LocalProtocolError("services: expected a list")
+    epsem = _build(Epsem, d, services=tuple(service_from_json(s) for s in services))
+    return _build(Apdu, d, epsem=epsem)

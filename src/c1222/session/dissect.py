@@ -1,0 +1,75 @@
+"""Decoding a sequence of observed messages, as a capture reader sees them.
+
+A response's services mean something only against its request (digest 3.4,
+section 9 row 7), so requests are remembered per conversation and invocation
+id, and a response is typed by the request whose A8 equals its A4. The
+memory is bounded: the oldest pending requests are forgotten first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+from c1222.codec import acse
+from c1222.codec.acse import Apdu
+from c1222.codec.services import Request
+from c1222.errors import DecodeError
+
+MAX_PENDING = 4096
+
+#: An optional security step: given the raw bytes and the decoded APDU (with its
+#: requests known), return the APDU with its EPSEM verified/decrypted and whether
+#: the MAC verified (None when the message is not secured or no key is known).
+Unprotect = Callable[[bytes, Apdu, "list[Request] | None"], "tuple[Apdu, bool | None]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Dissected:
+    """One message: the APDU, or the DecodeError that stopped it."""
+
+    data: bytes
+    apdu: Apdu | None = None
+    error: DecodeError | None = None
+    mac_verified: bool | None = None
+
+
+class Dissector:
+    """Decodes messages in order, pairing each response with its request."""
+
+    def __init__(self, unprotect: Unprotect | None = None, max_pending: int = MAX_PENDING) -> None:
+        self._pending: OrderedDict[tuple[Hashable, int], list[Request]] = OrderedDict()
+        self._unprotect = unprotect
+        self._max_pending = max_pending
+
+    def dissect(self, data: bytes, src: Hashable = None, dst: Hashable = None) -> Dissected:
+        """Decode one APDU sent from ``src`` to ``dst`` (any hashable endpoint names)."""
+        try:
+            found: list[list[Request] | None] = [None]
+
+            def lookup(invocation_id: int | None) -> list[Request] | None:
+                if invocation_id is not None:
+                    found[0] = self._pending.pop(((dst, src), invocation_id), None)
+                return found[0]
+
+            apdu = acse.decode(data, lookup)
+            requests = found[0]
+            verified = None
+            if self._unprotect is not None and apdu.epsem.secured:
+                apdu, verified = self._unprotect(data, apdu, requests)
+            if not apdu.is_response:
+                self._remember((src, dst), apdu)
+            return Dissected(data, apdu, mac_verified=verified)
+        except DecodeError as exc:
+            return Dissected(data, error=exc)
+
+    def _remember(self, conversation: tuple[Hashable, Hashable], apdu: Apdu) -> None:
+        requests = [s for s in apdu.epsem.services if isinstance(s, Request)]
+        if not requests:
+            return
+        key = (conversation, apdu.calling_ap_invocation_id)
+        self._pending[key] = requests
+        self._pending.move_to_end(key)
+        while len(self._pending) > self._max_pending:
+            self._pending.popitem(last=False)
