@@ -173,7 +173,10 @@ class KeyTable:
 
         Unknown key id -> SecurityError with the generic message.
         """
-        cipher = self._ciphers.get(key_id)
+        try:
+            cipher = self._ciphers.get(key_id)
+        except TypeError:  # unhashable id: unknown like any other
+            raise SecurityError() from None
         if cipher is None:
             cipher = self._ciphers[key_id] = EaxPrime(self.key(key_id))
         return cipher

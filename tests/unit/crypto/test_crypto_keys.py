@@ -166,7 +166,7 @@ def test_cli_overrides_file_with_update() -> None:
 # -- lookup and ciphers -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key_id", [0, 3, 255, -1, 256, "2", None])
+@pytest.mark.parametrize("key_id", [0, 3, 255, -1, 256, "2", None, [2]])
 def test_unknown_key_id_is_a_generic_security_error(key_id: object) -> None:
     table = KeyTable({2: KEY2})
     with pytest.raises(SecurityError) as info:
