@@ -18,9 +18,11 @@ def main() -> None:
 
 
 def _register_commands() -> None:
+    from c1222.cli.codec import decode, encode
     from c1222.cli.tables import tables
 
-    cli.add_command(tables)
+    for command in (decode, encode, tables):
+        cli.add_command(command)
 
 
 _register_commands()

@@ -232,3 +232,61 @@ def from_json(d: Any) -> Apdu:
         raise LocalProtocolError("services: expected a list")
     epsem = _build(Epsem, d, services=tuple(service_from_json(s) for s in services))
     return _build(Apdu, d, epsem=epsem)
+
+
+# --------------------------------------------------------------------------- tree
+
+
+def _describe(d: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
+    parts = []
+    for key, v in d.items():
+        if key in skip or v is None or v is False or v == "" or v == []:
+            continue
+        if isinstance(v, dict):
+            v = "{" + _describe(v) + "}"
+        elif isinstance(v, list):
+            v = "[" + ", ".join(map(str, v)) + "]"
+        parts.append(f"{key}={v}")
+    return " ".join(parts)
+
+
+def tree(apdu: Apdu) -> list[tuple[int, str, bytes]]:
+    """The message as ``(depth, label, bytes)`` rows: each element with the bytes it occupies."""
+    from c1222.codec import acse
+    from c1222.codec.ber import encode_length
+
+    octets = apdu.epsem.encode()
+    elements = acse.header_elements(apdu)
+    user_info = acse.user_information(octets, apdu.indirect_reference)
+    total = sum(map(len, elements.values())) + len(user_info)
+    rows: list[tuple[int, str, bytes]] = [(0, f"apdu ({total} bytes)",
+                                           b"\x60" + encode_length(total))]
+    for tag, element in elements.items():
+        name = acse.ELEMENT_NAMES[tag]
+        if tag == acse.TAG_CALLING_AUTHENTICATION_VALUE:
+            label = (f"{name} key_id={apdu.key_id} iv={apdu.iv.hex() if apdu.iv else None}"
+                     if apdu.authentication_value is None else name)
+        else:
+            value = getattr(apdu, name)
+            label = f"{name} {value}"
+            if isinstance(value, Uid) and value.relative:
+                label += f" ({value.absolute()})"
+        rows.append((1, label, element))
+    rows.append((1, "user_information", user_info[: len(user_info) - len(octets)]))
+    epsem = apdu.epsem
+    flags = {k: _value(getattr(epsem, k)) for k in _EPSEM_FLAGS[:5]}
+    rows.append((2, "epsem " + _describe(flags), octets[:1]))
+    if epsem.ciphertext is not None:
+        rows.append((2, "ciphertext", epsem.ciphertext))
+    else:
+        if epsem.ed_class is not None:
+            rows.append((2, "ed_class", epsem.ed_class))
+        for service in epsem.services:
+            data = service.encode()
+            label = _describe(service_to_json(service), skip=("checksum_ok",))
+            rows.append((3, label, encode_length(len(data)) + data))
+        if epsem.padding:
+            rows.append((2, "padding", epsem.padding))
+    if epsem.mac is not None:
+        rows.append((2, "mac", epsem.mac))
+    return rows
