@@ -549,8 +549,8 @@ class PcapWriter:
         self._flush = flush
         self.mss = mss
         self.time_step = time_step
-        self._clock = start_time
-        self._started = False
+        self._epoch = start_time  # the clock is epoch + ticks * step: no drift from adding floats
+        self._ticks = -1
         self._ports = 49152
         self.frames = 0
         if _append:
@@ -589,12 +589,11 @@ class PcapWriter:
 
     def _time(self, time: float | None) -> float:
         if time is not None:
-            self._clock = time
-        elif self._started:
-            self._clock += self.time_step
-        self._started = True
+            self._epoch, self._ticks = time, 0
+        else:
+            self._ticks += 1
         # Whole microseconds, so dpkt's rounding never carries into the seconds field.
-        return round(self._clock, 6)
+        return round(self._epoch + self._ticks * self.time_step, 6)
 
     def write_frame(self, frame: bytes, time: float | None = None) -> None:
         """Write one raw Ethernet frame."""
