@@ -163,14 +163,15 @@ def encode(apdu: Apdu) -> bytes:
 # --------------------------------------------------------------------------- decoding
 
 
-RequestLookup = Callable[[int | None], Sequence[Request] | None]
+#: (called-AP-invocation-id or None, calling-AP-invocation-id) -> the requests answered.
+RequestLookup = Callable[[int | None, int], Sequence[Request] | None]
 
 
 def decode(data: bytes, requests: Sequence[Request] | RequestLookup | None = None) -> Apdu:
     """Decode one whole APDU.
 
     ``requests`` types the services of a response (see epsem): the requests it
-    answers, or a function from its called-AP-invocation-id (A4) to them.
+    answers, or a function from its invocation ids (A4, A8) to them.
     """
     end = len(data)
     if end < 2:
@@ -226,7 +227,8 @@ def decode(data: bytes, requests: Sequence[Request] | RequestLookup | None = Non
     if epsem_span is None:
         raise BerError("user-information (BE) is mandatory", end, "apdu")
     if callable(requests):
-        requests = requests(fields.get("called_ap_invocation_id"))  # type: ignore[arg-type]
+        requests = requests(fields.get("called_ap_invocation_id"),  # type: ignore[arg-type]
+                            fields["calling_ap_invocation_id"])  # type: ignore[arg-type]
     epsem = epsem_codec.decode(data, epsem_span[0], epsem_span[1], requests,
                                "apdu.user_information.epsem")
     return Apdu(epsem=epsem, **fields)  # type: ignore[arg-type]

@@ -46,25 +46,32 @@ class Dissector:
     def dissect(self, data: bytes, src: Hashable = None, dst: Hashable = None) -> Dissected:
         """Decode one APDU sent from ``src`` to ``dst`` (any hashable endpoint names)."""
         try:
-            found: list[list[Request] | None] = [None]
+            conversation = frozenset((src, dst))
+            found: list[tuple[Hashable, int] | None] = [None]
 
-            def lookup(invocation_id: int | None) -> list[Request] | None:
-                if invocation_id is not None:
-                    found[0] = self._pending.pop(((dst, src), invocation_id), None)
-                return found[0]
+            def lookup(called_id: int | None, calling_id: int) -> list[Request] | None:
+                # A response carries A4 = the request's A8. Some generators (the scapy-made
+                # captures) echo A8 instead, so without A4 try A8: harmless for a request,
+                # whose services do not depend on it.
+                key = (conversation, calling_id if called_id is None else called_id)
+                requests = self._pending.get(key)
+                found[0] = key if requests is not None else None
+                return requests
 
             apdu = acse.decode(data, lookup)
-            requests = found[0]
+            requests = None
+            if found[0] is not None and _answers(apdu):
+                requests = self._pending.pop(found[0])
             verified = None
             if self._unprotect is not None and apdu.epsem.secured:
                 apdu, verified = self._unprotect(data, apdu, requests)
-            if not apdu.is_response:
-                self._remember((src, dst), apdu)
+            if not _answers(apdu):
+                self._remember(conversation, apdu)
             return Dissected(data, apdu, mac_verified=verified)
         except DecodeError as exc:
             return Dissected(data, error=exc)
 
-    def _remember(self, conversation: tuple[Hashable, Hashable], apdu: Apdu) -> None:
+    def _remember(self, conversation: Hashable, apdu: Apdu) -> None:
         requests = [s for s in apdu.epsem.services if isinstance(s, Request)]
         if not requests:
             return
@@ -73,3 +80,9 @@ class Dissector:
         self._pending.move_to_end(key)
         while len(self._pending) > self._max_pending:
             self._pending.popitem(last=False)
+
+
+def _answers(apdu: Apdu) -> bool:
+    """A response: it carries A4, or its services are responses."""
+    services = apdu.epsem.services
+    return apdu.is_response or bool(services) and not isinstance(services[0], Request)
