@@ -1,0 +1,1 @@
+"""Tests judged by tshark; the harness is tests.interop.tshark."""
