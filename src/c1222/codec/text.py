@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import types
 import typing
 from typing import Any
 
@@ -143,12 +144,12 @@ def table_data_from_json(v: Any, name: str = "table_data") -> TableData:
 
 
 def _convert(hint: Any, v: Any, name: str) -> Any:
-    optional = type(None) in typing.get_args(hint)
+    union = isinstance(hint, types.UnionType)
     if v is None:
-        if optional:
+        if union and type(None) in typing.get_args(hint):
             return None
         raise LocalProtocolError(f"{name} is required")
-    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    base = next(a for a in typing.get_args(hint) if a is not type(None)) if union else hint
     if base is bytes:
         return _bytes(v, name)
     if base is Uid:
