@@ -1,0 +1,159 @@
+"""Whole messages against the worked examples of the digest (sections 8, 4, 7)."""
+
+from __future__ import annotations
+
+import pytest
+
+from c1222.codec import acse, services as sv, text
+from c1222.codec.ber import Uid
+from c1222.codec.epsem import Epsem
+from c1222.codes import ResponseCode
+from c1222.errors import BerError, DecodeLimitExceeded, Truncated, UnknownCode
+
+READ_T0 = bytes.fromhex("601da20580037bc175a60480027b04a803020121be09280781058003300000")
+READ_T0_RESPONSE = bytes.fromhex(
+    "602da20480027b04a403020121a60580037bc175a803020105be1428128110800e00000a0200004c4749521b0000b5")
+IDENTIFY_RESPONSE = bytes.fromhex(
+    "6059a20a06082b06010401828563a6110"
+    "60f2b060104018285638e7f85f1c24e00a80602041"
+    "3e81421be30282e812c802a00030100040608"
+    "2b0601040182856305080606082b060104"
+    "01828563070b0100010203"
+    "0a040d05060700")
+EXAMPLE8_REQUEST = bytes.fromhex(
+    "604fa20580037bc175a60480027b04a803020103ac0fa20da00ba109800102810448f3d061"
+    "be2a282881268841d10cda76206811b36f781489a11997773e117cb07aa3aa40374a7107c5"
+    "0da7f799c5d4e8")
+
+
+def test_full_read_request_of_table_0():
+    apdu = acse.decode(READ_T0)
+    assert apdu == acse.Apdu(Epsem((sv.FullReadRequest(0),)), calling_ap_invocation_id=33,
+                             called_ap_title=Uid.parse(".123.8437"),
+                             calling_ap_title=Uid.parse(".123.4"))
+    assert apdu.encode() == READ_T0
+
+
+def test_full_read_response_with_its_checksum():
+    apdu = acse.decode(READ_T0_RESPONSE, [sv.FullReadRequest(0)])
+    (response,) = apdu.epsem.services
+    assert apdu.called_ap_invocation_id == 33 and apdu.calling_ap_invocation_id == 5
+    assert response == sv.ReadResponse(table_data=sv.TableData(bytes.fromhex("0200004c4749521b0000")))
+    assert response.table_data.checksum_ok
+    assert apdu.encode() == READ_T0_RESPONSE
+
+
+def test_a_response_alone_keeps_its_bytes():
+    apdu = acse.decode(READ_T0_RESPONSE)
+    (response,) = apdu.epsem.services
+    assert response == sv.RawResponse(data=bytes.fromhex("000a0200004c4749521b0000b5"))
+    assert apdu.encode() == READ_T0_RESPONSE
+
+
+def test_identify_response_features():
+    apdu = acse.decode(IDENTIFY_RESPONSE, [sv.IdentifyRequest()])
+    (response,) = apdu.epsem.services
+    assert response == sv.IdentifyResponse(
+        std=3, ver=1, rev=0, security_mechanisms=(Uid.parse("1.3.6.1.4.1.33507"),),
+        session_ctrl=0x08, device_class=Uid.parse("1.3.6.1.4.1.33507"),
+        device_identity=sv.DeviceIdentity(1, bytes.fromhex("000102030a040d050607")))
+    assert apdu.encode() == IDENTIFY_RESPONSE
+
+
+def test_example8_header_and_ciphertext():
+    apdu = acse.decode(EXAMPLE8_REQUEST)
+    assert (apdu.key_id, apdu.iv.hex(), apdu.calling_ap_invocation_id) == (2, "48f3d061", 3)
+    assert apdu.epsem.security_mode == 2 and apdu.epsem.mac.hex() == "99c5d4e8"
+    assert len(apdu.epsem.ciphertext) == 33
+    assert apdu.encode() == EXAMPLE8_REQUEST
+
+
+def test_register_request_from_the_capture_layout():
+    service = bytes.fromhex("27fdef0182856306082b0601040182856306082b060104018285630866697a7a"
+                            "62757a7a0102030462656566")
+    req = sv.decode_request(service, 0, len(service))
+    assert req == sv.RegisterRequest(0xFD, 0xEF, bytes.fromhex("01828563"),
+                                     Uid.parse("1.3.6.1.4.1.33507"), Uid.parse("1.3.6.1.4.1.33507"),
+                                     b"fizzbuzz", 66051, b"beef")
+    assert req.encode() == service
+    answer = bytes.fromhex("0006082b060104018285630e1000000" "0ef")
+    resp = sv.decode_response(answer, 0, len(answer), req)
+    assert resp == sv.RegisterResponse(reg_ap_title=Uid.parse("1.3.6.1.4.1.33507"),
+                                       reg_delay=3600, reg_period=0, reg_info=0xEF)
+
+
+@pytest.mark.parametrize("service, expected", [
+    ("3100000000 0001", sv.PartialReadIndexRequest(0, (0,), 1)),
+    ("3f000100001 00010", sv.PartialReadOffsetRequest(1, 16, 16)),
+    ("4f 0006 000004 000a 4d455445522d30303031 95",
+     sv.PartialWriteOffsetRequest(6, 4, sv.TableData(b"METER-0001"))),
+    ("5012346865 6c6c6f776f726c640000", sv.LogonRequest(0x1234, b"helloworld", 0)),
+    ("7070", sv.WaitRequest(0x70)),
+    ("24 0d037bc175", sv.DeregisterRequest(Uid.parse(".123.8437"))),
+])
+def test_request_layouts(service, expected):
+    data = bytes.fromhex(service.replace(" ", ""))
+    assert sv.decode_request(data, 0, len(data)) == expected
+    assert expected.encode() == data
+
+
+def test_security_request_length_decides_the_user_id():
+    pw = b"PASSWORD".ljust(20, b" ")
+    assert sv.decode_request(b"\x51" + pw, 0, 21) == sv.SecurityRequest(pw)
+    assert sv.decode_request(b"\x51" + pw + b"\x00\x02", 0, 23) == sv.SecurityRequest(pw, 2)
+    with pytest.raises(BerError):
+        sv.decode_request(b"\x51" + pw + b"\x00", 0, 22)
+
+
+def test_bad_checksum_is_kept_and_reported():
+    data = bytes.fromhex("40 0006 0003 414243 00".replace(" ", ""))
+    req = sv.decode_request(data, 0, len(data))
+    assert not req.table_data.checksum_ok
+    assert req.encode() == data  # the wrong checksum survives, so a tester can send it
+    assert text.service_to_json(req)["table_data"]["checksum_ok"] is False
+
+
+def test_large_table_data_uses_continuation_chunks():
+    td = sv.TableData(bytes(range(256)) * 300)  # 76,800 bytes: one full chunk and a short one
+    raw = td.encode()
+    assert raw[:2] == b"\xff\xff" and len(raw) == 2 + 0xFFFF + 1 + 2 + (76800 - 0xFFFF) + 1
+    assert sv.read_table_data(raw, 0, len(raw), "") == (td, len(raw))
+    exact = sv.TableData(bytes(0xFFFF))
+    assert exact.encode()[-3:] == b"\x00\x00\x00"  # trailing empty chunk
+
+
+def test_error_responses():
+    for code in range(1, 0x13):
+        resp = sv.decode_response(bytes([code]), 0, 1, sv.FullReadRequest(0))
+        assert resp == sv.ErrorResponse(response_code=code)
+    rqtl = bytes.fromhex("0f00007fff")
+    assert sv.decode_response(rqtl, 0, 5) == sv.ErrorResponse(response_code=ResponseCode.RQTL,
+                                                              max_size=0x7FFF)
+
+
+@pytest.mark.parametrize("wire, error, path", [
+    ("6003a80100", Truncated, "apdu.calling_ap_invocation_id"),         # INTEGER cut short
+    ("6004a8020400", BerError, "apdu.calling_ap_invocation_id"),        # not an INTEGER
+    ("6005a803020101", BerError, "apdu"),                             # no BE
+    ("6008be06280481020000", BerError, "apdu"),                       # no A8
+    ("600fa803020101be08280681040020 0000", BerError, "apdu"),        # bytes after APDU
+    ("6010a803020101be0928078105800130", Truncated, "apdu.length"),   # cut short
+    ("6009a803020101be02 2800", Truncated, "apdu.user_information"),
+    ("600ea803020101be072805810300 0120", BerError, "apdu.user_information.epsem.control"),
+    ("600ea803020101be07280581038c0120", UnknownCode, "apdu.user_information.epsem.control"),
+    ("6008a803020101bf1500", BerError, "apdu"),                       # multi-byte tag
+    ("6084ffffffff", Truncated, "apdu.length"),                       # claims 4 GiB
+])
+def test_malformed_messages_name_offset_and_path(wire, error, path):
+    data = bytes.fromhex(wire.replace(" ", ""))
+    with pytest.raises(error) as info:
+        acse.decode(data)
+    assert info.value.path.startswith(path)
+    assert 0 <= info.value.offset <= len(data)
+
+
+def test_chunk_count_is_limited():
+    chunk = b"\xff\xff" + bytes(0xFFFF) + b"\x00"
+    data = chunk * 257
+    with pytest.raises(DecodeLimitExceeded):
+        sv.read_table_data(data, 0, len(data), "")
