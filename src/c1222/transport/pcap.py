@@ -193,7 +193,7 @@ class _Stream:
     """Reassembly state of one direction of one TCP connection."""
 
     __slots__ = ("src", "dst", "isn", "base", "delivered", "framer", "pending", "heap",
-                 "pending_bytes", "broken", "last_frame", "last_time")
+                 "pending_bytes", "broken", "last_frame", "last_time", "max_apdu")
 
     def __init__(self, src: str, dst: str, base: int, isn: int | None, max_apdu: int) -> None:
         self.src = src
@@ -201,6 +201,7 @@ class _Stream:
         self.isn = isn
         self.base = base  # absolute sequence number of stream offset 0
         self.delivered = 0  # stream offset of the next byte the framer expects
+        self.max_apdu = max_apdu
         self.framer = StreamFramer(max_apdu)
         self.pending: dict[int, bytes] = {}  # out-of-order data by stream offset
         self.heap: list[int] = []
@@ -222,7 +223,7 @@ class _Stream:
         framer = self.framer
         if not framer.buffered:
             # Common case: the segment is exactly one APDU; skip the framer's copies.
-            size = apdu_size(data, 0, framer._max_size)  # noqa: SLF001 - same limit as the framer
+            size = apdu_size(data, 0, self.max_apdu)
             if size == len(data):
                 out.append(data)
                 return
@@ -388,6 +389,8 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, max_pending: int,
                 fragment = True
             addrs = buf[off + 12 : off + 20]
             t = off + (buf[off] & 15) * 4
+            if t < off + 20:
+                continue  # header length under the minimum: not a packet anyone would accept
         elif etype == _ETH_IPV6:
             if len(buf) < off + 40 or buf[off] >> 4 != 6:
                 continue
@@ -404,9 +407,9 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, max_pending: int,
         if len(buf) < t + (20 if proto == 6 else 8):
             continue
         # ---- transport layer
-        if ports is not None:
-            if (buf[t] << 8 | buf[t + 1]) not in ports and (buf[t + 2] << 8 | buf[t + 3]) not in ports:
-                continue
+        if ports is not None and (buf[t] << 8 | buf[t + 1]) not in ports \
+                and (buf[t + 2] << 8 | buf[t + 3]) not in ports:
+            continue
         key = addrs + buf[t : t + 4]
         truncated = fragment or end > len(buf)
         if proto == 17:
@@ -415,6 +418,8 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, max_pending: int,
         flags = buf[t + 13]
         seq = int.from_bytes(buf[t + 4 : t + 8], "big")
         start = t + (buf[t + 12] >> 4) * 4
+        if start < t + 20:
+            continue  # TCP data offset under the minimum header
         payload = buf[start:end]
         stream = streams.get(key)
         if flags & _TCP_SYN:
