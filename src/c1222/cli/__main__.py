@@ -1,0 +1,3 @@
+from c1222.cli.main import main
+
+main()
