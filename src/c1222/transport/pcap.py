@@ -89,7 +89,8 @@ class CapturedApdu:
     ``frame`` is the 1-based number of the frame in which the APDU completes;
     ``src``/``dst`` are ``"ip:port"`` (``"[addr]:port"`` for IPv6). When
     ``error`` is set, ``data`` holds the transport payload of that frame (or
-    nothing) rather than an APDU.
+    nothing) rather than an APDU. ``error`` takes no part in equality: exceptions
+    compare by identity, and two reads of one file should give equal records.
     """
 
     frame: int
