@@ -49,6 +49,8 @@ from c1222.codec.acse import (
 from c1222.codec.ber import (
     TAG_INTEGER,
     TAG_OID,
+    TAG_RELATIVE_OID,
+    TAG_RELATIVE_OID_ACSE,
     decode_uid_content,
     decode_unsigned,
     read_length,
@@ -168,7 +170,10 @@ def _absolute_title(data: bytes, element: tuple[int, int, int], tag: int) -> byt
         raise BerError("bytes after the element's value", istop, path)
     if inner == TAG_OID:
         return data[pos:stop]
-    decode_uid_content(inner, data[istart:istop], istart, path)  # DecodeError unless a UID
+    # The relative tag itself is not in N, so it is checked here rather than left to the codec.
+    if inner not in (TAG_RELATIVE_OID_ACSE, TAG_RELATIVE_OID):
+        raise BerError(f"tag {inner:#04x} is not an identifier", start, path)
+    decode_uid_content(inner, data[istart:istop], istart, path)  # DecodeError on a bad arc
     return tlv(tag, tlv(TAG_OID, AP_TITLE_BASE_CONTENT + data[istart:istop]))
 
 
