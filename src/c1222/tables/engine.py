@@ -133,6 +133,10 @@ class FieldType:
     def encode(self, value: Any, scope: Scope, out: bytearray, path: str) -> None:
         raise NotImplementedError
 
+    def blank(self, scope: Scope) -> Any:
+        """The "cleared" value: zero, empty or the epoch, valid in every format."""
+        return 0
+
 
 def _const_or(expr: int | Expr) -> Expr:
     return expr if callable(expr) else (lambda _s, _v=expr: _v)
@@ -216,6 +220,9 @@ class String(FieldType):
     def encode(self, value, scope, out, path):
         out += t.encode_string(value, self.size(scope), scope.ctx, path)
 
+    def blank(self, scope):
+        return ""
+
 
 class IdString(FieldType):
     """An identification field: STRING(n) with ID_FORM 0, BCD of n/2 bytes with ID_FORM 1.
@@ -245,6 +252,9 @@ class IdString(FieldType):
         else:
             out += t.encode_string(value, self.nchars, scope.ctx, path)
 
+    def blank(self, scope):
+        return "0" * (self.nchars // 2 * 2) if scope.ctx.id_form else ""
+
 
 class Binary(FieldType):
     """BINARY(n): raw bytes (section 3.4)."""
@@ -263,6 +273,9 @@ class Binary(FieldType):
         if not isinstance(value, (bytes, bytearray)) or len(value) != n:
             raise LocalProtocolError(f"{path}: expected {n} bytes, got {value!r}")
         out += value
+
+    def blank(self, scope):
+        return bytes(self.size(scope))
 
 
 class Rest(FieldType):
@@ -286,6 +299,9 @@ class Rest(FieldType):
         if not isinstance(value, (bytes, bytearray)) or len(value) > limit:
             raise LocalProtocolError(f"{path}: at most {limit} bytes, got {value!r}")
         out += value
+
+    def blank(self, scope):
+        return b""
 
 
 class Bcd(FieldType):
@@ -327,6 +343,14 @@ class TimeDateType(FieldType):
     def encode(self, value, scope, out, path):
         out += t.encode_time_date(value, scope.ctx, long=self.long, path=path)
 
+    def blank(self, scope):
+        tm = scope.ctx.tm_format
+        if tm == t.TmFormat.NO_CLOCK:
+            return None
+        if tm in (t.TmFormat.BCD, t.TmFormat.UINT8):
+            return t.TimeDate(2000, 0, 0, 0, 0, 0)  # the all-zero bytes of an unused entry
+        return t.TimeDate(1970, 1, 1, 0, 0, 0)
+
 
 class TimeType(FieldType):
     """TIME per TM_FORMAT (section 3.7)."""
@@ -344,6 +368,12 @@ class TimeType(FieldType):
     def encode(self, value, scope, out, path):
         out += t.encode_time(value, scope.ctx, path)
 
+    def blank(self, scope):
+        tm = scope.ctx.tm_format
+        if tm == t.TmFormat.NO_CLOCK:
+            return None
+        return t.TimeOfDay(0, 0, 0) if tm in (t.TmFormat.BCD, t.TmFormat.UINT8) else 0
+
 
 class SetOf(FieldType):
     """SET(n): a ``frozenset`` of element numbers (section 3.5)."""
@@ -359,6 +389,9 @@ class SetOf(FieldType):
 
     def encode(self, value, scope, out, path):
         out += t.encode_set(value, self.size(scope), path)
+
+    def blank(self, scope):
+        return frozenset()
 
 
 #: INT_FMT_CDE of Table 62 -> (size, signed, ni) (section 10.2).
@@ -433,6 +466,9 @@ class Bits(FieldType):
                 raise LocalProtocolError(f"{path}.{name}: {v!r} does not fit bits {lo}-{hi}")
             u |= v << lo
         out += u.to_bytes(self.nbytes, scope.ctx.byteorder)
+
+    def blank(self, scope):
+        return self.cls()
 
 
 @dataclass(frozen=True)
@@ -536,6 +572,18 @@ class Struct(FieldType):
                 spec.ftype.encode(v, sub, out, fpath)
             this[name] = v
 
+    def blank(self, scope: Scope) -> Any:
+        this: dict[str, Any] = {}
+        sub = Scope(scope.env, this, scope, self.args)
+        for name, spec in self.specs:
+            if spec.when is not None and not spec.when(sub):
+                this[name] = None
+            elif spec.count is not None:
+                this[name] = tuple(spec.ftype.blank(sub) for _ in range(spec.count(sub)))
+            else:
+                this[name] = spec.ftype.blank(sub)
+        return self.cls(**this)
+
 
 # --------------------------------------------------------------------------- declarations
 
@@ -633,6 +681,11 @@ def record_size(cls: type, env: TableEnv, value: Any = None, *,
     return Struct(cls, args).size(Scope(env, {}), value)
 
 
+def blank_record(cls: type, env: TableEnv, *, args: Mapping[str, Any] | None = None) -> Any:
+    """A record of ``cls`` with every member cleared (see :meth:`FieldType.blank`)."""
+    return Struct(cls, args).blank(Scope(env, {}))
+
+
 def element_tree(cls: type, data: bytes, env: TableEnv, *,
                  args: Mapping[str, Any] | None = None) -> tuple[Node, ...]:
     """The element map of ``data`` (top-level members with their sub-elements)."""
@@ -675,7 +728,7 @@ __all__ = [
     "TableEnv", "Scope", "Node", "FieldType", "FieldSpec", "UInt", "Int", "Ni", "String",
     "IdString", "Binary", "Rest", "Bcd", "TimeDateType", "TimeType", "SetOf", "LpInt", "Bits",
     "Struct", "fld", "record", "flag", "bits", "bitfield", "decode_record", "encode_record",
-    "record_size", "element_tree", "to_jsonable", "UINT8", "UINT16", "UINT24", "UINT32", "INT8",
+    "record_size", "blank_record", "element_tree", "to_jsonable", "UINT8", "UINT16", "UINT24", "UINT32", "INT8",
     "INT16", "INT32", "NI_FMAT1", "NI_FMAT2", "LTIME_DATE", "STIME_DATE", "TIME", "INT_FMT",
     "Truncated",
 ]

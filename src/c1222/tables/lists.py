@@ -1,0 +1,164 @@
+"""List tables: the history log (Table 74) and load-profile status (Table 63).
+
+(docs/spec c1219 sections 10.3, 10.4, 11.4.) Helpers that append to and acknowledge the
+circular lists held in a :class:`~c1222.tables.store.TableStore`, used by the procedures
+and by the meter. The wrap-around rule (newest at LAST_*_ELEMENT, the oldest right after
+it once the list is full) is the one the spec infers [UNVERIFIED].
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from c1222.tables.decade0 import TableIdbBfld
+from c1222.tables.decade6 import LP_SETS
+from c1222.tables.decade7 import HistLogData, HistoryEntryRcd
+from c1222.tables.engine import LTIME_DATE, Scope, blank_record
+from c1222.tables.types import TimeDate
+
+if TYPE_CHECKING:
+    from c1222.tables.store import TableStore
+
+HIST_LOG_DATA = 74
+HIST_LOG_CTRL = 73
+LP_STATUS = 63
+
+#: LIST selector of procedures 4 and 5 [UNVERIFIED enumeration, section 5.8 / 18.1]:
+#: 0 all lists, 1 event log, 2 self-read list, 3-6 load-profile data sets 1-4, 7 history log.
+LIST_ALL = 0
+LIST_EVENT_LOG = 1
+LIST_SELF_READ = 2
+LIST_LP_SET1 = 3
+LIST_HISTORY_LOG = 7
+
+
+def lp_list(n: int) -> int:
+    """The LIST selector of load-profile data set ``n``."""
+    return LIST_LP_SET1 + n - 1
+
+
+def append_history(store: TableStore, now: TimeDate | None, code: int, *, user_id: int = 0,
+                   argument: bytes = b"", mfg: bool = False, force: bool = False) -> bool:
+    """Append one entry to Table 74; returns False when there is no log or the event is not
+    monitored in Table 73 (``force`` skips that check)."""
+    if HIST_LOG_DATA not in store or 71 not in store:
+        return False
+    st71 = store.get(71)
+    n = st71.nbr_history_entries
+    if n == 0:
+        return False
+    if not force and HIST_LOG_CTRL in store and not mfg \
+            and code not in store.get(HIST_LOG_CTRL).std_events_monitored_flags:
+        return False
+    log: HistLogData = store.get(HIST_LOG_DATA)
+    if log.list_status.inhibit_overflow_flag and log.nbr_valid_entries >= n:
+        return False
+    element = (log.last_entry_element + 1) % n if log.nbr_valid_entries else 0
+    seq = (log.last_entry_seq_nbr + 1) & 0xFFFFFFFF
+    flags = st71.log_flags
+    arg = argument.ljust(st71.hist_data_length, b"\x00")[: st71.hist_data_length]
+    entry = HistoryEntryRcd(
+        history_time=now if flags.hist_date_time_flag else None,
+        event_number=code if flags.event_number_flag else None,
+        history_seq_nbr=seq & 0xFFFF if flags.hist_seq_nbr_flag else None,
+        user_id=user_id,
+        history_code=TableIdbBfld(tbl_proc_nbr=code, std_vs_mfg_flag=mfg),
+        history_argument=arg,
+    )
+    if now is None and flags.hist_date_time_flag:
+        # No time given: stamp the cleared time rather than invent one.
+        entry = replace(entry, history_time=LTIME_DATE.blank(Scope(store.env, {})))
+    entries = list(log.entries)
+    entries[element] = entry
+    overflow = log.list_status.overflow_flag or log.nbr_unread_entries >= n
+    store.put(HIST_LOG_DATA, replace(
+        log,
+        list_status=replace(log.list_status, overflow_flag=overflow),
+        nbr_valid_entries=min(n, log.nbr_valid_entries + 1),
+        last_entry_element=element,
+        last_entry_seq_nbr=seq,
+        nbr_unread_entries=min(n, log.nbr_unread_entries + 1),
+        entries=tuple(entries),
+    ))
+    return True
+
+
+def clear_history(store: TableStore) -> None:
+    """Empty Table 74 (entries cleared, counts zero, sequence number kept)."""
+    if HIST_LOG_DATA not in store:
+        return
+    log = store.get(HIST_LOG_DATA)
+    blank = blank_record(HistLogData, store.env)
+    store.put(HIST_LOG_DATA, replace(blank, list_status=replace(log.list_status, overflow_flag=False),
+                                     last_entry_seq_nbr=log.last_entry_seq_nbr))
+
+
+def reset_history_pointers(store: TableStore) -> bool:
+    """Procedure 4 on the history log: no valid or unread entries any more."""
+    if HIST_LOG_DATA not in store:
+        return False
+    log = store.get(HIST_LOG_DATA)
+    store.put(HIST_LOG_DATA, replace(
+        log, list_status=replace(log.list_status, overflow_flag=False), nbr_valid_entries=0,
+        last_entry_element=0, nbr_unread_entries=0))
+    return True
+
+
+def acknowledge_history(store: TableStore, entries_read: int) -> bool:
+    """Procedure 5 on the history log: ``entries_read`` fewer unread entries; False if too many."""
+    if HIST_LOG_DATA not in store:
+        return False
+    log = store.get(HIST_LOG_DATA)
+    if entries_read > log.nbr_unread_entries:
+        return False
+    store.put(HIST_LOG_DATA, replace(
+        log, list_status=replace(log.list_status, overflow_flag=False),
+        nbr_unread_entries=log.nbr_unread_entries - entries_read))
+    return True
+
+
+def lp_sets_present(store: TableStore) -> list[int]:
+    """The load-profile data sets (1-4) this store holds."""
+    return [n for n in LP_SETS if 63 + n in store and LP_STATUS in store]
+
+
+def reset_lp_pointers(store: TableStore, n: int) -> bool:
+    """Procedure 4 on load-profile set ``n``: no valid or unread blocks any more."""
+    if n not in lp_sets_present(store):
+        return False
+    status = store.get(LP_STATUS)
+    cur = status.status_set(n)
+    store.put(LP_STATUS, status.with_status_set(n, replace(
+        cur, lp_set_status_flags=replace(cur.lp_set_status_flags, overflow_flag=False),
+        nbr_valid_blocks=0, last_block_element=0, nbr_unread_blocks=0, nbr_valid_int=0)))
+    return True
+
+
+def acknowledge_lp(store: TableStore, n: int, blocks_read: int) -> bool:
+    """Procedure 5 on load-profile set ``n``: ``blocks_read`` fewer unread blocks."""
+    if n not in lp_sets_present(store):
+        return False
+    status = store.get(LP_STATUS)
+    cur = status.status_set(n)
+    if blocks_read > cur.nbr_unread_blocks:
+        return False
+    store.put(LP_STATUS, status.with_status_set(n, replace(
+        cur, lp_set_status_flags=replace(cur.lp_set_status_flags, overflow_flag=False),
+        nbr_unread_blocks=cur.nbr_unread_blocks - blocks_read)))
+    return True
+
+
+def clear_lp(store: TableStore) -> None:
+    """Clear every load-profile data set (Tables 64-67) and its status (Table 63)."""
+    for n in lp_sets_present(store):
+        number = 63 + n
+        store.put(number, blank_record(type(store.get(number)), store.env, args={"set": n}))
+        reset_lp_pointers(store, n)
+
+
+__all__ = [
+    "LIST_ALL", "LIST_EVENT_LOG", "LIST_SELF_READ", "LIST_LP_SET1", "LIST_HISTORY_LOG", "lp_list",
+    "append_history", "clear_history", "reset_history_pointers", "acknowledge_history",
+    "lp_sets_present", "reset_lp_pointers", "acknowledge_lp", "clear_lp",
+]
