@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+import orjson
 
 from c1222.codec import text
 from c1222.codec.acse import Apdu
@@ -114,6 +115,14 @@ def _header(source: Source) -> str:
     return f"message {source.frame} ({where}, {len(source.data)} bytes)"
 
 
+def _flush_json(buffer: list[bytes]) -> None:
+    if buffer:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(b"\n".join(buffer) + b"\n")
+        sys.stdout.buffer.flush()
+        buffer.clear()
+
+
 @click.command()
 @click.argument("inputs", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per line.")
@@ -129,7 +138,7 @@ def decode(inputs: tuple[str, ...], as_json: bool, ports: tuple[int, ...], all_p
     dissector = Dissector()
     port_filter = None if all_ports else (ports or (1153,))
     out = sys.stdout
-    buffer: list[str] = []
+    buffer: list[bytes] = []
     failures = 0
     try:
         for source in read_sources(inputs, port_filter):
@@ -138,10 +147,9 @@ def decode(inputs: tuple[str, ...], as_json: bool, ports: tuple[int, ...], all_p
                 result = dissector.dissect(source.data, source.src, source.dst)
             failures += (result is None or result.error is not None)
             if as_json:
-                buffer.append(json.dumps(record(source, result), separators=(",", ":")))
+                buffer.append(orjson.dumps(record(source, result)))
                 if len(buffer) >= 4096:
-                    out.write("\n".join(buffer) + "\n")
-                    buffer.clear()
+                    _flush_json(buffer)
                 continue
             out.write(_header(source) + "\n")
             if result is not None and result.apdu is not None:
@@ -152,8 +160,7 @@ def decode(inputs: tuple[str, ...], as_json: bool, ports: tuple[int, ...], all_p
     except C1222Error as exc:
         raise click.ClickException(str(exc)) from None
     finally:
-        if buffer:
-            out.write("\n".join(buffer) + "\n")
+        _flush_json(buffer)
     if failures:
         click.echo(f"{failures} message(s) did not decode", err=True)
 

@@ -43,7 +43,7 @@ TAG_USER_INFORMATION = 0xBE
 TAG_EXTERNAL = 0x28
 TAG_OCTET_ALIGNED = 0x81
 
-ELEMENT_NAMES = {
+ELEMENT_NAMES: dict[int, str] = {
     TAG_ASO_CONTEXT: "aso_context",
     TAG_CALLED_AP_TITLE: "called_ap_title",
     TAG_CALLED_AE_QUALIFIER: "called_ae_qualifier",
@@ -55,6 +55,7 @@ ELEMENT_NAMES = {
     TAG_CALLING_AUTHENTICATION_VALUE: "calling_authentication_value",
     TAG_USER_INFORMATION: "user_information",
 }
+_PATHS = {tag: f"apdu.{name}" for tag, name in ELEMENT_NAMES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +192,9 @@ def decode(data: bytes, requests: Sequence[Request] | RequestLookup | None = Non
     while pos < end:
         tag, start, stop = read_tlv(data, pos, end, "apdu")
         name = ELEMENT_NAMES.get(tag)
-        path = f"apdu.{name}"
         if name is None:
             raise BerError(f"element {tag:#04x} is not used by C12.22", pos, "apdu")
+        path = _PATHS[tag]
         if tag in seen:
             raise BerError("element repeated", pos, path)
         if epsem_span is not None:

@@ -163,8 +163,12 @@ class Uid:
         return cls(arcs, relative)
 
     def __str__(self) -> str:
-        dotted = ".".join(map(str, self.arcs))
-        return "." + dotted if self.relative else dotted
+        text = _TEXT_CACHE.get(self)
+        if text is None:
+            dotted = ".".join(map(str, self.arcs))
+            text = "." + dotted if self.relative else dotted
+            _remember(_TEXT_CACHE, self, text)
+        return text
 
     def absolute(self, base: tuple[int, ...] = AP_TITLE_BASE) -> Uid:
         """This identifier as an absolute OID (relative ones are expanded under ``base``)."""
@@ -182,8 +186,30 @@ class Uid:
         return tlv(relative_tag if self.relative else TAG_OID, self.content())
 
 
+# The same few AP titles recur in nearly every message, so decoded identifiers and their
+# text are cached (bounded: cleared when full).
+_CACHE_SIZE = 4096
+_UID_CACHE: dict[tuple[bool, bytes], Uid] = {}
+_TEXT_CACHE: dict[Uid, str] = {}
+
+
+def _remember(cache: dict, key: object, value: object) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+
+
 def decode_uid_content(tag: int, content: bytes, pos: int, path: str) -> Uid:
     """A UID from its tag (06, 0D or 80, digest 1.3) and contents octets."""
+    key = (tag == TAG_OID, bytes(content))
+    uid = _UID_CACHE.get(key)
+    if uid is None:
+        uid = _decode_uid(tag, content, pos, path)
+        _remember(_UID_CACHE, key, uid)
+    return uid
+
+
+def _decode_uid(tag: int, content: bytes, pos: int, path: str) -> Uid:
     if tag == TAG_OID:
         if not content:
             raise BerError("empty OID", pos, path)

@@ -95,17 +95,37 @@ def service_to_json(service: sv.Service) -> dict[str, Any]:
 
 def to_json(apdu: Apdu) -> dict[str, Any]:
     """The canonical JSON value of one message (ACSE fields, EPSEM flags, services)."""
-    out: dict[str, Any] = {}
-    for name in _APDU_FIELDS:
-        out[name] = _value(getattr(apdu, name))
-    for name in ("called_ap_title", "calling_ap_title"):
-        title = getattr(apdu, name)
-        out[name + "_absolute"] = None if title is None else str(title.absolute())
+    # Written out field by field: this is the hot path of `c1222 decode --json`.
+    called, calling = apdu.called_ap_title, apdu.calling_ap_title
+    iv, auth = apdu.iv, apdu.authentication_value
     epsem = apdu.epsem
-    for name in _EPSEM_FLAGS:
-        out[name] = _value(getattr(epsem, name))
-    out["services"] = [service_to_json(s) for s in epsem.services]
-    return out
+    ed_class, ciphertext, mac = epsem.ed_class, epsem.ciphertext, epsem.mac
+    return {
+        "aso_context": None if apdu.aso_context is None else str(apdu.aso_context),
+        "called_ap_title": None if called is None else str(called),
+        "called_ae_qualifier": apdu.called_ae_qualifier,
+        "called_ap_invocation_id": apdu.called_ap_invocation_id,
+        "calling_ap_title": None if calling is None else str(calling),
+        "calling_ae_qualifier": apdu.calling_ae_qualifier,
+        "calling_ap_invocation_id": apdu.calling_ap_invocation_id,
+        "mechanism_name": None if apdu.mechanism_name is None else str(apdu.mechanism_name),
+        "key_id": apdu.key_id,
+        "iv": None if iv is None else iv.hex(),
+        "authentication_value": None if auth is None else auth.hex(),
+        "indirect_reference": apdu.indirect_reference,
+        "called_ap_title_absolute": None if called is None else str(called.absolute()),
+        "calling_ap_title_absolute": None if calling is None else str(calling.absolute()),
+        "security_mode": int(epsem.security_mode),
+        "response_control": int(epsem.response_control),
+        "recovery_session": epsem.recovery_session,
+        "proxy_service_used": epsem.proxy_service_used,
+        "ed_class_included": epsem.ed_class_included,
+        "ed_class": None if ed_class is None else ed_class.hex(),
+        "padding": epsem.padding.hex(),
+        "ciphertext": None if ciphertext is None else ciphertext.hex(),
+        "mac": None if mac is None else mac.hex(),
+        "services": [service_to_json(s) for s in epsem.services],
+    }
 
 
 # --------------------------------------------------------------------------- from JSON
