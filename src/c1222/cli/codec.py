@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -14,6 +14,7 @@ import orjson
 
 from c1222.codec import text
 from c1222.codec.acse import Apdu
+from c1222.crypto.keys import KeyTable
 from c1222.errors import C1222Error, DecodeError
 from c1222.session.dissect import Dissected, Dissector
 
@@ -111,8 +112,10 @@ def _tree_text(apdu: Apdu) -> str:
 
 
 def _header(source: Source) -> str:
-    where = f"{source.src} -> {source.dst} {source.transport}" if source.src else "hex input"
-    return f"message {source.frame} ({where}, {len(source.data)} bytes)"
+    if source.src:
+        return (f"frame {source.frame} ({source.src} -> {source.dst} {source.transport}, "
+                f"{len(source.data)} bytes)")
+    return f"message {source.frame} ({len(source.data)} bytes)"
 
 
 def _flush_json(buffer: list[bytes]) -> None:
@@ -123,19 +126,50 @@ def _flush_json(buffer: list[bytes]) -> None:
         buffer.clear()
 
 
+def _key_options(command: Any) -> Any:
+    """``--key ID:HEX`` (decimal id, repeatable) and ``--keys FILE`` (Wireshark's format)."""
+    command = click.option("--keys", "keys_file", type=click.Path(dir_okay=False),
+                           help="Key file in Wireshark's c1222_decryption_table format "
+                                '(\'"2",0102...\', hex key ids).')(command)
+    return click.option("--key", "key_specs", multiple=True, metavar="ID:HEX",
+                        help="EAX' key: decimal key id, colon, 32 hex digits. Repeatable; "
+                             "overrides --keys.")(command)
+
+
+def load_keys(key_specs: tuple[str, ...], keys_file: str | None) -> KeyTable | None:
+    """The key table from ``--keys`` then ``--key`` (which wins); None when neither is given.
+
+    Errors name the file and line or the option, never the key bytes (crypto/keys).
+    """
+    if not key_specs and keys_file is None:
+        return None
+    try:
+        keys = KeyTable() if keys_file is None else KeyTable.load(keys_file)
+        keys.update(KeyTable.from_cli(key_specs))
+    except C1222Error as exc:
+        raise click.UsageError(str(exc)) from None
+    return keys
+
+
 @click.command()
 @click.argument("inputs", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per line.")
 @click.option("--port", "ports", type=int, multiple=True,
               help="C12.22 port(s) in a capture (default 1153).")
 @click.option("--all-ports", is_flag=True, help="Decode TCP/UDP traffic on any port.")
-def decode(inputs: tuple[str, ...], as_json: bool, ports: tuple[int, ...], all_ports: bool) -> None:
+@_key_options
+def decode(inputs: tuple[str, ...], as_json: bool, ports: tuple[int, ...], all_ports: bool,
+           key_specs: tuple[str, ...], keys_file: str | None) -> None:
     """Decode C12.22 messages: hex arguments, capture files (pcap, pcapng) or hex on stdin.
 
     A message that does not decode is reported with the offset and reason;
-    decoding goes on with the next one.
+    decoding goes on with the next one. With keys, secured messages are verified
+    (``mac_verified``) and decrypted; without the key for their key id they stay as they are.
     """
-    dissector = Dissector()
+    from c1222.crypto.policy import make_unprotect
+
+    keys = load_keys(key_specs, keys_file)
+    dissector = Dissector(unprotect=None if keys is None else make_unprotect(keys))
     port_filter = None if all_ports else (ports or (1153,))
     out = sys.stdout
     buffer: list[bytes] = []
@@ -153,6 +187,8 @@ def decode(inputs: tuple[str, ...], as_json: bool, ports: tuple[int, ...], all_p
                 continue
             out.write(_header(source) + "\n")
             if result is not None and result.apdu is not None:
+                if result.mac_verified is not None:
+                    out.write(f"  MAC verified: {'yes' if result.mac_verified else 'NO'}\n")
                 out.write(_tree_text(result.apdu) + "\n\n")
             else:
                 error = source.error if result is None else result.error
@@ -167,8 +203,26 @@ def decode(inputs: tuple[str, ...], as_json: bool, ports: tuple[int, ...], all_p
 
 @click.command()
 @click.argument("file", type=click.File("r"), default="-")
-def encode(file: IO[str]) -> None:
-    """Encode JSON records (one per line, as `decode --json` prints them) to hex, one per line."""
+@_key_options
+@click.option("--security-mode", type=click.IntRange(1, 2),
+              help="Secure cleartext records in this mode (needs a key).")
+@click.option("--key-id", type=click.IntRange(0, 255),
+              help="Key id for records that carry none (default: the only key given).")
+@click.option("--iv", "iv_hex", metavar="HEX",
+              help="4-byte IV (8 hex digits) for records that carry none "
+                   "(default: Unix time, never repeated).")
+def encode(file: IO[str], key_specs: tuple[str, ...], keys_file: str | None,
+           security_mode: int | None, key_id: int | None, iv_hex: str | None) -> None:
+    """Encode JSON records (one per line, as `decode --json` prints them) to hex, one per line.
+
+    With keys, records asking for security mode 1 or 2 are secured (EAX', digest 5) with the
+    key id and IV they carry, so `decode --key` then `encode --key` gives the same bytes;
+    `--security-mode` secures cleartext records too.
+    """
+    keys = load_keys(key_specs, keys_file)
+    secure = None if keys is None else _securer(keys, security_mode, key_id, iv_hex)
+    if keys is None and (security_mode or key_id is not None or iv_hex):
+        raise click.UsageError("--security-mode, --key-id and --iv need --key or --keys")
     failed = 0
     for number, line in enumerate(file, 1):
         if not line.strip():
@@ -177,9 +231,46 @@ def encode(file: IO[str]) -> None:
             value = json.loads(line)
             if "error" in value:
                 raise C1222Error(f"record did not decode: {value['error'].get('reason')}")
-            click.echo(text.from_json(value).encode().hex())
+            apdu = text.from_json(value)
+            click.echo((apdu.encode() if secure is None else secure(apdu)).hex())
         except (ValueError, C1222Error) as exc:
             failed += 1
             click.echo(f"line {number}: {exc}", err=True)
     if failed:
         raise SystemExit(1)
+
+
+def _securer(keys: KeyTable, security_mode: int | None, key_id: int | None,
+             iv_hex: str | None) -> Callable[[Apdu], bytes]:
+    """Encode-and-secure for `encode`: the record's key id and IV first, then the options."""
+    import dataclasses
+    import time
+
+    from c1222.crypto.nonces import TimeIvSource
+    from c1222.crypto.policy import protect
+
+    iv = None
+    if iv_hex is not None:
+        try:
+            iv = bytes.fromhex(iv_hex)
+        except ValueError:
+            iv = b""
+        if len(iv) != 4:
+            raise click.BadParameter("expected 8 hex digits", param_hint="--iv")
+    if key_id is None and len(keys) == 1:
+        key_id = keys.key_ids()[0]
+    nonces = TimeIvSource(time.time)
+
+    def secure(apdu: Apdu) -> bytes:
+        epsem = apdu.epsem
+        if security_mode and epsem.security_mode == 0:
+            apdu = dataclasses.replace(apdu, epsem=dataclasses.replace(
+                epsem, security_mode=security_mode, mac=None))
+        if apdu.epsem.security_mode == 0 or apdu.epsem.ciphertext is not None:
+            return apdu.encode()  # cleartext, or ciphertext we cannot re-secure: as it is
+        if apdu.key_id is None and key_id is None:
+            raise C1222Error("no key id: give --key-id (several keys are loaded)")
+        record_iv = apdu.iv if apdu.iv is not None else iv
+        return protect(apdu, keys, key_id=key_id, iv=record_iv or nonces.iv())
+
+    return secure

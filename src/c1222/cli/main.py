@@ -19,9 +19,10 @@ def main() -> None:
 
 def _register_commands() -> None:
     from c1222.cli.codec import decode, encode
+    from c1222.cli.demo import demo
     from c1222.cli.tables import tables
 
-    for command in (decode, encode, tables):
+    for command in (decode, encode, demo, tables):
         cli.add_command(command)
 
 
