@@ -111,6 +111,27 @@ def _tree_text(apdu: Apdu) -> str:
     return "\n".join(lines)
 
 
+def _secured_tree_text(result: Dissected) -> str:
+    """The tree; a decrypted mode-2 message shows its wire ciphertext, then what it decrypts to."""
+    apdu = result.apdu
+    assert apdu is not None
+    epsem = apdu.epsem
+    if epsem.security_mode != 2 or epsem.ciphertext is not None:
+        return _tree_text(apdu)
+    from c1222.codec import acse
+
+    lines = [_tree_text(acse.decode(result.data)), "    decrypted:"]
+    if epsem.ed_class is not None:
+        lines.append(f"      ed_class {epsem.ed_class.hex(' ')}")
+    for service in epsem.services:
+        fields = text.service_to_json(service)
+        lines.append("      " + " ".join(f"{k}={v}" for k, v in fields.items()
+                                          if v is not None and k != "checksum_ok"))
+    if epsem.padding:
+        lines.append(f"      padding {epsem.padding.hex(' ')}")
+    return "\n".join(lines)
+
+
 def _header(source: Source) -> str:
     if source.src:
         return (f"frame {source.frame} ({source.src} -> {source.dst} {source.transport}, "
@@ -189,7 +210,7 @@ def decode(inputs: tuple[str, ...], as_json: bool, ports: tuple[int, ...], all_p
             if result is not None and result.apdu is not None:
                 if result.mac_verified is not None:
                     out.write(f"  MAC verified: {'yes' if result.mac_verified else 'NO'}\n")
-                out.write(_tree_text(result.apdu) + "\n\n")
+                out.write(_secured_tree_text(result) + "\n\n")
             else:
                 error = source.error if result is None else result.error
                 out.write(f"  error: {error}\n  hex: {source.data.hex(' ')}\n\n")
@@ -220,9 +241,9 @@ def encode(file: IO[str], key_specs: tuple[str, ...], keys_file: str | None,
     `--security-mode` secures cleartext records too.
     """
     keys = load_keys(key_specs, keys_file)
-    secure = None if keys is None else _securer(keys, security_mode, key_id, iv_hex)
     if keys is None and (security_mode or key_id is not None or iv_hex):
         raise click.UsageError("--security-mode, --key-id and --iv need --key or --keys")
+    secure = None if keys is None else _securer(keys, security_mode, key_id, iv_hex)
     failed = 0
     for number, line in enumerate(file, 1):
         if not line.strip():
