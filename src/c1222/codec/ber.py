@@ -189,7 +189,7 @@ class Uid:
 # The same few AP titles recur in nearly every message, so decoded identifiers and their
 # text are cached (bounded: cleared when full).
 _CACHE_SIZE = 4096
-_UID_CACHE: dict[tuple[bool, bytes], Uid] = {}
+_UID_CACHE: dict[tuple[int, bytes], Uid] = {}
 _TEXT_CACHE: dict[Uid, str] = {}
 
 
@@ -201,7 +201,7 @@ def _remember(cache: dict, key: object, value: object) -> None:
 
 def decode_uid_content(tag: int, content: bytes, pos: int, path: str) -> Uid:
     """A UID from its tag (06, 0D or 80, digest 1.3) and contents octets."""
-    key = (tag == TAG_OID, bytes(content))
+    key = (tag, bytes(content))  # the tag too: a non-identifier tag must still be refused
     uid = _UID_CACHE.get(key)
     if uid is None:
         uid = _decode_uid(tag, content, pos, path)
