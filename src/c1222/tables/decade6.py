@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from c1222.errors import ConfigurationError
 from c1222.tables.engine import (
     NI_FMAT1, STIME_DATE, UINT8, UINT16, UINT32, LpInt, SetOf, Struct, bitfield, fld, flag,
     record,
@@ -79,7 +80,11 @@ class LpSetRcd:
 
 
 def _set61(s) -> LpDataSetRcd:
-    return s.tbl(61).data_set(s.arg("set"))
+    n = s.arg("set")
+    dims = s.tbl(61).data_set(n)
+    if dims is None:
+        raise ConfigurationError(f"load-profile set {n} (table {63 + n}) is not in Table 0")
+    return dims
 
 
 def _scalar_divisor(s) -> bool:
@@ -185,7 +190,10 @@ class ReadingsRcd:
 
 
 def _int_fmt(s) -> int:
-    return s.tbl(62).ctrl_set(s.arg("set")).int_fmt_cde
+    ctrl = s.tbl(62).ctrl_set(s.arg("set"))
+    if ctrl is None:
+        raise ConfigurationError(f"load-profile set {s.arg('set')} has no Table 62 entry")
+    return ctrl.int_fmt_cde
 
 
 @record
