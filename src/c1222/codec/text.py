@@ -83,7 +83,7 @@ def table_data_to_json(td: TableData) -> dict[str, Any]:
 def service_to_json(service: sv.Service) -> dict[str, Any]:
     """One request or response."""
     if isinstance(service, sv.Request):
-        out: dict[str, Any] = {"service": service.service, "code": service.code}
+        out: dict[str, Any] = {"service": service.service, "code": int(service.code)}
     else:
         out = {"service": service.service,
                "response_code": response_code_name(service.response_code)}
