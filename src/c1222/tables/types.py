@@ -341,6 +341,9 @@ def decode_string(raw: bytes, ctx: TableContext) -> str:
 
 def encode_string(value: str, size: int, ctx: TableContext, path: str = "") -> bytes:
     codec, unit = _codec(ctx)
+    if unit == 1 and codec != "utf-8" and isinstance(value, str):
+        # U+FFFD comes from decoding bytes the character set lacks; send it back as "?".
+        value = value.replace("\ufffd", "?")
     try:
         body = value.encode(codec)
     except (UnicodeEncodeError, AttributeError):
