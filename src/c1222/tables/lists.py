@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from c1222.errors import LocalProtocolError
 from c1222.tables.decade0 import TableIdbBfld
 from c1222.tables.decade6 import LP_SETS
 from c1222.tables.decade7 import HistLogData, HistoryEntryRcd
@@ -66,8 +67,8 @@ def append_history(store: TableStore, now: TimeDate | None, code: int, *, user_i
         history_code=TableIdbBfld(tbl_proc_nbr=code, std_vs_mfg_flag=mfg),
         history_argument=arg,
     )
-    if now is None and flags.hist_date_time_flag:
-        # No time given: stamp the cleared time rather than invent one.
+    if flags.hist_date_time_flag and (now is None or not _representable(store, now)):
+        # No usable time: stamp the cleared time rather than invent one.
         entry = replace(entry, history_time=LTIME_DATE.blank(Scope(store.env, {})))
     entries = list(log.entries)
     entries[element] = entry
@@ -81,6 +82,15 @@ def append_history(store: TableStore, now: TimeDate | None, code: int, *, user_i
         nbr_unread_entries=min(n, log.nbr_unread_entries + 1),
         entries=tuple(entries),
     ))
+    return True
+
+
+def _representable(store: TableStore, now: TimeDate) -> bool:
+    """True when ``now`` can be coded as LTIME_DATE under the store's TM_FORMAT."""
+    try:
+        LTIME_DATE.encode(now, Scope(store.env, {}), bytearray(), "history_time")
+    except LocalProtocolError:
+        return False
     return True
 
 

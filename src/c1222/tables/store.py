@@ -142,7 +142,12 @@ class TableStore:
     # ------------------------------------------------------------------ checks
 
     def _key(self, table: TableRef) -> int:
-        tid = table if isinstance(table, TableId) else TableId(table % MFG_BASE, table >= MFG_BASE)
+        if not isinstance(table, TableId):
+            # Package numbering: 0-2039 standard, 2048 + n manufacturer; nothing above.
+            if not 0 <= table < 2 * MFG_BASE:
+                raise SNS(f"table {table} not supported")
+            table = TableId(table % MFG_BASE, table >= MFG_BASE)
+        tid = table
         if tid.pending or tid.user_defined:
             raise SNS(f"pending / user-defined table {tid.number} not supported")
         key = tid.key

@@ -279,3 +279,17 @@ def test_write_table7_needs_permission(meter) -> None:
     reader = meter.store.policy.authenticate(1, b"READER")
     with pytest.raises(ISC):
         meter.store.full_write(7, bytes.fromhex("03002A"), principal=reader)
+
+
+@pytest.mark.parametrize("profile, now", [
+    (MeterProfile(tm_format=0), NOW),  # no clock: entries carry no time
+    (MeterProfile(tm_format=2), TimeDate(2095, 1, 1, 0, 0, 0)),  # beyond two-digit years
+])
+def test_history_stamp_when_time_cannot_be_coded(profile, now) -> None:
+    m = build_tables(profile, now=NOW if profile.tm_format else None)
+    op = m.store.policy.authenticate(2, b"PASSWORD")
+    assert run(m, op, StdProc.CLEAR_STD_STATUS_FLAGS, now=now)[0] == ProcResult.COMPLETED
+    log = m.store.get(74)
+    assert log.nbr_valid_entries == 1
+    entry = log.entries[0]
+    assert entry.history_time is None or entry.history_time.to_datetime() is None

@@ -200,3 +200,9 @@ def test_manufacturer_table_served_raw() -> None:
     assert s.partial_read_index(2048, [1], 2) == b"\x02\x03"
     with pytest.raises(IAR):
         s.full_write(2048, b"abc")  # not in MFG_TBLS_WRITE
+
+
+def test_numbers_outside_the_package_range_are_sns(store, operator) -> None:
+    for bad in (-1, 4096, 4096 + 3, 9000):
+        with pytest.raises(SNS):
+            store.full_read(bad, principal=operator)
