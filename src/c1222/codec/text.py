@@ -276,7 +276,14 @@ def tree(apdu: Apdu) -> list[tuple[int, str, bytes]]:
     from c1222.codec import acse
     from c1222.codec.ber import encode_length
 
-    octets = apdu.epsem.encode()
+    epsem = apdu.epsem
+    if epsem.ciphertext is None and epsem.security_mode == 2:
+        # A decrypted message: show the plaintext where the ciphertext travelled.
+        from c1222.codec.epsem import encode_body
+
+        octets = bytes((epsem.control,)) + encode_body(epsem) + (epsem.mac or b"")
+    else:
+        octets = epsem.encode()
     elements = acse.header_elements(apdu)
     user_info = acse.user_information(octets, apdu.indirect_reference)
     total = sum(map(len, elements.values())) + len(user_info)
@@ -294,7 +301,6 @@ def tree(apdu: Apdu) -> list[tuple[int, str, bytes]]:
                 label += f" ({value.absolute()})"
         rows.append((1, label, element))
     rows.append((1, "user_information", user_info[: len(user_info) - len(octets)]))
-    epsem = apdu.epsem
     flags = {k: _value(getattr(epsem, k)) for k in _EPSEM_FLAGS[:5]}
     rows.append((2, "epsem " + _describe(flags), octets[:1]))
     if epsem.ciphertext is not None:

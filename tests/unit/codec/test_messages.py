@@ -157,3 +157,11 @@ def test_chunk_count_is_limited():
     data = chunk * 257
     with pytest.raises(DecodeLimitExceeded):
         sv.read_table_data(data, 0, len(data), "")
+
+
+def test_tree_of_a_decrypted_message_shows_the_plaintext_services():
+    apdu = acse.Apdu(Epsem((sv.FullReadRequest(1),), security_mode=2, mac=b"\x01\x02\x03\x04"),
+                     calling_ap_invocation_id=7, key_id=2, iv=b"\x00\x00\x00\x01")
+    rows = text.tree(apdu)
+    assert (3, "service=full_read code=48 table_id=1", bytes.fromhex("03300001")) in rows
+    assert rows[-1] == (2, "mac", b"\x01\x02\x03\x04")
