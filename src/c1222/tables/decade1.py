@@ -68,7 +68,8 @@ UOM_MULTIPLIER_EXPONENT = {0: 0, 1: 2, 2: 3, 3: 6, 4: 9, 5: -2, 6: -3, 7: -6}
 class UomEntry:
     """Table 12 UOM_ENTRY_TBL (section 6.2): NBR_UOM_ENTRIES x 4 bytes."""
 
-    uom_entry: tuple[UomEntryBfld, ...] = fld(UomEntryBfld, count=lambda s: _st11(s).nbr_uom_entries)
+    uom_entry: tuple[UomEntryBfld, ...] = fld(
+        UomEntryBfld, count=lambda s: _st11(s).nbr_uom_entries)
 
 
 @record
@@ -88,7 +89,8 @@ class DemandControl:
 
     reset_exclusion: int | None = fld(
         UINT8, when=lambda s: _st11(s).source_flags.reset_exclude_flag)
-    p_fail_recogntn_tm: int | None = fld(UINT8, when=lambda s: _st11(s).source_flags.pf_exclude_flag)
+    p_fail_recogntn_tm: int | None = fld(
+        UINT8, when=lambda s: _st11(s).source_flags.pf_exclude_flag)
     p_fail_exclusion: int | None = fld(UINT8, when=lambda s: _st11(s).source_flags.pf_exclude_flag)
     cold_load_pickup: int | None = fld(UINT8, when=lambda s: _st11(s).source_flags.pf_exclude_flag)
     interval_value: tuple[IntervalRcd, ...] = fld(
@@ -97,7 +99,10 @@ class DemandControl:
 
 @record
 class DataControl:
-    """Table 14 DATA_CONTROL_TBL (section 6.3): NBR_DATA_CTRL_ENTRIES x DATA_CTRL_LENGTH [UNVERIFIED]."""
+    """Table 14 DATA_CONTROL_TBL (section 6.3) [UNVERIFIED].
+
+    NBR_DATA_CTRL_ENTRIES entries of DATA_CTRL_LENGTH bytes.
+    """
 
     source_id: tuple[bytes, ...] = fld(
         Binary(lambda s: _st11(s).data_ctrl_length), count=lambda s: _st11(s).nbr_data_ctrl_entries)
@@ -121,10 +126,12 @@ class ElectricConstants:
 
     multiplier: object = fld(NI_FMAT1)
     offset: object = fld(NI_FMAT1, when=_has_offset)
-    set1_flags: SetFlags | None = fld(SetFlags, when=lambda s: _st11(s).source_flags.set1_present_flag)
+    set1_flags: SetFlags | None = fld(
+        SetFlags, when=lambda s: _st11(s).source_flags.set1_present_flag)
     ratio_f1: object = fld(NI_FMAT1, when=lambda s: _st11(s).source_flags.set1_present_flag)
     ratio_p1: object = fld(NI_FMAT1, when=lambda s: _st11(s).source_flags.set1_present_flag)
-    set2_flags: SetFlags | None = fld(SetFlags, when=lambda s: _st11(s).source_flags.set2_present_flag)
+    set2_flags: SetFlags | None = fld(
+        SetFlags, when=lambda s: _st11(s).source_flags.set2_present_flag)
     ratio_f2: object = fld(NI_FMAT1, when=lambda s: _st11(s).source_flags.set2_present_flag)
     ratio_p2: object = fld(NI_FMAT1, when=lambda s: _st11(s).source_flags.set2_present_flag)
 

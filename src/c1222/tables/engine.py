@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from c1222.errors import ConfigurationError, DecodeError, LocalProtocolError, Truncated, UnknownCode
+from c1222.errors import ConfigurationError, DecodeError, LocalProtocolError, UnknownCode
 from c1222.tables import types as t
 
 Expr = Callable[["Scope"], Any]
@@ -247,7 +247,8 @@ class IdString(FieldType):
         if scope.ctx.id_form:
             if not isinstance(value, str) or not (value.isdigit() or value == "") \
                     or not value.isascii():
-                raise LocalProtocolError(f"{path}: BCD identification must be digits, got {value!r}")
+                raise LocalProtocolError(
+                    f"{path}: BCD identification must be digits, got {value!r}")
             out += t.encode_bcd(int(value or "0"), self.size(scope), path)
         else:
             out += t.encode_string(value, self.nchars, scope.ctx, path)
@@ -279,7 +280,10 @@ class Binary(FieldType):
 
 
 class Rest(FieldType):
-    """The remaining bytes of the table, at most ``max_len`` (Table 7 PARM_DATA, Table 8 RESP_DATA)."""
+    """The remaining bytes of the table, at most ``max_len``.
+
+    Table 7 PARM_DATA and Table 8 RESP_DATA.
+    """
 
     def __init__(self, max_len: int | Expr) -> None:
         self.max_len = _const_or(max_len)
@@ -442,7 +446,8 @@ class Bits(FieldType):
     def __init__(self, cls: type) -> None:
         self.cls = cls
         self.nbytes: int = cls.__c12_size__  # type: ignore[attr-defined]
-        self.bits: tuple[tuple[str, int, int, bool], ...] = cls.__c12_bits__  # type: ignore[attr-defined]
+        self.bits: tuple[tuple[str, int, int, bool], ...] = (
+            cls.__c12_bits__)  # type: ignore[attr-defined]
 
     def size(self, scope: Scope) -> int:
         return self.nbytes
@@ -486,7 +491,8 @@ class Struct(FieldType):
     def __init__(self, cls: type, args: Mapping[str, Any] | None = None) -> None:
         self.cls = cls
         self.args = dict(args or {})
-        self.specs: tuple[tuple[str, FieldSpec], ...] = cls.__c12_specs__  # type: ignore[attr-defined]
+        self.specs: tuple[tuple[str, FieldSpec], ...] = (
+            cls.__c12_specs__)  # type: ignore[attr-defined]
 
     def size(self, scope: Scope, value: Any = None) -> int:
         this: dict[str, Any] = {}
@@ -728,7 +734,7 @@ __all__ = [
     "TableEnv", "Scope", "Node", "FieldType", "FieldSpec", "UInt", "Int", "Ni", "String",
     "IdString", "Binary", "Rest", "Bcd", "TimeDateType", "TimeType", "SetOf", "LpInt", "Bits",
     "Struct", "fld", "record", "flag", "bits", "bitfield", "decode_record", "encode_record",
-    "record_size", "blank_record", "element_tree", "to_jsonable", "UINT8", "UINT16", "UINT24", "UINT32", "INT8",
+    "record_size", "blank_record", "element_tree", "to_jsonable", "UINT8", "UINT16", "UINT24",
+    "UINT32", "INT8",
     "INT16", "INT32", "NI_FMAT1", "NI_FMAT2", "LTIME_DATE", "STIME_DATE", "TIME", "INT_FMT",
-    "Truncated",
 ]

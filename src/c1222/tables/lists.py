@@ -100,7 +100,8 @@ def clear_history(store: TableStore) -> None:
         return
     log = store.get(HIST_LOG_DATA)
     blank = blank_record(HistLogData, store.env)
-    store.put(HIST_LOG_DATA, replace(blank, list_status=replace(log.list_status, overflow_flag=False),
+    status = replace(log.list_status, overflow_flag=False)
+    store.put(HIST_LOG_DATA, replace(blank, list_status=status,
                                      last_entry_seq_nbr=log.last_entry_seq_nbr))
 
 

@@ -376,8 +376,8 @@ class ProcedureEngine:
             if 23 in self.store:
                 st23: RegisterData = self.store.get(23)
                 if st23.nbr_demand_resets is not None:
-                    self.store.put(23, replace(st23,
-                                               nbr_demand_resets=(st23.nbr_demand_resets + 1) & 0xFF))
+                    resets = (st23.nbr_demand_resets + 1) & 0xFF
+                    self.store.put(23, replace(st23, nbr_demand_resets=resets))
             lists.append_history(self.store, call.now, EVENT_DEMAND_RESET)
         if action & RESET_SELF_READ:
             stop = self._hook("self_read", call)
@@ -466,7 +466,8 @@ def table7_request(store: TableStore, number: int, seq_nbr: int, parm_data: byte
                    mfg: bool = False, selector: int = Selector.POST_ON_COMPLETION) -> bytes:
     """The Table 7 bytes that invoke a procedure (what a head-end writes)."""
     out = bytearray()
-    Bits(TableIdbBfld).encode(TableIdbBfld(number, mfg, selector), Scope(store.env, {}), out, "PROC")
+    proc = TableIdbBfld(number, mfg, selector)
+    Bits(TableIdbBfld).encode(proc, Scope(store.env, {}), out, "PROC")
     return bytes(out) + bytes([seq_nbr]) + parm_data
 
 

@@ -132,7 +132,8 @@ class MeterProfile:
                                  control))
         return AccessPolicy(
             users=self.users,
-            tables={7: Permission(read_groups=GROUP_ALL, write_groups=GROUP_PROCEDURE | GROUP_CONTROL)},
+            tables={7: Permission(read_groups=GROUP_ALL,
+                                  write_groups=GROUP_PROCEDURE | GROUP_CONTROL)},
             procedures=procs,
             default=Permission(read_groups=GROUP_ALL, write_groups=GROUP_WRITE),
             public_read=self.public_read,
@@ -288,7 +289,8 @@ def build_tables(profile: MeterProfile | None = None, *, now: TimeDate | None = 
     return MeterTables(store, engine, hooks, p)
 
 
-def default_store(profile: MeterProfile | None = None, *, now: TimeDate | None = None) -> TableStore:
+def default_store(profile: MeterProfile | None = None, *,
+                  now: TimeDate | None = None) -> TableStore:
     """The default meter's table store (procedures attached)."""
     return build_tables(profile, now=now).store
 

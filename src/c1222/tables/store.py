@@ -203,7 +203,8 @@ class TableStore:
         key = self._check_read(table, principal, now)
         data = self._data[key]
         if offset < 0 or count < 0 or offset + count > len(data):
-            raise IAR(f"table {key}: bytes {offset}..{offset + count} outside its {len(data)} bytes")
+            raise IAR(f"table {key}: bytes {offset}..{offset + count} outside its "
+                      f"{len(data)} bytes")
         return bytes(data[offset : offset + count])
 
     def partial_read_index(self, table: TableRef, indices: Sequence[int], count: int, *,

@@ -16,6 +16,7 @@ import struct
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import IntEnum
+from typing import Any
 
 from c1222.errors import DecodeError, LocalProtocolError, Truncated, UnknownCode
 
@@ -128,7 +129,8 @@ class TableContext:
         try:
             return NI_SIZE[fmt]
         except KeyError:
-            raise UnknownCode(f"reserved NI_FORMAT{which} {fmt}", path=f"NI_FORMAT{which}") from None
+            raise UnknownCode(f"reserved NI_FORMAT{which} {fmt}",
+                              path=f"NI_FORMAT{which}") from None
 
     def _tm(self, table: dict[int, int]) -> int:
         try:
@@ -395,14 +397,16 @@ class TimeDate:
     @classmethod
     def from_datetime(cls, dt: object) -> TimeDate:
         """From a :class:`datetime.datetime` (its tzinfo is ignored: meters store wall time)."""
-        return cls(dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second)  # type: ignore[attr-defined]
+        d: Any = dt
+        return cls(d.year, d.month, d.day, d.hour, d.minute, d.second)
 
     def to_datetime(self):  # -> datetime.datetime | None
         """The naive :class:`datetime.datetime`, or ``None`` when the fields are not a date."""
         import datetime as _dt  # local: only this helper needs it
 
         try:
-            return _dt.datetime(self.year, self.month, self.day, self.hour, self.minute, self.second)
+            return _dt.datetime(self.year, self.month, self.day, self.hour, self.minute,
+                                self.second)
         except (ValueError, OverflowError):
             return None
 
@@ -502,7 +506,8 @@ def _fields_encode(values: list[int], tm: int, path: str) -> bytes:
     return bytes(values)
 
 
-def decode_time_date(raw: bytes, ctx: TableContext, *, long: bool, path: str = "") -> TimeDate | None:
+def decode_time_date(raw: bytes, ctx: TableContext, *, long: bool,
+                     path: str = "") -> TimeDate | None:
     """LTIME_DATE (``long``) or STIME_DATE per TM_FORMAT (section 3.7). TM_FORMAT 0 gives None."""
     tm = ctx.tm_format
     if tm == TmFormat.NO_CLOCK:
@@ -523,7 +528,8 @@ def decode_time_date(raw: bytes, ctx: TableContext, *, long: bool, path: str = "
     raise UnknownCode(f"reserved TM_FORMAT {tm}", path=path or "TM_FORMAT")
 
 
-def encode_time_date(value: TimeDate | None, ctx: TableContext, *, long: bool, path: str = "") -> bytes:
+def encode_time_date(value: TimeDate | None, ctx: TableContext, *, long: bool,
+                     path: str = "") -> bytes:
     tm = ctx.tm_format
     if tm == TmFormat.NO_CLOCK:
         if value is not None:
@@ -532,7 +538,8 @@ def encode_time_date(value: TimeDate | None, ctx: TableContext, *, long: bool, p
     if not isinstance(value, TimeDate):
         raise LocalProtocolError(f"{path or 'time'}: expected TimeDate, got {value!r}")
     if tm in (TmFormat.BCD, TmFormat.UINT8):
-        fields = [_year_to_2digit(value.year, path), value.month, value.day, value.hour, value.minute]
+        fields = [_year_to_2digit(value.year, path), value.month, value.day, value.hour,
+                  value.minute]
         if long:
             fields.append(value.second)
         elif value.second:

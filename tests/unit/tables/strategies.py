@@ -99,7 +99,8 @@ def _value(draw, ftype: e.FieldType, scope: e.Scope, int_max: int | None):
     if isinstance(ftype, e.Bits):
         kw = {}
         for name, lo, hi, is_flag in ftype.bits:
-            kw[name] = draw(st.booleans()) if is_flag else draw(st.integers(0, (1 << (hi - lo + 1)) - 1))
+            width = hi - lo + 1
+            kw[name] = draw(st.booleans()) if is_flag else draw(st.integers(0, (1 << width) - 1))
         return ftype.cls(**kw)
     if isinstance(ftype, e.UInt):
         top = (1 << (8 * ftype.nbytes)) - 1
@@ -193,6 +194,7 @@ def envs(draw, ctx: t.TableContext | None = None, require: frozenset[int] = froz
     for n in LP_SETS:
         cur = ctrl.ctrl_set(n)
         if cur is not None:
-            fixed[f"lp_ctrl_set{n}"] = replace(cur, int_fmt_cde=draw(st.sampled_from(VALID_INT_FMT)))
+            code = draw(st.sampled_from(VALID_INT_FMT))
+            fixed[f"lp_ctrl_set{n}"] = replace(cur, int_fmt_cde=code)
     tables[62] = replace(ctrl, **fixed)
     return env

@@ -144,7 +144,7 @@ def test_reset_list_pointers(meter, op) -> None:
     _dirty(meter)
     assert run(meter, op, StdProc.RESET_LIST_POINTERS, bytes([3])) == (ProcResult.COMPLETED, b"")
     status: LpSetStatusRcd = meter.store.get(63).lp_status_set1
-    assert (status.nbr_valid_blocks, status.nbr_unread_blocks, status.last_block_element) == (0, 0, 0)
+    assert status.nbr_valid_blocks == status.nbr_unread_blocks == status.last_block_element == 0
     assert run(meter, op, StdProc.RESET_LIST_POINTERS, bytes([7])) == (ProcResult.COMPLETED, b"")
     log = meter.store.get(74)
     # Reset leaves only the entries logged after it (event 14, then procedure invoked 9).
