@@ -160,6 +160,55 @@ def acknowledge_lp(store: TableStore, n: int, blocks_read: int) -> bool:
     return True
 
 
+def append_lp_interval(store: TableStore, n: int, end_time: TimeDate | None,
+                       int_data: tuple, *, extended_status: tuple[int, ...] | None = None,
+                       end_readings: tuple | None = None) -> None:
+    """Record one interval in load-profile set ``n`` (Tables 63 and 63 + n; section 15.4).
+
+    Starts a new block when the newest one is full (circularly, setting OVERFLOW when an
+    unread block is overwritten), stamps BLK_END_TIME with ``end_time`` and, when given,
+    replaces the block's END_READINGS. ``extended_status`` defaults to all zeros.
+    """
+    if n not in lp_sets_present(store):
+        raise LocalProtocolError(f"load-profile set {n} is not configured")
+    dims = store.get(61).data_set(n)
+    status_tbl = store.get(LP_STATUS)
+    st = status_tbl.status_set(n)
+    data = store.get(63 + n)
+    blocks = list(data.lp_blk_dat)
+    if dims.nbr_blks == 0 or dims.nbr_blk_ints == 0:
+        raise LocalProtocolError(f"load-profile set {n} has no room")
+    if st.nbr_valid_blocks == 0 or st.nbr_valid_int >= dims.nbr_blk_ints:
+        # A new block: the next element, the next sequence number, all intervals cleared.
+        first = st.nbr_valid_blocks == 0
+        element = 0 if first else (st.last_block_element + 1) % dims.nbr_blks
+        seq = st.last_block_seq_nbr + (0 if first and st.last_block_seq_nbr == 0 else 1)
+        overflow = st.lp_set_status_flags.overflow_flag or st.nbr_unread_blocks >= dims.nbr_blks
+        blank = blank_record(type(data), store.env, args={"set": n}).lp_blk_dat[0]
+        blocks[element] = blank
+        st = replace(st, lp_set_status_flags=replace(st.lp_set_status_flags,
+                                                     overflow_flag=overflow),
+                     nbr_valid_blocks=min(dims.nbr_blks, st.nbr_valid_blocks + 1),
+                     last_block_element=element, last_block_seq_nbr=seq & 0xFFFFFFFF,
+                     nbr_unread_blocks=min(dims.nbr_blks, st.nbr_unread_blocks + 1),
+                     nbr_valid_int=0)
+    block = blocks[st.last_block_element]
+    interval = block.lp_int[st.nbr_valid_int]
+    if interval.extended_int_status is not None:
+        eis = extended_status if extended_status is not None else interval.extended_int_status
+        interval = replace(interval, extended_int_status=tuple(eis))
+    interval = replace(interval, int_data=tuple(int_data))
+    ints = list(block.lp_int)
+    ints[st.nbr_valid_int] = interval
+    block = replace(block, blk_end_time=end_time, lp_int=tuple(ints))
+    if end_readings is not None:
+        block = replace(block, end_readings=tuple(end_readings))
+    blocks[st.last_block_element] = block
+    store.put(63 + n, replace(data, lp_blk_dat=tuple(blocks)))
+    done = replace(st, nbr_valid_int=st.nbr_valid_int + 1)
+    store.put(LP_STATUS, status_tbl.with_status_set(n, done))
+
+
 def clear_lp(store: TableStore) -> None:
     """Clear every load-profile data set (Tables 64-67) and its status (Table 63)."""
     for n in lp_sets_present(store):
@@ -171,5 +220,5 @@ def clear_lp(store: TableStore) -> None:
 __all__ = [
     "LIST_ALL", "LIST_EVENT_LOG", "LIST_SELF_READ", "LIST_LP_SET1", "LIST_HISTORY_LOG", "lp_list",
     "append_history", "clear_history", "reset_history_pointers", "acknowledge_history",
-    "lp_sets_present", "reset_lp_pointers", "acknowledge_lp", "clear_lp",
+    "lp_sets_present", "reset_lp_pointers", "acknowledge_lp", "append_lp_interval", "clear_lp",
 ]
