@@ -99,9 +99,12 @@ def encode_body(epsem: Epsem) -> bytes:
     return bytes(out)
 
 
-def decode(buf: bytes, pos: int, end: int, requests: Sequence[Request] | None = None,
-           path: str = "epsem") -> Epsem:
-    """Decode the EPSEM in ``buf[pos:end]`` (the user-information octet string)."""
+def control_and_mac(buf: bytes, pos: int, end: int, path: str = "epsem") -> tuple[int, int]:
+    """Check the control byte at ``pos``; return it and where the MAC starts (``end`` if none).
+
+    The one place that decides whether an EPSEM is well formed enough to carry
+    a MAC: both this decoder and crypto/policy (before it verifies) use it.
+    """
     if pos >= end:
         raise Truncated("empty EPSEM", pos, path)
     ctl = buf[pos]
@@ -110,17 +113,23 @@ def decode(buf: bytes, pos: int, end: int, requests: Sequence[Request] | None = 
     mode = (ctl >> 2) & 3
     if mode == 3:
         raise UnknownCode("security mode 3 is not defined", pos, path + ".control")
+    if mode == SecurityMode.CLEARTEXT:
+        return ctl, end
+    if end - pos - 1 < MAC_SIZE:
+        raise Truncated("secured EPSEM shorter than its MAC", pos, path + ".mac")
+    return ctl, end - MAC_SIZE
+
+
+def decode(buf: bytes, pos: int, end: int, requests: Sequence[Request] | None = None,
+           path: str = "epsem") -> Epsem:
+    """Decode the EPSEM in ``buf[pos:end]`` (the user-information octet string)."""
+    ctl, body_end = control_and_mac(buf, pos, end, path)
+    mode = (ctl >> 2) & 3
     flags = dict(security_mode=mode, response_control=ctl & 3,
                  recovery_session=bool(ctl & FLAG_RECOVERY_SESSION),
                  proxy_service_used=bool(ctl & FLAG_PROXY_SERVICE_USED))
     edc = bool(ctl & FLAG_ED_CLASS_INCLUDED)
-    body_end = end
-    mac = None
-    if mode:
-        if end - pos - 1 < MAC_SIZE:
-            raise Truncated("secured EPSEM shorter than its MAC", pos, path + ".mac")
-        body_end = end - MAC_SIZE
-        mac = bytes(buf[body_end:end])
+    mac = bytes(buf[body_end:end]) if mode else None
     if mode == SecurityMode.CIPHERTEXT_AUTHENTICATED:
         return Epsem(ed_class_included=edc, mac=mac, ciphertext=bytes(buf[pos + 1 : body_end]),
                      **flags)

@@ -12,7 +12,7 @@ Each class carries ``service``, the name used in the canonical JSON form
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from c1222 import limits

@@ -57,9 +57,9 @@ from c1222.codec.ber import (
     read_tlv,
     tlv,
 )
-from c1222.codec.epsem import FLAG_RESERVED, MAC_SIZE, decode_body, encode_body
+from c1222.codec.epsem import MAC_SIZE, control_and_mac, decode_body, encode_body
 from c1222.codec.services import Request
-from c1222.codes import AP_TITLE_BASE, SecurityMode
+from c1222.codes import SecurityMode
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.replay import MessageId, ReplayWindow
 from c1222.errors import (
@@ -69,7 +69,6 @@ from c1222.errors import (
     LocalProtocolError,
     SecurityError,
     Truncated,
-    UnknownCode,
 )
 
 __all__ = [
@@ -300,17 +299,10 @@ def _check(data: bytes, keys: KeyTable) -> _Checked:
     """Find the key, rebuild N and verify the MAC; decrypt mode 2. Parses no service."""
     layout = _layout(data)
     ctl_pos = layout.control
-    ctl = data[ctl_pos]
-    if not ctl & FLAG_RESERVED:
-        raise BerError("EPSEM control bit 7 must be 1", ctl_pos, _EPSEM_PATH + ".control")
+    ctl, mac_pos = control_and_mac(data, ctl_pos, len(data), _EPSEM_PATH)
     mode = (ctl >> 2) & 3
-    if mode == 3:
-        raise UnknownCode("security mode 3 is not defined", ctl_pos, _EPSEM_PATH + ".control")
     if mode == SecurityMode.CLEARTEXT:
         return _Checked("cleartext", layout)
-    end = len(data)
-    if end - ctl_pos - 1 < MAC_SIZE:
-        raise Truncated("secured EPSEM shorter than its MAC", ctl_pos, _EPSEM_PATH + ".mac")
     found = _key_id_iv(data, layout)
     if found is None:
         return _Checked("no-ac", layout)
@@ -319,8 +311,8 @@ def _check(data: bytes, keys: KeyTable) -> _Checked:
         return _Checked("unknown-key", layout, key_id, iv)
     cipher = keys.cipher(key_id)
     cleartext = _cleartext(data, layout, key_id, iv)
-    body = data[ctl_pos + 1 : end - MAC_SIZE]
-    mac = data[end - MAC_SIZE :]
+    body = data[ctl_pos + 1 : mac_pos]
+    mac = data[mac_pos:]
     try:
         if mode == SecurityMode.CIPHERTEXT_AUTHENTICATED:
             plaintext = cipher.decrypt(cleartext, body, mac)
