@@ -9,6 +9,7 @@ import pytest
 
 from c1222.transport.pcap import CapturedApdu, PcapWriter, read_capture
 from tests.interop.tshark import CAPTURES_DIR, tshark_fields
+from tests.vectors import EX8_REQUEST, EX8_RESPONSE, READ_REQUEST
 
 pytestmark = pytest.mark.interop
 
@@ -52,14 +53,6 @@ def test_shared_capture_frames_match_tshark(tshark: str, captures_dir: Path, nam
     assert_same_as_tshark(path, records)
 
 
-EX8_REQUEST = bytes.fromhex(
-    "604fa20580037bc175a60480027b04a803020103ac0fa20da00ba109800102810448f3d061"
-    "be2a282881268841d10cda76206811b36f781489a11997773e117cb07aa3aa40374a7107c5"
-    "0da7f799c5d4e8")
-EX8_RESPONSE = bytes.fromhex(
-    "6048a20480027b04a403020103a60580037bc175a803020103ac0fa20da00ba109800102810448f3d060"
-    "be1e281c811a884baee4349631ab5e56a0e6e0e90dfad558591ee4ea334cb268")
-READ_REQUEST = bytes.fromhex("601da20580037bc175a60480027b04a803020121be09280781058003300000")
 
 
 def test_reassembly_matches_tshark(tshark: str, tmp_path: Path) -> None:

@@ -8,31 +8,13 @@ import pytest
 
 from c1222.transport.pcap import PcapWriter
 from tests.interop.tshark import malformed_or_expert, tshark_fields, tshark_verbose
+from tests.vectors import EX8_REQUEST, EX8_RESPONSE, IDENT_REQUEST, IDENT_RESPONSE, READ_REQUEST, READ_RESPONSE
 
 pytestmark = pytest.mark.interop
 
 KEY_ID = 2
 KEY = bytes.fromhex("01020304050607080102030405060708")
 
-# Example 8 (digest 5.6 TV5), Identify (8.1) and Full Read of table 0 (8.2).
-EX8_REQUEST = bytes.fromhex(
-    "604fa20580037bc175a60480027b04a803020103ac0fa20da00ba109800102810448f3d061"
-    "be2a282881268841d10cda76206811b36f781489a11997773e117cb07aa3aa40374a7107c5"
-    "0da7f799c5d4e8")
-EX8_RESPONSE = bytes.fromhex(
-    "6048a20480027b04a403020103a60580037bc175a803020103ac0fa20da00ba109800102810448f3d060"
-    "be1e281c811a884baee4349631ab5e56a0e6e0e90dfad558591ee4ea334cb268")
-IDENT_REQUEST = bytes.fromhex(
-    "6030a211060f2b060104018285638e7f85f1c24e00a60a06082b06010401828563"
-    "a806020413e81421be0728058103800120")
-IDENT_RESPONSE = bytes.fromhex(
-    "6059a20a06082b06010401828563a611060f2b060104018285638e7f85f1c24e00"
-    "a806020413e81421be30282e812c802a000301000406082b06010401828563050806"
-    "06082b06010401828563070b01000102030a040d05060700")
-READ_REQUEST = bytes.fromhex("601da20580037bc175a60480027b04a803020121be09280781058003300000")
-READ_RESPONSE = bytes.fromhex(
-    "602da20480027b04a403020121a60580037bc175a803020105"
-    "be1428128110800e00000a0200004c4749521b0000b5")
 
 # Data frames, in order: (frame, what it carries) for the capture built below.
 # Frames 1-3 are the handshake of the IPv4 connection, 10-12 that of the IPv6 one.

@@ -9,63 +9,50 @@ from c1222.codec.ber import Uid
 from c1222.codec.epsem import Epsem
 from c1222.codes import ResponseCode
 from c1222.errors import BerError, DecodeLimitExceeded, Truncated, UnknownCode
+from tests.vectors import EX8_REQUEST, IDENT_RESPONSE, READ_REQUEST, READ_RESPONSE
 
-READ_T0 = bytes.fromhex("601da20580037bc175a60480027b04a803020121be09280781058003300000")
-READ_T0_RESPONSE = bytes.fromhex(
-    "602da20480027b04a403020121a60580037bc175a803020105be1428128110800e00000a0200004c4749521b0000b5")
-IDENTIFY_RESPONSE = bytes.fromhex(
-    "6059a20a06082b06010401828563a6110"
-    "60f2b060104018285638e7f85f1c24e00a80602041"
-    "3e81421be30282e812c802a00030100040608"
-    "2b0601040182856305080606082b060104"
-    "01828563070b0100010203"
-    "0a040d05060700")
-EXAMPLE8_REQUEST = bytes.fromhex(
-    "604fa20580037bc175a60480027b04a803020103ac0fa20da00ba109800102810448f3d061"
-    "be2a282881268841d10cda76206811b36f781489a11997773e117cb07aa3aa40374a7107c5"
-    "0da7f799c5d4e8")
 
 
 def test_full_read_request_of_table_0():
-    apdu = acse.decode(READ_T0)
+    apdu = acse.decode(READ_REQUEST)
     assert apdu == acse.Apdu(Epsem((sv.FullReadRequest(0),)), calling_ap_invocation_id=33,
                              called_ap_title=Uid.parse(".123.8437"),
                              calling_ap_title=Uid.parse(".123.4"))
-    assert apdu.encode() == READ_T0
+    assert apdu.encode() == READ_REQUEST
 
 
 def test_full_read_response_with_its_checksum():
-    apdu = acse.decode(READ_T0_RESPONSE, [sv.FullReadRequest(0)])
+    apdu = acse.decode(READ_RESPONSE, [sv.FullReadRequest(0)])
     (response,) = apdu.epsem.services
     assert apdu.called_ap_invocation_id == 33 and apdu.calling_ap_invocation_id == 5
     assert response == sv.ReadResponse(table_data=sv.TableData(bytes.fromhex("0200004c4749521b0000")))
     assert response.table_data.checksum_ok
-    assert apdu.encode() == READ_T0_RESPONSE
+    assert apdu.encode() == READ_RESPONSE
 
 
 def test_a_response_alone_keeps_its_bytes():
-    apdu = acse.decode(READ_T0_RESPONSE)
+    apdu = acse.decode(READ_RESPONSE)
     (response,) = apdu.epsem.services
     assert response == sv.RawResponse(data=bytes.fromhex("000a0200004c4749521b0000b5"))
-    assert apdu.encode() == READ_T0_RESPONSE
+    assert apdu.encode() == READ_RESPONSE
 
 
 def test_identify_response_features():
-    apdu = acse.decode(IDENTIFY_RESPONSE, [sv.IdentifyRequest()])
+    apdu = acse.decode(IDENT_RESPONSE, [sv.IdentifyRequest()])
     (response,) = apdu.epsem.services
     assert response == sv.IdentifyResponse(
         std=3, ver=1, rev=0, security_mechanisms=(Uid.parse("1.3.6.1.4.1.33507"),),
         session_ctrl=0x08, device_class=Uid.parse("1.3.6.1.4.1.33507"),
         device_identity=sv.DeviceIdentity(1, bytes.fromhex("000102030a040d050607")))
-    assert apdu.encode() == IDENTIFY_RESPONSE
+    assert apdu.encode() == IDENT_RESPONSE
 
 
 def test_example8_header_and_ciphertext():
-    apdu = acse.decode(EXAMPLE8_REQUEST)
+    apdu = acse.decode(EX8_REQUEST)
     assert (apdu.key_id, apdu.iv.hex(), apdu.calling_ap_invocation_id) == (2, "48f3d061", 3)
     assert apdu.epsem.security_mode == 2 and apdu.epsem.mac.hex() == "99c5d4e8"
     assert len(apdu.epsem.ciphertext) == 33
-    assert apdu.encode() == EXAMPLE8_REQUEST
+    assert apdu.encode() == EX8_REQUEST
 
 
 def test_register_request_from_the_capture_layout():
