@@ -27,6 +27,10 @@ system-deps:
 	  apt-get update -qq && \
 	  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  echo "installing chromium (Debian packages; the browser tests drive it with Playwright)"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 test: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q
