@@ -1,0 +1,441 @@
+"""The head-end's storage: one interface, SQLite or PostgreSQL behind it (docs/storage.md).
+
+:class:`Storage` is synchronous and thread-safe (one lock serialises the calls on
+its one connection). The asyncio head-end uses :class:`AsyncStorage`, which runs
+every call on one dedicated worker thread, so calls complete in the order they
+were made and the event loop never waits on a disk or a server.
+
+A ``store_*``/``log_*``/``upsert_*`` call returns only after its transaction has
+committed: that return is the acknowledgement. An exception means nothing of the
+call is stored (a transaction is all or nothing); storing readings again is always
+safe, since a reading already stored is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from c1222.errors import C1222Error, ConfigurationError
+
+from .backends import PostgresBackend, SqliteBackend, redact_url
+from .migrations import MIGRATIONS, SCHEMA_VERSION
+from .records import KINDS, MessageRecord, NodeRecord, Reading, _check_ap_title, utc
+
+__all__ = ["AsyncStorage", "SchemaTooNew", "Storage", "StorageError", "open_async_storage",
+           "open_storage"]
+
+T = TypeVar("T")
+
+
+class StorageError(C1222Error):
+    """The database failed a call (lost connection, disk full, lock time-out): nothing stored."""
+
+
+class SchemaTooNew(ConfigurationError):
+    """The database was written by a newer c1222 whose schema this one does not know."""
+
+
+_NODE_COLUMNS = ("ap_title, native_address, node_type, connection_type, device_class, "
+                 "serial_number, registration_period, registered_at, last_seen, state")
+_READING_COLUMNS = "kind, time, name, value, extra"
+_MESSAGE_COLUMNS = "id, time, direction, peer, transport, raw, summary, ap_title, json"
+# Keep the first row of a natural key: a second store of one reading is a no-op.
+_INSERT_READING = ("INSERT INTO readings (ap_title, kind, time, name, value, extra) "
+                   "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ap_title, kind, time, name) DO NOTHING")
+_SEEN = "last_seen = CASE WHEN last_seen IS NULL OR last_seen < ? THEN ? ELSE last_seen END"
+
+
+def open_storage(url: str, *, schema: str | None = None) -> Storage:
+    """Open (creating and migrating as needed) the storage named by ``url``.
+
+    ``url`` is ``sqlite://PATH`` (``sqlite:///var/lib/c1222/head.db`` is absolute,
+    ``sqlite://:memory:`` is private to this object), a plain file path (SQLite), or
+    ``postgresql://user:password@host:port/dbname`` (also ``postgres://``), whose
+    parameters go to libpq except ``schema=NAME``, which like the ``schema`` argument
+    puts every table in that PostgreSQL schema (created if missing).
+
+    Raises :class:`~c1222.errors.ConfigurationError` naming the URL, password hidden,
+    when it is malformed, unreachable, or holds a schema that cannot be migrated.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError("the database URL is empty")
+    display = redact_url(url)
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower() if sep else ""
+    if scheme in ("", "sqlite"):
+        path = rest if sep else url
+        if not path:
+            raise ConfigurationError(f"database URL {display} names no file "
+                                     "(sqlite:///absolute/path.db, sqlite://relative.db)")
+        if schema is not None:
+            raise ConfigurationError(f"a schema ({schema!r}) is for PostgreSQL, not {display}")
+        backend: SqliteBackend | PostgresBackend = SqliteBackend(path, display)
+    elif scheme in ("postgresql", "postgres"):
+        backend = PostgresBackend(url, display, schema)
+    else:
+        raise ConfigurationError(f"unsupported database URL {display}: use sqlite://PATH, "
+                                 "a file path, or postgresql://user@host/dbname")
+    storage = Storage(backend, display)
+    try:
+        storage._migrate()
+    except BaseException:
+        storage.close()
+        raise
+    return storage
+
+
+class Storage:
+    """Registry, readings and message log in one database (make it with :func:`open_storage`)."""
+
+    def __init__(self, backend: SqliteBackend | PostgresBackend, url: str) -> None:
+        self._db = backend
+        #: The URL with its password hidden, fit for logs.
+        self.url = url
+        self._lock = threading.RLock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Storage {self.url}>"
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._db.dialect
+
+    def close(self) -> None:
+        """Close the connection; later calls raise :class:`StorageError`. Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    @contextmanager
+    def _use(self, what: str) -> Iterator[Any]:
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"{what}: storage {self.url} is closed")
+            try:
+                yield self._db
+            except self._db.errors as exc:
+                text = self._db.scrub(exc) if hasattr(self._db, "scrub") else str(exc)
+                raise StorageError(f"{what} failed on {self.url}: {text}") from exc
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        try:
+            with self._use("migration") as db, db.transaction() as tx:
+                db.prepare_migration(tx)
+                # The bootstrap table is the same in every version and dialect.
+                tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER "
+                           "PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+                current = tx.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version"
+                                     ).fetchone()[0]
+                if current > SCHEMA_VERSION:
+                    raise SchemaTooNew(
+                        f"database {self.url} has schema version {current}, newer than the "
+                        f"{SCHEMA_VERSION} this c1222 knows: upgrade c1222 to open it")
+                # All pending migrations in the one transaction: a crash leaves the old
+                # version intact, never a half-migrated schema.
+                now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                for migration in MIGRATIONS[current:]:
+                    for statement in migration.statements(db.dialect):
+                        tx.execute(statement)
+                    tx.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
+                               (migration.version, migration.description, now))
+        except StorageError as exc:
+            raise ConfigurationError(
+                f"cannot bring {self.url} to schema version {SCHEMA_VERSION}: {exc}") from None
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the database (always :data:`SCHEMA_VERSION` once open)."""
+        with self._use("schema version") as db:
+            return int(db.query("SELECT MAX(version) FROM schema_version")[0][0])
+
+    # -- registry --------------------------------------------------------------------------
+
+    def upsert_node(self, node: NodeRecord) -> None:
+        """Insert ``node`` or replace every field of the node with its AP title."""
+        if not isinstance(node, NodeRecord):
+            raise TypeError(f"upsert_node takes a NodeRecord, not {type(node).__name__}")
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _NODE_COLUMNS.split(", ")[1:])
+        with self._use("upsert_node") as db, db.transaction() as tx:
+            tx.execute(f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                       f"ON CONFLICT (ap_title) DO UPDATE SET {updates}",
+                       (node.ap_title, node.native_address, node.node_type, node.connection_type,
+                        node.device_class, node.serial_number, node.registration_period,
+                        db.time_in(node.registered_at), db.time_in(node.last_seen), node.state))
+
+    def get_node(self, ap_title: str) -> NodeRecord | None:
+        """The node with this AP title, or None."""
+        with self._use("get_node") as db:
+            rows = db.query(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE ap_title = ?", (ap_title,))
+            return self._node(db, rows[0]) if rows else None
+
+    def list_nodes(self, state: str | None = None) -> list[NodeRecord]:
+        """Every node (or those in ``state``), ordered by AP title as text."""
+        where, params = ("WHERE state = ?", (state,)) if state is not None else ("", ())
+        with self._use("list_nodes") as db:
+            rows = db.query(f"SELECT {_NODE_COLUMNS} FROM nodes {where} ORDER BY ap_title", params)
+            return [self._node(db, row) for row in rows]
+
+    def mark_seen(self, ap_title: str, when: datetime) -> bool:
+        """Move the node's ``last_seen`` forward to ``when`` (never back); False if unknown."""
+        when_db = self._time(when, "seen time")
+        with self._use("mark_seen") as db, db.transaction() as tx:
+            return tx.execute(f"UPDATE nodes SET {_SEEN} WHERE ap_title = ?",
+                              (when_db, when_db, ap_title)).rowcount > 0
+
+    def deregister(self, ap_title: str, when: datetime) -> bool:
+        """Mark the node deregistered (kept with its readings); False if unknown."""
+        when_db = self._time(when, "deregistration time")
+        with self._use("deregister") as db, db.transaction() as tx:
+            return tx.execute(f"UPDATE nodes SET state = 'deregistered', {_SEEN} "
+                              "WHERE ap_title = ?", (when_db, when_db, ap_title)).rowcount > 0
+
+    @staticmethod
+    def _node(db: Any, row: Sequence[Any]) -> NodeRecord:
+        return NodeRecord(row[0], row[1], int(row[2]), int(row[3]), row[4], row[5], int(row[6]),
+                          db.time_out(row[7]), db.time_out(row[8]), row[9])
+
+    def _time(self, when: datetime, what: str) -> Any:
+        return self._db.time_in(utc(when, what))
+
+    # -- readings --------------------------------------------------------------------------
+
+    def store_readings(self, ap_title: str, readings: Sequence[Reading]) -> int:
+        """Store ``readings`` of one node in one transaction; the number newly stored.
+
+        Returns after the commit: every reading given is then stored (now or before),
+        even if the process is killed next. Readings already stored are skipped
+        (counted out), so a retry after a crash or an error never duplicates.
+        """
+        _check_ap_title(ap_title)
+        rows = []
+        for reading in readings:
+            if not isinstance(reading, Reading):
+                raise TypeError(f"store_readings takes Readings, not {type(reading).__name__}")
+            rows.append((ap_title, reading.kind, self._db.time_in(reading.time), reading.name,
+                         reading.value, reading.extra))
+        if not rows:
+            return 0
+        with self._use("store_readings") as db, db.transaction() as tx:
+            return tx.executemany(_INSERT_READING, rows)
+
+    def readings(self, ap_title: str, kind: str | None = None, since: datetime | None = None,
+                 until: datetime | None = None, limit: int | None = None,
+                 newest_first: bool = False) -> list[Reading]:
+        """The node's readings with ``since <= time < until``, oldest first.
+
+        Ties in time keep kind order, then the order they were stored in (the channels
+        of an interval come back as given). ``limit`` keeps the first ``limit`` rows of
+        that order; with ``newest_first`` the order is reversed before the limit.
+        """
+        where, params = ["ap_title = ?"], [ap_title]
+        if kind is not None:
+            self._check_kind(kind)
+            where.append("kind = ?")
+            params.append(kind)
+        if since is not None:
+            where.append("time >= ?")
+            params.append(self._time(since, "since"))
+        if until is not None:
+            where.append("time < ?")
+            params.append(self._time(until, "until"))
+        order = "time DESC, kind DESC, id DESC" if newest_first else "time, kind, id"
+        sql = f"SELECT {_READING_COLUMNS} FROM readings WHERE {' AND '.join(where)} ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(self._count(limit, "limit"))
+        with self._use("readings") as db:
+            return [self._reading(db, row) for row in db.query(sql, params)]
+
+    def latest(self, ap_title: str, kind: str) -> list[Reading]:
+        """The node's readings of ``kind`` at the most recent time there is one (in stored order).
+
+        That is the last present-value snapshot, the last register read, every channel
+        of the last interval, or the last event(s); an empty list when there are none.
+        """
+        self._check_kind(kind)
+        with self._use("latest") as db:
+            rows = db.query(
+                f"SELECT {_READING_COLUMNS} FROM readings WHERE ap_title = ? AND kind = ? AND "
+                "time = (SELECT MAX(time) FROM readings WHERE ap_title = ? AND kind = ?) "
+                "ORDER BY id", (ap_title, kind, ap_title, kind))
+            return [self._reading(db, row) for row in rows]
+
+    def count_readings(self, ap_title: str | None = None, kind: str | None = None) -> int:
+        """How many readings are stored (of one node and/or kind)."""
+        where, params = [], []
+        if ap_title is not None:
+            where.append("ap_title = ?")
+            params.append(ap_title)
+        if kind is not None:
+            self._check_kind(kind)
+            where.append("kind = ?")
+            params.append(kind)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self._use("count_readings") as db:
+            return int(db.query(f"SELECT COUNT(*) FROM readings{clause}", params)[0][0])
+
+    @staticmethod
+    def _reading(db: Any, row: Sequence[Any]) -> Reading:
+        return Reading(row[0], db.time_out(row[1]), row[2], row[3], row[4])
+
+    @staticmethod
+    def _check_kind(kind: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"reading kind {kind!r} is not one of {KINDS}")
+
+    @staticmethod
+    def _count(n: int, what: str) -> int:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"{what} must be a non-negative int, not {n!r}")
+        return n
+
+    # -- message log -----------------------------------------------------------------------
+
+    def log_message(self, record: MessageRecord) -> int:
+        """Append ``record`` to the message log (its ``id`` is ignored); the new id."""
+        if not isinstance(record, MessageRecord):
+            raise TypeError(f"log_message takes a MessageRecord, not {type(record).__name__}")
+        with self._use("log_message") as db, db.transaction() as tx:
+            return db.insert_returning_id(
+                tx, "INSERT INTO messages (time, direction, peer, transport, raw, summary, "
+                "ap_title, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (db.time_in(record.time), record.direction, record.peer, record.transport,
+                 record.raw, record.summary, record.ap_title, record.json))
+
+    def messages(self, ap_title: str | None = None, limit: int = 100,
+                 before_id: int | None = None) -> list[MessageRecord]:
+        """Up to ``limit`` logged messages, newest first; page on with ``before_id``."""
+        where, params = [], []
+        if ap_title is not None:
+            where.append("ap_title = ?")
+            params.append(ap_title)
+        if before_id is not None:
+            where.append("id < ?")
+            params.append(int(before_id))
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        params.append(self._count(limit, "limit"))
+        with self._use("messages") as db:
+            rows = db.query(f"SELECT {_MESSAGE_COLUMNS} FROM messages{clause} "
+                            "ORDER BY id DESC LIMIT ?", params)
+            return [self._message(db, row) for row in rows]
+
+    def message(self, id: int) -> MessageRecord | None:
+        """The logged message with this id, or None (never logged, or pruned)."""
+        with self._use("message") as db:
+            rows = db.query(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (int(id),))
+            return self._message(db, rows[0]) if rows else None
+
+    def prune_messages(self, keep: int) -> int:
+        """Delete all but the newest ``keep`` messages; the number deleted."""
+        keep = self._count(keep, "keep")
+        with self._use("prune_messages") as db, db.transaction() as tx:
+            # The id of the newest message to drop; NULL (nothing deleted) when few enough.
+            return max(tx.execute(
+                "DELETE FROM messages WHERE id <= "
+                "(SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?)", (keep,)
+            ).rowcount, 0)
+
+    @staticmethod
+    def _message(db: Any, row: Sequence[Any]) -> MessageRecord:
+        return MessageRecord(time=db.time_out(row[1]), direction=row[2], peer=row[3],
+                             transport=row[4], raw=bytes(row[5]), summary=row[6],
+                             ap_title=row[7], json=row[8], id=int(row[0]))
+
+
+class AsyncStorage:
+    """:class:`Storage` for asyncio: each call runs on one worker thread, in call order.
+
+    One thread (not a pool) keeps the order of calls: a reading stored before a
+    query is seen by it. A cancelled call may still complete in the thread; since
+    storing is idempotent, the caller may simply store again.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="c1222-storage")
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, functools.partial(fn, *args, **kwargs))
+
+    async def __aenter__(self) -> AsyncStorage:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def url(self) -> str:
+        return self.storage.url
+
+    async def aclose(self) -> None:
+        """Finish the queued calls, then close the storage."""
+        await self._call(self.storage.close)
+        self._worker.shutdown(wait=False)
+
+    async def upsert_node(self, node: NodeRecord) -> None:
+        return await self._call(self.storage.upsert_node, node)
+
+    async def get_node(self, ap_title: str) -> NodeRecord | None:
+        return await self._call(self.storage.get_node, ap_title)
+
+    async def list_nodes(self, state: str | None = None) -> list[NodeRecord]:
+        return await self._call(self.storage.list_nodes, state)
+
+    async def mark_seen(self, ap_title: str, when: datetime) -> bool:
+        return await self._call(self.storage.mark_seen, ap_title, when)
+
+    async def deregister(self, ap_title: str, when: datetime) -> bool:
+        return await self._call(self.storage.deregister, ap_title, when)
+
+    async def store_readings(self, ap_title: str, readings: Sequence[Reading]) -> int:
+        return await self._call(self.storage.store_readings, ap_title, list(readings))
+
+    async def readings(self, ap_title: str, kind: str | None = None,
+                       since: datetime | None = None, until: datetime | None = None,
+                       limit: int | None = None, newest_first: bool = False) -> list[Reading]:
+        return await self._call(self.storage.readings, ap_title, kind, since, until, limit,
+                                newest_first)
+
+    async def latest(self, ap_title: str, kind: str) -> list[Reading]:
+        return await self._call(self.storage.latest, ap_title, kind)
+
+    async def count_readings(self, ap_title: str | None = None, kind: str | None = None) -> int:
+        return await self._call(self.storage.count_readings, ap_title, kind)
+
+    async def log_message(self, record: MessageRecord) -> int:
+        return await self._call(self.storage.log_message, record)
+
+    async def messages(self, ap_title: str | None = None, limit: int = 100,
+                       before_id: int | None = None) -> list[MessageRecord]:
+        return await self._call(self.storage.messages, ap_title, limit, before_id)
+
+    async def message(self, id: int) -> MessageRecord | None:
+        return await self._call(self.storage.message, id)
+
+    async def prune_messages(self, keep: int) -> int:
+        return await self._call(self.storage.prune_messages, keep)
+
+
+async def open_async_storage(url: str, *, schema: str | None = None) -> AsyncStorage:
+    """:func:`open_storage` off the event loop (opening may migrate), wrapped in AsyncStorage."""
+    storage = await asyncio.to_thread(open_storage, url, schema=schema)
+    return AsyncStorage(storage)
