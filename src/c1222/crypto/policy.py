@@ -295,8 +295,13 @@ class _Checked:
     plaintext: bytes | None = None  # mode 2 only, once the MAC verified
 
 
-def _check(data: bytes, keys: KeyTable) -> _Checked:
-    """Find the key, rebuild N and verify the MAC; decrypt mode 2. Parses no service."""
+def _check(data: bytes, keys: KeyTable,
+           session_key: tuple[int, bytes] | None = None) -> _Checked:
+    """Find the key, rebuild N and verify the MAC; decrypt mode 2. Parses no service.
+
+    ``session_key`` (key id, IV) stands in for a missing AC element (digest 12: inside a
+    Logon session MeteringSDK omits AC and reuses the Logon message's key id and IV).
+    """
     layout = _layout(data)
     ctl_pos = layout.control
     ctl, mac_pos = control_and_mac(data, ctl_pos, len(data), _EPSEM_PATH)
@@ -304,6 +309,8 @@ def _check(data: bytes, keys: KeyTable) -> _Checked:
     if mode == SecurityMode.CLEARTEXT:
         return _Checked("cleartext", layout)
     found = _key_id_iv(data, layout)
+    if found is None and layout.elements.get(TAG_CALLING_AUTHENTICATION_VALUE) is None:
+        found = session_key
     if found is None:
         return _Checked("no-ac", layout)
     key_id, iv = found
@@ -382,6 +389,7 @@ def unprotect(
     requests: Requests = None,
     minimum_mode: int = SecurityMode.CLEARTEXT,
     debug: DebugHook | None = None,
+    session_key: tuple[int, bytes] | None = None,
 ) -> Apdu:
     """Verify, decrypt and decode one received APDU (digest 5.5, receiver).
 
@@ -397,6 +405,9 @@ def unprotect(
     Raises SecurityError (generic message; the reason goes to ``debug``) for a bad MAC, an
     unknown key id, a missing or non-C12.22 AC element, a replay or a weaker mode than
     ``minimum_mode``; DecodeError when the bytes are not a well-formed APDU.
+
+    ``session_key`` (key id, IV of the session's Logon message) is used when the message has
+    no AC element at all (digest 12, session use); the returned APDU then carries it.
     """
     data = bytes(data)
     if replay is not None and now is None:
@@ -407,7 +418,7 @@ def unprotect(
             debug(reason)
         return SecurityError()
 
-    checked = _check(data, keys)
+    checked = _check(data, keys, session_key)
     if checked.status == "cleartext":
         if minimum_mode > SecurityMode.CLEARTEXT:
             raise refuse(f"security mode 0 below the required mode {minimum_mode}")
@@ -437,6 +448,8 @@ def unprotect(
         apdu = acse.decode(data, remember)
     else:
         apdu = acse.decode(data, requests)
+    if apdu.key_id is None:  # verified with the session's key id and IV
+        apdu = dataclasses.replace(apdu, key_id=checked.key_id, iv=checked.iv)
     if checked.plaintext is None:
         return apdu
     return _with_plaintext(apdu, checked.plaintext, found[0])

@@ -66,8 +66,9 @@ DEFAULT_TABLE_SET = frozenset({
 #: Procedures it offers (section 15.3 plus cold start, change mode, status and pending).
 DEFAULT_STD_PROCS = frozenset({0, 3, 4, 5, 6, 7, 8, 9, 10, 14})
 DEFAULT_MFG_PROCS = frozenset({MfgProc.REMOTE_CONNECT_DISCONNECT})
-#: Events the history log supports and monitors (section 15.3 Table 72 example, plus 20/21).
-DEFAULT_EVENTS = frozenset({1, 2, 3, 4, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17, 20, 21})
+#: Events the history log supports and monitors (section 15.3 Table 72 example, plus 20/21,
+#: 47 tamper attempt for a refused password and 49 control point changed for remote disconnect).
+DEFAULT_EVENTS = frozenset({1, 2, 3, 4, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17, 20, 21, 47, 49})
 
 
 def _default_users() -> tuple[User, ...]:
@@ -185,6 +186,12 @@ def gen_config(p: MeterProfile, tables: frozenset[int] = DEFAULT_TABLE_SET) -> d
     )
 
 
+def _short_title(title: str) -> str:
+    """An AP title under the C12.22 base in its relative form (MISC_ID holds 30 characters)."""
+    base = "2.16.124.113620.1.22.0."
+    return "." + title[len(base):] if title.startswith(base) else title
+
+
 def build_records(p: MeterProfile, now: TimeDate | None = None) -> dict[int, object]:
     """Every table of the profile as a decoded value (Table 0 first)."""
     gc = gen_config(p)
@@ -207,7 +214,7 @@ def build_records(p: MeterProfile, now: TimeDate | None = None) -> dict[int, obj
         coordinate_2=bytes(10), coordinate_3=bytes(10), tariff_id=p.tariff_id,
         ex1_sw_vendor="", ex1_sw_version_number=0, ex1_sw_revision_number=0, ex2_sw_vendor="",
         ex2_sw_version_number=0, ex2_sw_revision_number=0, programmer_name="",
-        misc_id=p.ap_title)
+        misc_id=_short_title(p.ap_title))
     recs[7] = d0.ProcInitiate(d0.TableIdbBfld(), 0, b"")
     recs[8] = d0.ProcResponse(d0.TableIdbBfld(), 0, 0, b"")
     # decade 1 (section 15.2): Table 11 = 00 06 00 00 00 00 02 06

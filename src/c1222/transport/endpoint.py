@@ -1,0 +1,437 @@
+"""C12.22 over TCP and UDP (digest 6.1, 6.2): a thin asyncio adapter around the pure layers.
+
+An :class:`Endpoint` is one node's network presence. It listens on TCP and UDP on the same port,
+connects out, and carries APDUs both ways on every association (a :class:`Link`): a meter that
+opened a connection to register can be read over that same connection. Each arriving APDU is
+either a response (it has A4, digest 2.6) handed to the request waiting for it, or a request
+handed to ``on_request``, whose reply goes back on the same link.
+
+Hostile peers are bounded here, before any protocol work:
+
+* at most ``max_connections`` TCP connections (the next is closed at once);
+* an APDU whose length field exceeds ``max_frame`` closes the connection before anything is
+  buffered (``StreamFramer``);
+* a started APDU must complete within ``message_timeout`` seconds (a byte-a-second drip is
+  cut off), and a connection idle for ``idle_timeout`` seconds is closed;
+* UDP requests wait in a bounded queue; a flood beyond it is dropped, not buffered;
+* nothing a peer sends raises out of the endpoint: a broken link is closed, the others go on.
+
+``tracer`` (a :class:`PcapTracer`) records every APDU that crosses the wire, for tshark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from c1222.codec.acse import called_invocation_id
+from c1222.codec.framing import StreamFramer, apdu_size
+from c1222.codes import C1222_PORT
+from c1222.errors import ConfigurationError, DecodeError, TransportError
+from c1222.transport.pcap import PcapWriter
+
+log = logging.getLogger("c1222.transport")
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class EndpointLimits:
+    """Caps on what peers may cost this node."""
+
+    max_connections: int = 256
+    max_frame: int = 64 * 1024  # larger APDUs close the link (RQTL is answered up to this size)
+    message_timeout: float = 30.0
+    idle_timeout: float = 300.0
+    udp_queue: int = 1024
+    udp_links: int = 4096
+
+
+class PcapTracer:
+    """Writes every APDU an endpoint sends or receives to a pcap file (flushed per frame)."""
+
+    def __init__(self, path: str) -> None:
+        self._writer = PcapWriter.open(path, flush=True, append=True)
+        self._connections: dict[int, object] = {}
+
+    def opened(self, link: Link) -> None:
+        if link.transport == "tcp":
+            client, server = ((link.peer, link.local) if link.accepted
+                              else (link.local, link.peer))
+            self._connections[id(link)] = self._writer.tcp_connection(
+                client, server, time=time.time())
+
+    def apdu(self, link: Link, data: bytes, *, sent: bool) -> None:
+        src, dst = (link.local, link.peer) if sent else (link.peer, link.local)
+        if link.transport == "udp":
+            self._writer.udp(src, dst, data, time=time.time())
+            return
+        conn = self._connections.get(id(link))
+        if conn is not None:
+            from_client = sent != link.accepted
+            conn.send(data, from_client=from_client, time=time.time())  # type: ignore[attr-defined]
+
+    def closed(self, link: Link) -> None:
+        conn = self._connections.pop(id(link), None)
+        if conn is not None:
+            conn.close(time=time.time())  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        for link_id in list(self._connections):
+            self._connections.pop(link_id).close(time=time.time())  # type: ignore[attr-defined]
+        self._writer.close()
+
+
+class Link:
+    """One association: a TCP connection, or a UDP peer address on the shared socket."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, endpoint: Endpoint, transport: str, peer: Address, local: Address,
+                 *, accepted: bool) -> None:
+        self.endpoint = endpoint
+        self.transport = transport
+        self.peer = peer
+        self.local = local
+        self.accepted = accepted
+        self.id = next(self._ids)
+        self.closed = False
+        self.last_active = time.monotonic()
+        self._writer: asyncio.StreamWriter | None = None
+        self._datagram: asyncio.DatagramTransport | None = None
+
+    def __repr__(self) -> str:
+        return f"<Link {self.transport} {self.peer[0]}:{self.peer[1]} #{self.id}>"
+
+    @property
+    def name(self) -> str:
+        """The peer as ``host:port`` (the native address a node registers with)."""
+        return f"{self.peer[0]}:{self.peer[1]}"
+
+    async def send(self, data: bytes) -> None:
+        if self.closed:
+            raise TransportError(f"{self.transport} link to {self.name} is closed")
+        tracer = self.endpoint.tracer
+        if tracer is not None:
+            tracer.apdu(self, data, sent=True)
+        self.last_active = time.monotonic()
+        if self._datagram is not None:
+            self._datagram.sendto(data, self.peer)
+            return
+        assert self._writer is not None
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self.close()
+            raise TransportError(f"lost the connection to {self.name}: {exc}") from None
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._writer is not None:
+            self._writer.close()
+        self.endpoint._link_closed(self)
+
+
+RequestHandler = Callable[[bytes, Link], Awaitable[tuple[bytes | None, bool]]]
+
+
+class Endpoint:
+    """A C12.22 node's TCP+UDP presence. Use ``async with`` or call :meth:`close`."""
+
+    def __init__(self, on_request: RequestHandler | None = None, *,
+                 limits_: EndpointLimits | None = None, tracer: PcapTracer | None = None,
+                 on_link_closed: Callable[[Link], None] | None = None) -> None:
+        self.on_request = on_request
+        self.limits = limits_ or EndpointLimits()
+        self.tracer = tracer
+        self.on_link_closed = on_link_closed
+        self.address: Address | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._udp: asyncio.DatagramTransport | None = None
+        self._udp_links: OrderedDict[Address, Link] = OrderedDict()
+        self._udp_queue: asyncio.Queue[tuple[bytes, Link]] | None = None
+        self._tcp_links: set[Link] = set()
+        self._waiters: dict[tuple[int, int], asyncio.Future[bytes]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats = {"connections_refused": 0, "frames_refused": 0, "timeouts": 0,
+                      "udp_dropped": 0, "decode_errors": 0}
+
+    async def __aenter__(self) -> Endpoint:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ listening
+
+    async def listen(self, host: str = "127.0.0.1", port: int = C1222_PORT) -> Address:
+        """Listen on TCP and UDP ``host:port`` (port 0: one free port for both)."""
+        for _ in range(20):
+            server = await asyncio.start_server(self._accept, host, port,
+                                                reuse_address=True)
+            bound = server.sockets[0].getsockname()[:2]
+            try:
+                await self._open_udp((host, bound[1]))
+            except OSError:
+                server.close()
+                if port:
+                    raise
+                continue  # the kernel's TCP port is taken for UDP: pick another
+            self._servers.append(server)
+            self.address = (bound[0], bound[1])
+            return self.address
+        raise ConfigurationError(f"no port free for both TCP and UDP on {host}")
+
+    async def _open_udp(self, local: Address | None, remote: Address | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if local and ":" in local[0] else 0
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(self), local_addr=local, remote_addr=remote, family=family)
+        self._udp = transport
+        self._udp_queue = asyncio.Queue(self.limits.udp_queue)
+        self._spawn(self._serve_udp())
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")[:2]
+        local = writer.get_extra_info("sockname")[:2]
+        if len(self._tcp_links) >= self.limits.max_connections:
+            self.stats["connections_refused"] += 1
+            writer.close()
+            return
+        link = Link(self, "tcp", peer, local, accepted=True)
+        link._writer = writer
+        await self._run_tcp(link, reader)
+
+    # ------------------------------------------------------------------ connecting
+
+    async def connect(self, host: str, port: int, transport: str = "tcp",
+                      timeout: float = 10.0) -> Link:
+        """A link to a node at ``host:port`` (TCP: a new connection; UDP: the shared socket)."""
+        if transport == "udp":
+            if self._udp is None:
+                await self._open_udp(("::" if ":" in host else "0.0.0.0", 0))
+            assert self._udp is not None
+            info = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                               type=socket.SOCK_DGRAM)
+            return self._udp_link(info[0][4][:2])
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise TransportError(f"cannot connect to {host}:{port}: {exc or 'time-out'}") \
+                from None
+        link = Link(self, "tcp", writer.get_extra_info("peername")[:2],
+                    writer.get_extra_info("sockname")[:2], accepted=False)
+        link._writer = writer
+        self._spawn(self._run_tcp(link, reader))
+        return link
+
+    async def exchange(self, link: Link, data: bytes, invocation_id: int, *,
+                       timeout: float = 30.0, retries: int = 2) -> bytes:
+        """Send a request and wait for the response whose A4 is ``invocation_id``.
+
+        On UDP the identical bytes are resent on a time-out (digest 6.2), ``retries`` times.
+        Raises TransportError on a time-out or a lost link.
+        """
+        key = (link.id, invocation_id)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiters[key] = future
+        attempts = 1 + (retries if link.transport == "udp" else 0)
+        try:
+            for attempt in range(attempts):
+                await link.send(data)
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future),
+                                                  timeout / attempts)
+                except asyncio.TimeoutError:
+                    if attempt == attempts - 1:
+                        raise TransportError(
+                            f"no response from {link.name} within {timeout:g} s") from None
+        finally:
+            self._waiters.pop(key, None)
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ TCP
+
+    async def _run_tcp(self, link: Link, reader: asyncio.StreamReader) -> None:
+        self._tcp_links.add(link)
+        if self.tracer is not None:
+            self.tracer.opened(link)
+        framer = StreamFramer(self.limits.max_frame)
+        try:
+            while not link.closed:
+                # A message already begun must finish within message_timeout (drip defence).
+                wait = self.limits.message_timeout if framer.buffered else \
+                    self.limits.idle_timeout
+                try:
+                    chunk = await asyncio.wait_for(reader.read(65536), wait)
+                except asyncio.TimeoutError:
+                    self.stats["timeouts"] += 1
+                    break
+                if not chunk:
+                    break
+                link.last_active = time.monotonic()
+                try:
+                    apdus = framer.feed(chunk)
+                except DecodeError as exc:
+                    self.stats["frames_refused"] += 1
+                    log.info("closing %r: %s", link, exc)
+                    break
+                for apdu in apdus:
+                    await self._dispatch(apdu, link)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            link.close()
+
+    # ------------------------------------------------------------------ UDP
+
+    def _udp_link(self, peer: Address) -> Link:
+        link = self._udp_links.get(peer)
+        if link is None:
+            assert self._udp is not None
+            local = self._udp.get_extra_info("sockname")[:2]
+            link = Link(self, "udp", peer, local, accepted=True)
+            link._datagram = self._udp
+            self._udp_links[peer] = link
+            while len(self._udp_links) > self.limits.udp_links:
+                _, old = self._udp_links.popitem(last=False)
+                old.close()
+        self._udp_links.move_to_end(peer)
+        return link
+
+    def _datagram(self, data: bytes, peer: Address) -> None:
+        try:
+            if apdu_size(data, 0, self.limits.max_frame) != len(data):
+                raise DecodeError("a datagram must hold exactly one APDU", 0, "apdu")
+        except DecodeError:
+            self.stats["frames_refused"] += 1
+            return
+        link = self._udp_link(peer[:2])
+        assert self._udp_queue is not None
+        try:
+            self._udp_queue.put_nowait((data, link))
+        except asyncio.QueueFull:
+            self.stats["udp_dropped"] += 1
+
+    async def _serve_udp(self) -> None:
+        assert self._udp_queue is not None
+        queue = self._udp_queue
+        while True:
+            data, link = await queue.get()
+            await self._dispatch(data, link)
+
+    # ------------------------------------------------------------------ both
+
+    async def _dispatch(self, data: bytes, link: Link) -> None:
+        if self.tracer is not None:
+            self.tracer.apdu(link, data, sent=False)
+        try:
+            a4 = called_invocation_id(data)
+        except DecodeError:
+            self.stats["decode_errors"] += 1
+            a4 = None
+        if a4 is not None:
+            future = self._waiters.get((link.id, a4))
+            if future is not None and not future.done():
+                future.set_result(data)
+                return
+        if self.on_request is None:
+            return
+        try:
+            reply, close = await self.on_request(data, link)
+        except Exception:  # the node's bug must not take the link down with it
+            log.exception("request handler failed on %r", link)
+            return
+        if reply is not None and not link.closed:
+            with contextlib.suppress(TransportError):
+                await link.send(reply)
+        if close and link.transport == "tcp":
+            link.close()
+
+    def _link_closed(self, link: Link) -> None:
+        self._tcp_links.discard(link)
+        if self.tracer is not None and link.transport == "tcp":
+            self.tracer.closed(link)
+        for (link_id, _), future in list(self._waiters.items()):
+            if link_id == link.id and not future.done():
+                future.set_exception(TransportError(f"link to {link.name} closed"))
+        if self.on_link_closed is not None:
+            self.on_link_closed(link)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def connections(self) -> int:
+        return len(self._tcp_links)
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for link in list(self._tcp_links):
+            link.close()
+        if self._udp is not None:
+            self._udp.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        self._servers.clear()
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        self.endpoint._datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP port unreachable and the like
+        log.debug("UDP error: %s", exc)
+
+
+def parse_address(text: str, default_port: int = C1222_PORT) -> Address:
+    """``HOST:PORT``, ``[v6]:PORT``, ``HOST`` or ``:PORT`` as (host, port);
+    ConfigurationError naming the text otherwise."""
+    text = text.strip()
+    host, port = text, default_port
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ConfigurationError(f"bad address {text!r}")
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise ConfigurationError(f"bad address {text!r}")
+            port = _port(rest[1:], text)
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        port = _port(port_text, text)
+    host = host or "127.0.0.1"
+    return host, port
+
+
+def _port(text: str, whole: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ConfigurationError(f"bad port in address {whole!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigurationError(f"port out of range in address {whole!r}")
+    return port
