@@ -70,6 +70,8 @@ class SqliteBackend:
     """SQLite in WAL mode with ``synchronous=FULL``: a returned COMMIT is on disk."""
 
     dialect = "sqlite"
+    #: Byte order for text, so both backends list nodes in the same order.
+    binary_collation = "BINARY"
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
 
     def __init__(self, path: str, display: str) -> None:
@@ -133,6 +135,8 @@ class PostgresBackend:
     """PostgreSQL through psycopg 3: one connection, one transaction per call."""
 
     dialect = "postgresql"
+    # Byte order whatever the database's locale (en_US would ignore the dots in AP titles).
+    binary_collation = '"C"'
 
     def __init__(self, url: str, display: str, schema: str | None = None) -> None:
         import psycopg  # only when asked for: the SQLite default does not need it

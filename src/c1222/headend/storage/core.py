@@ -190,7 +190,8 @@ class Storage:
         """Every node (or those in ``state``), ordered by AP title as text."""
         where, params = ("WHERE state = ?", (state,)) if state is not None else ("", ())
         with self._use("list_nodes") as db:
-            rows = db.query(f"SELECT {_NODE_COLUMNS} FROM nodes {where} ORDER BY ap_title", params)
+            rows = db.query(f"SELECT {_NODE_COLUMNS} FROM nodes {where} "
+                            f"ORDER BY ap_title COLLATE {db.binary_collation}", params)
             return [self._node(db, row) for row in rows]
 
     def mark_seen(self, ap_title: str, when: datetime) -> bool:
@@ -257,7 +258,8 @@ class Storage:
             where.append("time < ?")
             params.append(self._time(until, "until"))
         order = "time DESC, kind DESC, id DESC" if newest_first else "time, kind, id"
-        sql = f"SELECT {_READING_COLUMNS} FROM readings WHERE {' AND '.join(where)} ORDER BY {order}"
+        sql = (f"SELECT {_READING_COLUMNS} FROM readings WHERE {' AND '.join(where)} "
+               f"ORDER BY {order}")
         if limit is not None:
             sql += " LIMIT ?"
             params.append(self._count(limit, "limit"))
@@ -371,6 +373,7 @@ class AsyncStorage:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="c1222-storage")
+        self._closed = False
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -387,7 +390,10 @@ class AsyncStorage:
         return self.storage.url
 
     async def aclose(self) -> None:
-        """Finish the queued calls, then close the storage."""
+        """Finish the queued calls, then close the storage. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         await self._call(self.storage.close)
         self._worker.shutdown(wait=False)
 

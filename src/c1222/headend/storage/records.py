@@ -55,12 +55,13 @@ def utc(when: datetime, what: str = "time") -> datetime:
 
 def _check_ap_title(ap_title: object, what: str = "ap_title") -> str:
     if not isinstance(ap_title, str) or not _AP_TITLE.fullmatch(ap_title):
-        raise ValueError(f"{what} {ap_title!r} is not an absolute dotted OID such as 2.16.124.113620.1.22.0.5")
+        raise ValueError(f"{what} {ap_title!r} is not an absolute dotted OID "
+                         "such as 2.16.124.113620.1.22.0.5")
     return ap_title
 
 
 def canonical_json(value: Any) -> str:
-    """The one text form of a JSON value: sorted keys, no spaces (what helpers store in ``extra``)."""
+    """The one text form of a JSON value: sorted keys, no spaces (what the helpers store)."""
     return _json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
