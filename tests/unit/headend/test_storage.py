@@ -403,6 +403,8 @@ def test_sqlite_file_is_wal_with_full_sync(tmp_path: Path) -> None:
     ("", "empty"),
     ("sqlite://", "sqlite://"),
     ("oracle://x/y?password=s3cret&sslmode=require", "oracle://x/y?password=***&sslmode=require"),
+    ("postgresql://meter:s3cret@[::1/head", "postgresql://<unparsable>"),
+    ("postgresql://meter:s3cret@h:port/head", "postgresql://meter:***@h:port/head"),
 ])
 def test_bad_url_is_named_without_its_password(url: str, shown: str) -> None:
     with pytest.raises(ConfigurationError) as info:

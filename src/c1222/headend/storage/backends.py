@@ -145,7 +145,11 @@ class PostgresBackend:
         self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
         self.display = display
         self.journal_mode = None
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - a port that is not a number raises here, not in libpq
+        except ValueError as exc:
+            raise ConfigurationError(f"malformed database URL {display}: {exc}") from None
         pairs = [p for p in parts.query.split("&") if p] if parts.query else []
         # ``schema`` is ours, not libpq's: take it out before libpq sees the URL.
         for pair in [p for p in pairs if p.split("=", 1)[0] == "schema"]:
