@@ -253,7 +253,8 @@ def _schedule(src: str, name: str, raw: Any, validate) -> tuple[tuple[date, Any]
     for i, entry in enumerate(raw):
         here = f"{where}[{i}]"
         if not isinstance(entry, dict):
-            raise TariffFileError(src, here, f"expected {{from = DATE, value = ...}}, got {entry!r}")
+            raise TariffFileError(src, here,
+                                  f"expected {{from = DATE, value = ...}}, got {entry!r}")
         extra = set(entry) - {"from", "value"}
         if extra:
             raise TariffFileError(src, f"{here}.{sorted(extra)[0]}", "unknown key")
