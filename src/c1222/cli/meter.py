@@ -1,0 +1,81 @@
+"""`c1222 meter`: run the software meter until Ctrl-C (or SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from c1222.errors import ConfigurationError
+
+
+def _options(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@click.command()
+@click.option("--listen", help="HOST:PORT for TCP and UDP (port 0 picks one) [127.0.0.1:1153]")
+@click.option("--headend", help="HOST:PORT of the head-end to register with")
+@click.option("--headend-ap-title", help="the head-end's AP title [...123.4]")
+@click.option("--ihd", help="HOST:PORT of the in-home display to feed every second")
+@click.option("--ihd-ap-title", help="the display's AP title (omitted from the feed if unset)")
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False),
+              help="TOML meter profile (command-line options override it)")
+@click.option("--state-dir", type=click.Path(file_okay=False),
+              help="where registers, load profile and event log survive restarts")
+@click.option("--speed", type=float, help="simulated seconds per real second [1]")
+@click.option("--security-mode", type=click.IntRange(0, 2),
+              help="weakest mode accepted, and the mode the meter sends in [0]")
+@click.option("--key", "keys", multiple=True, metavar="ID:HEX",
+              help="a C12.22 key (decimal key id, 32 hex digits); repeatable")
+@click.option("--key-id", type=int, help="key id the meter sends with [the first key]")
+@click.option("--ap-title", help="the meter's AP title [2.16.124.113620.1.22.0.123.8437]")
+@click.option("--serial-number", help="electronic serial number")
+@click.option("--pcap", type=click.Path(dir_okay=False), help="record every APDU to this pcap")
+@click.option("--start-time", type=float, help="simulated clock start, Unix seconds [now]")
+@click.option("-v", "--verbose", count=True, help="log more (-v info, -vv debug)")
+def meter(profile_path: str | None, keys: tuple[str, ...], verbose: int, **options: Any) -> None:
+    """Run a simulated ANSI C12.22 meter serving its C12.19 tables on TCP and UDP.
+
+    It prints the address it listens on once ready, registers with --headend, feeds the
+    in-home display at --ihd every second, and stops cleanly on Ctrl-C.
+    """
+    from c1222.meter import config as meter_config
+    from c1222.meter.node import Meter
+
+    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        data = meter_config.load_profile(profile_path) if profile_path else {}
+        overrides = _options(**options)
+        for name in ("state_dir", "pcap"):
+            if name in overrides:
+                overrides[name] = str(Path(overrides[name]))
+        if keys:
+            overrides["keys"] = list(data.get("keys", [])) + list(keys)
+        node = Meter(meter_config.from_mapping({**data, **overrides}))
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    asyncio.run(_run(node))
+
+
+async def _run(node: Any) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        host, port = await node.start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
+    click.echo(f"meter {node.config.ap_title} listening on tcp+udp {host}:{port}", err=False)
+    click.get_text_stream("stdout").flush()
+    try:
+        await stop.wait()
+    finally:
+        await node.stop()
+        click.echo("meter stopped")

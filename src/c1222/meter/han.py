@@ -1,0 +1,82 @@
+"""The once-a-second feed of the in-home display over the home network, in C12.22.
+
+Each second the meter writes its present values (Table 28), current registers (Table 23) and
+clock (Table 52, the simulated time) to the display with Full Write services in one APDU (a
+notification write). Those tables only make sense with the meter's Table 0 (formats), 11/12
+(units), 16 (sources), 21 (dimensions), 22 and 27 (which source each value is), so the first
+APDU on every new connection writes those context tables first; a display that answers anything but OK (it restarted and lost them) gets
+them again with the next APDU. A display that is away costs one failed connect per second; the
+feed resumes by itself when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from c1222.codec.ber import Uid
+from c1222.codec.services import FullWriteRequest, TableData
+from c1222.crypto.nonces import TimeIvSource
+from c1222.errors import C1222Error
+from c1222.tables.readings import CONTEXT_TABLES
+from c1222.session.requester import Requester
+from c1222.transport.client import Client, responses
+
+if TYPE_CHECKING:
+    from c1222.meter.node import Meter
+
+log = logging.getLogger("c1222.meter.han")
+
+#: Tables the display needs to decode the live ones (see the module docstring).
+LIVE_TABLES = (52, 23, 28)  # 28 last: the display samples on it
+PERIOD = 1.0
+TIMEOUT = 2.0
+
+
+class HanFeed:
+    """Pushes the live tables to the display every second (real time)."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter = meter
+        cfg = meter.config
+        self.called = Uid.parse(cfg.ihd_ap_title) if cfg.ihd_ap_title else None
+        requester = Requester(meter.ap_title, TimeIvSource(meter.wall), keys=cfg.keys,
+                              security_mode=cfg.security_mode, key_id=cfg.key_id)
+        self.client = Client(requester, meter.endpoint, clock=meter.wall)
+        self.sent = 0
+        self.failed = 0
+        self._need_context = True
+
+    def services(self) -> list[FullWriteRequest]:
+        store = self.meter.store
+        tables = (CONTEXT_TABLES if self._need_context else ()) + LIVE_TABLES
+        return [FullWriteRequest(n, TableData(store.get_bytes(n))) for n in tables]
+
+    async def send_once(self) -> bool:
+        host, port = self.meter.config.ihd  # type: ignore[misc]
+        link = self.client.link
+        if link is None or link.closed:
+            link = await self.client.connect(host, port, timeout=TIMEOUT)
+            self._need_context = True
+        apdu = await self.client.call(self.services(), called=self.called, timeout=TIMEOUT)
+        ok = all(r.response_code == 0 for r in responses(apdu))
+        self._need_context = not ok
+        return ok
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            try:
+                if await self.send_once():
+                    self.sent += 1
+                else:
+                    self.failed += 1
+            except (C1222Error, OSError) as exc:
+                self.failed += 1
+                log.debug("display feed: %s", exc)
+                if self.client.link is not None:
+                    self.client.link.close()
+            next_at = max(next_at + PERIOD, loop.time())
+            await asyncio.sleep(next_at - loop.time())
