@@ -54,6 +54,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -199,19 +200,24 @@ class FrontEnd:
         """
         v = np.asarray(volts, dtype=float)
         i = np.asarray(amps, dtype=float)
-        noise = None if rng is None else rng.standard_normal((2, *np.broadcast_shapes(
-            v.shape, i.shape)))
-        vc = self._adc(v, self.voltage_gain, self.voltage_bias, None if noise is None else noise[0])
-        ic = self._adc(i, self.current_gain, self.current_bias, None if noise is None else noise[1])
-        return vc.astype(np.int32), ic.astype(np.int32)
+        noise = (None, None) if rng is None else self._noise(
+            rng, (2, *np.broadcast_shapes(v.shape, i.shape)))
+        vc = self._adc(v, self.voltage_gain, self.voltage_bias, noise[0])
+        ic = self._adc(i, self.current_gain, self.current_bias, noise[1])
+        return (vc.astype(np.int32).reshape(v.shape), ic.astype(np.int32).reshape(i.shape))
+
+    def _noise(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        """Gaussian noise in codes: ``noise_rms`` volts at the ADC input, per sample."""
+        return _gaussian_table(self.noise_rms / self.lsb)[
+            rng.integers(0, 1 << 16, shape, dtype=np.uint16)]
 
     def _adc(self, x: np.ndarray, gain: float, bias: float, noise: np.ndarray | None
              ) -> np.ndarray:
         """Codes as float64 holding integers (the meter's DSP takes them as they are)."""
-        codes = x * (gain / self.lsb)
+        codes = np.array(x * (gain / self.lsb), ndmin=1)
         codes += bias / self.lsb
         if noise is not None:
-            codes += noise * (self.noise_rms / self.lsb)
+            codes += noise
         np.rint(codes, out=codes)
         return np.clip(codes, 0, self.max_code, out=codes)
 
@@ -220,6 +226,19 @@ class FrontEnd:
         v = (np.asarray(v_codes, dtype=float) - self.voltage_bias / self.lsb) * self.volts_per_code
         i = (np.asarray(i_codes, dtype=float) - self.current_bias / self.lsb) * self.amps_per_code
         return v, i
+
+
+@lru_cache(maxsize=8)
+def _gaussian_table(sigma: float) -> np.ndarray:
+    """Inverse-transform sampling: the normal quantiles at (k + 1/2) / 2^16, times ``sigma``.
+
+    Indexing it with uniform 16-bit integers draws Gaussian noise (tails cut at 4.3 sigma)
+    three times faster than ``Generator.standard_normal``, which dominated a meter-second.
+    """
+    normal = NormalDist(0.0, sigma) if sigma > 0 else None
+    if normal is None:
+        return np.zeros(1 << 16)
+    return np.array([normal.inv_cdf((k + 0.5) / (1 << 16)) for k in range(1 << 16)])
 
 
 def _num(name: str, value: Any, low: float, high: float, low_open: bool = False) -> float:
@@ -478,8 +497,9 @@ class MeterBank:
     ``loads[k]`` hangs behind meter k; ``mains`` is one :class:`Mains` for all or one per
     meter. Meters that share a grid (same frequency and phase) share the time base, so the
     true waveforms of a whole group are one matrix product. The noise of second ``t`` comes
-    from ``default_rng((seed, t))``: results are a pure function of the inputs. Rows are
-    processed ``chunk`` meters at a time to keep the working set in cache.
+    from ``default_rng((seed, t))``, drawn meter by meter: results are a pure function of the
+    inputs, and meter 0 of a bank reads what a :class:`Metrology` with the same seed reads.
+    Rows are processed ``chunk`` meters at a time to keep the working set in cache.
     """
 
     def __init__(self, loads: Sequence[Load], front_end: FrontEnd | None = None,
@@ -540,9 +560,10 @@ class MeterBank:
                 c = source[members][:, active]
                 coeffs = np.concatenate([c.real, -c.imag], axis=1) * math.sqrt(2)
                 target[members] = coeffs @ basis
-        noise = rng.standard_normal((2, n, size), dtype=np.float32)
-        return (fe._adc(v_true, fe.voltage_gain, fe.voltage_bias, noise[0]),
-                fe._adc(i_true, fe.current_gain, fe.current_bias, noise[1]))
+        # Meter-major order: each meter gets the same draws whatever the chunking.
+        noise = fe._noise(rng, (n, 2, size))
+        return (fe._adc(v_true, fe.voltage_gain, fe.voltage_bias, noise[:, 0]),
+                fe._adc(i_true, fe.current_gain, fe.current_bias, noise[:, 1]))
 
     def measure_second(self, t: int) -> BatchMeasurement:
         """Simulate and measure second ``t`` for every meter, and add it to the registers."""
