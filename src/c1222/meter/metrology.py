@@ -23,8 +23,9 @@ DSP, per second and per meter
   both see the same window response at the actual frequency, so the phase is exact and the
   magnitude is corrected by the window's |W(df)|^2 for the measured frequency offset.
 - Frequency: rising crossings of a level at 25 % of the peak (steep part of the wave, above the
-  noise), linearly interpolated between samples; crossings closer than half a nominal period
-  are chatter and dropped. f = (crossings - 1) / (last - first).
+  noise), linearly interpolated between samples. Noise can make the wave cross the level
+  several times: a crossing counts only if the wave was negative a quarter cycle before, and
+  of a burst of crossings within half a cycle only the first. f = (crossings - 1) / span.
 - Anti-creep: below ``FrontEnd.start_current`` the current and powers read 0 and no energy is
   registered (IEC 62053-21 "no-load condition"), so noise never creeps into the registers.
 - Over-range: a sample at code 0 or 2^bits - 1 sets ``voltage_clipped`` / ``current_clipped``.
@@ -381,9 +382,17 @@ def _frequency(v: np.ndarray, peak: np.ndarray, noise: float, sample_rate: int,
     level = (0.25 * peak)[:, None]
     rising = (v[:, :-1] <= level) & (v[:, 1:] > level)
     rows, cols = np.nonzero(rising)
+    # A true rising edge has the wave well below zero a quarter cycle before (or above zero
+    # a quarter cycle after, at the start of the window); noise on the falling edge does not.
+    quarter = round(sample_rate / nominal / 4)
+    back = cols >= quarter
+    before = v[rows, np.where(back, cols - quarter, 0)]
+    after = v[rows, np.minimum(cols + quarter, v.shape[1] - 1)]
+    true_edge = np.where(back, before < 0, after > 0)
+    rows, cols = rows[true_edge], cols[true_edge]
     a, b = v[rows, cols], v[rows, cols + 1]
     when = cols + (level[rows, 0] - a) / (b - a)     # in samples
-    if len(rows) > 1:
+    if len(rows) > 1:                                # noise chatter: keep a burst's first
         keep = np.ones(len(rows), dtype=bool)
         keep[1:] = (rows[1:] != rows[:-1]) | (np.diff(when) > 0.5 * sample_rate / nominal)
         rows, when = rows[keep], when[keep]
