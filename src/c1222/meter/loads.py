@@ -404,8 +404,9 @@ class Household:
     40 % of 40 min. By the time of day (``(t + utc_offset) % 86400``), each day with its own
     seeded jitter of the start times (so days differ but a day is repeatable): lights
     06:30-08:00 and 18:00-23:00, a 2 kW kettle in the morning and afternoon, a 1.5 kW hob at
-    lunch, a two-step oven (a :class:`Heater`: 20 min at 1 kW, then 2 kW) at dinner, TV and computer (SMPS) in the evening, a
-    washing machine (motor, PF 0.75) on some days. Mean consumption is about 7 kWh a day.
+    lunch, a two-step oven (a :class:`Heater`: 20 min at 1 kW, then 2 kW) at dinner, TV and
+    computer (SMPS) in the evening, a washing machine (motor, PF 0.75) on some days. A day
+    uses 5 to 7.5 kWh.
     """
 
     #: (name, start hh:mm, minutes, jitter minutes, probability, load factory); an event's load
@@ -499,7 +500,8 @@ def _sum(config: dict[str, Any]) -> Load:
         try:
             loads.append(load_from_config(item))
         except ConfigurationError as exc:
-            raise ConfigurationError(f"load.loads[{i}]: {str(exc).removeprefix('load.')}") \
+            # "load.watts: ..." -> "load.loads[0].watts: ...", "load: ..." -> "load.loads[0]: ..."
+            raise ConfigurationError(f"load.loads[{i}]{str(exc).removeprefix('load')}") \
                 from None
     return Sum(loads)
 
