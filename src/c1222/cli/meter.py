@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -77,5 +78,11 @@ async def _run(node: Any) -> None:
     try:
         await stop.wait()
     finally:
-        await node.stop()
+        # A second Ctrl-C, or a shutdown stuck for 15 s, ends the process anyway.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: os._exit(130))
+        try:
+            await asyncio.wait_for(node.stop(), 15)
+        except asyncio.TimeoutError:
+            click.echo("meter: shutdown timed out", err=True)
         click.echo("meter stopped")

@@ -373,6 +373,13 @@ class Endpoint:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def find_link(self, link_id: int) -> Link | None:
+        """The open link with this id (a responder's ``peer``), if it is still open."""
+        for link in itertools.chain(self._tcp_links, self._udp_links.values()):
+            if link.id == link_id and not link.closed:
+                return link
+        return None
+
     @property
     def connections(self) -> int:
         return len(self._tcp_links)
