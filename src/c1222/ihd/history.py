@@ -1,0 +1,526 @@
+"""What the in-home display remembers: 24 hours at 5-second resolution and 400 days of totals.
+
+The C12.22 node hands over one :class:`Sample` a second. :class:`History` folds them into
+5-second points (the mean voltage, current, powers and power factor of the bucket, and the
+meter's Wh register at its end), keeps the last 24 hours of points (17,280) and one row per
+local day, and answers the page's questions: the latest sample, a window of points, the energy
+of the last 24 hours, the month so far, the daily totals, a CSV export.
+
+Energy always comes from the meter's register (differences of ``energy_wh``), never from
+integrating power: the register is what the utility bills.
+
+Persistence: one SQLite database ``history.sqlite`` in ``state_dir`` (WAL journal). Each closed
+5-second point is committed on its own, so a ``kill -9`` loses at most the bucket in progress
+(under 5 s of samples). Points older than 24 h are deleted as new ones arrive and day rows
+older than :data:`KEEP_DAYS`, so the file stays around 2 MB; SQLite reuses the freed pages. A
+file that is not a readable database is moved aside (``history.sqlite.corrupt-<time>``) and a
+new one started, rather than stopping the display.
+
+Rules for what is accepted (see :meth:`History.add`):
+
+* a sample whose fields are not all finite numbers, whose time is not positive, whose voltage,
+  current, apparent power or register is negative, or whose power factor is outside [-1, 1] is
+  **rejected** (counted in :attr:`History.rejected` by reason, never stored);
+* a sample not later than the last accepted one (duplicate or out of order) is rejected: the
+  meter's clock orders the series, and a closed 5-second point is never reopened;
+* a sample more than :data:`MAX_AHEAD` seconds ahead of the display's clock is rejected, so one
+  bad time stamp cannot push every later sample into "out of order";
+* a register that goes backwards, or forwards faster than :data:`MAX_POWER_W` could deliver
+  since the previous sample, is a **discontinuity** (meter replaced or reset, or a garbled
+  register): the sample is accepted, the step adds nothing to any energy total, counting resumes
+  from the new value, and :attr:`History.register_resets` is incremented.
+
+Energy totals are kept on a *counted* scale that follows the register but skips
+discontinuities; every total is a difference on that scale.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import math
+import sqlite3
+import threading
+import time as _time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+__all__ = [
+    "BUCKET", "KEEP_DAYS", "MAX_AHEAD", "MAX_POWER_W", "POINTS_24H", "WINDOW",
+    "DailyTotal", "History", "Point", "Sample", "Series",
+]
+
+#: Seconds in one point of the graph.
+BUCKET = 5
+#: Seconds of points kept.
+WINDOW = 86_400
+#: Points in a full 24 h window.
+POINTS_24H = WINDOW // BUCKET
+#: Local days of daily totals kept.
+KEEP_DAYS = 400
+#: A register step implying more average power than this since the previous sample is not
+#: consumption (a household supply is at most ~50 kW; this leaves a wide margin).
+MAX_POWER_W = 200_000.0
+#: Seconds a sample's time may be ahead of the display's clock.
+MAX_AHEAD = 86_400.0
+#: Register steps this small below zero are float noise, not a reset.
+_NOISE_WH = 1e-6
+FILENAME = "history.sqlite"
+_SCHEMA_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One second of the meter's present values, as the C12.22 node decoded them."""
+
+    time: float  # Unix epoch seconds (the meter's clock)
+    voltage: float  # V rms
+    current: float  # A rms
+    active_power: float  # W (negative when exporting)
+    apparent_power: float  # VA
+    power_factor: float  # -1..1
+    energy_wh: float  # the meter's Wh-delivered register total, not integrated here
+
+
+@dataclass(frozen=True)
+class Point:
+    """One 5-second bucket: means over its samples; ``energy_wh`` is the register at its end.
+
+    ``t`` is the bucket's start (a multiple of 5); ``n`` the samples in it; ``counted_wh`` the
+    register on the counted scale (see the module docstring); ``t_last`` the last sample's time.
+    """
+
+    t: int
+    n: int
+    voltage: float
+    current: float
+    active_power: float
+    apparent_power: float
+    power_factor: float
+    energy_wh: float
+    counted_wh: float
+    t_last: float
+
+
+@dataclass(frozen=True)
+class Series:
+    """A window of points as parallel lists (ready for JSON or a chart)."""
+
+    t: list[int]
+    voltage: list[float]
+    current: list[float]
+    active_power: list[float]
+    apparent_power: list[float]
+    power_factor: list[float]
+    energy_wh: list[float]
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+@dataclass(frozen=True)
+class DailyTotal:
+    """kWh of one local day: counted register at the next day's first sample (or the latest
+    sample, for the last day kept) minus the counted register at this day's first sample."""
+
+    day: date
+    kwh: float
+
+
+@dataclass
+class _Day:
+    first_counted: float
+    last_counted: float
+    first_wh: float
+    last_wh: float
+
+
+class _Bucket:
+    """The 5-second bucket being filled."""
+
+    __slots__ = ("t", "n", "v", "i", "p", "s", "pf", "wh", "counted", "t_last", "first_counted")
+
+    def __init__(self, t: int) -> None:
+        self.t = t
+        self.n = 0
+        self.v = self.i = self.p = self.s = self.pf = 0.0
+        self.wh = self.counted = self.t_last = self.first_counted = 0.0
+
+    def add(self, x: Sample, counted: float) -> None:
+        if self.n == 0:
+            self.first_counted = counted
+        self.n += 1
+        self.v += x.voltage
+        self.i += x.current
+        self.p += x.active_power
+        self.s += x.apparent_power
+        self.pf += x.power_factor
+        self.wh, self.counted, self.t_last = x.energy_wh, counted, x.time
+
+    def point(self) -> Point:
+        n = self.n
+        return Point(self.t, n, self.v / n, self.i / n, self.p / n, self.s / n, self.pf / n,
+                     self.wh, self.counted, self.t_last)
+
+
+def _bucket_of(t: float) -> int:
+    return int(t // BUCKET) * BUCKET
+
+
+def _clean(sample: object) -> tuple[Sample | None, str]:
+    """The sample with float fields, or None and why it is garbage."""
+    try:
+        values = [float(getattr(sample, name)) for name in
+                  ("time", "voltage", "current", "active_power", "apparent_power",
+                   "power_factor", "energy_wh")]
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        return None, "malformed"
+    if not all(math.isfinite(v) for v in values):
+        return None, "not_finite"
+    t, v, i, _p, s, pf, wh = values
+    if t <= 0:
+        return None, "bad_time"
+    if v < 0 or i < 0 or s < 0 or wh < 0 or not -1.0 <= pf <= 1.0:
+        return None, "out_of_range"
+    return Sample(*values), ""
+
+
+class History:
+    """The display's memory; thread-safe (the node writes, the web app reads).
+
+    ``tz`` is the household's time zone: local days and months (daily totals, month to date)
+    follow it. ``clock`` (default :func:`time.time`) stamps when each sample was *received*;
+    staleness is judged on that, not on the meter's clock, so a meter whose clock is off still
+    shows as live.
+    """
+
+    def __init__(self, state_dir: str | Path, tz: str = "Asia/Seoul",
+                 clock: Callable[[], float] | None = None) -> None:
+        self.tz = ZoneInfo(tz)
+        self.tz_name = tz
+        self._clock = clock or _time.time
+        self._lock = threading.RLock()
+        self.path = Path(state_dir) / FILENAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        #: Rejected samples by reason ("not_finite", "out_of_order", "duplicate", ...).
+        self.rejected: Counter[str] = Counter()
+        #: Register discontinuities seen (meter replaced or reset) since this object was made.
+        self.register_resets = 0
+        #: Samples accepted since this object was made; the web app's change counter.
+        self.seq = 0
+        self._latest: Sample | None = None
+        self._received_at: float | None = None
+        self._bucket: _Bucket | None = None
+        self._points: list[Point] = []
+        self._times: list[int] = []  # the points' t, for bisect
+        self._days: dict[date, _Day] = {}
+        self._day_range: tuple[float, float, date] | None = None  # [start, end) of the last day
+        self._last_time = 0.0  # samples at or before this are refused
+        self._last_wh: float | None = None
+        self._counted = 0.0
+        self._batch = 0
+        self._db = self._open()
+        self._load()
+
+    # -- storage -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives the process being killed (it is in the WAL
+        # file); only a power cut may lose the last commits. FULL would fsync every 5 s.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA journal_size_limit=4194304")  # keep the WAL bounded after checkpoints
+        db.executescript("""
+            CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS points(
+                t INTEGER PRIMARY KEY, n INTEGER NOT NULL, v REAL NOT NULL, i REAL NOT NULL,
+                p REAL NOT NULL, s REAL NOT NULL, pf REAL NOT NULL, wh REAL NOT NULL,
+                counted REAL NOT NULL, t_last REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS days(
+                day TEXT PRIMARY KEY, first_counted REAL NOT NULL, last_counted REAL NOT NULL,
+                first_wh REAL NOT NULL, last_wh REAL NOT NULL);
+        """)
+        row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO meta VALUES('schema', ?)", (_SCHEMA_VERSION,))
+        elif row[0] != _SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"schema {row[0]!r}, expected {_SCHEMA_VERSION!r}")
+        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("quick_check failed")
+        return db
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError:
+            # Not ours or damaged (a disk error, a file copied over it): keep it for a human
+            # to look at, and start afresh rather than leave the household without a display.
+            stamp = _time.strftime("%Y%m%dT%H%M%S")
+            for suffix in ("", "-wal", "-shm"):
+                src = self.path.with_name(self.path.name + suffix)
+                if src.exists():
+                    src.replace(src.with_name(f"{self.path.name}.corrupt-{stamp}{suffix}"))
+            return self._connect()
+
+    def _load(self) -> None:
+        last = self._db.execute("SELECT * FROM points ORDER BY t DESC LIMIT 1").fetchone()
+        if last is None:
+            rows = []
+        else:
+            rows = self._db.execute("SELECT * FROM points WHERE t >= ? ORDER BY t",
+                                    (last[0] - WINDOW,)).fetchall()
+        self._points = [Point(*row) for row in rows]
+        self._times = [p.t for p in self._points]
+        for day, *values in self._db.execute("SELECT * FROM days ORDER BY day"):
+            self._days[date.fromisoformat(day)] = _Day(*values)
+        if self._points:
+            p = self._points[-1]
+            # the bucket of the last point is closed: a later sample closed it, even if that
+            # sample itself was lost
+            self._last_time = max(p.t_last, p.t + BUCKET - 1e-9)
+            self._last_wh, self._counted = p.energy_wh, p.counted_wh
+
+    def close(self) -> None:
+        """Store the bucket in progress (a clean stop loses nothing) and close the file."""
+        with self._lock:
+            if self._db is None:
+                return
+            self._close_bucket()
+            self._db.close()
+            self._db = None  # type: ignore[assignment]
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Many :meth:`add` calls in one transaction (loading a day of history in a second)."""
+        with self._lock:
+            if self._batch == 0:
+                self._db.execute("BEGIN")
+            self._batch += 1
+            try:
+                yield
+            finally:
+                self._batch -= 1
+                if self._batch == 0:
+                    self._db.execute("COMMIT")
+
+    def _write(self, point: Point, day: date | None) -> None:
+        db = self._db
+        if self._batch == 0:
+            db.execute("BEGIN")
+        db.execute("INSERT OR REPLACE INTO points VALUES(?,?,?,?,?,?,?,?,?,?)",
+                   (point.t, point.n, point.voltage, point.current, point.active_power,
+                    point.apparent_power, point.power_factor, point.energy_wh,
+                    point.counted_wh, point.t_last))
+        db.execute("DELETE FROM points WHERE t < ?", (point.t - WINDOW,))
+        if day is not None:
+            d = self._days[day]
+            db.execute("INSERT OR REPLACE INTO days VALUES(?,?,?,?,?)",
+                       (day.isoformat(), d.first_counted, d.last_counted, d.first_wh,
+                        d.last_wh))
+        if self._batch == 0:
+            db.execute("COMMIT")
+
+    # -- writing ------------------------------------------------------------------------
+
+    def add(self, sample: Sample) -> bool:
+        """Take one sample; True if accepted. Never raises for a bad sample (see the module
+        docstring for what is rejected and what counts as a register discontinuity)."""
+        x, why = _clean(sample)
+        with self._lock:
+            if x is None:
+                self.rejected[why] += 1
+                return False
+            if x.time <= self._last_time:
+                self.rejected["duplicate" if x.time == self._last_time else "out_of_order"] += 1
+                return False
+            now = self._clock()
+            if x.time > now + MAX_AHEAD:
+                self.rejected["future"] += 1
+                return False
+            if self._last_wh is None:
+                self._counted = x.energy_wh  # the counted scale starts at the register
+            else:
+                step = x.energy_wh - self._last_wh
+                allowed = MAX_POWER_W * (x.time - self._last_time) / 3600.0 + 1.0
+                if -_NOISE_WH <= step <= allowed:
+                    self._counted += max(step, 0.0)
+                else:
+                    self.register_resets += 1
+            self._last_time, self._last_wh = x.time, x.energy_wh
+            start = _bucket_of(x.time)
+            if self._bucket is not None and self._bucket.t != start:
+                self._close_bucket()
+            if self._bucket is None:
+                self._bucket = _Bucket(start)
+            self._bucket.add(x, self._counted)
+            self._note_day(x)
+            self._latest, self._received_at = x, now
+            self.seq += 1
+            return True
+
+    def _note_day(self, x: Sample) -> None:
+        r = self._day_range
+        if r is None or not r[0] <= x.time < r[1]:
+            local = datetime.fromtimestamp(x.time, self.tz)
+            day = local.date()
+            start = datetime(day.year, day.month, day.day, tzinfo=self.tz)
+            end = start + timedelta(days=1)  # wall-clock arithmetic; DST handled by timestamp()
+            r = self._day_range = (start.timestamp(), end.timestamp(), day)
+        day = r[2]
+        d = self._days.get(day)
+        if d is None:
+            self._days[day] = _Day(self._counted, self._counted, x.energy_wh, x.energy_wh)
+            self._trim_days(day)
+        else:
+            d.last_counted, d.last_wh = self._counted, x.energy_wh
+
+    def _trim_days(self, today: date) -> None:
+        oldest = today - timedelta(days=KEEP_DAYS - 1)
+        old = [d for d in self._days if d < oldest]
+        for d in old:
+            del self._days[d]
+        if old:
+            self._db.execute("DELETE FROM days WHERE day < ?", (oldest.isoformat(),))
+
+    def _close_bucket(self) -> None:
+        b = self._bucket
+        if b is None:
+            return
+        self._bucket = None
+        point = b.point()
+        self._points.append(point)
+        self._times.append(point.t)
+        cut = bisect.bisect_left(self._times, point.t - WINDOW)
+        if cut:
+            del self._points[:cut], self._times[:cut]
+        local_day = datetime.fromtimestamp(point.t_last, self.tz).date()
+        self._write(point, local_day if local_day in self._days else None)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def latest(self) -> Sample | None:
+        """The last accepted sample (None until one arrives after opening)."""
+        with self._lock:
+            return self._latest
+
+    def received_at(self) -> float | None:
+        """When (display clock) the last sample was accepted."""
+        with self._lock:
+            return self._received_at
+
+    def is_stale(self, now: float | None = None, after: float = 5.0) -> bool:
+        """True when no sample was received in the last ``after`` seconds (or none at all)."""
+        with self._lock:
+            if self._received_at is None:
+                return True
+            return (self._clock() if now is None else now) - self._received_at > after
+
+    def points(self, since: float | None = None, until: float | None = None) -> Series:
+        """Points with ``since < t <= until`` (bucket start times; None = unbounded).
+
+        Without ``since``, the last 24 h: ``t`` after the latest point's ``t`` - 86,400, at
+        most 17,280 points.
+        """
+        with self._lock:
+            times = self._times
+            if since is None:
+                since = times[-1] - WINDOW if times else 0
+            lo = bisect.bisect_right(times, since)
+            hi = len(times) if until is None else bisect.bisect_right(times, until)
+            chosen = self._points[lo:hi]
+        return Series([p.t for p in chosen], [p.voltage for p in chosen],
+                      [p.current for p in chosen], [p.active_power for p in chosen],
+                      [p.apparent_power for p in chosen], [p.power_factor for p in chosen],
+                      [p.energy_wh for p in chosen])
+
+    def point_list(self, since: float | None = None, until: float | None = None) -> list[Point]:
+        """Like :meth:`points`, as :class:`Point` objects."""
+        with self._lock:
+            times = self._times
+            if since is None:
+                since = times[-1] - WINDOW if times else 0
+            lo = bisect.bisect_right(times, since)
+            hi = len(times) if until is None else bisect.bisect_right(times, until)
+            return self._points[lo:hi]
+
+    def __len__(self) -> int:
+        return len(self.points())
+
+    def energy_total(self) -> float | None:
+        """The meter's register (Wh) as last seen, or None before any data."""
+        with self._lock:
+            return self._last_wh
+
+    def energy_last_24h(self) -> float:
+        """kWh over the 24 h ending at the latest sample, from the register: the counted
+        register now minus at the end of the oldest point kept (so 24 h to within one 5-s
+        bucket). With less than a day kept, the energy since the history began."""
+        with self._lock:
+            b = self._bucket
+            newest = b.t if b is not None else self._times[-1] if self._times else None
+            if newest is None:
+                return 0.0
+            # after a gap the old points linger until the next bucket closes: skip them
+            i = bisect.bisect_left(self._times, newest - WINDOW)
+            if i < len(self._points):
+                base = self._points[i].counted_wh
+            elif b is not None:
+                base = b.first_counted
+            else:  # pragma: no cover - newest is then the last point, so i < len
+                return 0.0
+            return max(self._counted - base, 0.0) / 1000.0
+
+    def daily_totals(self) -> list[DailyTotal]:
+        """kWh per local day, oldest first (up to :data:`KEEP_DAYS` days).
+
+        A day's total runs from its first sample to the next day's first sample, so energy
+        used while the display was off is counted on the last day before the gap, and the days
+        of a month add up exactly to :meth:`month_to_date_kwh`.
+        """
+        with self._lock:
+            days = sorted(self._days.items())
+            out = []
+            for k, (day, d) in enumerate(days):
+                end = days[k + 1][1].first_counted if k + 1 < len(days) else d.last_counted
+                out.append(DailyTotal(day, max(end - d.first_counted, 0.0) / 1000.0))
+            return out
+
+    def month_to_date_kwh(self, now: float | datetime | None = None) -> float:
+        """kWh of the local month containing ``now`` (Unix time or a datetime; default the
+        clock), from the register at the month's first sample to the latest sample."""
+        if now is None:
+            now = self._clock()
+        local = (now.astimezone(self.tz) if isinstance(now, datetime)
+                 else datetime.fromtimestamp(now, self.tz))
+        today = local.date()
+        first = today.replace(day=1)
+        return sum(d.kwh for d in self.daily_totals() if first <= d.day <= today)
+
+    def local_time(self, t: float) -> datetime:
+        """``t`` as an aware datetime in the household's time zone."""
+        return datetime.fromtimestamp(t, self.tz)
+
+    def csv(self, since: float | None = None, until: float | None = None) -> Iterator[str]:
+        """The points as CSV lines (header first, each line ending in CRLF as RFC 4180 says).
+
+        ``interval_start`` is the bucket start in the household's time zone (ISO 8601 with
+        the offset); power etc. are 5-s means; ``energy_wh`` is the register at its end.
+        """
+        yield ("unix_time,interval_start,voltage_v,current_a,active_power_w,"
+               "apparent_power_va,power_factor,energy_wh\r\n")
+        tz = self.tz
+        for p in self.point_list(since, until):
+            stamp = datetime.fromtimestamp(p.t, tz).isoformat()
+            yield (f"{p.t},{stamp},{p.voltage:.2f},{p.current:.3f},{p.active_power:.1f},"
+                   f"{p.apparent_power:.1f},{p.power_factor:.3f},{p.energy_wh:.1f}\r\n")

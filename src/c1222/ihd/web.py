@@ -1,0 +1,306 @@
+"""The in-home display's web app: one page and the small JSON/CSV/SSE API behind it.
+
+``create_app(history)`` returns a FastAPI app; the display process serves it with uvicorn in
+its own event loop::
+
+    server = uvicorn.Server(uvicorn.Config(app, host="0.0.0.0", port=8080, log_level="warning"))
+    await server.serve()        # server.should_exit = True (or Ctrl-C) stops it
+
+or ``await serve(app, host, port)``, which does the same. Server-sent event streams end
+within 0.1 s when the server shuts down (``should_exit``, Ctrl-C) or the browser goes away,
+so a shutdown never waits on an open page. Nothing here needs a thread: the handlers only
+read :class:`~c1222.ihd.history.History`, which has its own lock.
+
+Endpoints (all GET): ``/`` the page, ``/static/...`` its files, ``/api/live``,
+``/api/history?seconds=N``, ``/api/history.csv?seconds=N``, ``/api/summary``, ``/events``.
+See docs/ihd.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from c1222.ihd.history import BUCKET, WINDOW, History, Sample
+
+__all__ = ["STATIC", "close_streams", "create_app", "live", "serve", "summary"]
+
+STATIC = Path(__file__).resolve().parent / "static"
+#: Seconds without a sample before the page says the meter stopped sending.
+STALE_AFTER = 5.0
+#: How often an event stream looks for a new sample (the history is written once a second).
+TICK = 0.1
+#: Seconds between comment lines on an idle stream, so proxies and browsers keep it open.
+KEEPALIVE = 15.0
+#: Days of daily totals in the summary.
+SUMMARY_DAYS = 14
+_NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+def _kwh(value: float) -> Decimal:
+    # to the watt-hour: what is shown is exactly what is billed
+    return Decimal(f"{value:.3f}")
+
+
+def _opt(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _sample_dict(x: Sample) -> dict[str, float]:
+    return {"time": x.time, "voltage": round(x.voltage, 2), "current": round(x.current, 3),
+            "active_power": round(x.active_power, 1),
+            "apparent_power": round(x.apparent_power, 1),
+            "power_factor": round(x.power_factor, 3), "energy_wh": round(x.energy_wh, 1)}
+
+
+class _Billing:
+    """Which month is billed and the tariff calls, in one place (the tariff module is
+    imported on first use: the history works without it)."""
+
+    def __init__(self, history: History, tariff_month: date | str | None) -> None:
+        self.history = history
+        self.fixed = tariff_month
+
+    def month(self, now: float) -> date | str:
+        if self.fixed is not None:
+            return self.fixed
+        return self.history.local_time(now).date().replace(day=1)
+
+    def cost(self, power: float, month_kwh: Decimal, now: float) -> tuple[str | None, str]:
+        from c1222.ihd import tariff
+
+        band = tariff.consumption_band(power)
+        try:
+            # export (negative power) costs nothing: this tariff has no export price
+            cost = tariff.cost_per_hour(max(power, 0.0), month_kwh, self.month(now))
+        except ValueError:  # TariffNotInForce for a month the table does not cover
+            return None, band
+        return format(cost, "f"), band
+
+
+def live(history: History, now: float, billing: _Billing | None = None,
+         stale_after: float = STALE_AFTER) -> dict[str, Any]:
+    """The ``/api/live`` body: the latest sample, whether it is stale and its age."""
+    billing = billing or _Billing(history, None)
+    x = history.latest()
+    received = history.received_at()
+    body: dict[str, Any] = {
+        "time": now, "stale": history.is_stale(now, stale_after),
+        "age": None if received is None else round(max(now - received, 0.0), 1),
+        "sample": None, "band": None, "cost_per_hour": None,
+    }
+    if x is not None:
+        body["sample"] = _sample_dict(x)
+        month_kwh = _kwh(history.month_to_date_kwh(now))
+        body["cost_per_hour"], body["band"] = billing.cost(x.active_power, month_kwh, now)
+    return body
+
+
+def summary(history: History, now: float, billing: _Billing | None = None,
+            stale_after: float = STALE_AFTER) -> dict[str, Any]:
+    """The ``/api/summary`` body: energy, the month's bill so far and its projection."""
+    from c1222.ihd import tariff
+
+    billing = billing or _Billing(history, None)
+    month = billing.month(now)
+    local_now = history.local_time(now)
+    month_kwh = _kwh(history.month_to_date_kwh(now))
+    total = history.energy_total()
+    body: dict[str, Any] = {
+        "time": now, "tz": history.tz_name, "local_time": local_now.isoformat(),
+        "month": tariff.month_start(month).strftime("%Y-%m"),
+        "energy_24h_kwh": format(_kwh(history.energy_last_24h()), "f"),
+        "energy_total_kwh": None if total is None else format(_kwh(total / 1000.0), "f"),
+        "month_kwh": format(month_kwh, "f"),
+        "bill": None, "projection": None, "block": None, "error": None,
+        "daily": [{"day": d.day.isoformat(), "kwh": round(d.kwh, 3)}
+                  for d in history.daily_totals()[-SUMMARY_DAYS:]],
+    }
+    try:
+        body["bill"] = tariff.bill(month_kwh, month).to_dict()
+        projected = tariff.projection(month_kwh, local_now)
+        if billing.fixed is not None:  # the projected kWh, billed at the chosen month's rates
+            projected = tariff.bill(projected.kwh, month)
+        body["projection"] = projected.to_dict()
+        status = tariff.block_status(month_kwh, month)
+        body["block"] = {
+            "block": status.block, "season": status.season,
+            "kwh_to_next_block": _opt(status.kwh_to_next_block),
+            "kwh_to_super_user": _opt(status.kwh_to_super_user),
+            "marginal_rate": _opt(status.marginal_rate.quantize(Decimal("0.01"))),
+            "marginal_rate_with_taxes": _opt(
+                status.marginal_rate_with_taxes.quantize(Decimal("0.01"))),
+        }
+    except ValueError as exc:  # a month the tariff table does not cover: show energy only
+        body["error"] = str(exc)
+    body["live"] = live(history, now, billing, stale_after)
+    return body
+
+
+class _Streams:
+    """The open event streams' shared stop flag. A plain attribute, not an Event: it is set
+    from uvicorn's shutdown (and may be from a signal handler), read by every stream."""
+
+    closing = False
+
+
+def close_streams(app: FastAPI) -> None:
+    """End every open ``/events`` stream of ``app`` (they return within :data:`TICK`)."""
+    streams = getattr(getattr(app, "state", None), "streams", None)
+    if isinstance(streams, _Streams):
+        streams.closing = True
+
+
+def _hook_uvicorn_shutdown() -> None:
+    """Make a plain ``uvicorn.Server`` end our event streams when it starts shutting down.
+
+    uvicorn waits for every open response to finish before it runs the lifespan shutdown, and
+    an event stream never finishes by itself: without this, a display with a page open would
+    hang on Ctrl-C or ``should_exit``. The wrapper only sets the stop flag of the app the
+    server serves, then runs uvicorn's own shutdown unchanged.
+    """
+    try:
+        from uvicorn.server import Server
+    except ImportError:  # pragma: no cover - uvicorn is a dependency
+        return
+    original = Server.shutdown
+    if getattr(original, "_c1222_closes_streams", False):
+        return
+
+    async def shutdown(self: Any, *args: Any, **kwargs: Any) -> None:
+        close_streams(getattr(self.config, "app", None))
+        await original(self, *args, **kwargs)
+
+    shutdown._c1222_closes_streams = True  # type: ignore[attr-defined]
+    Server.shutdown = shutdown  # type: ignore[method-assign]
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _window_start(now: float, seconds: int) -> float:
+    """``since`` for the points whose 5-s interval overlaps the last ``seconds``: a full
+    window is then exactly seconds / 5 points whatever the phase of ``now``."""
+    return now - seconds - BUCKET
+
+
+def _series(history: History, since: float) -> dict[str, list[Any]]:
+    s = history.points(since=since)
+    return {"t": s.t, "p": [round(p, 1) for p in s.active_power]}
+
+
+def create_app(history: History, *, clock: Callable[[], float] = time.time,
+               tariff_month: date | str | None = None,
+               stale_after: float = STALE_AFTER) -> FastAPI:
+    """The display's web app over ``history``.
+
+    ``clock`` is "now" for windows, staleness and the billed month; ``tariff_month``
+    (a date or "YYYY-MM") bills at that month's rates instead of the clock's month, e.g. to
+    show a summer bill in a demo. The kWh are always the clock's month to date.
+    """
+    streams = _Streams()
+    billing = _Billing(history, tariff_month)
+    _hook_uvicorn_shutdown()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        streams.closing = True  # servers that run the lifespan shutdown first
+
+    app = FastAPI(title="c1222 in-home display", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, openapi_url=None)
+    app.state.streams = streams
+    app.state.history = history
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=_NO_CACHE)
+
+    @app.get("/api/live")
+    def api_live() -> JSONResponse:
+        return JSONResponse(live(history, clock(), billing, stale_after), headers=_NO_CACHE)
+
+    @app.get("/api/history")
+    def api_history(seconds: int = Query(3600, ge=BUCKET, le=WINDOW)) -> JSONResponse:
+        now = clock()
+        body = {"now": now, "step": BUCKET, **_series(history, _window_start(now, seconds))}
+        return JSONResponse(body, headers=_NO_CACHE)
+
+    @app.get("/api/summary")
+    def api_summary() -> JSONResponse:
+        return JSONResponse(summary(history, clock(), billing, stale_after), headers=_NO_CACHE)
+
+    @app.get("/api/history.csv")
+    def api_history_csv(seconds: int = Query(WINDOW, ge=BUCKET, le=WINDOW)) -> StreamingResponse:
+        now = clock()
+        stamp = history.local_time(now).strftime("%Y%m%d-%H%M")
+        headers = {"Content-Disposition": f'attachment; filename="ihd-history-{stamp}.csv"',
+                   **_NO_CACHE}
+        return StreamingResponse(history.csv(since=_window_start(now, seconds)),
+                                 media_type="text/csv; charset=utf-8", headers=headers)
+
+    @app.get("/events")
+    async def events(since: float | None = None) -> StreamingResponse:
+        """``sample`` events (the live body plus the 5-s points closed since the last event)
+        and a ``stale`` event when samples stop. ``since``: the newest point the page holds,
+        so no point is lost between its /api/history call and this stream."""
+
+        async def stream() -> AsyncIterator[str]:
+            last_t = since
+            if last_t is None:
+                newest = history.points(since=clock() - 2 * BUCKET).t
+                last_t = newest[-1] if newest else clock()
+            seq = -1
+            stale_sent = False
+            idle_since = time.monotonic()
+            yield "retry: 2000\n\n"
+            while True:
+                now = clock()
+                if history.seq != seq:
+                    seq = history.seq
+                    body = live(history, now, billing, stale_after)
+                    body["points"] = _series(history, last_t)
+                    if body["points"]["t"]:
+                        last_t = body["points"]["t"][-1]
+                    stale_sent = body["stale"]
+                    yield _sse("sample", body)
+                    idle_since = time.monotonic()
+                elif not stale_sent and history.is_stale(now, stale_after):
+                    stale_sent = True
+                    yield _sse("stale", live(history, now, billing, stale_after))
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since > KEEPALIVE:
+                    yield ": keep-alive\n\n"
+                    idle_since = time.monotonic()
+                if streams.closing:
+                    return
+                await asyncio.sleep(TICK)
+
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+    return app
+
+
+async def serve(app: FastAPI, host: str = "0.0.0.0", port: int = 8080) -> None:
+    """Serve ``app`` until cancelled or told to stop (Ctrl-C); open streams end first."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    try:
+        await server.serve()
+    finally:
+        close_streams(app)
