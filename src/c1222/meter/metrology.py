@@ -12,16 +12,18 @@ simulated second costs the same at any ``--speed``.
 DSP, per second and per meter
 -----------------------------
 - DC removal: the mean of the second's codes is subtracted. The bias is static, so this block
-  mean is a high-pass with a 1 Hz corner; the partial cycle at the window edge moves it by
-  under 1e-5 of the RMS.
+  mean is a high-pass with a 1 Hz corner; the partial cycle at the window edge puts at most
+  0.4 % of the RMS into that mean, which changes the RMS by under 1e-5.
 - RMS: sqrt(mean(x^2) - noise^2). The noise variance (analog noise + LSB^2/12) is a known
   property of the front end, subtracted as an ADE775x-style RMS offset calibration; without
   it a 10-bit meter would read small currents high.
 - Active power: mean(v * i). Apparent: Vrms * Irms. Power factor: P / S.
 - Reactive power: fundamental reactive power Q1 = V1 I1 sin(phi1) (IEEE 1459), positive when
-  the current lags (inductive). V1 and I1 come from a Hann-windowed DFT at the line frequency;
-  both see the same window response at the actual frequency, so the phase is exact and the
-  magnitude is corrected by the window's |W(df)|^2 for the measured frequency offset.
+  the current lags (inductive). V1 and I1 come from a Hann-windowed DFT at the line frequency
+  (more than 0.25 Hz off: at the measured frequency, on a 0.1 Hz grid); both see the same
+  window response at the actual frequency, so the phase is exact and the magnitude is
+  corrected by the window's |W(df)|^2 for the measured offset. For distorted waves S^2 >
+  P^2 + Q1^2: the rest is distortion power, which lowers the power factor, not Q.
 - Frequency: rising crossings of a level at 25 % of the peak (steep part of the wave, above the
   noise), linearly interpolated between samples. Noise can make the wave cross the level
   several times: a crossing counts only if the wave was negative a quarter cycle before, and
@@ -32,6 +34,10 @@ DSP, per second and per meter
 
 Energy registers accumulate whole millijoules as integers plus the exact float remainder, so a
 simulated day (or year) of additions has no drift.
+
+Not modelled: gain and phase errors of real components (CT phase shift, divider tolerance).
+The calibration is the exact inverse of the nominal scaling, so the errors measured against
+the exact integrals are those of sampling, quantisation, noise and the DSP itself.
 
 Public API
 ----------
@@ -45,8 +51,13 @@ Public API
 ``BatchMeasurement``                           the same, as arrays over N meters; ``.row(i)``
 ``measure_batch(front_end, v_codes, i_codes, time) -> BatchMeasurement``   the DSP alone
 ``EnergyRegisters``                            Wh/VAh/varh registers, ``to_dict()/from_dict()``
-``MeterBank(loads, front_end, mains, seed)``   N simulated meters; ``measure_second(t)``
-``Metrology(load, front_end, mains, seed)``    one simulated meter; ``measure_second(t)``
+``MeterBank(loads, front_end, mains, seed, chunk)``
+                                               N simulated meters: ``measure_second(t)``,
+                                               ``simulate(t)`` (the truth), ``codes(t)``,
+                                               ``registers(k)``, ``restore(k, registers)``
+``Metrology(load, front_end, mains, seed, registers)``
+                                               one simulated meter: ``measure_second(t)``,
+                                               ``simulate(t)``, ``codes(t)``, ``registers``
 """
 
 from __future__ import annotations
@@ -356,10 +367,13 @@ def measure_batch(front_end: FrontEnd, v_codes: Any, i_codes: Any, time: int = 0
     dv, di = v @ basis, i @ basis
     df = freq - fe.line_frequency
     far = np.flatnonzero((freq > 0) & (np.abs(df) > 0.25))
-    for row in far:                                  # off-nominal mains: DFT at the actual f
-        b = _dft_basis(s, float(freq[row]))
+    for row in far:
+        # Off-nominal mains: DFT near the actual f, on a 0.1 Hz grid so that meters on one
+        # grid share a cached basis; the window correction covers the rest (<= 0.05 Hz).
+        f_dft = round(float(freq[row]), 1)
+        b = _dft_basis(s, f_dft)
         dv[row], di[row] = v[row] @ b, i[row] @ b
-        df[row] = 0.0
+        df[row] = freq[row] - f_dft
     df[freq <= 0] = 0.0
     v1 = dv[:, 0] - 1j * dv[:, 1]
     i1 = di[:, 0] - 1j * di[:, 1]
@@ -515,6 +529,8 @@ class MeterBank:
                  mains: Mains | Sequence[Mains] | None = None, seed: int = 0,
                  chunk: int = 32) -> None:
         self.loads = list(loads)
+        if not self.loads:
+            raise ConfigurationError("loads: a bank needs at least one meter")
         self.front_end = front_end or FrontEnd.reference_10bit()
         mains = Mains() if mains is None else mains
         self.mains = [mains] * len(self.loads) if isinstance(mains, Mains) else list(mains)

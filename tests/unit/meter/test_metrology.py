@@ -361,6 +361,8 @@ def test_bad_arguments_are_refused():
         MeterBank([Resistive(1)] * 2, mains=[MAINS])
     with pytest.raises(ConfigurationError, match="seed"):
         MeterBank([Resistive(1)], seed=-1)
+    with pytest.raises(ConfigurationError, match="loads"):
+        MeterBank([])
 
 
 # --- registers and their persistence ----------------------------------------------------------
