@@ -220,6 +220,7 @@ class History:
         self._days: dict[date, _Day] = {}
         self._day_range: tuple[float, float, date] | None = None  # [start, end) of the last day
         self._last_time = 0.0  # samples at or before this are refused
+        self._closed_until = 0  # and samples before this (the stored buckets are closed)
         self._last_wh: float | None = None
         self._counted = 0.0
         self._batch = 0
@@ -282,7 +283,8 @@ class History:
             p = self._points[-1]
             # the bucket of the last point is closed: a later sample closed it, even if that
             # sample itself was lost
-            self._last_time = max(p.t_last, p.t + BUCKET - 1e-9)
+            self._last_time = p.t_last
+            self._closed_until = p.t + BUCKET
             self._last_wh, self._counted = p.energy_wh, p.counted_wh
 
     def close(self) -> None:
@@ -341,7 +343,7 @@ class History:
             if x is None:
                 self.rejected[why] += 1
                 return False
-            if x.time <= self._last_time:
+            if x.time <= self._last_time or x.time < self._closed_until:
                 self.rejected["duplicate" if x.time == self._last_time else "out_of_order"] += 1
                 return False
             now = self._clock()
