@@ -10,7 +10,6 @@ read back (Full Read), which lets a test or a technician see what the display re
 
 from __future__ import annotations
 
-import calendar
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -30,8 +29,7 @@ from c1222.codec.services import (
 from c1222.errors import ERR, IAR, ONP, SNS, ChecksumMismatch, DecodeError
 from c1222.session.responder import ServiceContext
 from c1222.tables.access import Principal
-from c1222.tables.readings import CONTEXT_TABLES, meter_values
-from c1222.tables.registry import decode_table, make_env
+from c1222.tables.readings import CONTEXT_TABLES, meter_time, meter_values
 
 log = logging.getLogger("c1222.ihd")
 
@@ -84,7 +82,7 @@ class DisplayServices:
         candidate = {**tables, request.table_id: data}
         try:  # refuse what does not decode, keeping the last good copy
             if request.table_id == 52:
-                sample_time(candidate)
+                meter_time(candidate)
             else:
                 meter_values(candidate)
         except DecodeError as exc:
@@ -98,7 +96,7 @@ class DisplayServices:
         from c1222.ihd.history import Sample
 
         values = meter_values(tables)
-        when = sample_time(tables) if 52 in tables else None
+        when = meter_time(tables) if 52 in tables else None
         if when is None:
             return
         self.received += 1
@@ -114,18 +112,6 @@ class DisplayServices:
 
     def notice(self, event: str, ctx: ServiceContext | None, detail: str = "") -> None:
         log.info("%s %s", event, detail)
-
-
-def sample_time(tables: dict[int, bytes]) -> float | None:
-    """The meter's clock (Table 52, UTC) as Unix seconds; DecodeError for bad bytes."""
-    gen = decode_table(0, tables[0])
-    clock = decode_table(52, tables[52], make_env(gen)).clock_calendar
-    if clock is None:
-        return None
-    moment = clock.to_datetime()
-    if moment is None:
-        raise DecodeError("Table 52 does not hold a valid date", 0, "table52")
-    return float(calendar.timegm(moment.timetuple()))
 
 
 def ihd_title(text: str | None) -> Uid:

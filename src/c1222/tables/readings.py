@@ -22,6 +22,8 @@ QUANTITIES = {0: "active_power", 1: "reactive_power", 2: "apparent_power", 8: "v
 ENERGY = {0: "wh_delivered", 1: "varh", 2: "vah"}
 #: Tables :func:`meter_values` needs besides 23 and 28.
 CONTEXT_TABLES = (0, 11, 12, 16, 21, 22, 27)
+#: Tables :func:`history_entries` (74) and :func:`lp_intervals` (64) need besides their own.
+LOG_CONTEXT_TABLES = (0, 61, 62, 63, 71)
 
 
 def _unit_name(entry: Any, energy: bool) -> str:
@@ -59,4 +61,84 @@ def meter_values(tables: Mapping[int, bytes]) -> dict[str, float]:
             entry = uom[source]
             out[_unit_name(entry, energy=True)] = float(value) * MULTIPLIERS.get(
                 entry.multiplier, 1.0)
+    return out
+
+
+def meter_time(tables: Mapping[int, bytes]) -> float | None:
+    """The meter's clock (Table 52, with Table 0; UTC) as Unix seconds, None without a clock.
+    DecodeError for bytes that are not a valid date."""
+    import calendar
+
+    gen = decode_table(0, tables[0])
+    clock = decode_table(52, tables[52], make_env(gen)).clock_calendar
+    if clock is None:
+        return None
+    moment = clock.to_datetime()
+    if moment is None:
+        raise DecodeError("Table 52 does not hold a valid date", 0, "table52")
+    return float(calendar.timegm(moment.timetuple()))
+
+
+def decoded(tables: Mapping[int, bytes]) -> dict[int, Any]:
+    """Every table decoded in ascending order, each with the tables before it as context
+    (dimension tables have lower numbers than the tables they size). DecodeError if one
+    does not decode; a table whose context is missing is a DecodeError too."""
+    from c1222.errors import ConfigurationError
+
+    gen = decode_table(0, tables[0])
+    out: dict[int, Any] = {0: gen}
+    for number in sorted(n for n in tables if n != 0):
+        try:
+            out[number] = decode_table(number, tables[number], make_env(gen, out))
+        except ConfigurationError as exc:  # a context table that was not given
+            raise DecodeError(str(exc), 0, f"table{number}") from None
+    return out
+
+
+def history_entries(tables: Mapping[int, bytes]) -> list[dict[str, Any]]:
+    """The valid entries of the history log (Table 74, with 0 and 71), oldest first:
+    ``{"time": datetime | None, "seq": int, "code": int, "mfg": bool, "user_id": int,
+    "argument": bytes}``."""
+    recs = decoded({n: tables[n] for n in (0, 71, 74)})
+    log = recs[74]
+    n = len(log.entries)
+    count = min(log.nbr_valid_entries, n)
+    out = []
+    for k in range(count):
+        # a circular list: the newest entry is at last_entry_element
+        entry = log.entries[(log.last_entry_element - count + 1 + k) % n]
+        seq = entry.history_seq_nbr if entry.history_seq_nbr is not None else \
+            log.last_entry_seq_nbr - count + 1 + k
+        when = entry.history_time.to_datetime() if entry.history_time is not None else None
+        out.append({"time": when, "seq": seq, "code": entry.history_code.tbl_proc_nbr,
+                    "mfg": entry.history_code.std_vs_mfg_flag, "user_id": entry.user_id,
+                    "argument": bytes(entry.history_argument)})
+    return out
+
+
+def lp_intervals(tables: Mapping[int, bytes], set_number: int = 1) -> list[dict[str, Any]]:
+    """The valid intervals of load-profile set 1 (Tables 61-64), oldest first:
+    ``{"end": datetime, "values": (channel values...), "status": (...)}``."""
+    import datetime as dt
+
+    table = 63 + set_number
+    recs = decoded({n: tables[n] for n in (*LOG_CONTEXT_TABLES, table)})
+    dims = recs[61].data_set(set_number)
+    status = recs[63].status_set(set_number)
+    blocks = recs[table].lp_blk_dat
+    interval = dt.timedelta(minutes=dims.max_int_time)
+    out: list[dict[str, Any]] = []
+    nblocks = min(status.nbr_valid_blocks, len(blocks))
+    for k in range(nblocks):
+        element = (status.last_block_element - nblocks + 1 + k) % len(blocks)
+        block = blocks[element]
+        used = status.nbr_valid_int if element == status.last_block_element \
+            else dims.nbr_blk_ints
+        end = block.blk_end_time.to_datetime() if block.blk_end_time is not None else None
+        if end is None:
+            continue
+        for i in range(min(used, len(block.lp_int))):
+            item = block.lp_int[i]
+            out.append({"end": end - (used - 1 - i) * interval, "values": tuple(item.int_data),
+                        "status": tuple(item.extended_int_status or ())})
     return out

@@ -1,0 +1,107 @@
+"""`c1222 headend`: the metering server (C12.22 host, collector, storage, web console)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from typing import Any
+
+import click
+
+from c1222.crypto.keys import KeyTable
+from c1222.errors import ConfigurationError
+from c1222.transport.endpoint import parse_address
+
+
+@click.command()
+@click.option("--listen", default="127.0.0.1:1153", show_default=True,
+              help="HOST:PORT for C12.22 over TCP and UDP (port 0 picks one)")
+@click.option("--db", default="sqlite:///headend.db", show_default=True,
+              help="storage: sqlite:///FILE or postgresql://USER@HOST/DB")
+@click.option("--http", "http", default="127.0.0.1:8000", show_default=True,
+              help="HOST:PORT of the web console and REST API (port 0 picks one)")
+@click.option("--ap-title", default="2.16.124.113620.1.22.0.123.4", show_default=True)
+@click.option("--security-mode", type=click.IntRange(0, 2), default=0, show_default=True,
+              help="mode of the head-end's requests, and the weakest it accepts")
+@click.option("--key", "keys", multiple=True, metavar="ID:HEX", help="a C12.22 key; repeatable")
+@click.option("--key-id", type=int, help="key id to send with [the first key]")
+@click.option("--user-id", type=int, default=2, show_default=True,
+              help="user id of the Security service sent with each read")
+@click.option("--password", default="PASSWORD", show_default=True,
+              help="password of the Security service (20 bytes, space padded)")
+@click.option("--collect-interval", type=float, default=5.0, show_default=True,
+              help="seconds between reads of each meter's present values")
+@click.option("--log-interval", type=float, default=60.0, show_default=True,
+              help="seconds between reads of load profile and event log")
+@click.option("--reg-period", type=int, default=3600, show_default=True,
+              help="registration period granted to nodes (seconds)")
+@click.option("--pcap", type=click.Path(dir_okay=False), help="record every APDU to this pcap")
+@click.option("-v", "--verbose", count=True, help="-v: log every stored reading (acknowledged)")
+def headend(listen: str, db: str, http: str, ap_title: str, security_mode: int,
+            keys: tuple[str, ...], key_id: int | None, user_id: int, password: str,
+            collect_interval: float, log_interval: float, reg_period: int, pcap: str | None,
+            verbose: int) -> None:
+    """Run the metering server: accept registrations, read meters, store readings.
+
+    Prints the C12.22 address and the console's address once ready; Ctrl-C stops it.
+    """
+    from c1222.headend.server import HeadEnd, HeadEndConfig
+
+    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = HeadEndConfig(
+            listen=parse_address(listen), db=db, ap_title=ap_title,
+            keys=KeyTable.from_cli(keys), security_mode=security_mode, key_id=key_id,
+            user_id=user_id, password=password, collect_interval=collect_interval,
+            log_interval=log_interval, reg_period=reg_period, pcap=pcap)
+        node = HeadEnd(config)
+        web = parse_address(http, 8000)
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    asyncio.run(_run(node, web))
+
+
+async def _run(node: Any, web: tuple[str, int]) -> None:
+    import uvicorn
+
+    from c1222.headend.web import create_app
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        host, port = await node.start()
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
+    server = uvicorn.Server(uvicorn.Config(create_app(node), host=web[0], port=web[1],
+                                           log_level="warning"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.02)
+    if serving.done():
+        await node.stop()
+        raise click.ClickException(f"cannot serve the console on {web[0]}:{web[1]}")
+    web_host, web_port = server.servers[0].sockets[0].getsockname()[:2]
+    click.echo(f"headend {node.config.ap_title} listening on tcp+udp {host}:{port}")
+    click.echo(f"console at http {web_host}:{web_port}  ->  http://{web_host}:{web_port}/")
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: os._exit(130))
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serving, 10)
+        try:
+            await asyncio.wait_for(node.stop(), 15)
+        except asyncio.TimeoutError:
+            click.echo("headend: shutdown timed out", err=True)
+        click.echo("headend stopped")

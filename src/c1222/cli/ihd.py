@@ -1,0 +1,65 @@
+"""`c1222 ihd`: run the in-home display (C12.22 node + web page) until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from c1222.crypto.keys import KeyTable
+from c1222.errors import ConfigurationError
+from c1222.transport.endpoint import parse_address
+
+
+@click.command()
+@click.option("--listen", default="127.0.0.1:1155", show_default=True,
+              help="HOST:PORT where the meter's C12.22 feed arrives (TCP and UDP; 0 picks)")
+@click.option("--http", "http", default="127.0.0.1:8080", show_default=True,
+              help="HOST:PORT of the web page (0 picks a port)")
+@click.option("--state-dir", type=click.Path(file_okay=False), default="ihd-state",
+              show_default=True, help="where the 24-hour history and daily totals are kept")
+@click.option("--ap-title", help="the display's AP title [2.16.124.113620.1.22.0.123.8437.1]")
+@click.option("--security-mode", type=click.IntRange(0, 2), default=0, show_default=True,
+              help="weakest security mode accepted from the meter")
+@click.option("--key", "keys", multiple=True, metavar="ID:HEX", help="a C12.22 key; repeatable")
+@click.option("--tz", default="Asia/Seoul", show_default=True,
+              help="the household's time zone (days and billing months)")
+@click.option("-v", "--verbose", count=True)
+def ihd(listen: str, http: str, state_dir: str, ap_title: str | None, security_mode: int,
+        keys: tuple[str, ...], tz: str, verbose: int) -> None:
+    """Run the in-home display: live values, 24-hour graph, energy and the KEPCO bill.
+
+    Prints the feed address and the page's address once ready; Ctrl-C stops it.
+    """
+    from c1222.ihd.app import Display
+
+    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
+    try:
+        display = Display(listen=parse_address(listen, 1155), http=parse_address(http, 8080),
+                          state_dir=Path(state_dir), ap_title=ap_title,
+                          keys=KeyTable.from_cli(keys), security_mode=security_mode, tz=tz)
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    asyncio.run(_run(display))
+
+
+async def _run(display: Any) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        (host, port), (web_host, web_port) = await display.start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
+    click.echo(f"display listening on tcp+udp {host}:{port}")
+    click.echo(f"display page at http {web_host}:{web_port}  ->  http://{web_host}:{web_port}/")
+    try:
+        await stop.wait()
+    finally:
+        await display.stop()
+        click.echo("display stopped")

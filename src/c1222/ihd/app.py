@@ -1,0 +1,72 @@
+"""The in-home display as one process: its C12.22 node and its web page, on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from c1222.crypto.keys import KeyTable
+from c1222.crypto.nonces import TimeIvSource
+from c1222.ihd.history import History
+from c1222.ihd.node import DisplayServices, ihd_title
+from c1222.session.responder import Responder, ResponderConfig
+from c1222.transport.endpoint import Address, Endpoint, Link
+
+log = logging.getLogger("c1222.ihd")
+
+
+class Display:
+    """``await start()`` returns the C12.22 and HTTP addresses; ``await stop()`` ends both."""
+
+    def __init__(self, *, listen: Address, http: Address, state_dir: Path,
+                 ap_title: str | None = None, keys: KeyTable | None = None,
+                 security_mode: int = 0, tz: str = "Asia/Seoul") -> None:
+        self.listen_at = listen
+        self.http_at = http
+        self.history = History(state_dir, tz=tz)
+        self.services = DisplayServices(self.history.add)
+        self.responder = Responder(
+            ResponderConfig(ap_title=ihd_title(ap_title), keys=keys or KeyTable(),
+                            minimum_mode=security_mode),
+            self.services, TimeIvSource(time.time))
+        self.endpoint = Endpoint(self._on_request,
+                                 on_link_closed=lambda link: self.responder.close(link.id))
+        self._server = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def _on_request(self, data: bytes, link: Link) -> tuple[bytes | None, bool]:
+        reply = self.responder.receive(data, link.id, time.time())
+        return reply.data, reply.close
+
+    async def start(self) -> tuple[Address, Address]:
+        import uvicorn
+
+        from c1222.ihd.web import create_app
+
+        address = await self.endpoint.listen(*self.listen_at)
+        config = uvicorn.Config(create_app(self.history), host=self.http_at[0],
+                                port=self.http_at[1], log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises why it could not start
+                raise OSError("the web server stopped at start")
+            await asyncio.sleep(0.02)
+        sock = self._server.servers[0].sockets[0].getsockname()
+        return address, (sock[0], sock[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 10)
+        await self.endpoint.close()
+        close = getattr(self.history, "close", None)
+        if close is not None:
+            close()
