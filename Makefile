@@ -36,7 +36,7 @@ test: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/c1222 demo
+	$(BIN)/c1222 demo $(DEMO_ARGS)
 
 bench: system-deps $(STAMP)
 	$(BIN)/python benchmarks/decode.py

@@ -1,12 +1,22 @@
-"""`c1222 demo`: what the project can show today.
+"""`c1222 demo`: the whole system on loopback — head-end, in-home display and meter — and
+`c1222 samples`: a capture of every C12.22 service, made by our own encoder.
 
-Until the meter, head-end and display exist, the demo writes a capture of
-every C12.22 service (made by our own encoder), then decodes it as
-`c1222 decode` would.
+The demo starts each part as its own process, exactly as a user would (`c1222 headend`,
+`c1222 ihd`, `c1222 meter`), all secured with EAX' (mode 2, a demo key), the head-end on
+SQLite, the meter running the household day profile faster than real time. It prints the
+display's and the console's addresses; Ctrl-C stops all three cleanly. Every APDU the meter sends
+or receives is recorded in ``OUT/meter.pcap`` for Wireshark.
 """
 
 from __future__ import annotations
 
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import click
@@ -14,6 +24,11 @@ import click
 from c1222.cli.codec import decode
 from c1222.codec import samples
 from c1222.transport.pcap import PcapWriter
+
+#: The demo's key (id 2) — for the demo only: anyone reading this file has it.
+DEMO_KEY = "2:C1222DE40C1222DE40C1222DE40C1222"
+ADDRESS = re.compile(r"listening on tcp\+udp (\S+):(\d+)")
+WEB = re.compile(r"(?:page|console) at http (\S+):(\d+)")
 
 
 def write_sample_capture(path: Path) -> int:
@@ -27,15 +42,128 @@ def write_sample_capture(path: Path) -> int:
     return len(messages)
 
 
-@click.command()
+@click.command("samples")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("out"),
-              show_default=True, help="Folder for the demo capture.")
+              show_default=True, help="Folder for the capture.")
 @click.pass_context
-def demo(ctx: click.Context, out: Path) -> None:
-    """Write a capture of every C12.22 service and decode it."""
+def samples_command(ctx: click.Context, out: Path) -> None:
+    """Write a capture of every C12.22 service (request and response) and decode it."""
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "c1222-demo.pcap"
+    path = out / "c1222-samples.pcap"
     count = write_sample_capture(path)
     ctx.invoke(decode, inputs=(str(path),))
     click.echo(f"{count} messages written to {path}; open it in Wireshark, or run "
                f"`c1222 decode --json {path}`.")
+
+
+class Part:
+    """One child process of the demo, its output echoed with a prefix."""
+
+    def __init__(self, name: str, args: list[str]) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "c1222.cli", *args], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            self.lines.append(line)
+            if "stopped" not in line:
+                click.echo(f"[{self.name}] {line}", err=True)
+        self.ready.set()
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 60.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                found = pattern.search(line)
+                if found:
+                    return found
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise click.ClickException(f"{self.name} did not start:\n" + "\n".join(self.lines))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+
+    def wait(self, timeout: float = 20.0) -> None:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _free(address: str) -> str:
+    """``address`` if its port is free, else the same host with port 0 (any)."""
+    host, _, port = address.rpartition(":")
+    with socket.socket() as s:
+        try:
+            s.bind((host, int(port)))
+        except OSError:
+            return f"{host}:0"
+    return address
+
+
+@click.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("out/demo"),
+              show_default=True, help="Folder for the database, state and capture.")
+@click.option("--speed", type=float, default=60.0, show_default=True,
+              help="simulated seconds per real second (60: an hour a minute)")
+@click.option("--display-http", default="127.0.0.1:8080", show_default=True,
+              help="the display's page (another port if taken)")
+@click.option("--console-http", default="127.0.0.1:8000", show_default=True,
+              help="the head-end's console (another port if taken)")
+def demo(out: Path, speed: float, display_http: str, console_http: str) -> None:
+    """Run meter, head-end and in-home display together on loopback until Ctrl-C."""
+    out.mkdir(parents=True, exist_ok=True)
+    key = ["--key", DEMO_KEY, "--security-mode", "2"]
+    parts: list[Part] = []
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    try:
+        headend = Part("headend", ["headend", "--listen", "127.0.0.1:0",
+                                   "--db", f"sqlite:///{(out / 'headend.db').resolve()}",
+                                   "--http", _free(console_http), "--collect-interval", "5",
+                                   "--log-interval", "60", *key])
+        parts.append(headend)
+        display = Part("display", ["ihd", "--listen", "127.0.0.1:0",
+                                   "--http", _free(display_http),
+                                   "--state-dir", str(out / "display"), *key])
+        parts.append(display)
+        h = headend.wait_for(ADDRESS)
+        d = display.wait_for(ADDRESS)
+        meter = Part("meter", ["meter", "--listen", "127.0.0.1:0",
+                               "--headend", f"{h.group(1)}:{h.group(2)}",
+                               "--ihd", f"{d.group(1)}:{d.group(2)}",
+                               "--state-dir", str(out / "meter"), "--speed", str(speed),
+                               "--pcap", str(out / "meter.pcap"), *key])
+        parts.append(meter)
+        meter.wait_for(ADDRESS)
+        console = headend.wait_for(WEB)
+        page = display.wait_for(WEB)
+        click.echo("")
+        click.echo(f"In-home display:  http://{page.group(1)}:{page.group(2)}/")
+        click.echo(f"Head-end console: http://{console.group(1)}:{console.group(2)}/")
+        click.echo(f"Meter traffic:    {out / 'meter.pcap'} (key {DEMO_KEY})")
+        click.echo(f"Simulated time runs {speed:g}x; press Ctrl-C to stop.")
+        while not interrupted.is_set():
+            if any(p.proc.poll() is not None for p in parts):
+                raise click.ClickException("a part of the demo stopped:\n" + "\n".join(
+                    f"[{p.name}] {line}" for p in parts for line in p.lines[-5:]))
+            interrupted.wait(0.2)
+    finally:
+        for part in reversed(parts):  # the meter first: it logs its power-down
+            part.stop()
+        for part in reversed(parts):
+            part.wait()
+        signal.signal(signal.SIGINT, previous)
+        if parts:
+            click.echo("demo stopped")

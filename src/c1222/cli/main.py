@@ -19,14 +19,15 @@ def main() -> None:
 
 def _register_commands() -> None:
     from c1222.cli.codec import decode, encode
-    from c1222.cli.demo import demo
+    from c1222.cli.demo import demo, samples_command
     from c1222.cli.headend import headend
     from c1222.cli.ihd import ihd
     from c1222.cli.meter import meter
     from c1222.cli.tables import tables
     from c1222.cli.tariff import tariff
 
-    for command in (decode, encode, demo, tables, meter, headend, ihd, tariff):
+    for command in (decode, encode, demo, samples_command, tables, meter, headend, ihd,
+                    tariff):
         cli.add_command(command)
 
 

@@ -27,7 +27,8 @@ class Display:
         self.listen_at = listen
         self.http_at = http
         self.history = History(state_dir, tz=tz)
-        self.services = DisplayServices(self.history.add)
+        self.services = DisplayServices(self._sample)
+        self._anchor: tuple[float, float] | None = None  # (meter time, wall time) of the last
         self.responder = Responder(
             ResponderConfig(ap_title=ihd_title(ap_title), keys=keys or KeyTable(),
                             minimum_mode=security_mode),
@@ -36,6 +37,19 @@ class Display:
                                  on_link_closed=lambda link: self.responder.close(link.id))
         self._server = None
         self._task: asyncio.Task[None] | None = None
+
+    def _sample(self, sample: object) -> None:
+        self._anchor = (sample.time, time.time())  # type: ignore[attr-defined]
+        self.history.add(sample)  # type: ignore[arg-type]
+
+    def meter_clock(self) -> float:
+        """"Now" on the meter's clock, which runs ahead of ours in a sped-up simulation:
+        the last sample's time plus the wall time since it came (so windows and the billed
+        month follow the meter, and a silent meter still ages)."""
+        if self._anchor is None:
+            return time.time()
+        meter_time, wall = self._anchor
+        return meter_time + (time.time() - wall)
 
     async def _on_request(self, data: bytes, link: Link) -> tuple[bytes | None, bool]:
         reply = self.responder.receive(data, link.id, time.time())
@@ -47,7 +61,7 @@ class Display:
         from c1222.ihd.web import create_app
 
         address = await self.endpoint.listen(*self.listen_at)
-        config = uvicorn.Config(create_app(self.history), host=self.http_at[0],
+        config = uvicorn.Config(create_app(self.history, clock=self.meter_clock), host=self.http_at[0],
                                 port=self.http_at[1], log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
