@@ -16,6 +16,7 @@ storage and message log.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import logging
@@ -86,6 +87,9 @@ HEADEND_AP_TITLE = "2.16.124.113620.1.22.0.123.4"
 #: The present values the collector stores, by their names in :func:`meter_values`.
 PRESENT = ("voltage", "current", "active_power", "apparent_power", "power_factor")
 #: Every EPSEM service the console offers by name (the parameters each takes in docs/headend.md).
+#: Seconds the message log gathers messages before writing them in one transaction.
+LOG_BATCH_DELAY = 0.1
+MAX_LOG_QUEUE = 100_000
 #: Bytes per partial read of a large table (well under the 0x7FFF default APDU size).
 CHUNK = 16 * 1024
 #: Tables that change by themselves: read every time (the others are cached per node).
@@ -106,7 +110,7 @@ class HeadEndConfig:
     password: str = "PASSWORD"
     reg_period: int = 3600
     collect_interval: float = 5.0
-    log_interval: float = 60.0
+    log_interval: float = 60.0  # 0: never read load profile and event log
     timeout: float = 10.0
     max_parallel: int = 64
     pcap: str | None = None
@@ -169,6 +173,10 @@ class HeadEnd:
         self._pending_writes: set[asyncio.Task[Any]] = set()
         self._limit = asyncio.Semaphore(config.max_parallel)
         self.stats = {"reads": 0, "read_failures": 0, "stored": 0}
+        self._log_queue: list[MessageRecord] = []
+        self._log_wanted = asyncio.Event()
+        #: Seconds from request sent to response received, of the latest exchanges.
+        self.latencies: collections.deque[float] = collections.deque(maxlen=100_000)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -178,6 +186,7 @@ class HeadEnd:
             self.registrar.nodes[node.ap_title] = _node_from_record(node)
         self.address = await self.endpoint.listen(*self.config.listen)
         self._tasks.append(asyncio.create_task(self._collector()))
+        self._tasks.append(asyncio.create_task(self._log_writer()))
         return self.address
 
     async def stop(self) -> None:
@@ -188,6 +197,7 @@ class HeadEnd:
                 await task
         if self._pending_writes:
             await asyncio.gather(*self._pending_writes, return_exceptions=True)
+        await self._flush_log()
         await self.endpoint.close()
         if self.tracer is not None:
             self.tracer.close()
@@ -219,9 +229,9 @@ class HeadEnd:
 
     async def _on_request(self, data: bytes, link: Link) -> tuple[bytes | None, bool]:
         reply = self.responder.receive(data, link.id, time.time())
-        await self._log("in", link, data, reply.request)
+        self._log("in", link, data, reply.request)
         if reply.data is not None:
-            await self._log("out", link, reply.data, reply.response)
+            self._log("out", link, reply.data, reply.response)
         return reply.data, reply.close
 
     def _registered(self, node: Node) -> None:
@@ -242,7 +252,7 @@ class HeadEnd:
         self._context.pop(node.ap_title, None)
         self._publish({"type": "deregistered", "ap_title": node.ap_title})
 
-    async def _log(self, direction: str, link: Link, data: bytes, apdu: Apdu | None,
+    def _log(self, direction: str, link: Link, data: bytes, apdu: Apdu | None,
                    ap_title: str | None = None) -> None:
         if self.storage is None:
             return
@@ -252,14 +262,35 @@ class HeadEnd:
         record = MessageRecord(
             time=dt.datetime.now(dt.timezone.utc), direction=direction, peer=link.name,
             transport=link.transport, raw=data, summary=summary(apdu) if apdu else "undecoded",
-            ap_title=ap_title, json=canonical_json(text.to_json(apdu)) if apdu is not None else None)
-        try:
-            record_id = await self.storage.log_message(record)
-        except C1222Error as exc:
-            log.warning("message not logged: %s", exc)
+            ap_title=ap_title, json=canonical_json(text.to_json(apdu)) if apdu is not None
+            else None)
+        if len(self._log_queue) >= MAX_LOG_QUEUE:  # storage stalled: keep the newest traffic
+            del self._log_queue[: MAX_LOG_QUEUE // 10]
+            self.stats["log_dropped"] = self.stats.get("log_dropped", 0) + MAX_LOG_QUEUE // 10
+        self._log_queue.append(record)
+        self._log_wanted.set()
+
+    async def _log_writer(self) -> None:
+        """Writes the message log in batches: one transaction per LOG_BATCH_DELAY instead of
+        one per message (the log is a record of traffic, not an acknowledged reading)."""
+        while True:
+            await self._log_wanted.wait()
+            await asyncio.sleep(LOG_BATCH_DELAY)
+            self._log_wanted.clear()
+            await self._flush_log()
+
+    async def _flush_log(self) -> None:
+        batch, self._log_queue = self._log_queue, []
+        if not batch or self.storage is None:
             return
-        self._publish({"type": "message", "id": record_id, "direction": direction,
-                       "ap_title": ap_title, "summary": record.summary})
+        try:
+            ids = await self.storage.log_messages(batch)
+        except C1222Error as exc:
+            log.warning("%d messages not logged: %s", len(batch), exc)
+            return
+        for record_id, record in zip(ids, batch):
+            self._publish({"type": "message", "id": record_id, "direction": record.direction,
+                           "ap_title": record.ap_title, "summary": record.summary})
 
     # ------------------------------------------------------------------ outbound
 
@@ -285,7 +316,8 @@ class HeadEnd:
         node = self.node(ap_title)
         pending = self.requester.request(list(services), Uid.parse(node.ap_title))
         link = await self._link(node)
-        await self._log("out", link, pending.data, pending.apdu, node.ap_title)
+        self._log("out", link, pending.data, pending.apdu, node.ap_title)
+        started = time.perf_counter()
         try:
             data = await self.endpoint.exchange(link, pending.data, pending.invocation_id,
                                                 timeout=self.config.timeout)
@@ -293,12 +325,13 @@ class HeadEnd:
             if link.transport == "tcp":
                 link.close()
             return Exchange(pending.apdu, pending.data, None, None, str(exc))
+        self.latencies.append(time.perf_counter() - started)
         try:
             apdu = self.requester.accept(data, pending, time.time())
         except (C1222Error, ValueError) as exc:
-            await self._log("in", link, data, None, node.ap_title)
+            self._log("in", link, data, None, node.ap_title)
             return Exchange(pending.apdu, pending.data, None, data, str(exc))
-        await self._log("in", link, data, apdu, node.ap_title)
+        self._log("in", link, data, apdu, node.ap_title)
         node.last_seen = time.time()
         return Exchange(pending.apdu, pending.data, apdu, data)
 
@@ -429,7 +462,7 @@ class HeadEnd:
         self.stats["stored"] += stored
         self._publish({"type": "reading", "ap_title": ap_title, "time": when.isoformat(),
                        "values": {r.name: r.value for r in readings if r.kind == "present"}})
-        await self.storage.mark_seen(ap_title, dt.datetime.now(dt.timezone.utc))
+        self._spawn_write(self.storage.mark_seen(ap_title, dt.datetime.now(dt.timezone.utc)))
         return stored
 
     async def _collect_one(self, ap_title: str, logs: bool) -> None:
@@ -452,7 +485,9 @@ class HeadEnd:
             for ap_title in list(self.registrar.nodes):
                 if ap_title in self._collecting:
                     continue  # still busy with a slow meter: do not pile up reads
-                logs = now - last_logs.get(ap_title, -1e9) >= self.config.log_interval
+                interval = self.config.log_interval
+                logs = interval > 0 and (ap_title not in last_logs
+                                         or now - last_logs[ap_title] >= interval)
                 if logs:
                     last_logs[ap_title] = now
                 self._collecting[ap_title] = asyncio.create_task(

@@ -322,6 +322,16 @@ class Storage:
                 (db.time_in(record.time), record.direction, record.peer, record.transport,
                  record.raw, record.summary, record.ap_title, record.json))
 
+    def log_messages(self, records: Sequence[MessageRecord]) -> list[int]:
+        """Append several records in one transaction (a busy head-end batches its log);
+        their new ids, in order."""
+        with self._use("log_messages") as db, db.transaction() as tx:
+            return [db.insert_returning_id(
+                tx, "INSERT INTO messages (time, direction, peer, transport, raw, summary, "
+                "ap_title, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (db.time_in(r.time), r.direction, r.peer, r.transport, r.raw, r.summary,
+                 r.ap_title, r.json)) for r in records]
+
     def messages(self, ap_title: str | None = None, limit: int = 100,
                  before_id: int | None = None) -> list[MessageRecord]:
         """Up to ``limit`` logged messages, newest first; page on with ``before_id``."""
@@ -429,6 +439,9 @@ class AsyncStorage:
 
     async def log_message(self, record: MessageRecord) -> int:
         return await self._call(self.storage.log_message, record)
+
+    async def log_messages(self, records: Sequence[MessageRecord]) -> list[int]:
+        return await self._call(self.storage.log_messages, list(records))
 
     async def messages(self, ap_title: str | None = None, limit: int = 100,
                        before_id: int | None = None) -> list[MessageRecord]:
