@@ -305,6 +305,14 @@ def test_message_log_round_trip_and_paging(store: Storage) -> None:
     assert store.message(anon).ap_title is None
 
 
+def test_a_batch_of_messages_is_one_call_in_order(store: Storage) -> None:
+    batch = [_message(i, AP) for i in range(5)]
+    ids = store.log_messages(batch)
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert [store.message(i) for i in ids] == [replace(m, id=i) for m, i in zip(batch, ids)]
+    assert store.log_messages([]) == []
+
+
 def test_prune_messages_keeps_the_newest_and_never_reuses_ids(store: Storage) -> None:
     ids = [store.log_message(_message(i)) for i in range(10)]
     assert store.prune_messages(keep=20) == 0
