@@ -144,12 +144,18 @@ class ExchangeOut(BaseModel):
 
     service: str
     ap_title: str
-    request: MessagePart
+    request: MessagePart | None = Field(description="None only when nothing could be sent")
     response: MessagePart | None
     error: str | None
     response_codes: list[str] = Field(description="one per service of the response, e.g. "
                                                   "['ok', 'sns']")
     elapsed_ms: float
+
+
+class NoAnswer(ExchangeOut):
+    """The meter did not answer (or not intelligibly): what was sent, and why."""
+
+    detail: str
 
 
 class CollectOut(BaseModel):
@@ -508,7 +514,7 @@ def create_app(headend: HeadEnd) -> FastAPI:
         summary="Send one EPSEM service",
         responses={404: {"model": ErrorBody, "description": "the node is not registered"},
                    422: {"model": ErrorBody, "description": "bad parameters"},
-                   502: {"model": ExchangeOut,
+                   502: {"model": NoAnswer,
                          "description": "the meter did not answer (or not intelligibly)"}})
     async def run_service(
         ap_title: Annotated[str, PathParam(description="dotted AP title of a registered node")],
@@ -532,12 +538,20 @@ def create_app(headend: HeadEnd) -> FastAPI:
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         except (C1222Error, OSError, asyncio.TimeoutError) as exc:
-            raise HTTPException(502, f"{type(exc).__name__}: {exc or 'time-out'}") from None
+            error = f"{type(exc).__name__}: {exc or 'time-out'}"
+            body = {"service": name.value, "ap_title": node.ap_title, "request": None,
+                    "response": None, "error": error, "response_codes": [],
+                    "elapsed_ms": round((time.monotonic() - started) * 1000, 1)}
+            return no_answer(body)
         body = exchange_json(exchange, name.value, node.ap_title, time.monotonic() - started)
         if exchange.response is None:
-            return JSONResponse(ExchangeOut.model_validate(body).model_dump(
-                mode="json", by_alias=True), status_code=502)
+            return no_answer(body)
         return body
+
+    def no_answer(body: dict[str, Any]) -> JSONResponse:
+        body["detail"] = body["error"] or "no response"
+        return JSONResponse(NoAnswer.model_validate(body).model_dump(mode="json", by_alias=True),
+                            status_code=502)
 
     @app.get("/api/nodes/{ap_title}/readings", response_model=list[ReadingOut],
              tags=["readings"], summary="Stored readings of a node",
