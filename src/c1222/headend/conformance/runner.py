@@ -1,0 +1,553 @@
+"""Runs the conformance suite against a C12.22 endpoint over the network.
+
+The tester is one C12.22 node (one :class:`~c1222.transport.endpoint.Endpoint`, so one pcap
+holds the whole run): it optionally listens as a registrar (``listen``) and waits for the
+target's Register, then, for each transport and security mode asked for, connects to the
+target and runs every case of :data:`~c1222.headend.conformance.cases.CASES` in order. Each
+request is built by a :class:`~c1222.session.requester.Requester`; each response is checked
+against the protocol rules before the case sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from c1222.codec import acse, text
+from c1222.codec.ber import Uid
+from c1222.codec.services import (
+    RegisterRequest,
+    RegisterResponse,
+    Request,
+    SecurityRequest,
+    TerminateRequest,
+)
+from c1222.codes import NodeType, ResponseCode
+from c1222.crypto.keys import KeyTable
+from c1222.crypto.nonces import RandomNonceSource
+from c1222.errors import C1222Error, ConfigurationError, DecodeError, TransportError
+from c1222.headend.conformance.cases import (
+    CASES,
+    REGISTER,
+    Case,
+    CaseSettings,
+    Outcome,
+    RunState,
+    Seen,
+    failed,
+    passed,
+    unmet,
+    untested,
+)
+from c1222.headend.conformance.report import (
+    CaseResult,
+    ExchangeRecord,
+    Report,
+    Verdict,
+    code_text,
+)
+from c1222.headend.conformance.rules import check_response
+from c1222.headend.registry import RegistrarServices
+from c1222.session.requester import Requester
+from c1222.session.responder import Reply, Responder, ResponderConfig
+from c1222.transport.client import responses
+from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer, parse_address
+
+log = logging.getLogger("c1222.conformance")
+
+DEFAULT_TESTER_TITLE = "2.16.124.113620.1.22.0.123.4"
+#: Requests the tester answers while it listens; a chatty target cannot grow the record.
+MAX_ARRIVALS = 64
+
+
+@dataclass
+class Settings:
+    """What to test, and how."""
+
+    target: Address | None = None
+    listen: Address | None = None
+    modes: tuple[int, ...] = (0,)
+    transports: tuple[str, ...] = ("tcp",)
+    keys: KeyTable = field(default_factory=KeyTable)
+    key_id: int | None = None
+    called_ap_title: Uid | None = None
+    cases: CaseSettings = field(default_factory=CaseSettings)
+    timeout: float = 5.0  # for an answer
+    quiet_timeout: float = 2.0  # where silence is an acceptable answer
+    register_timeout: float = 30.0
+    pcap: str | None = None
+    only: frozenset[str] | None = None  # case ids to run (all when None)
+
+    def validate(self) -> Settings:
+        if self.target is None and self.listen is None:
+            raise ConfigurationError("give the target's HOST:PORT, or --listen for it to "
+                                     "register (its native address is used)")
+        for mode in self.modes:
+            if mode not in (0, 1, 2):
+                raise ConfigurationError(f"security mode {mode}: 0, 1 or 2")
+        for transport in self.transports:
+            if transport not in ("tcp", "udp"):
+                raise ConfigurationError(f"transport {transport}: tcp or udp")
+        if any(self.modes) and not len(self.keys):
+            raise ConfigurationError("security modes 1 and 2 need a key: --key ID:HEX")
+        if self.key_id is not None and self.key_id not in self.keys:
+            raise ConfigurationError(f"no --key for key id {self.key_id}")
+        if self.only is not None:
+            unknown = self.only - {c.id for c in CASES} - {REGISTER.id}
+            if unknown:
+                raise ConfigurationError(f"no such case: {', '.join(sorted(unknown))}")
+        if self.cases.oversize < 1:
+            raise ConfigurationError("--oversize must be positive")
+        return self
+
+    @property
+    def send_key_id(self) -> int | None:
+        if self.key_id is not None:
+            return self.key_id
+        return min(self.keys) if len(self.keys) else None
+
+    def wanted(self, case: Case) -> bool:
+        return self.only is None or case.id in self.only
+
+
+class Tester:
+    """One conformance run. ``await Tester(settings).run()`` gives the :class:`Report`."""
+
+    def __init__(self, settings: Settings, *,
+                 on_listening: Callable[[Address], None] | None = None,
+                 on_result: Callable[[CaseResult], None] | None = None) -> None:
+        self.settings = settings.validate()
+        self.on_listening = on_listening
+        self.on_result = on_result
+        self.title = settings.cases.calling_ap_title
+        self.called = settings.called_ap_title
+        self.tracer = PcapTracer(settings.pcap) if settings.pcap else None
+        self.registrar = RegistrarServices(self.title)
+        self.responder = Responder(ResponderConfig(ap_title=self.title, keys=settings.keys),
+                                   self.registrar, RandomNonceSource())
+        self.endpoint = Endpoint(self._on_request, tracer=self.tracer,
+                                 on_link_closed=lambda link: self.responder.close(link.id))
+        self.nonces = RandomNonceSource()
+        self.arrivals: list[tuple[Link, bytes, Reply]] = []
+        self.registration: tuple[Link, bytes, Reply] | None = None
+        self._arrived: asyncio.Event | None = None
+        self.links: dict[tuple[int, str], Link] = {}
+        self.target: Address | None = settings.target
+        self.contact = False  # the target has answered something
+        self.listening: Address | None = None
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self) -> Report:
+        s = self.settings
+        report = Report(target=None, called_ap_title=None, calling_ap_title=str(self.title),
+                        modes=list(s.modes), transports=list(s.transports),
+                        started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        began = time.monotonic()
+        self._arrived = asyncio.Event()
+        try:
+            if s.listen is not None:
+                try:
+                    self.listening = await self.endpoint.listen(*s.listen)
+                except OSError as exc:
+                    raise ConfigurationError(f"cannot listen on {s.listen[0]}:{s.listen[1]}: "
+                                             f"{exc.strerror or exc}") from None
+                if self.on_listening is not None:
+                    self.on_listening(self.listening)
+                if s.wanted(REGISTER):
+                    self._emit(report, await self._register_case())
+                else:
+                    await self._wait_registration()
+            if self.target is None:
+                self.target = self._registered_address(report)
+            if self.target is not None:
+                report.target = f"{self.target[0]}:{self.target[1]}"
+                await self._run_all(report)
+        finally:
+            report.called_ap_title = str(self.called.absolute()) if self.called else None
+            report.duration = time.monotonic() - began
+            await self.close()
+        return report
+
+    async def _run_all(self, report: Report) -> None:
+        for transport in self.settings.transports:
+            for mode in self.settings.modes:
+                await self._run_suite(mode, transport, report)
+                if report.error is not None:
+                    return
+
+    async def close(self) -> None:
+        await self.endpoint.close()
+        if self.tracer is not None:
+            self.tracer.close()
+            self.tracer = None
+
+    def _emit(self, report: Report, result: CaseResult) -> None:
+        report.results.append(result)
+        if self.on_result is not None:
+            self.on_result(result)
+
+    # ------------------------------------------------------------------ one mode, one transport
+
+    async def _run_suite(self, mode: int, transport: str, report: Report) -> None:
+        s = self.settings
+        state = RunState(mode=mode, transport=transport, called=self.called)
+        requester = Requester(self.title, self.nonces, keys=s.keys, security_mode=mode,
+                              key_id=s.send_key_id if mode else None)
+        skip: str | None = None  # why every remaining case of this run is NOT TESTED
+        try:
+            for case in CASES:
+                if mode not in case.modes or not s.wanted(case):
+                    continue
+                began = time.monotonic()
+                probe = _Probe(self, state, requester)
+                why = skip or unmet(case, s.cases, state)
+                if why is not None:
+                    outcome = untested(None, why)
+                else:
+                    outcome = await self._run_case(case, probe)
+                result = _result(case, state, outcome, probe.records, time.monotonic() - began)
+                state.verdicts[case.id] = result.verdict
+                if case.id == "identify" and skip is None:
+                    skip = self._after_identify(outcome, state, report)
+                    if report.error is not None:
+                        return
+                    if skip is not None:
+                        result.verdict, result.reason = Verdict.NOT_TESTED, skip
+                self._emit(report, result)
+        finally:
+            await self._end_run(state, requester)
+
+    async def _run_case(self, case: Case, probe: _Probe) -> Outcome:
+        try:
+            if case.steps is not None:
+                return await case.steps(probe)
+            assert case.build is not None and case.check is not None
+            seen = await probe.ask(case.build(self.settings.cases, probe.state), auth=case.auth)
+            return case.check(seen, self.settings.cases, probe.state)
+        except (C1222Error, ValueError) as exc:  # our side could not build or send it
+            log.warning("case %s: %s", case.id, exc)
+            return untested(None, f"tester error: {exc}")
+
+    def _after_identify(self, outcome: Outcome, state: RunState, report: Report) -> str | None:
+        """Learn the target's title; stop the run when the target is unreachable or refuses
+        this security mode outright."""
+        seen = outcome.seen
+        if seen is None:
+            return None
+        if seen.error is not None and not seen.responses and not self.contact:
+            host, port = self.target or ("?", 0)
+            report.error = (f"cannot reach the target at {host}:{port} over "
+                            f"{state.transport}: {seen.error}")
+            return None
+        if seen.code == ResponseCode.SME and not seen.violations:
+            note = (f"mode {state.mode} over {state.transport}: the target refuses this "
+                    "security mode or key (SME to Identify); its cases are NOT TESTED")
+            report.notes.append(note)
+            return f"the target refuses security mode {state.mode} with this key (SME)"
+        if seen.apdu is not None and self.called is None and seen.apdu.calling_ap_title:
+            self.called = seen.apdu.calling_ap_title
+            state.called = self.called
+        return None
+
+    async def _end_run(self, state: RunState, requester: Requester) -> None:
+        link = self.links.pop((state.mode, state.transport), None)
+        if link is None or link.closed:
+            return
+        if state.session:  # leave no session open on the target
+            probe = _Probe(self, state, requester)
+            probe.links_key = (state.mode, state.transport)
+            self.links[probe.links_key] = link
+            try:
+                await probe.ask([TerminateRequest()])
+            finally:
+                self.links.pop(probe.links_key, None)
+        if link.transport == "tcp":
+            link.close()
+
+    # ------------------------------------------------------------------ links
+
+    async def link(self, state: RunState, *, fresh: bool = False) -> Link:
+        key = (state.mode, state.transport)
+        link = self.links.get(key)
+        if link is not None and fresh and link.transport == "tcp":
+            link.close()
+        if link is None or link.closed:
+            assert self.target is not None
+            link = await self.endpoint.connect(*self.target, state.transport,
+                                               self.settings.timeout)
+            self.links[key] = link
+            if state.transport == "tcp":
+                state.session = False  # sessions belong to the connection
+        return link
+
+    def unknown_key_id(self) -> int:
+        return next(k for k in range(255, -1, -1) if k not in self.settings.keys)
+
+    # ------------------------------------------------------------------ registration
+
+    async def _on_request(self, data: bytes, link: Link) -> tuple[bytes | None, bool]:
+        reply = self.responder.receive(data, link.id, time.time())
+        if reply.data is not None and len(self.arrivals) < MAX_ARRIVALS:
+            self.arrivals.append((link, data, reply))
+            if self.registration is None and _is_registration(reply):
+                self.registration = (link, data, reply)
+            assert self._arrived is not None
+            self._arrived.set()
+        return reply.data, reply.close
+
+    async def _wait_registration(self) -> None:
+        assert self._arrived is not None
+        deadline = time.monotonic() + self.settings.register_timeout
+        while self.registration is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except asyncio.TimeoutError:
+                return
+
+    async def _register_case(self) -> CaseResult:
+        began = time.monotonic()
+        await self._wait_registration()
+        records = [_arrival_record(link, data, reply) for link, data, reply in self.arrivals]
+        outcome = self._judge_registration()
+        return CaseResult(REGISTER.id, REGISTER.service, None, None, outcome.verdict,
+                          outcome.reason, _registration_seen(self.registration),
+                          time.monotonic() - began, records)
+
+    def _judge_registration(self) -> Outcome:
+        wait = self.settings.register_timeout
+        if self.registration is None:
+            if self.arrivals:
+                _, data, reply = self.arrivals[0]
+                return failed(None, "the target's request was refused: "
+                                    + _refusal(data, reply, self.title))
+            listen = self.listening or ("?", 0)
+            return failed(None, f"no Register within {wait:g} s (point the target at "
+                                f"{listen[0]}:{listen[1]} as its registrar)")
+        link, _, reply = self.registration
+        assert reply.request is not None
+        request = next(s for s in reply.request.epsem.services
+                       if isinstance(s, RegisterRequest))
+        problems = _register_problems(request, reply, self.called)
+        if problems:
+            return failed(None, "; ".join(problems))
+        if self.called is None and request.ap_title.arcs:
+            self.called = request.ap_title
+        return passed(None, f"{request.ap_title} (node type {request.node_type:#04x}, serial "
+                            f"{request.serial_number}, native address "
+                            f"{_ascii(request.native_address)}, period "
+                            f"{request.registration_period} s) over {link.transport} in "
+                            f"security mode {reply.request.epsem.security_mode}")
+
+    def _registered_address(self, report: Report) -> Address | None:
+        if self.registration is None:
+            report.error = ("the target did not register and no HOST:PORT was given: "
+                            "nothing to test")
+            return None
+        link, _, reply = self.registration
+        assert reply.request is not None
+        request = next(s for s in reply.request.epsem.services
+                       if isinstance(s, RegisterRequest))
+        native = _ascii(request.native_address)
+        try:
+            host, port = parse_address(native)
+        except ConfigurationError:
+            report.error = (f"the target registered with native address {native!r}, which "
+                            "is not HOST:PORT: give its address")
+            return None
+        if host in ("0.0.0.0", "::", ""):
+            host = link.peer[0]  # it listens everywhere: reach it where it came from
+        return host, port
+
+
+class _Probe:
+    """What a case may do: :class:`~c1222.headend.conformance.cases.Probe`."""
+
+    def __init__(self, tester: Tester, state: RunState, requester: Requester) -> None:
+        self.tester = tester
+        self._state = state
+        self.requester = requester
+        self.records: list[ExchangeRecord] = []
+        self.links_key = (state.mode, state.transport)
+
+    @property
+    def state(self) -> RunState:
+        return self._state
+
+    @property
+    def settings(self) -> CaseSettings:
+        return self.tester.settings.cases
+
+    async def ask(self, services: Sequence[Request], *, auth: bool = False,
+                  called: Uid | None | bool = True, key_id: int | None = None,
+                  corrupt_mac: bool = False, quiet: bool = False, fresh_link: bool = False,
+                  note: str | None = None) -> Seen:
+        settings, cases = self.tester.settings, self.settings
+        services = list(services)
+        with_credentials = auth and cases.credentials
+        if with_credentials:
+            assert cases.password is not None
+            services.insert(0, SecurityRequest(cases.password, cases.user_id))
+        seen = Seen(tuple(services), prefix=int(with_credentials), auth_requested=auth,
+                    with_credentials=with_credentials)
+        title = self.state.called if called is True else (None if called is False else called)
+        requester = self.requester
+        if key_id == -1 and self.state.mode:
+            # A key id the tester was not given, with a random key: the target cannot know it.
+            kid = self.tester.unknown_key_id()
+            keys = KeyTable()
+            keys.update(self.tester.settings.keys)
+            keys.set(kid, os.urandom(16))
+            requester = Requester(self.tester.title, self.tester.nonces, keys=keys,
+                                  security_mode=self.state.mode, key_id=kid)
+        pending = requester.request(services, title)
+        data = pending.data
+        if corrupt_mac:
+            data = data[:-1] + bytes([data[-1] ^ 0x01])  # the MAC is the last 4 bytes
+        record = ExchangeRecord(self.state.transport, data.hex(),
+                                request=text.to_json(pending.apdu), note=note)
+        self.records.append(record)
+        try:
+            link = await self.tester.link(self.state, fresh=fresh_link)
+        except TransportError as exc:
+            seen.error = record.error = str(exc)
+            return seen
+        timeout = settings.quiet_timeout if quiet else settings.timeout
+        try:
+            raw = await self.tester.endpoint.exchange(link, data, pending.invocation_id,
+                                                      timeout=timeout)
+        except TransportError as exc:
+            seen.silent, seen.closed = True, link.closed
+            seen.error = record.error = ("the connection was closed" if link.closed
+                                         else f"no response within {timeout:g} s")
+            log.debug("%s: %s", link, exc)
+            return seen
+        self.tester.contact = True
+        record.response_hex = raw.hex()
+        apdu, problems = check_response(pending.apdu, raw, requester.keys)
+        if apdu is None:
+            seen.error = record.error = problems[0]
+            return seen
+        record.response = text.to_json(apdu)
+        record.violations = list(problems)
+        seen.violations = list(problems)
+        seen.responses = responses(apdu)
+        seen.apdu = apdu
+        return seen
+
+    async def link_closes(self, seconds: float) -> bool:
+        link = self.tester.links.get(self.links_key)
+        deadline = time.monotonic() + seconds
+        while link is not None and not link.closed:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _result(case: Case, state: RunState, outcome: Outcome, records: list[ExchangeRecord],
+            duration: float) -> CaseResult:
+    verdict, reason = outcome.verdict, outcome.reason
+    broken = [v for r in records for v in r.violations]
+    if broken and verdict is not Verdict.FAIL:
+        # A rule broken by any response of the case fails it, whatever the service said.
+        verdict, reason = Verdict.FAIL, "protocol: " + "; ".join(dict.fromkeys(broken))
+    response = outcome.seen.describe() if outcome.seen is not None else "-"
+    return CaseResult(case.id, case.service, state.mode, state.transport, verdict, reason,
+                      response, duration, records)
+
+
+def _is_registration(reply: Reply) -> bool:
+    if reply.request is None or reply.response is None:
+        return False
+    asked = any(isinstance(s, RegisterRequest) for s in reply.request.epsem.services)
+    granted = any(isinstance(s, RegisterResponse) for s in reply.response.epsem.services)
+    return asked and granted
+
+
+def _register_problems(request: RegisterRequest, reply: Reply, called: Uid | None
+                       ) -> list[str]:
+    problems = []
+    roles = request.node_type & 0x3F
+    if not roles:
+        problems.append(f"node type {request.node_type:#04x} names no role (digest 7.1)")
+    if request.node_type & NodeType.RESERVED:
+        problems.append(f"node type {request.node_type:#04x} sets the reserved bit 6")
+    if called is not None and request.ap_title.arcs and \
+            request.ap_title.absolute() != called.absolute():
+        problems.append(f"registers AP title {request.ap_title}, but the target is {called}")
+    if not request.serial_number.arcs:
+        problems.append("empty serial number")
+    if not request.native_address:
+        problems.append("empty native address")
+    assert reply.request is not None
+    calling = reply.request.calling_ap_title
+    if calling is not None and request.ap_title.arcs and \
+            calling.absolute() != request.ap_title.absolute():
+        problems.append(f"the message's calling AP title {calling} is not the title it "
+                        f"registers ({request.ap_title})")
+    return problems
+
+
+def _registration_seen(registration: tuple[Link, bytes, Reply] | None) -> str:
+    if registration is None:
+        return "no Register"
+    _, _, reply = registration
+    assert reply.request is not None
+    title = reply.request.calling_ap_title
+    return f"Register from {title.absolute() if title else 'an untitled node'}"
+
+
+def _arrival_record(link: Link, data: bytes, reply: Reply) -> ExchangeRecord:
+    record = ExchangeRecord(link.transport, data.hex(), direction="in",
+                            response_hex=reply.data.hex() if reply.data else None)
+    if reply.request is not None:
+        record.request = text.to_json(reply.request)
+    if reply.response is not None:
+        record.response = text.to_json(reply.response)
+    return record
+
+
+def _refusal(data: bytes, reply: Reply, title: Uid) -> str:
+    code = None
+    if reply.response is not None:
+        found = responses(reply.response)
+        code = found[0].response_code if found else None
+    detail = ""
+    try:
+        header = acse.decode(data)
+        if header.called_ap_title is not None and \
+                header.called_ap_title.absolute() != title.absolute():
+            detail = f" (it called {header.called_ap_title}, the tester is {title})"
+    except DecodeError:
+        pass
+    if code == ResponseCode.SME:
+        detail = " (its security does not verify with the tester's keys)"
+    return f"{code_text(code)}{detail}"
+
+
+def _ascii(data: bytes) -> str:
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        return data.hex()
+
+
+async def run(settings: Settings, **callbacks: Callable[..., None]) -> Report:
+    """Run the suite; see :class:`Tester`."""
+    return await Tester(settings, **callbacks).run()  # type: ignore[arg-type]
+
+
+__all__ = ["DEFAULT_TESTER_TITLE", "Settings", "Tester", "run"]
