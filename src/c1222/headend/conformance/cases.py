@@ -391,7 +391,7 @@ def _check_table0(seen: Seen, s: CaseSettings, st: RunState) -> Outcome:
         return failed(seen, "Table 0 is empty")
     st.table0 = data
     st.unknown_table = s.unknown_table if s.unknown_table is not None else _absent_table(data)
-    return passed(seen, f"{len(data)} bytes")
+    return passed(seen)
 
 
 def _absent_table(table0: bytes) -> int:
@@ -433,7 +433,7 @@ def _check_default_read(seen: Seen, s: CaseSettings, st: RunState) -> Outcome:
     data = _read_data(seen)
     if data is None:
         return failed(seen, f"expected OK with table data, got {_got(seen)}")
-    return passed(seen, f"{len(data)} bytes")
+    return passed(seen)
 
 
 def _check_ok(seen: Seen, s: CaseSettings, st: RunState) -> Outcome:
@@ -769,8 +769,8 @@ async def _oversized(p: Probe) -> Outcome:
     if not isinstance(after.answer, IdentifyResponse) or after.code != OK:
         return failed(after, f"Identify after the oversized request: {after.describe()}"
                              + (f" ({after.error})" if after.error else ""))
-    how = seen.describe() if not seen.silent else "no response"
-    return passed(seen, f"{how}; Identify still answered")
+    how = "the connection was closed" if seen.closed else "no response" if seen.silent else ""
+    return passed(seen, f"{how + '; ' if how else ''}Identify still answered")
 
 
 # --------------------------------------------------------------------------- the suite

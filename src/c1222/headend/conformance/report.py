@@ -220,7 +220,8 @@ class Report:
                 case = ET.SubElement(suite, "testcase", {
                     "classname": f"c1222.conformance.{name.replace(' ', '_')}",
                     "name": r.case, "time": f"{r.duration:.3f}"})
-                message = f"{r.reason} [response: {r.response}]" if r.reason else r.response
+                seen = f"response: {r.response}" if r.response != "-" else ""
+                message = f"{r.reason} [{seen}]" if r.reason and seen else r.reason or seen
                 if r.verdict is Verdict.FAIL:
                     failure = ET.SubElement(case, "failure", {"message": message,
                                                               "type": "FAIL"})

@@ -163,6 +163,10 @@ class Tester:
                     self._emit(report, await self._register_case())
                 else:
                     await self._wait_registration()
+            elif s.wanted(REGISTER):
+                self._emit(report, CaseResult(
+                    REGISTER.id, REGISTER.service, None, None, Verdict.NOT_TESTED,
+                    "needs --listen: the target registers with the tester"))
             if self.target is None:
                 self.target = self._registered_address(report)
             if self.target is not None:
@@ -199,14 +203,14 @@ class Tester:
         state = RunState(mode=mode, transport=transport, called=self.called)
         requester = Requester(self.title, self.nonces, keys=s.keys, security_mode=mode,
                               key_id=s.send_key_id if mode else None)
-        skip: str | None = None  # why every remaining case of this run is NOT TESTED
+        skip: str | None = None  # why the run stops after Identify
         try:
             for case in CASES:
                 if mode not in case.modes or not s.wanted(case):
                     continue
                 began = time.monotonic()
                 probe = _Probe(self, state, requester)
-                why = skip or unmet(case, s.cases, state)
+                why = unmet(case, s.cases, state)
                 if why is not None:
                     outcome = untested(None, why)
                 else:
@@ -218,7 +222,10 @@ class Tester:
                     if report.error is not None:
                         return
                     if skip is not None:
+                        # One row says it; the mode's other cases are not listed.
                         result.verdict, result.reason = Verdict.NOT_TESTED, skip
+                        self._emit(report, result)
+                        return
                 self._emit(report, result)
         finally:
             await self._end_run(state, requester)
@@ -246,10 +253,10 @@ class Tester:
                             f"{state.transport}: {seen.error}")
             return None
         if seen.code == ResponseCode.SME and not seen.violations:
-            note = (f"mode {state.mode} over {state.transport}: the target refuses this "
-                    "security mode or key (SME to Identify); its cases are NOT TESTED")
-            report.notes.append(note)
-            return f"the target refuses security mode {state.mode} with this key (SME)"
+            report.notes.append(f"mode {state.mode} over {state.transport}: the target refuses "
+                                "this security mode or key (SME to Identify); not tested")
+            return (f"the target refuses security mode {state.mode} with this key (SME): the "
+                    "mode's other cases were not run")
         if seen.apdu is not None and self.called is None and seen.apdu.calling_ap_title:
             self.called = seen.apdu.calling_ap_title
             state.called = self.called
