@@ -92,12 +92,13 @@ class System(threading.Thread):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start_meter(self, ap_title: str = METER, serial: str = "00008437") -> str:
+    def start_meter(self, ap_title: str = METER, serial: str = "00008437",
+                    speed: float = 1.0) -> str:
         """Start a meter that registers with the head-end; its AP title."""
         async def start() -> None:
             meter = Meter(MeterConfig(ap_title=ap_title, serial_number=serial,
                                       listen=("127.0.0.1", 0), headend=self.address,
-                                      state_dir=self.tmp / f"meter-{serial}"))
+                                      state_dir=self.tmp / f"meter-{serial}", speed=speed))
             await meter.start()
             self.meters.append(meter)
 
