@@ -153,8 +153,9 @@ def _listening(settings: Any, wait: float) -> Any:
 
 def _progress(result: Any) -> None:
     mode = "" if result.mode is None else f" mode {result.mode} {result.transport}"
-    click.echo(f"{result.verdict.value:<10} {result.case}{mode}: {result.response}"
-               + (f" - {result.reason}" if result.reason else ""))
+    seen = "" if result.response == "-" else f" {result.response}"
+    reason = f" ({result.reason})" if result.reason else ""
+    click.echo(f"{result.verdict.value:<10} {result.case}{mode}:{seen}{reason}")
     sys.stdout.flush()
 
 

@@ -349,10 +349,10 @@ class Tester:
             return failed(None, "; ".join(problems))
         if self.called is None and request.ap_title.arcs:
             self.called = request.ap_title
-        return passed(None, f"{request.ap_title} (node type {request.node_type:#04x}, serial "
+        return passed(None, f"node type {request.node_type:#04x}, serial "
                             f"{request.serial_number}, native address "
                             f"{_ascii(request.native_address)}, period "
-                            f"{request.registration_period} s) over {link.transport} in "
+                            f"{request.registration_period} s; over {link.transport} in "
                             f"security mode {reply.request.epsem.security_mode}")
 
     def _registered_address(self, report: Report) -> Address | None:
