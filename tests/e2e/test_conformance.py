@@ -204,7 +204,9 @@ def test_meter_registers_with_the_tester_and_passes_in_mode_1(tmp_path: Path) ->
 
 def test_meter_passes_in_mode_2_with_listen_and_target(tmp_path: Path) -> None:
     # Both ports chosen first, so the tester listens before the meter starts registering.
-    listen, meter_port = free_port(), free_port()
+    listen = meter_port = free_port()
+    while meter_port == listen:
+        meter_port = free_port()
     tester = Conformance([f"127.0.0.1:{meter_port}", "--listen", f"127.0.0.1:{listen}",
                           "--transport", "both", "--security-mode", "2",
                           "--key", f"2:{KEY_HEX}", *CREDENTIALS, *outputs(tmp_path)])

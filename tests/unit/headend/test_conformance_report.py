@@ -16,7 +16,7 @@ from c1222.codec.services import ErrorResponse, IdentifyRequest
 from c1222.codes import ResponseCode
 from c1222.headend.conformance import CaseResult, ExchangeRecord, Report, Verdict
 from c1222.headend.conformance.report import code_text
-from c1222.headend.conformance.rules import violations
+from c1222.headend.conformance.rules import header_violations, violations
 
 METER = Uid.parse("2.16.124.113620.1.22.0.123.8437")
 TESTER = Uid.parse("2.16.124.113620.1.22.0.123.4")
@@ -154,3 +154,21 @@ def test_rules_name_each_broken_one() -> None:
                    calling_ap_invocation_id=9, called_ap_invocation_id=7,
                    called_ap_title=TESTER, calling_ap_title=Uid.parse("2.16.124.113620.1.9"))
     assert violations(request, refusal) == []
+
+
+def test_header_rules_on_the_bytes() -> None:
+    response = Apdu(Epsem((ErrorResponse(response_code=ResponseCode.ISC),)),
+                    calling_ap_invocation_id=9, called_ap_invocation_id=7,
+                    called_ap_title=TESTER, calling_ap_title=METER)
+    data = response.encode()
+    assert header_violations(data) == []
+    # A8 with a leading 00 (the decoder tolerates it; MeteringSDK does not, digest 12).
+    a8 = data.index(bytes.fromhex("a803020109"))
+    padded = data[:a8] + bytes.fromhex("a80402020009") + data[a8 + 5:]
+    padded = padded[:1] + bytes([padded[1] + 1]) + padded[2:]
+    assert any("A8 is 0009" in v for v in header_violations(padded))
+    # A2 after A6: not ascending.
+    a2 = data.index(b"\xa2")
+    a4 = data.index(b"\xa4")
+    swapped = data[:a2] + data[a4:a8] + data[a2:a4] + data[a8:]
+    assert any("not in ascending order" in v for v in header_violations(swapped))

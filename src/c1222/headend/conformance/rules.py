@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from c1222.codec import acse
 from c1222.codec.acse import Apdu
-from c1222.codec.ber import Uid
+from c1222.codec.ber import Uid, read_length, read_tlv
 from c1222.codec.services import ReadResponse, Request, Response
 from c1222.codes import ResponseCode, ResponseControl
 from c1222.crypto.keys import KeyTable
@@ -34,7 +34,33 @@ def check_response(request: Apdu, data: bytes, keys: KeyTable
         return None, [_security_reason(data, request, keys)]
     except DecodeError as exc:
         return None, [f"the response does not decode: {exc}"]
-    return apdu, violations(request, apdu)
+    return apdu, header_violations(data) + violations(request, apdu)
+
+
+def header_violations(data: bytes) -> list[str]:
+    """Rules on the response's bytes: ACSE elements in ascending tag order (digest 10.1) and
+    invocation ids of at most 4 bytes, minimally encoded (digest 12: no leading 00)."""
+    out: list[str] = []
+    try:
+        _, pos = read_length(data, 1, len(data))
+        previous = 0
+        while pos < len(data):
+            tag, start, stop = read_tlv(data, pos, len(data))
+            if tag < previous:
+                out.append(f"ACSE element {tag:#04x} after {previous:#04x}: not in ascending "
+                           "order (digest 10.1)")
+            previous = max(previous, tag)
+            if tag in (acse.TAG_CALLED_AP_INVOCATION_ID, acse.TAG_CALLING_AP_INVOCATION_ID):
+                _, istart, istop = read_tlv(data, start, stop)
+                value = data[istart:istop]
+                if len(value) > 4 or (len(value) > 1 and value[0] == 0):
+                    name = "A4" if tag == acse.TAG_CALLED_AP_INVOCATION_ID else "A8"
+                    out.append(f"{name} is {value.hex()}: not a minimal integer of at most 4 "
+                               "bytes (digest 12)")
+            pos = stop
+    except DecodeError:
+        pass  # the decoder has already accepted it; nothing more to say here
+    return out
 
 
 def violations(request: Apdu, response: Apdu) -> list[str]:
