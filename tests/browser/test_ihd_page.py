@@ -151,9 +151,11 @@ def test_stale_notice_when_the_meter_stops_and_gone_when_it_resumes(browser, tmp
 def test_screenshots(browser, tmp_path):
     """docs/ihd-desktop.png and docs/ihd-phone.png: the month so far and a realistic day."""
     with Display(tmp_path, hours=24, realistic=True, month_start=True) as d:
-        for name, viewport, scale in (("desktop", {"width": 1280, "height": 800}, 1),
-                                      ("phone", {"width": 390, "height": 844}, 2)):
-            context = browser.new_context(locale="ko-KR", timezone_id="Asia/Seoul",
+        # Korean on the desktop, English on the phone: the docs show both languages
+        for name, viewport, scale, locale in (
+                ("desktop", {"width": 1280, "height": 800}, 1, "ko-KR"),
+                ("phone", {"width": 390, "height": 844}, 2, "en-US")):
+            context = browser.new_context(locale=locale, timezone_id="Asia/Seoul",
                                           viewport=viewport, device_scale_factor=scale,
                                           is_mobile=scale > 1, has_touch=scale > 1)
             try:

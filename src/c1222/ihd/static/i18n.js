@@ -75,7 +75,7 @@ window.IHD_I18N = {
     apparent_power: "Apparent power",
     power_factor: "Power factor",
     cost_per_hour: "Cost right now",
-    per_hour: "per hour",
+    per_hour: "₩/hour",
     band_low: "Low use",
     band_medium: "Medium use",
     band_high: "High use",
