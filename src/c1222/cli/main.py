@@ -19,6 +19,7 @@ def main() -> None:
 
 def _register_commands() -> None:
     from c1222.cli.codec import decode, encode
+    from c1222.cli.conformance import conformance
     from c1222.cli.demo import demo, samples_command
     from c1222.cli.headend import headend
     from c1222.cli.ihd import ihd
@@ -27,7 +28,7 @@ def _register_commands() -> None:
     from c1222.cli.tariff import tariff
 
     for command in (decode, encode, demo, samples_command, tables, meter, headend, ihd,
-                    tariff):
+                    tariff, conformance):
         cli.add_command(command)
 
 
