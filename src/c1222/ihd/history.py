@@ -212,6 +212,9 @@ class History:
         self.register_resets = 0
         #: Samples accepted since this object was made; the web app's change counter.
         self.seq = 0
+        #: Points that could not be written to the file (disk full...), and the last reason.
+        self.write_errors = 0
+        self.last_write_error = ""
         self._latest: Sample | None = None
         self._received_at: float | None = None
         self._bucket: _Bucket | None = None
@@ -317,6 +320,17 @@ class History:
                     self._db.execute("COMMIT")
 
     def _write(self, point: Point, day: date | None) -> None:
+        try:
+            self._write_rows(point, day)
+        except sqlite3.Error as exc:
+            # a full or failing disk must not stop the display: the point stays in memory
+            # (the graph goes on) and the next points are tried again
+            self.write_errors += 1
+            self.last_write_error = str(exc)
+            if self._batch == 0 and self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+
+    def _write_rows(self, point: Point, day: date | None) -> None:
         db = self._db
         if self._batch == 0:
             db.execute("BEGIN")
@@ -340,6 +354,8 @@ class History:
         docstring for what is rejected and what counts as a register discontinuity)."""
         x, why = _clean(sample)
         with self._lock:
+            if self._db is None:
+                why, x = "closed", None
             if x is None:
                 self.rejected[why] += 1
                 return False
@@ -393,7 +409,11 @@ class History:
         for d in old:
             del self._days[d]
         if old:
-            self._db.execute("DELETE FROM days WHERE day < ?", (oldest.isoformat(),))
+            try:
+                self._db.execute("DELETE FROM days WHERE day < ?", (oldest.isoformat(),))
+            except sqlite3.Error as exc:  # see _write; the next new day tries again
+                self.write_errors += 1
+                self.last_write_error = str(exc)
 
     def _close_bucket(self) -> None:
         b = self._bucket

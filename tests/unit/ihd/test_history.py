@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -134,6 +135,7 @@ _WRITER = textwrap.dedent("""
     from c1222.ihd.history import History, Sample
     state, t0, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     h = History(state, clock=lambda: t0 + 10 ** 6)
+    print("open", flush=True)
     k = 0
     while n < 0 or k < n:
         h.add(Sample(t0 + k, 230.0, 2.0, 440.0, 460.0, 0.95, 5000.0 + k))
@@ -153,6 +155,7 @@ def _writer(tmp_path: Path, n: int) -> subprocess.Popen[str]:
 def test_kill_9_loses_at_most_the_bucket_in_progress(tmp_path, clock):
     proc = _writer(tmp_path, 103)  # buckets 0..19 closed, bucket 20 holds 3 samples
     try:
+        assert proc.stdout.readline().strip() == "open"
         assert proc.stdout.readline().strip() == "written"
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -170,21 +173,31 @@ def test_kill_9_loses_at_most_the_bucket_in_progress(tmp_path, clock):
 def test_kill_9_at_any_moment_leaves_a_readable_file(tmp_path, clock):
     proc = _writer(tmp_path, -1)  # writes as fast as it can until killed
     try:
-        deadline = 200
-        while not (tmp_path / FILENAME).exists() and deadline:
-            deadline -= 1
-            proc.wait(0.01) if proc.poll() is not None else os.sched_yield()
-        import time
-
-        time.sleep(0.5)
+        assert proc.stdout.readline().strip() == "open"
+        time.sleep(0.3)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     with History(tmp_path, clock=clock) as h:
         t = h.points(since=0).t
-        assert t, "nothing was stored in 0.5 s of writing"
+        assert t, "nothing was stored in 0.3 s of writing"
         assert t == list(range(T0, t[-1] + 1, BUCKET))  # every closed bucket, in order
     assert not list(tmp_path.glob("*.corrupt-*"))
+
+
+def test_a_failing_disk_does_not_stop_the_display(hist, tmp_path, clock):
+    hist.add(s(T0, 1.0))
+    hist._db.execute("PRAGMA query_only=1")  # every write now fails, as on a full disk
+    for k in range(1, 20):
+        assert hist.add(s(T0 + k, 1.0 + k))
+    assert hist.write_errors == 3 and "readonly" in hist.last_write_error
+    assert hist.points(since=0).t == [T0, T0 + 5, T0 + 10]  # the graph goes on
+    hist._db.execute("PRAGMA query_only=0")
+    hist.add(s(T0 + 20, 21.0))
+    hist.close()
+    with History(tmp_path, clock=clock) as again:
+        assert again.points(since=0).t == [T0 + 15, T0 + 20]
+    assert not hist.add(s(T0 + 21, 22.0)) and hist.rejected["closed"] == 1
 
 
 def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path, clock):
