@@ -30,7 +30,7 @@ from c1222.codec.services import (
 from c1222.codes import NodeType, ResponseCode
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.nonces import RandomNonceSource
-from c1222.errors import C1222Error, ConfigurationError, DecodeError, TransportError
+from c1222.errors import ConfigurationError, DecodeError, TransportError
 from c1222.headend.conformance.cases import (
     CASES,
     REGISTER,
@@ -203,7 +203,6 @@ class Tester:
         state = RunState(mode=mode, transport=transport, called=self.called)
         requester = Requester(self.title, self.nonces, keys=s.keys, security_mode=mode,
                               key_id=s.send_key_id if mode else None)
-        skip: str | None = None  # why the run stops after Identify
         try:
             for case in CASES:
                 if mode not in case.modes or not s.wanted(case):
@@ -217,13 +216,14 @@ class Tester:
                     outcome = await self._run_case(case, probe)
                 result = _result(case, state, outcome, probe.records, time.monotonic() - began)
                 state.verdicts[case.id] = result.verdict
-                if case.id == "identify" and skip is None:
-                    skip = self._after_identify(outcome, state, report)
+                if case.id == "identify":
+                    stop, refused = self._after_identify(outcome, state, report)
                     if report.error is not None:
                         return
-                    if skip is not None:
+                    if refused is not None:
+                        result.verdict, result.reason = Verdict.NOT_TESTED, refused
+                    if stop:
                         # One row says it; the mode's other cases are not listed.
-                        result.verdict, result.reason = Verdict.NOT_TESTED, skip
                         self._emit(report, result)
                         return
                 self._emit(report, result)
@@ -237,30 +237,37 @@ class Tester:
             assert case.build is not None and case.check is not None
             seen = await probe.ask(case.build(self.settings.cases, probe.state), auth=case.auth)
             return case.check(seen, self.settings.cases, probe.state)
-        except (C1222Error, ValueError) as exc:  # our side could not build or send it
-            log.warning("case %s: %s", case.id, exc)
-            return untested(None, f"tester error: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the tester's own failure ends one case only
+            log.warning("case %s: tester error", case.id, exc_info=True)
+            return untested(None, f"tester error: {exc!r}")
 
-    def _after_identify(self, outcome: Outcome, state: RunState, report: Report) -> str | None:
-        """Learn the target's title; stop the run when the target is unreachable or refuses
-        this security mode outright."""
+    def _after_identify(self, outcome: Outcome, state: RunState, report: Report
+                        ) -> tuple[bool, str | None]:
+        """Learn the target's title. Whether to stop this mode and transport (the target does
+        not answer, or refuses the security mode outright), and the NOT TESTED reason when it
+        refuses. Sets ``report.error`` when the target has never answered anything."""
         seen = outcome.seen
+        where = f"mode {state.mode} over {state.transport}"
         if seen is None:
-            return None
-        if seen.error is not None and not seen.responses and not self.contact:
-            host, port = self.target or ("?", 0)
-            report.error = (f"cannot reach the target at {host}:{port} over "
-                            f"{state.transport}: {seen.error}")
-            return None
+            return False, None
+        if seen.error is not None and not seen.responses:
+            if not self.contact:
+                host, port = self.target or ("?", 0)
+                report.error = (f"cannot reach the target at {host}:{port} over "
+                                f"{state.transport}: {seen.error}")
+            else:  # Identify FAILs; the other cases would only wait out their time-outs
+                report.notes.append(f"{where}: no answer to Identify ({seen.error}); the "
+                                    "other cases were not run")
+            return True, None
         if seen.code == ResponseCode.SME and not seen.violations:
-            report.notes.append(f"mode {state.mode} over {state.transport}: the target refuses "
-                                "this security mode or key (SME to Identify); not tested")
-            return (f"the target refuses security mode {state.mode} with this key (SME): the "
-                    "mode's other cases were not run")
+            report.notes.append(f"{where}: the target refuses this security mode or key "
+                                "(SME to Identify); not tested")
+            return True, (f"the target refuses security mode {state.mode} with this key "
+                          "(SME): the mode's other cases were not run")
         if seen.apdu is not None and self.called is None and seen.apdu.calling_ap_title:
             self.called = seen.apdu.calling_ap_title
             state.called = self.called
-        return None
+        return False, None
 
     async def _end_run(self, state: RunState, requester: Requester) -> None:
         link = self.links.pop((state.mode, state.transport), None)
