@@ -15,17 +15,16 @@ import datetime as dt
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from unittest import mock
 
 import pytest
 from click.testing import CliRunner
 
+from c1222.cli.main import cli
 from c1222.codec import acse
 from c1222.codec.ber import Uid
 from c1222.crypto.keys import KeyTable
@@ -37,7 +36,6 @@ from c1222.tables.profile import MeterProfile, build_tables
 from c1222.tables.types import TimeDate
 from c1222.transport.endpoint import Address, Endpoint, Link
 from c1222.transport.pcap import read_capture
-from tests.e2e import procs
 from tests.e2e.procs import Running
 from tests.interop.tshark import require_tshark, tshark_fields
 
@@ -51,24 +49,11 @@ EXPECTED_NOT_TESTED = {"resolve": "NOT SUPPORTED", "trace": "NOT SUPPORTED",
 SECURED_ONLY = {"bad_mac", "unknown_key_id"}  # the cases of modes 1 and 2 only
 
 
-def _registered() -> bool:
-    from c1222.cli.main import cli
-
-    return "conformance" in cli.commands  # type: ignore[attr-defined]
-
-
 class Conformance(Running):
     """`c1222 conformance ARGS` as a subprocess."""
 
     def __init__(self, args: list[str]) -> None:
-        if _registered():
-            super().__init__(["conformance", *args])
-            return
-        # Until cli/main.py registers the command, start it from its module.
-        module = [sys.executable, "-c",
-                  "from c1222.cli.conformance import conformance; conformance()"]
-        with mock.patch.object(procs, "C1222", module):
-            super().__init__(args)
+        super().__init__(["conformance", *args])
 
     def finish(self, timeout: float = 60.0) -> int:
         try:
@@ -307,17 +292,13 @@ def test_unreachable_target_is_a_clear_message(tmp_path: Path) -> None:
     (["127.0.0.1:1153", "--case", "no_such_case"], "no such case"),
 ])
 def test_usage_errors_exit_2(args: list[str], message: str) -> None:
-    from c1222.cli.conformance import conformance
-
-    result = CliRunner().invoke(conformance, args)
+    result = CliRunner().invoke(cli, ["conformance", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
 
 
 def test_list_shows_every_case() -> None:
-    from c1222.cli.conformance import conformance
-
-    result = CliRunner().invoke(conformance, ["--list"], terminal_width=200)
+    result = CliRunner().invoke(cli, ["conformance", "--list"], terminal_width=200)
     assert result.exit_code == 0
     for case in [*_case_ids(), "register"]:
         assert case in result.output
