@@ -82,7 +82,8 @@ async def _run(node: Any, web: tuple[str, int]) -> None:
         raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
     server = uvicorn.Server(uvicorn.Config(create_app(node), host=web[0], port=web[1],
                                            log_level="warning"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # Our event loop handles Ctrl-C and stops the server itself.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)

@@ -64,7 +64,8 @@ class Display:
         config = uvicorn.Config(create_app(self.history, clock=self.meter_clock), host=self.http_at[0],
                                 port=self.http_at[1], log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # Our event loop handles Ctrl-C and stops the server itself.
+        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
             if self._task.done():

@@ -441,6 +441,13 @@ class History:
         with self._lock:
             return self._received_at
 
+    def age(self, now: float | None = None) -> float | None:
+        """Seconds since the latest sample was received (on the receiving clock), or None."""
+        with self._lock:
+            if self._received_at is None:
+                return None
+            return max((self._clock() if now is None else now) - self._received_at, 0.0)
+
     def is_stale(self, now: float | None = None, after: float = 5.0) -> bool:
         """True when no sample was received in the last ``after`` seconds (or none at all)."""
         with self._lock:

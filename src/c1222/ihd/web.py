@@ -94,10 +94,12 @@ def live(history: History, now: float, billing: _Billing | None = None,
     """The ``/api/live`` body: the latest sample, whether it is stale and its age."""
     billing = billing or _Billing(history, None)
     x = history.latest()
-    received = history.received_at()
+    # Staleness is judged on the history's receiving clock, not ``now``: in a sped-up
+    # simulation the meter's clock (which ``now`` follows) runs ahead of the wall clock.
+    age = history.age()
     body: dict[str, Any] = {
-        "time": now, "stale": history.is_stale(now, stale_after),
-        "age": None if received is None else round(max(now - received, 0.0), 1),
+        "time": now, "stale": history.is_stale(after=stale_after),
+        "age": None if age is None else round(age, 1),
         "sample": None, "band": None, "cost_per_hour": None,
     }
     if x is not None:
@@ -219,7 +221,8 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
                stale_after: float = STALE_AFTER) -> FastAPI:
     """The display's web app over ``history``.
 
-    ``clock`` is "now" for windows, staleness and the billed month; ``tariff_month``
+    ``clock`` is "now" for windows and the billed month (staleness follows the history's
+    receiving clock); ``tariff_month``
     (a date or "YYYY-MM") bills at that month's rates instead of the clock's month, e.g. to
     show a summer bill in a demo. The kWh are always the clock's month to date.
     """
@@ -291,7 +294,7 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
                     stale_sent = body["stale"]
                     yield _sse("sample", body)
                     idle_since = time.monotonic()
-                elif not stale_sent and history.is_stale(now, stale_after):
+                elif not stale_sent and history.is_stale(after=stale_after):
                     stale_sent = True
                     yield _sse("stale", live(history, now, billing, stale_after))
                     idle_since = time.monotonic()
