@@ -40,6 +40,10 @@ demo: $(STAMP)
 
 bench: system-deps $(STAMP)
 	$(BIN)/python benchmarks/decode.py
+	$(BIN)/python benchmarks/crypto.py
+	$(BIN)/python benchmarks/metrology.py
+	$(BIN)/python benchmarks/meter.py
+	$(BIN)/python benchmarks/headend.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
