@@ -41,10 +41,10 @@ from c1222.codec.ber import Uid
 from c1222.codec.services import ErrorResponse, Response
 from c1222.codes import ResponseCode
 from c1222.errors import C1222Error, ConfigurationError
+from c1222.headend.server import Exchange, HeadEnd, summary
 
 if TYPE_CHECKING:
     from c1222.headend.registry import Node
-    from c1222.headend.server import Exchange, HeadEnd
     from c1222.headend.storage import MessageRecord, NodeRecord, Reading
 
 __all__ = ["STATIC", "close_streams", "create_app", "exchange_json", "tree_rows"]
@@ -64,7 +64,8 @@ _NO_CACHE = {"Cache-Control": "no-cache"}
 
 
 class ServiceName(str, Enum):
-    """The EPSEM services the console offers by name."""
+    """The EPSEM services the console offers by name (``server.SERVICES``, checked by a
+    test)."""
 
     identify = "identify"
     read = "read"
@@ -268,8 +269,6 @@ def response_codes(apdu: Apdu | None) -> list[str]:
 
 
 def _part(apdu: Apdu | None, raw: bytes) -> dict[str, Any]:
-    from c1222.headend.server import summary
-
     if apdu is None:
         return {"hex": raw.hex(), "summary": None, "json": None, "tree": None, "exact": False}
     rows, exact = tree_rows(apdu, raw)

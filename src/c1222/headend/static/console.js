@@ -385,7 +385,13 @@
       return tr;
     }
 
+    // many meters report every few seconds: draw the table at most four times a second
+    let pending = null;
     function render() {
+      if (pending === null) pending = setTimeout(() => { pending = null; draw(); }, 250);
+    }
+
+    function draw() {
       const list = [...nodes.values()];
       r.rows.replaceChildren(...list.map(row));
       r.empty.hidden = list.length > 0;
@@ -399,7 +405,7 @@
       if (!res.ok) return;
       nodes.clear();
       for (const n of await res.json()) nodes.set(n.ap_title, n);
-      render();
+      draw();
     }
 
     async function one(apTitle) {
@@ -422,7 +428,7 @@
     const tick = setInterval(() => {
       view.querySelectorAll("[data-ago]").forEach((td) => { td.textContent = ago(td.dataset.ago); });
     }, 1000);
-    teardown = () => clearInterval(tick);
+    teardown = () => { clearInterval(tick); if (pending !== null) clearTimeout(pending); };
   }
 
   function badge(state, connected) {
@@ -594,7 +600,7 @@
 
     // -------------------------------------------------------------- chart
     const series = { t: [], p: [], v: [] };
-    let chart = null;
+    let chart = null, resize = null;
 
     function addPoint(t, values) {
       const n = series.t.length;
@@ -636,9 +642,10 @@
               values: (u, s) => s.map((x) => `${Math.round(x)} V`) },
           ],
         }, [[], [], []], box);
-        new ResizeObserver(() => {
+        resize = new ResizeObserver(() => {
           if (chart && box.clientWidth) chart.setSize({ width: box.clientWidth, height: box.clientWidth < 500 ? 200 : 240 });
-        }).observe(box);
+        });
+        resize.observe(box);
       }
       chart.setData([series.t, series.p, series.v]);
       box.dataset.points = String(series.t.length);
@@ -674,7 +681,7 @@
     loadNode();
     loadReadings();
     log.load();
-    teardown = () => { if (chart) chart.destroy(); };
+    teardown = () => { if (resize) resize.disconnect(); if (chart) chart.destroy(); };
   }
 
   // ---------------------------------------------------------------- the whole log
