@@ -200,7 +200,7 @@ class Display:
             self.history.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # Playwright keeps a loop running: not past this module
 def browser() -> Iterator[Any]:
     path = chromium_path()
     try:

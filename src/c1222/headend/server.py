@@ -139,7 +139,8 @@ class Exchange:
 
 
 def _tree(apdu: Apdu) -> list[Any]:
-    return [list(row) if isinstance(row, tuple) else row for row in text.tree(apdu)]
+    """The tree rows as JSON: ``[depth, label, hex of the bytes]``."""
+    return [[depth, label, data.hex()] for depth, label, data in text.tree(apdu)]
 
 
 class HeadEnd:
