@@ -42,6 +42,7 @@ from c1222.codec.services import ErrorResponse, Response
 from c1222.codes import ResponseCode
 from c1222.errors import C1222Error, ConfigurationError
 from c1222.headend.server import Exchange, HeadEnd, summary
+from c1222.transport.sse import Streams, close_streams, hook_uvicorn_shutdown, sse
 
 if TYPE_CHECKING:
     from c1222.headend.registry import Node
@@ -353,49 +354,6 @@ def _message_detail(m: MessageRecord, headend: HeadEnd) -> dict[str, Any]:
     return body
 
 
-class _Streams:
-    """The stop flag every open event stream reads. A plain attribute: it is set from
-    uvicorn's shutdown (or the lifespan), read by the streams at each :data:`TICK`."""
-
-    closing = False
-
-
-def close_streams(app: Any) -> None:
-    """End every open ``/api/events`` stream of ``app`` (they return within :data:`TICK`)."""
-    streams = getattr(getattr(app, "state", None), "headend_streams", None)
-    if isinstance(streams, _Streams):
-        streams.closing = True
-
-
-def _hook_uvicorn_shutdown() -> None:
-    """Make ``uvicorn.Server`` end our event streams when it starts shutting down.
-
-    uvicorn waits for every open response to finish before it runs the lifespan shutdown,
-    and an event stream does not finish by itself: without this hook a head-end with a
-    console open would hang on Ctrl-C. The wrapper sets the stop flag of the app the server
-    serves, then runs uvicorn's own shutdown (and any other wrapper) unchanged.
-    """
-    try:
-        from uvicorn.server import Server
-    except ImportError:  # pragma: no cover - uvicorn is a dependency
-        return
-    original = Server.shutdown
-    if getattr(original, "_c1222_headend_closes_streams", False):
-        return
-
-    async def shutdown(self: Any, *args: Any, **kwargs: Any) -> None:
-        close_streams(getattr(self.config, "app", None))
-        await original(self, *args, **kwargs)
-
-    shutdown._c1222_headend_closes_streams = True  # type: ignore[attr-defined]
-    Server.shutdown = shutdown  # type: ignore[method-assign]
-
-
-def _sse(event: str, data: Any, event_id: int | None = None) -> str:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
 def _event_title(event: dict[str, Any]) -> str | None:
     node = event.get("node")
     if isinstance(node, dict):
@@ -408,8 +366,8 @@ def _event_title(event: dict[str, Any]) -> str | None:
 
 def create_app(headend: HeadEnd) -> FastAPI:
     """The REST API and console over a started head-end (served on its event loop)."""
-    streams = _Streams()
-    _hook_uvicorn_shutdown()
+    streams = Streams()
+    hook_uvicorn_shutdown()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -422,7 +380,7 @@ def create_app(headend: HeadEnd) -> FastAPI:
                     "every EPSEM service by name, the message log (each message as a tree and "
                     "in hex) and live events. The console is at `/`.")
     app.state.headend = headend
-    app.state.headend_streams = streams
+    app.state.c1222_streams = streams  # closed by uvicorn's shutdown (transport.sse)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def storage() -> Any:
@@ -655,7 +613,7 @@ def create_app(headend: HeadEnd) -> FastAPI:
 
         async def stream() -> AsyncIterator[str]:
             try:
-                yield "retry: 2000\n\n" + _sse("hello", {"time": time.time()})
+                yield "retry: 2000\n\n" + sse("hello", {"time": time.time()})
                 idle_since = time.monotonic()
                 while not streams.closing:
                     try:
@@ -669,7 +627,7 @@ def create_app(headend: HeadEnd) -> FastAPI:
                         continue
                     if passes(event):
                         idle_since = time.monotonic()
-                        yield _sse(str(event.get("type")), _jsonable(event))
+                        yield sse(str(event.get("type")), _jsonable(event))
             finally:
                 headend.unsubscribe(queue)
 

@@ -33,6 +33,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from c1222.ihd.history import BUCKET, WINDOW, History, Sample
+from c1222.transport.sse import Streams, close_streams, hook_uvicorn_shutdown, sse
 
 __all__ = ["STATIC", "close_streams", "create_app", "live", "serve", "summary"]
 
@@ -150,48 +151,6 @@ def summary(history: History, now: float, billing: _Billing | None = None,
     return body
 
 
-class _Streams:
-    """The open event streams' shared stop flag. A plain attribute, not an Event: it is set
-    from uvicorn's shutdown (and may be from a signal handler), read by every stream."""
-
-    closing = False
-
-
-def close_streams(app: FastAPI) -> None:
-    """End every open ``/events`` stream of ``app`` (they return within :data:`TICK`)."""
-    streams = getattr(getattr(app, "state", None), "streams", None)
-    if isinstance(streams, _Streams):
-        streams.closing = True
-
-
-def _hook_uvicorn_shutdown() -> None:
-    """Make a plain ``uvicorn.Server`` end our event streams when it starts shutting down.
-
-    uvicorn waits for every open response to finish before it runs the lifespan shutdown, and
-    an event stream never finishes by itself: without this, a display with a page open would
-    hang on Ctrl-C or ``should_exit``. The wrapper only sets the stop flag of the app the
-    server serves, then runs uvicorn's own shutdown unchanged.
-    """
-    try:
-        from uvicorn.server import Server
-    except ImportError:  # pragma: no cover - uvicorn is a dependency
-        return
-    original = Server.shutdown
-    if getattr(original, "_c1222_closes_streams", False):
-        return
-
-    async def shutdown(self: Any, *args: Any, **kwargs: Any) -> None:
-        close_streams(getattr(self.config, "app", None))
-        await original(self, *args, **kwargs)
-
-    shutdown._c1222_closes_streams = True  # type: ignore[attr-defined]
-    Server.shutdown = shutdown  # type: ignore[method-assign]
-
-
-def _sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
 def _chunks(lines: Iterator[str], size: int = 1000) -> Iterator[str]:
     # a sync iterator is read through the thread pool one item at a time: hand it ~60 kB
     # pieces, not 17,280 lines
@@ -226,9 +185,9 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
     (a date or "YYYY-MM") bills at that month's rates instead of the clock's month, e.g. to
     show a summer bill in a demo. The kWh are always the clock's month to date.
     """
-    streams = _Streams()
+    streams = Streams()
     billing = _Billing(history, tariff_month)
-    _hook_uvicorn_shutdown()
+    hook_uvicorn_shutdown()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -237,7 +196,7 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
 
     app = FastAPI(title="c1222 in-home display", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
-    app.state.streams = streams
+    app.state.c1222_streams = streams  # closed by uvicorn's shutdown (transport.sse)
     app.state.history = history
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -292,11 +251,11 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
                     if body["points"]["t"]:
                         last_t = body["points"]["t"][-1]
                     stale_sent = body["stale"]
-                    yield _sse("sample", body)
+                    yield sse("sample", body)
                     idle_since = time.monotonic()
                 elif not stale_sent and history.is_stale(after=stale_after):
                     stale_sent = True
-                    yield _sse("stale", live(history, now, billing, stale_after))
+                    yield sse("stale", live(history, now, billing, stale_after))
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > KEEPALIVE:
                     yield ": keep-alive\n\n"
