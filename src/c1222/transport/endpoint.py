@@ -267,11 +267,18 @@ class Endpoint:
         if self.tracer is not None:
             self.tracer.opened(link)
         framer = StreamFramer(self.limits.max_frame)
+        loop = asyncio.get_running_loop()
+        begun: float | None = None  # when the message now being received started
         try:
             while not link.closed:
-                # A message already begun must finish within message_timeout (drip defence).
-                wait = self.limits.message_timeout if framer.buffered else \
-                    self.limits.idle_timeout
+                # A message already begun must finish within message_timeout of its first
+                # byte, however the bytes trickle in (drip defence); otherwise idle_timeout.
+                if framer.buffered:
+                    begun = loop.time() if begun is None else begun
+                    wait = begun + self.limits.message_timeout - loop.time()
+                else:
+                    begun = None
+                    wait = self.limits.idle_timeout
                 try:
                     chunk = await asyncio.wait_for(reader.read(65536), wait)
                 except asyncio.TimeoutError:
@@ -286,6 +293,8 @@ class Endpoint:
                     self.stats["frames_refused"] += 1
                     log.info("closing %r: %s", link, exc)
                     break
+                if apdus:
+                    begun = None  # the next message's clock starts with its own bytes
                 for apdu in apdus:
                     await self._dispatch(apdu, link)
         except (ConnectionError, OSError):
