@@ -451,9 +451,6 @@ def test_drip_gets_no_answer_while_others_are_served(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "Endpoint._run_tcp restarts message_timeout on every chunk, so a byte-a-second drip is "
-    "never cut off (proposed fix in the hostile-peers report)"))
 def test_drip_is_cut_off_after_message_timeout(tmp_path: Path) -> None:
     """A started APDU must complete within message_timeout (30 s by default): a 40-byte
     Identify dripped at one byte a second is closed at 30 s, never answered."""
