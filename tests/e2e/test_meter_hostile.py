@@ -450,26 +450,29 @@ def test_drip_gets_no_answer_while_others_are_served(tmp_path: Path) -> None:
         assert meter.stop() == 0
 
 
-@pytest.mark.slow
 def test_drip_is_cut_off_after_message_timeout(tmp_path: Path) -> None:
-    """A started APDU must complete within message_timeout (30 s by default): a 40-byte
-    Identify dripped at one byte a second is closed at 30 s, never answered."""
-    meter = start_meter(tmp_path, "--security-mode", "0")
+    """A started APDU must complete within message_timeout (3 s here): a 40-byte Identify
+    dripped at one byte a second is closed at 3 s, never answered; the idle time-out still
+    closes a quiet connection."""
+    meter = start_meter(tmp_path, "--security-mode", "0", "--message-timeout", "3",
+                        "--idle-timeout", "6")
     try:
         address = meter.address()
         before = snapshot(address, 0)
         request = client(0).requester.request([IdentifyRequest()], METER).data
-        assert len(request) > 36, len(request)  # not complete when the test gives up
-        with GoodClient(address, 0, before, pause=0.5) as good:
-            drips = _drip(address, request, peers=4, seconds=36, until_closed=True)
+        with GoodClient(address, 0, before, pause=0.2) as good:
+            quiet = Collector(tcp(address))
+            drips = _drip(address, request, peers=4, seconds=8, until_closed=True)
+            assert quiet.wait_closed(8)
         closed = [c.closed_after for c in drips]
         answered = sum(len(c.apdus) for c in drips)
-        for c in drips:
+        for c in [*drips, quiet]:
             c.stop()
-        report("drip to the time-out", f"closed after {closed} s; {answered} answers",
-               good.check())
+        report("drip to the time-out", f"closed after {closed} s; {answered} answers; a quiet "
+               f"connection closed after {quiet.closed_after:.1f} s", good.check())
         assert answered == 0
-        assert all(t is not None and 29 < t < 33 for t in closed), closed
+        assert all(t is not None and 2.5 < t < 4.5 for t in closed), closed
+        assert 5.5 < quiet.closed_after < 7.5  # type: ignore[operator]
         assert_unhurt(meter, address, 0, before)
     finally:
         assert meter.stop() == 0

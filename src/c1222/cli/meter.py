@@ -38,6 +38,12 @@ def _options(**values: Any) -> dict[str, Any]:
 @click.option("--serial-number", help="electronic serial number")
 @click.option("--pcap", type=click.Path(dir_okay=False), help="record every APDU to this pcap")
 @click.option("--start-time", type=float, help="simulated clock start, Unix seconds [now]")
+@click.option("--max-connections", type=int, help="TCP connections at once [256]")
+@click.option("--message-timeout", type=float,
+              help="seconds from an APDU's first byte to its last before the connection is "
+                   "closed [30]")
+@click.option("--idle-timeout", type=float,
+              help="seconds a quiet TCP connection is kept [300]")
 @click.option("-v", "--verbose", count=True, help="log more (-v info, -vv debug)")
 def meter(profile_path: str | None, keys: tuple[str, ...], verbose: int, **options: Any) -> None:
     """Run a simulated ANSI C12.22 meter serving its C12.19 tables on TCP and UDP.

@@ -17,6 +17,9 @@ Example profile (every key optional; docs/meter.md lists them all)::
     load_profile_minutes = 15
     front_end = "reference"       # or "sigma-delta"
     load = { type = "household", seed = 1 }
+    max_connections = 256         # TCP connections at once; more are closed at once
+    message_timeout = 30.0        # seconds from an APDU's first byte to its last
+    idle_timeout = 300.0          # seconds a TCP connection may stay quiet
 
     [[users]]
     user_id = 2
@@ -74,6 +77,11 @@ class MeterConfig:
     users: tuple[User, ...] | None = None  # None: the default users of the tables profile
     pcap: Path | None = None
     start_time: float | None = None  # simulated clock start (Unix time); None: now
+    # Transport limits on hostile peers (EndpointLimits): TCP connections at once, seconds
+    # from an APDU's first byte to its last, seconds a TCP connection may stay quiet.
+    max_connections: int = 256
+    message_timeout: float = 30.0
+    idle_timeout: float = 300.0
 
     def validate(self) -> MeterConfig:
         _check_title("ap_title", self.ap_title)
@@ -100,6 +108,11 @@ class MeterConfig:
                                      "sigma-delta")
         if self.headend_transport not in ("tcp", "udp"):
             raise ConfigurationError("headend_transport: tcp or udp")
+        if not 1 <= self.max_connections <= 65535:
+            raise ConfigurationError("max_connections: 1 .. 65535")
+        for name in ("message_timeout", "idle_timeout"):
+            if not 0 < getattr(self, name) <= 86400:
+                raise ConfigurationError(f"{name}: seconds in (0, 86400]")
         if not isinstance(self.load, dict) or "type" not in self.load:
             raise ConfigurationError("load: a table with a `type`")
         return self
@@ -172,9 +185,10 @@ def _convert(key: str, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigurationError("load: a table, e.g. { type = \"household\", seed = 1 }")
         return dict(value)
-    if key in ("speed",):
+    if key in ("speed", "message_timeout", "idle_timeout"):
         return float(value)
-    if key in ("security_mode", "key_id", "registration_period", "load_profile_minutes"):
+    if key in ("security_mode", "key_id", "registration_period", "load_profile_minutes",
+               "max_connections"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigurationError(f"{key}: an integer")
         return value

@@ -38,7 +38,7 @@ from c1222.tables.procedures import ProcedureCall, load_disconnected
 from c1222.tables.profile import MeterProfile, MeterTables, build_tables
 from c1222.tables.store import TableStore
 from c1222.tables.types import TimeDate
-from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer
+from c1222.transport.endpoint import Address, Endpoint, EndpointLimits, Link, PcapTracer
 
 log = logging.getLogger("c1222.meter")
 
@@ -105,7 +105,10 @@ class Meter:
             self.services, TimeIvSource(wall), replay=ReplayWindow(),
             debug=lambda m: log.debug("responder: %s", m))
         self.tracer = PcapTracer(str(config.pcap)) if config.pcap is not None else None
-        self.endpoint = Endpoint(self._on_request, tracer=self.tracer,
+        limits = EndpointLimits(max_connections=config.max_connections,
+                                message_timeout=config.message_timeout,
+                                idle_timeout=config.idle_timeout)
+        self.endpoint = Endpoint(self._on_request, limits_=limits, tracer=self.tracer,
                                  on_link_closed=lambda link: self.responder.close(link.id))
         self._real_base = monotonic()
         self._tasks: list[asyncio.Task[None]] = []
