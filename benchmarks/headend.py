@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
-import re
 import resource
 import statistics
 import subprocess
@@ -128,8 +127,7 @@ async def measure(count: int, seconds: float) -> list[str]:
     p50 = statistics.median(lat) * 1000
     p99 = lat[int(len(lat) * 0.99)] * 1000
     per_meter = (rss_registered - rss_before) / count
-    echo = re.search(r"echo[^\n]*?([\d,]+) (?:requests|req)/s", REPORT.read_text()) \
-        if REPORT.exists() else None
+    echo = _echo_figure()
     lines = [
         machine(),
         "",
@@ -148,11 +146,22 @@ async def measure(count: int, seconds: float) -> list[str]:
         f"| failed reads | {failures} |",
     ]
     if echo:
-        lines.append(f"| plain asyncio echo server, same machine (benchmarks/meter.py) | "
-                     f"{echo.group(1)} requests/s |")
+        lines.append(f"| plain asyncio echo server, 8 connections (benchmarks/meter.py, same "
+                     f"machine) | {echo} requests/s |")
     lines += ["", "Run: `.venv/bin/python benchmarks/headend.py` "
               f"(--meters {count} --seconds {seconds:g})."]
     return lines
+
+
+def _echo_figure() -> str | None:
+    """The echo server's rate at 8 connections, mode 0, from benchmarks/meter.py's table."""
+    if not REPORT.exists():
+        return None
+    for line in REPORT.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 9 and cells[:2] == ["0", "8"]:
+            return cells[6]
+    return None
 
 
 def main() -> None:
