@@ -22,7 +22,6 @@ import dataclasses
 import datetime as dt
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time

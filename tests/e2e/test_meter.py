@@ -17,7 +17,6 @@ from c1222.codec.services import (
     DefaultReadRequest,
     DeregisterRequest,
     DisconnectRequest,
-    ErrorResponse,
     FullReadRequest,
     FullWriteRequest,
     IdentifyRequest,

@@ -52,7 +52,7 @@ from c1222.codec.services import (
 from c1222.codes import ResponseCode, SecurityMode
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.nonces import TimeIvSource
-from c1222.errors import C1222Error, ConfigurationError, DecodeError, TransportError
+from c1222.errors import C1222Error, ConfigurationError, TransportError
 from c1222.headend.registry import Node, RegistrarServices
 from c1222.headend.storage import (
     AsyncStorage,

@@ -87,7 +87,7 @@ class Meter:
             config.start_time if config.start_time is not None else wall())
         self.tables: MeterTables = build_tables(profile, now=utc(self.sim_start))
         self.store: TableStore = self.tables.store
-        self.metrology = _build_metrology(config)
+        self.metrology = _MeterMetrology(config)
         self.t = int(self.sim_start)  # next simulated second to measure
         self._interval = config.load_profile_minutes * 60
         self._interval_start_wh = 0.0
@@ -114,7 +114,7 @@ class Meter:
         self._tasks: list[asyncio.Task[None]] = []
         self.registration: Any = None
         self.han: Any = None
-        self.deregistered = asyncio.Event() if _loop_running() else None
+        self.deregistered: asyncio.Event | None = None  # made in start(), on the loop
 
     # ------------------------------------------------------------------ time
 
@@ -287,14 +287,6 @@ class Meter:
                                      f"meter: {exc}") from None
 
 
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 class _Switched:
     """The load behind the meter's disconnect relay: no current while it is open."""
 
@@ -340,7 +332,3 @@ class _MeterMetrology:
         from c1222.meter.metrology import EnergyRegisters
 
         self.metrology.registers = EnergyRegisters.from_dict(data)
-
-
-def _build_metrology(config: MeterConfig) -> _MeterMetrology:
-    return _MeterMetrology(config)

@@ -34,7 +34,6 @@ from c1222.codes import EAX_PRIME_MECHANISM
 from c1222.errors import ERR, SNS, UAT, ChecksumMismatch
 from c1222.session.responder import ServiceContext
 from c1222.tables.access import Principal
-from c1222.tables.decade7 import EVENT_PROCEDURE_INVOKED  # noqa: F401 (re-exported for docs)
 from c1222.tables.lists import append_history
 from c1222.tables.profile import MeterTables
 from c1222.tables.types import TimeDate

@@ -32,8 +32,6 @@ from c1222.codec.services import (
 )
 from c1222.codes import ResponseCode, ResponseControl
 from c1222.crypto.keys import KeyTable
-from c1222.crypto.nonces import SequenceNonceSource
-from c1222.crypto.policy import protect
 from c1222.errors import SecurityError, UnexpectedMessage
 from c1222.meter.services import MeterServices
 from c1222.session.requester import Requester
@@ -62,11 +60,6 @@ class Nonces:
     def invocation_id(self) -> int:
         self.n += 1
         return self.n
-
-
-class Events:
-    def __init__(self) -> None:
-        self.seen: list[str] = []
 
 
 def make(minimum_mode: int = 0, **config: object) -> tuple[Responder, MeterServices, list]:
