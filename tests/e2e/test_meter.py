@@ -241,3 +241,45 @@ def test_registers_and_event_log_survive_kill_9(tmp_path: Path) -> None:
         assert log2 != log  # the new power-up is appended to the kept log
     finally:
         again.stop()
+
+
+async def _remote_switch(address: tuple[str, int], parm: bytes) -> tuple[bytes, dict, list]:
+    """Run manufacturer procedure 0 (remote connect/disconnect), then read Table 8, the
+    present values and the history log."""
+    from c1222.tables.procedures import table7_request
+    from c1222.tables.readings import CONTEXT_TABLES, history_entries, meter_values
+    from c1222.tables.store import TableStore
+
+    c = client(0)
+    await c.connect(*address)
+    try:
+        sec = SecurityRequest(PASSWORD, 2)
+        table0 = (await call(c, FullReadRequest(0)))[0].table_data.data
+        body = table7_request(TableStore({0: table0}), 0, 7, parm, mfg=True)
+        done = await call(c, sec, FullWriteRequest(7, TableData(body)), FullReadRequest(8))
+        await asyncio.sleep(2.5)  # the meter measures a couple of seconds with the relay so
+        reads = await call(c, sec, *(FullReadRequest(n) for n in (*CONTEXT_TABLES, 23, 28, 71,
+                                                                    74)))
+        tables = dict(zip((*CONTEXT_TABLES, 23, 28, 71, 74),
+                          (r.table_data.data for r in reads[1:])))
+        return done[2].table_data.data, meter_values(tables), history_entries(tables)
+    finally:
+        await c.close()
+
+
+def test_remote_disconnect_stops_the_load_and_connect_restores_it(tmp_path: Path) -> None:
+    profile = tmp_path / "resistive.toml"
+    profile.write_text('load = { type = "resistive", watts = 1000 }\n')
+    meter = start_meter(tmp_path, "--profile", str(profile))
+    try:
+        address = meter.address()
+        table8, values, events = asyncio.run(_remote_switch(address, b"\x00"))
+        assert table8[-1] == 0 and table8[-2] == 0  # completed; relay open
+        assert values["active_power"] == 0 and values["current"] == 0
+        assert 200 < values["voltage"] < 240  # the meter still sees the mains
+        assert 49 in [e["code"] for e in events]  # control point changed
+        table8, values, _ = asyncio.run(_remote_switch(address, b"\x01"))
+        assert table8[-1] == 1
+        assert 950 < values["active_power"] < 1050
+    finally:
+        assert meter.stop() == 0
