@@ -39,7 +39,7 @@ def test_page_fed_by_a_real_meter(browser, tmp_path: Path) -> None:
                                "power-factor"))
             time.sleep(1.1)
         assert len({tuple(v.values()) for v in seen}) >= 3, seen  # a new sample each second
-        assert all(200 < float(v["voltage"]) < 240 for v in seen)
+        assert all(200 < float(v["voltage"]) < 240 for v in seen), seen
         assert page.get_by_test_id("stale-notice").is_hidden()
         page.wait_for_function(
             "document.querySelector('[data-testid=chart]').dataset.points > 0", timeout=15000)

@@ -88,7 +88,9 @@ class Meter:
         self.tables: MeterTables = build_tables(profile, now=utc(self.sim_start))
         self.store: TableStore = self.tables.store
         self.metrology = _MeterMetrology(config)
-        self.t = int(self.sim_start)  # next simulated second to measure
+        # The next simulated second to measure: a fresh meter starts with the second that just
+        # ended, so its tables never serve the blank values of a meter that measured nothing.
+        self.t = int(self.sim_start) - (0 if saved else 1)
         self._interval = config.load_profile_minutes * 60
         self._interval_start_wh = 0.0
         self.reading: Reading | None = None
