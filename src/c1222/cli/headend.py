@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 from typing import Any
 
 import click
 
+from c1222.cli.lifecycle import run_until_interrupted
 from c1222.crypto.keys import KeyTable
 from c1222.errors import ConfigurationError
 from c1222.transport.endpoint import parse_address
@@ -70,39 +69,33 @@ async def _run(node: Any, web: tuple[str, int]) -> None:
 
     from c1222.headend.web import create_app
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        host, port = await node.start()
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
     server = uvicorn.Server(uvicorn.Config(create_app(node), host=web[0], port=web[1],
                                            log_level="warning"))
     # Our event loop handles Ctrl-C and stops the server itself.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    serving = asyncio.create_task(server.serve())
-    while not server.started and not serving.done():
-        await asyncio.sleep(0.02)
-    if serving.done():
-        await node.stop()
-        raise click.ClickException(f"cannot serve the console on {web[0]}:{web[1]}")
-    web_host, web_port = server.servers[0].sockets[0].getsockname()[:2]
-    click.echo(f"headend {node.config.ap_title} listening on tcp+udp {host}:{port}")
-    click.echo(f"console at http {web_host}:{web_port}  ->  http://{web_host}:{web_port}/")
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: os._exit(130))
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(serving, 10)
+    serving: asyncio.Task[None] | None = None
+
+    async def start() -> list[str]:
+        nonlocal serving
         try:
-            await asyncio.wait_for(node.stop(), 15)
-        except asyncio.TimeoutError:
-            click.echo("headend: shutdown timed out", err=True)
-        click.echo("headend stopped")
+            host, port = await node.start()
+        except ConfigurationError as exc:
+            raise click.ClickException(str(exc)) from None
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if serving.done():
+            await node.stop()
+            raise click.ClickException(f"cannot serve the console on {web[0]}:{web[1]}")
+        web_host, web_port = server.servers[0].sockets[0].getsockname()[:2]
+        return [f"headend {node.config.ap_title} listening on tcp+udp {host}:{port}",
+                f"console at http {web_host}:{web_port}  ->  http://{web_host}:{web_port}/"]
+
+    async def stop() -> None:
+        server.should_exit = True
+        if serving is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(serving, 10)
+        await node.stop()
+
+    await run_until_interrupted("headend", start, stop)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from pathlib import Path
 from typing import Any
 
 import click
 
+from c1222.cli.lifecycle import run_until_interrupted
 from c1222.crypto.keys import KeyTable
 from c1222.errors import ConfigurationError
 from c1222.transport.endpoint import parse_address
@@ -48,18 +48,9 @@ def ihd(listen: str, http: str, state_dir: str, ap_title: str | None, security_m
 
 
 async def _run(display: Any) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    async def start() -> list[str]:
         (host, port), (web_host, web_port) = await display.start()
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
-    click.echo(f"display listening on tcp+udp {host}:{port}")
-    click.echo(f"display page at http {web_host}:{web_port}  ->  http://{web_host}:{web_port}/")
-    try:
-        await stop.wait()
-    finally:
-        await display.stop()
-        click.echo("display stopped")
+        return [f"display listening on tcp+udp {host}:{port}",
+                f"display page at http {web_host}:{web_port}  ->  http://{web_host}:{web_port}/"]
+
+    await run_until_interrupted("display", start, display.stop)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
 import click
 
+from c1222.cli.lifecycle import run_until_interrupted
 from c1222.errors import ConfigurationError
 
 
@@ -71,24 +70,8 @@ def meter(profile_path: str | None, keys: tuple[str, ...], verbose: int, **optio
 
 
 async def _run(node: Any) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    async def start() -> list[str]:
         host, port = await node.start()
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen: {exc.strerror or exc}") from None
-    click.echo(f"meter {node.config.ap_title} listening on tcp+udp {host}:{port}", err=False)
-    click.get_text_stream("stdout").flush()
-    try:
-        await stop.wait()
-    finally:
-        # A second Ctrl-C, or a shutdown stuck for 15 s, ends the process anyway.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: os._exit(130))
-        try:
-            await asyncio.wait_for(node.stop(), 15)
-        except asyncio.TimeoutError:
-            click.echo("meter: shutdown timed out", err=True)
-        click.echo("meter stopped")
+        return [f"meter {node.config.ap_title} listening on tcp+udp {host}:{port}"]
+
+    await run_until_interrupted("meter", start, node.stop)
