@@ -235,25 +235,44 @@ def decode(data: bytes, requests: Sequence[Request] | RequestLookup | None = Non
     return Apdu(epsem=epsem, **fields)  # type: ignore[arg-type]
 
 
-def called_invocation_id(data: bytes) -> int | None:
-    """A4 of an APDU without decoding the rest: a transport's cheap test for "a response to
-    which of my requests" (digest 2.6). DecodeError when the element walk fails."""
+def _header_element(data: bytes, wanted: int) -> tuple[int, int, int] | None:
+    """(tag, content start, content end) of the value inside header element ``wanted``, found
+    by walking the elements before BE without decoding them; None when it is absent."""
     end = len(data)
     if end < 2 or data[0] != APDU_TAG:
         raise BerError("not an APDU", 0, "apdu")
     _, pos = read_length(data, 1, end, "apdu.length")
     while pos < end:
         tag, start, stop = read_tlv(data, pos, end, "apdu")
-        if tag == TAG_CALLED_AP_INVOCATION_ID:
-            itag, istart, istop = read_tlv(data, start, stop, _PATHS[tag])
-            if itag != TAG_INTEGER:
-                raise BerError(f"expected INTEGER, found tag {itag:#04x}", start, _PATHS[tag])
-            return decode_unsigned(data[istart:istop], istart, _PATHS[tag],
-                                   limits.MAX_INVOCATION_ID_BYTES)
+        if tag == wanted:
+            return read_tlv(data, start, stop, _PATHS[tag])
         if tag == TAG_USER_INFORMATION:
             return None
         pos = stop
     return None
+
+
+def called_invocation_id(data: bytes) -> int | None:
+    """A4 of an APDU without decoding the rest: a transport's cheap test for "a response to
+    which of my requests" (digest 2.6). DecodeError when the element walk fails."""
+    found = _header_element(data, TAG_CALLED_AP_INVOCATION_ID)
+    if found is None:
+        return None
+    itag, istart, istop = found
+    path = _PATHS[TAG_CALLED_AP_INVOCATION_ID]
+    if itag != TAG_INTEGER:
+        raise BerError(f"expected INTEGER, found tag {itag:#04x}", istart, path)
+    return decode_unsigned(data[istart:istop], istart, path, limits.MAX_INVOCATION_ID_BYTES)
+
+
+def called_ap_title(data: bytes) -> Uid | None:
+    """A2 of an APDU without decoding the rest: a node's cheap "is this for me" before it
+    verifies and decodes the message. DecodeError when the element walk fails."""
+    found = _header_element(data, TAG_CALLED_AP_TITLE)
+    if found is None:
+        return None
+    itag, istart, istop = found
+    return decode_uid_content(itag, data[istart:istop], istart, _PATHS[TAG_CALLED_AP_TITLE])
 
 
 def _user_information(data: bytes, start: int, stop: int, path: str

@@ -181,31 +181,25 @@ class Responder:
             return self._refuse(data, ErrorResponse(response_code=ResponseCode.RQTL,
                                                     max_size=self.config.max_request_size))
         try:
-            header = acse.decode(data)
-        except DecodeError as exc:
-            # Mode 2 keeps services as ciphertext, so a header that does not decode is broken
-            # framing: nothing to address an answer to.
-            self._debug(f"undecodable request from {peer!r}: {exc}")
-            return Reply(None)
-        if header.is_response:
-            self._debug("a response arrived at the responder; ignored")
-            return Reply(None)
-        called = header.called_ap_title
-        if called is not None and called.absolute() != self._absolute_title:
-            self.handler.notice("unknown_title", None, str(called))
-            return self._answer(header, [ErrorResponse(response_code=ResponseCode.UAT)],
-                                secured=False, digest=digest, now=now)
-        sess = self._live_session(peer, now)
-        try:
+            # Only A2 before the MAC check: the full decode happens once, inside unprotect.
+            called = acse.called_ap_title(data)
+            if called is not None and called.absolute() != self._absolute_title:
+                self.handler.notice("unknown_title", None, str(called))
+                return self._refuse(data, ErrorResponse(response_code=ResponseCode.UAT),
+                                    digest=digest, now=now)
+            sess = self._live_session(peer, now)
             apdu = unprotect(data, self.config.keys, replay=self.replay, now=now,
                              minimum_mode=self.config.minimum_mode, debug=self._debug,
                              session_key=sess.key if sess is not None else None)
         except SecurityError:
-            self.handler.notice("mac_failed", None, str(header.calling_ap_title or ""))
-            return self._answer(header, [ErrorResponse(response_code=ResponseCode.SME)],
-                                secured=False, digest=None, now=now)
+            self.handler.notice("mac_failed", None, "")
+            return self._refuse(data, ErrorResponse(response_code=ResponseCode.SME))
         except DecodeError as exc:
-            self._debug(f"undecodable services from {peer!r}: {exc}")
+            # Nothing to address an answer to, or services that do not parse.
+            self._debug(f"undecodable request from {peer!r}: {exc}")
+            return Reply(None)
+        if apdu.is_response:
+            self._debug("a response arrived at the responder; ignored")
             return Reply(None)
         ctx = ServiceContext(peer=peer, now=now, apdu=apdu, session=sess,
                              principal=sess.principal if sess is not None else None)
@@ -298,13 +292,17 @@ class Responder:
 
     # ------------------------------------------------------------------ responses
 
-    def _refuse(self, data: bytes, response: Response) -> Reply:
-        """Answer a request refused before decoding (too large), if its header decodes."""
+    def _refuse(self, data: bytes, response: Response, *,
+                digest: tuple[Hashable, bytes] | None = None, now: float = 0.0) -> Reply:
+        """Answer a request refused before it was verified (too large, another node's title,
+        a failed security check) in cleartext, if its header decodes; else nothing."""
         try:
             header = acse.decode(data[: limits.MAX_APDU_SIZE])
         except DecodeError:
             return Reply(None)
-        return self._answer(header, [response], secured=False, digest=None, now=0.0)
+        if header.is_response:
+            return Reply(None)
+        return self._answer(header, [response], secured=False, digest=digest, now=now)
 
     def _answer(self, request: Apdu, responses: list[Response], *, secured: bool,
                 digest: tuple[Hashable, bytes] | None, now: float) -> Reply:
