@@ -210,35 +210,43 @@ def test_bad_profile_is_a_clear_error(tmp_path: Path) -> None:
     assert bad.proc.returncode == 2 and any("speed" in line for line in bad.lines)
 
 
-async def _read_registers(address: tuple[str, int]) -> tuple[bytes, bytes]:
+async def _kept_state(address: tuple[str, int]) -> tuple[int, list[tuple], int]:
+    """What must survive a restart: the Wh register, the history log entries (sequence,
+    code) and the number of load-profile intervals recorded."""
+    from c1222.tables.readings import decoded, history_entries
+
     c = client(0)
     await c.connect(*address)
+    numbers = (0, 23, 61, 63, 71, 74)
     try:
-        got = await call(c, SecurityRequest(PASSWORD, 2), FullReadRequest(23),
-                         FullReadRequest(74))
-        return got[1].table_data.data, got[2].table_data.data
+        got = await call(c, SecurityRequest(PASSWORD, 2),
+                         *(FullReadRequest(n) for n in numbers))
+        tables = dict(zip(numbers, (r.table_data.data for r in got[1:])))
     finally:
         await c.close()
+    wh = int.from_bytes(tables[23][:6], "little", signed=True)  # one INT48 summation
+    events = [(e["seq"], e["code"]) for e in history_entries(tables)]
+    status = decoded({n: tables[n] for n in (0, 61, 63)})[63].status_set(1)
+    dims = decoded({n: tables[n] for n in (0, 61)})[61].data_set(1)
+    intervals = max(status.nbr_valid_blocks - 1, 0) * dims.nbr_blk_ints + status.nbr_valid_int
+    return wh, events, intervals
 
 
-def _wh(table23: bytes) -> int:
-    # Default profile: one INT48 summation, little-endian (docs/tables.md).
-    return int.from_bytes(table23[:6], "little", signed=True)
-
-
-def test_registers_and_event_log_survive_kill_9(tmp_path: Path) -> None:
-    meter = start_meter(tmp_path, "--speed", "600")
+def test_registers_load_profile_and_event_log_survive_kill_9(tmp_path: Path) -> None:
+    meter = start_meter(tmp_path, "--speed", "1200")
     address = meter.address()
-    time.sleep(3)  # half an hour of simulated use
-    regs, log = asyncio.run(_read_registers(address))
-    assert _wh(regs) > 0
+    time.sleep(3)  # an hour of simulated use: four 15-minute intervals
+    wh, events, intervals = asyncio.run(_kept_state(address))
+    assert wh > 0 and intervals >= 2 and events
     time.sleep(1.5)  # one save interval after the read
     meter.kill()
-    again = start_meter(tmp_path, "--speed", "600")
+    again = start_meter(tmp_path, "--speed", "1200")
     try:
-        regs2, log2 = asyncio.run(_read_registers(again.address()))
-        assert _wh(regs2) >= _wh(regs)
-        assert log2 != log  # the new power-up is appended to the kept log
+        wh2, events2, intervals2 = asyncio.run(_kept_state(again.address()))
+        assert wh2 >= wh
+        assert intervals2 >= intervals
+        assert events2[: len(events)] == events  # the kept log, then the new power-up
+        assert events2[len(events):] and events2[-1][1] == 2
     finally:
         again.stop()
 

@@ -118,29 +118,13 @@ class HeadEndConfig:
 
 @dataclass
 class Exchange:
-    """One request/response pair as the console shows it."""
+    """One request/response pair (the web API renders it: ``web.exchange_json``)."""
 
     request: Apdu
     request_bytes: bytes
     response: Apdu | None
     response_bytes: bytes | None
     error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "request": {"hex": self.request_bytes.hex(), "json": text.to_json(self.request),
-                        "tree": _tree(self.request)},
-            "response": None if self.response_bytes is None else {
-                "hex": self.response_bytes.hex(),
-                "json": text.to_json(self.response) if self.response else None,
-                "tree": _tree(self.response) if self.response else None},
-            "error": self.error,
-        }
-
-
-def _tree(apdu: Apdu) -> list[Any]:
-    """The tree rows as JSON: ``[depth, label, hex of the bytes]``."""
-    return [[depth, label, data.hex()] for depth, label, data in text.tree(apdu)]
 
 
 class HeadEnd:

@@ -57,7 +57,6 @@ class Registration:
         self.client = Client(self.requester, meter.endpoint, clock=meter.wall)
         self.registered = asyncio.Event()
         self.response: RegisterResponse | None = None
-        self.attempts = 0
         self.rng = random.Random()
 
     def request(self) -> RegisterRequest:
@@ -78,7 +77,6 @@ class Registration:
         link = self.client.link
         if link is None or link.closed:
             link = await self.client.connect(host, port, self.meter.config.headend_transport)
-        self.attempts += 1
         apdu = await self.client.call([self.request()], called=self.headend_title,
                                       timeout=RESPONSE_TIMEOUT)
         found = responses(apdu)
