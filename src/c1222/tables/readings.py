@@ -26,6 +26,15 @@ CONTEXT_TABLES = (0, 11, 12, 16, 21, 22, 27)
 LOG_CONTEXT_TABLES = (0, 61, 62, 63, 71)
 
 
+def _pick(tables: Mapping[int, bytes], numbers: tuple[int, ...]) -> dict[int, bytes]:
+    """The tables named, or DecodeError naming the first one missing."""
+    for number in numbers:
+        if number not in tables:
+            raise DecodeError(f"table {number} is needed to read the values", 0,
+                              f"table{number}")
+    return {n: tables[n] for n in numbers}
+
+
 def _unit_name(entry: Any, energy: bool) -> str:
     names = ENERGY if energy else QUANTITIES
     return names.get(entry.id_code, f"uom_{entry.id_code}")
@@ -69,8 +78,9 @@ def meter_time(tables: Mapping[int, bytes]) -> float | None:
     DecodeError for bytes that are not a valid date."""
     import calendar
 
-    gen = decode_table(0, tables[0])
-    clock = decode_table(52, tables[52], make_env(gen)).clock_calendar
+    picked = _pick(tables, (0, 52))
+    gen = decode_table(0, picked[0])
+    clock = decode_table(52, picked[52], make_env(gen)).clock_calendar
     if clock is None:
         return None
     moment = clock.to_datetime()
@@ -85,7 +95,7 @@ def decoded(tables: Mapping[int, bytes]) -> dict[int, Any]:
     does not decode; a table whose context is missing is a DecodeError too."""
     from c1222.errors import ConfigurationError
 
-    gen = decode_table(0, tables[0])
+    gen = decode_table(0, _pick(tables, (0,))[0])
     out: dict[int, Any] = {0: gen}
     for number in sorted(n for n in tables if n != 0):
         try:
@@ -99,7 +109,7 @@ def history_entries(tables: Mapping[int, bytes]) -> list[dict[str, Any]]:
     """The valid entries of the history log (Table 74, with 0 and 71), oldest first:
     ``{"time": datetime | None, "seq": int, "code": int, "mfg": bool, "user_id": int,
     "argument": bytes}``."""
-    recs = decoded({n: tables[n] for n in (0, 71, 74)})
+    recs = decoded(_pick(tables, (0, 71, 74)))
     log = recs[74]
     n = len(log.entries)
     count = min(log.nbr_valid_entries, n)
@@ -122,7 +132,7 @@ def lp_intervals(tables: Mapping[int, bytes], set_number: int = 1) -> list[dict[
     import datetime as dt
 
     table = 63 + set_number
-    recs = decoded({n: tables[n] for n in (*LOG_CONTEXT_TABLES, table)})
+    recs = decoded(_pick(tables, (*LOG_CONTEXT_TABLES, table)))
     dims = recs[61].data_set(set_number)
     status = recs[63].status_set(set_number)
     blocks = recs[table].lp_blk_dat

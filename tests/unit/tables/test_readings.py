@@ -69,3 +69,11 @@ def test_load_profile_intervals_with_their_end_times() -> None:
     assert intervals[0]["end"] == start + dt.timedelta(minutes=15)
     assert intervals[-1]["end"] == start + dt.timedelta(minutes=1500)
     assert [i["values"][0] for i in intervals] == list(range(100))
+
+
+def test_every_reader_names_a_missing_table_with_a_decode_error() -> None:
+    store = build_tables().store
+    only0 = {0: store.get_bytes(0)}
+    for read in (meter_time, history_entries, lp_intervals, meter_values):
+        with pytest.raises(DecodeError, match="table"):
+            read(only0)
