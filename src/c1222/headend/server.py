@@ -22,7 +22,8 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from c1222.codec import text
@@ -70,15 +71,24 @@ from c1222.tables.access import pad_password
 from c1222.tables.procedures import table7_request
 from c1222.tables.readings import (
     CONTEXT_TABLES,
-    LOG_CONTEXT_TABLES,
-    history_entries,
-    lp_intervals,
-    decoded,
+    HISTORY_CONTEXT_TABLES,
+    LP_CONTEXT_TABLES,
+    SEQ_MOD,
+    HistoryLayout,
+    LpLayout,
+    Window,
+    history_entries_from_bytes,
+    history_layout,
+    history_status,
+    lp_intervals_from_bytes,
+    lp_layout,
     meter_time,
     meter_values,
+    unread_window,
 )
-from c1222.tables.registry import make_env, table_size
+from c1222.tables.registry import decode_table
 from c1222.tables.store import TableStore
+from c1222.tables.types import DataAccessMethod
 from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer, parse_address
 
 log = logging.getLogger("c1222.headend")
@@ -92,6 +102,13 @@ LOG_BATCH_DELAY = 0.1
 MAX_LOG_QUEUE = 100_000
 #: Bytes per partial read of a large table (well under the 0x7FFF default APDU size).
 CHUNK = 16 * 1024
+#: Defaults of the collector's bounds (HeadEndConfig; docs/headend.md).
+MAX_TABLE_BYTES = 1 << 20
+MAX_LP_BLOCKS = 1024
+MAX_HISTORY_ENTRIES = 4096
+#: Threads that decode what the collector read (off the event loop; at most this many
+#: decodes at once, each bounded by max_table_bytes).
+DECODE_THREADS = 2
 #: Tables that change by themselves: read every time (the others are cached per node).
 LIVE_TABLES = frozenset({23, 28, 52, 63, 64, 74})
 SERVICES = ("identify", "read", "write", "logon", "security", "logoff", "wait", "terminate",
@@ -114,6 +131,71 @@ class HeadEndConfig:
     timeout: float = 10.0
     max_parallel: int = 64
     pcap: str | None = None
+    # Bounds on what the collector reads from one meter (a meter whose tables claim more is
+    # flagged "over-limit" and read only within them): bytes of one table per collection
+    # (a full read, or the Table 64 blocks / Table 74 entries read), load-profile blocks
+    # (Table 61 NBR_BLKS) and history entries (Table 71 NBR_HISTORY_ENTRIES).
+    max_table_bytes: int = MAX_TABLE_BYTES
+    max_lp_blocks: int = MAX_LP_BLOCKS
+    max_history_entries: int = MAX_HISTORY_ENTRIES
+
+    def __post_init__(self) -> None:
+        for name in ("max_table_bytes", "max_lp_blocks", "max_history_entries"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name}: at least 1")
+
+
+def _iso(when: float | None) -> str | None:
+    if when is None:
+        return None
+    return dt.datetime.fromtimestamp(when, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class ReadStatus:
+    """How the collector fares with one meter (kept in memory; ``node_json`` shows it)."""
+
+    last_success: float | None = None
+    last_failure: float | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    #: Why the meter is flagged, by what was over a bound ("table 61": "Table 61 claims ...").
+    limits: dict[str, str] = field(default_factory=dict)
+    #: Sequence numbers of the newest load-profile block and history entry stored (the next
+    #: collection reads only what came after them).
+    lp_seq: int | None = None
+    history_seq: int | None = None
+
+    def succeeded(self, now: float) -> None:
+        self.last_success = now
+        self.consecutive_failures = 0
+
+    def failed(self, now: float, reason: str) -> None:
+        self.last_failure = now
+        self.last_error = reason
+        self.consecutive_failures += 1
+
+    @property
+    def over_limit(self) -> str | None:
+        """``over-limit: <why>`` while the meter's tables claim more than the bounds."""
+        return "over-limit: " + "; ".join(self.limits.values()) if self.limits else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"last_success": _iso(self.last_success),
+                "last_failure": _iso(self.last_failure), "last_error": self.last_error,
+                "consecutive_failures": self.consecutive_failures,
+                "over_limit": self.over_limit}
+
+
+@dataclass
+class _LogRead:
+    """What one collection read from the lists, and the cursors to keep once it is stored."""
+
+    readings: list[Reading] = field(default_factory=list)
+    lp_seq: int | None = None
+    history_seq: int | None = None
+    #: The bounds checks made: what -> why it is over, or None when it is within.
+    limits: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -157,6 +239,8 @@ class HeadEnd:
         self._tasks: list[asyncio.Task[None]] = []
         self._pending_writes: set[asyncio.Task[Any]] = set()
         self._limit = asyncio.Semaphore(config.max_parallel)
+        self._status: dict[str, ReadStatus] = {}
+        self._decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="c1222-decode")
         self.stats = {"reads": 0, "read_failures": 0, "stored": 0}
         self._log_queue: list[MessageRecord] = []
         self._log_wanted = asyncio.Event()
@@ -183,6 +267,8 @@ class HeadEnd:
         if self._pending_writes:
             await asyncio.gather(*self._pending_writes, return_exceptions=True)
         await self._flush_log()
+        # A decode under way finishes (bounded by max_table_bytes); none is waited for here.
+        self._decoder.shutdown(wait=False, cancel_futures=True)
         await self.endpoint.close()
         if self.tracer is not None:
             self.tracer.close()
@@ -208,7 +294,14 @@ class HeadEnd:
     def _spawn_write(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._pending_writes.add(task)
-        task.add_done_callback(self._pending_writes.discard)
+        task.add_done_callback(self._write_done)
+
+    def _write_done(self, task: asyncio.Task[Any]) -> None:
+        """Retrieve a background write's outcome: a failure is logged, not left for asyncio
+        to report as "Task exception was never retrieved"."""
+        self._pending_writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a storage write failed: %s", task.exception())
 
     # ------------------------------------------------------------------ inbound
 
@@ -228,7 +321,7 @@ class HeadEnd:
             registered_at=now, last_seen=now, state="registered")
         assert self.storage is not None
         self._spawn_write(self.storage.upsert_node(record))
-        self._publish({"type": "registered", "node": node_json(node)})
+        self._publish({"type": "registered", "node": self.node_json(node)})
 
     def _deregistered(self, node: Node) -> None:
         assert self.storage is not None
@@ -374,8 +467,18 @@ class HeadEnd:
 
     # ------------------------------------------------------------------ collecting
 
+    def status(self, ap_title: str) -> ReadStatus:
+        """The collector's status of one meter (created on first use)."""
+        return self._status.setdefault(ap_title, ReadStatus())
+
+    def node_json(self, node: Node) -> dict[str, Any]:
+        """:func:`node_json` with the collector's status of the node."""
+        status = self._status.get(node.ap_title)
+        return node_json(node, status)
+
     async def _tables(self, ap_title: str, numbers: Sequence[int]) -> dict[int, bytes]:
-        """Full reads of ``numbers`` in one request; context tables are read once per node."""
+        """Full reads of ``numbers`` in one request; context tables are read once per node.
+        A table over ``max_table_bytes`` flags the meter and fails the read."""
         cache = self._context.setdefault(ap_title, {})
         wanted = [n for n in numbers if n in LIVE_TABLES or n not in cache]
         out = {n: cache[n] for n in numbers if n not in wanted}
@@ -387,39 +490,173 @@ class HeadEnd:
             got = [s for s in exchange.response.epsem.services if isinstance(s, Response)][1:]
             if len(got) != len(wanted):
                 raise C1222Error(f"{len(got)} responses to {len(wanted)} reads")
+            limits = self.status(ap_title).limits
+            bound = self.config.max_table_bytes
             for number, response in zip(wanted, got):
                 if not isinstance(response, ReadResponse):
                     raise C1222Error(f"read of table {number}: response code "
                                      f"{response.response_code:#04x}")
-                out[number] = response.table_data.data
+                data = response.table_data.data
+                if len(data) > bound:
+                    limits[f"table {number}"] = (f"Table {number} is {len(data)} bytes > "
+                                                 f"max {bound}")
+                    raise C1222Error(f"over-limit: Table {number} is {len(data)} bytes > "
+                                     f"max {bound}")
+                limits.pop(f"table {number}", None)
+                out[number] = data
                 if number not in LIVE_TABLES:
-                    cache[number] = response.table_data.data
+                    cache[number] = data
         return out
 
-    async def _large_table(self, ap_title: str, number: int, context: dict[int, bytes]
-                           ) -> bytes:
-        """A table that may exceed the meter's response limit (Table 64 is 39 KB by default),
-        read in partial reads of CHUNK bytes; its size comes from the meter's own Table 0 and
-        dimension tables."""
-        recs = decoded({n: context[n] for n in LOG_CONTEXT_TABLES})
-        env = make_env(recs[0], recs)
-        size = table_size(number, env)
-        if size is None:
-            raise C1222Error(f"size of table {number} unknown")
+    async def _read_range(self, ap_title: str, number: int, offset: int, count: int) -> bytes:
+        """``count`` bytes of a table from ``offset``, in partial reads of CHUNK bytes; a
+        response of any other length is an error (a meter must not steer how much is read)."""
         out = bytearray()
-        while len(out) < size:
-            count = min(CHUNK, size - len(out))
+        while len(out) < count:
+            want = min(CHUNK, count - len(out))
+            at = offset + len(out)
             exchange = await self.call(ap_title, [
-                self._security(), PartialReadOffsetRequest(number, len(out), count)])
+                self._security(), PartialReadOffsetRequest(number, at, want)])
             got = [s for s in (exchange.response.epsem.services if exchange.response else ())
                    if isinstance(s, Response)][1:]
             if not got or not isinstance(got[0], ReadResponse):
-                raise C1222Error(f"partial read of table {number} at {len(out)} failed")
-            out += got[0].table_data.data
+                raise C1222Error(exchange.error or f"partial read of table {number} at {at} "
+                                 "failed")
+            data = got[0].table_data.data
+            if len(data) != want:
+                raise C1222Error(f"partial read of table {number} at {at}: {len(data)} bytes "
+                                 f"for {want}")
+            out += data
         return bytes(out)
 
+    async def _read_runs(self, ap_title: str, number: int, offset_access: bool, base: int,
+                         size: int, runs: Sequence[tuple[int, int]]) -> bytes:
+        """The elements ``runs`` (``(first, count)``) of a list table whose elements of
+        ``size`` bytes start at ``base``: partial reads, or slices of one full read when the
+        meter offers no offset access (the table then is within max_table_bytes)."""
+        if offset_access:
+            parts = [await self._read_range(ap_title, number, base + first * size, n * size)
+                     for first, n in runs]
+            return b"".join(parts)
+        whole = (await self._tables(ap_title, (number,)))[number]
+        return b"".join(whole[base + first * size:base + (first + n) * size]
+                        for first, n in runs)
+
+    async def _decode(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a decode in the decoder threads so that the event loop keeps serving."""
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, fn, *args)
+
+    def _lp_bounds(self, layout: LpLayout, offset_access: bool
+                   ) -> tuple[int, dict[str, str | None]]:
+        """How many Table 64 blocks one collection may read, and the bounds checks."""
+        cfg = self.config
+        checks: dict[str, str | None] = {
+            "table 61": (f"Table 61 claims {layout.nbr_blks} blocks > max {cfg.max_lp_blocks}"
+                         if layout.nbr_blks > cfg.max_lp_blocks else None)}
+        per_read = cfg.max_table_bytes // layout.block_size
+        checks["table 64"] = None
+        if per_read == 0:
+            checks["table 64"] = (f"a Table 64 block is {layout.block_size} bytes > max "
+                                  f"{cfg.max_table_bytes}")
+        elif not offset_access and layout.table_size > cfg.max_table_bytes:
+            per_read = 0  # only a full read would do, and that is over the bound
+            checks["table 64"] = (f"Table 64 is {layout.table_size} bytes > max "
+                                  f"{cfg.max_table_bytes} (no offset access)")
+        return min(cfg.max_lp_blocks, per_read), checks
+
+    async def _collect_lp(self, ap_title: str, tables: dict[int, bytes], offset_access: bool,
+                          status: ReadStatus, result: _LogRead) -> None:
+        layout = lp_layout(tables)
+        limit, checks = self._lp_bounds(layout, offset_access)
+        result.limits.update(checks)
+        # A list longer than the bound counts as its newest max_lp_blocks blocks only; the
+        # newest block is re-read while it fills (the cursor stays one block behind it).
+        newest = replace(layout.status, valid=min(layout.status.valid, self.config.max_lp_blocks))
+        window = unread_window(newest, status.lp_seq, limit)
+        if not window.runs:
+            return
+        data = await self._read_runs(ap_title, 64, offset_access, 0, layout.block_size,
+                                     window.runs)
+        intervals = await self._decode(lp_intervals_from_bytes, tables, layout, data,
+                                       window.first_seq)
+        for interval in intervals:
+            result.readings += interval_readings(
+                interval["end"].replace(tzinfo=dt.timezone.utc),
+                {f"ch{k}": v for k, v in enumerate(interval["values"])})
+        last = window.last_seq
+        if last == layout.status.last_seq and layout.valid_ints < layout.nbr_blk_ints:
+            last = (last - 1) % SEQ_MOD
+        result.lp_seq = last
+
+    async def _collect_history(self, ap_title: str, tables: dict[int, bytes],
+                               offset_access: bool, status: ReadStatus,
+                               result: _LogRead) -> None:
+        cfg = self.config
+        layout: HistoryLayout = history_layout(tables)
+        result.limits["table 71"] = (
+            f"Table 71 claims {layout.nbr_entries} history entries > max "
+            f"{cfg.max_history_entries}" if layout.nbr_entries > cfg.max_history_entries
+            else None)
+        if offset_access:
+            header = await self._read_range(ap_title, 74, 0, layout.header_size)
+            per_read = cfg.max_table_bytes // layout.entry_size
+        elif layout.table_size <= cfg.max_table_bytes:
+            header = (await self._tables(ap_title, (74,)))[74][:layout.header_size]
+            per_read = layout.nbr_entries
+        else:
+            header, per_read = b"", 0
+        result.limits["table 74"] = (f"Table 74 is {layout.table_size} bytes > max "
+                                     f"{cfg.max_table_bytes}" if per_read == 0 else None)
+        if not header:
+            return
+        where = history_status(tables, layout, header)
+        newest = replace(where, valid=min(where.valid, cfg.max_history_entries))
+        window = unread_window(newest, status.history_seq,
+                               min(cfg.max_history_entries, per_read))
+        if not window.runs:
+            return
+        data = await self._read_runs(ap_title, 74, offset_access, layout.header_size,
+                                     layout.entry_size, window.runs)
+        entries = await self._decode(history_entries_from_bytes, tables, layout, data,
+                                     window.first_seq)
+        for entry in entries:
+            if entry["time"] is not None:
+                result.readings.append(event_reading(
+                    entry["time"].replace(tzinfo=dt.timezone.utc), entry["seq"],
+                    entry["code"], entry["argument"], entry["user_id"]))
+        result.history_seq = window.last_seq
+
+    async def _collect_logs(self, ap_title: str, status: ReadStatus) -> _LogRead:
+        """New load-profile blocks (Table 64) and history entries (Table 74) since the last
+        collection, each within the bounds; the tables a meter lacks are skipped."""
+        result = _LogRead()
+        gen = decode_table(0, (await self._tables(ap_title, (0,)))[0])
+        used = gen.std_tbls_used
+        offset_access = bool(gen.format_control_2.data_access_method & DataAccessMethod.OFFSET)
+        if {61, 62, 63, 64} <= used:
+            tables = await self._tables(ap_title, LP_CONTEXT_TABLES)
+            await self._collect_lp(ap_title, tables, offset_access, status, result)
+        if {71, 74} <= used:
+            tables = await self._tables(ap_title, HISTORY_CONTEXT_TABLES)
+            await self._collect_history(ap_title, tables, offset_access, status, result)
+        return result
+
     async def collect(self, ap_title: str, *, logs: bool = False) -> int:
-        """Read one meter now and store what it returned; the number of new readings."""
+        """Read one meter now and store what it returned; the number of new readings.
+        The outcome (success, or the failure and its reason) is kept in its status."""
+        status = self.status(ap_title)
+        try:
+            stored = await self._collect(ap_title, status, logs)
+        except asyncio.CancelledError:
+            status.failed(time.time(), "time-out")
+            raise
+        except Exception as exc:
+            status.failed(time.time(), f"{type(exc).__name__}: {exc}")
+            raise
+        status.succeeded(time.time())
+        return stored
+
+    async def _collect(self, ap_title: str, status: ReadStatus, logs: bool) -> int:
         tables = await self._tables(ap_title, (*CONTEXT_TABLES, 23, 28, 52))
         values = meter_values(tables)
         when_unix = meter_time(tables) or time.time()
@@ -428,20 +665,23 @@ class HeadEnd:
                     if name in values]
         readings += [Reading("register", when, name, value) for name, value in values.items()
                      if name not in PRESENT]
-        if logs:
-            logs_tables = await self._tables(ap_title, (*LOG_CONTEXT_TABLES, 74))
-            logs_tables[64] = await self._large_table(ap_title, 64, logs_tables)
-            for entry in history_entries(logs_tables):
-                if entry["time"] is not None:
-                    readings.append(event_reading(entry["time"].replace(tzinfo=dt.timezone.utc),
-                                                  entry["seq"], entry["code"],
-                                                  entry["argument"], entry["user_id"]))
-            for interval in lp_intervals(logs_tables):
-                readings += interval_readings(
-                    interval["end"].replace(tzinfo=dt.timezone.utc),
-                    {f"ch{k}": float(v) for k, v in enumerate(interval["values"])})
+        read = await self._collect_logs(ap_title, status) if logs else _LogRead()
+        readings += read.readings
+        for what, why in read.limits.items():
+            if why is None:
+                status.limits.pop(what, None)
+            else:
+                if what not in status.limits:
+                    log.warning("%s over-limit: %s (read only within the bound)", ap_title,
+                                why)
+                status.limits[what] = why
         assert self.storage is not None
         stored = await self.storage.store_readings(ap_title, readings)
+        # Only what is stored moves the cursors: a failed store is read again next time.
+        if read.lp_seq is not None:
+            status.lp_seq = read.lp_seq
+        if read.history_seq is not None:
+            status.history_seq = read.history_seq
         # The return of store_readings is the acknowledgement: say so, for operators and tests.
         log.info("stored %d readings for %s at %s", stored, ap_title, when.isoformat())
         self.stats["stored"] += stored
@@ -451,6 +691,8 @@ class HeadEnd:
         return stored
 
     async def _collect_one(self, ap_title: str, logs: bool) -> None:
+        """One scheduled collection: every failure is counted, logged and kept in the meter's
+        status, so that no collector task ends with an exception nobody retrieves."""
         async with self._limit:
             try:
                 await asyncio.wait_for(self.collect(ap_title, logs=logs),
@@ -460,6 +702,10 @@ class HeadEnd:
                 self.stats["read_failures"] += 1
                 log.info("collecting %s failed: %s", ap_title, exc or "time-out")
                 self._context.pop(ap_title, None)  # re-read the context next time
+            except Exception:  # a bug: say so loudly, but keep collecting the others
+                self.stats["read_failures"] += 1
+                log.exception("collecting %s failed unexpectedly", ap_title)
+                self._context.pop(ap_title, None)
             finally:
                 self._collecting.pop(ap_title, None)
 
@@ -496,13 +742,16 @@ def summary(apdu: Apdu) -> str:
     return ", ".join(parts) + (f" [mode {mode}]" if mode else "") if parts else "(no services)"
 
 
-def node_json(node: Node) -> dict[str, Any]:
+def node_json(node: Node, status: ReadStatus | None = None) -> dict[str, Any]:
+    """A node as the API and the events show it; ``read_status`` is the collector's
+    (:meth:`ReadStatus.to_json`, None before its first collection)."""
     return {"ap_title": node.ap_title, "native_address": node.address,
             "node_type": node.node_type, "device_class": node.device_class.hex(),
             "serial_number": node.serial_number,
             "registration_period": node.registration_period,
             "registered_at": node.registered_at, "last_seen": node.last_seen,
-            "state": node.state}
+            "state": node.state,
+            "read_status": status.to_json() if status is not None else None}
 
 
 def _node_from_record(record: NodeRecord) -> Node:

@@ -109,6 +109,9 @@ class NodeOut(BaseModel):
     latest: Latest | None = Field(None, description="latest present values (Table 28)")
     registers: Latest | None = Field(None, description="latest energy registers (one node "
                                                        "only)")
+    read_status: dict[str, Any] | None = Field(
+        None, description="the collector's status: last_success, last_failure, last_error, "
+                          "consecutive_failures, over_limit (docs/headend.md)")
 
 
 class ReadingOut(BaseModel):
@@ -409,7 +412,8 @@ def create_app(headend: HeadEnd) -> FastAPI:
                 "device_class": node.device_class.hex(), "serial_number": node.serial_number,
                 "registration_period": node.registration_period,
                 "registered_at": _utc(node.registered_at), "last_seen": _utc(node.last_seen),
-                "state": node.state, "connected": connected(node)}
+                "state": node.state, "connected": connected(node),
+                "read_status": headend.node_json(node)["read_status"]}
 
     def from_record(record: NodeRecord) -> dict[str, Any]:
         return {"ap_title": record.ap_title, "native_address": record.native_address,
