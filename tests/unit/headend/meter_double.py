@@ -38,7 +38,7 @@ class LyingStore:
 
     def __init__(self, store: TableStore) -> None:
         self._store = store
-        self.fake: dict[int, bytes] = {}
+        self.fake: dict[int, bytes | Callable[[], bytes]] = {}  # a callable: made per read
         self.virtual: dict[int, tuple[int, Slicer]] = {}  # table -> (size, slicer)
         self.partial_reads: dict[int, list[tuple[int, int]]] = {}
         self.short_reads: set[int] = set()  # tables whose partial reads answer a byte short
@@ -51,8 +51,12 @@ class LyingStore:
             size, slicer = self.virtual[table]
             return slicer(0, size)
         if table in self.fake:
-            return self.fake[table]
+            return self._fake(table)
         return self._store.full_read(table, **kw)
+
+    def _fake(self, table: int) -> bytes:
+        fake = self.fake[table]
+        return fake() if callable(fake) else fake
 
     def partial_read_offset(self, table: int, offset: int, count: int, **kw: Any) -> bytes:
         self.partial_reads.setdefault(table, []).append((offset, count))
@@ -62,7 +66,7 @@ class LyingStore:
                 raise IAR(f"table {table}: bytes {offset}..{offset + count} outside {size}")
             data = slicer(offset, count)
         elif table in self.fake:
-            data = self.fake[table][offset:offset + count]
+            data = self._fake(table)[offset:offset + count]
         else:
             data = self._store.partial_read_offset(table, offset, count, **kw)
         return data[:-1] if table in self.short_reads and data else data
