@@ -22,7 +22,9 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -106,9 +108,10 @@ CHUNK = 16 * 1024
 MAX_TABLE_BYTES = 1 << 20
 MAX_LP_BLOCKS = 1024
 MAX_HISTORY_ENTRIES = 4096
-#: Threads that decode what the collector read (off the event loop; at most this many
-#: decodes at once, each bounded by max_table_bytes).
-DECODE_THREADS = 2
+#: Processes that decode what the collector read: off the event loop, and off its
+#: interpreter too (a decode in a thread would still take the GIL from the loop). At most
+#: this many decodes at once, each bounded by max_table_bytes.
+DECODE_PROCESSES = 1
 #: Tables that change by themselves: read every time (the others are cached per node).
 LIVE_TABLES = frozenset({23, 28, 52, 63, 64, 74})
 SERVICES = ("identify", "read", "write", "logon", "security", "logoff", "wait", "terminate",
@@ -240,7 +243,7 @@ class HeadEnd:
         self._pending_writes: set[asyncio.Task[Any]] = set()
         self._limit = asyncio.Semaphore(config.max_parallel)
         self._status: dict[str, ReadStatus] = {}
-        self._decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="c1222-decode")
+        self._decoder: ProcessPoolExecutor | None = None  # started at the first decode
         self.stats = {"reads": 0, "read_failures": 0, "stored": 0}
         self._log_queue: list[MessageRecord] = []
         self._log_wanted = asyncio.Event()
@@ -268,7 +271,8 @@ class HeadEnd:
             await asyncio.gather(*self._pending_writes, return_exceptions=True)
         await self._flush_log()
         # A decode under way finishes (bounded by max_table_bytes); none is waited for here.
-        self._decoder.shutdown(wait=False, cancel_futures=True)
+        if self._decoder is not None:
+            self._decoder.shutdown(wait=False, cancel_futures=True)
         await self.endpoint.close()
         if self.tracer is not None:
             self.tracer.close()
@@ -543,8 +547,17 @@ class HeadEnd:
                         for first, n in runs)
 
     async def _decode(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a decode in the decoder threads so that the event loop keeps serving."""
-        return await asyncio.get_running_loop().run_in_executor(self._decoder, fn, *args)
+        """``fn(*args)`` in the decoder process, so that the event loop keeps serving (``fn``
+        and its arguments are pickled: a module-level function of plain data)."""
+        if self._decoder is None:
+            # spawn: a fork would copy the loop's threads and sockets into the child
+            self._decoder = ProcessPoolExecutor(
+                DECODE_PROCESSES, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._decoder, fn, *args)
+        except BrokenProcessPool:  # the decoder died (killed, out of memory): a new one next
+            self._decoder = None
+            raise C1222Error("the decoder process died") from None
 
     def _lp_bounds(self, layout: LpLayout, offset_access: bool
                    ) -> tuple[int, dict[str, str | None]]:
@@ -577,12 +590,8 @@ class HeadEnd:
             return
         data = await self._read_runs(ap_title, 64, offset_access, 0, layout.block_size,
                                      window.runs)
-        intervals = await self._decode(lp_intervals_from_bytes, tables, layout, data,
-                                       window.first_seq)
-        for interval in intervals:
-            result.readings += interval_readings(
-                interval["end"].replace(tzinfo=dt.timezone.utc),
-                {f"ch{k}": v for k, v in enumerate(interval["values"])})
+        result.readings += await self._decode(_lp_readings, tables, layout, data,
+                                              window.first_seq)
         last = window.last_seq
         if last == layout.status.last_seq and layout.valid_ints < layout.nbr_blk_ints:
             last = (last - 1) % SEQ_MOD
@@ -617,13 +626,8 @@ class HeadEnd:
             return
         data = await self._read_runs(ap_title, 74, offset_access, layout.header_size,
                                      layout.entry_size, window.runs)
-        entries = await self._decode(history_entries_from_bytes, tables, layout, data,
-                                     window.first_seq)
-        for entry in entries:
-            if entry["time"] is not None:
-                result.readings.append(event_reading(
-                    entry["time"].replace(tzinfo=dt.timezone.utc), entry["seq"],
-                    entry["code"], entry["argument"], entry["user_id"]))
+        result.readings += await self._decode(_history_readings, tables, layout, data,
+                                              window.first_seq)
         result.history_seq = window.last_seq
 
     async def _collect_logs(self, ap_title: str, status: ReadStatus) -> _LogRead:
@@ -724,6 +728,25 @@ class HeadEnd:
                 self._collecting[ap_title] = asyncio.create_task(
                     self._collect_one(ap_title, logs))
             await asyncio.sleep(self.config.collect_interval)
+
+
+def _lp_readings(tables: dict[int, bytes], layout: LpLayout, data: bytes,
+                 first_seq: int) -> list[Reading]:
+    """The readings of Table 64 blocks read incrementally (run in the decoder process)."""
+    out: list[Reading] = []
+    for interval in lp_intervals_from_bytes(tables, layout, data, first_seq):
+        out += interval_readings(interval["end"].replace(tzinfo=dt.timezone.utc),
+                                 {f"ch{k}": v for k, v in enumerate(interval["values"])})
+    return out
+
+
+def _history_readings(tables: dict[int, bytes], layout: HistoryLayout, data: bytes,
+                      first_seq: int) -> list[Reading]:
+    """The readings of Table 74 entries read incrementally (run in the decoder process)."""
+    return [event_reading(entry["time"].replace(tzinfo=dt.timezone.utc), entry["seq"],
+                          entry["code"], entry["argument"], entry["user_id"])
+            for entry in history_entries_from_bytes(tables, layout, data, first_seq)
+            if entry["time"] is not None]
 
 
 def summary(apdu: Apdu) -> str:

@@ -46,6 +46,9 @@ class LyingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
+    def __contains__(self, number: object) -> bool:
+        return number in self._store
+
     def full_read(self, table: int, **kw: Any) -> bytes:
         if table in self.virtual:
             size, slicer = self.virtual[table]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import threading
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -223,16 +223,7 @@ def test_history_log_is_read_incrementally_across_the_wrap(tmp_path: Path) -> No
 
 
 def test_a_huge_load_profile_claim_is_flagged_and_read_only_within_the_bound(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    threads: list[str] = []
-    decode = headend_server.lp_intervals_from_bytes
-
-    def spy(*args: Any) -> Any:
-        threads.append(threading.current_thread().name)
-        return decode(*args)
-
-    monkeypatch.setattr(headend_server, "lp_intervals_from_bytes", spy)
-
+        tmp_path: Path) -> None:
     async def body(headend: HeadEnd, meter: MeterDouble) -> None:
         fake, size, slicer = huge_lp_claim(meter.store, 12_000)
         meter.lying.fake.update(fake)
@@ -245,7 +236,6 @@ def test_a_huge_load_profile_claim_is_flagged_and_read_only_within_the_bound(
         reads = reads_of(meter, 64)
         assert sum(n for _o, n in reads) == 40 * block  # the newest 40 blocks, no more
         assert reads[0][0] == (12_000 - 40) * block
-        assert threads and all(name.startswith("c1222-decode") for name in threads)
         shown = headend.node_json(headend.registrar.nodes[TITLE])["read_status"]
         assert shown["over_limit"] == status.over_limit
         await headend.collect(TITLE, logs=True)
@@ -290,3 +280,18 @@ def test_bounds_below_one_are_refused() -> None:
 
     with pytest.raises(ConfigurationError, match="max_lp_blocks"):
         HeadEndConfig(max_lp_blocks=0)
+
+
+def test_decodes_run_in_another_process_and_survive_its_death(tmp_path: Path) -> None:
+    async def body(headend: HeadEnd, meter: MeterDouble) -> None:
+        child = await headend._decode(os.getpid)
+        assert child != os.getpid()
+        with pytest.raises(C1222Error, match="decoder process died"):
+            await headend._decode(os._exit, 1)
+        assert await headend._decode(os.getpid) not in (child, os.getpid())
+        # and a collection decodes there: the load profile is stored
+        append_lp_interval(meter.store, 1, at(15), (7, 8))
+        await headend.collect(TITLE, logs=True)
+        assert [v for _t, name, v in await intervals(headend) if name == "ch0"] == [7.0]
+
+    assert run(tmp_path, body) == []
