@@ -35,13 +35,20 @@ from c1222.transport.endpoint import parse_address
               help="seconds between reads of each meter's present values")
 @click.option("--log-interval", type=float, default=60.0, show_default=True,
               help="seconds between reads of load profile and event log")
+@click.option("--max-table-bytes", type=click.IntRange(1), default=1 << 20, show_default=True,
+              help="bytes the collector reads from one table of a meter per collection")
+@click.option("--max-lp-blocks", type=click.IntRange(1), default=1024, show_default=True,
+              help="load-profile blocks a meter may claim (Table 61); more: flagged")
+@click.option("--max-history-entries", type=click.IntRange(1), default=4096,
+              show_default=True, help="history entries a meter may claim (Table 71)")
 @click.option("--reg-period", type=int, default=3600, show_default=True,
               help="registration period granted to nodes (seconds)")
 @click.option("--pcap", type=click.Path(dir_okay=False), help="record every APDU to this pcap")
 @click.option("-v", "--verbose", count=True, help="-v: log every stored reading (acknowledged)")
 def headend(listen: str, db: str, http: str, ap_title: str, security_mode: int,
             keys: tuple[str, ...], key_id: int | None, user_id: int, password: str,
-            collect_interval: float, log_interval: float, reg_period: int, pcap: str | None,
+            collect_interval: float, log_interval: float, max_table_bytes: int,
+            max_lp_blocks: int, max_history_entries: int, reg_period: int, pcap: str | None,
             verbose: int) -> None:
     """Run the metering server: accept registrations, read meters, store readings.
 
@@ -56,7 +63,9 @@ def headend(listen: str, db: str, http: str, ap_title: str, security_mode: int,
             listen=parse_address(listen), db=db, ap_title=ap_title,
             keys=KeyTable.from_cli(keys), security_mode=security_mode, key_id=key_id,
             user_id=user_id, password=password, collect_interval=collect_interval,
-            log_interval=log_interval, reg_period=reg_period, pcap=pcap)
+            log_interval=log_interval, reg_period=reg_period, pcap=pcap,
+            max_table_bytes=max_table_bytes, max_lp_blocks=max_lp_blocks,
+            max_history_entries=max_history_entries)
         node = HeadEnd(config)
         web = parse_address(http, 8000)
     except ConfigurationError as exc:
