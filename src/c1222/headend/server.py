@@ -7,9 +7,13 @@ storage and message log.
   opened when it registered if that is still up, else to its native address. Every message in
   and out is logged (bytes, a one-line summary and its canonical JSON).
 * The collector reads each registered meter every ``collect_interval`` seconds: present values
-  and registers (Tables 28, 23, 52), and, every ``log_interval``, new load-profile intervals and
-  history-log events (Tables 64 and 74). A meter that is slow or silent only delays itself:
-  each read runs in its own task with a time-out, at most ``max_parallel`` at once.
+  and registers (Tables 28, 23, 52), and, every ``log_interval``, the load-profile blocks and
+  history-log entries that are new since the last collection (Tables 64 and 74, located by
+  Table 63 and the Table 74 header). A meter that is slow or silent only delays itself:
+  each read runs in its own task with a time-out, at most ``max_parallel`` at once. A meter
+  whose tables claim more than the configured bounds is flagged and read only within them;
+  large decodes run in a decoder process; each meter's read status is kept
+  (:class:`ReadStatus`, shown by :func:`node_json`).
 * :meth:`HeadEnd.run_service` is what the console's buttons call: one EPSEM service by name.
 """
 
