@@ -656,7 +656,7 @@ class HeadEnd:
         try:
             stored = await self._collect(ap_title, status, logs)
         except asyncio.CancelledError:
-            status.failed(time.time(), "time-out")
+            status.failed(time.time(), "time-out (or the head-end stopping)")
             raise
         except Exception as exc:
             status.failed(time.time(), f"{type(exc).__name__}: {exc}")
