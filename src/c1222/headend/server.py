@@ -703,8 +703,10 @@ class HeadEnd:
         status, so that no collector task ends with an exception nobody retrieves."""
         async with self._limit:
             try:
-                await asyncio.wait_for(self.collect(ap_title, logs=logs),
-                                       self.config.timeout * 2)
+                # asyncio.timeout, not wait_for: the collection runs in this task, so there is
+                # no inner task whose exception could go unretrieved when it is cancelled
+                async with asyncio.timeout(self.config.timeout * 2):
+                    await self.collect(ap_title, logs=logs)
                 self.stats["reads"] += 1
             except (C1222Error, asyncio.TimeoutError, OSError, ValueError) as exc:
                 self.stats["read_failures"] += 1
