@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from c1222.headend.storage import open_storage
 from c1222.meter.config import MeterConfig
 from c1222.meter.node import Meter
 from tests.e2e.procs import Running
@@ -140,7 +141,8 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 def test_a_hostile_meter_leaves_the_api_and_the_other_meters_on_time(tmp_path: Path) -> None:
-    headend, address, web = start_headend(f"sqlite:///{tmp_path / 'headend.db'}",
+    db = f"sqlite:///{tmp_path / 'headend.db'}"
+    headend, address, web = start_headend(db,
                                           "--max-lp-blocks", str(MAX_BLOCKS))
     good = start_meter(tmp_path, address)
     try:
@@ -183,3 +185,6 @@ def test_a_hostile_meter_leaves_the_api_and_the_other_meters_on_time(tmp_path: P
     # read within the bound: the newest MAX_BLOCKS blocks of each claim, never the 11.7 MB
     block = hostile.table64_size // BLOCKS
     assert reads and all(offset >= (BLOCKS - MAX_BLOCKS) * block for offset, _n in reads)
+    # the good meter's history log came in through the incremental reader (its power-up)
+    with open_storage(db) as storage:
+        assert any(r.value == 2 for r in storage.readings(METER, kind="event"))

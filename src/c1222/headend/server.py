@@ -82,7 +82,6 @@ from c1222.tables.readings import (
     SEQ_MOD,
     HistoryLayout,
     LpLayout,
-    Window,
     history_entries_from_bytes,
     history_layout,
     history_status,
