@@ -3,6 +3,9 @@
 Reading (:func:`read_capture`) takes a pcap or pcapng file, follows every TCP
 connection and UDP flow on port 1153 (by default), reassembles each TCP
 direction and splits it into APDUs with :class:`c1222.codec.framing.StreamFramer`.
+With ``heuristic=True`` it also follows traffic on other ports, as Wireshark's
+heuristic dissectors do: a conversation counts as C12.22 once one of its APDUs
+has the ACSE structure (:func:`looks_like_apdu`); other traffic is skipped silently.
 It yields one :class:`CapturedApdu` per APDU, numbered by the frame in which the
 APDU completes, as Wireshark numbers frames. Bytes that cannot be framed give a
 record whose ``error`` is set; that direction is then skipped, the others go on.
@@ -31,6 +34,8 @@ from typing import IO, BinaryIO
 import dpkt
 
 from c1222 import limits
+from c1222.codec import acse
+from c1222.codec.ber import read_length, read_tlv
 from c1222.codec.framing import StreamFramer, apdu_size
 from c1222.errors import (
     ConfigurationError,
@@ -46,6 +51,7 @@ __all__ = [
     "MAX_PENDING_SEGMENTS",
     "PcapWriter",
     "TcpConnection",
+    "looks_like_apdu",
     "read_capture",
 ]
 
@@ -114,24 +120,56 @@ def read_capture(
     source: str | os.PathLike[str] | BinaryIO,
     *,
     ports: Iterable[int] | None = (C1222_PORT,),
+    heuristic: bool = False,
     max_pending: int = MAX_PENDING_BYTES,
     max_apdu_size: int = limits.MAX_APDU_SIZE,
 ) -> Iterator[CapturedApdu]:
     """Yield every C12.22 APDU of a pcap or pcapng capture, in the order the APDUs complete.
 
     ``source`` is a path or a binary file object (read from its current
-    position). Only TCP/UDP traffic with one of ``ports`` on either side is
-    followed; ``ports=None`` follows all of it. Problems with the traffic are
-    reported as records with ``error`` set; a capture file that is not pcap or
-    pcapng, or that ends inside a record, raises :class:`DecodeError`
+    position). TCP/UDP traffic with one of ``ports`` on either side is C12.22
+    (as tshark's ``-d``); ``ports=None`` makes all of it C12.22. With
+    ``heuristic``, traffic on other ports is followed too, but a conversation
+    counts only once an APDU of it has the ACSE structure (:func:`looks_like_apdu`):
+    until then nothing of it is reported, errors included. Problems with the
+    traffic are reported as records with ``error`` set; a capture file that is
+    not pcap or pcapng, or that ends inside a record, raises :class:`DecodeError`
     (:class:`Truncated` for the latter) after the APDUs before it.
     """
     port_set = None if ports is None else frozenset(ports)
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as fileobj:
-            yield from _read(fileobj, port_set, max_pending, max_apdu_size)
+            yield from _read(fileobj, port_set, heuristic, max_pending, max_apdu_size)
     else:
-        yield from _read(source, port_set, max_pending, max_apdu_size)
+        yield from _read(source, port_set, heuristic, max_pending, max_apdu_size)
+
+
+def looks_like_apdu(data: bytes) -> bool:
+    """Whether one framed APDU (``60 <length> ...``) has the ACSE structure of C12.22.
+
+    The heuristic for traffic off the C12.22 port: every element is one C12.22 uses
+    (digest 2), none repeats, A8 is present and user-information (BE) comes last and
+    holds an EXTERNAL (28). Only tags and lengths are read; the message itself is
+    decoded once, later, by the dissector.
+    """
+    end = len(data)
+    try:
+        _, pos = read_length(data, 1, end, "apdu.length")
+        seen: set[int] = set()
+        external = False
+        while pos < end:
+            if acse.TAG_USER_INFORMATION in seen:
+                return False
+            tag, start, stop = read_tlv(data, pos, end, "apdu")
+            if tag not in acse.ELEMENT_NAMES or tag in seen:
+                return False
+            seen.add(tag)
+            external = start < stop and data[start] == acse.TAG_EXTERNAL
+            pos = stop
+    except DecodeError:
+        return False
+    return acse.TAG_CALLING_AP_INVOCATION_ID in seen and external \
+        and acse.TAG_USER_INFORMATION in seen
 
 
 class _Prefixed:
@@ -194,7 +232,7 @@ class _Stream:
     """Reassembly state of one direction of one TCP connection."""
 
     __slots__ = ("src", "dst", "isn", "base", "delivered", "framer", "pending", "heap",
-                 "pending_bytes", "broken", "last_frame", "last_time", "max_apdu")
+                 "pending_bytes", "broken", "last_frame", "last_time", "max_apdu", "guessing")
 
     def __init__(self, src: str, dst: str, base: int, isn: int | None, max_apdu: int) -> None:
         self.src = src
@@ -210,6 +248,9 @@ class _Stream:
         self.broken = False
         self.last_frame = 0
         self.last_time = 0.0
+        # Off the C12.22 ports (heuristic reading): not yet known to carry C12.22, so
+        # nothing of it is reported until its first APDU has the ACSE structure.
+        self.guessing = False
 
     def offset_of(self, seq: int) -> int:
         """Stream offset of an absolute sequence number, taking the nearer of the 32-bit wraps."""
@@ -354,13 +395,22 @@ def _ipv6_transport(buf: bytes, off: int, end: int) -> tuple[int, int, bool]:
     return proto, pos, fragment
 
 
-def _read(fileobj: IO[bytes], ports: frozenset[int] | None, max_pending: int,
+def _reverse(key: bytes) -> bytes:
+    """The flow key of the other direction (addresses and ports swapped)."""
+    half = (len(key) - 4) // 2
+    return key[half : 2 * half] + key[:half] + key[-2:] + key[-4:-2]
+
+
+def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max_pending: int,
           max_apdu: int) -> Iterator[CapturedApdu]:
     """The reader proper: one loop over frames, kept flat because it runs per packet."""
     linktype, container = _open_container(fileobj)
     link = _link_offset(linktype)
     streams: dict[bytes, _Stream] = {}
     udp_names: dict[bytes, tuple[str, str]] = {}
+    # Heuristic verdicts per conversation (the smaller of the two flow keys): True once an
+    # APDU of it looked like C12.22, False once its TCP bytes could not start one.
+    verdicts: dict[bytes, bool] = {}
     record = CapturedApdu
     frame = 0
     for ts, buf in _records(container):
@@ -408,13 +458,24 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, max_pending: int,
         if len(buf) < t + (20 if proto == 6 else 8):
             continue
         # ---- transport layer
+        guessed = False
         if ports is not None and (buf[t] << 8 | buf[t + 1]) not in ports \
                 and (buf[t + 2] << 8 | buf[t + 3]) not in ports:
-            continue
+            if not heuristic:
+                continue
+            guessed = True
         key = addrs + buf[t : t + 4]
         truncated = fragment or end > len(buf)
         if proto == 17:
-            yield from _udp(buf, t, end, key, udp_names, frame, ts, truncated, max_apdu)
+            if not guessed:
+                yield from _udp(buf, t, end, key, udp_names, frame, ts, truncated, max_apdu)
+                continue
+            # Each datagram is one APDU: one that looks like C12.22 marks its conversation.
+            conversation = min(key, _reverse(key))
+            for rec in _udp(buf, t, end, key, udp_names, frame, ts, truncated, max_apdu):
+                if verdicts.get(conversation) or rec.error is None and looks_like_apdu(rec.data):
+                    verdicts[conversation] = True
+                    yield rec
             continue
         flags = buf[t + 13]
         seq = int.from_bytes(buf[t + 4 : t + 8], "big")
@@ -427,14 +488,20 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, max_pending: int,
             if stream is None or stream.isn != seq:
                 if stream is not None:
                     yield from _finish(stream)  # a new connection on the same 4-tuple
+                    if guessed:  # and maybe another protocol: judge it afresh
+                        verdicts.pop(min(key, _reverse(key)), None)
                 stream = streams[key] = _Stream(*_endpoints(addrs, key[-4:]),
                                                 (seq + 1) & _MASK32, seq, max_apdu)
+                if guessed:
+                    _guess(stream, verdicts.get(min(key, _reverse(key))))
             seq = (seq + 1) & _MASK32
         if not payload:
             continue
         if stream is None:
             # Capture started mid-connection: the first data we see is offset 0.
             stream = streams[key] = _Stream(*_endpoints(addrs, key[-4:]), seq, None, max_apdu)
+            if guessed:
+                _guess(stream, verdicts.get(min(key, _reverse(key))))
         if stream.broken:
             continue
         stream.last_frame, stream.last_time = frame, ts
@@ -458,20 +525,43 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, max_pending: int,
             else:
                 stream.hold(off_, payload, max_pending)
         except DecodeError as exc:
+            if stream.guessing and not (out and looks_like_apdu(out[0])):
+                stream.give_up()  # not C12.22 after all: say nothing
+                verdicts[min(key, _reverse(key))] = False
+                continue
             for apdu in out:
                 yield record(frame, ts, stream.src, stream.dst, "tcp", apdu)
             stream.give_up()
             yield record(frame, ts, stream.src, stream.dst, "tcp", payload, exc)
             continue
+        if stream.guessing and out:
+            conversation = min(key, _reverse(key))
+            if not looks_like_apdu(out[0]):
+                stream.give_up()
+                verdicts[conversation] = False
+                continue
+            verdicts[conversation] = True
+            stream.guessing = False
+            other = streams.get(_reverse(key))
+            if other is not None:
+                other.guessing = False
         for apdu in out:
             yield record(frame, ts, stream.src, stream.dst, "tcp", apdu)
     for stream in streams.values():
         yield from _finish(stream)
 
 
+def _guess(stream: _Stream, verdict: bool | None) -> None:
+    """Start a stream off the C12.22 ports with what its conversation is known to be."""
+    if verdict is None:
+        stream.guessing = True
+    elif not verdict:
+        stream.give_up()
+
+
 def _finish(stream: _Stream) -> Iterator[CapturedApdu]:
     """At the end of a connection: report bytes that never made a whole APDU."""
-    if stream.broken:
+    if stream.broken or stream.guessing:
         return
     left = stream.leftover()
     if left:
