@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -112,7 +113,9 @@ def read_sources(inputs: list[str | Path], ports: tuple[int, ...] | None,
     """
     if not inputs:
         stdin = sys.stdin.buffer
-        head = stdin.peek(4096)[:4096] if hasattr(stdin, "peek") else b""
+        if not hasattr(stdin, "peek"):  # a plain binary stream (a test's): give it a buffer
+            stdin = io.BufferedReader(stdin)  # type: ignore[arg-type]
+        head = stdin.peek(4096)[:4096]
         if head[:4] in CAPTURE_MAGICS:
             yield from _capture(stdin, ports, heuristic)
         else:
