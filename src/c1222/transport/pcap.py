@@ -61,6 +61,12 @@ C1222_PORT = 1153
 MAX_PENDING_BYTES = 16 * 1024 * 1024
 #: Out-of-order segments held per TCP direction (many tiny segments cost more than their bytes).
 MAX_PENDING_SEGMENTS = 65536
+#: Heuristic reading: a stream off the C12.22 ports is judged on at most its first GUESS_BYTES
+#: (C12.22's header elements take far fewer), holding at most GUESS_PENDING_BYTES out of order
+#: meanwhile; the verdicts of at most MAX_VERDICTS conversations are kept (oldest forgotten).
+GUESS_BYTES = 512
+GUESS_PENDING_BYTES = 256 * 1024
+MAX_VERDICTS = 65536
 
 _MASK32 = 0xFFFFFFFF
 _HALF32 = 0x80000000
@@ -148,28 +154,48 @@ def looks_like_apdu(data: bytes) -> bool:
     """Whether one framed APDU (``60 <length> ...``) has the ACSE structure of C12.22.
 
     The heuristic for traffic off the C12.22 port: every element is one C12.22 uses
-    (digest 2), none repeats, A8 is present and user-information (BE) comes last and
-    holds an EXTERNAL (28). Only tags and lengths are read; the message itself is
-    decoded once, later, by the dissector.
+    (digest 2), none repeats, A8 is present and user-information (BE) comes last,
+    ends the APDU and holds an EXTERNAL (28). Only tags and lengths are read; the
+    message itself is decoded once, later, by the dissector.
     """
-    end = len(data)
+    return _acse_verdict(data) is True
+
+
+def _acse_verdict(data: bytes | bytearray) -> bool | None:
+    """:func:`looks_like_apdu` on the first bytes of a stream: None while more are needed.
+
+    Only the elements before user-information's first content byte are read, so a
+    stream is judged on its first hundred bytes or so, whatever the APDU's size.
+    """
+    have = len(data)
+    if have < 2:
+        return None if not have or data[0] == acse.APDU_TAG else False
+    if data[0] != acse.APDU_TAG:
+        return False
+    seen: set[int] = set()
     try:
-        _, pos = read_length(data, 1, end, "apdu.length")
-        seen: set[int] = set()
-        external = False
-        while pos < end:
-            if acse.TAG_USER_INFORMATION in seen:
-                return False
-            tag, start, stop = read_tlv(data, pos, end, "apdu")
+        length, pos = read_length(data, 1, have, "apdu.length")
+        total = pos + length
+        while pos < total:
+            if pos >= have:
+                return None
+            tag = data[pos]
             if tag not in acse.ELEMENT_NAMES or tag in seen:
                 return False
+            size, start = read_length(data, pos + 1, have, "apdu")
+            pos = start + size
+            if pos > total:
+                return False
             seen.add(tag)
-            external = start < stop and data[start] == acse.TAG_EXTERNAL
-            pos = stop
+            if tag == acse.TAG_USER_INFORMATION:
+                if pos != total or acse.TAG_CALLING_AP_INVOCATION_ID not in seen:
+                    return False
+                return None if start >= have else size > 0 and data[start] == acse.TAG_EXTERNAL
+    except Truncated:
+        return None
     except DecodeError:
         return False
-    return acse.TAG_CALLING_AP_INVOCATION_ID in seen and external \
-        and acse.TAG_USER_INFORMATION in seen
+    return False  # no user-information
 
 
 class _Prefixed:
@@ -232,7 +258,8 @@ class _Stream:
     """Reassembly state of one direction of one TCP connection."""
 
     __slots__ = ("src", "dst", "isn", "base", "delivered", "framer", "pending", "heap",
-                 "pending_bytes", "broken", "last_frame", "last_time", "max_apdu", "guessing")
+                 "pending_bytes", "broken", "last_frame", "last_time", "max_apdu", "guessing",
+                 "head")
 
     def __init__(self, src: str, dst: str, base: int, isn: int | None, max_apdu: int) -> None:
         self.src = src
@@ -249,8 +276,9 @@ class _Stream:
         self.last_frame = 0
         self.last_time = 0.0
         # Off the C12.22 ports (heuristic reading): not yet known to carry C12.22, so
-        # nothing of it is reported until its first APDU has the ACSE structure.
+        # nothing of it is reported until its first bytes have the ACSE structure.
         self.guessing = False
+        self.head = bytearray()  # the first GUESS_BYTES of the stream, while guessing
 
     def offset_of(self, seq: int) -> int:
         """Stream offset of an absolute sequence number, taking the nearer of the 32-bit wraps."""
@@ -261,6 +289,8 @@ class _Stream:
 
     def push(self, data: bytes, out: list[bytes]) -> None:
         """Give in-order bytes to the framer; whole APDUs go to ``out``. Raises DecodeError."""
+        if self.guessing and len(self.head) < GUESS_BYTES:
+            self.head += data[: GUESS_BYTES - len(self.head)]
         self.delivered += len(data)
         framer = self.framer
         if not framer.buffered:
@@ -301,6 +331,8 @@ class _Stream:
             heapq.heappush(self.heap, off)
         self.pending[off] = data
         self.pending_bytes += len(data)
+        if self.guessing:
+            max_pending = min(max_pending, GUESS_PENDING_BYTES)
         if self.pending_bytes > max_pending:
             raise DecodeLimitExceeded(
                 f"more than {max_pending} out-of-order TCP bytes waiting for a gap",
@@ -474,7 +506,8 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max
             conversation = min(key, _reverse(key))
             for rec in _udp(buf, t, end, key, udp_names, frame, ts, truncated, max_apdu):
                 if verdicts.get(conversation) or rec.error is None and looks_like_apdu(rec.data):
-                    verdicts[conversation] = True
+                    if not verdicts.get(conversation):
+                        _remember(verdicts, conversation, True)
                     yield rec
             continue
         flags = buf[t + 13]
@@ -484,6 +517,12 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max
             continue  # TCP data offset under the minimum header
         payload = buf[start:end]
         stream = streams.get(key)
+        if guessed and stream is None:
+            conversation = min(key, _reverse(key))
+            if verdicts.get(conversation) is False:
+                if not flags & _TCP_SYN:
+                    continue  # known not to be C12.22: the cheapest way past it
+                del verdicts[conversation]  # a new connection on the tuple: judge afresh
         if flags & _TCP_SYN:
             if stream is None or stream.isn != seq:
                 if stream is not None:
@@ -525,23 +564,24 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max
             else:
                 stream.hold(off_, payload, max_pending)
         except DecodeError as exc:
-            if stream.guessing and not (out and looks_like_apdu(out[0])):
-                stream.give_up()  # not C12.22 after all: say nothing
-                verdicts[min(key, _reverse(key))] = False
+            if stream.guessing and _acse_verdict(stream.head) is not True:
+                _reject(streams, verdicts, key)  # not C12.22 after all: say nothing
                 continue
             for apdu in out:
                 yield record(frame, ts, stream.src, stream.dst, "tcp", apdu)
             stream.give_up()
             yield record(frame, ts, stream.src, stream.dst, "tcp", payload, exc)
             continue
-        if stream.guessing and out:
-            conversation = min(key, _reverse(key))
-            if not looks_like_apdu(out[0]):
-                stream.give_up()
-                verdicts[conversation] = False
+        if stream.guessing and stream.head:
+            verdict = _acse_verdict(stream.head)
+            if verdict is None and len(stream.head) < GUESS_BYTES:
+                continue  # not enough of it yet (nothing can be out: no whole APDU yet)
+            if not verdict:
+                _reject(streams, verdicts, key)
                 continue
-            verdicts[conversation] = True
+            _remember(verdicts, min(key, _reverse(key)), True)
             stream.guessing = False
+            stream.head = bytearray()
             other = streams.get(_reverse(key))
             if other is not None:
                 other.guessing = False
@@ -549,6 +589,23 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max
             yield record(frame, ts, stream.src, stream.dst, "tcp", apdu)
     for stream in streams.values():
         yield from _finish(stream)
+
+
+def _remember(verdicts: dict[bytes, bool], conversation: bytes, verdict: bool) -> None:
+    verdicts.pop(conversation, None)
+    verdicts[conversation] = verdict
+    if len(verdicts) > MAX_VERDICTS:
+        # Forgetting a verdict only means judging that conversation again if it goes on.
+        del verdicts[next(iter(verdicts))]
+
+
+def _reject(streams: dict[bytes, _Stream], verdicts: dict[bytes, bool], key: bytes) -> None:
+    """A conversation off the C12.22 ports is not C12.22: forget both its directions."""
+    for k in (key, _reverse(key)):
+        stream = streams.pop(k, None)
+        if stream is not None:
+            stream.give_up()
+    _remember(verdicts, min(key, _reverse(key)), False)
 
 
 def _guess(stream: _Stream, verdict: bool | None) -> None:

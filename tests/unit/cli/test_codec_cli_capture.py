@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from c1222.cli.main import cli
 from c1222.codec import samples
@@ -125,3 +127,65 @@ def test_the_reader_alone_follows_the_heuristic(tmp_path: Path) -> None:
     assert list(read_capture(path)) == []  # default: port 1153 only, as before
     everything = list(read_capture(path, ports=None))  # every flow forced: errors for the rest
     assert sum(not r.ok for r in everything) >= 3
+
+
+def test_a_large_first_apdu_is_judged_on_its_first_bytes(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from c1222.codec.services import FullWriteRequest, TableData
+
+    template = samples.messages()[12]
+    big = replace(template, epsem=replace(template.epsem, services=(
+        FullWriteRequest(table_id=6, table_data=TableData(bytes(5000))),))).encode()
+    path = tmp_path / "big.pcap"
+    with PcapWriter.open(path) as writer:
+        conn = writer.tcp_connection(C, S)
+        conn.send(big, split=700)  # the judgement comes before the APDU is whole
+        conn.send(samples.messages()[13].encode(), from_client=False)
+    records = _records(_run("decode", "--json", str(path)))
+    assert [r["length"] for r in records] == [len(big), len(samples.messages()[13].encode())]
+    assert records[0]["services"][0]["table_data"]["count"] == 5000
+
+
+def test_a_tuple_judged_not_c1222_is_judged_again_for_a_new_connection(tmp_path: Path) -> None:
+    path = tmp_path / "reuse.pcap"
+    with PcapWriter.open(path) as writer:
+        http = writer.tcp_connection(C, S, client_isn=1000)
+        http.send(HTTP_REQUEST)
+        http.send(b"more HTTP, after the verdict")
+        http.close()
+        conn = writer.tcp_connection(C, S, client_isn=900_000)
+        conn.send(samples.messages()[0].encode())
+    records = _records(_run("decode", "--json", str(path)))
+    assert len(records) == 1 and records[0]["services"][0]["service"] == "identify"
+
+
+_PAYLOADS = st.one_of(
+    st.binary(max_size=80),
+    st.builds(lambda tail: b"\x60" + tail, st.binary(max_size=80)),
+    st.builds(lambda m, cut: m[:cut], st.sampled_from([m.encode() for m in samples.messages()]),
+              st.integers(0, 120)))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 3), st.booleans(), _PAYLOADS),
+                max_size=12))
+def test_hostile_traffic_on_other_ports_gives_records_never_a_traceback(
+        tmp_path_factory, segments) -> None:
+    """Random payloads, many starting with 0x60 or cut from real APDUs, on three random flows
+    (TCP and UDP, both directions): the heuristic reader yields records or nothing."""
+    path = tmp_path_factory.mktemp("hostile") / "h.pcap"
+    with PcapWriter.open(path) as writer:
+        conns = {n: writer.tcp_connection(("10.0.0.1", 41000 + n), ("10.0.0.2", 50000 + n))
+                 for n in (1, 2, 3)}
+        for udp, n, from_client, payload in segments:
+            if udp:
+                ends = (("10.0.0.1", 42000 + n), ("10.0.0.2", 52000 + n))
+                writer.udp(*(ends if from_client else ends[::-1]), payload)
+            elif payload:
+                conns[n].send(payload, from_client=from_client)
+    records = list(read_capture(path, heuristic=True))
+    assert all(r.error is None or r.error.reason for r in records)
+    result = CliRunner().invoke(cli, ["decode", str(path)])
+    assert result.exit_code in (0, 1), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
