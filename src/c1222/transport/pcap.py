@@ -35,7 +35,7 @@ import dpkt
 
 from c1222 import limits
 from c1222.codec import acse
-from c1222.codec.ber import read_length, read_tlv
+from c1222.codec.ber import read_length
 from c1222.codec.framing import StreamFramer, apdu_size
 from c1222.errors import (
     ConfigurationError,
