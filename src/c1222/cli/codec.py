@@ -304,6 +304,17 @@ def _header(source: Source) -> str:
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def _reader_gone() -> None:
+    """`decode ... | head`: the reader has what it wanted; stop quietly, as tshark does."""
+    try:
+        # Python flushes stdout again at exit: point it at /dev/null so that flush is silent.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(EXIT_OK)
+
+
 def _flush_json(buffer: list[str]) -> None:
     if buffer:
         sys.stdout.write("\n".join(buffer) + "\n")
@@ -402,7 +413,8 @@ def decode(inputs: tuple[str, ...], verbose: bool, as_json: bool, ports: tuple[i
             failures += failed
             if t0 is None:
                 t0 = source.time
-            if wanted is not None and (failed or not wanted(result.apdu)):  # type: ignore
+            if wanted is not None and (result is None or result.apdu is None
+                                       or not wanted(result.apdu)):
                 continue
             if as_json:
                 buffer.append(_dumps(record(source, result)))
@@ -425,9 +437,13 @@ def decode(inputs: tuple[str, ...], verbose: bool, as_json: bool, ports: tuple[i
     except DecodeError as exc:  # the capture file itself: not pcap, or cut short
         click.echo(f"Error: {exc}", err=True)
         status = EXIT_UNREADABLE
-    finally:
+    except BrokenPipeError:
+        _reader_gone()
+    try:
         _flush_json(buffer)
         out.flush()
+    except BrokenPipeError:
+        _reader_gone()
     if failures:
         click.echo(f"{failures} message(s) did not decode", err=True)
         status = status or EXIT_UNDECODED

@@ -223,3 +223,19 @@ def test_a_relative_uid_in_a_service_is_shown_with_its_absolute_form() -> None:
     assert f"serial_number={serial} ({serial.absolute()})" in tree
     record = json.loads(_run("decode", "--json", register.encode().hex()).stdout)
     assert record["services"][0]["serial_number_absolute"] == str(serial.absolute())
+
+
+def test_a_reader_that_stops_early_ends_the_run_quietly_with_status_0(tmp_path: Path) -> None:
+    """`c1222 decode big.pcap | head`: status 1 would claim undecodable messages."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "many.hex"
+    path.write_text((READ_T0 + "\n") * 50_000)
+    proc = subprocess.Popen([sys.executable, "-m", "c1222.cli", "decode", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert b"full_read" in proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert proc.stderr.read() == b""
