@@ -4,8 +4,9 @@ Reading (:func:`read_capture`) takes a pcap or pcapng file, follows every TCP
 connection and UDP flow on port 1153 (by default), reassembles each TCP
 direction and splits it into APDUs with :class:`c1222.codec.framing.StreamFramer`.
 With ``heuristic=True`` it also follows traffic on other ports, as Wireshark's
-heuristic dissectors do: a conversation counts as C12.22 once one of its APDUs
-has the ACSE structure (:func:`looks_like_apdu`); other traffic is skipped silently.
+heuristic dissectors do: a TCP conversation counts as C12.22 when the first bytes of
+a direction have the ACSE structure of an APDU (:func:`looks_like_apdu`), a UDP one
+once a datagram has it; other traffic is skipped silently.
 It yields one :class:`CapturedApdu` per APDU, numbered by the frame in which the
 APDU completes, as Wireshark numbers frames. Bytes that cannot be framed give a
 record whose ``error`` is set; that direction is then skipped, the others go on.
@@ -136,8 +137,9 @@ def read_capture(
     position). TCP/UDP traffic with one of ``ports`` on either side is C12.22
     (as tshark's ``-d``); ``ports=None`` makes all of it C12.22. With
     ``heuristic``, traffic on other ports is followed too, but a conversation
-    counts only once an APDU of it has the ACSE structure (:func:`looks_like_apdu`):
-    until then nothing of it is reported, errors included. Problems with the
+    counts only once its first bytes (TCP) or a datagram (UDP) have the ACSE
+    structure (:func:`looks_like_apdu`): until then nothing of it is reported,
+    errors included. Problems with the
     traffic are reported as records with ``error`` set; a capture file that is
     not pcap or pcapng, or that ends inside a record, raises :class:`DecodeError`
     (:class:`Truncated` for the latter) after the APDUs before it.
@@ -440,8 +442,8 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max
     link = _link_offset(linktype)
     streams: dict[bytes, _Stream] = {}
     udp_names: dict[bytes, tuple[str, str]] = {}
-    # Heuristic verdicts per conversation (the smaller of the two flow keys): True once an
-    # APDU of it looked like C12.22, False once its TCP bytes could not start one.
+    # Heuristic verdicts per conversation (the smaller of the two flow keys): True once it
+    # looked like C12.22, False once its TCP bytes could not start an APDU.
     verdicts: dict[bytes, bool] = {}
     record = CapturedApdu
     frame = 0
@@ -523,6 +525,10 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max
                 if not flags & _TCP_SYN:
                     continue  # known not to be C12.22: the cheapest way past it
                 del verdicts[conversation]  # a new connection on the tuple: judge afresh
+            if not payload:
+                # No stream for a SYN or a bare ACK off the C12.22 ports (a port scan holds
+                # nothing): it starts with its first data, whose sequence number is offset 0.
+                continue
         if flags & _TCP_SYN:
             if stream is None or stream.isn != seq:
                 if stream is not None:
