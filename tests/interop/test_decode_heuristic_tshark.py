@@ -51,8 +51,8 @@ def _run_demo_like(out: Path) -> tuple[Path, set[int]]:
             if found >= WANTED_MESSAGES:
                 break
     finally:
-        for part in reversed(parts):
-            assert part.stop() == 0, part.lines[-5:]
+        stopped = [(part.args[0], part.stop(), part.lines[-5:]) for part in reversed(parts)]
+    assert all(code == 0 for _, code, _ in stopped), stopped
     return pcap, {h[1], d[1], m[1]}
 
 
