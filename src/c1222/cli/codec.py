@@ -197,7 +197,8 @@ def one_line(source: Source, result: Dissected | None, t0: float | None, arrow: 
         return " ".join(parts)
     apdu = result.apdu
     calling, called = apdu.calling_ap_title, apdu.called_ap_title
-    parts.append(f"{calling or '?'} {arrow} {called or '?'}")
+    parts.append(f"{'?' if calling is None else calling} {arrow} "
+                 f"{'?' if called is None else called}")
     epsem = apdu.epsem
     parts.append(f"mode {int(epsem.security_mode)}")
     if apdu.called_ap_invocation_id is not None:

@@ -146,6 +146,13 @@ def test_one_line_of_a_capture_has_time_and_endpoints(tmp_path: Path) -> None:
     assert re.match(r"\s+5\s+0\.250000 10\.0\.0\.2:1153 (→|->) 10\.0\.0\.1:40000 TCP", lines[1])
 
 
+def test_one_line_flags_a_bad_table_checksum() -> None:
+    record = text.to_json(samples.messages()[12])  # full_write of table 6, 10 bytes
+    record["services"][0]["table_data"]["checksum"] = "00"  # wrong, as a tester may send it
+    line = _run("decode", text.from_json(record).encode().hex()).stdout
+    assert "full_write table_id=6 table_data=10 bytes BAD CHECKSUM" in line
+
+
 def test_one_line_of_an_error_and_of_ciphertext() -> None:
     error = _run("decode", "6005a8030201").stdout
     assert "error:" in error and "apdu.length" in error
