@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -13,12 +16,26 @@ import click
 
 from c1222.codec import text
 from c1222.codec.acse import Apdu
+from c1222.codec.ber import Uid
+from c1222.codec.services import Response, Service
+from c1222.codes import ResponseCode
 from c1222.crypto.keys import KeyTable
-from c1222.errors import C1222Error, DecodeError
+from c1222.errors import C1222Error, DecodeError, LocalProtocolError
 from c1222.session.dissect import Dissected, Dissector
 
 CAPTURE_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
                   b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a")
+#: What a hex argument may hold (digits, and the colons and spaces of a pasted dump).
+_HEX_ARGUMENT = re.compile(r"[0-9A-Fa-f: ]+")
+#: Bytes that never occur in hex text: a file holding them in its first block is binary.
+_BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
+
+#: Exit statuses (docs/messages.md).
+EXIT_OK, EXIT_UNDECODED, EXIT_UNREADABLE = 0, 1, 2
+
+
+class InputError(C1222Error):
+    """An input that cannot be read at all (missing, a directory, neither capture nor hex)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,34 +67,75 @@ def _hex_lines(lines: Iterable[str]) -> Iterator[Source]:
         yield Source(number, data)
 
 
-def _capture(path: Path | IO[bytes], ports: tuple[int, ...] | None) -> Iterator[Source]:
+def _capture(path: Path | IO[bytes], ports: tuple[int, ...] | None,
+             heuristic: bool) -> Iterator[Source]:
     from c1222.transport.pcap import read_capture
 
-    for rec in read_capture(path, ports=ports):
+    for rec in read_capture(path, ports=ports, heuristic=heuristic):
         yield Source(rec.frame, rec.data, rec.time, rec.src, rec.dst, rec.transport, rec.error)
 
 
-def read_sources(inputs: tuple[str, ...], ports: tuple[int, ...] | None) -> Iterator[Source]:
-    """Messages from hex arguments, files (captures or hex lines) or standard input."""
-    if not inputs:
-        stdin = sys.stdin.buffer
-        head = stdin.peek(4)[:4] if hasattr(stdin, "peek") else b""
-        if head in CAPTURE_MAGICS:
-            yield from _capture(stdin, ports)
-        else:
-            yield from _hex_lines(line.decode("ascii", "replace") for line in stdin)
-        return
+def _text_file(name: str, head: bytes, lines: Iterable[bytes]) -> Iterator[Source]:
+    """Hex lines from a file or stdin whose first block is ``head``; binary is refused."""
+    if _BINARY.search(head):
+        raise InputError(f"{name}: neither a pcap/pcapng capture nor hex text")
+    yield from _hex_lines(line.decode("ascii", "replace") for line in lines)
+
+
+def check_inputs(inputs: tuple[str, ...]) -> list[str | Path]:
+    """Each input as a file (Path) or a hex argument (str); InputError names one that is neither.
+
+    An existing path is a file even when its name is hexadecimal; a missing one must look
+    like hex, so a mistyped file name is reported rather than decoded as hex.
+    """
+    out: list[str | Path] = []
     for item in inputs:
         path = Path(item)
-        if path.is_file():
-            with path.open("rb") as fh:
-                if fh.read(4) in CAPTURE_MAGICS:
-                    yield from _capture(path, ports)
-                    continue
-            with path.open(encoding="ascii", errors="replace") as lines:
-                yield from _hex_lines(lines)
-    hex_args = [item for item in inputs if not Path(item).is_file()]
-    yield from _hex_lines(hex_args)
+        if path.is_dir():
+            raise InputError(f"{item}: is a directory")
+        if path.exists():
+            if not os.access(path, os.R_OK):
+                raise InputError(f"{item}: permission denied")
+            out.append(path)
+        elif _HEX_ARGUMENT.fullmatch(item):
+            out.append(item)
+        else:
+            raise InputError(f"{item}: no such file (nor hexadecimal)")
+    return out
+
+
+def read_sources(inputs: list[str | Path], ports: tuple[int, ...] | None,
+                 heuristic: bool = False) -> Iterator[Source]:
+    """Messages from hex arguments, files (captures or hex lines) or standard input.
+
+    Hex arguments come after the files, numbered as one more input. Raises InputError
+    for a file that is neither a capture nor hex text, or that cannot be read.
+    """
+    if not inputs:
+        stdin = sys.stdin.buffer
+        if not hasattr(stdin, "peek"):  # a plain binary stream (a test's): give it a buffer
+            stdin = io.BufferedReader(stdin)  # type: ignore[arg-type]
+        head = stdin.peek(4096)[:4096]
+        if head[:4] in CAPTURE_MAGICS:
+            yield from _capture(stdin, ports, heuristic)
+        else:
+            yield from _text_file("standard input", head, stdin)
+        return
+    for item in inputs:
+        if not isinstance(item, Path):
+            continue
+        try:
+            with item.open("rb") as fh:
+                head = fh.read(4096)
+                if head[:4] in CAPTURE_MAGICS:
+                    fh.seek(0)
+                    yield from _capture(fh, ports, heuristic)
+                else:
+                    fh.seek(0)
+                    yield from _text_file(str(item), head, fh)
+        except OSError as exc:
+            raise InputError(f"{item}: {exc.strerror or exc}") from None
+    yield from _hex_lines(item for item in inputs if isinstance(item, str))
 
 
 def record(source: Source, result: Dissected | None) -> dict[str, Any]:
@@ -94,6 +152,113 @@ def record(source: Source, result: Dissected | None) -> dict[str, Any]:
     out.update(text.to_json(result.apdu))
     out["mac_verified"] = result.mac_verified
     return out
+
+
+# --------------------------------------------------------------------------- one line
+
+
+def _short(value: Any) -> str:
+    """A field value for the one-line view: long hex cut, table data as its size."""
+    if isinstance(value, dict):
+        if "count" in value and "data" in value:
+            bad = "" if value.get("checksum_ok") is not False else " BAD CHECKSUM"
+            return f"{value['count']} bytes{bad}"
+        return "{" + " ".join(f"{k}={_short(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(map(_short, value)) + "]"
+    value = str(value)
+    return value if len(value) <= 24 else value[:20] + "..."
+
+
+def service_brief(service: Service) -> str:
+    """``full_read table_id=0``, ``read ok table_data=10 bytes``, ``isss``."""
+    fields = text.service_to_json(service)
+    name = fields.pop("service")
+    code = fields.pop("response_code", None)
+    fields.pop("code", None)
+    parts = [p for p in (name, code) if p is not None]
+    for key, value in fields.items():
+        if value is None or value == [] or value == "" or key.endswith("_absolute"):
+            continue
+        parts.append(f"{key}={_short(value)}")
+    return " ".join(map(str, parts))
+
+
+def one_line(source: Source, result: Dissected | None, t0: float | None, arrow: str) -> str:
+    """tshark's packet-list line: frame, time, endpoints, titles, mode, ids, services."""
+    parts = [f"{source.frame:>5}"]
+    if source.time is not None and t0 is not None:
+        parts.append(f"{source.time - t0:11.6f}")
+    if source.src is not None:
+        parts.append(f"{source.src} {arrow} {source.dst} {(source.transport or '').upper()}")
+    error = source.error if result is None else result.error
+    if error is not None or result is None or result.apdu is None:
+        parts.append(f"error: {error}")
+        return " ".join(parts)
+    apdu = result.apdu
+    calling, called = apdu.calling_ap_title, apdu.called_ap_title
+    parts.append(f"{'?' if calling is None else calling} {arrow} "
+                 f"{'?' if called is None else called}")
+    epsem = apdu.epsem
+    parts.append(f"mode {int(epsem.security_mode)}")
+    if apdu.called_ap_invocation_id is not None:
+        parts.append(f"re {apdu.called_ap_invocation_id}")
+    parts.append(f"id {apdu.calling_ap_invocation_id}")
+    if result.mac_verified is not None:
+        parts.append("MAC ok" if result.mac_verified else "MAC BAD")
+    if epsem.ciphertext is not None:
+        parts.append(f"[encrypted, {len(epsem.ciphertext)} bytes]")
+    else:
+        parts.append("; ".join(service_brief(s) for s in epsem.services) or "(no services)")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def _words(name: str | None) -> tuple[str, ...]:
+    return () if name is None else (name, *name.split("_"))
+
+
+def make_filter(services: tuple[str, ...], titles: tuple[str, ...], codes: tuple[str, ...],
+                modes: tuple[int, ...]) -> Callable[[Apdu], bool] | None:
+    """A test for decoded messages (None when no filter is given).
+
+    Several values of one filter: any of them; several filters: all of them.
+    ``--service read`` also matches full_read, partial_read_offset and read responses.
+    """
+    if not (services or titles or codes or modes):
+        return None
+    try:
+        wanted_titles = {str(Uid.parse(t).absolute()) for t in titles}
+    except C1222Error as exc:
+        raise click.BadParameter(str(exc), param_hint="--ap-title") from None
+    wanted_codes: set[int] = set()
+    for code in codes:
+        if code.isdigit():
+            wanted_codes.add(int(code))
+            continue
+        try:
+            wanted_codes.add(ResponseCode[code.upper()])
+        except KeyError:
+            raise click.BadParameter(f"unknown response code {code!r}",
+                                     param_hint="--response-code") from None
+    wanted_services = {s.lower() for s in services}
+
+    def match(apdu: Apdu) -> bool:
+        epsem = apdu.epsem
+        if modes and epsem.security_mode not in modes:
+            return False
+        if wanted_titles and not any(t is not None and str(t.absolute()) in wanted_titles
+                                     for t in (apdu.calling_ap_title, apdu.called_ap_title)):
+            return False
+        if wanted_services and not any(wanted_services.intersection(_words(s.service))
+                                       for s in epsem.services):
+            return False
+        return not wanted_codes or any(
+            isinstance(s, Response) and s.response_code in wanted_codes for s in epsem.services)
+
+    return match
 
 
 def _tree_text(apdu: Apdu) -> str:
@@ -123,9 +288,7 @@ def _secured_tree_text(result: Dissected) -> str:
     if epsem.ed_class is not None:
         lines.append(f"      ed_class {epsem.ed_class.hex(' ')}")
     for service in epsem.services:
-        fields = text.service_to_json(service)
-        lines.append("      " + " ".join(f"{k}={v}" for k, v in fields.items()
-                                          if v is not None and k != "checksum_ok"))
+        lines.append("      " + text.describe_service(service))
     if epsem.padding:
         lines.append(f"      padding {epsem.padding.hex(' ')}")
     return "\n".join(lines)
@@ -140,6 +303,17 @@ def _header(source: Source) -> str:
 
 # The standard library's C encoder: on this workload it beat orjson (benchmarks/decode.py).
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _reader_gone() -> None:
+    """`decode ... | head`: the reader has what it wanted; stop quietly, as tshark does."""
+    try:
+        # Python flushes stdout again at exit: point it at /dev/null so that flush is silent.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(EXIT_OK)
 
 
 def _flush_json(buffer: list[str]) -> None:
@@ -175,52 +349,111 @@ def load_keys(key_specs: tuple[str, ...], keys_file: str | None) -> KeyTable | N
 
 @click.command()
 @click.argument("inputs", nargs=-1)
+@click.option("-V", "--verbose", is_flag=True,
+              help="Each message as a tree, every element beside its bytes (tshark -V).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per line.")
-@click.option("--port", "ports", type=int, multiple=True,
-              help="C12.22 port(s) in a capture (default 1153).")
-@click.option("--all-ports", is_flag=True, help="Decode TCP/UDP traffic on any port.")
+@click.option("--port", "ports", type=click.IntRange(0, 65535), multiple=True,
+              help="Only this TCP/UDP port, all of it C12.22, as tshark -d "
+                   "(repeatable). Default: port 1153, and C12.22 found on any other port.")
+@click.option("--all-ports", is_flag=True,
+              help="All TCP/UDP traffic is C12.22: what is not says so as an error.")
+@click.option("--service", "services", multiple=True, metavar="NAME",
+              help="Only messages with this service (read: every read and its response).")
+@click.option("--ap-title", "titles", multiple=True, metavar="UID",
+              help="Only messages from or to this AP title (.123.8437 or absolute).")
+@click.option("--response-code", "codes", multiple=True, metavar="CODE",
+              help="Only messages with a response of this code (ok, isss, ... or a number).")
+@click.option("--security-mode", "modes", type=click.IntRange(0, 3), multiple=True,
+              help="Only messages in this security mode (0, 1, 2).")
 @_key_options
-def decode(inputs: tuple[str, ...], as_json: bool, ports: tuple[int, ...], all_ports: bool,
+def decode(inputs: tuple[str, ...], verbose: bool, as_json: bool, ports: tuple[int, ...],
+           all_ports: bool, services: tuple[str, ...], titles: tuple[str, ...],
+           codes: tuple[str, ...], modes: tuple[int, ...],
            key_specs: tuple[str, ...], keys_file: str | None) -> None:
     """Decode C12.22 messages: hex arguments, capture files (pcap, pcapng) or hex on stdin.
 
-    A message that does not decode is reported with the offset and reason;
-    decoding goes on with the next one. With keys, secured messages are verified
+    One line per message by default (as tshark), a tree with -V, JSON with --json.
+    A message that does not decode is reported with the offset and reason; decoding
+    goes on with the next one. With keys, secured messages are verified
     (``mac_verified``) and decrypted; without the key for their key id they stay as they are.
+    Filters (--service, --ap-title, --response-code, --security-mode) choose which decoded
+    messages are shown.
+
+    Exit status: 0 every message decoded; 1 some message did not decode, or no C12.22
+    message was found; 2 bad usage, or an input that cannot be read.
     """
     from c1222.crypto.policy import make_unprotect
 
     keys = load_keys(key_specs, keys_file)
-    dissector = Dissector(unprotect=None if keys is None else make_unprotect(keys))
-    port_filter = None if all_ports else (ports or (1153,))
-    out = sys.stdout
-    buffer: list[str] = []
-    failures = 0
+    wanted = make_filter(services, titles, codes, modes)
     try:
-        for source in read_sources(inputs, port_filter):
+        checked = check_inputs(inputs)
+    except InputError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    dissector = Dissector(unprotect=None if keys is None else make_unprotect(keys))
+    if all_ports:
+        port_filter, heuristic = None, False
+    elif ports:
+        port_filter, heuristic = ports, False
+    else:
+        port_filter, heuristic = (1153,), True
+    out = sys.stdout
+    arrow = "\u2192" if (out.encoding or "").lower().replace("-", "") == "utf8" else "->"
+    buffer: list[str] = []
+    failures = seen = 0
+    t0: float | None = None
+    status = EXIT_OK
+    try:
+        for source in read_sources(checked, port_filter, heuristic):
+            seen += 1
             result = None
             if source.error is None:
                 result = dissector.dissect(source.data, source.src, source.dst)
-            failures += (result is None or result.error is not None)
+            failed = result is None or result.error is not None
+            failures += failed
+            if t0 is None:
+                t0 = source.time
+            if wanted is not None and (result is None or result.apdu is None
+                                       or not wanted(result.apdu)):
+                continue
             if as_json:
                 buffer.append(_dumps(record(source, result)))
                 if len(buffer) >= 4096:
                     _flush_json(buffer)
-                continue
-            out.write(_header(source) + "\n")
-            if result is not None and result.apdu is not None:
-                if result.mac_verified is not None:
-                    out.write(f"  MAC verified: {'yes' if result.mac_verified else 'NO'}\n")
-                out.write(_secured_tree_text(result) + "\n\n")
+            elif not verbose:
+                out.write(one_line(source, result, t0, arrow) + "\n")
             else:
-                error = source.error if result is None else result.error
-                out.write(f"  error: {error}\n  hex: {source.data.hex(' ')}\n\n")
-    except C1222Error as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
+                out.write(_header(source) + "\n")
+                if result is not None and result.apdu is not None:
+                    if result.mac_verified is not None:
+                        out.write(f"  MAC verified: {'yes' if result.mac_verified else 'NO'}\n")
+                    out.write(_secured_tree_text(result) + "\n\n")
+                else:
+                    error = source.error if result is None else result.error
+                    out.write(f"  error: {error}\n  hex: {source.data.hex(' ')}\n\n")
+    except InputError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        status = EXIT_UNREADABLE
+    except DecodeError as exc:  # the capture file itself: not pcap, or cut short
+        click.echo(f"Error: {exc}", err=True)
+        status = EXIT_UNREADABLE
+    except BrokenPipeError:
+        _reader_gone()
+    try:
         _flush_json(buffer)
+        out.flush()
+    except BrokenPipeError:
+        _reader_gone()
     if failures:
         click.echo(f"{failures} message(s) did not decode", err=True)
+        status = status or EXIT_UNDECODED
+    elif not seen and status == EXIT_OK:
+        where = "" if not heuristic else " (looked on every port; --port P decodes port P)"
+        click.echo(f"no C12.22 message found{where}", err=True)
+        status = EXIT_UNDECODED
+    if status:
+        sys.exit(status)
 
 
 @click.command()
@@ -250,16 +483,36 @@ def encode(file: IO[str], key_specs: tuple[str, ...], keys_file: str | None,
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
-            if "error" in value:
-                raise C1222Error(f"record did not decode: {value['error'].get('reason')}")
-            apdu = text.from_json(value)
-            click.echo((apdu.encode() if secure is None else secure(apdu)).hex())
-        except (ValueError, C1222Error) as exc:
+            click.echo(encode_record(line, secure).hex())
+        except C1222Error as exc:
             failed += 1
             click.echo(f"line {number}: {exc}", err=True)
     if failed:
+        click.echo(f"{failed} line(s) did not encode", err=True)
         raise SystemExit(1)
+
+
+def encode_record(line: str, secure: Callable[[Apdu], bytes] | None = None) -> bytes:
+    """The bytes of one JSON record; C1222Error (LocalProtocolError) says what is wrong."""
+    try:
+        value = json.loads(line.strip())
+    except ValueError as exc:  # JSONDecodeError, and ints over Python's digit limit
+        raise LocalProtocolError(f"not JSON: {exc}") from None
+    if isinstance(value, dict) and "error" in value:
+        error = value["error"]
+        reason = error.get("reason") if isinstance(error, dict) else error
+        raise LocalProtocolError(f"the record is of a message that did not decode ({reason})")
+    apdu = text.from_json(value)
+    if secure is not None:
+        return secure(apdu)
+    epsem = apdu.epsem
+    if epsem.security_mode == 2 and epsem.ciphertext is None:
+        raise LocalProtocolError("security mode 2 without its ciphertext: give --key to "
+                                 "encrypt it")
+    if epsem.secured and epsem.mac is None:
+        raise LocalProtocolError(f"security mode {epsem.security_mode} without its MAC: "
+                                 "give --key to compute it")
+    return apdu.encode()
 
 
 def _securer(keys: KeyTable, security_mode: int | None, key_id: int | None,

@@ -123,7 +123,10 @@ class Request:
     code: ClassVar[int]
 
     def encode(self) -> bytes:
-        return bytes((self.code,)) + self.encode_parameters()
+        try:
+            return bytes((self.code,)) + self.encode_parameters()
+        except (ValueError, OverflowError) as exc:
+            raise _out_of_range(self.service, exc) from None
 
     def encode_parameters(self) -> bytes:
         return b""
@@ -368,7 +371,10 @@ class Response:
     response_code: int = ResponseCode.OK
 
     def encode(self) -> bytes:
-        return bytes((self.response_code,)) + self.encode_parameters()
+        try:
+            return bytes((self.response_code,)) + self.encode_parameters()
+        except (ValueError, OverflowError) as exc:
+            raise _out_of_range(self.service or "response", exc) from None
 
     def encode_parameters(self) -> bytes:
         return b""
@@ -496,6 +502,11 @@ Service = Request | Response
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _out_of_range(service: str, exc: Exception) -> LocalProtocolError:
+    """A field value that does not fit its wire size (a byte over 255, a negative size)."""
+    return LocalProtocolError(f"{service}: a field does not fit its size on the wire ({exc})")
 
 
 def _u16(v: int) -> bytes:

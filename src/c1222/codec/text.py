@@ -89,7 +89,11 @@ def service_to_json(service: sv.Service) -> dict[str, Any]:
                "response_code": response_code_name(service.response_code)}
     for f in dataclasses.fields(service):
         if f.name != "response_code":
-            out[f.name] = _value(getattr(service, f.name))
+            v = getattr(service, f.name)
+            out[f.name] = _value(v)
+            if v.__class__ is Uid and v.relative:
+                # As the ACSE titles: a relative UID (".8437") with what it stands for.
+                out[f.name + "_absolute"] = str(v.absolute())
     return out
 
 
@@ -220,8 +224,11 @@ def _build(cls: type, d: dict[str, Any], skip: tuple[str, ...] = (), **given: An
 def service_from_json(d: Any) -> sv.Service:
     if not isinstance(d, dict):
         raise LocalProtocolError("a service is a JSON object")
+    name = d.get("service")
+    if name is not None and not isinstance(name, str):
+        raise LocalProtocolError("service: expected a service name")
     if "response_code" not in d:
-        cls = REQUESTS.get(d.get("service"))  # type: ignore[arg-type]
+        cls = REQUESTS.get(name)  # type: ignore[arg-type]
         if cls is None:
             raise LocalProtocolError(f"unknown service {d.get('service')!r}")
         return _build(cls, d)
@@ -240,7 +247,7 @@ def service_from_json(d: Any) -> sv.Service:
         max_size = d.get("max_size")
         return sv.ErrorResponse(response_code=code,
                                 max_size=None if max_size is None else _int(max_size, "max_size"))
-    cls = TYPED_RESPONSES.get(d.get("service"), sv.OkResponse)  # type: ignore[arg-type]
+    cls = TYPED_RESPONSES.get(name, sv.OkResponse)  # type: ignore[arg-type]
     return _build(cls, d, skip=("response_code",))
 
 
@@ -261,14 +268,21 @@ def from_json(d: Any) -> Apdu:
 def _describe(d: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
     parts = []
     for key, v in d.items():
-        if key in skip or v is None or v is False or v == "" or v == []:
+        if key in skip or v is None or v is False or v == "" or v == [] \
+                or key.endswith("_absolute"):
             continue
         if isinstance(v, dict):
             v = "{" + _describe(v) + "}"
         elif isinstance(v, list):
             v = "[" + ", ".join(map(str, v)) + "]"
-        parts.append(f"{key}={v}")
+        absolute = d.get(key + "_absolute")
+        parts.append(f"{key}={v}" if absolute is None else f"{key}={v} ({absolute})")
     return " ".join(parts)
+
+
+def describe_service(service: sv.Service) -> str:
+    """One service as the tree labels it: ``service=full_read code=48 table_id=0``."""
+    return _describe(service_to_json(service), skip=("checksum_ok",))
 
 
 def tree(apdu: Apdu) -> list[tuple[int, str, bytes]]:
@@ -310,7 +324,7 @@ def tree(apdu: Apdu) -> list[tuple[int, str, bytes]]:
             rows.append((2, "ed_class", epsem.ed_class))
         for service in epsem.services:
             data = service.encode()
-            label = _describe(service_to_json(service), skip=("checksum_ok",))
+            label = describe_service(service)
             rows.append((3, label, encode_length(len(data)) + data))
         if epsem.padding:
             rows.append((2, "padding", epsem.padding))

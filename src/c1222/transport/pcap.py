@@ -3,6 +3,10 @@
 Reading (:func:`read_capture`) takes a pcap or pcapng file, follows every TCP
 connection and UDP flow on port 1153 (by default), reassembles each TCP
 direction and splits it into APDUs with :class:`c1222.codec.framing.StreamFramer`.
+With ``heuristic=True`` it also follows traffic on other ports, as Wireshark's
+heuristic dissectors do: a TCP conversation counts as C12.22 when the first bytes of
+a direction have the ACSE structure of an APDU (:func:`looks_like_apdu`), a UDP one
+once a datagram has it; other traffic is skipped silently.
 It yields one :class:`CapturedApdu` per APDU, numbered by the frame in which the
 APDU completes, as Wireshark numbers frames. Bytes that cannot be framed give a
 record whose ``error`` is set; that direction is then skipped, the others go on.
@@ -31,6 +35,8 @@ from typing import IO, BinaryIO
 import dpkt
 
 from c1222 import limits
+from c1222.codec import acse
+from c1222.codec.ber import read_length
 from c1222.codec.framing import StreamFramer, apdu_size
 from c1222.errors import (
     ConfigurationError,
@@ -46,6 +52,7 @@ __all__ = [
     "MAX_PENDING_SEGMENTS",
     "PcapWriter",
     "TcpConnection",
+    "looks_like_apdu",
     "read_capture",
 ]
 
@@ -55,6 +62,12 @@ C1222_PORT = 1153
 MAX_PENDING_BYTES = 16 * 1024 * 1024
 #: Out-of-order segments held per TCP direction (many tiny segments cost more than their bytes).
 MAX_PENDING_SEGMENTS = 65536
+#: Heuristic reading: a stream off the C12.22 ports is judged on at most its first GUESS_BYTES
+#: (C12.22's header elements take far fewer), holding at most GUESS_PENDING_BYTES out of order
+#: meanwhile; the verdicts of at most MAX_VERDICTS conversations are kept (oldest forgotten).
+GUESS_BYTES = 512
+GUESS_PENDING_BYTES = 256 * 1024
+MAX_VERDICTS = 65536
 
 _MASK32 = 0xFFFFFFFF
 _HALF32 = 0x80000000
@@ -114,24 +127,77 @@ def read_capture(
     source: str | os.PathLike[str] | BinaryIO,
     *,
     ports: Iterable[int] | None = (C1222_PORT,),
+    heuristic: bool = False,
     max_pending: int = MAX_PENDING_BYTES,
     max_apdu_size: int = limits.MAX_APDU_SIZE,
 ) -> Iterator[CapturedApdu]:
     """Yield every C12.22 APDU of a pcap or pcapng capture, in the order the APDUs complete.
 
     ``source`` is a path or a binary file object (read from its current
-    position). Only TCP/UDP traffic with one of ``ports`` on either side is
-    followed; ``ports=None`` follows all of it. Problems with the traffic are
-    reported as records with ``error`` set; a capture file that is not pcap or
-    pcapng, or that ends inside a record, raises :class:`DecodeError`
+    position). TCP/UDP traffic with one of ``ports`` on either side is C12.22
+    (as tshark's ``-d``); ``ports=None`` makes all of it C12.22. With
+    ``heuristic``, traffic on other ports is followed too, but a conversation
+    counts only once its first bytes (TCP) or a datagram (UDP) have the ACSE
+    structure (:func:`looks_like_apdu`): until then nothing of it is reported,
+    errors included. Problems with the
+    traffic are reported as records with ``error`` set; a capture file that is
+    not pcap or pcapng, or that ends inside a record, raises :class:`DecodeError`
     (:class:`Truncated` for the latter) after the APDUs before it.
     """
     port_set = None if ports is None else frozenset(ports)
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as fileobj:
-            yield from _read(fileobj, port_set, max_pending, max_apdu_size)
+            yield from _read(fileobj, port_set, heuristic, max_pending, max_apdu_size)
     else:
-        yield from _read(source, port_set, max_pending, max_apdu_size)
+        yield from _read(source, port_set, heuristic, max_pending, max_apdu_size)
+
+
+def looks_like_apdu(data: bytes) -> bool:
+    """Whether one framed APDU (``60 <length> ...``) has the ACSE structure of C12.22.
+
+    The heuristic for traffic off the C12.22 port: every element is one C12.22 uses
+    (digest 2), none repeats, A8 is present and user-information (BE) comes last,
+    ends the APDU and holds an EXTERNAL (28). Only tags and lengths are read; the
+    message itself is decoded once, later, by the dissector.
+    """
+    return _acse_verdict(data) is True
+
+
+def _acse_verdict(data: bytes | bytearray) -> bool | None:
+    """:func:`looks_like_apdu` on the first bytes of a stream: None while more are needed.
+
+    Only the elements before user-information's first content byte are read, so a
+    stream is judged on its first hundred bytes or so, whatever the APDU's size.
+    """
+    have = len(data)
+    if have < 2:
+        return None if not have or data[0] == acse.APDU_TAG else False
+    if data[0] != acse.APDU_TAG:
+        return False
+    seen: set[int] = set()
+    try:
+        length, pos = read_length(data, 1, have, "apdu.length")
+        total = pos + length
+        while pos < total:
+            if pos >= have:
+                return None
+            tag = data[pos]
+            if tag not in acse.ELEMENT_NAMES or tag in seen:
+                return False
+            size, start = read_length(data, pos + 1, have, "apdu")
+            pos = start + size
+            if pos > total:
+                return False
+            seen.add(tag)
+            if tag == acse.TAG_USER_INFORMATION:
+                if pos != total or acse.TAG_CALLING_AP_INVOCATION_ID not in seen:
+                    return False
+                return None if start >= have else size > 0 and data[start] == acse.TAG_EXTERNAL
+    except Truncated:
+        return None
+    except DecodeError:
+        return False
+    return False  # no user-information
 
 
 class _Prefixed:
@@ -194,7 +260,8 @@ class _Stream:
     """Reassembly state of one direction of one TCP connection."""
 
     __slots__ = ("src", "dst", "isn", "base", "delivered", "framer", "pending", "heap",
-                 "pending_bytes", "broken", "last_frame", "last_time", "max_apdu")
+                 "pending_bytes", "broken", "last_frame", "last_time", "max_apdu", "guessing",
+                 "head")
 
     def __init__(self, src: str, dst: str, base: int, isn: int | None, max_apdu: int) -> None:
         self.src = src
@@ -210,6 +277,10 @@ class _Stream:
         self.broken = False
         self.last_frame = 0
         self.last_time = 0.0
+        # Off the C12.22 ports (heuristic reading): not yet known to carry C12.22, so
+        # nothing of it is reported until its first bytes have the ACSE structure.
+        self.guessing = False
+        self.head = bytearray()  # the first GUESS_BYTES of the stream, while guessing
 
     def offset_of(self, seq: int) -> int:
         """Stream offset of an absolute sequence number, taking the nearer of the 32-bit wraps."""
@@ -220,6 +291,8 @@ class _Stream:
 
     def push(self, data: bytes, out: list[bytes]) -> None:
         """Give in-order bytes to the framer; whole APDUs go to ``out``. Raises DecodeError."""
+        if self.guessing and len(self.head) < GUESS_BYTES:
+            self.head += data[: GUESS_BYTES - len(self.head)]
         self.delivered += len(data)
         framer = self.framer
         if not framer.buffered:
@@ -260,6 +333,8 @@ class _Stream:
             heapq.heappush(self.heap, off)
         self.pending[off] = data
         self.pending_bytes += len(data)
+        if self.guessing:
+            max_pending = min(max_pending, GUESS_PENDING_BYTES)
         if self.pending_bytes > max_pending:
             raise DecodeLimitExceeded(
                 f"more than {max_pending} out-of-order TCP bytes waiting for a gap",
@@ -354,13 +429,22 @@ def _ipv6_transport(buf: bytes, off: int, end: int) -> tuple[int, int, bool]:
     return proto, pos, fragment
 
 
-def _read(fileobj: IO[bytes], ports: frozenset[int] | None, max_pending: int,
+def _reverse(key: bytes) -> bytes:
+    """The flow key of the other direction (addresses and ports swapped)."""
+    half = (len(key) - 4) // 2
+    return key[half : 2 * half] + key[:half] + key[-2:] + key[-4:-2]
+
+
+def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max_pending: int,
           max_apdu: int) -> Iterator[CapturedApdu]:
     """The reader proper: one loop over frames, kept flat because it runs per packet."""
     linktype, container = _open_container(fileobj)
     link = _link_offset(linktype)
     streams: dict[bytes, _Stream] = {}
     udp_names: dict[bytes, tuple[str, str]] = {}
+    # Heuristic verdicts per conversation (the smaller of the two flow keys): True once it
+    # looked like C12.22, False once its TCP bytes could not start an APDU.
+    verdicts: dict[bytes, bool] = {}
     record = CapturedApdu
     frame = 0
     for ts, buf in _records(container):
@@ -408,13 +492,25 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, max_pending: int,
         if len(buf) < t + (20 if proto == 6 else 8):
             continue
         # ---- transport layer
+        guessed = False
         if ports is not None and (buf[t] << 8 | buf[t + 1]) not in ports \
                 and (buf[t + 2] << 8 | buf[t + 3]) not in ports:
-            continue
+            if not heuristic:
+                continue
+            guessed = True
         key = addrs + buf[t : t + 4]
         truncated = fragment or end > len(buf)
         if proto == 17:
-            yield from _udp(buf, t, end, key, udp_names, frame, ts, truncated, max_apdu)
+            if not guessed:
+                yield from _udp(buf, t, end, key, udp_names, frame, ts, truncated, max_apdu)
+                continue
+            # Each datagram is one APDU: one that looks like C12.22 marks its conversation.
+            conversation = min(key, _reverse(key))
+            for rec in _udp(buf, t, end, key, udp_names, frame, ts, truncated, max_apdu):
+                if verdicts.get(conversation) or rec.error is None and looks_like_apdu(rec.data):
+                    if not verdicts.get(conversation):
+                        _remember(verdicts, conversation, True)
+                    yield rec
             continue
         flags = buf[t + 13]
         seq = int.from_bytes(buf[t + 4 : t + 8], "big")
@@ -423,18 +519,34 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, max_pending: int,
             continue  # TCP data offset under the minimum header
         payload = buf[start:end]
         stream = streams.get(key)
+        if guessed and stream is None:
+            conversation = min(key, _reverse(key))
+            if verdicts.get(conversation) is False:
+                if not flags & _TCP_SYN:
+                    continue  # known not to be C12.22: the cheapest way past it
+                del verdicts[conversation]  # a new connection on the tuple: judge afresh
+            if not payload:
+                # No stream for a SYN or a bare ACK off the C12.22 ports (a port scan holds
+                # nothing): it starts with its first data, whose sequence number is offset 0.
+                continue
         if flags & _TCP_SYN:
             if stream is None or stream.isn != seq:
                 if stream is not None:
                     yield from _finish(stream)  # a new connection on the same 4-tuple
+                    if guessed:  # and maybe another protocol: judge it afresh
+                        verdicts.pop(min(key, _reverse(key)), None)
                 stream = streams[key] = _Stream(*_endpoints(addrs, key[-4:]),
                                                 (seq + 1) & _MASK32, seq, max_apdu)
+                if guessed:
+                    _guess(stream, verdicts.get(min(key, _reverse(key))))
             seq = (seq + 1) & _MASK32
         if not payload:
             continue
         if stream is None:
             # Capture started mid-connection: the first data we see is offset 0.
             stream = streams[key] = _Stream(*_endpoints(addrs, key[-4:]), seq, None, max_apdu)
+            if guessed:
+                _guess(stream, verdicts.get(min(key, _reverse(key))))
         if stream.broken:
             continue
         stream.last_frame, stream.last_time = frame, ts
@@ -458,20 +570,61 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, max_pending: int,
             else:
                 stream.hold(off_, payload, max_pending)
         except DecodeError as exc:
+            if stream.guessing and _acse_verdict(stream.head) is not True:
+                _reject(streams, verdicts, key)  # not C12.22 after all: say nothing
+                continue
             for apdu in out:
                 yield record(frame, ts, stream.src, stream.dst, "tcp", apdu)
             stream.give_up()
             yield record(frame, ts, stream.src, stream.dst, "tcp", payload, exc)
             continue
+        if stream.guessing and stream.head:
+            verdict = _acse_verdict(stream.head)
+            if verdict is None and len(stream.head) < GUESS_BYTES:
+                continue  # not enough of it yet (nothing can be out: no whole APDU yet)
+            if not verdict:
+                _reject(streams, verdicts, key)
+                continue
+            _remember(verdicts, min(key, _reverse(key)), True)
+            stream.guessing = False
+            stream.head = bytearray()
+            other = streams.get(_reverse(key))
+            if other is not None:
+                other.guessing = False
         for apdu in out:
             yield record(frame, ts, stream.src, stream.dst, "tcp", apdu)
     for stream in streams.values():
         yield from _finish(stream)
 
 
+def _remember(verdicts: dict[bytes, bool], conversation: bytes, verdict: bool) -> None:
+    verdicts.pop(conversation, None)
+    verdicts[conversation] = verdict
+    if len(verdicts) > MAX_VERDICTS:
+        # Forgetting a verdict only means judging that conversation again if it goes on.
+        del verdicts[next(iter(verdicts))]
+
+
+def _reject(streams: dict[bytes, _Stream], verdicts: dict[bytes, bool], key: bytes) -> None:
+    """A conversation off the C12.22 ports is not C12.22: forget both its directions."""
+    for k in (key, _reverse(key)):
+        stream = streams.pop(k, None)
+        if stream is not None:
+            stream.give_up()
+    _remember(verdicts, min(key, _reverse(key)), False)
+
+
+def _guess(stream: _Stream, verdict: bool | None) -> None:
+    """Start a stream off the C12.22 ports with what its conversation is known to be."""
+    if verdict is None:
+        stream.guessing = True
+    elif not verdict:
+        stream.give_up()
+
+
 def _finish(stream: _Stream) -> Iterator[CapturedApdu]:
     """At the end of a connection: report bytes that never made a whole APDU."""
-    if stream.broken:
+    if stream.broken or stream.guessing:
         return
     left = stream.leftover()
     if left:

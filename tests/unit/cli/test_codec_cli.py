@@ -21,8 +21,8 @@ def _run(*args, input=None):
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
 
-def test_decode_hex_as_tree_with_hex_beside_it():
-    result = _run("decode", READ_T0)
+def test_decode_verbose_is_a_tree_with_hex_beside_it():
+    result = _run("decode", "-V", READ_T0)
     assert result.exit_code == 0
     assert "called_ap_title .123.8437 (2.16.124.113620.1.22.0.123.8437)" in result.output
     assert "a2 05 80 03 7b c1 75" in result.output

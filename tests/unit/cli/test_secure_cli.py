@@ -65,12 +65,12 @@ def test_decode_mode_1_and_cleartext() -> None:
 
 
 def test_decode_tree_says_verified_and_shows_the_decrypted_services() -> None:
-    result = _run("decode", "--key", KEY, EX8_1)
+    result = _run("decode", "-V", "--key", KEY, EX8_1)
     assert "MAC verified: yes" in result.output
     assert "ciphertext" in result.output and "decrypted:" in result.output
     assert "service=partial_read_offset code=63 table_id=1 offset=16 octet_count=16" in (
         result.output)
-    bad = _run("decode", "--key", "2:" + "00" * 16, EX8_1)
+    bad = _run("decode", "-V", "--key", "2:" + "00" * 16, EX8_1)
     assert "MAC verified: NO" in bad.output and "decrypted:" not in bad.output
 
 
