@@ -633,13 +633,19 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
         value is one row: a present snapshot is one row per quantity at one time."""
         title = (await known(ap_title))["ap_title"]
 
-        def aware(when: dt.datetime | None) -> dt.datetime | None:
-            if when is not None and when.tzinfo is None:
-                return when.replace(tzinfo=dt.timezone.utc)
-            return when
+        def aware(when: dt.datetime | None, name: str) -> dt.datetime | None:
+            if when is None:
+                return None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.timezone.utc)
+            try:  # year 1 at +01:00 is before year 1 in UTC: no storage can hold it
+                return when.astimezone(dt.timezone.utc)
+            except (OverflowError, ValueError):
+                raise HTTPException(422, [{"loc": ["query", name], "type": "value_error",
+                                           "msg": "out of the range of UTC times"}]) from None
 
-        rows = await storage().readings(title, kind=kind, since=aware(since),
-                                        until=aware(until), limit=limit,
+        rows = await storage().readings(title, kind=kind, since=aware(since, "since"),
+                                        until=aware(until, "until"), limit=limit,
                                         newest_first=newest_first)
         return [_reading(r) for r in rows]
 

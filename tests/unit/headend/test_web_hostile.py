@@ -340,3 +340,12 @@ def test_validation_errors_never_echo_the_input(client: httpx.Client) -> None:
     r = client.post(f"{SERVICES}/security", json={"password": PASSWORD * 3})
     assert r.status_code == 422 and PASSWORD not in r.text
     assert "input" not in json.dumps(r.json())
+
+
+@pytest.mark.parametrize("query", [
+    {"until": "0001-01-01T00:00:00+01:01"},  # before year 1 in UTC (schemathesis found it)
+    {"since": "9999-12-31T23:59:59-01:00"},  # after year 9999 in UTC
+])
+def test_times_outside_utc_are_422(client: httpx.Client, query: dict[str, str]) -> None:
+    r = client.get(f"/api/nodes/{METER}/readings", params=query)
+    assert r.status_code == 422, r.text
