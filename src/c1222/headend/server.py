@@ -360,6 +360,8 @@ class HeadEnd:
                                                       int(p["count"]))]
             return [sec, FullReadRequest(table)]
         if name == "write":
+            if p.get("table") in (None, "") or not p.get("data"):  # never a default table
+                raise ConfigurationError("write needs a table and its data")
             data = bytes.fromhex(str(p.get("data", "")))
             table = int(p.get("table", 0))
             if p.get("offset") not in (None, ""):

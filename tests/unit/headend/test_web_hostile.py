@@ -349,3 +349,22 @@ def test_validation_errors_never_echo_the_input(client: httpx.Client) -> None:
 def test_times_outside_utc_are_422(client: httpx.Client, query: dict[str, str]) -> None:
     r = client.get(f"/api/nodes/{METER}/readings", params=query)
     assert r.status_code == 422, r.text
+
+
+def test_every_service_has_its_parameters_listed() -> None:
+    from c1222.headend.server import SERVICES
+    from c1222.headend.web import SERVICE_PARAMS, ServiceParams
+
+    assert tuple(SERVICE_PARAMS) == SERVICES
+    fields = set(ServiceParams.model_fields)
+    for required, optional in SERVICE_PARAMS.values():
+        assert required | optional <= fields
+
+
+def test_the_head_end_itself_never_writes_a_default_table(system: System) -> None:
+    from c1222.errors import ConfigurationError
+
+    assert system.headend is not None
+    for params in ({"data": "41"}, {"table": "", "data": "41"}, {"table": 10}):
+        with pytest.raises(ConfigurationError, match="write needs a table"):
+            system.call(system.headend.run_service(METER, "write", params))
