@@ -4,8 +4,7 @@
 HeadEnd`. It must be served on the head-end's own event loop (the handlers await the
 head-end's coroutines and queues)::
 
-    server = uvicorn.Server(uvicorn.Config(create_app(headend), host, port,
-                                           log_level="warning"))
+    server = uvicorn.Server(transport.http.uvicorn_config(create_app(headend), host, port))
     await server.serve()        # server.should_exit = True stops it
 
 Live updates go out as server-sent events on ``/api/events``; every open stream ends within
