@@ -214,7 +214,7 @@ def _forms(secret: bytes) -> list[str]:
     return [secret.decode("latin-1"), secret.hex(), secret.hex().upper()]
 
 
-@pytest.fixture(scope="module", params=[0, 2], ids=["mode0", "mode2"])
+@pytest.fixture(scope="module", params=[0, 1, 2], ids=["mode0", "mode1", "mode2"])
 def secured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[System]:
     mode = request.param
