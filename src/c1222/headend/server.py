@@ -27,8 +27,8 @@ from typing import Any
 
 from c1222.codec import text
 from c1222.codec.acse import Apdu
-from c1222.codec.redact import redact, redact_bytes
 from c1222.codec.ber import Uid
+from c1222.codec.redact import redact, redact_bytes
 from c1222.codec.services import (
     DeregisterRequest,
     DisconnectRequest,

@@ -146,8 +146,8 @@ def _framed_size(service: Request) -> int:
     encoding its table data."""
     td = getattr(service, "table_data", None)
     if isinstance(td, TableData):
-        size = (len(dataclasses.replace(service, table_data=TableData(b"")).encode())  # type: ignore[type-var]
-                - table_data_size(TableData(b"")) + table_data_size(td))
+        empty = dataclasses.replace(service, table_data=TableData(b""))  # type: ignore[type-var]
+        size = len(empty.encode()) - table_data_size(TableData(b"")) + table_data_size(td)
     else:
         size = len(service.encode())
     return _length_size(size) + size

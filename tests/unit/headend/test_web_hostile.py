@@ -173,8 +173,8 @@ def test_every_malformed_body_is_422_and_sends_nothing(client: httpx.Client, sys
     assert r.status_code == (400 if body.startswith(b"\xff") and "json" in content_type
                              else 422), r.text
     detail = r.json()["detail"]
-    assert r.status_code == 400 or isinstance(detail, list) and detail and all("msg" in d and "loc" in d
-                                                       for d in detail)
+    assert r.status_code == 400 or (isinstance(detail, list) and detail
+                                    and all("msg" in d and "loc" in d for d in detail))
     assert last_id(client) == before, "a malformed request was sent to the meter"
     assert system.headend is None or system.headend.stats == sent
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -59,14 +60,14 @@ def test_no_request_the_schema_allows_or_forbids_is_a_server_error(system: Syste
                           database=None, phases=[Phase.explicit, Phase.generate],
                           suppress_health_check=list(HealthCheck))
                 @given(case=strategy)
-                def run(case: object) -> None:
+                def run(case: Any) -> None:
                     nonlocal sent
-                    response = case.call(base_url=system.url, timeout=30)  # type: ignore[attr-defined]
+                    response = case.call(base_url=system.url, timeout=30)
                     sent += 1
                     if response.status_code >= 500 and response.status_code != 502:
-                        failures.append(f"{response.status_code} {case.method} "  # type: ignore[attr-defined]
-                                        f"{response.request.url} body={response.request.body!r:.200}"
-                                        f" -> {response.text[:200]}")
+                        request = response.request
+                        failures.append(f"{response.status_code} {case.method} {request.url} "
+                                        f"body={request.body!r:.200} -> {response.text[:200]}")
 
                 try:
                     run()
