@@ -21,3 +21,5 @@ MAX_TABLE_DATA_CHUNKS = 256
 MAX_IDENTIFY_FEATURES = 32
 #: Relays listed in one Trace response.
 MAX_TRACE_HOPS = 64
+#: Largest HTTP request body the web apps read (transport.http; the API's bodies are small).
+MAX_HTTP_BODY_SIZE = 1024 * 1024

@@ -77,9 +77,9 @@ async def _run(node: Any, web: tuple[str, int]) -> None:
     import uvicorn
 
     from c1222.headend.web import create_app
+    from c1222.transport.http import uvicorn_config
 
-    server = uvicorn.Server(uvicorn.Config(create_app(node), host=web[0], port=web[1],
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(create_app(node), web[0], web[1]))
     # Our event loop handles Ctrl-C and stops the server itself.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     serving: asyncio.Task[None] | None = None

@@ -35,6 +35,7 @@ from typing import Any
 from c1222.codec import text
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
+from c1222.codec.redact import redact, redact_bytes
 from c1222.codec.services import (
     DeregisterRequest,
     DisconnectRequest,
@@ -344,6 +345,9 @@ class HeadEnd:
         if ap_title is None and apdu is not None:
             other = apdu.calling_ap_title if direction == "in" else apdu.called_ap_title
             ap_title = str(other.absolute()) if other is not None else None
+        if apdu is not None:  # passwords and user names are never stored (codec.redact)
+            data = redact_bytes(data, apdu)
+            apdu = redact(apdu)
         record = MessageRecord(
             time=dt.datetime.now(dt.timezone.utc), direction=direction, peer=link.name,
             transport=link.transport, raw=data, summary=summary(apdu) if apdu else "undecoded",
@@ -396,10 +400,13 @@ class HeadEnd:
             raise ConfigurationError(f"{ap_title} is not registered")
         return found
 
-    async def call(self, ap_title: str, services: Sequence[Request]) -> Exchange:
-        """Send ``services`` to a registered node and return the logged exchange."""
+    async def call(self, ap_title: str, services: Sequence[Request], *,
+                   max_size: int | None = None) -> Exchange:
+        """Send ``services`` to a registered node and return the logged exchange
+        (LimitExceeded, nothing sent, for a request over ``max_size`` or MAX_APDU_SIZE)."""
         node = self.node(ap_title)
-        pending = self.requester.request(list(services), Uid.parse(node.ap_title))
+        pending = self.requester.request(list(services), Uid.parse(node.ap_title),
+                                         max_size=max_size)
         link = await self._link(node)
         self._log("out", link, pending.data, pending.apdu, node.ap_title)
         started = time.perf_counter()
@@ -425,9 +432,20 @@ class HeadEnd:
 
     async def run_service(self, ap_title: str, name: str, params: dict[str, Any]
                           ) -> Exchange:
-        """One service by name, as the console's buttons send it (docs/headend.md)."""
+        """One service by name, as the console's buttons send it (docs/headend.md).
+
+        LimitExceeded, with nothing sent, for a request larger than the node said it takes
+        (the max size of an RQTL answer, remembered per node) or than MAX_APDU_SIZE."""
         services = await self._services(ap_title, name, params)
-        return await self.call(ap_title, services)
+        node = self.node(ap_title)
+        known = node.extra.get("max_request_size")
+        exchange = await self.call(ap_title, services,
+                                   max_size=known if isinstance(known, int) else None)
+        for service in exchange.response.epsem.services if exchange.response else ():
+            if (isinstance(service, ErrorResponse) and service.response_code == ResponseCode.RQTL
+                    and service.max_size):
+                node.extra["max_request_size"] = service.max_size
+        return exchange
 
     async def _services(self, ap_title: str, name: str, p: dict[str, Any]) -> list[Request]:
         node = self.node(ap_title)
@@ -442,6 +460,8 @@ class HeadEnd:
                                                       int(p["count"]))]
             return [sec, FullReadRequest(table)]
         if name == "write":
+            if p.get("table") in (None, "") or not p.get("data"):  # never a default table
+                raise ConfigurationError("write needs a table and its data")
             data = bytes.fromhex(str(p.get("data", "")))
             table = int(p.get("table", 0))
             if p.get("offset") not in (None, ""):

@@ -4,8 +4,7 @@
 HeadEnd`. It must be served on the head-end's own event loop (the handlers await the
 head-end's coroutines and queues)::
 
-    server = uvicorn.Server(uvicorn.Config(create_app(headend), host, port,
-                                           log_level="warning"))
+    server = uvicorn.Server(transport.http.uvicorn_config(create_app(headend), host, port))
     await server.serve()        # server.should_exit = True stops it
 
 Live updates go out as server-sent events on ``/api/events``; every open stream ends within
@@ -16,6 +15,13 @@ Endpoints (docs/headend.md): ``GET /api/nodes``, ``GET /api/nodes/{ap_title}``,
 ``POST /api/nodes/{ap_title}/services/{name}``, ``GET /api/nodes/{ap_title}/readings``,
 ``POST /api/nodes/{ap_title}/collect``, ``GET /api/messages``, ``GET /api/messages/{id}``,
 ``GET /api/events``; ``/`` is the console and ``/static/...`` its files.
+
+Hostile input: request bodies are read under :class:`~c1222.transport.http.HttpLimits`
+(413 over the cap, 408 when too slow); every malformed parameter is a 422 whose body never
+echoes the input (it may not even be JSON-encodable: bytes, NaN, infinity); a request too
+large for the meter (or for :data:`~c1222.limits.MAX_APDU_SIZE`) is a 413 before anything is
+sent. Secrets (Security passwords, Logon user names) are redacted in every message shown
+(:mod:`c1222.codec.redact`).
 """
 
 from __future__ import annotations
@@ -31,17 +37,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Path as PathParam, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from c1222.codec import acse, text
+from c1222.codec.redact import redact, redact_bytes
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
 from c1222.codec.services import ErrorResponse, Response
 from c1222.codes import ResponseCode
-from c1222.errors import C1222Error, ConfigurationError
+from c1222.errors import C1222Error, ConfigurationError, DecodeError, LimitExceeded
 from c1222.headend.server import Exchange, HeadEnd, summary
+from c1222.transport.http import HttpLimits, limit_body
 from c1222.transport.sse import Streams, close_streams, hook_uvicorn_shutdown, sse
 
 if TYPE_CHECKING:
@@ -58,6 +67,8 @@ KEEPALIVE = 15.0
 #: Most readings / messages one request returns.
 MAX_READINGS = 20_000
 MAX_MESSAGES = 1000
+#: Largest row id a path or query takes (SQLite's and PostgreSQL's bigint).
+MAX_ID = 2**63 - 1
 _NO_CACHE = {"Cache-Control": "no-cache"}
 
 
@@ -140,6 +151,8 @@ class MessagePart(BaseModel):
     tree: list[TreeRow] | None = None
     exact: bool = Field(False, description="the tree's bytes are exactly `hex` (not decrypted "
                                            "or re-encoded)")
+    decrypted: bool = Field(False, description="the tree shows the plaintext of a mode-2 "
+                                               "message (same offsets and lengths as `hex`)")
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -198,6 +211,8 @@ def _hex(value: str | None) -> str | None:
     cleaned = "".join(value.split())
     if cleaned.lower().startswith("0x"):
         cleaned = cleaned[2:]
+    if not cleaned:
+        raise ValueError("empty: give the bytes in hex")
     try:
         bytes.fromhex(cleaned)
     except ValueError:
@@ -205,10 +220,55 @@ def _hex(value: str | None) -> str | None:
     return cleaned
 
 
-class ServiceParams(BaseModel):
-    """Parameters of one service; each service reads only its own (docs/headend.md)."""
+def _latin1(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError("only Latin-1 characters (one byte each)") from None
+    return value
 
-    model_config = ConfigDict(extra="forbid")
+
+#: The parameters each service takes: (required, optional). Anything else is a 422, so a
+#: parameter meant for another service is never silently dropped, and a write never falls
+#: back to a default table.
+SERVICE_PARAMS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "identify": (frozenset(), frozenset()),
+    "read": (frozenset({"table"}), frozenset({"offset", "count"})),
+    "write": (frozenset({"table", "data"}), frozenset({"offset"})),
+    "logon": (frozenset(), frozenset({"user_id", "user", "timeout"})),
+    "security": (frozenset(), frozenset({"user_id", "password"})),
+    "logoff": (frozenset(), frozenset()),
+    "wait": (frozenset(), frozenset({"seconds"})),
+    "terminate": (frozenset(), frozenset()),
+    "disconnect": (frozenset(), frozenset()),
+    "deregister": (frozenset(), frozenset({"ap_title"})),
+    "resolve": (frozenset(), frozenset({"ap_title"})),
+    "trace": (frozenset(), frozenset({"ap_title"})),
+    "procedure": (frozenset({"number"}), frozenset({"params", "mfg", "seq"})),
+}
+
+
+def _params_error(name: str, given: set[str]) -> list[dict[str, Any]]:
+    """422 details for parameters ``name`` does not take or lacks (FastAPI's error shape)."""
+    required, optional = SERVICE_PARAMS[name]
+    errors = [{"loc": ["body", k], "msg": f"{name} takes no {k!r}", "type": "extra_forbidden"}
+              for k in sorted(given - required - optional)]
+    errors += [{"loc": ["body", k], "msg": f"{name} needs {k!r}", "type": "missing"}
+               for k in sorted(required - given)]
+    if name == "read" and "offset" in given and "count" not in given:
+        errors.append({"loc": ["body", "count"], "msg": "a partial read needs a count",
+                       "type": "missing"})
+    return errors
+
+
+class ServiceParams(BaseModel):
+    """Parameters of one service; each service takes only its own (docs/headend.md).
+
+    Strict: a number is a JSON integer (not a string, float or boolean), text is a JSON
+    string and never empty."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_min_length=1)
 
     table: int | None = Field(None, ge=0, le=0xFFFF, description="read, write: table number")
     offset: int | None = Field(None, ge=0, le=0xFFFFFF,
@@ -230,11 +290,12 @@ class ServiceParams(BaseModel):
     seq: int | None = Field(None, ge=0, le=255, description="procedure: sequence number")
 
     _check_data = field_validator("data", "params")(_hex)
+    _check_text = field_validator("user", "password")(_latin1)
 
     @field_validator("ap_title")
     @classmethod
     def _check_title(cls, value: str | None) -> str | None:
-        if value in (None, ""):
+        if value is None:
             return None
         try:
             Uid.parse(value)
@@ -272,12 +333,20 @@ def response_codes(apdu: Apdu | None) -> list[str]:
     return out
 
 
+def _decrypted(apdu: Apdu) -> bool:
+    return apdu.epsem.security_mode == 2 and apdu.epsem.ciphertext is None
+
+
 def _part(apdu: Apdu | None, raw: bytes) -> dict[str, Any]:
+    """One message as the API shows it, its secrets redacted (bytes, JSON and tree)."""
     if apdu is None:
-        return {"hex": raw.hex(), "summary": None, "json": None, "tree": None, "exact": False}
-    rows, exact = tree_rows(apdu, raw)
-    return {"hex": raw.hex(), "summary": summary(apdu), "json": text.to_json(apdu),
-            "tree": rows, "exact": exact}
+        return {"hex": raw.hex(), "summary": None, "json": None, "tree": None, "exact": False,
+                "decrypted": False}
+    raw = redact_bytes(raw, apdu)
+    shown = redact(apdu)
+    rows, exact = tree_rows(shown, raw)
+    return {"hex": raw.hex(), "summary": summary(apdu), "json": text.to_json(shown),
+            "tree": rows, "exact": exact, "decrypted": _decrypted(apdu)}
 
 
 def exchange_json(exchange: Exchange, service: str, ap_title: str,
@@ -331,8 +400,7 @@ def _message_detail(m: MessageRecord, headend: HeadEnd) -> dict[str, Any]:
     apdu: Apdu | None = None
     if m.json:
         try:
-            body["json"] = json.loads(m.json)
-            apdu = text.from_json(body["json"])
+            apdu = text.from_json(json.loads(m.json))
         except (ValueError, C1222Error) as exc:
             body["error"] = f"logged JSON: {exc}"
     if apdu is None:
@@ -348,13 +416,33 @@ def _message_detail(m: MessageRecord, headend: HeadEnd) -> dict[str, Any]:
                 apdu = unprotect(m.raw, headend.config.keys)
             except C1222Error as exc:
                 body["error"] = f"not unprotected ({type(exc).__name__}); shown as received"
-        body["json"] = text.to_json(apdu)
+    # The log stores messages redacted; rows written before it did are redacted here.
+    raw = redact_bytes(m.raw, apdu)
+    apdu = redact(apdu)
+    body["hex"] = raw.hex()
+    body["json"] = text.to_json(apdu)
     try:
-        body["tree"], body["exact"] = tree_rows(apdu, m.raw)
+        body["tree"], body["exact"] = tree_rows(apdu, raw)
     except (C1222Error, ValueError) as exc:  # pragma: no cover - a logged message re-encodes
         body["error"] = f"tree: {exc}"
-    body["decrypted"] = apdu.epsem.security_mode == 2 and apdu.epsem.ciphertext is None
+    body["decrypted"] = _decrypted(apdu)
     return body
+
+
+def _safe_text(value: object, limit: int = 200) -> str:
+    """Text that any JSON encoder takes (no lone surrogates), cut to ``limit``."""
+    return str(value)[:limit].encode("utf-8", "replace").decode("utf-8")
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's error list without the offending input: it may be bytes that are not UTF-8,
+    NaN or infinity, which no JSON response can carry (they were 500s)."""
+    out = []
+    for error in exc.errors()[:20]:
+        loc = [x if isinstance(x, int) else _safe_text(x, 80) for x in error.get("loc", ())]
+        out.append({"loc": loc, "msg": _safe_text(error.get("msg", "")),
+                    "type": _safe_text(error.get("type", ""), 40)})
+    return out
 
 
 def _event_title(event: dict[str, Any]) -> str | None:
@@ -367,8 +455,11 @@ def _event_title(event: dict[str, Any]) -> str | None:
 # ------------------------------------------------------------------------------ the app
 
 
-def create_app(headend: HeadEnd) -> FastAPI:
-    """The REST API and console over a started head-end (served on its event loop)."""
+def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastAPI:
+    """The REST API and console over a started head-end (served on its event loop).
+
+    ``http_limits`` bounds request bodies (:class:`~c1222.transport.http.HttpLimits`; serve
+    with :func:`~c1222.transport.http.uvicorn_config` for the header time-out too)."""
     streams = Streams()
     hook_uvicorn_shutdown()
 
@@ -385,6 +476,11 @@ def create_app(headend: HeadEnd) -> FastAPI:
     app.state.headend = headend
     app.state.c1222_streams = streams  # closed by uvicorn's shutdown (transport.sse)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    limit_body(app, http_limits)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_errors(exc)}, status_code=422)
 
     def storage() -> Any:
         if headend.storage is None:
@@ -474,6 +570,8 @@ def create_app(headend: HeadEnd) -> FastAPI:
         "/api/nodes/{ap_title}/services/{name}", response_model=ExchangeOut, tags=["services"],
         summary="Send one EPSEM service",
         responses={404: {"model": ErrorBody, "description": "the node is not registered"},
+                   413: {"model": ErrorBody, "description": "the request would be larger "
+                                                            "than the meter takes"},
                    422: {"model": ErrorBody, "description": "bad parameters"},
                    502: {"model": NoAnswer,
                          "description": "the meter did not answer (or not intelligibly)"}})
@@ -489,9 +587,16 @@ def create_app(headend: HeadEnd) -> FastAPI:
         it did not answer."""
         node = registered(ap_title)
         given = params.model_dump(exclude_none=True) if params is not None else {}
+        wrong = _params_error(name.value, set(given))
+        if wrong:
+            raise HTTPException(422, wrong)
         started = time.monotonic()
         try:
             exchange = await headend.run_service(node.ap_title, name.value, given)
+        except LimitExceeded as exc:
+            if isinstance(exc, DecodeError):  # pragma: no cover - call() keeps these
+                raise HTTPException(502, str(exc)) from None
+            raise HTTPException(413, f"not sent: {exc}") from None
         except ConfigurationError as exc:
             if node.ap_title not in headend.registrar.nodes:
                 raise HTTPException(404, str(exc)) from None
@@ -531,13 +636,19 @@ def create_app(headend: HeadEnd) -> FastAPI:
         value is one row: a present snapshot is one row per quantity at one time."""
         title = (await known(ap_title))["ap_title"]
 
-        def aware(when: dt.datetime | None) -> dt.datetime | None:
-            if when is not None and when.tzinfo is None:
-                return when.replace(tzinfo=dt.timezone.utc)
-            return when
+        def aware(when: dt.datetime | None, name: str) -> dt.datetime | None:
+            if when is None:
+                return None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.timezone.utc)
+            try:  # year 1 at +01:00 is before year 1 in UTC: no storage can hold it
+                return when.astimezone(dt.timezone.utc)
+            except (OverflowError, ValueError):
+                raise HTTPException(422, [{"loc": ["query", name], "type": "value_error",
+                                           "msg": "out of the range of UTC times"}]) from None
 
-        rows = await storage().readings(title, kind=kind, since=aware(since),
-                                        until=aware(until), limit=limit,
+        rows = await storage().readings(title, kind=kind, since=aware(since, "since"),
+                                        until=aware(until, "until"), limit=limit,
                                         newest_first=newest_first)
         return [_reading(r) for r in rows]
 
@@ -568,7 +679,8 @@ def create_app(headend: HeadEnd) -> FastAPI:
     async def messages(
         ap_title: str | None = Query(None, description="only this node's messages"),
         limit: int = Query(100, ge=1, le=MAX_MESSAGES),
-        before_id: int | None = Query(None, description="page: the last id seen"),
+        before_id: int | None = Query(None, ge=1, le=MAX_ID,
+                                      description="page: the last id seen"),
     ) -> list[dict[str, Any]]:
         """Every C12.22 message the head-end sent or received, newest first."""
         title = key(ap_title) if ap_title else None
@@ -577,7 +689,8 @@ def create_app(headend: HeadEnd) -> FastAPI:
 
     @app.get("/api/messages/{message_id}", response_model=MessageDetail, tags=["messages"],
              summary="One logged message, parsed", responses={404: {"model": ErrorBody}})
-    async def message(message_id: int) -> dict[str, Any]:
+    async def message(message_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]
+                      ) -> dict[str, Any]:
         """The message in hex, its canonical JSON and its tree (each element with the bytes
         it occupies)."""
         record = await storage().message(message_id)

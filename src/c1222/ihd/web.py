@@ -32,6 +32,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from c1222.ihd.history import BUCKET, WINDOW, History, Sample
+from c1222.transport.http import limit_body
 from c1222.transport.sse import Streams, close_streams, hook_uvicorn_shutdown, sse
 
 __all__ = ["STATIC", "close_streams", "create_app", "live", "serve", "summary"]
@@ -198,6 +199,7 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
     app.state.c1222_streams = streams  # closed by uvicorn's shutdown (transport.sse)
     app.state.history = history
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    limit_body(app)  # request bodies capped and timed (transport.http)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -23,6 +23,7 @@ from c1222.headend.server import HeadEnd, HeadEndConfig
 from c1222.headend.web import ServiceName, create_app
 from c1222.meter.config import MeterConfig
 from c1222.meter.node import Meter
+from c1222.transport.http import HttpLimits, uvicorn_config
 
 METER = "2.16.124.113620.1.22.0.123.8437"
 
@@ -31,12 +32,15 @@ class System(threading.Thread):
     """A head-end with its web app, and meters on demand, on one loop in a thread."""
 
     def __init__(self, tmp: Path, *, collect_interval: float = 3600.0,
-                 log_interval: float = 3600.0, timeout: float = 5.0) -> None:
+                 log_interval: float = 3600.0, timeout: float = 5.0,
+                 http_limits: HttpLimits | None = None, **config: Any) -> None:
         super().__init__(daemon=True, name="headend-loop")
         self.tmp = tmp
         self.config = HeadEndConfig(listen=("127.0.0.1", 0), db=f"sqlite:///{tmp / 'h.db'}",
                                     collect_interval=collect_interval,
-                                    log_interval=log_interval, timeout=timeout)
+                                    log_interval=log_interval, timeout=timeout, **config)
+        self.http_limits = http_limits
+        self.meter_options: dict[str, Any] = {}
         self.loop = asyncio.new_event_loop()
         self.headend: HeadEnd | None = None
         self.server: Any = None
@@ -65,8 +69,9 @@ class System(threading.Thread):
 
         self.headend = HeadEnd(self.config)
         self.address = await self.headend.start()
-        self.server = uvicorn.Server(uvicorn.Config(create_app(self.headend), host="127.0.0.1",
-                                                    port=0, log_level="warning"))
+        # served as `c1222 headend` serves it: under the HTTP limits (transport.http)
+        self.server = uvicorn.Server(uvicorn_config(create_app(self.headend, self.http_limits),
+                                                    "127.0.0.1", 0, self.http_limits))
         self.server.install_signal_handlers = lambda: None
         self._served = asyncio.create_task(self.server.serve())
         while not self.server.started:
@@ -98,7 +103,8 @@ class System(threading.Thread):
         async def start() -> None:
             meter = Meter(MeterConfig(ap_title=ap_title, serial_number=serial,
                                       listen=("127.0.0.1", 0), headend=self.address,
-                                      state_dir=self.tmp / f"meter-{serial}", speed=speed))
+                                      state_dir=self.tmp / f"meter-{serial}", speed=speed,
+                                      **self.meter_options))
             await meter.start()
             self.meters.append(meter)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from c1222.codec import acse, text
 from c1222.codec.ber import Uid
+from c1222.codec.redact import redact, redact_bytes
 from c1222.codec.services import (
     RegisterRequest,
     RegisterResponse,
@@ -427,8 +428,9 @@ class _Probe:
         data = pending.data
         if corrupt_mac:
             data = data[:-1] + bytes([data[-1] ^ 0x01])  # the MAC is the last 4 bytes
-        record = ExchangeRecord(self.state.transport, data.hex(),
-                                request=text.to_json(pending.apdu), note=note)
+        record = ExchangeRecord(self.state.transport,  # the report never holds a password
+                                redact_bytes(data, pending.apdu).hex(),
+                                request=text.to_json(redact(pending.apdu)), note=note)
         self.records.append(record)
         try:
             link = await self.tester.link(self.state, fresh=fresh_link)
@@ -528,7 +530,8 @@ def _arrival_record(link: Link, data: bytes, reply: Reply) -> ExchangeRecord:
     record = ExchangeRecord(link.transport, data.hex(), direction="in",
                             response_hex=reply.data.hex() if reply.data else None)
     if reply.request is not None:
-        record.request = text.to_json(reply.request)
+        record.request_hex = redact_bytes(data, reply.request).hex()
+        record.request = text.to_json(redact(reply.request))
     if reply.response is not None:
         record.response = text.to_json(reply.response)
     return record

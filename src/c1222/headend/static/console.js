@@ -317,7 +317,7 @@
         m.decrypted ? " · decrypted" : "", m.error ? el("span", { class: "bad", text: ` · ${m.error}` }) : "");
       r.detail.dataset.id = String(m.id);
       renderHex(r["detail-hex"], m.hex);
-      renderTree(r["detail-tree"], m.tree, r["detail-hex"], m.exact);
+      renderTree(r["detail-tree"], m.tree, r["detail-hex"], m.exact || m.decrypted);
     }
 
     r.older.addEventListener("click", older);
@@ -576,13 +576,17 @@
       const result = view.querySelector("[data-testid=result]");
       result.dataset.service = x.service;
       result.dataset.codes = codes.join(",");
-      r["request-size"].textContent = `${x.request.hex.length / 2} bytes · ${x.request.summary || ""}`;
+      // A decrypted (mode 2) tree has the offsets and lengths of the bytes sent, MAC included,
+      // so hovering a row still marks its bytes (the ciphertext of a service row).
+      r["request-size"].textContent = `${x.request.hex.length / 2} bytes · ${x.request.summary || ""}` +
+        (x.request.decrypted ? " · decrypted" : "");
       renderHex(r["request-hex"], x.request.hex);
-      renderTree(r["request-tree"], x.request.tree, r["request-hex"], x.request.exact);
+      renderTree(r["request-tree"], x.request.tree, r["request-hex"], x.request.exact || x.request.decrypted);
       if (x.response) {
-        r["response-size"].textContent = `${x.response.hex.length / 2} bytes · ${x.response.summary || ""}`;
+        r["response-size"].textContent = `${x.response.hex.length / 2} bytes · ${x.response.summary || ""}` +
+          (x.response.decrypted ? " · decrypted" : "");
         renderHex(r["response-hex"], x.response.hex);
-        renderTree(r["response-tree"], x.response.tree, r["response-hex"], x.response.exact);
+        renderTree(r["response-tree"], x.response.tree, r["response-hex"], x.response.exact || x.response.decrypted);
       } else {
         r["response-size"].textContent = "";
         renderHex(r["response-hex"], "");
