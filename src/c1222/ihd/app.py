@@ -23,11 +23,12 @@ class Display:
 
     def __init__(self, *, listen: Address, http: Address, state_dir: Path,
                  ap_title: str | None = None, keys: KeyTable | None = None,
-                 security_mode: int = 0, tz: str = "Asia/Seoul") -> None:
+                 security_mode: int = 0, tz: str = "Asia/Seoul",
+                 meter_ap_title: str | None = None) -> None:
         self.listen_at = listen
         self.http_at = http
         self.history = History(state_dir, tz=tz)
-        self.services = DisplayServices(self._sample)
+        self.services = DisplayServices(self._sample, meter_ap_title)
         self._anchor: tuple[float, float] | None = None  # (meter time, wall time) of the last
         self.responder = Responder(
             ResponderConfig(ap_title=ihd_title(ap_title), keys=keys or KeyTable(),
