@@ -50,7 +50,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 __all__ = [
-    "BUCKET", "KEEP_DAYS", "MAX_AHEAD", "MAX_POWER_W", "POINTS_24H", "WINDOW",
+    "BUCKET", "FILL_MAX_SPAN", "FILL_MIN_SPAN", "KEEP_DAYS", "MAX_AHEAD", "MAX_POWER_W", "POINTS_24H", "WINDOW",
     "DailyTotal", "History", "Point", "Sample", "Series",
 ]
 
@@ -67,6 +67,12 @@ KEEP_DAYS = 400
 MAX_POWER_W = 200_000.0
 #: Seconds a sample's time may be ahead of the display's clock.
 MAX_AHEAD = 86_400.0
+#: Spans between two samples that are filled from the register (see :meth:`History.add`):
+#: at least this long, so the register's whole-Wh steps give the mean power to 3600/45 = 80 W
+#: or better (60 W at ``--speed 60``, 6 W at 600); shorter holes are bridged by the page.
+FILL_MIN_SPAN = 45.0
+#: ... and at most this long: a longer silence is drawn as a gap, not as one flat mean.
+FILL_MAX_SPAN = 3600.0
 #: Register steps this small below zero are float noise, not a reset.
 _NOISE_WH = 1e-6
 FILENAME = "history.sqlite"
@@ -92,6 +98,12 @@ class Point:
 
     ``t`` is the bucket's start (a multiple of 5); ``n`` the samples in it; ``counted_wh`` the
     register on the counted scale (see the module docstring); ``t_last`` the last sample's time.
+
+    ``n == 0``: a bucket *filled from the register* between two samples far apart (a sped-up
+    meter feeds one sample per simulated minute or more): ``active_power`` is the mean power
+    of that span from the register, ΔWh / Δt; ``energy_wh``/``counted_wh``/``t_last`` are the
+    sample before the span's; voltage, current, apparent power and power factor were not
+    measured (stored as 0, given as None by :meth:`History.points` and blank in the CSV).
     """
 
     t: int
@@ -111,11 +123,11 @@ class Series:
     """A window of points as parallel lists (ready for JSON or a chart)."""
 
     t: list[int]
-    voltage: list[float]
-    current: list[float]
+    voltage: list[float | None]  # None: a point filled from the register (n == 0)
+    current: list[float | None]
     active_power: list[float]
-    apparent_power: list[float]
-    power_factor: list[float]
+    apparent_power: list[float | None]
+    power_factor: list[float | None]
     energy_wh: list[float]
 
     def __len__(self) -> int:
@@ -319,9 +331,9 @@ class History:
                 if self._batch == 0:
                     self._db.execute("COMMIT")
 
-    def _write(self, point: Point, day: date | None) -> None:
+    def _write(self, points: list[Point], day: date | None) -> None:
         try:
-            self._write_rows(point, day)
+            self._write_rows(points, day)
         except sqlite3.Error as exc:
             # a full or failing disk must not stop the display: the point stays in memory
             # (the graph goes on) and the next points are tried again
@@ -330,15 +342,14 @@ class History:
             if self._batch == 0 and self._db.in_transaction:
                 self._db.execute("ROLLBACK")
 
-    def _write_rows(self, point: Point, day: date | None) -> None:
+    def _write_rows(self, points: list[Point], day: date | None) -> None:
         db = self._db
         if self._batch == 0:
             db.execute("BEGIN")
-        db.execute("INSERT OR REPLACE INTO points VALUES(?,?,?,?,?,?,?,?,?,?)",
-                   (point.t, point.n, point.voltage, point.current, point.active_power,
-                    point.apparent_power, point.power_factor, point.energy_wh,
-                    point.counted_wh, point.t_last))
-        db.execute("DELETE FROM points WHERE t < ?", (point.t - WINDOW,))
+        db.executemany("INSERT OR REPLACE INTO points VALUES(?,?,?,?,?,?,?,?,?,?)",
+                       [(p.t, p.n, p.voltage, p.current, p.active_power, p.apparent_power,
+                         p.power_factor, p.energy_wh, p.counted_wh, p.t_last) for p in points])
+        db.execute("DELETE FROM points WHERE t < ?", (points[-1].t - WINDOW,))
         if day is not None:
             d = self._days[day]
             db.execute("INSERT OR REPLACE INTO days VALUES(?,?,?,?,?)",
@@ -366,19 +377,26 @@ class History:
             if x.time > now + MAX_AHEAD:
                 self.rejected["future"] += 1
                 return False
+            fill = None  # (mean W, register, counted, time) of the span since the last sample
             if self._last_wh is None:
                 self._counted = x.energy_wh  # the counted scale starts at the register
             else:
                 step = x.energy_wh - self._last_wh
-                allowed = MAX_POWER_W * (x.time - self._last_time) / 3600.0 + 1.0
+                span = x.time - self._last_time
+                allowed = MAX_POWER_W * span / 3600.0 + 1.0
                 if -_NOISE_WH <= step <= allowed:
+                    if FILL_MIN_SPAN <= span <= FILL_MAX_SPAN:
+                        fill = (max(step, 0.0) * 3600.0 / span, self._last_wh, self._counted,
+                                self._last_time)
                     self._counted += max(step, 0.0)
                 else:
                     self.register_resets += 1
-            self._last_time, self._last_wh = x.time, x.energy_wh
             start = _bucket_of(x.time)
             if self._bucket is not None and self._bucket.t != start:
                 self._close_bucket()
+            if fill is not None:
+                self._fill(start, *fill)
+            self._last_time, self._last_wh = x.time, x.energy_wh
             if self._bucket is None:
                 self._bucket = _Bucket(start)
             self._bucket.add(x, self._counted)
@@ -386,6 +404,20 @@ class History:
             self._latest, self._received_at = x, now
             self.seq += 1
             return True
+
+    def _fill(self, until: int, watts: float, wh: float, counted: float, since: float) -> None:
+        """Points for the empty buckets after the one of ``since`` and before ``until``: the
+        meter's own measurement of that span (its register), not values made up between two
+        samples. One transaction for all of them."""
+        first = max(_bucket_of(since) + BUCKET, self._closed_until)
+        points = [Point(t, 0, 0.0, 0.0, watts, 0.0, 0.0, wh, counted, since)
+                  for t in range(first, until, BUCKET)]
+        if not points:
+            return
+        for point in points:
+            self._append(point)
+        self._write(points, None)
+        self._closed_until = until
 
     def _note_day(self, x: Sample) -> None:
         r = self._day_range
@@ -421,13 +453,17 @@ class History:
             return
         self._bucket = None
         point = b.point()
+        self._append(point)
+        self._closed_until = point.t + BUCKET
+        local_day = datetime.fromtimestamp(point.t_last, self.tz).date()
+        self._write([point], local_day if local_day in self._days else None)
+
+    def _append(self, point: Point) -> None:
         self._points.append(point)
         self._times.append(point.t)
         cut = bisect.bisect_left(self._times, point.t - WINDOW)
         if cut:
             del self._points[:cut], self._times[:cut]
-        local_day = datetime.fromtimestamp(point.t_last, self.tz).date()
-        self._write(point, local_day if local_day in self._days else None)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -468,10 +504,12 @@ class History:
             lo = bisect.bisect_right(times, since)
             hi = len(times) if until is None else bisect.bisect_right(times, until)
             chosen = self._points[lo:hi]
-        return Series([p.t for p in chosen], [p.voltage for p in chosen],
-                      [p.current for p in chosen], [p.active_power for p in chosen],
-                      [p.apparent_power for p in chosen], [p.power_factor for p in chosen],
-                      [p.energy_wh for p in chosen])
+        def measured(name: str) -> list[float | None]:
+            return [getattr(p, name) if p.n else None for p in chosen]
+
+        return Series([p.t for p in chosen], measured("voltage"), measured("current"),
+                      [p.active_power for p in chosen], measured("apparent_power"),
+                      measured("power_factor"), [p.energy_wh for p in chosen])
 
     def point_list(self, since: float | None = None, until: float | None = None) -> list[Point]:
         """Like :meth:`points`, as :class:`Point` objects."""
@@ -551,5 +589,8 @@ class History:
         tz = self.tz
         for p in self.point_list(since, until):
             stamp = datetime.fromtimestamp(p.t, tz).isoformat()
-            yield (f"{p.t},{stamp},{p.voltage:.2f},{p.current:.3f},{p.active_power:.1f},"
-                   f"{p.apparent_power:.1f},{p.power_factor:.3f},{p.energy_wh:.1f}\r\n")
+            if p.n:
+                yield (f"{p.t},{stamp},{p.voltage:.2f},{p.current:.3f},{p.active_power:.1f},"
+                       f"{p.apparent_power:.1f},{p.power_factor:.3f},{p.energy_wh:.1f}\r\n")
+            else:  # filled from the register: only the mean power is known
+                yield f"{p.t},{stamp},,,{p.active_power:.1f},,,{p.energy_wh:.1f}\r\n"

@@ -376,3 +376,69 @@ def test_csv_has_a_header_and_one_line_per_point(hist):
     assert first[1] == "2026-05-09T12:00:00+09:00"  # the household's local time
     assert first[4] == "1234.5"
     assert list(hist.csv(since=T0)) == [lines[0]] + lines[2:]
+
+
+# -- samples far apart (a sped-up meter): the buckets between are filled from the register ---
+
+
+def test_a_span_between_samples_is_filled_from_the_register(hist):
+    # --speed 60: one sample per simulated minute; 3.5 Wh in 60 s is 210 W on average
+    hist.add(s(T0, 1000.0, p=250.0))
+    hist.add(s(T0 + 60, 1003.5, p=190.0))
+    hist.add(s(T0 + 120, 1007.0, p=230.0))  # closes the bucket of T0 + 60
+    pts = hist.point_list()
+    assert [p.t for p in pts] == list(range(T0, T0 + 120, BUCKET))  # 24 points, no hole
+    assert [p.n for p in pts] == [1] + [0] * 11 + [1] + [0] * 11
+    assert pts[0].active_power == 250.0 and pts[12].active_power == 190.0  # measured
+    assert all(p.active_power == pytest.approx(210.0) for p in pts if p.n == 0)
+    # the register known at the end of a filled bucket is the sample's before it, not made up
+    assert {p.energy_wh for p in pts[1:12]} == {1000.0}
+    series = hist.points()
+    assert series.voltage[1] is None and series.power_factor[5] is None
+    assert series.voltage[0] == 220.0 and series.active_power[3] == pytest.approx(210.0)
+    assert hist.energy_last_24h() == pytest.approx(0.007)  # totals still from the register
+
+
+@pytest.mark.parametrize("speed", [1, 5, 30, 60, 120, 600])
+def test_every_speed_gives_a_graph_without_holes(tmp_path, clock, speed):
+    with History(tmp_path, clock=clock) as h:
+        wh = 5000.0
+        for k in range(3 * 3600 // speed):  # 3 simulated hours at 210 W, one sample a second
+            wh += 210.0 * speed / 3600.0
+            h.add(s(T0 + k * speed, math.floor(wh), p=210.0))  # the register counts whole Wh
+        t = h.points().t
+        gaps = {b - a for a, b in zip(t, t[1:])}
+        # sampled every 5 s or closer, or filled, except below 45 s: the page bridges those
+        assert max(gaps) == max(BUCKET, speed if speed < 45 else BUCKET), sorted(gaps)
+        p = [x for x, n in zip(h.points().active_power, (q.n for q in h.point_list())) if n == 0]
+        if speed >= 45:  # whole-Wh register: the mean of a span is 3600 / span W or better
+            assert all(abs(x - 210.0) <= 3600.0 / speed + 1e-9 for x in p)
+            assert sum(p) / len(p) == pytest.approx(210.0, rel=0.05)
+
+
+def test_what_is_not_filled(hist):
+    hist.add(s(T0, 1000.0))
+    hist.add(s(T0 + 40, 1005.0))  # shorter than FILL_MIN_SPAN
+    hist.add(s(T0 + 40 + 3605, 1100.0))  # longer than FILL_MAX_SPAN: a gap
+    hist.add(s(T0 + 3645 + 60, 900.0))  # the register went back: a reset, not a mean
+    hist.add(s(T0 + 3645 + 120, 901.0))
+    filled = [p for p in hist.point_list() if p.n == 0]
+    assert [p.t for p in filled] == list(range(T0 + 3705 + BUCKET, T0 + 3765, BUCKET))
+    assert hist.register_resets == 1
+
+
+def test_filled_points_survive_a_restart_and_are_blank_in_the_csv(tmp_path, clock):
+    with History(tmp_path, clock=clock) as h:
+        h.add(s(T0, 1000.0))
+        h.add(s(T0 + 600, 1035.0))  # --speed 600: 210 W over ten minutes
+    with History(tmp_path, clock=clock) as h:
+        pts = h.point_list()
+        assert len(pts) == 121 and [p.n for p in pts].count(0) == 119
+        lines = list(h.csv())
+        assert lines[2] == (f"{T0 + 5},{datetime.fromtimestamp(T0 + 5, SEOUL).isoformat()},,,"
+                            "210.0,,,1000.0\r\n")
+        # the sample after the restart continues the series, filled from the last register
+        h.add(s(T0 + 1200, 1070.0))
+        h.add(s(T0 + 1201, 1070.0))
+        t = h.points().t
+        assert {b - a for a, b in zip(t, t[1:])} == {BUCKET}

@@ -6,6 +6,10 @@
 
   const T = window.IHD_I18N;
   const STEP = 5;                      // seconds per point (history.BUCKET)
+  // Holes up to this long are bridged: the history fills longer spans from the meter's
+  // register (history.FILL_MIN_SPAN = 45 s), so a shorter hole is only a feed that came late
+  // or a meter sampled every 10-45 simulated seconds. Longer holes are drawn as gaps.
+  const BRIDGE = 60;
   const DAY = 86400;
   const WINDOWS = [900, 3600, 21600, 86400];
   const STALE_S = 5;                   // same rule as the server: no sample for 5 s
@@ -152,7 +156,7 @@
     const xs = [], ys = [];
     for (let k = start; k < n; k++) {
       // a hole in the data (display or meter off) is drawn as a gap, not a straight line
-      if (k > start && state.t[k] - state.t[k - 1] > 2 * STEP) {
+      if (k > start && state.t[k] - state.t[k - 1] > BRIDGE) {
         xs.push(state.t[k - 1] + STEP);
         ys.push(null);
       }
