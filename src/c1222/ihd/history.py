@@ -149,6 +149,7 @@ class _Day:
     last_counted: float
     first_wh: float
     last_wh: float
+    first_t: float = 0.0  # the day's first sample (0: a file from before it was kept)
 
 
 class _Bucket:
@@ -259,8 +260,12 @@ class History:
                 counted REAL NOT NULL, t_last REAL NOT NULL);
             CREATE TABLE IF NOT EXISTS days(
                 day TEXT PRIMARY KEY, first_counted REAL NOT NULL, last_counted REAL NOT NULL,
-                first_wh REAL NOT NULL, last_wh REAL NOT NULL);
+                first_wh REAL NOT NULL, last_wh REAL NOT NULL,
+                first_t REAL NOT NULL DEFAULT 0);
         """)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(days)")}
+        if "first_t" not in columns:  # a file written before the first sample's time was kept
+            db.execute("ALTER TABLE days ADD COLUMN first_t REAL NOT NULL DEFAULT 0")
         row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
             db.execute("INSERT INTO meta VALUES('schema', ?)", (_SCHEMA_VERSION,))
@@ -352,9 +357,9 @@ class History:
         db.execute("DELETE FROM points WHERE t < ?", (points[-1].t - WINDOW,))
         if day is not None:
             d = self._days[day]
-            db.execute("INSERT OR REPLACE INTO days VALUES(?,?,?,?,?)",
+            db.execute("INSERT OR REPLACE INTO days VALUES(?,?,?,?,?,?)",
                        (day.isoformat(), d.first_counted, d.last_counted, d.first_wh,
-                        d.last_wh))
+                        d.last_wh, d.first_t))
         if self._batch == 0:
             db.execute("COMMIT")
 
@@ -409,7 +414,8 @@ class History:
         """Points for the empty buckets after the one of ``since`` and before ``until``: the
         meter's own measurement of that span (its register), not values made up between two
         samples. One transaction for all of them."""
-        first = max(_bucket_of(since) + BUCKET, self._closed_until)
+        # (none older than the 24 h kept: they would go at once)
+        first = max(_bucket_of(since) + BUCKET, self._closed_until, until - WINDOW)
         points = [Point(t, 0, 0.0, 0.0, watts, 0.0, 0.0, wh, counted, since)
                   for t in range(first, until, BUCKET)]
         if not points:
@@ -430,7 +436,8 @@ class History:
         day = r[2]
         d = self._days.get(day)
         if d is None:
-            self._days[day] = _Day(self._counted, self._counted, x.energy_wh, x.energy_wh)
+            self._days[day] = _Day(self._counted, self._counted, x.energy_wh, x.energy_wh,
+                                   x.time)
             self._trim_days(day)
         else:
             d.last_counted, d.last_wh = self._counted, x.energy_wh
@@ -573,6 +580,25 @@ class History:
         today = local.date()
         first = today.replace(day=1)
         return sum(d.kwh for d in self.daily_totals() if first <= d.day <= today)
+
+    def month_first_reading(self, now: float | datetime | None = None) -> float | None:
+        """When (Unix time, the meter's clock) the first sample of ``now``'s local month came:
+        the start of what :meth:`month_to_date_kwh` measures; None without data that month.
+        For a day stored before this was kept, the day's local midnight."""
+        if now is None:
+            now = self._clock()
+        local = (now.astimezone(self.tz) if isinstance(now, datetime)
+                 else datetime.fromtimestamp(now, self.tz))
+        first = local.date().replace(day=1)
+        with self._lock:
+            days = sorted(d for d in self._days if first <= d <= local.date())
+            if not days:
+                return None
+            t = self._days[days[0]].first_t
+        if t > 0:
+            return t
+        day = days[0]
+        return datetime(day.year, day.month, day.day, tzinfo=self.tz).timestamp()
 
     def local_time(self, t: float) -> datetime:
         """``t`` as an aware datetime in the household's time zone."""

@@ -45,6 +45,9 @@ TICK = 0.1
 KEEPALIVE = 15.0
 #: Days of daily totals in the summary.
 SUMMARY_DAYS = 14
+#: Seconds of data this month before the month end is projected: under 15 minutes the
+#: register's whole-Wh steps make the rate too coarse to multiply by a month.
+PROJECTION_MIN_BASIS = 900.0
 _NO_CACHE = {"Cache-Control": "no-cache"}
 
 
@@ -125,16 +128,27 @@ def summary(history: History, now: float, billing: _Billing | None = None,
         "energy_24h_kwh": format(_kwh(history.energy_last_24h()), "f"),
         "energy_total_kwh": None if total is None else format(_kwh(total / 1000.0), "f"),
         "month_kwh": format(month_kwh, "f"),
-        "bill": None, "projection": None, "block": None, "error": None,
+        "bill": None, "projection": None, "projection_basis": None, "block": None,
+        "error": None,
         "daily": [{"day": d.day.isoformat(), "kwh": round(d.kwh, 3)}
                   for d in history.daily_totals()[-SUMMARY_DAYS:]],
     }
     try:
         body["bill"] = tariff.bill(month_kwh, month).to_dict()
-        projected = tariff.projection(month_kwh, local_now)
-        if billing.fixed is not None:  # the projected kWh, billed at the chosen month's rates
-            projected = tariff.bill(projected.kwh, month)
-        body["projection"] = projected.to_dict()
+        # Projected from the data the display has: the rate since its first reading of the
+        # month (a display started mid-month knows nothing of the days before it).
+        first = history.month_first_reading(now)
+        if first is not None:
+            basis = max(now - first, 0.0)
+            body["projection_basis"] = {"since": history.local_time(first).isoformat(),
+                                        "hours": round(basis / 3600.0, 3),
+                                        "enough": basis >= PROJECTION_MIN_BASIS}
+            if basis >= PROJECTION_MIN_BASIS:
+                projected = tariff.projection(month_kwh, local_now,
+                                              since=history.local_time(first))
+                if billing.fixed is not None:  # projected kWh at the chosen month's rates
+                    projected = tariff.bill(projected.kwh, month)
+                body["projection"] = projected.to_dict()
         status = tariff.block_status(month_kwh, month)
         body["block"] = {
             "block": status.block, "season": status.season,

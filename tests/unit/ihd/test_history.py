@@ -442,3 +442,34 @@ def test_filled_points_survive_a_restart_and_are_blank_in_the_csv(tmp_path, cloc
         h.add(s(T0 + 1201, 1070.0))
         t = h.points().t
         assert {b - a for a, b in zip(t, t[1:])} == {BUCKET}
+
+
+def test_month_first_reading_is_the_first_sample_of_the_local_month(tmp_path, clock):
+    with History(tmp_path, clock=clock) as h:
+        assert h.month_first_reading(T0) is None
+        h.add(s(T0 + 7, 1000.0))
+        h.add(s(T0 + 8, 1000.1))
+        assert h.month_first_reading(T0 + 8) == T0 + 7
+        assert h.month_first_reading(T0 + 40 * 86_400) is None  # another month: no data
+    with History(tmp_path, clock=clock) as h:  # kept in the file
+        assert h.month_first_reading(T0 + 8) == T0 + 7
+
+
+def test_a_days_table_from_before_first_reading_times_is_upgraded(tmp_path, clock):
+    db = sqlite3.connect(tmp_path / FILENAME)
+    db.executescript("""
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES('schema', '1');
+        CREATE TABLE days(day TEXT PRIMARY KEY, first_counted REAL NOT NULL,
+            last_counted REAL NOT NULL, first_wh REAL NOT NULL, last_wh REAL NOT NULL);
+        INSERT INTO days VALUES('2026-05-09', 1000, 1500, 1000, 1500);
+    """)
+    db.commit()
+    db.close()
+    with History(tmp_path, clock=clock) as h:
+        assert h.daily_totals()[0].kwh == 0.5
+        # the day's local midnight stands for its unknown first sample
+        assert h.month_first_reading(T0) == datetime(2026, 5, 9, tzinfo=SEOUL).timestamp()
+        h.add(s(T0 + 86_400, 1600.0))  # the next day is stored with its time
+        assert h.month_first_reading(T0 + 86_400) == datetime(2026, 5, 9,
+                                                               tzinfo=SEOUL).timestamp()

@@ -223,7 +223,11 @@ def test_summary_bills_the_month_to_date_with_the_tariff_engine(client, loaded, 
     for part in ("basic", "energy", "climate", "fuel", "vat", "fund", "total"):
         assert body["bill"][part] == int(getattr(expected, part))
     now = datetime.fromtimestamp(NOW, SEOUL)
-    assert body["projection"] == tariff.projection(month_kwh, now).to_dict()
+    first = datetime.fromtimestamp(NOVEMBER_1, SEOUL)  # the display's first reading
+    assert body["projection"] == tariff.projection(month_kwh, now, since=first).to_dict()
+    assert body["projection"] == tariff.projection(month_kwh, now).to_dict()  # from the 1st
+    assert body["projection_basis"] == {"since": first.isoformat(), "hours": 474.0,
+                                        "enough": True}
     status = tariff.block_status(month_kwh, "2026-11")
     assert body["block"]["block"] == status.block == 2
     assert Decimal(body["block"]["kwh_to_next_block"]) == status.kwh_to_next_block
@@ -399,3 +403,32 @@ def test_a_browser_going_away_ends_its_stream(tmp_path):
         history.close()
 
     asyncio.run(main())
+
+
+def test_a_display_started_mid_month_projects_from_its_own_data(client, history, clock):
+    # started on the 20th at 17:00 (issue: "₩1,020 (0 kWh)" while drawing 210 W)
+    start = NOW - 3600
+    with history.batch():
+        for k in range(0, 3601, 60):  # one sample a minute at 210 W
+            history.add(sample(start + k, 1000.0 + 210.0 * k / 3600, 210.0))
+    clock.now = start + 3600
+    body = client.get("/api/summary").json()
+    assert Decimal(body["month_kwh"]) == Decimal("0.210")
+    # 210 W over a 30-day month is 151.2 kWh
+    assert Decimal(body["projection"]["kwh"]) == Decimal("151.200")
+    assert body["projection_basis"] == {
+        "since": datetime.fromtimestamp(start, SEOUL).isoformat(), "hours": 1.0,
+        "enough": True}
+    assert body["projection"] == tariff.projection(
+        Decimal("0.210"), datetime.fromtimestamp(clock.now, SEOUL),
+        since=datetime.fromtimestamp(start, SEOUL)).to_dict()
+
+
+def test_no_projection_from_less_than_15_minutes_of_data(client, history, clock):
+    history.add(sample(NOW - 600, 1000.0, 210.0))
+    history.add(sample(NOW, 1035.0, 210.0))
+    clock.now = NOW
+    body = client.get("/api/summary").json()
+    assert body["projection"] is None and body["bill"] is not None
+    assert body["projection_basis"]["enough"] is False
+    assert body["projection_basis"]["hours"] == pytest.approx(600 / 3600, abs=1e-3)
