@@ -28,7 +28,16 @@
     summary: null,
     chart: null,
     chartEnd: 0,
+    clockOffset: null,                 // meter clock - browser clock, seconds (null: unknown)
   };
+
+  // The page follows the meter's clock (a sped-up meter runs ahead of the browser's): every
+  // body from the display carries "time", the meter's now; between bodies it advances at the
+  // browser's pace.
+  function noteMeterTime(t) {
+    if (typeof t === "number" && Number.isFinite(t)) state.clockOffset = t - Date.now() / 1000;
+  }
+  const meterNow = () => (state.clockOffset === null ? null : Date.now() / 1000 + state.clockOffset);
 
   function pickLang() {
     const saved = localStorage.getItem("ihd.lang");
@@ -132,10 +141,16 @@
   }
 
   function renderClock() {
+    const now = meterNow();
+    if (now === null) {
+      show("clock", "—", null);
+      return;
+    }
     const fmt = new Intl.DateTimeFormat(locale(), {
       timeZone: state.tz, month: "short", day: "numeric", weekday: "short",
       hour: "2-digit", minute: "2-digit", hour12: false });
-    $("clock").textContent = fmt.format(new Date());
+    show("clock", fmt.format(new Date(now * 1000)), Math.floor(now));
+    $("clock").dateTime = new Date(now * 1000).toISOString();
   }
 
   // ---------------------------------------------------------------- graph
@@ -239,6 +254,10 @@
     if (!state.chart) state.chart = makeChart(el);
     state.chart.setData([v.xs, v.ys]);
     el.dataset.points = String(v.count);
+    // line segments drawn (two non-null neighbours): points alone, each between gaps, draw none
+    let segments = 0;
+    for (let k = 1; k < v.ys.length; k++) if (v.ys[k] !== null && v.ys[k - 1] !== null) segments++;
+    el.dataset.segments = String(segments);
     el.dataset.window = String(state.window);
   }
 
@@ -297,6 +316,16 @@
     const p = s.projection;
     show("projection-total", p ? won(p.total) : "—", p && p.total);
     show("projection-kwh", p ? num(p.kwh, 0) : "—", p && p.kwh);
+    const basis = s.projection_basis;
+    let basisText = "";
+    if (basis) {
+      const hours = tr("hours_n", { n: num(basis.hours, basis.hours < 10 ? 1 : 0) });
+      const since = new Intl.DateTimeFormat(locale(), {
+        timeZone: state.tz, month: "numeric", day: "numeric", hour: "2-digit",
+        minute: "2-digit", hour12: false }).format(new Date(basis.since));
+      basisText = tr(basis.enough ? "projection_basis" : "projection_wait", { since, hours });
+    }
+    show("projection-basis", basisText, basis && basis.since);
 
     const blk = s.block;
     const box = $("block").closest(".block-box");
@@ -357,6 +386,7 @@
       if (r.ok) {
         state.summary = await r.json();
         state.tz = state.summary.tz || state.tz;
+        noteMeterTime(state.summary.time);
         renderSummary();
       }
     } catch (e) {
@@ -368,6 +398,7 @@
 
   function onSample(d) {
     state.live = d;
+    noteMeterTime(d.time);
     if (d.sample) state.sampleSeenAt = Date.now() - (d.age || 0) * 1000;
     renderLive();
     renderStatus();
