@@ -109,6 +109,41 @@ def test_korean_browser_gets_korean_labels(browser, display):
         context.close()
 
 
+def _fonts_of(pg, selector: str) -> list[dict[str, Any]]:
+    """The fonts Chromium actually drew ``selector``'s text with (DevTools protocol)."""
+    cdp = pg.context.new_cdp_session(pg)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    return cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+
+
+@pytest.mark.parametrize("locale", ["ko-KR", "en-US"])
+def test_korean_is_drawn_with_the_font_the_page_ships(browser, display, locale):
+    """Korean renders on a device without CJK fonts: the page's own web font draws every
+    Hangul glyph (in the Korean view and on the English view's 한국어 toggle)."""
+    context = browser.new_context(locale=locale, timezone_id="Asia/Seoul")
+    try:
+        pg = context.new_page()
+        pg.goto(display.url)
+        pg.wait_for_function("document.getElementById('voltage').dataset.value !== ''")
+        pg.evaluate("document.fonts.ready")
+        selector = "h1" if locale == "ko-KR" else "#lang"
+        text = pg.locator(selector).inner_text()
+        assert text in ("우리집 전력", "한국어")
+        hangul = sum("\uac00" <= c <= "\ud7a3" for c in text)
+        fonts = {f["familyName"]: f for f in _fonts_of(pg, selector)}
+        # every syllable from the shipped font (a space may come from another)
+        assert fonts["IHD Hangul"]["isCustomFont"], fonts
+        assert fonts["IHD Hangul"]["glyphCount"] == hangul, fonts
+        loaded = pg.evaluate("""[...document.fonts].filter(f => f.family.includes('IHD Hangul')
+                                 && f.status === 'loaded').length""")
+        assert loaded >= 1
+    finally:
+        context.close()
+
+
 def test_csv_link_downloads_csv(page, tmp_path):
     page.get_by_test_id("window-15m").click()
     with page.expect_download() as info:
