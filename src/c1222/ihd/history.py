@@ -72,7 +72,7 @@ MAX_AHEAD = 86_400.0
 #: or better (60 W at ``--speed 60``, 6 W at 600); shorter holes are bridged by the page.
 FILL_MIN_SPAN = 45.0
 #: ... and at most this long: a longer silence is drawn as a gap, not as one flat mean.
-FILL_MAX_SPAN = 3600.0
+FILL_MAX_SPAN = 1800.0
 #: Register steps this small below zero are float noise, not a reset.
 _NOISE_WH = 1e-6
 FILENAME = "history.sqlite"

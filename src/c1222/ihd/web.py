@@ -12,7 +12,8 @@ so a shutdown never waits on an open page. Nothing here needs a thread: the hand
 read :class:`~c1222.ihd.history.History`, which has its own lock.
 
 Endpoints (all GET): ``/`` the page, ``/static/...`` its files, ``/api/live``,
-``/api/history?seconds=N``, ``/api/history.csv?seconds=N``, ``/api/summary``, ``/events``.
+``/api/history?seconds=N``, ``/api/history.csv?seconds=N``, ``/api/summary``,
+``/api/month?month=YYYY-MM``, ``/events``.
 See docs/ihd.md.
 """
 
@@ -34,7 +35,8 @@ from fastapi.staticfiles import StaticFiles
 from c1222.ihd.history import BUCKET, WINDOW, History, Sample
 from c1222.transport.sse import Streams, close_streams, hook_uvicorn_shutdown, sse
 
-__all__ = ["STATIC", "close_streams", "create_app", "live", "serve", "summary"]
+__all__ = ["STATIC", "close_streams", "create_app", "daily", "live", "month_view", "serve",
+           "summary"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: Seconds without a sample before the page says the meter stopped sending.
@@ -92,6 +94,60 @@ class _Billing:
         return format(cost, "f"), band
 
 
+def daily(history: History, billing: _Billing | None = None,
+          month: date | None = None) -> list[dict[str, Any]]:
+    """Every day kept (up to 400), or those of ``month``: ``{day, kwh, won}``.
+
+    ``won`` is what the day added to its month's bill: the bill for the month's kWh up to
+    the end of that day minus the bill up to its start (taxes and fund included; the basic
+    charge, owed for the month whatever is used, is in no day). Progressive blocks make a kWh
+    dearer late in a month, and that shows. None for a month the tariff table does not cover.
+    """
+    from c1222.ihd import tariff
+
+    billing = billing or _Billing(history, None)
+    out: list[dict[str, Any]] = []
+    current: date | None = None
+    rates: date | str = date.min
+    used = Decimal(0)
+    before: Decimal | None = None
+    for d in history.daily_totals():
+        first = d.day.replace(day=1)
+        if first != current:  # a new month: its bill starts from nothing used
+            current, used = first, Decimal(0)
+            rates = billing.fixed if billing.fixed is not None else first
+            try:
+                before = tariff.bill(used, rates).total
+            except ValueError:
+                before = None
+        used += _kwh(d.kwh)
+        won = None
+        if before is not None:
+            after = tariff.bill(used, rates).total
+            won, before = int(after - before), after
+        if month is None or first == month:
+            out.append({"day": d.day.isoformat(), "kwh": round(d.kwh, 3), "won": won})
+    return out
+
+
+def month_view(history: History, month: date, billing: _Billing | None = None
+               ) -> dict[str, Any]:
+    """The ``/api/month`` body: ``month``'s days with their cost, its kWh and bill, and the
+    months the history holds (to page through)."""
+    from c1222.ihd import tariff
+
+    billing = billing or _Billing(history, None)
+    days = daily(history, billing, month)
+    kwh = sum((_kwh(d["kwh"]) for d in days), Decimal(0))
+    try:
+        bill = tariff.bill(kwh, billing.fixed if billing.fixed is not None else month).to_dict()
+    except ValueError:
+        bill = None
+    months = sorted({d.day.strftime("%Y-%m") for d in history.daily_totals()})
+    return {"month": month.strftime("%Y-%m"), "days": days, "kwh": format(kwh, "f"),
+            "bill": bill if days else None, "months": months}
+
+
 def live(history: History, now: float, billing: _Billing | None = None,
          stale_after: float = STALE_AFTER) -> dict[str, Any]:
     """The ``/api/live`` body: the latest sample, whether it is stale and its age."""
@@ -130,8 +186,7 @@ def summary(history: History, now: float, billing: _Billing | None = None,
         "month_kwh": format(month_kwh, "f"),
         "bill": None, "projection": None, "projection_basis": None, "block": None,
         "error": None,
-        "daily": [{"day": d.day.isoformat(), "kwh": round(d.kwh, 3)}
-                  for d in history.daily_totals()[-SUMMARY_DAYS:]],
+        "daily": daily(history, billing)[-SUMMARY_DAYS:],
     }
     try:
         body["bill"] = tariff.bill(month_kwh, month).to_dict()
@@ -230,6 +285,17 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
     @app.get("/api/summary")
     def api_summary() -> JSONResponse:
         return JSONResponse(summary(history, clock(), billing, stale_after), headers=_NO_CACHE)
+
+    @app.get("/api/month")
+    def api_month(month: str | None = Query(None, pattern=r"^\d{4}-\d{2}$")) -> JSONResponse:
+        from c1222.ihd import tariff
+
+        try:
+            first = (tariff.month_start(month) if month is not None
+                     else history.local_time(clock()).date().replace(day=1))
+        except ValueError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse(month_view(history, first, billing), headers=_NO_CACHE)
 
     @app.get("/api/history.csv")
     def api_history_csv(seconds: int = Query(WINDOW, ge=BUCKET, le=WINDOW)) -> StreamingResponse:
