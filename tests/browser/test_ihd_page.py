@@ -7,11 +7,12 @@ import csv
 import io
 import os
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from c1222.ihd import tariff
@@ -205,3 +206,76 @@ def test_screenshots(browser, tmp_path):
                 assert shot.stat().st_size > 10_000
             finally:
                 context.close()
+
+
+def test_drag_zooms_the_graph_and_the_buttons_pan_and_reset(page):
+    page.get_by_test_id("window-1h").click()
+    chart = page.get_by_test_id("chart")
+    box = page.locator("[data-testid=chart] .u-over").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.4, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=8)
+    page.mouse.up()
+    page.wait_for_function("document.querySelector('[data-testid=chart]').dataset.zoom")
+    lo, hi = map(int, chart.get_attribute("data-zoom").split(","))
+    assert 0.1 * 3600 < hi - lo < 0.3 * 3600  # a fifth of the hour shown
+    assert page.get_by_test_id("zoom-reset").is_enabled()
+    time.sleep(1.5)  # new points arrive: a zoomed view stays where it is
+    assert chart.get_attribute("data-zoom") == f"{lo},{hi}"
+    page.get_by_test_id("pan-left").click()
+    lo2, hi2 = map(int, chart.get_attribute("data-zoom").split(","))
+    assert hi2 - lo2 == hi - lo and abs((lo - lo2) - (hi - lo) / 2) <= 1  # half a view back
+    page.get_by_test_id("pan-right").click()
+    page.get_by_test_id("pan-right").click()  # reaching now: live again
+    page.get_by_test_id("pan-left").click()
+    page.get_by_test_id("zoom-reset").click()
+    assert chart.get_attribute("data-zoom") == ""
+    assert page.get_by_test_id("zoom-reset").is_disabled()
+
+
+def test_days_show_their_date_kwh_and_cost(page, display):
+    page.get_by_test_id("view-days").click()
+    rows = page.locator("[data-testid=daily] .drow")
+    page.wait_for_function("document.querySelectorAll('[data-testid=daily] .drow').length > 0")
+    api = httpx.get(f"{display.url}/api/summary", timeout=5).json()["daily"]
+    assert rows.count() == len(api)
+    last = rows.last
+    assert last.get_attribute("data-day") == api[-1]["day"]
+    assert last.get_attribute("data-won") == str(api[-1]["won"])
+    text = last.inner_text()
+    day = datetime.fromisoformat(api[-1]["day"])
+    assert f"{day.month}/{day.day}" in text and "kWh" in text and "₩" in text
+
+
+def test_month_view_pages_through_the_months_kept(browser, tmp_path):
+    with Display(tmp_path, hours=1, days_before=75) as d:
+        context = browser.new_context(locale="en-US", timezone_id="Asia/Seoul")
+        try:
+            pg = context.new_page()
+            pg.goto(d.url)
+            pg.get_by_test_id("view-month").click()
+            label = pg.get_by_test_id("month-label")
+            pg.wait_for_function("document.getElementById('month-label').dataset.value")
+            now = datetime.now(SEOUL)
+            assert label.get_attribute("data-value") == now.strftime("%Y-%m")
+            days = pg.locator("[data-testid=daily] .day")
+            next_month = (now.replace(day=28) + timedelta(days=4)).replace(day=1)
+            assert days.count() == (next_month - timedelta(days=1)).day
+            assert "kWh" in pg.get_by_test_id("month-sum").inner_text()
+            pg.get_by_test_id("month-prev").click()
+            pg.wait_for_function("document.getElementById('month-label').dataset.value !== "
+                                 f"'{now.strftime('%Y-%m')}'")
+            shown = label.get_attribute("data-value")
+            body = httpx.get(f"{d.url}/api/month", params={"month": shown}, timeout=5).json()
+            full = [day for day in body["days"] if day["kwh"] > 0]
+            assert len(full) >= 28  # a whole month before this one
+            bar = pg.locator(f"[data-testid=daily] .day[data-day='{full[3]['day']}']")
+            assert bar.get_attribute("data-won") == str(full[3]["won"])
+            assert "₩" in bar.get_attribute("title")
+            # the view is remembered
+            pg.reload()
+            pg.wait_for_function("document.getElementById('month-label').dataset.value")
+            assert pg.get_by_test_id("daily").get_attribute("data-view") == "month"
+        finally:
+            context.close()
