@@ -172,7 +172,7 @@
     const n = state.t.length;
     const end = n ? state.t[n - 1] : (meterNow() ?? Date.now() / 1000);
     const from = state.zoom ? Math.min(state.zoom[0], end - state.window) : end - state.window;
-    const start = firstAfter(state.t, from - STEP);
+    const start = firstAfter(state.t, state.zoom ? from - STEP : from);
     const xs = [], ys = [];
     for (let k = start; k < n; k++) {
       // a hole in the data (display or meter off) is drawn as a gap, not a straight line
