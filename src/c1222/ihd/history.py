@@ -23,8 +23,11 @@ Rules for what is accepted (see :meth:`History.add`):
   **rejected** (counted in :attr:`History.rejected` by reason, never stored);
 * a sample not later than the last accepted one (duplicate or out of order) is rejected: the
   meter's clock orders the series, and a closed 5-second point is never reopened;
-* a sample more than :data:`MAX_AHEAD` seconds ahead of the display's clock is rejected, so one
-  bad time stamp cannot push every later sample into "out of order";
+* a sample more than :data:`MAX_AHEAD` seconds ahead of both the display's clock and the last
+  accepted sample is rejected, so one bad time stamp cannot push every later sample into "out
+  of order"; a sped-up meter, whose clock runs ahead of ours by days, is followed step by
+  step, and :data:`JUMP_CONFIRM` consecutive consistent samples that far ahead are accepted
+  (the meter's clock really moved);
 * a register that goes backwards, or forwards faster than :data:`MAX_POWER_W` could deliver
   since the previous sample, is a **discontinuity** (meter replaced or reset, or a garbled
   register): the sample is accepted, the step adds nothing to any energy total, counting resumes
@@ -65,8 +68,11 @@ KEEP_DAYS = 400
 #: A register step implying more average power than this since the previous sample is not
 #: consumption (a household supply is at most ~50 kW; this leaves a wide margin).
 MAX_POWER_W = 200_000.0
-#: Seconds a sample's time may be ahead of the display's clock.
+#: Seconds a sample's time may be ahead of the display's clock, or of the last sample's.
 MAX_AHEAD = 86_400.0
+#: Consecutive, consistent samples beyond that which are taken as the meter's clock really
+#: having moved forward (set forward, or a sped-up meter the display just met).
+JUMP_CONFIRM = 3
 #: Spans between two samples that are filled from the register (see :meth:`History.add`):
 #: at least this long, so the register's whole-Wh steps give the mean power to 3600/45 = 80 W
 #: or better (60 W at ``--speed 60``, 6 W at 600); shorter holes are bridged by the page.
@@ -240,6 +246,7 @@ class History:
         self._last_wh: float | None = None
         self._counted = 0.0
         self._batch = 0
+        self._jump: tuple[float, int] = (0.0, 0)  # (last time, how many) of samples far ahead
         self._db = self._open()
         self._load()
 
@@ -379,9 +386,10 @@ class History:
                 self.rejected["duplicate" if x.time == self._last_time else "out_of_order"] += 1
                 return False
             now = self._clock()
-            if x.time > now + MAX_AHEAD:
+            if x.time > max(now, self._last_time) + MAX_AHEAD and not self._confirmed(x.time):
                 self.rejected["future"] += 1
                 return False
+            self._jump = (0.0, 0)
             fill = None  # (mean W, register, counted, time) of the span since the last sample
             if self._last_wh is None:
                 self._counted = x.energy_wh  # the counted scale starts at the register
@@ -409,6 +417,13 @@ class History:
             self._latest, self._received_at = x, now
             self.seq += 1
             return True
+
+    def _confirmed(self, t: float) -> bool:
+        """A time far ahead is taken once JUMP_CONFIRM samples in a row go on from it."""
+        last, count = self._jump
+        count = count + 1 if last < t <= last + MAX_AHEAD else 1
+        self._jump = (t, count)
+        return count >= JUMP_CONFIRM
 
     def _fill(self, until: int, watts: float, wh: float, counted: float, since: float) -> None:
         """Points for the empty buckets after the one of ``since`` and before ``until``: the

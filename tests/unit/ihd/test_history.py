@@ -473,3 +473,30 @@ def test_a_days_table_from_before_first_reading_times_is_upgraded(tmp_path, cloc
         h.add(s(T0 + 86_400, 1600.0))  # the next day is stored with its time
         assert h.month_first_reading(T0 + 86_400) == datetime(2026, 5, 9,
                                                                tzinfo=SEOUL).timestamp()
+
+
+def test_a_sped_up_meter_keeps_being_accepted_past_a_day_ahead_of_the_wall_clock(tmp_path):
+    # `--speed 600`: the meter's clock is a day ahead of ours after 144 real seconds; the
+    # display must go on (it stopped there: every sample was "future")
+    clock = Clock(T0)
+    with History(tmp_path, clock=clock) as h:
+        wh = 1000.0
+        for k in range(600):  # ten real minutes, one sample a real second
+            clock.now = T0 + k
+            wh += 210.0 * 600 / 3600
+            assert h.add(s(T0 + 600 * k, wh, p=210.0)), (k, h.rejected)
+        assert h.rejected == {}
+        assert h.latest().time - clock.now > 4 * 86_400
+
+
+def test_one_bad_time_far_ahead_is_refused_but_a_clock_set_forward_is_followed(hist, clock):
+    hist.add(s(T0, 1000.0))
+    hist.add(s(T0 + 1, 1000.1))
+    assert not hist.add(s(T0 + 400 * 86_400, 1000.2))  # a garbled time stamp: refused ...
+    assert hist.add(s(T0 + 2, 1000.3))  # ... and it does not block the series
+    assert hist.rejected["future"] == 1
+    # the meter's clock really jumps forward: after three consistent samples it is followed
+    jump = T0 + 30 * 86_400
+    results = [hist.add(s(jump + k, 1000.4 + k / 10)) for k in range(4)]
+    assert results == [False, False, True, True]
+    assert hist.latest().time == jump + 3
