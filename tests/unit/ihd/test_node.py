@@ -164,3 +164,16 @@ def test_garbage_table_bytes_are_refused(tmp_path) -> None:
             assert feed(node, han) == [0, 0, 0], (table, data)
     assert refused == 36
     assert len(node.samples) >= 1 + 36  # every recovery feed made its sample
+
+
+@pytest.mark.parametrize("option", ["--meter-ap-title", "--ap-title"])
+@pytest.mark.parametrize("title", ["garbage", "1.2.x", "2..16"])
+def test_a_bad_title_is_a_usage_error_not_a_traceback(tmp_path, option, title) -> None:
+    from click.testing import CliRunner
+
+    from c1222.cli.ihd import ihd
+
+    result = CliRunner().invoke(ihd, ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                                      "--state-dir", str(tmp_path), option, title])
+    assert result.exit_code == 2 and "AP title" in result.output, result.output
+    assert not (tmp_path / "history.sqlite").exists()  # refused before opening anything
