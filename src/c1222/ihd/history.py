@@ -53,7 +53,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 __all__ = [
-    "BUCKET", "FILL_MAX_SPAN", "FILL_MIN_SPAN", "KEEP_DAYS", "MAX_AHEAD", "MAX_POWER_W", "POINTS_24H", "WINDOW",
+    "BUCKET", "FILL_MAX_SPAN", "FILL_MIN_SPAN", "JUMP_CONFIRM", "KEEP_DAYS", "MAX_AHEAD",
+    "MAX_POWER_W", "POINTS_24H", "WINDOW",
     "DailyTotal", "History", "Point", "Sample", "Series",
 ]
 

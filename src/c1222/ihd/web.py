@@ -130,6 +130,10 @@ def daily(history: History, billing: _Billing | None = None,
     return out
 
 
+def _month(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"  # (strftime gives "1-01" for year 1)
+
+
 def month_view(history: History, month: date, billing: _Billing | None = None
                ) -> dict[str, Any]:
     """The ``/api/month`` body: ``month``'s days with their cost, its kWh and bill, and the
@@ -143,8 +147,8 @@ def month_view(history: History, month: date, billing: _Billing | None = None
         bill = tariff.bill(kwh, billing.fixed if billing.fixed is not None else month).to_dict()
     except ValueError:
         bill = None
-    months = sorted({d.day.strftime("%Y-%m") for d in history.daily_totals()})
-    return {"month": month.strftime("%Y-%m"), "days": days, "kwh": format(kwh, "f"),
+    months = sorted({_month(d.day) for d in history.daily_totals()})
+    return {"month": _month(month), "days": days, "kwh": format(kwh, "f"),
             "bill": bill if days else None, "months": months}
 
 
@@ -287,7 +291,7 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
         return JSONResponse(summary(history, clock(), billing, stale_after), headers=_NO_CACHE)
 
     @app.get("/api/month")
-    def api_month(month: str | None = Query(None, pattern=r"^\d{4}-\d{2}$")) -> JSONResponse:
+    def api_month(month: str | None = Query(None, pattern=r"^[0-9]{4}-[0-9]{2}$")) -> JSONResponse:
         from c1222.ihd import tariff
 
         try:

@@ -4,7 +4,6 @@ context table never breaks the next update."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 

@@ -478,9 +478,16 @@ def test_a_kwh_costs_more_in_a_later_block(client, history, clock):
     assert len(won) == 30 and won[5] < won[25], won  # (the 30th: no use yet)
 
 
-@pytest.mark.parametrize("month", ["2026-13", "26-11", "2026-1", "x", "2026-11-01"])
+@pytest.mark.parametrize("month", ["2026-13", "26-11", "2026-1", "x", "2026-11-01", "0000-01",
+                                   "2026-00", "２０２６-11", "2026-11\n", "", "-001-01"])
 def test_a_bad_month_is_refused(client, month):
     assert client.get("/api/month", params={"month": month}).status_code == 422
+
+
+@pytest.mark.parametrize("month", ["0001-01", "1900-01", "9999-12"])
+def test_a_month_without_data_is_empty(client, month):
+    body = client.get("/api/month", params={"month": month}).json()
+    assert body["month"] == month and body["days"] == [] and body["bill"] is None
 
 
 def test_a_year_of_days_and_more_is_kept_and_paged_by_month(client, history, clock):
