@@ -160,7 +160,7 @@ class Display:
     """A history, its web app on uvicorn and a feeder: what a browser test talks to."""
 
     def __init__(self, state_dir: Path, *, hours: float = 24.0, realistic: bool = False,
-                 month_start: bool = False) -> None:
+                 month_start: bool = False, days_before: int = 0) -> None:
         from c1222.ihd.web import create_app
 
         self.history = History(state_dir, tz="Asia/Seoul")
@@ -172,8 +172,12 @@ class Display:
             first = datetime.fromtimestamp(now, SEOUL).replace(day=1, hour=0, minute=0,
                                                                second=0, microsecond=0)
             start = min(first.timestamp(), dense)
+        wh = 1_523_000.0
+        if days_before:  # daily totals further back, one sample an hour (for the month view)
+            wh = preload(self.history, start - days_before * 86400 + BUCKET / 2, start,
+                         step=3600.0, wh=wh, seed=5)
         self.wh = preload(self.history, start + BUCKET / 2, end,
-                          step=60.0 if month_start else BUCKET, dense_from=dense)
+                          step=60.0 if month_start else BUCKET, dense_from=dense, wh=wh)
         self._preloaded_to = end
         self.app = create_app(self.history)
         self.server = ServerThread(self.app)

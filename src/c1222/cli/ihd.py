@@ -23,14 +23,18 @@ from c1222.transport.endpoint import parse_address
 @click.option("--state-dir", type=click.Path(file_okay=False), default="ihd-state",
               show_default=True, help="where the 24-hour history and daily totals are kept")
 @click.option("--ap-title", help="the display's AP title [2.16.124.113620.1.22.0.123.8437.1]")
+@click.option("--meter-ap-title",
+              help="AP title of the display's meter; writes from others are refused "
+                   "[2.16.124.113620.1.22.0.123.8437]")
 @click.option("--security-mode", type=click.IntRange(0, 2), default=0, show_default=True,
               help="weakest security mode accepted from the meter")
 @click.option("--key", "keys", multiple=True, metavar="ID:HEX", help="a C12.22 key; repeatable")
 @click.option("--tz", default="Asia/Seoul", show_default=True,
               help="the household's time zone (days and billing months)")
 @click.option("-v", "--verbose", count=True)
-def ihd(listen: str, http: str, state_dir: str, ap_title: str | None, security_mode: int,
-        keys: tuple[str, ...], tz: str, verbose: int) -> None:
+def ihd(listen: str, http: str, state_dir: str, ap_title: str | None,
+        meter_ap_title: str | None, security_mode: int, keys: tuple[str, ...], tz: str,
+        verbose: int) -> None:
     """Run the in-home display: live values, 24-hour graph, energy and the KEPCO bill.
 
     Prints the feed address and the page's address once ready; Ctrl-C stops it.
@@ -41,7 +45,8 @@ def ihd(listen: str, http: str, state_dir: str, ap_title: str | None, security_m
     try:
         display = Display(listen=parse_address(listen, 1155), http=parse_address(http, 8080),
                           state_dir=Path(state_dir), ap_title=ap_title,
-                          keys=KeyTable.from_cli(keys), security_mode=security_mode, tz=tz)
+                          keys=KeyTable.from_cli(keys), security_mode=security_mode, tz=tz,
+                          meter_ap_title=meter_ap_title)
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
     asyncio.run(_run(display))

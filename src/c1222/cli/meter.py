@@ -22,7 +22,7 @@ def _options(**values: Any) -> dict[str, Any]:
 @click.option("--headend", help="HOST:PORT of the head-end to register with")
 @click.option("--headend-ap-title", help="the head-end's AP title [...123.4]")
 @click.option("--ihd", help="HOST:PORT of the in-home display to feed every second")
-@click.option("--ihd-ap-title", help="the display's AP title (omitted from the feed if unset)")
+@click.option("--ihd-ap-title", help="the display's AP title [2.16.124.113620.1.22.0.123.8437.1]")
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False),
               help="TOML meter profile (command-line options override it)")
 @click.option("--state-dir", type=click.Path(file_okay=False),

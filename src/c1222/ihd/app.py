@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from c1222.crypto.keys import KeyTable
+from c1222.errors import C1222Error, ConfigurationError
 from c1222.crypto.nonces import TimeIvSource
 from c1222.ihd.history import History
 from c1222.ihd.node import DisplayServices, ihd_title
@@ -23,14 +24,20 @@ class Display:
 
     def __init__(self, *, listen: Address, http: Address, state_dir: Path,
                  ap_title: str | None = None, keys: KeyTable | None = None,
-                 security_mode: int = 0, tz: str = "Asia/Seoul") -> None:
+                 security_mode: int = 0, tz: str = "Asia/Seoul",
+                 meter_ap_title: str | None = None) -> None:
         self.listen_at = listen
         self.http_at = http
+        try:  # before anything is opened: a bad title is a usage error, not a traceback
+            title = ihd_title(ap_title)
+            self.services = DisplayServices(self._sample, meter_ap_title)
+        except C1222Error as exc:
+            raise ConfigurationError(f"AP title (dotted, e.g. 2.16.124.113620.1.22.0.123.8437)"
+                                     f": {exc}") from None
         self.history = History(state_dir, tz=tz)
-        self.services = DisplayServices(self._sample)
         self._anchor: tuple[float, float] | None = None  # (meter time, wall time) of the last
         self.responder = Responder(
-            ResponderConfig(ap_title=ihd_title(ap_title), keys=keys or KeyTable(),
+            ResponderConfig(ap_title=title, keys=keys or KeyTable(),
                             minimum_mode=security_mode),
             self.services, TimeIvSource(time.time))
         self.endpoint = Endpoint(self._on_request,

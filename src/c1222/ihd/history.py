@@ -23,8 +23,11 @@ Rules for what is accepted (see :meth:`History.add`):
   **rejected** (counted in :attr:`History.rejected` by reason, never stored);
 * a sample not later than the last accepted one (duplicate or out of order) is rejected: the
   meter's clock orders the series, and a closed 5-second point is never reopened;
-* a sample more than :data:`MAX_AHEAD` seconds ahead of the display's clock is rejected, so one
-  bad time stamp cannot push every later sample into "out of order";
+* a sample more than :data:`MAX_AHEAD` seconds ahead of both the display's clock and the last
+  accepted sample is rejected, so one bad time stamp cannot push every later sample into "out
+  of order"; a sped-up meter, whose clock runs ahead of ours by days, is followed step by
+  step, and :data:`JUMP_CONFIRM` consecutive consistent samples that far ahead are accepted
+  (the meter's clock really moved);
 * a register that goes backwards, or forwards faster than :data:`MAX_POWER_W` could deliver
   since the previous sample, is a **discontinuity** (meter replaced or reset, or a garbled
   register): the sample is accepted, the step adds nothing to any energy total, counting resumes
@@ -50,7 +53,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 __all__ = [
-    "BUCKET", "KEEP_DAYS", "MAX_AHEAD", "MAX_POWER_W", "POINTS_24H", "WINDOW",
+    "BUCKET", "FILL_MAX_SPAN", "FILL_MIN_SPAN", "JUMP_CONFIRM", "KEEP_DAYS", "MAX_AHEAD",
+    "MAX_POWER_W", "POINTS_24H", "WINDOW",
     "DailyTotal", "History", "Point", "Sample", "Series",
 ]
 
@@ -65,8 +69,17 @@ KEEP_DAYS = 400
 #: A register step implying more average power than this since the previous sample is not
 #: consumption (a household supply is at most ~50 kW; this leaves a wide margin).
 MAX_POWER_W = 200_000.0
-#: Seconds a sample's time may be ahead of the display's clock.
+#: Seconds a sample's time may be ahead of the display's clock, or of the last sample's.
 MAX_AHEAD = 86_400.0
+#: Consecutive, consistent samples beyond that which are taken as the meter's clock really
+#: having moved forward (set forward, or a sped-up meter the display just met).
+JUMP_CONFIRM = 3
+#: Spans between two samples that are filled from the register (see :meth:`History.add`):
+#: at least this long, so the register's whole-Wh steps give the mean power to 3600/45 = 80 W
+#: or better (60 W at ``--speed 60``, 6 W at 600); shorter holes are bridged by the page.
+FILL_MIN_SPAN = 45.0
+#: ... and at most this long: a longer silence is drawn as a gap, not as one flat mean.
+FILL_MAX_SPAN = 1800.0
 #: Register steps this small below zero are float noise, not a reset.
 _NOISE_WH = 1e-6
 FILENAME = "history.sqlite"
@@ -92,6 +105,12 @@ class Point:
 
     ``t`` is the bucket's start (a multiple of 5); ``n`` the samples in it; ``counted_wh`` the
     register on the counted scale (see the module docstring); ``t_last`` the last sample's time.
+
+    ``n == 0``: a bucket *filled from the register* between two samples far apart (a sped-up
+    meter feeds one sample per simulated minute or more): ``active_power`` is the mean power
+    of that span from the register, ΔWh / Δt; ``energy_wh``/``counted_wh``/``t_last`` are the
+    sample before the span's; voltage, current, apparent power and power factor were not
+    measured (stored as 0, given as None by :meth:`History.points` and blank in the CSV).
     """
 
     t: int
@@ -111,11 +130,11 @@ class Series:
     """A window of points as parallel lists (ready for JSON or a chart)."""
 
     t: list[int]
-    voltage: list[float]
-    current: list[float]
+    voltage: list[float | None]  # None: a point filled from the register (n == 0)
+    current: list[float | None]
     active_power: list[float]
-    apparent_power: list[float]
-    power_factor: list[float]
+    apparent_power: list[float | None]
+    power_factor: list[float | None]
     energy_wh: list[float]
 
     def __len__(self) -> int:
@@ -137,6 +156,7 @@ class _Day:
     last_counted: float
     first_wh: float
     last_wh: float
+    first_t: float = 0.0  # the day's first sample (0: a file from before it was kept)
 
 
 class _Bucket:
@@ -227,6 +247,7 @@ class History:
         self._last_wh: float | None = None
         self._counted = 0.0
         self._batch = 0
+        self._jump: tuple[float, int] = (0.0, 0)  # (last time, how many) of samples far ahead
         self._db = self._open()
         self._load()
 
@@ -247,8 +268,12 @@ class History:
                 counted REAL NOT NULL, t_last REAL NOT NULL);
             CREATE TABLE IF NOT EXISTS days(
                 day TEXT PRIMARY KEY, first_counted REAL NOT NULL, last_counted REAL NOT NULL,
-                first_wh REAL NOT NULL, last_wh REAL NOT NULL);
+                first_wh REAL NOT NULL, last_wh REAL NOT NULL,
+                first_t REAL NOT NULL DEFAULT 0);
         """)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(days)")}
+        if "first_t" not in columns:  # a file written before the first sample's time was kept
+            db.execute("ALTER TABLE days ADD COLUMN first_t REAL NOT NULL DEFAULT 0")
         row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
             db.execute("INSERT INTO meta VALUES('schema', ?)", (_SCHEMA_VERSION,))
@@ -319,9 +344,9 @@ class History:
                 if self._batch == 0:
                     self._db.execute("COMMIT")
 
-    def _write(self, point: Point, day: date | None) -> None:
+    def _write(self, points: list[Point], day: date | None) -> None:
         try:
-            self._write_rows(point, day)
+            self._write_rows(points, day)
         except sqlite3.Error as exc:
             # a full or failing disk must not stop the display: the point stays in memory
             # (the graph goes on) and the next points are tried again
@@ -330,20 +355,19 @@ class History:
             if self._batch == 0 and self._db.in_transaction:
                 self._db.execute("ROLLBACK")
 
-    def _write_rows(self, point: Point, day: date | None) -> None:
+    def _write_rows(self, points: list[Point], day: date | None) -> None:
         db = self._db
         if self._batch == 0:
             db.execute("BEGIN")
-        db.execute("INSERT OR REPLACE INTO points VALUES(?,?,?,?,?,?,?,?,?,?)",
-                   (point.t, point.n, point.voltage, point.current, point.active_power,
-                    point.apparent_power, point.power_factor, point.energy_wh,
-                    point.counted_wh, point.t_last))
-        db.execute("DELETE FROM points WHERE t < ?", (point.t - WINDOW,))
+        db.executemany("INSERT OR REPLACE INTO points VALUES(?,?,?,?,?,?,?,?,?,?)",
+                       [(p.t, p.n, p.voltage, p.current, p.active_power, p.apparent_power,
+                         p.power_factor, p.energy_wh, p.counted_wh, p.t_last) for p in points])
+        db.execute("DELETE FROM points WHERE t < ?", (points[-1].t - WINDOW,))
         if day is not None:
             d = self._days[day]
-            db.execute("INSERT OR REPLACE INTO days VALUES(?,?,?,?,?)",
+            db.execute("INSERT OR REPLACE INTO days VALUES(?,?,?,?,?,?)",
                        (day.isoformat(), d.first_counted, d.last_counted, d.first_wh,
-                        d.last_wh))
+                        d.last_wh, d.first_t))
         if self._batch == 0:
             db.execute("COMMIT")
 
@@ -363,22 +387,30 @@ class History:
                 self.rejected["duplicate" if x.time == self._last_time else "out_of_order"] += 1
                 return False
             now = self._clock()
-            if x.time > now + MAX_AHEAD:
+            if x.time > max(now, self._last_time) + MAX_AHEAD and not self._confirmed(x.time):
                 self.rejected["future"] += 1
                 return False
+            self._jump = (0.0, 0)
+            fill = None  # (mean W, register, counted, time) of the span since the last sample
             if self._last_wh is None:
                 self._counted = x.energy_wh  # the counted scale starts at the register
             else:
                 step = x.energy_wh - self._last_wh
-                allowed = MAX_POWER_W * (x.time - self._last_time) / 3600.0 + 1.0
+                span = x.time - self._last_time
+                allowed = MAX_POWER_W * span / 3600.0 + 1.0
                 if -_NOISE_WH <= step <= allowed:
+                    if FILL_MIN_SPAN <= span <= FILL_MAX_SPAN:
+                        fill = (max(step, 0.0) * 3600.0 / span, self._last_wh, self._counted,
+                                self._last_time)
                     self._counted += max(step, 0.0)
                 else:
                     self.register_resets += 1
-            self._last_time, self._last_wh = x.time, x.energy_wh
             start = _bucket_of(x.time)
             if self._bucket is not None and self._bucket.t != start:
                 self._close_bucket()
+            if fill is not None:
+                self._fill(start, *fill)
+            self._last_time, self._last_wh = x.time, x.energy_wh
             if self._bucket is None:
                 self._bucket = _Bucket(start)
             self._bucket.add(x, self._counted)
@@ -386,6 +418,28 @@ class History:
             self._latest, self._received_at = x, now
             self.seq += 1
             return True
+
+    def _confirmed(self, t: float) -> bool:
+        """A time far ahead is taken once JUMP_CONFIRM samples in a row go on from it."""
+        last, count = self._jump
+        count = count + 1 if last < t <= last + MAX_AHEAD else 1
+        self._jump = (t, count)
+        return count >= JUMP_CONFIRM
+
+    def _fill(self, until: int, watts: float, wh: float, counted: float, since: float) -> None:
+        """Points for the empty buckets after the one of ``since`` and before ``until``: the
+        meter's own measurement of that span (its register), not values made up between two
+        samples. One transaction for all of them."""
+        # (none older than the 24 h kept: they would go at once)
+        first = max(_bucket_of(since) + BUCKET, self._closed_until, until - WINDOW)
+        points = [Point(t, 0, 0.0, 0.0, watts, 0.0, 0.0, wh, counted, since)
+                  for t in range(first, until, BUCKET)]
+        if not points:
+            return
+        for point in points:
+            self._append(point)
+        self._write(points, None)
+        self._closed_until = until
 
     def _note_day(self, x: Sample) -> None:
         r = self._day_range
@@ -398,7 +452,8 @@ class History:
         day = r[2]
         d = self._days.get(day)
         if d is None:
-            self._days[day] = _Day(self._counted, self._counted, x.energy_wh, x.energy_wh)
+            self._days[day] = _Day(self._counted, self._counted, x.energy_wh, x.energy_wh,
+                                   x.time)
             self._trim_days(day)
         else:
             d.last_counted, d.last_wh = self._counted, x.energy_wh
@@ -421,13 +476,17 @@ class History:
             return
         self._bucket = None
         point = b.point()
+        self._append(point)
+        self._closed_until = point.t + BUCKET
+        local_day = datetime.fromtimestamp(point.t_last, self.tz).date()
+        self._write([point], local_day if local_day in self._days else None)
+
+    def _append(self, point: Point) -> None:
         self._points.append(point)
         self._times.append(point.t)
         cut = bisect.bisect_left(self._times, point.t - WINDOW)
         if cut:
             del self._points[:cut], self._times[:cut]
-        local_day = datetime.fromtimestamp(point.t_last, self.tz).date()
-        self._write(point, local_day if local_day in self._days else None)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -468,10 +527,12 @@ class History:
             lo = bisect.bisect_right(times, since)
             hi = len(times) if until is None else bisect.bisect_right(times, until)
             chosen = self._points[lo:hi]
-        return Series([p.t for p in chosen], [p.voltage for p in chosen],
-                      [p.current for p in chosen], [p.active_power for p in chosen],
-                      [p.apparent_power for p in chosen], [p.power_factor for p in chosen],
-                      [p.energy_wh for p in chosen])
+        def measured(name: str) -> list[float | None]:
+            return [getattr(p, name) if p.n else None for p in chosen]
+
+        return Series([p.t for p in chosen], measured("voltage"), measured("current"),
+                      [p.active_power for p in chosen], measured("apparent_power"),
+                      measured("power_factor"), [p.energy_wh for p in chosen])
 
     def point_list(self, since: float | None = None, until: float | None = None) -> list[Point]:
         """Like :meth:`points`, as :class:`Point` objects."""
@@ -536,6 +597,25 @@ class History:
         first = today.replace(day=1)
         return sum(d.kwh for d in self.daily_totals() if first <= d.day <= today)
 
+    def month_first_reading(self, now: float | datetime | None = None) -> float | None:
+        """When (Unix time, the meter's clock) the first sample of ``now``'s local month came:
+        the start of what :meth:`month_to_date_kwh` measures; None without data that month.
+        For a day stored before this was kept, the day's local midnight."""
+        if now is None:
+            now = self._clock()
+        local = (now.astimezone(self.tz) if isinstance(now, datetime)
+                 else datetime.fromtimestamp(now, self.tz))
+        first = local.date().replace(day=1)
+        with self._lock:
+            days = sorted(d for d in self._days if first <= d <= local.date())
+            if not days:
+                return None
+            t = self._days[days[0]].first_t
+        if t > 0:
+            return t
+        day = days[0]
+        return datetime(day.year, day.month, day.day, tzinfo=self.tz).timestamp()
+
     def local_time(self, t: float) -> datetime:
         """``t`` as an aware datetime in the household's time zone."""
         return datetime.fromtimestamp(t, self.tz)
@@ -551,5 +631,8 @@ class History:
         tz = self.tz
         for p in self.point_list(since, until):
             stamp = datetime.fromtimestamp(p.t, tz).isoformat()
-            yield (f"{p.t},{stamp},{p.voltage:.2f},{p.current:.3f},{p.active_power:.1f},"
-                   f"{p.apparent_power:.1f},{p.power_factor:.3f},{p.energy_wh:.1f}\r\n")
+            if p.n:
+                yield (f"{p.t},{stamp},{p.voltage:.2f},{p.current:.3f},{p.active_power:.1f},"
+                       f"{p.apparent_power:.1f},{p.power_factor:.3f},{p.energy_wh:.1f}\r\n")
+            else:  # filled from the register: only the mean power is known
+                yield f"{p.t},{stamp},,,{p.active_power:.1f},,,{p.energy_wh:.1f}\r\n"

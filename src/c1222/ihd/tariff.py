@@ -514,17 +514,24 @@ def block_status(kwh: Decimal | float | int, month: date | str, *,
 
 
 def projection(kwh_so_far: Decimal | float | int, now: datetime, *,
-               tariff: Tariff | None = None) -> Bill:
-    """Bill the month's usage projected linearly to month end from the elapsed time.
+               tariff: Tariff | None = None, since: datetime | None = None) -> Bill:
+    """Bill the month's usage projected linearly to a whole month from the elapsed time.
 
-    Elapsed time runs from midnight on the month's first day (in ``now``'s time zone, if any)
-    to ``now``. At the very start of the month (nothing elapsed) there is nothing to scale,
-    so ``kwh_so_far`` is billed as it is. The projected kWh are rounded to the watt-hour.
+    Elapsed time runs from ``since`` — when the usage started being measured, e.g. a display's
+    first reading of the month — or, without it, from midnight on the month's first day (in
+    ``now``'s time zone, if any), to ``now``; the month's usage is that rate over the whole
+    month. ``since`` before the month's start counts from the start. At the very start
+    (nothing elapsed) there is nothing to scale, so ``kwh_so_far`` is billed as it is. The
+    projected kWh are rounded to the watt-hour.
     """
     if not isinstance(now, datetime):
         raise ValueError(f"now must be a datetime, got {now!r}")
+    if since is not None and not isinstance(since, datetime):
+        raise ValueError(f"since must be a datetime, got {since!r}")
     usage = _kwh(kwh_so_far)
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if since is not None and since > start:
+        start = since
     days = calendar.monthrange(now.year, now.month)[1]
     micro = timedelta(microseconds=1)
     # integer microseconds keep the ratio exact (timedelta / timedelta would be a float)

@@ -12,7 +12,8 @@ so a shutdown never waits on an open page. Nothing here needs a thread: the hand
 read :class:`~c1222.ihd.history.History`, which has its own lock.
 
 Endpoints (all GET): ``/`` the page, ``/static/...`` its files, ``/api/live``,
-``/api/history?seconds=N``, ``/api/history.csv?seconds=N``, ``/api/summary``, ``/events``.
+``/api/history?seconds=N``, ``/api/history.csv?seconds=N``, ``/api/summary``,
+``/api/month?month=YYYY-MM``, ``/events``.
 See docs/ihd.md.
 """
 
@@ -35,7 +36,8 @@ from c1222.ihd.history import BUCKET, WINDOW, History, Sample
 from c1222.transport.http import limit_body
 from c1222.transport.sse import Streams, close_streams, hook_uvicorn_shutdown, sse
 
-__all__ = ["STATIC", "close_streams", "create_app", "live", "serve", "summary"]
+__all__ = ["STATIC", "close_streams", "create_app", "daily", "live", "month_view", "serve",
+           "summary"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: Seconds without a sample before the page says the meter stopped sending.
@@ -46,6 +48,9 @@ TICK = 0.1
 KEEPALIVE = 15.0
 #: Days of daily totals in the summary.
 SUMMARY_DAYS = 14
+#: Seconds of data this month before the month end is projected: under 15 minutes the
+#: register's whole-Wh steps make the rate too coarse to multiply by a month.
+PROJECTION_MIN_BASIS = 900.0
 _NO_CACHE = {"Cache-Control": "no-cache"}
 
 
@@ -90,6 +95,64 @@ class _Billing:
         return format(cost, "f"), band
 
 
+def daily(history: History, billing: _Billing | None = None,
+          month: date | None = None) -> list[dict[str, Any]]:
+    """Every day kept (up to 400), or those of ``month``: ``{day, kwh, won}``.
+
+    ``won`` is what the day added to its month's bill: the bill for the month's kWh up to
+    the end of that day minus the bill up to its start (taxes and fund included; the basic
+    charge, owed for the month whatever is used, is in no day). Progressive blocks make a kWh
+    dearer late in a month, and that shows. None for a month the tariff table does not cover.
+    """
+    from c1222.ihd import tariff
+
+    billing = billing or _Billing(history, None)
+    out: list[dict[str, Any]] = []
+    current: date | None = None
+    rates: date | str = date.min
+    used = Decimal(0)
+    before: Decimal | None = None
+    for d in history.daily_totals():
+        first = d.day.replace(day=1)
+        if first != current:  # a new month: its bill starts from nothing used
+            current, used = first, Decimal(0)
+            rates = billing.fixed if billing.fixed is not None else first
+            try:
+                before = tariff.bill(used, rates).total
+            except ValueError:
+                before = None
+        used += _kwh(d.kwh)
+        won = None
+        if before is not None:
+            after = tariff.bill(used, rates).total
+            won, before = int(after - before), after
+        if month is None or first == month:
+            out.append({"day": d.day.isoformat(), "kwh": round(d.kwh, 3), "won": won})
+    return out
+
+
+def _month(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"  # (strftime gives "1-01" for year 1)
+
+
+def month_view(history: History, month: date, billing: _Billing | None = None
+               ) -> dict[str, Any]:
+    """The ``/api/month`` body: ``month``'s days with their cost, its kWh and bill, and the
+    months the history holds (to page through)."""
+    from c1222.ihd import tariff
+
+    billing = billing or _Billing(history, None)
+    days = daily(history, billing, month)
+    kwh = sum((_kwh(d["kwh"]) for d in days), Decimal(0))
+    try:
+        bill = tariff.bill(kwh, billing.fixed if billing.fixed is not None else month).to_dict()
+    except ValueError:
+        bill = None
+    months = sorted({_month(d.day) for d in history.daily_totals()})
+    return {"month": _month(month), "days": days, "kwh": format(kwh, "f"),
+            "bill": bill if days else None, "months": months}
+
+
 def live(history: History, now: float, billing: _Billing | None = None,
          stale_after: float = STALE_AFTER) -> dict[str, Any]:
     """The ``/api/live`` body: the latest sample, whether it is stale and its age."""
@@ -126,16 +189,26 @@ def summary(history: History, now: float, billing: _Billing | None = None,
         "energy_24h_kwh": format(_kwh(history.energy_last_24h()), "f"),
         "energy_total_kwh": None if total is None else format(_kwh(total / 1000.0), "f"),
         "month_kwh": format(month_kwh, "f"),
-        "bill": None, "projection": None, "block": None, "error": None,
-        "daily": [{"day": d.day.isoformat(), "kwh": round(d.kwh, 3)}
-                  for d in history.daily_totals()[-SUMMARY_DAYS:]],
+        "bill": None, "projection": None, "projection_basis": None, "block": None,
+        "error": None,
+        "daily": daily(history, billing)[-SUMMARY_DAYS:],
     }
     try:
         body["bill"] = tariff.bill(month_kwh, month).to_dict()
-        projected = tariff.projection(month_kwh, local_now)
-        if billing.fixed is not None:  # the projected kWh, billed at the chosen month's rates
-            projected = tariff.bill(projected.kwh, month)
-        body["projection"] = projected.to_dict()
+        # Projected from the data the display has: the rate since its first reading of the
+        # month (a display started mid-month knows nothing of the days before it).
+        first = history.month_first_reading(now)
+        if first is not None:
+            basis = max(now - first, 0.0)
+            body["projection_basis"] = {"since": history.local_time(first).isoformat(),
+                                        "hours": round(basis / 3600.0, 3),
+                                        "enough": basis >= PROJECTION_MIN_BASIS}
+            if basis >= PROJECTION_MIN_BASIS:
+                projected = tariff.projection(month_kwh, local_now,
+                                              since=history.local_time(first))
+                if billing.fixed is not None:  # projected kWh at the chosen month's rates
+                    projected = tariff.bill(projected.kwh, month)
+                body["projection"] = projected.to_dict()
         status = tariff.block_status(month_kwh, month)
         body["block"] = {
             "block": status.block, "season": status.season,
@@ -218,6 +291,17 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
     @app.get("/api/summary")
     def api_summary() -> JSONResponse:
         return JSONResponse(summary(history, clock(), billing, stale_after), headers=_NO_CACHE)
+
+    @app.get("/api/month")
+    def api_month(month: str | None = Query(None, pattern=r"^[0-9]{4}-[0-9]{2}$")) -> JSONResponse:
+        from c1222.ihd import tariff
+
+        try:
+            first = (tariff.month_start(month) if month is not None
+                     else history.local_time(clock()).date().replace(day=1))
+        except ValueError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse(month_view(history, first, billing), headers=_NO_CACHE)
 
     @app.get("/api/history.csv")
     def api_history_csv(seconds: int = Query(WINDOW, ge=BUCKET, le=WINDOW)) -> StreamingResponse:

@@ -31,6 +31,10 @@ log = logging.getLogger("c1222.meter.han")
 #: Tables the display needs to decode the live ones (see the module docstring).
 LIVE_TABLES = (52, 23, 28)  # 28 last: the display samples on it
 PERIOD = 1.0
+#: The display's default AP title (``c1222.ihd.node.IHD_AP_TITLE``; a test checks they agree).
+#: Every feed message carries a called AP title: the EAX' MAC covers A2 (c1222.md 2.2), and a
+#: verifier such as Wireshark cannot check a MAC without it.
+DISPLAY_AP_TITLE = "2.16.124.113620.1.22.0.123.8437.1"
 TIMEOUT = 2.0
 
 
@@ -40,7 +44,7 @@ class HanFeed:
     def __init__(self, meter: Meter) -> None:
         self.meter = meter
         cfg = meter.config
-        self.called = Uid.parse(cfg.ihd_ap_title) if cfg.ihd_ap_title else None
+        self.called = Uid.parse(cfg.ihd_ap_title or DISPLAY_AP_TITLE)
         requester = Requester(meter.ap_title, TimeIvSource(meter.wall), keys=cfg.keys,
                               security_mode=cfg.security_mode, key_id=cfg.key_id)
         self.client = Client(requester, meter.endpoint, clock=meter.wall)

@@ -376,3 +376,127 @@ def test_csv_has_a_header_and_one_line_per_point(hist):
     assert first[1] == "2026-05-09T12:00:00+09:00"  # the household's local time
     assert first[4] == "1234.5"
     assert list(hist.csv(since=T0)) == [lines[0]] + lines[2:]
+
+
+# -- samples far apart (a sped-up meter): the buckets between are filled from the register ---
+
+
+def test_a_span_between_samples_is_filled_from_the_register(hist):
+    # --speed 60: one sample per simulated minute; 3.5 Wh in 60 s is 210 W on average
+    hist.add(s(T0, 1000.0, p=250.0))
+    hist.add(s(T0 + 60, 1003.5, p=190.0))
+    hist.add(s(T0 + 120, 1007.0, p=230.0))  # closes the bucket of T0 + 60
+    pts = hist.point_list()
+    assert [p.t for p in pts] == list(range(T0, T0 + 120, BUCKET))  # 24 points, no hole
+    assert [p.n for p in pts] == [1] + [0] * 11 + [1] + [0] * 11
+    assert pts[0].active_power == 250.0 and pts[12].active_power == 190.0  # measured
+    assert all(p.active_power == pytest.approx(210.0) for p in pts if p.n == 0)
+    # the register known at the end of a filled bucket is the sample's before it, not made up
+    assert {p.energy_wh for p in pts[1:12]} == {1000.0}
+    series = hist.points()
+    assert series.voltage[1] is None and series.power_factor[5] is None
+    assert series.voltage[0] == 220.0 and series.active_power[3] == pytest.approx(210.0)
+    assert hist.energy_last_24h() == pytest.approx(0.007)  # totals still from the register
+
+
+@pytest.mark.parametrize("speed", [1, 5, 30, 60, 120, 600])
+def test_every_speed_gives_a_graph_without_holes(tmp_path, clock, speed):
+    with History(tmp_path, clock=clock) as h:
+        wh = 5000.0
+        for k in range(3 * 3600 // speed):  # 3 simulated hours at 210 W, one sample a second
+            wh += 210.0 * speed / 3600.0
+            h.add(s(T0 + k * speed, math.floor(wh), p=210.0))  # the register counts whole Wh
+        t = h.points().t
+        gaps = {b - a for a, b in zip(t, t[1:])}
+        # sampled every 5 s or closer, or filled, except below 45 s: the page bridges those
+        assert max(gaps) == max(BUCKET, speed if speed < 45 else BUCKET), sorted(gaps)
+        p = [x for x, n in zip(h.points().active_power, (q.n for q in h.point_list())) if n == 0]
+        if speed >= 45:  # whole-Wh register: the mean of a span is 3600 / span W or better
+            assert all(abs(x - 210.0) <= 3600.0 / speed + 1e-9 for x in p)
+            assert sum(p) / len(p) == pytest.approx(210.0, rel=0.05)
+
+
+def test_what_is_not_filled(hist):
+    hist.add(s(T0, 1000.0))
+    hist.add(s(T0 + 40, 1005.0))  # shorter than FILL_MIN_SPAN
+    hist.add(s(T0 + 40 + 3605, 1100.0))  # longer than FILL_MAX_SPAN: a gap
+    hist.add(s(T0 + 3645 + 60, 900.0))  # the register went back: a reset, not a mean
+    hist.add(s(T0 + 3645 + 120, 901.0))
+    filled = [p for p in hist.point_list() if p.n == 0]
+    assert [p.t for p in filled] == list(range(T0 + 3705 + BUCKET, T0 + 3765, BUCKET))
+    assert hist.register_resets == 1
+
+
+def test_filled_points_survive_a_restart_and_are_blank_in_the_csv(tmp_path, clock):
+    with History(tmp_path, clock=clock) as h:
+        h.add(s(T0, 1000.0))
+        h.add(s(T0 + 600, 1035.0))  # --speed 600: 210 W over ten minutes
+    with History(tmp_path, clock=clock) as h:
+        pts = h.point_list()
+        assert len(pts) == 121 and [p.n for p in pts].count(0) == 119
+        lines = list(h.csv())
+        assert lines[2] == (f"{T0 + 5},{datetime.fromtimestamp(T0 + 5, SEOUL).isoformat()},,,"
+                            "210.0,,,1000.0\r\n")
+        # the sample after the restart continues the series, filled from the last register
+        h.add(s(T0 + 1200, 1070.0))
+        h.add(s(T0 + 1201, 1070.0))
+        t = h.points().t
+        assert {b - a for a, b in zip(t, t[1:])} == {BUCKET}
+
+
+def test_month_first_reading_is_the_first_sample_of_the_local_month(tmp_path, clock):
+    with History(tmp_path, clock=clock) as h:
+        assert h.month_first_reading(T0) is None
+        h.add(s(T0 + 7, 1000.0))
+        h.add(s(T0 + 8, 1000.1))
+        assert h.month_first_reading(T0 + 8) == T0 + 7
+        assert h.month_first_reading(T0 + 40 * 86_400) is None  # another month: no data
+    with History(tmp_path, clock=clock) as h:  # kept in the file
+        assert h.month_first_reading(T0 + 8) == T0 + 7
+
+
+def test_a_days_table_from_before_first_reading_times_is_upgraded(tmp_path, clock):
+    db = sqlite3.connect(tmp_path / FILENAME)
+    db.executescript("""
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES('schema', '1');
+        CREATE TABLE days(day TEXT PRIMARY KEY, first_counted REAL NOT NULL,
+            last_counted REAL NOT NULL, first_wh REAL NOT NULL, last_wh REAL NOT NULL);
+        INSERT INTO days VALUES('2026-05-09', 1000, 1500, 1000, 1500);
+    """)
+    db.commit()
+    db.close()
+    with History(tmp_path, clock=clock) as h:
+        assert h.daily_totals()[0].kwh == 0.5
+        # the day's local midnight stands for its unknown first sample
+        assert h.month_first_reading(T0) == datetime(2026, 5, 9, tzinfo=SEOUL).timestamp()
+        h.add(s(T0 + 86_400, 1600.0))  # the next day is stored with its time
+        assert h.month_first_reading(T0 + 86_400) == datetime(2026, 5, 9,
+                                                               tzinfo=SEOUL).timestamp()
+
+
+def test_a_sped_up_meter_keeps_being_accepted_past_a_day_ahead_of_the_wall_clock(tmp_path):
+    # `--speed 600`: the meter's clock is a day ahead of ours after 144 real seconds; the
+    # display must go on (it stopped there: every sample was "future")
+    clock = Clock(T0)
+    with History(tmp_path, clock=clock) as h:
+        wh = 1000.0
+        for k in range(600):  # ten real minutes, one sample a real second
+            clock.now = T0 + k
+            wh += 210.0 * 600 / 3600
+            assert h.add(s(T0 + 600 * k, wh, p=210.0)), (k, h.rejected)
+        assert h.rejected == {}
+        assert h.latest().time - clock.now > 4 * 86_400
+
+
+def test_one_bad_time_far_ahead_is_refused_but_a_clock_set_forward_is_followed(hist, clock):
+    hist.add(s(T0, 1000.0))
+    hist.add(s(T0 + 1, 1000.1))
+    assert not hist.add(s(T0 + 400 * 86_400, 1000.2))  # a garbled time stamp: refused ...
+    assert hist.add(s(T0 + 2, 1000.3))  # ... and it does not block the series
+    assert hist.rejected["future"] == 1
+    # the meter's clock really jumps forward: after three consistent samples it is followed
+    jump = T0 + 30 * 86_400
+    results = [hist.add(s(jump + k, 1000.4 + k / 10)) for k in range(4)]
+    assert results == [False, False, True, True]
+    assert hist.latest().time == jump + 3

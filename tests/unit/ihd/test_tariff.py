@@ -488,3 +488,14 @@ def test_total_is_monotonic_in_kwh_and_a_multiple_of_ten(month, a, b):
     assert lo.total % 10 == 0 and hi.total % 10 == 0
     assert hi.subtotal == hi.basic + hi.energy + hi.climate + hi.fuel
     assert hi.total <= hi.subtotal + hi.vat + hi.fund < hi.total + 10
+
+
+def test_projection_from_the_first_reading_of_a_display_started_mid_month():
+    # started 20 April 12:00, 3 kWh by 21 April 12:00: 3 kWh a day for 30 days
+    b = projection(3, datetime(2025, 4, 21, 12), since=datetime(2025, 4, 20, 12))
+    assert b.kwh == 90 and b == bill(90, "2025-04")
+    # a first reading before the month (last month's) counts from the 1st
+    assert projection(150, datetime(2025, 4, 16), since=datetime(2025, 3, 30)).kwh == 300
+    assert projection(2, datetime(2025, 4, 16), since=datetime(2025, 4, 16)).kwh == 2
+    with pytest.raises(ValueError):
+        projection(1, datetime(2025, 4, 16), since=date(2025, 4, 1))  # type: ignore[arg-type]

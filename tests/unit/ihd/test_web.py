@@ -223,7 +223,11 @@ def test_summary_bills_the_month_to_date_with_the_tariff_engine(client, loaded, 
     for part in ("basic", "energy", "climate", "fuel", "vat", "fund", "total"):
         assert body["bill"][part] == int(getattr(expected, part))
     now = datetime.fromtimestamp(NOW, SEOUL)
-    assert body["projection"] == tariff.projection(month_kwh, now).to_dict()
+    first = datetime.fromtimestamp(NOVEMBER_1, SEOUL)  # the display's first reading
+    assert body["projection"] == tariff.projection(month_kwh, now, since=first).to_dict()
+    assert body["projection"] == tariff.projection(month_kwh, now).to_dict()  # from the 1st
+    assert body["projection_basis"] == {"since": first.isoformat(), "hours": 474.0,
+                                        "enough": True}
     status = tariff.block_status(month_kwh, "2026-11")
     assert body["block"]["block"] == status.block == 2
     assert Decimal(body["block"]["kwh_to_next_block"]) == status.kwh_to_next_block
@@ -399,3 +403,98 @@ def test_a_browser_going_away_ends_its_stream(tmp_path):
         history.close()
 
     asyncio.run(main())
+
+
+def test_a_display_started_mid_month_projects_from_its_own_data(client, history, clock):
+    # started on the 20th at 17:00 (issue: "₩1,020 (0 kWh)" while drawing 210 W)
+    start = NOW - 3600
+    with history.batch():
+        for k in range(0, 3601, 60):  # one sample a minute at 210 W
+            history.add(sample(start + k, 1000.0 + 210.0 * k / 3600, 210.0))
+    clock.now = start + 3600
+    body = client.get("/api/summary").json()
+    assert Decimal(body["month_kwh"]) == Decimal("0.210")
+    # 210 W over a 30-day month is 151.2 kWh
+    assert Decimal(body["projection"]["kwh"]) == Decimal("151.200")
+    assert body["projection_basis"] == {
+        "since": datetime.fromtimestamp(start, SEOUL).isoformat(), "hours": 1.0,
+        "enough": True}
+    assert body["projection"] == tariff.projection(
+        Decimal("0.210"), datetime.fromtimestamp(clock.now, SEOUL),
+        since=datetime.fromtimestamp(start, SEOUL)).to_dict()
+
+
+def test_no_projection_from_less_than_15_minutes_of_data(client, history, clock):
+    history.add(sample(NOW - 600, 1000.0, 210.0))
+    history.add(sample(NOW, 1035.0, 210.0))
+    clock.now = NOW
+    body = client.get("/api/summary").json()
+    assert body["projection"] is None and body["bill"] is not None
+    assert body["projection_basis"]["enough"] is False
+    assert body["projection_basis"]["hours"] == pytest.approx(600 / 3600, abs=1e-3)
+
+
+# ------------------------------------------------------------------------------------------
+# days with their cost, and the month view
+
+
+def _days(history: History, first_day: datetime, kwh_per_day: list[float]) -> None:
+    """One sample an hour per day at the power that makes each day's kWh."""
+    wh, t = 50_000.0, first_day.timestamp()
+    with history.batch():
+        for kwh in kwh_per_day:
+            for _ in range(24):
+                history.add(sample(t, wh, kwh * 1000 / 24))
+                wh += kwh * 1000 / 24
+                t += 3600
+        history.add(sample(t, wh, 0.0))
+
+
+def test_each_day_costs_what_it_added_to_the_months_bill(client, history, clock):
+    _days(history, datetime(2026, 10, 20, tzinfo=SEOUL), [10.0] * 25)  # Oct 20 .. Nov 13
+    clock.now = datetime(2026, 11, 14, 12, tzinfo=SEOUL).timestamp()
+    body = client.get("/api/month", params={"month": "2026-11"}).json()
+    assert [d["day"] for d in body["days"]] == [f"2026-11-{k:02d}" for k in range(1, 15)]
+    assert Decimal(body["kwh"]) == Decimal("130.000")  # 13 days x 10 kWh (the 14th: none)
+    expected = tariff.bill(Decimal("130.000"), "2026-11")
+    assert body["bill"] == expected.to_dict()
+    # the days add up to the bill less the basic charge, which no day owes
+    assert sum(d["won"] for d in body["days"]) == expected.total - tariff.bill(0, "2026-11").total
+    assert body["days"][0]["won"] == tariff.bill(10, "2026-11").total - \
+        tariff.bill(0, "2026-11").total
+    assert body["months"] == ["2026-10", "2026-11"]
+    october = client.get("/api/month", params={"month": "2026-10"}).json()
+    assert len(october["days"]) == 12 and Decimal(october["kwh"]) == Decimal("120.000")
+    assert client.get("/api/month").json()["month"] == "2026-11"  # default: the clock's month
+    summary = client.get("/api/summary").json()
+    assert summary["daily"][-1] == body["days"][-1] and "won" in summary["daily"][0]
+
+
+def test_a_kwh_costs_more_in_a_later_block(client, history, clock):
+    clock.now = datetime(2026, 11, 30, 12, tzinfo=SEOUL).timestamp()
+    _days(history, datetime(2026, 11, 1, tzinfo=SEOUL), [10.0] * 29)  # block 2 from the 21st
+    won = [d["won"] for d in client.get("/api/month").json()["days"]]
+    # the same 10 kWh cost more in block 2 (the first day also reaches the minimum charge)
+    assert len(won) == 30 and won[5] < won[25], won  # (the 30th: no use yet)
+
+
+@pytest.mark.parametrize("month", ["2026-13", "26-11", "2026-1", "x", "2026-11-01", "0000-01",
+                                   "2026-00", "２０２６-11", "2026-11\n", "", "-001-01"])
+def test_a_bad_month_is_refused(client, month):
+    assert client.get("/api/month", params={"month": month}).status_code == 422
+
+
+@pytest.mark.parametrize("month", ["0001-01", "1900-01", "9999-12"])
+def test_a_month_without_data_is_empty(client, month):
+    body = client.get("/api/month", params={"month": month}).json()
+    assert body["month"] == month and body["days"] == [] and body["bill"] is None
+
+
+def test_a_year_of_days_and_more_is_kept_and_paged_by_month(client, history, clock):
+    clock.now = datetime(2026, 11, 24, 12, tzinfo=SEOUL).timestamp()
+    _days(history, datetime(2025, 10, 1, tzinfo=SEOUL), [3.0] * 420)
+    body = client.get("/api/month").json()
+    assert len(body["months"]) >= 13  # at least a year back to page through
+    days = [d for m in body["months"]
+            for d in client.get("/api/month", params={"month": m}).json()["days"]]
+    assert len(days) == 400  # history.KEEP_DAYS

@@ -6,6 +6,10 @@
 
   const T = window.IHD_I18N;
   const STEP = 5;                      // seconds per point (history.BUCKET)
+  // Holes up to this long are bridged: the history fills longer spans from the meter's
+  // register (history.FILL_MIN_SPAN = 45 s), so a shorter hole is only a feed that came late
+  // or a meter sampled every 10-45 simulated seconds. Longer holes are drawn as gaps.
+  const BRIDGE = 60;
   const DAY = 86400;
   const WINDOWS = [900, 3600, 21600, 86400];
   const STALE_S = 5;                   // same rule as the server: no sample for 5 s
@@ -24,7 +28,20 @@
     summary: null,
     chart: null,
     chartEnd: 0,
+    clockOffset: null,                 // meter clock - browser clock, seconds (null: unknown)
+    zoom: null,                        // [min, max] of a zoomed or panned graph, or null: live
+    dayView: localStorage.getItem("ihd.dayView") === "month" ? "month" : "days",
+    month: null,                       // the month shown in the month view ("YYYY-MM")
+    monthData: null,                   // its /api/month body
   };
+
+  // The page follows the meter's clock (a sped-up meter runs ahead of the browser's): every
+  // body from the display carries "time", the meter's now; between bodies it advances at the
+  // browser's pace.
+  function noteMeterTime(t) {
+    if (typeof t === "number" && Number.isFinite(t)) state.clockOffset = t - Date.now() / 1000;
+  }
+  const meterNow = () => (state.clockOffset === null ? null : Date.now() / 1000 + state.clockOffset);
 
   function pickLang() {
     const saved = localStorage.getItem("ihd.lang");
@@ -128,10 +145,16 @@
   }
 
   function renderClock() {
+    const now = meterNow();
+    if (now === null) {
+      show("clock", "—", null);
+      return;
+    }
     const fmt = new Intl.DateTimeFormat(locale(), {
       timeZone: state.tz, month: "short", day: "numeric", weekday: "short",
       hour: "2-digit", minute: "2-digit", hour12: false });
-    $("clock").textContent = fmt.format(new Date());
+    show("clock", fmt.format(new Date(now * 1000)), Math.floor(now));
+    $("clock").dateTime = new Date(now * 1000).toISOString();
   }
 
   // ---------------------------------------------------------------- graph
@@ -147,12 +170,13 @@
 
   function visible() {
     const n = state.t.length;
-    const end = n ? state.t[n - 1] : Date.now() / 1000;
-    const start = firstAfter(state.t, end - state.window);
+    const end = n ? state.t[n - 1] : (meterNow() ?? Date.now() / 1000);
+    const from = state.zoom ? Math.min(state.zoom[0], end - state.window) : end - state.window;
+    const start = firstAfter(state.t, state.zoom ? from - STEP : from);
     const xs = [], ys = [];
     for (let k = start; k < n; k++) {
       // a hole in the data (display or meter off) is drawn as a gap, not a straight line
-      if (k > start && state.t[k] - state.t[k - 1] > 2 * STEP) {
+      if (k > start && state.t[k] - state.t[k - 1] > BRIDGE) {
         xs.push(state.t[k - 1] + STEP);
         ys.push(null);
       }
@@ -190,10 +214,19 @@
       height: chartHeight(),
       tzDate: localDate,
       padding: [12, 8, 0, 0],
-      cursor: { drag: { x: false, y: false }, points: { size: 7 } },
+      // drag across the graph to zoom in on that span (the buttons pan and reset)
+      cursor: { drag: { x: true, y: false, setScale: false }, points: { size: 7 } },
+      hooks: {
+        setSelect: [(u) => {
+          if (u.select.width > 4) {
+            zoomTo(u.posToVal(u.select.left, "x"), u.posToVal(u.select.left + u.select.width, "x"));
+          }
+          u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+        }],
+      },
       legend: { show: true, live: true },
       scales: {
-        x: { time: true, range: () => [state.chartEnd - state.window, state.chartEnd] },
+        x: { time: true, range: () => xRange() },
         y: { range: (u, min, max) => [Math.min(0, min ?? 0), niceMax(max)] },
       },
       series: [
@@ -228,6 +261,32 @@
     return seconds ? `${d.getMonth() + 1}/${d.getDate()} ${hm}:${pad(d.getSeconds())}` : hm;
   }
 
+  const liveRange = () => [state.chartEnd - state.window, state.chartEnd];
+  const xRange = () => state.zoom || liveRange();
+
+  // Zoom and pan: a span of at least a minute, inside the 24 h the page holds. While zoomed
+  // or panned the view stays put as new points arrive; Reset goes back to the live window.
+  function zoomTo(min, max) {
+    const first = state.t.length ? state.t[0] : state.chartEnd - DAY;
+    const width = Math.min(Math.max(max - min, 60), DAY);
+    min = Math.max(min, first - STEP);
+    max = Math.min(min + width, state.chartEnd);
+    min = max - width;
+    state.zoom = [min, max];
+    drawChart();
+  }
+
+  function pan(direction) {
+    const [min, max] = xRange();
+    const shift = (max - min) / 2 * direction;
+    if (direction > 0 && max + shift >= state.chartEnd) {
+      state.zoom = null;                // back at the newest point: follow it live again
+      drawChart();
+    } else {
+      zoomTo(min + shift, max + shift);
+    }
+  }
+
   function drawChart() {
     const el = $("chart");
     const v = visible();
@@ -235,6 +294,13 @@
     if (!state.chart) state.chart = makeChart(el);
     state.chart.setData([v.xs, v.ys]);
     el.dataset.points = String(v.count);
+    el.dataset.zoom = state.zoom ? state.zoom.map(Math.round).join(",") : "";
+    $("zoom-reset").disabled = !state.zoom;
+    $("pan-right").disabled = !state.zoom;
+    // line segments drawn (two non-null neighbours): points alone, each between gaps, draw none
+    let segments = 0;
+    for (let k = 1; k < v.ys.length; k++) if (v.ys[k] !== null && v.ys[k - 1] !== null) segments++;
+    el.dataset.segments = String(segments);
     el.dataset.window = String(state.window);
   }
 
@@ -259,6 +325,7 @@
 
   function setWindow(seconds) {
     state.window = seconds;
+    state.zoom = null;
     localStorage.setItem("ihd.window", String(seconds));
     for (const b of document.querySelectorAll("#windows button")) {
       b.setAttribute("aria-pressed", String(Number(b.dataset.window) === seconds));
@@ -293,6 +360,16 @@
     const p = s.projection;
     show("projection-total", p ? won(p.total) : "—", p && p.total);
     show("projection-kwh", p ? num(p.kwh, 0) : "—", p && p.kwh);
+    const basis = s.projection_basis;
+    let basisText = "";
+    if (basis) {
+      const hours = tr("hours_n", { n: num(basis.hours, basis.hours < 10 ? 1 : 0) });
+      const since = new Intl.DateTimeFormat(locale(), {
+        timeZone: state.tz, month: "numeric", day: "numeric", hour: "2-digit",
+        minute: "2-digit", hour12: false }).format(new Date(basis.since));
+      basisText = tr(basis.enough ? "projection_basis" : "projection_wait", { since, hours });
+    }
+    show("projection-basis", basisText, basis && basis.since);
 
     const blk = s.block;
     const box = $("block").closest(".block-box");
@@ -317,34 +394,124 @@
     renderDaily(s.daily || []);
   }
 
+  const dayFmt = () => new Intl.DateTimeFormat(locale(), {
+    month: "numeric", day: "numeric", weekday: "short", timeZone: "UTC" });
+  function dateOf(iso) {
+    const [y, m, dd] = iso.split("-").map(Number);
+    return new Date(Date.UTC(y, m - 1, dd));
+  }
+
   function renderDaily(days) {
+    if (state.dayView === "month") return renderMonth();
     const box = $("daily");
+    box.dataset.view = "days";
     box.textContent = "";
+    $("month-nav").hidden = true;
+    $("month-sum").textContent = "";
     const max = Math.max(0.001, ...days.map((d) => d.kwh));
-    const fmt = new Intl.DateTimeFormat(locale(), { month: "numeric", day: "numeric",
-                                                   timeZone: "UTC" });
+    const fmt = dayFmt();
     days.forEach((d, k) => {
-      const [y, m, dd] = d.day.split("-").map(Number);
+      const row = document.createElement("div");
+      row.className = "drow" + (k === days.length - 1 ? " today" : "");
+      row.dataset.day = d.day;
+      row.dataset.value = String(d.kwh);
+      row.dataset.won = d.won === null || d.won === undefined ? "" : String(d.won);
+      const label = document.createElement("span");
+      label.className = "dd";
+      label.textContent = fmt.format(dateOf(d.day));
+      const bar = document.createElement("span");
+      bar.className = "dbar";
+      const fill = document.createElement("i");
+      fill.style.width = `${Math.max(1, (100 * d.kwh) / max)}%`;
+      bar.append(fill);
+      const kwh = document.createElement("span");
+      kwh.className = "dk";
+      kwh.textContent = `${num(d.kwh, d.kwh < 10 ? 1 : 0)} kWh`;
+      const cost = document.createElement("span");
+      cost.className = "dw";
+      cost.textContent = won(d.won);
+      row.append(label, bar, kwh, cost);
+      box.append(row);
+    });
+  }
+
+  // The month view: one bar per day of the month (its date, kWh and cost on hover/tap), the
+  // month's kWh and bill, and the months the display keeps (400 days) to page through.
+  function renderMonth() {
+    const box = $("daily");
+    box.dataset.view = "month";
+    box.textContent = "";
+    $("month-nav").hidden = false;
+    const m = state.monthData;
+    if (!m) return;
+    const [y, mo] = m.month.split("-").map(Number);
+    $("month-label").textContent = new Intl.DateTimeFormat(locale(), {
+      year: "numeric", month: "long", timeZone: "UTC" }).format(new Date(Date.UTC(y, mo - 1, 15)));
+    $("month-label").dataset.value = m.month;
+    const k = m.months.indexOf(m.month);
+    $("month-prev").disabled = k <= 0 && !(k < 0 && m.months.length && m.months[0] < m.month);
+    $("month-next").disabled = k < 0 || k >= m.months.length - 1;
+    const byDay = new Map(m.days.map((d) => [d.day, d]));
+    const length = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+    const max = Math.max(0.001, ...m.days.map((d) => d.kwh));
+    const fmt = dayFmt();
+    for (let dd = 1; dd <= length; dd++) {
+      const iso = `${m.month}-${pad(dd)}`;
+      const d = byDay.get(iso);
       const col = document.createElement("div");
-      col.className = "day" + (k === days.length - 1 ? " today" : "");
-      col.title = `${fmt.format(new Date(Date.UTC(y, m - 1, dd)))}: ${num(d.kwh, 2)} kWh`;
-      col.dataset.day = d.day;
-      col.dataset.value = String(d.kwh);
-      const val = document.createElement("span");
-      val.className = "v";
-      val.textContent = num(d.kwh, d.kwh < 10 ? 1 : 0);
+      col.className = "day";
+      col.dataset.day = iso;
+      col.dataset.value = d ? String(d.kwh) : "";
+      col.dataset.won = d && d.won !== null ? String(d.won) : "";
+      col.title = d ? tr("day_title", { date: fmt.format(dateOf(iso)), kwh: num(d.kwh, 2),
+                                        won: won(d.won) }) : fmt.format(dateOf(iso));
+      const track = document.createElement("span");
+      track.className = "track";
       const bar = document.createElement("span");
       bar.className = "bar";
-      bar.style.height = `${Math.max(2, (100 * d.kwh) / max)}%`;
+      bar.style.height = d ? `${Math.max(2, (100 * d.kwh) / max)}%` : "0";
+      track.append(bar);
       const label = document.createElement("span");
       label.className = "d";
       label.textContent = String(dd);
-      const track = document.createElement("span");
-      track.className = "track";
-      track.append(bar);
-      col.append(val, track, label);
+      col.append(track, label);
       box.append(col);
-    });
+    }
+    $("month-sum").textContent = m.days.length && m.bill
+      ? tr("month_sum", { kwh: num(m.kwh, 1), won: won(m.bill.total) }) : tr("month_empty");
+  }
+
+  async function loadMonth(month) {
+    try {
+      const q = month ? `?month=${month}` : "";
+      const r = await fetch(`/api/month${q}`, { cache: "no-store" });
+      if (r.ok) {
+        state.monthData = await r.json();
+        state.month = state.monthData.month;
+        if (state.dayView === "month") renderMonth();
+      }
+    } catch (e) {
+      // the display may be restarting; the next round tries again
+    }
+  }
+
+  function setDayView(view) {
+    state.dayView = view;
+    localStorage.setItem("ihd.dayView", view);
+    for (const b of document.querySelectorAll("#day-views button")) {
+      b.setAttribute("aria-pressed", String(b.dataset.view === view));
+    }
+    if (view === "month") loadMonth(state.month);
+    renderDaily((state.summary && state.summary.daily) || []);
+  }
+
+  function stepMonth(direction) {
+    const m = state.monthData;
+    if (!m) return;
+    const k = m.months.indexOf(m.month);
+    let next = m.months[k + direction];
+    if (k < 0 && direction < 0) next = m.months.filter((x) => x < m.month).pop();
+    if (next) loadMonth(next);
   }
 
   async function loadSummary() {
@@ -353,6 +520,7 @@
       if (r.ok) {
         state.summary = await r.json();
         state.tz = state.summary.tz || state.tz;
+        noteMeterTime(state.summary.time);
         renderSummary();
       }
     } catch (e) {
@@ -364,6 +532,7 @@
 
   function onSample(d) {
     state.live = d;
+    noteMeterTime(d.time);
     if (d.sample) state.sampleSeenAt = Date.now() - (d.age || 0) * 1000;
     renderLive();
     renderStatus();
@@ -385,6 +554,14 @@
     for (const b of document.querySelectorAll("#windows button")) {
       b.addEventListener("click", () => setWindow(Number(b.dataset.window)));
     }
+    $("pan-left").addEventListener("click", () => pan(-1));
+    $("pan-right").addEventListener("click", () => pan(1));
+    $("zoom-reset").addEventListener("click", () => { state.zoom = null; drawChart(); });
+    for (const b of document.querySelectorAll("#day-views button")) {
+      b.addEventListener("click", () => setDayView(b.dataset.view));
+    }
+    $("month-prev").addEventListener("click", () => stepMonth(-1));
+    $("month-next").addEventListener("click", () => stepMonth(1));
     $("lang").addEventListener("click", () => {
       state.lang = state.lang === "ko" ? "en" : "ko";
       localStorage.setItem("ihd.lang", state.lang);
@@ -392,6 +569,7 @@
     });
     applyLang();
     setWindow(state.window);
+    setDayView(state.dayView);
     await loadSummary();
     try {
       const r = await fetch(`/api/history?seconds=${DAY}`, { cache: "no-store" });
@@ -403,7 +581,10 @@
     connect();
     renderClock();
     setInterval(() => { renderStatus(); renderClock(); }, 500);
-    setInterval(loadSummary, SUMMARY_EVERY_MS);
+    setInterval(() => {
+      loadSummary();
+      if (state.dayView === "month") loadMonth(state.month);
+    }, SUMMARY_EVERY_MS);
     // the canvas has a fixed size: follow the card when the window or the phone turns
     new ResizeObserver(() => {
       if (state.chart) state.chart.setSize({ width: Math.max($("chart").clientWidth, 200),
