@@ -66,10 +66,11 @@ class Display:
         import uvicorn
 
         from c1222.ihd.web import create_app
+        from c1222.transport.http import uvicorn_config
 
         address = await self.endpoint.listen(*self.listen_at)
-        config = uvicorn.Config(create_app(self.history, clock=self.meter_clock), host=self.http_at[0],
-                                port=self.http_at[1], log_level="warning", lifespan="on")
+        config = uvicorn_config(create_app(self.history, clock=self.meter_clock), self.http_at[0],
+                                self.http_at[1], lifespan="on")
         self._server = uvicorn.Server(config)
         # Our event loop handles Ctrl-C and stops the server itself.
         self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]

@@ -359,7 +359,9 @@ async def serve(app: FastAPI, host: str = "0.0.0.0", port: int = 8080) -> None:
     """Serve ``app`` until cancelled or told to stop (Ctrl-C); open streams end first."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    from c1222.transport.http import uvicorn_config
+
+    server = uvicorn.Server(uvicorn_config(app, host, port))
     try:
         await server.serve()
     finally:
