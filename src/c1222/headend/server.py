@@ -59,10 +59,12 @@ from c1222.headend.storage import (
     MessageRecord,
     NodeRecord,
     Reading,
+    Retention,
     canonical_json,
     event_reading,
     interval_readings,
     open_async_storage,
+    retention_loop,
 )
 from c1222.session.requester import Requester
 from c1222.session.responder import Responder, ResponderConfig
@@ -114,6 +116,10 @@ class HeadEndConfig:
     timeout: float = 10.0
     max_parallel: int = 64
     pcap: str | None = None
+    # What peers can make the head-end keep (docs/storage.md, "Retention", "Registration limits").
+    retention: Retention = field(default_factory=Retention)
+    max_nodes: int = 100_000
+    max_registrations_per_address: int = 64
 
 
 @dataclass
@@ -139,7 +145,11 @@ class HeadEnd:
         self.ap_title = Uid.parse(config.ap_title)
         self.registrar = RegistrarServices(self.ap_title, reg_period=config.reg_period,
                                            on_registered=self._registered,
-                                           on_deregistered=self._deregistered)
+                                           on_deregistered=self._deregistered,
+                                           max_nodes=config.max_nodes,
+                                           max_per_source=config.max_registrations_per_address,
+                                           source_of=self._source_host,
+                                           protect_titles=bool(config.security_mode))
         nonces = TimeIvSource(time.time)
         self.responder = Responder(
             ResponderConfig(ap_title=self.ap_title, keys=config.keys,
@@ -172,6 +182,8 @@ class HeadEnd:
         self.address = await self.endpoint.listen(*self.config.listen)
         self._tasks.append(asyncio.create_task(self._collector()))
         self._tasks.append(asyncio.create_task(self._log_writer()))
+        self._tasks.append(asyncio.create_task(
+            retention_loop(self.storage, self.config.retention, self._forget_nodes)))
         return self.address
 
     async def stop(self) -> None:
@@ -229,6 +241,16 @@ class HeadEnd:
         assert self.storage is not None
         self._spawn_write(self.storage.upsert_node(record))
         self._publish({"type": "registered", "node": node_json(node)})
+
+    def _source_host(self, link_id: Any) -> str | None:
+        link = self.endpoint.find_link(link_id)
+        return str(link.peer[0]) if link is not None else None
+
+    def _forget_nodes(self, ap_titles: list[str]) -> None:
+        """Retention removed these nodes from storage: the registry lets go of them too."""
+        for node in self.registrar.forget(ap_titles):
+            self._context.pop(node.ap_title, None)
+            self._publish({"type": "deregistered", "ap_title": node.ap_title})
 
     def _deregistered(self, node: Node) -> None:
         assert self.storage is not None

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from c1222.errors import C1222Error, ConfigurationError
@@ -208,6 +208,49 @@ class Storage:
             return tx.execute(f"UPDATE nodes SET state = 'deregistered', {_SEEN} "
                               "WHERE ap_title = ?", (when_db, when_db, ap_title)).rowcount > 0
 
+    def count_nodes(self, state: str | None = None) -> int:
+        """How many nodes are stored (or in ``state``)."""
+        where, params = ("WHERE state = ?", (state,)) if state is not None else ("", ())
+        with self._use("count_nodes") as db:
+            return int(db.query(f"SELECT COUNT(*) FROM nodes {where}", params)[0][0])
+
+    def prune_nodes(self, before: datetime, max_deregistered: int | None = None) -> list[str]:
+        """Age out nodes (their readings stay); the AP titles removed, in byte order.
+
+        Removed: deregistered nodes last seen before ``before``; registered nodes whose
+        registration expired before ``before`` (expiry: the later of ``registered_at`` and
+        ``last_seen``, plus ``registration_period``); and, beyond ``max_deregistered``, the
+        deregistered nodes seen longest ago (so Register/Deregister cycles with fresh titles
+        cannot grow the table between two passes).
+        """
+        before = utc(before, "before")
+        cutoff = self._db.time_in(before)
+        limit = None if max_deregistered is None else self._count(max_deregistered,
+                                                                 "max_deregistered")
+        with self._use("prune_nodes") as db, db.transaction() as tx:
+            gone = {row[0] for row in tx.execute(
+                "SELECT ap_title FROM nodes WHERE state = 'deregistered' AND "
+                "(last_seen IS NULL OR last_seen < ?)", (cutoff,)).fetchall()}
+            # Expiry is at or after last_seen: only nodes last seen before the cutoff can
+            # have expired before it, so the index narrows the rows checked here.
+            for title, period, registered, seen in tx.execute(
+                    "SELECT ap_title, registration_period, registered_at, last_seen FROM nodes "
+                    "WHERE state = 'registered' AND (last_seen IS NULL OR last_seen < ?)",
+                    (cutoff,)).fetchall():
+                times = [t for t in (db.time_out(registered), db.time_out(seen)) if t]
+                if times and max(times) + timedelta(seconds=int(period)) < before:
+                    gone.add(title)
+            if limit is not None:
+                rows = tx.execute("SELECT ap_title FROM nodes WHERE state = 'deregistered' "
+                                  "ORDER BY last_seen IS NULL, last_seen DESC, ap_title").fetchall()
+                gone.update(row[0] for row in rows[limit:])
+            titles = sorted(gone, key=lambda t: t.encode())
+            for start in range(0, len(titles), 500):  # under any driver's parameter limit
+                chunk = titles[start:start + 500]
+                tx.execute(f"DELETE FROM nodes WHERE ap_title IN "
+                           f"({', '.join('?' * len(chunk))})", chunk)
+        return titles
+
     @staticmethod
     def _node(db: Any, row: Sequence[Any]) -> NodeRecord:
         return NodeRecord(row[0], row[1], int(row[2]), int(row[3]), row[4], row[5], int(row[6]),
@@ -355,15 +398,28 @@ class Storage:
             rows = db.query(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (int(id),))
             return self._message(db, rows[0]) if rows else None
 
-    def prune_messages(self, keep: int) -> int:
-        """Delete all but the newest ``keep`` messages; the number deleted."""
-        keep = self._count(keep, "keep")
+    def count_messages(self) -> int:
+        """How many messages the log holds."""
+        with self._use("count_messages") as db:
+            return int(db.query("SELECT COUNT(*) FROM messages")[0][0])
+
+    def prune_messages(self, keep: int | None = None, before: datetime | None = None) -> int:
+        """Delete the messages logged before ``before`` and all but the newest ``keep``
+        (either or both, in one transaction); the number deleted."""
+        keep = None if keep is None else self._count(keep, "keep")
+        cutoff = None if before is None else self._time(before, "before")
+        deleted = 0
         with self._use("prune_messages") as db, db.transaction() as tx:
-            # The id of the newest message to drop; NULL (nothing deleted) when few enough.
-            return max(tx.execute(
-                "DELETE FROM messages WHERE id <= "
-                "(SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?)", (keep,)
-            ).rowcount, 0)
+            if cutoff is not None:
+                deleted += max(tx.execute("DELETE FROM messages WHERE time < ?",
+                                          (cutoff,)).rowcount, 0)
+            if keep is not None:
+                # The id of the newest message to drop; NULL (nothing deleted) when few enough.
+                deleted += max(tx.execute(
+                    "DELETE FROM messages WHERE id <= "
+                    "(SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?)", (keep,)
+                ).rowcount, 0)
+        return deleted
 
     @staticmethod
     def _message(db: Any, row: Sequence[Any]) -> MessageRecord:
@@ -450,8 +506,19 @@ class AsyncStorage:
     async def message(self, id: int) -> MessageRecord | None:
         return await self._call(self.storage.message, id)
 
-    async def prune_messages(self, keep: int) -> int:
-        return await self._call(self.storage.prune_messages, keep)
+    async def count_messages(self) -> int:
+        return await self._call(self.storage.count_messages)
+
+    async def prune_messages(self, keep: int | None = None,
+                             before: datetime | None = None) -> int:
+        return await self._call(self.storage.prune_messages, keep, before)
+
+    async def count_nodes(self, state: str | None = None) -> int:
+        return await self._call(self.storage.count_nodes, state)
+
+    async def prune_nodes(self, before: datetime,
+                          max_deregistered: int | None = None) -> list[str]:
+        return await self._call(self.storage.prune_nodes, before, max_deregistered)
 
 
 async def open_async_storage(url: str, *, schema: str | None = None) -> AsyncStorage:
