@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from c1222.codec import acse
 from c1222.codec.ber import Uid

@@ -403,7 +403,6 @@ def test_flood_of_connections_and_the_meter_still_feeds_the_display(tmp_path: Pa
 
 def test_udp_storm_and_writes_from_many_made_up_meters(tmp_path: Path) -> None:
     system = System(tmp_path)
-    rng = random.Random(16)
     try:
         r = requester(0)
         storm = [r.request([IdentifyRequest()], IHD).data for _ in range(3000)]
