@@ -42,6 +42,7 @@ from c1222.headend.storage import (
     open_storage,
     prune_once,
     redact_url,
+    retention_loop,
 )
 
 PG_URL = os.environ.get("C1222_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -427,6 +428,36 @@ def test_retention_pass_applies_every_bound(target: Target) -> None:
             assert await store.count_nodes() == 1
 
     asyncio.run(main())
+
+
+def test_retention_loop_reports_removed_nodes_and_outlives_a_failing_database(
+        target: Target, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        store = await open_async_storage(target.url)
+        await store.upsert_node(_node(AP, state="deregistered", last_seen=T0))
+        for i in range(5):
+            await store.log_message(_message(i))
+        removed: list[list[str]] = []
+        task = asyncio.create_task(retention_loop(
+            store, Retention(max_messages=2, node_age=60.0, interval=0.05), removed.append,
+            clock=lambda: (T0 + timedelta(days=1)).timestamp()))
+        for _ in range(200):  # bounded: 10 s at most
+            if removed:
+                break
+            await asyncio.sleep(0.05)
+        assert removed == [[AP]]
+        assert await store.count_messages() == 2
+        store.storage.close()  # every later pass fails: logged, and the loop goes on
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await store.aclose()
+
+    with caplog.at_level("WARNING", logger="c1222.headend.storage"):
+        asyncio.run(main())
+    assert any("retention pass failed" in r.getMessage() for r in caplog.records)
 
 
 def test_retention_settings_are_checked() -> None:
