@@ -59,7 +59,7 @@ from tests.e2e.test_meter_hostile import (
 )
 
 IHD = Uid.parse("2.16.124.113620.1.22.0.123.8437.1")
-CALL_TIMEOUT = 5.0
+CALL_TIMEOUT = 10.0
 MAX_GAP = 20.0
 RSS_SLACK_KIB = 60 * 1024
 #: Meters one display follows (c1222.ihd.node.MAX_METERS).

@@ -139,3 +139,35 @@ def test_assigned_titles_are_counted_under_the_source() -> None:
     r.handle(register(Uid((), relative=True)), ctx(1))
     assert code(r, register(Uid((), relative=True)), ctx(1)) == ResponseCode.ONP
     assert all(isinstance(n, Node) and n.source == "10.0.0.1" for n in r.nodes.values())
+
+
+# -- wiring: the head-end's settings and options ------------------------------------------
+
+
+def test_head_end_applies_its_limits_to_the_registrar(tmp_path: Any) -> None:
+    from c1222.crypto.keys import KeyTable
+    from c1222.headend.server import HeadEnd, HeadEndConfig
+
+    plain = HeadEnd(HeadEndConfig(db=f"sqlite:///{tmp_path / 'a.db'}", max_nodes=5,
+                                  max_registrations_per_address=2))
+    assert (plain.registrar.max_nodes, plain.registrar.max_per_source) == (5, 2)
+    assert not plain.registrar.protect_titles
+    # The source of an association is its peer's host; an unknown link has none.
+    assert plain.registrar.source_of is not None and plain.registrar.source_of(10**9) is None
+    secured = HeadEnd(HeadEndConfig(db=f"sqlite:///{tmp_path / 'b.db'}", security_mode=1,
+                                    keys=KeyTable.from_cli(["2:" + "00" * 16])))
+    assert secured.registrar.protect_titles
+    assert secured.registrar.max_per_source == 64 and secured.config.retention.max_messages
+
+
+def test_headend_options_refuse_bad_limits() -> None:
+    from click.testing import CliRunner
+
+    from c1222.cli.main import cli
+
+    for option, value in (("--max-registrations-per-address", "-1"), ("--max-nodes", "0"),
+                          ("--max-messages", "-5"), ("--message-retention", "nan"),
+                          ("--node-retention", "inf"), ("--prune-interval", "0")):
+        result = CliRunner().invoke(cli, ["headend", "--db", "sqlite://:memory:", option, value])
+        assert result.exit_code == 2, (option, value, result.output)
+        assert "Traceback" not in result.output
