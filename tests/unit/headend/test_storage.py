@@ -460,6 +460,40 @@ def test_retention_loop_reports_removed_nodes_and_outlives_a_failing_database(
     assert any("retention pass failed" in r.getMessage() for r in caplog.records)
 
 
+def test_readings_are_synced_at_commit_and_peer_driven_rows_are_not(tmp_path: Path) -> None:
+    # What SQLite was told around each write (the sync itself cannot be seen from here).
+    store = open_storage(f"sqlite://{tmp_path / 'head.db'}")
+    statements: list[str] = []
+    store._db._conn.set_trace_callback(statements.append)
+
+    def mode_of(call: Any) -> str:
+        statements.clear()
+        call()
+        pragmas = [s for s in statements if s.startswith("PRAGMA synchronous")]
+        return ",".join(pragmas) or "FULL (the connection's setting)"
+
+    full = "FULL (the connection's setting)"
+    unsynced = "PRAGMA synchronous=NORMAL,PRAGMA synchronous=FULL"
+    assert mode_of(lambda: store.store_readings(AP, _all_kinds())) == full
+    assert mode_of(lambda: store.upsert_node(_node())) == unsynced
+    assert mode_of(lambda: store.mark_seen(AP, T0)) == unsynced
+    assert mode_of(lambda: store.log_messages([_message(1)])) == unsynced
+    assert mode_of(lambda: store.prune_messages(0)) == unsynced
+    assert mode_of(lambda: store.deregister(AP, T0)) == unsynced
+    assert mode_of(lambda: store.prune_nodes(T0 + timedelta(days=1))) == unsynced
+    # Back to FULL after each: the next reading is synced again.
+    assert store._db._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    store.close()
+
+
+def test_unsynced_writes_work_on_postgresql(pg_target: Target) -> None:
+    with pg_target.open() as store:
+        store.upsert_node(_node())
+        assert store.log_messages([_message(1)]) and store.count_messages() == 1
+        # SET LOCAL lasts for its transaction only: the session's setting is untouched.
+        assert store._db.query("SHOW synchronous_commit")[0][0] == "on"
+
+
 def test_retention_settings_are_checked() -> None:
     for bad in ({"message_age": -1.0}, {"node_age": float("nan")}, {"max_messages": -1},
                 {"max_deregistered": 1.5}, {"interval": 0}, {"message_age": float("inf")}):

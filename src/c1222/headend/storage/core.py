@@ -8,7 +8,9 @@ were made and the event loop never waits on a disk or a server.
 A ``store_*``/``log_*``/``upsert_*`` call returns only after its transaction has
 committed: that return is the acknowledgement. An exception means nothing of the
 call is stored (a transaction is all or nothing); storing readings again is always
-safe, since a reading already stored is skipped.
+safe, since a reading already stored is skipped. Readings are synced to disk at each
+commit; the rows peers drive (nodes, the message log) and prunes are not, so a flood
+of Registers cannot queue a disk sync per message ahead of the collector's readings.
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ class Storage:
         if not isinstance(node, NodeRecord):
             raise TypeError(f"upsert_node takes a NodeRecord, not {type(node).__name__}")
         updates = ", ".join(f"{c} = excluded.{c}" for c in _NODE_COLUMNS.split(", ")[1:])
-        with self._use("upsert_node") as db, db.transaction() as tx:
+        with self._use("upsert_node") as db, db.transaction(synced=False) as tx:
             tx.execute(f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                        f"ON CONFLICT (ap_title) DO UPDATE SET {updates}",
                        (node.ap_title, node.native_address, node.node_type, node.connection_type,
@@ -197,14 +199,14 @@ class Storage:
     def mark_seen(self, ap_title: str, when: datetime) -> bool:
         """Move the node's ``last_seen`` forward to ``when`` (never back); False if unknown."""
         when_db = self._time(when, "seen time")
-        with self._use("mark_seen") as db, db.transaction() as tx:
+        with self._use("mark_seen") as db, db.transaction(synced=False) as tx:
             return tx.execute(f"UPDATE nodes SET {_SEEN} WHERE ap_title = ?",
                               (when_db, when_db, ap_title)).rowcount > 0
 
     def deregister(self, ap_title: str, when: datetime) -> bool:
         """Mark the node deregistered (kept with its readings); False if unknown."""
         when_db = self._time(when, "deregistration time")
-        with self._use("deregister") as db, db.transaction() as tx:
+        with self._use("deregister") as db, db.transaction(synced=False) as tx:
             return tx.execute(f"UPDATE nodes SET state = 'deregistered', {_SEEN} "
                               "WHERE ap_title = ?", (when_db, when_db, ap_title)).rowcount > 0
 
@@ -227,7 +229,7 @@ class Storage:
         cutoff = self._db.time_in(before)
         limit = None if max_deregistered is None else self._count(max_deregistered,
                                                                  "max_deregistered")
-        with self._use("prune_nodes") as db, db.transaction() as tx:
+        with self._use("prune_nodes") as db, db.transaction(synced=False) as tx:
             gone = {row[0] for row in tx.execute(
                 "SELECT ap_title FROM nodes WHERE state = 'deregistered' AND "
                 "(last_seen IS NULL OR last_seen < ?)", (cutoff,)).fetchall()}
@@ -358,7 +360,7 @@ class Storage:
         """Append ``record`` to the message log (its ``id`` is ignored); the new id."""
         if not isinstance(record, MessageRecord):
             raise TypeError(f"log_message takes a MessageRecord, not {type(record).__name__}")
-        with self._use("log_message") as db, db.transaction() as tx:
+        with self._use("log_message") as db, db.transaction(synced=False) as tx:
             return db.insert_returning_id(
                 tx, "INSERT INTO messages (time, direction, peer, transport, raw, summary, "
                 "ap_title, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -368,7 +370,7 @@ class Storage:
     def log_messages(self, records: Sequence[MessageRecord]) -> list[int]:
         """Append several records in one transaction (a busy head-end batches its log);
         their new ids, in order."""
-        with self._use("log_messages") as db, db.transaction() as tx:
+        with self._use("log_messages") as db, db.transaction(synced=False) as tx:
             return [db.insert_returning_id(
                 tx, "INSERT INTO messages (time, direction, peer, transport, raw, summary, "
                 "ap_title, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -409,7 +411,7 @@ class Storage:
         keep = None if keep is None else self._count(keep, "keep")
         cutoff = None if before is None else self._time(before, "before")
         deleted = 0
-        with self._use("prune_messages") as db, db.transaction() as tx:
+        with self._use("prune_messages") as db, db.transaction(synced=False) as tx:
             if cutoff is not None:
                 deleted += max(tx.execute("DELETE FROM messages WHERE time < ?",
                                           (cutoff,)).rowcount, 0)
