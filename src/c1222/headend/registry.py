@@ -154,14 +154,22 @@ class RegistrarServices:
         return RegisterResponse(reg_ap_title=title, reg_delay=self.reg_delay,
                                 reg_period=node.registration_period, reg_info=REG_INFO)
 
-    def forget(self, ap_titles: Iterable[str]) -> list[Node]:
-        """Drop these nodes (aged out of storage); the ones that were in the registry."""
+    def forget(self, ap_titles: Iterable[str], expired_before: float | None = None
+               ) -> list[Node]:
+        """Drop these nodes (aged out of storage); the ones that were in the registry.
+
+        With ``expired_before``, a node whose registration here is still current then (it
+        registered again, or was seen, after storage judged it) is kept.
+        """
         dropped = []
         for title in ap_titles:
-            node = self.nodes.pop(title, None)
-            if node is not None:
-                dropped.append(node)
-                self._titles_of(node.source)
+            node = self.nodes.get(title)
+            if node is None or (expired_before is not None and
+                                node.last_seen + node.registration_period >= expired_before):
+                continue
+            del self.nodes[title]
+            dropped.append(node)
+            self._titles_of(node.source)
         return dropped
 
     def _source(self, ctx: ServiceContext) -> str | None:

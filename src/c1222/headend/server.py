@@ -247,8 +247,10 @@ class HeadEnd:
         return str(link.peer[0]) if link is not None else None
 
     def _forget_nodes(self, ap_titles: list[str]) -> None:
-        """Retention removed these nodes from storage: the registry lets go of them too."""
-        for node in self.registrar.forget(ap_titles):
+        """Retention removed these nodes from storage: the registry lets go of them too,
+        unless one registered again while the pass ran."""
+        expired_before = time.time() - (self.config.retention.node_age or 0.0)
+        for node in self.registrar.forget(ap_titles, expired_before):
             self._context.pop(node.ap_title, None)
             self._publish({"type": "deregistered", "ap_title": node.ap_title})
 

@@ -127,6 +127,11 @@ def test_forget_drops_nodes_and_their_place_under_the_cap() -> None:
     assert [n.ap_title for n in dropped] == [str(title(0))]
     assert code(r, ResolveRequest(title(0)), ctx(1)) == ResponseCode.UAT
     assert isinstance(r.handle(register(title(2)), ctx(1)), RegisterResponse)
+    # A node that registered again after storage judged it expired is kept.
+    r.handle(register(title(5), period=60), ctx(2, now=5000.0))
+    assert r.forget([str(title(5))], expired_before=5000.0 + 60) == []
+    assert [n.ap_title for n in r.forget([str(title(5))], expired_before=5000.0 + 61)] == [
+        str(title(5))]
     # Nodes dropped from ``nodes`` directly (as the web console's tests do) free theirs too.
     del r.nodes[str(title(1))]
     assert isinstance(r.handle(register(title(3)), ctx(1)), RegisterResponse)
