@@ -44,17 +44,33 @@ from c1222.transport.endpoint import parse_address
 @click.option("--reg-period", type=int, default=3600, show_default=True,
               help="registration period granted to nodes (seconds)")
 @click.option("--pcap", type=click.Path(dir_okay=False), help="record every APDU to this pcap")
+@click.option("--message-retention", type=click.FloatRange(0), default=7 * 86400.0,
+              show_default=True, help="seconds the message log keeps a message")
+@click.option("--max-messages", type=click.IntRange(0), default=100_000, show_default=True,
+              help="messages the log keeps at most (the newest)")
+@click.option("--node-retention", type=click.FloatRange(0), default=7 * 86400.0,
+              show_default=True, help="seconds a deregistered or expired node is kept")
+@click.option("--prune-interval", type=click.FloatRange(0, min_open=True), default=60.0,
+              show_default=True, help="seconds between two retention passes")
+@click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True,
+              help="registered nodes at most")
+@click.option("--max-registrations-per-address", type=click.IntRange(0), default=64,
+              show_default=True, help="distinct AP titles one source address may register "
+              "(0: no cap; raise it behind a relay)")
 @click.option("-v", "--verbose", count=True, help="-v: log every stored reading (acknowledged)")
 def headend(listen: str, db: str, http: str, ap_title: str, security_mode: int,
             keys: tuple[str, ...], key_id: int | None, user_id: int, password: str,
             collect_interval: float, log_interval: float, max_table_bytes: int,
             max_lp_blocks: int, max_history_entries: int, reg_period: int, pcap: str | None,
+            message_retention: float, max_messages: int, node_retention: float,
+            prune_interval: float, max_nodes: int, max_registrations_per_address: int,
             verbose: int) -> None:
     """Run the metering server: accept registrations, read meters, store readings.
 
     Prints the C12.22 address and the console's address once ready; Ctrl-C stops it.
     """
     from c1222.headend.server import HeadEnd, HeadEndConfig
+    from c1222.headend.storage import Retention
 
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -65,7 +81,10 @@ def headend(listen: str, db: str, http: str, ap_title: str, security_mode: int,
             user_id=user_id, password=password, collect_interval=collect_interval,
             log_interval=log_interval, reg_period=reg_period, pcap=pcap,
             max_table_bytes=max_table_bytes, max_lp_blocks=max_lp_blocks,
-            max_history_entries=max_history_entries)
+            max_history_entries=max_history_entries,
+            retention=Retention(message_age=message_retention, max_messages=max_messages,
+                                node_age=node_retention, interval=prune_interval),
+            max_nodes=max_nodes, max_registrations_per_address=max_registrations_per_address)
         node = HeadEnd(config)
         web = parse_address(http, 8000)
     except ConfigurationError as exc:

@@ -5,12 +5,19 @@ registers gets its AP title confirmed (or one assigned when it sent the empty ti
 the registration delay and period, and reg-info; the registry remembers its native address,
 node type, device class, serial number, the association it registered over and when it was last
 seen. Resolve answers with a registered node's native address; Identify describes the host.
+
+What a peer can make the registry hold is bounded (docs/storage.md, "Registration limits"):
+``max_nodes`` titles in all, ``max_per_source`` distinct titles registered from one source
+address (a Register over either cap is refused with ONP, operation not possible), and with
+``protect_titles`` (secured modes) a title still held from one address cannot be registered or
+deregistered from another (ISC). :meth:`RegistrarServices.forget` drops nodes aged out of
+storage.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 from c1222.codec.ber import Uid
@@ -27,7 +34,7 @@ from c1222.codec.services import (
     Response,
 )
 from c1222.codes import EAX_PRIME_MECHANISM
-from c1222.errors import ISC, SNS, UAT
+from c1222.errors import ISC, ONP, SNS, UAT
 from c1222.session.responder import ServiceContext
 from c1222.tables.access import Principal
 
@@ -52,6 +59,7 @@ class Node:
     registered_at: float
     last_seen: float
     peer: Hashable = None  # the association it registered over (a transport link id)
+    source: str | None = None  # the address (host) the Register came from, if known
     state: str = "registered"
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -71,7 +79,9 @@ class RegistrarServices:
                  on_registered: Callable[[Node], None] | None = None,
                  on_deregistered: Callable[[Node], None] | None = None,
                  on_request: Callable[[Request, ServiceContext], Response | None] | None = None,
-                 max_nodes: int = 100_000) -> None:
+                 max_nodes: int = 100_000, max_per_source: int | None = 64,
+                 source_of: Callable[[Hashable], str | None] | None = None,
+                 protect_titles: bool = False) -> None:
         self.ap_title = ap_title
         self.reg_period = reg_period
         self.reg_delay = reg_delay
@@ -80,16 +90,24 @@ class RegistrarServices:
         self.on_deregistered = on_deregistered
         self.on_request = on_request  # other services (a head-end may serve more)
         self.max_nodes = max_nodes
+        #: Distinct titles one source address may hold (None or 0: no cap).
+        self.max_per_source = max_per_source
+        #: The source address (host) of an association; without it no per-source rule applies.
+        self.source_of = source_of
+        self.protect_titles = protect_titles
         self._assigned = itertools.count(1)
+        self._by_source: dict[str, set[str]] = {}
 
     def handle(self, request: Request, ctx: ServiceContext) -> Response:
         if isinstance(request, RegisterRequest):
             return self.register(request, ctx)
         if isinstance(request, DeregisterRequest):
             title = str(request.ap_title.absolute())
-            node = self.nodes.pop(title, None)
+            node = self.nodes.get(title)
             if node is None:
                 raise UAT(f"{title} is not registered")
+            self._check_holder(node, self._source(ctx), ctx.now)
+            del self.nodes[title]
             node.state = "deregistered"
             if self.on_deregistered is not None:
                 self.on_deregistered(node)
@@ -110,24 +128,80 @@ class RegistrarServices:
 
     def register(self, request: RegisterRequest, ctx: ServiceContext) -> RegisterResponse:
         title = request.ap_title
+        source = self._source(ctx)
         if not title.arcs:  # "0D 00": the node asks for a title (digest 7.2)
+            self._check_source_cap(source, None)  # before a title is spent on it
             title = Uid(ASSIGNED_BASE + (next(self._assigned),))
         key = str(title.absolute())
-        if key not in self.nodes and len(self.nodes) >= self.max_nodes:
-            raise ISC("registry full")
         previous = self.nodes.get(key)
+        if previous is not None:
+            self._check_holder(previous, source, ctx.now)
+        elif len(self.nodes) >= self.max_nodes:
+            raise ONP("registry full")
+        self._check_source_cap(source, key)
         node = Node(
             ap_title=key, native_address=request.native_address, node_type=request.node_type,
             connection_type=request.connection_type, device_class=request.device_class,
             serial_number=str(request.serial_number), registration_period=min(
                 request.registration_period, self.reg_period) or self.reg_period,
             registered_at=previous.registered_at if previous else ctx.now,
-            last_seen=ctx.now, peer=ctx.peer)
+            last_seen=ctx.now, peer=ctx.peer, source=source)
         self.nodes[key] = node
+        if source is not None:
+            self._by_source.setdefault(source, set()).add(key)
         if self.on_registered is not None:
             self.on_registered(node)
         return RegisterResponse(reg_ap_title=title, reg_delay=self.reg_delay,
                                 reg_period=node.registration_period, reg_info=REG_INFO)
+
+    def forget(self, ap_titles: Iterable[str], expired_before: float | None = None
+               ) -> list[Node]:
+        """Drop these nodes (aged out of storage); the ones that were in the registry.
+
+        With ``expired_before``, a node whose registration here is still current then (it
+        registered again, or was seen, after storage judged it) is kept.
+        """
+        dropped = []
+        for title in ap_titles:
+            node = self.nodes.get(title)
+            if node is None or (expired_before is not None and
+                                node.last_seen + node.registration_period >= expired_before):
+                continue
+            del self.nodes[title]
+            dropped.append(node)
+            self._titles_of(node.source)
+        return dropped
+
+    def _source(self, ctx: ServiceContext) -> str | None:
+        return self.source_of(ctx.peer) if self.source_of is not None else None
+
+    def _titles_of(self, source: str | None) -> set[str]:
+        """The titles registered from ``source`` that the registry still holds from it (the
+        index is tidied here, so nodes removed from ``nodes`` directly drop out too)."""
+        if source is None:
+            return set()
+        titles = self._by_source.get(source)
+        if titles is None:
+            return set()
+        stale = {t for t in titles if (n := self.nodes.get(t)) is None or n.source != source}
+        titles -= stale
+        if not titles:
+            del self._by_source[source]
+        return titles
+
+    def _check_source_cap(self, source: str | None, key: str | None) -> None:
+        if source is None or not self.max_per_source:
+            return
+        held = self._titles_of(source)
+        if key not in held and len(held) >= self.max_per_source:
+            raise ONP(f"{source} already registered {len(held)} nodes")
+
+    def _check_holder(self, node: Node, source: str | None, now: float) -> None:
+        """With protected titles, only the address that holds a title may re-register or
+        deregister it, until its registration lapses (a moved node waits out its period)."""
+        if (self.protect_titles and node.source is not None and source != node.source
+                and now <= node.last_seen + node.registration_period):
+            raise ISC(f"{node.ap_title} is registered from another address")
 
     def seen(self, ap_title: str, now: float) -> None:
         node = self.nodes.get(ap_title)

@@ -67,10 +67,12 @@ from c1222.headend.storage import (
     MessageRecord,
     NodeRecord,
     Reading,
+    Retention,
     canonical_json,
     event_reading,
     interval_readings,
     open_async_storage,
+    retention_loop,
 )
 from c1222.session.requester import Requester
 from c1222.session.responder import Responder, ResponderConfig
@@ -145,6 +147,10 @@ class HeadEndConfig:
     max_table_bytes: int = MAX_TABLE_BYTES
     max_lp_blocks: int = MAX_LP_BLOCKS
     max_history_entries: int = MAX_HISTORY_ENTRIES
+    # What peers can make the head-end keep (docs/storage.md, "Retention", "Registration limits").
+    retention: Retention = field(default_factory=Retention)
+    max_nodes: int = 100_000
+    max_registrations_per_address: int = 64
 
     def __post_init__(self) -> None:
         for name in ("max_table_bytes", "max_lp_blocks", "max_history_entries"):
@@ -228,7 +234,11 @@ class HeadEnd:
         self.ap_title = Uid.parse(config.ap_title)
         self.registrar = RegistrarServices(self.ap_title, reg_period=config.reg_period,
                                            on_registered=self._registered,
-                                           on_deregistered=self._deregistered)
+                                           on_deregistered=self._deregistered,
+                                           max_nodes=config.max_nodes,
+                                           max_per_source=config.max_registrations_per_address,
+                                           source_of=self._source_host,
+                                           protect_titles=bool(config.security_mode))
         nonces = TimeIvSource(time.time)
         self.responder = Responder(
             ResponderConfig(ap_title=self.ap_title, keys=config.keys,
@@ -263,6 +273,8 @@ class HeadEnd:
         self.address = await self.endpoint.listen(*self.config.listen)
         self._tasks.append(asyncio.create_task(self._collector()))
         self._tasks.append(asyncio.create_task(self._log_writer()))
+        self._tasks.append(asyncio.create_task(
+            retention_loop(self.storage, self.config.retention, self._forget_nodes)))
         return self.address
 
     async def stop(self) -> None:
@@ -330,6 +342,19 @@ class HeadEnd:
         assert self.storage is not None
         self._spawn_write(self.storage.upsert_node(record))
         self._publish({"type": "registered", "node": self.node_json(node)})
+
+    def _source_host(self, link_id: Any) -> str | None:
+        link = self.endpoint.find_link(link_id)
+        return str(link.peer[0]) if link is not None else None
+
+    def _forget_nodes(self, ap_titles: list[str]) -> None:
+        """Retention removed these nodes from storage: the registry lets go of them too,
+        unless one registered again while the pass ran."""
+        expired_before = time.time() - (self.config.retention.node_age or 0.0)
+        for node in self.registrar.forget(ap_titles, expired_before):
+            self._context.pop(node.ap_title, None)
+            self._status.pop(node.ap_title, None)
+            self._publish({"type": "deregistered", "ap_title": node.ap_title})
 
     def _deregistered(self, node: Node) -> None:
         assert self.storage is not None
@@ -742,6 +767,8 @@ class HeadEnd:
         last_logs: dict[str, float] = {}
         while True:
             now = time.monotonic()
+            for gone in last_logs.keys() - self.registrar.nodes.keys():
+                del last_logs[gone]  # forgotten by retention: keep no state per past title
             for ap_title in list(self.registrar.nodes):
                 if ap_title in self._collecting:
                     continue  # still busy with a slow meter: do not pile up reads

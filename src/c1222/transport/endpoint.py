@@ -264,6 +264,10 @@ class Endpoint:
                             f"no response from {link.name} within {timeout:g} s") from None
         finally:
             self._waiters.pop(key, None)
+            # A send that found the link closed also failed the waiter (_link_closed), with
+            # no one left to read it: read it here, or asyncio logs it as never retrieved.
+            if future.done() and not future.cancelled():
+                future.exception()
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ TCP

@@ -30,7 +30,9 @@ from c1222.headend.storage import (
     SCHEMA_VERSION,
     MessageRecord,
     NodeRecord,
+    Pruned,
     Reading,
+    Retention,
     SchemaTooNew,
     Storage,
     StorageError,
@@ -38,7 +40,9 @@ from c1222.headend.storage import (
     interval_readings,
     open_async_storage,
     open_storage,
+    prune_once,
     redact_url,
+    retention_loop,
 )
 
 PG_URL = os.environ.get("C1222_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -325,6 +329,179 @@ def test_prune_messages_keeps_the_newest_and_never_reuses_ids(store: Storage) ->
         store.prune_messages(-1)
 
 
+def test_prune_messages_by_age_and_count_in_one_call(store: Storage) -> None:
+    ids = [store.log_message(_message(i)) for i in range(10)]  # at T0 + 0..9 s
+    assert store.count_messages() == 10
+    assert store.prune_messages() == 0  # no bound given: nothing goes
+    # Older than T0 + 3 s: messages 0, 1, 2.
+    assert store.prune_messages(before=T0 + timedelta(seconds=3)) == 3
+    assert [m.id for m in store.messages()] == ids[:2:-1]
+    # Both bounds: age takes 3 and 4, the count keeps the newest 2 of the other 5.
+    assert store.prune_messages(keep=2, before=T0 + timedelta(seconds=5)) == 5
+    assert [m.id for m in store.messages()] == [ids[9], ids[8]]
+    assert store.count_messages() == 2
+    with pytest.raises(ValueError):
+        store.prune_messages(before=datetime(2024, 1, 1))  # naive
+
+
+def _aged_nodes(store: Storage) -> dict[str, NodeRecord]:
+    day = timedelta(days=1)
+    nodes = {
+        # Registered, period 1 h, last seen T0: expired at T0 + 1 h.
+        "expired": _node("2.16.124.113620.1.22.0.11", last_seen=T0, registration_period=3600),
+        # Registered at T0 with a 30-day period: still valid at any cutoff below.
+        "long": _node("2.16.124.113620.1.22.0.12", registration_period=30 * 86400),
+        # Registered, period 1 h, seen again at T0 + 2 days: expires T0 + 2 days + 1 h.
+        "fresh": _node("2.16.124.113620.1.22.0.13", last_seen=T0 + 2 * day),
+        "dereg_old": _node("2.16.124.113620.1.22.0.14", state="deregistered", last_seen=T0),
+        "dereg_new": _node("2.16.124.113620.1.22.0.15", state="deregistered",
+                           last_seen=T0 + 2 * day),
+        # No times at all: its age is unknown, so it is never aged out.
+        "timeless": _node("2.16.124.113620.1.22.0.16", registered_at=None, last_seen=None),
+    }
+    for node in nodes.values():
+        store.upsert_node(node)
+    store.store_readings(nodes["dereg_old"].ap_title, [Reading("register", T0, "wh", 1.0)])
+    return nodes
+
+
+def test_prune_nodes_ages_out_deregistered_and_expired_nodes_but_keeps_readings(
+        store: Storage) -> None:
+    nodes = _aged_nodes(store)
+    title = {k: n.ap_title for k, n in nodes.items()}
+    # Cutoff T0 + 1 day: "expired" lapsed at T0 + 1 h and "dereg_old" left at T0.
+    assert store.prune_nodes(T0 + timedelta(days=1)) == sorted(
+        [title["expired"], title["dereg_old"]], key=str.encode)
+    assert store.get_node(title["expired"]) is None
+    assert store.get_node(title["dereg_old"]) is None
+    # Readings outlive their node.
+    assert store.readings(title["dereg_old"]) == [Reading("register", T0, "wh", 1.0)]
+    assert store.count_nodes() == 4
+    assert store.prune_nodes(T0 + timedelta(days=1)) == []
+    # Later cutoff: "fresh" lapsed at T0 + 2 days + 1 h, "dereg_new" left at T0 + 2 days.
+    assert store.prune_nodes(T0 + timedelta(days=3)) == sorted(
+        [title["fresh"], title["dereg_new"]], key=str.encode)
+    assert {n.ap_title for n in store.list_nodes()} == {title["long"], title["timeless"]}
+
+
+def test_prune_nodes_caps_deregistered_nodes_keeping_the_latest(store: Storage) -> None:
+    titles = [f"2.16.124.113620.1.22.0.{100 + i}" for i in range(6)]
+    for i, title in enumerate(titles):
+        store.upsert_node(_node(title, state="deregistered", last_seen=T0 + timedelta(hours=i)))
+    store.upsert_node(_node(AP))  # registered: never counted against the cap
+    removed = store.prune_nodes(T0 - timedelta(days=1), max_deregistered=2)
+    assert removed == titles[:4]
+    assert store.count_nodes("deregistered") == 2
+    assert {n.ap_title for n in store.list_nodes("deregistered")} == set(titles[4:])
+    assert store.get_node(AP) is not None
+    assert store.prune_nodes(T0 - timedelta(days=1), max_deregistered=0) == titles[4:]
+    with pytest.raises(ValueError):
+        store.prune_nodes(T0, max_deregistered=-1)
+
+
+def test_prune_nodes_removes_more_than_one_statement_s_worth(store: Storage) -> None:
+    # 1,200 titles: more than one DELETE's chunk of parameters.
+    for i in range(1200):
+        store.upsert_node(_node(f"2.16.124.113620.1.22.1.{i}", state="deregistered"))
+    assert len(store.prune_nodes(T0 + timedelta(seconds=1))) == 1200
+    assert store.count_nodes() == 0
+
+
+def test_retention_pass_applies_every_bound(target: Target) -> None:
+    async def main() -> None:
+        async with await open_async_storage(target.url) as store:
+            for i in range(10):
+                await store.log_message(_message(i))
+            await store.upsert_node(_node(AP, state="deregistered", last_seen=T0))
+            await store.upsert_node(_node(AP2, last_seen=T0 + timedelta(days=10)))
+            now = T0 + timedelta(days=10)
+            # The count bound keeps 4 messages; AP left 10 days ago, AP2 was seen just now.
+            pruned = await prune_once(store, Retention(message_age=None, max_messages=4,
+                                                       node_age=86400.0), now)
+            assert pruned == Pruned(6, [AP])
+            assert await store.count_messages() == 4
+            # The age bound alone: the last 4 are 10 days old.
+            pruned = await prune_once(store, Retention(message_age=86400.0, max_messages=None,
+                                                       node_age=None, max_deregistered=None),
+                                      now)
+            assert pruned == Pruned(4, [])
+            assert await store.count_nodes() == 1
+
+    asyncio.run(main())
+
+
+def test_retention_loop_reports_removed_nodes_and_outlives_a_failing_database(
+        target: Target, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        store = await open_async_storage(target.url)
+        await store.upsert_node(_node(AP, state="deregistered", last_seen=T0))
+        for i in range(5):
+            await store.log_message(_message(i))
+        removed: list[list[str]] = []
+        task = asyncio.create_task(retention_loop(
+            store, Retention(max_messages=2, node_age=60.0, interval=0.05), removed.append,
+            clock=lambda: (T0 + timedelta(days=1)).timestamp()))
+        for _ in range(200):  # bounded: 10 s at most
+            if removed:
+                break
+            await asyncio.sleep(0.05)
+        assert removed == [[AP]]
+        assert await store.count_messages() == 2
+        store.storage.close()  # every later pass fails: logged, and the loop goes on
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await store.aclose()
+
+    with caplog.at_level("WARNING", logger="c1222.headend.storage"):
+        asyncio.run(main())
+    assert any("retention pass failed" in r.getMessage() for r in caplog.records)
+
+
+def test_readings_are_synced_at_commit_and_peer_driven_rows_are_not(tmp_path: Path) -> None:
+    # What SQLite was told around each write (the sync itself cannot be seen from here).
+    store = open_storage(f"sqlite://{tmp_path / 'head.db'}")
+    statements: list[str] = []
+    store._db._conn.set_trace_callback(statements.append)
+
+    def mode_of(call: Any) -> str:
+        statements.clear()
+        call()
+        pragmas = [s for s in statements if s.startswith("PRAGMA synchronous")]
+        return ",".join(pragmas) or "FULL (the connection's setting)"
+
+    full = "FULL (the connection's setting)"
+    unsynced = "PRAGMA synchronous=NORMAL,PRAGMA synchronous=FULL"
+    assert mode_of(lambda: store.store_readings(AP, _all_kinds())) == full
+    assert mode_of(lambda: store.upsert_node(_node())) == unsynced
+    assert mode_of(lambda: store.mark_seen(AP, T0)) == unsynced
+    assert mode_of(lambda: store.log_messages([_message(1)])) == unsynced
+    assert mode_of(lambda: store.prune_messages(0)) == unsynced
+    assert mode_of(lambda: store.deregister(AP, T0)) == unsynced
+    assert mode_of(lambda: store.prune_nodes(T0 + timedelta(days=1))) == unsynced
+    # Back to FULL after each: the next reading is synced again.
+    assert store._db._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    store.close()
+
+
+def test_unsynced_writes_work_on_postgresql(pg_target: Target) -> None:
+    with pg_target.open() as store:
+        store.upsert_node(_node())
+        assert store.log_messages([_message(1)]) and store.count_messages() == 1
+        # SET LOCAL lasts for its transaction only: the session's setting is untouched.
+        assert store._db.query("SHOW synchronous_commit")[0][0] == "on"
+
+
+def test_retention_settings_are_checked() -> None:
+    for bad in ({"message_age": -1.0}, {"node_age": float("nan")}, {"max_messages": -1},
+                {"max_deregistered": 1.5}, {"interval": 0}, {"message_age": float("inf")}):
+        with pytest.raises(ConfigurationError):
+            Retention(**bad)
+    assert Retention().max_messages == 100_000 and Retention().message_age == 7 * 86400
+
+
 # -- schema --------------------------------------------------------------------------------
 
 # Version 1 as it was released, written out here on purpose: it must never change.
@@ -357,14 +534,59 @@ def test_migrates_a_version_1_database(target: Target) -> None:
         raw.execute("INSERT INTO readings (ap_title, kind, time, name, value) "
                     "VALUES (?, 'register', ?, 'wh', 42.0)", (AP, t))
     with target.open() as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         assert store.get_node(AP) == NodeRecord(AP, "127.0.0.1:1", registered_at=T0)
         assert store.readings(AP) == [Reading("register", T0, "wh", 42.0)]
         assert store.store_readings(AP, [Reading("register", T0, "wh", 42.0)]) == 0
         assert store.message(store.log_message(_message(1))).summary == "message 1"
     with target.raw() as raw:
         versions = raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    assert [v[0] for v in versions] == [1, 2]
+    assert [v[0] for v in versions] == [1, 2, 3]
+
+
+# Version 2's message log as it was released (version 1 is built by the test above).
+_V2_MESSAGES = {
+    "sqlite": ("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT", "BLOB"),
+    "postgresql": ("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "TIMESTAMPTZ", "BYTEA"),
+}
+
+
+def test_migrates_a_version_2_database(target: Target) -> None:
+    time_t, ident, real = _V1[target.dialect]
+    m_ident, m_time, blob = _V2_MESSAGES[target.dialect]
+    t = T0.isoformat().replace("+00:00", ".000000Z") if target.dialect == "sqlite" else T0
+    with target.raw() as raw:
+        raw.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+                    "description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        raw.execute("INSERT INTO schema_version VALUES (1, 'registry and readings', '2024'), "
+                    "(2, 'message log; readings by time', '2024')")
+        raw.execute(f"""CREATE TABLE nodes (ap_title TEXT PRIMARY KEY,
+            native_address TEXT NOT NULL, node_type INTEGER NOT NULL DEFAULT 0,
+            connection_type INTEGER NOT NULL DEFAULT 0, device_class TEXT NOT NULL DEFAULT '',
+            serial_number TEXT NOT NULL DEFAULT '', registration_period INTEGER NOT NULL DEFAULT 0,
+            registered_at {time_t}, last_seen {time_t},
+            state TEXT NOT NULL DEFAULT 'registered')""")
+        raw.execute(f"""CREATE TABLE readings (id {ident}, ap_title TEXT NOT NULL,
+            kind TEXT NOT NULL, time {time_t} NOT NULL, name TEXT NOT NULL, value {real} NOT NULL,
+            extra TEXT, UNIQUE (ap_title, kind, time, name))""")
+        raw.execute(f"""CREATE TABLE messages (id {m_ident}, time {m_time} NOT NULL,
+            direction TEXT NOT NULL, peer TEXT NOT NULL, ap_title TEXT, transport TEXT NOT NULL,
+            raw {blob} NOT NULL, summary TEXT NOT NULL DEFAULT '', json TEXT)""")
+        raw.execute("CREATE INDEX messages_by_node ON messages (ap_title, id)")
+        raw.execute("CREATE INDEX readings_by_time ON readings (ap_title, time)")
+        raw.execute("INSERT INTO nodes (ap_title, native_address, registered_at, last_seen, "
+                    "state) VALUES (?, ?, ?, ?, 'deregistered')", (AP, "127.0.0.1:1", t, t))
+        raw.execute("INSERT INTO messages (time, direction, peer, transport, raw) "
+                    "VALUES (?, 'in', '127.0.0.1:1', 'udp', ?)", (t, b"\x60\x00"))
+    with target.open() as store:
+        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.count_messages() == 1
+        # The old rows are pruned by the new calls.
+        assert store.prune_messages(before=T0 + timedelta(seconds=1)) == 1
+        assert store.prune_nodes(T0 + timedelta(seconds=1)) == [AP]
+    with target.raw() as raw:
+        versions = raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+    assert [v[0] for v in versions] == [1, 2, 3]
 
 
 def test_reopening_keeps_data_and_does_not_migrate_again(target: Target) -> None:

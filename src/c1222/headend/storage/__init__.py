@@ -33,6 +33,7 @@ from .records import (
     event_reading,
     interval_readings,
 )
+from .retention import Pruned, Retention, prune_once, retention_loop
 
 __all__ = [
     "DIRECTIONS",
@@ -45,7 +46,9 @@ __all__ = [
     "MessageRecord",
     "Migration",
     "NodeRecord",
+    "Pruned",
     "Reading",
+    "Retention",
     "SchemaTooNew",
     "Storage",
     "StorageError",
@@ -54,5 +57,7 @@ __all__ = [
     "interval_readings",
     "open_async_storage",
     "open_storage",
+    "prune_once",
     "redact_url",
+    "retention_loop",
 ]

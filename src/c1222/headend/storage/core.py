@@ -8,7 +8,9 @@ were made and the event loop never waits on a disk or a server.
 A ``store_*``/``log_*``/``upsert_*`` call returns only after its transaction has
 committed: that return is the acknowledgement. An exception means nothing of the
 call is stored (a transaction is all or nothing); storing readings again is always
-safe, since a reading already stored is skipped.
+safe, since a reading already stored is skipped. Readings are synced to disk at each
+commit; the rows peers drive (nodes, the message log) and prunes are not, so a flood
+of Registers cannot queue a disk sync per message ahead of the collector's readings.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from c1222.errors import C1222Error, ConfigurationError
@@ -173,7 +175,7 @@ class Storage:
         if not isinstance(node, NodeRecord):
             raise TypeError(f"upsert_node takes a NodeRecord, not {type(node).__name__}")
         updates = ", ".join(f"{c} = excluded.{c}" for c in _NODE_COLUMNS.split(", ")[1:])
-        with self._use("upsert_node") as db, db.transaction() as tx:
+        with self._use("upsert_node") as db, db.transaction(synced=False) as tx:
             tx.execute(f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                        f"ON CONFLICT (ap_title) DO UPDATE SET {updates}",
                        (node.ap_title, node.native_address, node.node_type, node.connection_type,
@@ -197,16 +199,59 @@ class Storage:
     def mark_seen(self, ap_title: str, when: datetime) -> bool:
         """Move the node's ``last_seen`` forward to ``when`` (never back); False if unknown."""
         when_db = self._time(when, "seen time")
-        with self._use("mark_seen") as db, db.transaction() as tx:
+        with self._use("mark_seen") as db, db.transaction(synced=False) as tx:
             return tx.execute(f"UPDATE nodes SET {_SEEN} WHERE ap_title = ?",
                               (when_db, when_db, ap_title)).rowcount > 0
 
     def deregister(self, ap_title: str, when: datetime) -> bool:
         """Mark the node deregistered (kept with its readings); False if unknown."""
         when_db = self._time(when, "deregistration time")
-        with self._use("deregister") as db, db.transaction() as tx:
+        with self._use("deregister") as db, db.transaction(synced=False) as tx:
             return tx.execute(f"UPDATE nodes SET state = 'deregistered', {_SEEN} "
                               "WHERE ap_title = ?", (when_db, when_db, ap_title)).rowcount > 0
+
+    def count_nodes(self, state: str | None = None) -> int:
+        """How many nodes are stored (or in ``state``)."""
+        where, params = ("WHERE state = ?", (state,)) if state is not None else ("", ())
+        with self._use("count_nodes") as db:
+            return int(db.query(f"SELECT COUNT(*) FROM nodes {where}", params)[0][0])
+
+    def prune_nodes(self, before: datetime, max_deregistered: int | None = None) -> list[str]:
+        """Age out nodes (their readings stay); the AP titles removed, in byte order.
+
+        Removed: deregistered nodes last seen before ``before``; registered nodes whose
+        registration expired before ``before`` (expiry: the later of ``registered_at`` and
+        ``last_seen``, plus ``registration_period``); and, beyond ``max_deregistered``, the
+        deregistered nodes seen longest ago (so Register/Deregister cycles with fresh titles
+        cannot grow the table between two passes).
+        """
+        before = utc(before, "before")
+        cutoff = self._db.time_in(before)
+        limit = None if max_deregistered is None else self._count(max_deregistered,
+                                                                 "max_deregistered")
+        with self._use("prune_nodes") as db, db.transaction(synced=False) as tx:
+            gone = {row[0] for row in tx.execute(
+                "SELECT ap_title FROM nodes WHERE state = 'deregistered' AND "
+                "(last_seen IS NULL OR last_seen < ?)", (cutoff,)).fetchall()}
+            # Expiry is at or after last_seen: only nodes last seen before the cutoff can
+            # have expired before it, so the index narrows the rows checked here.
+            for title, period, registered, seen in tx.execute(
+                    "SELECT ap_title, registration_period, registered_at, last_seen FROM nodes "
+                    "WHERE state = 'registered' AND (last_seen IS NULL OR last_seen < ?)",
+                    (cutoff,)).fetchall():
+                times = [t for t in (db.time_out(registered), db.time_out(seen)) if t]
+                if times and max(times) + timedelta(seconds=int(period)) < before:
+                    gone.add(title)
+            if limit is not None:
+                rows = tx.execute("SELECT ap_title FROM nodes WHERE state = 'deregistered' "
+                                  "ORDER BY last_seen IS NULL, last_seen DESC, ap_title").fetchall()
+                gone.update(row[0] for row in rows[limit:])
+            titles = sorted(gone, key=lambda t: t.encode())
+            for start in range(0, len(titles), 500):  # under any driver's parameter limit
+                chunk = titles[start:start + 500]
+                tx.execute(f"DELETE FROM nodes WHERE ap_title IN "
+                           f"({', '.join('?' * len(chunk))})", chunk)
+        return titles
 
     @staticmethod
     def _node(db: Any, row: Sequence[Any]) -> NodeRecord:
@@ -315,7 +360,7 @@ class Storage:
         """Append ``record`` to the message log (its ``id`` is ignored); the new id."""
         if not isinstance(record, MessageRecord):
             raise TypeError(f"log_message takes a MessageRecord, not {type(record).__name__}")
-        with self._use("log_message") as db, db.transaction() as tx:
+        with self._use("log_message") as db, db.transaction(synced=False) as tx:
             return db.insert_returning_id(
                 tx, "INSERT INTO messages (time, direction, peer, transport, raw, summary, "
                 "ap_title, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -325,7 +370,7 @@ class Storage:
     def log_messages(self, records: Sequence[MessageRecord]) -> list[int]:
         """Append several records in one transaction (a busy head-end batches its log);
         their new ids, in order."""
-        with self._use("log_messages") as db, db.transaction() as tx:
+        with self._use("log_messages") as db, db.transaction(synced=False) as tx:
             return [db.insert_returning_id(
                 tx, "INSERT INTO messages (time, direction, peer, transport, raw, summary, "
                 "ap_title, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -355,15 +400,28 @@ class Storage:
             rows = db.query(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (int(id),))
             return self._message(db, rows[0]) if rows else None
 
-    def prune_messages(self, keep: int) -> int:
-        """Delete all but the newest ``keep`` messages; the number deleted."""
-        keep = self._count(keep, "keep")
-        with self._use("prune_messages") as db, db.transaction() as tx:
-            # The id of the newest message to drop; NULL (nothing deleted) when few enough.
-            return max(tx.execute(
-                "DELETE FROM messages WHERE id <= "
-                "(SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?)", (keep,)
-            ).rowcount, 0)
+    def count_messages(self) -> int:
+        """How many messages the log holds."""
+        with self._use("count_messages") as db:
+            return int(db.query("SELECT COUNT(*) FROM messages")[0][0])
+
+    def prune_messages(self, keep: int | None = None, before: datetime | None = None) -> int:
+        """Delete the messages logged before ``before`` and all but the newest ``keep``
+        (either or both, in one transaction); the number deleted."""
+        keep = None if keep is None else self._count(keep, "keep")
+        cutoff = None if before is None else self._time(before, "before")
+        deleted = 0
+        with self._use("prune_messages") as db, db.transaction(synced=False) as tx:
+            if cutoff is not None:
+                deleted += max(tx.execute("DELETE FROM messages WHERE time < ?",
+                                          (cutoff,)).rowcount, 0)
+            if keep is not None:
+                # The id of the newest message to drop; NULL (nothing deleted) when few enough.
+                deleted += max(tx.execute(
+                    "DELETE FROM messages WHERE id <= "
+                    "(SELECT id FROM messages ORDER BY id DESC LIMIT 1 OFFSET ?)", (keep,)
+                ).rowcount, 0)
+        return deleted
 
     @staticmethod
     def _message(db: Any, row: Sequence[Any]) -> MessageRecord:
@@ -450,8 +508,19 @@ class AsyncStorage:
     async def message(self, id: int) -> MessageRecord | None:
         return await self._call(self.storage.message, id)
 
-    async def prune_messages(self, keep: int) -> int:
-        return await self._call(self.storage.prune_messages, keep)
+    async def count_messages(self) -> int:
+        return await self._call(self.storage.count_messages)
+
+    async def prune_messages(self, keep: int | None = None,
+                             before: datetime | None = None) -> int:
+        return await self._call(self.storage.prune_messages, keep, before)
+
+    async def count_nodes(self, state: str | None = None) -> int:
+        return await self._call(self.storage.count_nodes, state)
+
+    async def prune_nodes(self, before: datetime,
+                          max_deregistered: int | None = None) -> list[str]:
+        return await self._call(self.storage.prune_nodes, before, max_deregistered)
 
 
 async def open_async_storage(url: str, *, schema: str | None = None) -> AsyncStorage:

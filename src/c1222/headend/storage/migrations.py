@@ -90,6 +90,15 @@ MIGRATIONS: tuple[Migration, ...] = (
                     "CREATE INDEX messages_by_node ON messages (ap_title, id)",
                     "CREATE INDEX readings_by_time ON readings (ap_title, time)"),
     ),
+    Migration(
+        3, "retention: messages by time, nodes by state",
+        # Retention deletes messages older than an age and ages out stale nodes every
+        # minute; without these indexes each pass would scan the whole table.
+        sqlite=("CREATE INDEX messages_by_time ON messages (time)",
+                "CREATE INDEX nodes_by_state ON nodes (state, last_seen)"),
+        postgresql=("CREATE INDEX messages_by_time ON messages (time)",
+                    "CREATE INDEX nodes_by_state ON nodes (state, last_seen)"),
+    ),
 )
 
 #: The newest schema this code knows.
