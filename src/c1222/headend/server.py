@@ -23,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import ipaddress
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -412,6 +413,11 @@ class HeadEnd:
         link = self.endpoint.find_link(node.peer) if node.peer is not None else None
         if link is None:
             host, port = parse_address(node.address)
+            try:  # the peer wrote this address: never make the head-end look a name up for it
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise TransportError(f"{node.ap_title}: native address {node.address!r} "
+                                     "is not an IP address") from None
             transport = "tcp" if node.connection_type & 0x40 or not node.connection_type \
                 else "udp"
             link = await self.endpoint.connect(host, port, transport, self.config.timeout)

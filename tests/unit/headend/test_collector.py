@@ -295,3 +295,30 @@ def test_decodes_run_in_another_process_and_survive_its_death(tmp_path: Path) ->
         assert [v for _t, name, v in await intervals(headend) if name == "ch0"] == [7.0]
 
     assert run(tmp_path, body) == []
+
+
+def test_a_claimed_host_name_is_refused_without_a_name_lookup(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node's native address is the peer's word: the head-end connects to IP addresses only,
+    so a hostile Register cannot make it wait on name resolution."""
+    import socket
+
+    from c1222.errors import TransportError
+
+    looked_up: list[str] = []
+
+    def no_lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(str(host))
+        raise AssertionError("name lookup")
+
+    async def body(headend: HeadEnd, meter: MeterDouble) -> None:
+        node = headend.registrar.nodes[TITLE]
+        node.native_address = b"meter.example.invalid:1153"
+        node.peer = None
+        monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
+        with pytest.raises(TransportError, match="not an IP address"):
+            await headend.collect(TITLE)
+        assert "not an IP address" in (headend.status(TITLE).last_error or "")
+
+    assert run(tmp_path, body) == []
+    assert looked_up == []
