@@ -11,7 +11,8 @@ One :class:`Responder` serves every association of a node (digest 10.1, "end dev
   :class:`ServiceHandler`, turning each :class:`~c1222.errors.ServiceError` into its response
   code (ARCHITECTURE rule 4);
 * honours response control (always / on exception / never) and secures the response like the
-  request: same mode, same key id, a fresh IV, A4 = the request's A8, titles swapped (digest 12).
+  request: same mode, same key id, a fresh IV, A4 = the request's A8, titles swapped in the
+  form the request used them (relative stays relative; digest 12).
 
 An *association* is what the transport names as ``peer``: a TCP connection, or a UDP source
 address. Sessions belong to it, so a Logon on one connection never opens another.
@@ -312,13 +313,19 @@ class Responder:
                                                 and not failed):
             return Reply(None)
         mode = request.epsem.security_mode if secured else SecurityMode.CLEARTEXT
+        # Our title in the form the request used (digest 12): MeteringSDK compares titles as
+        # sent and takes an absolute answer to `.123.8437` for tampering. A request for
+        # another node's title (UAT) is answered with our configured title, never theirs.
+        ours = request.called_ap_title
+        if ours is None or ours.absolute() != self._absolute_title:
+            ours = self.config.ap_title
         response = Apdu(
             epsem=Epsem(services=tuple(responses), security_mode=mode,
                         ed_class=self.config.ed_class,
                         ed_class_included=self.config.ed_class is not None),
             calling_ap_invocation_id=self.nonces.invocation_id(),
             called_ap_title=request.calling_ap_title,
-            calling_ap_title=self.config.ap_title,
+            calling_ap_title=ours,
             called_ap_invocation_id=request.calling_ap_invocation_id,
             key_id=request.key_id if mode else None,
             iv=self.nonces.iv() if mode else None,

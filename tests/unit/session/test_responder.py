@@ -126,6 +126,33 @@ def test_relative_and_absolute_forms_of_our_title_both_match() -> None:
     assert got[0].response_code == ResponseCode.OK
 
 
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("called, calling", [
+    (".123.8437", ".123.4"), ("2.16.124.113620.1.22.0.123.8437", ".123.4"),
+    (".123.8437", "2.16.124.113620.1.22.0.123.4"),
+    ("2.16.124.113620.1.22.0.123.8437", "2.16.124.113620.1.22.0.123.4")])
+def test_the_answer_uses_the_titles_in_the_form_the_request_used(mode, called, calling) -> None:
+    """Issue 17 item 9: MeteringSDK addressed the meter as `.123.8437` and refused an answer
+    from the absolute title ("Ap title mismatch, tampering is suspected")."""
+    responder, _, _ = make()
+    req = Requester(Uid.parse(calling), Nonces(), keys=KEYS, security_mode=mode,
+                    key_id=2 if mode else None)
+    pending = req.request([IdentifyRequest()], Uid.parse(called))
+    answer = acse.decode(responder.receive(pending.data, 1, NOW).data)
+    assert str(answer.calling_ap_title) == called  # A6 as the request's A2, byte for byte
+    assert str(answer.called_ap_title) == calling
+    assert req.accept(acse.encode(answer), pending, NOW).epsem.services[0].response_code == 0
+
+
+def test_uat_is_answered_from_our_own_title_not_the_one_asked_for() -> None:
+    responder, _, _ = make()
+    req = requester()
+    pending = req.request([IdentifyRequest()], Uid.parse(".123.9999"))
+    answer = acse.decode(responder.receive(pending.data, 1, NOW).data)
+    assert answer.epsem.services[0].response_code == ResponseCode.UAT
+    assert answer.calling_ap_title == METER
+
+
 def test_read_protected_table_without_security_is_isc_and_with_password_ok() -> None:
     responder, _, _ = make()
     req = requester()
