@@ -82,6 +82,15 @@ class Session:
     last_active: float
     principal: Principal | None = None
     key: tuple[int, bytes] | None = None  # key id and IV of the Logon message (digest 12)
+    #: A8 of the latest message that used ``key`` without its own AC; the next must be above.
+    last_invocation_id: int | None = None
+
+    def order(self, invocation_id: int) -> None:
+        """Refuse (SecurityError) a session message whose A8 is not above the previous one:
+        such messages share the Logon's key id and IV, so A8 alone tells them apart."""
+        if self.last_invocation_id is not None and invocation_id <= self.last_invocation_id:
+            raise SecurityError()
+        self.last_invocation_id = invocation_id
 
     def expired(self, now: float) -> bool:
         return self.idle_timeout > 0 and now - self.last_active > self.idle_timeout
@@ -191,7 +200,8 @@ class Responder:
             sess = self._live_session(peer, now)
             apdu = unprotect(data, self.config.keys, replay=self.replay, now=now,
                              minimum_mode=self.config.minimum_mode, debug=self._debug,
-                             session_key=sess.key if sess is not None else None)
+                             session_key=sess.key if sess is not None else None,
+                             session_order=sess.order if sess is not None else None)
         except SecurityError:
             self.handler.notice("mac_failed", None, "")
             return self._refuse(data, ErrorResponse(response_code=ResponseCode.SME))

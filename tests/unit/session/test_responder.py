@@ -352,3 +352,34 @@ def test_wrong_a4_is_refused_by_the_requester() -> None:
     data = responder.receive(first.data, 1, NOW).data
     with pytest.raises(UnexpectedMessage):
         req.accept(data, second, NOW)
+
+
+def _session_message(logon, a8: int) -> bytes:
+    """An MSDK-style session request: no AC, N built with the Logon's key id and IV."""
+    from c1222.codec.epsem import encode_body
+    from c1222.crypto import policy
+
+    epsem = Epsem((IdentifyRequest(),), security_mode=1, mac=bytes(4))
+    data = acse.encode(Apdu(epsem=epsem, calling_ap_invocation_id=a8, called_ap_title=METER,
+                            calling_ap_title=HEADEND))
+    n = policy._cleartext(data, policy._layout(data), logon.apdu.key_id, logon.apdu.iv)
+    return data[:-4] + KEYS.cipher(2).authenticate(n, encode_body(epsem))
+
+
+def test_session_messages_are_served_once_in_order_even_in_a_long_timed_session() -> None:
+    """Session messages share the Logon's IV, so the replay window cannot tell them apart
+    (and its time mode would find that IV stale): their A8 must rise instead."""
+    from c1222.crypto.replay import ReplayWindow
+
+    responder, _, _ = make()
+    responder.replay = ReplayWindow(iv_tolerance=900.0)
+    req = Requester(HEADEND, Nonces(), keys=KEYS, security_mode=1, key_id=2)
+    req.nonces.iv = lambda: int(NOW).to_bytes(4, "big")  # a time-based IV, as MSDK sends
+    logon = req.request([LogonRequest(2, b" " * 10, 600)], METER)
+    assert acse.decode(responder.receive(logon.data, 7, NOW).data).epsem.services[0] \
+        .response_code == 0
+    codes = []
+    for a8, at in ((0, 10), (1, 500), (1, 570), (0, 580), (2, 1000)):
+        reply = responder.receive(_session_message(logon, a8), 7, NOW + at)
+        codes.append(acse.decode(reply.data).epsem.services[0].response_code)
+    assert codes == [0, 0, ResponseCode.SME, ResponseCode.SME, 0]
