@@ -17,7 +17,8 @@ Example profile (every key optional; docs/meter.md lists them all)::
     load_profile_minutes = 15
     front_end = "reference"       # or "sigma-delta"
     load = { type = "household", seed = 1 }
-    max_connections = 256         # TCP connections at once; more are closed at once
+    max_connections = 256         # TCP connections at once; then the idlest is closed
+    max_per_address = 64          # TCP connections at once from one IP address
     message_timeout = 30.0        # seconds from an APDU's first byte to its last
     idle_timeout = 300.0          # seconds a TCP connection may stay quiet
     replay_protection = "time"    # or "window" for peers whose IVs are not Unix time
@@ -82,6 +83,7 @@ class MeterConfig:
     # Transport limits on hostile peers (EndpointLimits): TCP connections at once, seconds
     # from an APDU's first byte to its last, seconds a TCP connection may stay quiet.
     max_connections: int = 256
+    max_per_address: int = 64
     message_timeout: float = 30.0
     idle_timeout: float = 300.0
     # Replay protection of secured requests (docs/security.md): "time" never serves a request
@@ -117,6 +119,8 @@ class MeterConfig:
             raise ConfigurationError("headend_transport: tcp or udp")
         if not 1 <= self.max_connections <= 65535:
             raise ConfigurationError("max_connections: 1 .. 65535")
+        if not 1 <= self.max_per_address <= 65535:
+            raise ConfigurationError("max_per_address: 1 .. 65535")
         for name in ("message_timeout", "idle_timeout"):
             if not 0 < getattr(self, name) <= 86400:
                 raise ConfigurationError(f"{name}: seconds in (0, 86400]")
@@ -199,7 +203,7 @@ def _convert(key: str, value: Any) -> Any:
     if key in ("speed", "message_timeout", "idle_timeout", "iv_tolerance"):
         return float(value)
     if key in ("security_mode", "key_id", "registration_period", "load_profile_minutes",
-               "max_connections"):
+               "max_connections", "max_per_address"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigurationError(f"{key}: an integer")
         return value

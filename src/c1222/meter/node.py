@@ -109,6 +109,7 @@ class Meter:
             debug=lambda m: log.debug("responder: %s", m))
         self.tracer = PcapTracer(str(config.pcap)) if config.pcap is not None else None
         limits = EndpointLimits(max_connections=config.max_connections,
+                                max_per_address=config.max_per_address,
                                 message_timeout=config.message_timeout,
                                 idle_timeout=config.idle_timeout)
         self.endpoint = Endpoint(self._on_request, limits_=limits, tracer=self.tracer,
