@@ -89,3 +89,22 @@ def test_a_rewrite_keeps_only_the_live_entries_and_the_floor(tmp_path: Path) -> 
 
 def test_no_journal_is_an_empty_window(tmp_path: Path) -> None:
     assert state.ReplayJournal(tmp_path).load() == (None, None, [])
+
+
+@pytest.mark.parametrize("key, value", [("replay_protection", "none"), ("iv_tolerance", 0),
+                                        ("iv_tolerance", "x"), ("max_per_address", 0),
+                                        ("max_per_address", True)])
+def test_profile_keys_of_replay_protection_and_slots_are_checked(key, value) -> None:
+    from c1222.meter.config import from_mapping
+
+    with pytest.raises(ConfigurationError, match=key):
+        from_mapping({key: value})
+
+
+def test_profile_defaults_are_the_strong_ones() -> None:
+    from c1222.meter.config import from_mapping
+
+    config = from_mapping({})
+    assert (config.replay_protection, config.iv_tolerance, config.max_per_address) == \
+        ("time", 900.0, 64)
+    assert from_mapping({"replay_protection": "window"}).replay_protection == "window"
