@@ -63,7 +63,7 @@ async def fleet(host: str, port: int, count: int) -> None:
         reply = responders[link.id].receive(data, link.id, time.time())
         return reply.data, reply.close
 
-    endpoint = Endpoint(on_request, limits_=EndpointLimits(max_connections=count + 10))
+    endpoint = Endpoint(on_request, limits_=EndpointLimits(max_connections=count + 10, max_per_address=count + 10))
     limit = asyncio.Semaphore(100)
 
     async def one(i: int) -> None:
@@ -96,7 +96,7 @@ async def measure(count: int, seconds: float) -> list[str]:
                                         collect_interval=0.05, log_interval=0,
                                         max_parallel=128, timeout=30))
         host, port = await headend.start()
-        headend.endpoint.limits = EndpointLimits(max_connections=count + 10)
+        headend.endpoint.limits = EndpointLimits(max_connections=count + 10, max_per_address=count + 10)
         times: list[float] = []
         headend.registrar.on_registered = lambda node, f=headend.registrar.on_registered: (
             times.append(time.perf_counter()), f(node))

@@ -47,7 +47,7 @@ from c1222.codec.framing import StreamFramer  # noqa: E402
 from c1222.codec.services import FullReadRequest, SecurityRequest  # noqa: E402
 from c1222.codes import ResponseCode  # noqa: E402
 from c1222.crypto.keys import KeyTable  # noqa: E402
-from c1222.crypto.nonces import RandomNonceSource  # noqa: E402
+from c1222.crypto.nonces import TimeIvSource  # noqa: E402
 from c1222.session.requester import Pending, Requester  # noqa: E402
 from c1222.tables.access import pad_password  # noqa: E402
 from c1222.transport.client import responses  # noqa: E402
@@ -145,7 +145,7 @@ async def _echo(response: bytes) -> None:
 
 
 def build(mode: int, count: int) -> tuple[Requester, list[Pending]]:
-    requester = Requester(HEADEND, RandomNonceSource(), keys=KEYS, security_mode=mode,
+    requester = Requester(HEADEND, TimeIvSource(time.time), keys=KEYS, security_mode=mode,
                           key_id=2 if mode else None)
     services = [SecurityRequest(PASSWORD, 2), FullReadRequest(28)]
     return requester, [requester.request(services, METER) for _ in range(count)]

@@ -39,7 +39,7 @@ from c1222.codec.services import (
 )
 from c1222.codes import ResponseCode
 from c1222.crypto.keys import KeyTable
-from c1222.crypto.nonces import RandomNonceSource
+from c1222.crypto.nonces import TimeIvSource
 from c1222.session.requester import Requester
 from c1222.tables.access import pad_password
 from c1222.transport.client import Client, responses
@@ -61,7 +61,7 @@ def start_meter(tmp: Path, *extra: str, state: str = "state") -> Running:
 
 
 def client(mode: int) -> Client:
-    return Client(Requester(HEADEND, RandomNonceSource(), keys=KEYS, security_mode=mode,
+    return Client(Requester(HEADEND, TimeIvSource(time.time), keys=KEYS, security_mode=mode,
                             key_id=2 if mode else None))
 
 

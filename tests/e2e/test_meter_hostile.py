@@ -626,7 +626,7 @@ def test_flood_of_connections_is_capped_and_the_good_client_is_served(tmp_path: 
         peak = rss.stop()
         report("flood", f"{FLOOD} connections opened in {opened:.1f} s ({failed_connects} "
                         f"connect failures): {refused} closed at once by the meter, {held} "
-                        f"held (cap 256, the good TCP client holds one); after 3 s: "
+                        f"held (cap 64 per address, the good TCP client holds one); after 3 s: "
                         f"{FLOOD - refused_later} still held",
                f"a new TCP client while the flood holds every slot: {latecomer}",
                f"a new TCP client after the flood is gone: {after_flood}",
@@ -635,7 +635,8 @@ def test_flood_of_connections_is_capped_and_the_good_client_is_served(tmp_path: 
                f"MiB, peak {peak / 1024:.1f} MiB",
                good.check(), good_udp.check())
         assert failed_connects == 0
-        assert held == 255 and refused == FLOOD - 255, (held, refused)
+        # One address (loopback) may hold 64 (max_per_address); the good client holds one.
+        assert held == 63 and refused == FLOOD - 63, (held, refused)
         assert served_during >= 10
         assert after_flood == "served"
         assert peak - rss.before < RSS_SLACK_KIB

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from c1222.codec.ber import Uid
 from c1222.codec.services import FullReadRequest, IdentifyResponse, IdentifyRequest
-from c1222.crypto.nonces import RandomNonceSource
+from c1222.crypto.nonces import RandomNonceSource, TimeIvSource
 from c1222.headend.registry import Node, RegistrarServices
 from c1222.ihd.node import DisplayServices
 from c1222.session.requester import Requester
@@ -90,7 +90,7 @@ def test_registers_retries_reregisters_and_is_read_over_its_own_connection(tmp_p
             # read the meter over the connection it opened to register
             link = headend.endpoint.find_link(node.peer)
             assert link is not None
-            reader = Client(Requester(HEADEND, RandomNonceSource(), keys=KEYS,
+            reader = Client(Requester(HEADEND, TimeIvSource(time.time), keys=KEYS,
                                       security_mode=1, key_id=2), headend.endpoint)
             got = responses(await reader.call([IdentifyRequest(), FullReadRequest(0)],
                                               called=METER, link=link, timeout=10))

@@ -76,13 +76,20 @@ def tlv(tag: int, content: bytes) -> bytes:
 
 
 def decode_unsigned(content: bytes, pos: int, path: str, max_bytes: int = 4) -> int:
-    """An unsigned INTEGER body. A leading 0x00 sign byte is tolerated (digest 1.2)."""
+    """An unsigned INTEGER body in its minimal form (digest 1.2).
+
+    A leading 0x00 octet is refused, even as a DER sign byte before a top-bit-set octet:
+    :func:`encode_unsigned` writes the minimal unsigned form (as MeteringSDK does), so a value
+    decoded from ``00 14`` or ``00 80`` would re-encode to other bytes, and every message must
+    decode and re-encode to the bytes it came from (architecture rule 6).
+    """
     if not content:
         raise BerError("empty integer", pos, path)
-    body = content[1:] if len(content) > 1 and content[0] == 0 else content
-    if len(body) > max_bytes:
+    if len(content) > 1 and content[0] == 0:
+        raise BerError("non-minimal integer (leading 00 octet)", pos, path)
+    if len(content) > max_bytes:
         raise DecodeLimitExceeded(f"integer of {len(content)} bytes", pos, path)
-    return int.from_bytes(body, "big")
+    return int.from_bytes(content, "big")
 
 
 def encode_unsigned(value: int, max_bytes: int = 4) -> bytes:

@@ -44,7 +44,8 @@ class NonceSource(Protocol):
     """Where a sender gets a fresh IV and a fresh calling AP invocation id (A8)."""
 
     def iv(self) -> bytes:
-        """4 bytes for the AC iv-element; never the same as the previous call's."""
+        """4 bytes for the AC iv-element. Together with the invocation id drawn just before
+        it, never the same pair as an earlier message's (the EAX' nonce must not repeat)."""
         ...
 
     def invocation_id(self) -> int:
@@ -88,15 +89,24 @@ class RandomNonceSource:
 
 
 class TimeIvSource:
-    """IV = current Unix time, big-endian seconds, strictly increasing (digest 2.4, MSDK).
+    """IV = current Unix time, big-endian seconds, never going back (digest 2.4, MSDK).
 
-    ``clock`` returns Unix seconds (pass ``time.time``). When the clock has not advanced
-    past the previous IV (same second, or stepped back), the previous IV + 1 is used, so an
-    IV never repeats the previous value. Invocation ids are random, as in
-    :class:`RandomNonceSource`.
+    ``clock`` returns Unix seconds (pass ``time.time``). Messages sent within one second share
+    the IV; what keeps each message's EAX' nonce and replay key (calling title, key id, IV,
+    A8) unique is the invocation id, which this source never hands out twice for one IV.
+    Call :meth:`invocation_id` and then :meth:`iv` for a message (as the requester and the
+    responder do): the IV is then the second the id was drawn for. When the clock steps
+    back, the IV stays at the previous second.
+
+    (An IV that moved on by one for every message in the same second ran ahead of the clock
+    under load — 1000 requests a second put it 15 minutes ahead within a second — and a
+    receiver that checks IV freshness, as a meter does by default, then refused them all.)
     """
 
-    __slots__ = ("_clock", "_last", "_randbytes")
+    #: Ids remembered for one IV second at most; beyond it the IV moves on by one second.
+    MAX_IDS_PER_SECOND = 65536
+
+    __slots__ = ("_clock", "_last", "_pending", "_randbytes", "_used")
 
     def __init__(
         self, clock: Callable[[], float], randbytes: Callable[[int], bytes] = os.urandom
@@ -104,23 +114,49 @@ class TimeIvSource:
         self._clock = clock
         self._randbytes = randbytes
         self._last: int | None = None
+        self._used: set[int] = set()  # invocation ids handed out for the IV `_last`
+        self._pending = False  # an id was drawn for `_last` and its IV not yet taken
 
-    def iv(self) -> bytes:
+    def _tick(self) -> int:
         value = int(self._clock()) & 0xFFFFFFFF
         last = self._last
         # Compare modulo 2**32 so the wrap in 2106 counts as "later", not "earlier".
-        if last is not None:
-            ahead = (value - last) % (1 << 32)
-            if ahead == 0 or ahead >= 1 << 31:
-                value = (last + 1) & 0xFFFFFFFF
-        self._last = value
+        if last is not None and (value - last) % (1 << 32) >= 1 << 31:
+            value = last  # the clock stepped back (or we moved on): stay
+        if value != last:
+            self._last = value
+            self._used.clear()
+        elif len(self._used) >= self.MAX_IDS_PER_SECOND:
+            self._last = (value + 1) & 0xFFFFFFFF
+            self._used.clear()
+        assert self._last is not None
+        return self._last
+
+    def iv(self) -> bytes:
+        value = self._last if self._pending and self._last is not None else self._tick()
+        self._pending = False
         return value.to_bytes(IV_SIZE, "big")
 
     def invocation_id(self) -> int:
-        return _invocation_id_from(self._randbytes(4))
+        self._tick()
+        value = _invocation_id_from(self._randbytes(4))
+        # Bounded walk to the next recommended id not yet used for this IV (a degenerate
+        # injected source cannot hang it: at most len(used) + 1 steps).
+        while value in self._used:
+            value = _next_recommended(value)
+        self._used.add(value)
+        self._pending = True
+        return value
 
     def __repr__(self) -> str:
         return "TimeIvSource()"
+
+
+def _next_recommended(value: int) -> int:
+    value += 1
+    if value.bit_length() % 8 == 0:  # leading byte 0x80-0xFF: jump to the next length
+        value = 1 << value.bit_length()
+    return value if value <= MAX_INVOCATION_ID else 1
 
 
 def _check_iv(iv: bytes) -> bytes:

@@ -390,6 +390,7 @@ def unprotect(
     minimum_mode: int = SecurityMode.CLEARTEXT,
     debug: DebugHook | None = None,
     session_key: tuple[int, bytes] | None = None,
+    session_order: Callable[[int], None] | None = None,
 ) -> Apdu:
     """Verify, decrypt and decode one received APDU (digest 5.5, receiver).
 
@@ -407,7 +408,11 @@ def unprotect(
     ``minimum_mode``; DecodeError when the bytes are not a well-formed APDU.
 
     ``session_key`` (key id, IV of the session's Logon message) is used when the message has
-    no AC element at all (digest 12, session use); the returned APDU then carries it.
+    no AC element at all (digest 12, session use); the returned APDU then carries it. Such a
+    message shares its key id and IV with the Logon message, so it is not checked against
+    ``replay`` (whose time mode would find the Logon's IV stale in a long session); instead
+    ``session_order`` is called with its A8 before its services are parsed, and refuses it
+    by raising SecurityError (the session's invocation ids only go up, digest 2.6).
     """
     data = bytes(data)
     if replay is not None and now is None:
@@ -429,13 +434,20 @@ def unprotect(
     if mode < minimum_mode:
         raise refuse(f"security mode {mode} below the required mode {minimum_mode}")
     assert checked.key_id is not None and checked.iv is not None
-    if replay is not None:
+    in_session = TAG_CALLING_AUTHENTICATION_VALUE not in checked.layout.elements
+    if in_session and session_order is not None:
+        message = _header_message_id(data, checked.layout, checked.key_id, checked.iv)
+        try:
+            session_order(message.invocation_id)
+        except SecurityError:
+            raise refuse("session invocation id not above the previous one") from None
+    elif replay is not None:
         assert now is not None
         try:
             replay.accept(_header_message_id(data, checked.layout, checked.key_id, checked.iv),
                           now)
         except SecurityError:
-            raise refuse("replayed message") from None
+            raise refuse("replayed or stale message") from None
     # Remember which requests a lookup returned, so the decrypted services are typed too.
     found: list[Sequence[Request] | None] = [None if callable(requests) else requests]
     if callable(requests):

@@ -3,15 +3,18 @@
 A secured message is identified by (calling AP title, key id, IV, calling AP invocation id):
 the sender changes the IV or the invocation id for every message (digest 2.4, 2.6), so the
 same tuple arriving twice within the window is a replay. The standard's exact acceptance
-rules could not be recovered (digest 10.3 item 9); this window is the conservative part
-that needs no clock agreement with the peer.
+rules could not be recovered (digest 10.3 item 9). The window mode needs no clock agreement
+with the peer but forgets; the time mode (IV = the sender's Unix time, digest 2.4) never
+accepts a message twice, given a receiver that persists what :class:`ReplayWindow` records.
 
 Pure: time enters as ``now`` (seconds, from any monotonic source the caller chooses).
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from c1222.errors import LocalProtocolError, SecurityError
@@ -58,30 +61,86 @@ class MessageId:
 
 
 class ReplayWindow:
-    """Remembers accepted messages for ``max_age`` seconds, at most ``max_entries`` of them.
+    """Remembers accepted messages so none is accepted twice.
 
     Call :meth:`accept` only **after** the MAC has been verified; otherwise forged messages
-    could fill the window and push out genuine entries. A message older than the window
-    (or pushed out by newer ones) is no longer recognised — bound that gap with
-    :func:`check_iv_freshness` if the peers' clocks agree.
+    could fill the window and push out genuine entries.
+
+    Two modes:
+
+    * **window** (``iv_tolerance`` None): any IV is accepted; a message is remembered for
+      ``max_age`` seconds, at most ``max_entries`` of them. A replay older than that (or
+      pushed out by newer messages) is no longer recognised.
+    * **time** (``iv_tolerance`` in seconds): the IV must be the sender's Unix time within
+      ``iv_tolerance`` of ``now`` (digest 2.4, MSDK's +-15 minutes), and above a *floor* that
+      only rises: ``now - iv_tolerance`` for the latest ``now`` seen, and the IV of any entry
+      pushed out by ``max_entries``. A message is remembered while its IV is above the floor,
+      and refused by the floor afterwards, so no message is ever accepted twice, however old
+      the replay and whatever the clock does later. ``now`` must then be Unix time.
+
+    ``record`` (if given) is called with each message and ``now`` after the checks and before
+    :meth:`accept` returns; a persistent receiver writes it durably there, so a message is on
+    disk before it is served. Whatever it raises refuses the message (it is not remembered).
+    :meth:`restore` and :meth:`snapshot` carry the window across a restart.
     """
 
-    __slots__ = ("_max_age", "_max_entries", "_seen")
+    __slots__ = ("_floor", "_iv_tolerance", "_max_age", "_max_entries", "_now_high",
+                 "_record", "_seen")
 
     def __init__(
-        self, max_entries: int = DEFAULT_MAX_ENTRIES, max_age: float = DEFAULT_MAX_AGE
+        self, max_entries: int = DEFAULT_MAX_ENTRIES, max_age: float = DEFAULT_MAX_AGE, *,
+        iv_tolerance: float | None = None,
+        record: Callable[[MessageId, float], None] | None = None,
     ) -> None:
         if max_entries < 1:
             raise LocalProtocolError("max_entries must be at least 1")
         if not max_age > 0:
             raise LocalProtocolError("max_age must be positive")
+        if iv_tolerance is not None and not 0 < iv_tolerance < 1 << 30:
+            raise LocalProtocolError("iv_tolerance must be positive seconds")
         self._max_entries = max_entries
         self._max_age = max_age
+        self._iv_tolerance = iv_tolerance
+        self._record = record
         # Insertion order is acceptance order, so the oldest entry is always first.
         self._seen: OrderedDict[MessageId, float] = OrderedDict()
+        self._floor: int | None = None  # time mode: IVs below it are refused (Unix seconds)
+        self._now_high: float | None = None  # time mode: the latest `now` seen
+
+    @property
+    def timed(self) -> bool:
+        """True in time mode (IVs must be fresh Unix times)."""
+        return self._iv_tolerance is not None
+
+    @property
+    def floor(self) -> int | None:
+        """Time mode: the lowest IV (Unix seconds) still acceptable; None before any use."""
+        return self._floor
+
+    def _advance(self, now: float) -> None:
+        if self._iv_tolerance is None:
+            return
+        if self._now_high is None or now > self._now_high:
+            self._now_high = now
+        self._raise_floor(math.ceil(self._now_high - self._iv_tolerance))
+
+    def _raise_floor(self, value: int) -> None:
+        if self._floor is None or value > self._floor:
+            self._floor = value
+
+    def _iv_time(self, message: MessageId) -> int:
+        # Unix seconds, unwrapped around the latest `now` (the 2106 wrap, as iv_skew does).
+        assert self._now_high is not None
+        return int(self._now_high) + int(iv_skew(message.iv, float(int(self._now_high))))
 
     def _expire(self, now: float) -> None:
         seen = self._seen
+        if self._iv_tolerance is not None:
+            self._advance(now)
+            assert self._floor is not None
+            while seen and self._iv_time(next(iter(seen))) < self._floor:
+                seen.popitem(last=False)
+            return
         while seen:
             oldest = next(iter(seen.values()))
             if now - oldest <= self._max_age:
@@ -89,26 +148,65 @@ class ReplayWindow:
             seen.popitem(last=False)
 
     def seen(self, message: MessageId, now: float) -> bool:
-        """True when ``message`` was accepted within the window (forgets expired entries)."""
+        """True when ``message`` was accepted and is still remembered (forgets expired ones)."""
         self._expire(now)
         return message in self._seen
 
-    def accept(self, message: MessageId, now: float) -> None:
-        """Record ``message``; raise SecurityError (generic) if it is already in the window."""
+    def check(self, message: MessageId, now: float) -> None:
+        """Raise SecurityError (generic) if ``message`` would be refused now; record nothing."""
         if self.seen(message, now):
             raise SecurityError()
+        if self._iv_tolerance is not None:
+            if len(message.iv) != 4:
+                raise SecurityError()
+            assert self._floor is not None
+            if (abs(iv_skew(message.iv, now)) > self._iv_tolerance
+                    or self._iv_time(message) < self._floor):
+                raise SecurityError()
+
+    def accept(self, message: MessageId, now: float) -> None:
+        """Record ``message``; raise SecurityError (generic) if it is a replay, or (time
+        mode) its IV is stale or below the floor."""
+        self.check(message, now)
+        if self._record is not None:
+            self._record(message, now)
+        self._add(message, now)
+
+    def _add(self, message: MessageId, now: float) -> None:
         self._seen[message] = now
         while len(self._seen) > self._max_entries:
-            self._seen.popitem(last=False)
+            old, _ = self._seen.popitem(last=False)
+            if self._iv_tolerance is not None:
+                # Forgotten before its time: everything up to its IV is refused from now on.
+                self._raise_floor(self._iv_time(old) + 1)
+
+    def snapshot(self) -> tuple[int | None, float | None, list[tuple[MessageId, float]]]:
+        """(floor, latest now, entries with their acceptance time) — what :meth:`restore`
+        takes."""
+        return self._floor, self._now_high, list(self._seen.items())
+
+    def restore(self, floor: int | None, now_high: float | None,
+                entries: Iterable[tuple[MessageId, float]]) -> None:
+        """Take back what a previous run remembered (its :meth:`snapshot`, or the journal of
+        its accepted messages), without calling ``record``."""
+        if floor is not None:
+            self._raise_floor(floor)
+        if now_high is not None:
+            self._advance(now_high)
+        for message, when in entries:
+            self._advance(when)
+            self._seen.pop(message, None)
+            self._add(message, when)
+        if self._now_high is not None:
+            self._expire(self._now_high)
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def __repr__(self) -> str:
-        return (
-            f"ReplayWindow(entries={len(self._seen)}, max_entries={self._max_entries}, "
-            f"max_age={self._max_age})"
-        )
+        mode = f"iv_tolerance={self._iv_tolerance}, floor={self._floor}" if self.timed \
+            else f"max_age={self._max_age}"
+        return f"ReplayWindow(entries={len(self._seen)}, max_entries={self._max_entries}, {mode})"
 
 
 def iv_skew(iv: bytes, now_unix: float) -> float:
@@ -128,10 +226,10 @@ def iv_skew(iv: bytes, now_unix: float) -> float:
 def check_iv_freshness(
     iv: bytes, now_unix: float, tolerance: float = DEFAULT_IV_TOLERANCE
 ) -> None:
-    """Optional check: refuse a time-based IV more than ``tolerance`` s from ``now_unix``.
+    """Refuse a time-based IV more than ``tolerance`` s from ``now_unix``.
 
-    Not applied by default: peers are not required to use time-based IVs (random IVs are
-    legal) and meters' clocks drift. Raises SecurityError (generic) when out of tolerance.
+    :class:`ReplayWindow` in time mode applies it (with a floor); on its own it bounds
+    nothing a window forgets. Raises SecurityError (generic) when out of tolerance.
     """
     if abs(iv_skew(iv, now_unix)) > tolerance:
         raise SecurityError()

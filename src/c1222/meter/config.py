@@ -17,9 +17,12 @@ Example profile (every key optional; docs/meter.md lists them all)::
     load_profile_minutes = 15
     front_end = "reference"       # or "sigma-delta"
     load = { type = "household", seed = 1 }
-    max_connections = 256         # TCP connections at once; more are closed at once
+    max_connections = 256         # TCP connections at once; then the idlest is closed
+    max_per_address = 64          # TCP connections at once from one IP address
     message_timeout = 30.0        # seconds from an APDU's first byte to its last
     idle_timeout = 300.0          # seconds a TCP connection may stay quiet
+    replay_protection = "time"    # or "window" for peers whose IVs are not Unix time
+    iv_tolerance = 900.0          # time mode: seconds an IV may differ from the meter's clock
 
     [[users]]
     user_id = 2
@@ -80,8 +83,14 @@ class MeterConfig:
     # Transport limits on hostile peers (EndpointLimits): TCP connections at once, seconds
     # from an APDU's first byte to its last, seconds a TCP connection may stay quiet.
     max_connections: int = 256
+    max_per_address: int = 64
     message_timeout: float = 30.0
     idle_timeout: float = 300.0
+    # Replay protection of secured requests (docs/security.md): "time" never serves a request
+    # twice but needs IVs that are the sender's Unix time within iv_tolerance seconds;
+    # "window" takes any IV but forgets a request after 15 minutes.
+    replay_protection: str = "time"
+    iv_tolerance: float = 900.0
 
     def validate(self) -> MeterConfig:
         _check_title("ap_title", self.ap_title)
@@ -110,9 +119,15 @@ class MeterConfig:
             raise ConfigurationError("headend_transport: tcp or udp")
         if not 1 <= self.max_connections <= 65535:
             raise ConfigurationError("max_connections: 1 .. 65535")
+        if not 1 <= self.max_per_address <= 65535:
+            raise ConfigurationError("max_per_address: 1 .. 65535")
         for name in ("message_timeout", "idle_timeout"):
             if not 0 < getattr(self, name) <= 86400:
                 raise ConfigurationError(f"{name}: seconds in (0, 86400]")
+        if self.replay_protection not in ("time", "window"):
+            raise ConfigurationError("replay_protection: time or window")
+        if not 1 <= self.iv_tolerance <= 86400:
+            raise ConfigurationError("iv_tolerance: seconds in [1, 86400]")
         if not isinstance(self.load, dict) or "type" not in self.load:
             raise ConfigurationError("load: a table with a `type`")
         return self
@@ -185,10 +200,10 @@ def _convert(key: str, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigurationError("load: a table, e.g. { type = \"household\", seed = 1 }")
         return dict(value)
-    if key in ("speed", "message_timeout", "idle_timeout"):
+    if key in ("speed", "message_timeout", "idle_timeout", "iv_tolerance"):
         return float(value)
     if key in ("security_mode", "key_id", "registration_period", "load_profile_minutes",
-               "max_connections"):
+               "max_connections", "max_per_address"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigurationError(f"{key}: an integer")
         return value

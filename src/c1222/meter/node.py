@@ -26,6 +26,7 @@ from typing import Any
 from c1222.codec.ber import Uid
 from c1222.crypto.nonces import TimeIvSource
 from c1222.crypto.replay import ReplayWindow
+from c1222.errors import SecurityError
 from c1222.meter import state as persisted
 from c1222.meter.config import MeterConfig
 from c1222.meter.services import MeterServices
@@ -104,10 +105,11 @@ class Meter:
         self.responder = Responder(
             ResponderConfig(ap_title=self.ap_title, keys=config.keys,
                             minimum_mode=config.security_mode),
-            self.services, TimeIvSource(wall), replay=ReplayWindow(),
+            self.services, TimeIvSource(wall), replay=self._replay_window(),
             debug=lambda m: log.debug("responder: %s", m))
         self.tracer = PcapTracer(str(config.pcap)) if config.pcap is not None else None
         limits = EndpointLimits(max_connections=config.max_connections,
+                                max_per_address=config.max_per_address,
                                 message_timeout=config.message_timeout,
                                 idle_timeout=config.idle_timeout)
         self.endpoint = Endpoint(self._on_request, limits_=limits, tracer=self.tracer,
@@ -159,6 +161,8 @@ class Meter:
         self.services.log_event(EVENT_POWER_DOWN)
         self._save()
         await self.endpoint.close()
+        if self._journal is not None:
+            self._journal.close()
         if self.tracer is not None:
             self.tracer.close()
 
@@ -168,6 +172,7 @@ class Meter:
         reply = self.responder.receive(data, link.id, self.wall())
         if self._dirty:
             self._save()
+        self._compact_journal()
         return reply.data, reply.close
 
     def _deregistered(self) -> None:
@@ -262,6 +267,44 @@ class Meter:
         hooks.register("clear_data", clear_data)
 
     # ------------------------------------------------------------------ persistence
+
+    def _replay_window(self) -> ReplayWindow:
+        """The replay window, taken back from the journal of the previous run (if any), so a
+        request served before a restart or a kill -9 is refused after it (SME)."""
+        config = self.config
+        timed = config.replay_protection == "time"
+        self._journal: persisted.ReplayJournal | None = None
+        if config.state_dir is None:
+            return ReplayWindow(iv_tolerance=config.iv_tolerance if timed else None)
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        journal = persisted.ReplayJournal(config.state_dir)
+        window = ReplayWindow(iv_tolerance=config.iv_tolerance if timed else None,
+                              record=self._record_served)
+        floor, now_high, entries = journal.load()
+        # The floor and latest `now` come back too, so a clock set back after a restart
+        # does not make what the last run refused acceptable again.
+        window.restore(floor, now_high, entries)
+        journal.rewrite(window)  # drops what is expired, and any torn last line
+        self._journal = journal
+        return window
+
+    def _record_served(self, message: Any, now: float) -> None:
+        # Called by the replay window before a secured request is served: on disk first.
+        assert self._journal is not None
+        try:
+            self._journal.append(message, now)
+        except OSError as exc:
+            log.error("replay journal %s: %s; secured requests are refused (SME) until "
+                      "it can be written", self._journal.path, exc.strerror)
+            raise SecurityError() from None
+
+    def _compact_journal(self) -> None:
+        journal = self._journal
+        if journal is not None and journal.appended >= persisted.COMPACT_AFTER:
+            try:
+                journal.rewrite(self.responder.replay)
+            except OSError as exc:  # the append-only file stays valid; try again later
+                log.error("replay journal %s not compacted: %s", journal.path, exc.strerror)
 
     def _save(self) -> None:
         self._dirty = False

@@ -1,4 +1,5 @@
-"""What a meter keeps across a restart or a kill -9: energy registers, load profile, event log.
+"""What a meter keeps across a restart or a kill -9: energy registers, load profile, event log,
+and (in a sibling journal, :class:`ReplayJournal`) the secured requests it has served.
 
 One JSON file, replaced atomically (write a temporary file, fsync it, rename it over the old
 one, fsync the directory), so a crash at any instant leaves either the previous state or the
@@ -7,12 +8,14 @@ new one, never a torn mix. The tables are kept as their bytes (hex), exactly as 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from c1222.errors import ConfigurationError
+from c1222.crypto.replay import MessageId, ReplayWindow
+from c1222.errors import C1222Error, ConfigurationError
 
 STATE_FILE = "meter-state.json"
 VERSION = 1
@@ -23,17 +26,23 @@ PERSISTED_TABLES = (3, 23, 63, 64, 74)
 def save(state_dir: Path, state: dict[str, Any]) -> None:
     """Replace the state file atomically with ``state`` (plus its version)."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / STATE_FILE
-    tmp = state_dir / (STATE_FILE + ".tmp")
     data = json.dumps({"version": VERSION, **state}, separators=(",", ":")).encode()
+    _replace(state_dir / STATE_FILE, data)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a crash leaves the old file or the new one, whole."""
+    tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # os.write may write less than asked
+            view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dir_fd = os.open(state_dir, os.O_RDONLY)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -57,3 +66,98 @@ def load(state_dir: Path) -> dict[str, Any] | None:
     if not isinstance(state, dict) or state.get("version") != VERSION:
         raise ConfigurationError(f"{path}: unknown state version")
     return state
+
+
+# ------------------------------------------------------------------ replay journal
+
+REPLAY_JOURNAL = "replay-journal"
+#: A journal larger than this is not read (it is compacted long before it gets there).
+MAX_JOURNAL_BYTES = 64 * 1024 * 1024
+#: Appended lines before the journal is rewritten with only what the window still holds.
+COMPACT_AFTER = 4096
+
+
+class ReplayJournal:
+    """The durable memory of a meter's replay window (issue 15 finding 2).
+
+    Every secured request the window accepts is appended as one line and flushed to disk
+    (``fdatasync``) **before** it is served, so a kill -9 right after serving cannot forget
+    it. A restart reads the journal back into the window. The file is rewritten atomically
+    (temporary file, fsync, rename, fsync of the directory) with only the live entries every
+    :data:`COMPACT_AFTER` lines, and at start.
+
+    Lines: ``F <floor> <latest now>`` (the window's time-mode floor; ``-`` for none) first,
+    then ``A <now> <key id> <iv hex> <A8> <calling AP title or ->`` per message. A last line
+    without its newline is a write torn by a crash — its request was never served — and is
+    dropped; any other line that does not parse is a ConfigurationError naming the file.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / REPLAY_JOURNAL
+        self._fd: int | None = None
+        self.appended = 0
+
+    def load(self) -> tuple[int | None, float | None, list[tuple[MessageId, float]]]:
+        """(floor, latest now, entries) as :meth:`ReplayWindow.restore` takes them."""
+        try:
+            size = self.path.stat().st_size
+            if size > MAX_JOURNAL_BYTES:
+                raise ConfigurationError(f"{self.path}: {size} bytes, more than a replay "
+                                         f"journal ever holds ({MAX_JOURNAL_BYTES})")
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None, None, []
+        except OSError as exc:
+            raise ConfigurationError(f"{self.path}: {exc.strerror}") from None
+        lines = raw.split(b"\n")
+        lines.pop()  # after the last newline: empty, or a torn last write
+        floor: int | None = None
+        now_high: float | None = None
+        entries: list[tuple[MessageId, float]] = []
+        for number, line in enumerate(lines, 1):
+            try:
+                fields = line.decode("ascii").split(" ")
+                if fields[0] == "F" and len(fields) == 3:
+                    floor = None if fields[1] == "-" else int(fields[1])
+                    now_high = None if fields[2] == "-" else float(fields[2])
+                elif fields[0] == "A" and len(fields) == 6:
+                    title = "" if fields[5] == "-" else fields[5]
+                    message = MessageId(title, int(fields[2]), bytes.fromhex(fields[3]),
+                                        int(fields[4]))
+                    entries.append((message, float(fields[1])))
+                else:
+                    raise ValueError("unknown record")
+            except (ValueError, UnicodeDecodeError, C1222Error) as exc:
+                raise ConfigurationError(f"{self.path}:{number}: not a replay journal line "
+                                         f"({exc})") from None
+        return floor, now_high, entries
+
+    def append(self, message: MessageId, now: float) -> None:
+        """Write one accepted message durably; OSError when the disk refuses."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        title = message.calling_ap_title or "-"
+        line = (f"A {now:.3f} {message.key_id} {message.iv.hex()} {message.invocation_id} "
+                f"{title}\n").encode("ascii")
+        written = os.write(self._fd, line)
+        if written != len(line):  # a short write (disk full): the line is torn, refuse
+            raise OSError(errno.ENOSPC, "short write to the replay journal")
+        os.fdatasync(self._fd)
+        self.appended += 1
+
+    def rewrite(self, window: ReplayWindow) -> None:
+        """Replace the journal atomically with what ``window`` still remembers."""
+        floor, now_high, entries = window.snapshot()
+        out = [f"F {'-' if floor is None else floor} "
+               f"{'-' if now_high is None else f'{now_high:.3f}'}\n"]
+        for message, when in entries:
+            out.append(f"A {when:.3f} {message.key_id} {message.iv.hex()} "
+                       f"{message.invocation_id} {message.calling_ap_title or '-'}\n")
+        _replace(self.path, "".join(out).encode("ascii"))
+        self.close()  # the next append opens the new file
+        self.appended = 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

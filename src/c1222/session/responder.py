@@ -11,7 +11,8 @@ One :class:`Responder` serves every association of a node (digest 10.1, "end dev
   :class:`ServiceHandler`, turning each :class:`~c1222.errors.ServiceError` into its response
   code (ARCHITECTURE rule 4);
 * honours response control (always / on exception / never) and secures the response like the
-  request: same mode, same key id, a fresh IV, A4 = the request's A8, titles swapped (digest 12).
+  request: same mode, same key id, a fresh IV, A4 = the request's A8, titles swapped in the
+  form the request used them (relative stays relative; digest 12).
 
 An *association* is what the transport names as ``peer``: a TCP connection, or a UDP source
 address. Sessions belong to it, so a Logon on one connection never opens another.
@@ -81,6 +82,15 @@ class Session:
     last_active: float
     principal: Principal | None = None
     key: tuple[int, bytes] | None = None  # key id and IV of the Logon message (digest 12)
+    #: A8 of the latest message that used ``key`` without its own AC; the next must be above.
+    last_invocation_id: int | None = None
+
+    def order(self, invocation_id: int) -> None:
+        """Refuse (SecurityError) a session message whose A8 is not above the previous one:
+        such messages share the Logon's key id and IV, so A8 alone tells them apart."""
+        if self.last_invocation_id is not None and invocation_id <= self.last_invocation_id:
+            raise SecurityError()
+        self.last_invocation_id = invocation_id
 
     def expired(self, now: float) -> bool:
         return self.idle_timeout > 0 and now - self.last_active > self.idle_timeout
@@ -190,7 +200,8 @@ class Responder:
             sess = self._live_session(peer, now)
             apdu = unprotect(data, self.config.keys, replay=self.replay, now=now,
                              minimum_mode=self.config.minimum_mode, debug=self._debug,
-                             session_key=sess.key if sess is not None else None)
+                             session_key=sess.key if sess is not None else None,
+                             session_order=sess.order if sess is not None else None)
         except SecurityError:
             self.handler.notice("mac_failed", None, "")
             return self._refuse(data, ErrorResponse(response_code=ResponseCode.SME))
@@ -312,13 +323,19 @@ class Responder:
                                                 and not failed):
             return Reply(None)
         mode = request.epsem.security_mode if secured else SecurityMode.CLEARTEXT
+        # Our title in the form the request used (digest 12): MeteringSDK compares titles as
+        # sent and takes an absolute answer to `.123.8437` for tampering. A request for
+        # another node's title (UAT) is answered with our configured title, never theirs.
+        ours = request.called_ap_title
+        if ours is None or ours.absolute() != self._absolute_title:
+            ours = self.config.ap_title
         response = Apdu(
             epsem=Epsem(services=tuple(responses), security_mode=mode,
                         ed_class=self.config.ed_class,
                         ed_class_included=self.config.ed_class is not None),
             calling_ap_invocation_id=self.nonces.invocation_id(),
             called_ap_title=request.calling_ap_title,
-            calling_ap_title=self.config.ap_title,
+            calling_ap_title=ours,
             called_ap_invocation_id=request.calling_ap_invocation_id,
             key_id=request.key_id if mode else None,
             iv=self.nonces.iv() if mode else None,

@@ -8,7 +8,11 @@ handed to ``on_request``, whose reply goes back on the same link.
 
 Hostile peers are bounded here, before any protocol work:
 
-* at most ``max_connections`` TCP connections (the next is closed at once);
+* at most ``max_per_address`` accepted TCP connections from one IP address (the next is
+  closed at once), and at most ``max_connections`` in all: when every slot is taken, the
+  accepted connection idle the longest is closed to make room — never one in the middle of
+  an APDU or waiting for a response to our request (if all are, the newcomer is closed), so
+  quiet peers holding every slot cannot shut out a meter that comes to register;
 * an APDU whose length field exceeds ``max_frame`` closes the connection before anything is
   buffered (``StreamFramer``);
 * a started APDU must complete within ``message_timeout`` seconds (a byte-a-second drip is
@@ -47,6 +51,7 @@ class EndpointLimits:
     """Caps on what peers may cost this node."""
 
     max_connections: int = 256
+    max_per_address: int = 64  # accepted TCP connections from one IP address
     max_frame: int = 64 * 1024  # larger APDUs close the link (RQTL is answered up to this size)
     message_timeout: float = 30.0
     idle_timeout: float = 300.0
@@ -104,6 +109,7 @@ class Link:
         self.id = next(self._ids)
         self.closed = False
         self.last_active = time.monotonic()
+        self.receiving = False  # TCP: part of an APDU is buffered (never evicted then)
         self._writer: asyncio.StreamWriter | None = None
         self._datagram: asyncio.DatagramTransport | None = None
 
@@ -161,10 +167,11 @@ class Endpoint:
         self._udp_links: OrderedDict[Address, Link] = OrderedDict()
         self._udp_queue: asyncio.Queue[tuple[bytes, Link]] | None = None
         self._tcp_links: set[Link] = set()
+        self._per_address: dict[str, int] = {}  # accepted TCP connections per peer IP
         self._waiters: dict[tuple[int, int], asyncio.Future[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.stats = {"connections_refused": 0, "frames_refused": 0, "timeouts": 0,
-                      "udp_dropped": 0, "decode_errors": 0}
+        self.stats = {"connections_refused": 0, "connections_evicted": 0, "frames_refused": 0,
+                      "timeouts": 0, "udp_dropped": 0, "decode_errors": 0}
 
     async def __aenter__(self) -> Endpoint:
         return self
@@ -210,13 +217,34 @@ class Endpoint:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")[:2]
         local = writer.get_extra_info("sockname")[:2]
-        if len(self._tcp_links) >= self.limits.max_connections:
+        if (self._per_address.get(peer[0], 0) >= self.limits.max_per_address
+                or (len(self._tcp_links) >= self.limits.max_connections
+                    and not self._evict_idlest())):
             self.stats["connections_refused"] += 1
             writer.close()
             return
         link = Link(self, "tcp", peer, local, accepted=True)
         link._writer = writer
+        self._per_address[peer[0]] = self._per_address.get(peer[0], 0) + 1
         await self._run_tcp(link, reader)
+
+    def _evict_idlest(self) -> bool:
+        """Close the accepted TCP connection idle the longest to free a slot; False when
+        every one is busy (an APDU half received, or a response of ours awaited)."""
+        waiting = {link_id for link_id, _ in self._waiters}
+        idlest: Link | None = None
+        for link in self._tcp_links:
+            if (link.accepted and not link.closed and not link.receiving
+                    and link.id not in waiting
+                    and (idlest is None or link.last_active < idlest.last_active)):
+                idlest = link
+        if idlest is None:
+            return False
+        log.info("closing %r, idle %.0f s, to make room for a new connection", idlest,
+                 time.monotonic() - idlest.last_active)
+        self.stats["connections_evicted"] += 1
+        idlest.close()
+        return True
 
     # ------------------------------------------------------------------ connecting
 
@@ -305,8 +333,10 @@ class Endpoint:
                     break
                 if apdus:
                     begun = None  # the next message's clock starts with its own bytes
+                link.receiving = True  # until its requests are answered, too
                 for apdu in apdus:
                     await self._dispatch(apdu, link)
+                link.receiving = framer.buffered > 0
         except (ConnectionError, OSError):
             pass
         finally:
@@ -378,6 +408,13 @@ class Endpoint:
             link.close()
 
     def _link_closed(self, link: Link) -> None:
+        if link in self._tcp_links and link.accepted:
+            host = link.peer[0]
+            left = self._per_address.get(host, 0) - 1
+            if left > 0:
+                self._per_address[host] = left
+            else:
+                self._per_address.pop(host, None)
         self._tcp_links.discard(link)
         if self.tracer is not None and link.transport == "tcp":
             self.tracer.closed(link)

@@ -48,7 +48,6 @@ def test_length_over_four_octets_cannot_be_encoded():
 def test_unsigned_integers_minimal_without_sign_byte():
     assert encode_unsigned(0x80).hex() == "80"  # MSDK style, no 00 sign byte
     assert encode_unsigned(333976609).hex() == "13e81421"
-    assert decode_unsigned(bytes.fromhex("0080"), 0, "") == 0x80  # a sign byte is tolerated
     with pytest.raises(DecodeLimitExceeded):
         decode_unsigned(bytes.fromhex("0102030405"), 0, "")
     with pytest.raises(BerError):
@@ -94,3 +93,36 @@ def test_identifier_text_is_validated():
         Uid.parse("2.x.3")
     with pytest.raises(LocalProtocolError):
         Uid((3, 1))
+
+
+@pytest.mark.parametrize("content", ["0014", "0080", "00000001", "00"])
+def test_an_integer_decodes_only_from_the_bytes_it_re_encodes_to(content):
+    # Issue 15 finding 10: `02 02 00 14` decoded to 20 and re-encoded as `02 01 14`.
+    raw = bytes.fromhex(content)
+    try:
+        value = decode_unsigned(raw, 0, "x")
+    except BerError as exc:
+        assert "non-minimal" in str(exc) and exc.path == "x"
+        return
+    assert encode_unsigned(value) == raw
+
+
+def test_a_non_minimal_invocation_id_in_an_apdu_is_a_decode_error():
+    from c1222.codec import acse
+
+    from c1222.codec.acse import Apdu
+    from c1222.codec.ber import Uid
+    from c1222.codec.epsem import Epsem
+    from c1222.codec.services import IdentifyRequest
+
+    apdu = Apdu(epsem=Epsem(services=(IdentifyRequest(),)), called_ap_title=Uid.parse(".123.8437"),
+                calling_ap_invocation_id=0x14)
+    data = acse.encode(apdu)
+    assert acse.encode(acse.decode(data)) == data
+    a8 = bytes.fromhex("a803020114")
+    assert a8 in data
+    # Same APDU with A8 `02 02 00 14`: every enclosing length grows by one.
+    padded = data.replace(a8, bytes.fromhex("a80402020014"))
+    padded = bytes([padded[0], padded[1] + 1]) + padded[2:]
+    with pytest.raises(BerError, match="non-minimal"):
+        acse.decode(padded)

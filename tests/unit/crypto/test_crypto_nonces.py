@@ -81,18 +81,46 @@ def test_time_iv_is_big_endian_unix_time() -> None:
     assert isinstance(source, NonceSource)
 
 
-def test_time_iv_never_repeats_previous() -> None:
+def test_time_iv_follows_the_clock_and_never_goes_back() -> None:
     times = iter([100.0, 100.2, 100.9, 99.0, 103.0, 103.5])
     source = TimeIvSource(clock=lambda: next(times))
     values = [int.from_bytes(source.iv(), "big") for _ in range(6)]
-    # Same second and a clock step back both move on from the previous IV.
-    assert values == [100, 101, 102, 103, 104, 105]
+    # The same second gives the same IV; a clock step back stays at the previous second.
+    assert values == [100, 100, 100, 100, 103, 103]
+
+
+def test_time_iv_does_not_run_ahead_of_the_clock_under_load() -> None:
+    """Before: the IV moved on by one per message, so 5000 messages in one second put it
+    5000 s ahead, and a meter checking IV freshness (+-900 s) refused them."""
+    source = TimeIvSource(clock=lambda: 1_700_000_000.3)
+    pairs = set()
+    for _ in range(5000):
+        a8 = source.invocation_id()
+        pairs.add((source.iv(), a8))
+    assert {iv for iv, _ in pairs} == {(1_700_000_000).to_bytes(4, "big")}
+    assert len(pairs) == 5000  # the invocation id keeps every message unique
+
+
+def test_time_source_ids_stay_unique_with_a_degenerate_random_source() -> None:
+    source = TimeIvSource(clock=lambda: 50.0, randbytes=lambda n: b"\x00\x00\x00\x7f")
+    ids = [source.invocation_id() for _ in range(300)]
+    assert len(set(ids)) == 300 and all(is_recommended_invocation_id(i) for i in ids)
+
+
+def test_time_source_moves_on_a_second_when_one_second_is_full(monkeypatch) -> None:
+    monkeypatch.setattr(TimeIvSource, "MAX_IDS_PER_SECOND", 3)
+    source = TimeIvSource(clock=lambda: 50.0)
+    ivs = []
+    for _ in range(7):
+        source.invocation_id()
+        ivs.append(int.from_bytes(source.iv(), "big"))
+    assert ivs == [50, 50, 50, 51, 51, 51, 52]
 
 
 def test_time_iv_wraps_in_2106() -> None:
-    times = iter([float(0xFFFFFFFF), float(0xFFFFFFFF), float(1 << 32) + 5])
+    times = iter([float(0xFFFFFFFF), float(1 << 32) + 5])
     source = TimeIvSource(clock=lambda: next(times))
-    assert [source.iv().hex() for _ in range(3)] == ["ffffffff", "00000000", "00000005"]
+    assert [source.iv().hex() for _ in range(2)] == ["ffffffff", "00000005"]
 
 
 def test_time_source_invocation_ids_are_random_and_recommended() -> None:

@@ -121,3 +121,102 @@ def test_iv_skew_and_optional_freshness_check() -> None:
 def test_iv_skew_across_the_2106_wrap() -> None:
     assert iv_skew(b"\x00\x00\x00\x05", float(0xFFFFFFFF)) == 6.0
     assert iv_skew(b"\xff\xff\xff\xff", float(1 << 32) + 2) == -3.0
+
+
+# ---------------------------------------------------------------- time mode (issue 15 finding 2)
+
+T0 = 1_700_000_000
+
+
+def tiv(t: int) -> bytes:
+    return (t & 0xFFFFFFFF).to_bytes(4, "big")
+
+
+def test_time_mode_refuses_a_stale_or_future_iv() -> None:
+    window = ReplayWindow(iv_tolerance=900.0)
+    window.accept(msg(iv=tiv(T0 - 900)), now=T0)
+    window.accept(msg(iv=tiv(T0 + 900)), now=T0)
+    for t in (T0 - 901, T0 + 901, 0):
+        with pytest.raises(SecurityError):
+            window.accept(msg(iv=tiv(t)), now=T0)
+
+
+def test_time_mode_never_accepts_a_message_twice_however_late_the_replay() -> None:
+    """Window mode forgets after max_age and takes the replay; time mode refuses it forever."""
+    forgetful = ReplayWindow(max_age=900.0)
+    forgetful.accept(msg(iv=tiv(T0)), now=T0)
+    forgetful.accept(msg(iv=tiv(T0)), now=T0 + 901)  # the weakness of window mode
+    window = ReplayWindow(iv_tolerance=900.0)
+    window.accept(msg(iv=tiv(T0)), now=T0)
+    for later in (T0 + 1, T0 + 900, T0 + 901, T0 + 86_400):
+        with pytest.raises(SecurityError):
+            window.accept(msg(iv=tiv(T0)), now=later)
+    # ... even when the clock is then set back to when it was accepted.
+    with pytest.raises(SecurityError):
+        window.accept(msg(iv=tiv(T0)), now=T0)
+    assert len(window) == 0  # remembered only while the IV was above the floor
+
+
+def test_time_mode_pushed_out_entries_raise_the_floor() -> None:
+    window = ReplayWindow(max_entries=3, iv_tolerance=900.0)
+    for i in range(4):
+        window.accept(msg(iv=tiv(T0 + i), invocation_id=i + 1), now=T0 + 3)
+    assert len(window) == 3 and window.floor == T0 + 1
+    with pytest.raises(SecurityError):  # pushed out of memory, still refused
+        window.accept(msg(iv=tiv(T0), invocation_id=1), now=T0 + 3)
+    with pytest.raises(SecurityError):  # the price: a new message at or below the floor
+        window.accept(msg(iv=tiv(T0), invocation_id=99), now=T0 + 3)
+    window.accept(msg(iv=tiv(T0 + 5), invocation_id=99), now=T0 + 3)
+
+
+def test_time_mode_memory_stays_bounded_under_a_flood() -> None:
+    window = ReplayWindow(max_entries=100, iv_tolerance=900.0)
+    for i in range(5000):
+        window.accept(msg(iv=tiv(T0 + i // 10), invocation_id=i + 1), now=T0 + i // 10)
+    assert len(window) <= 100
+
+
+def test_record_is_called_before_acceptance_and_its_failure_refuses() -> None:
+    recorded: list[tuple[MessageId, float]] = []
+    window = ReplayWindow(iv_tolerance=900.0, record=lambda m, now: recorded.append((m, now)))
+    window.accept(msg(iv=tiv(T0)), now=T0)
+    assert recorded == [(msg(iv=tiv(T0)), T0)]
+    with pytest.raises(SecurityError):
+        window.accept(msg(iv=tiv(T0)), now=T0 + 1)
+    assert len(recorded) == 1  # a refused message is not recorded
+
+    def broken(m: MessageId, now: float) -> None:
+        raise SecurityError()
+
+    failing = ReplayWindow(iv_tolerance=900.0, record=broken)
+    with pytest.raises(SecurityError):
+        failing.accept(msg(iv=tiv(T0)), now=T0)
+    assert len(failing) == 0
+
+
+@pytest.mark.parametrize("timed", [False, True])
+def test_restore_takes_back_a_previous_run(timed: bool) -> None:
+    tolerance = 900.0 if timed else None
+    first = ReplayWindow(iv_tolerance=tolerance)
+    first.accept(msg(iv=tiv(T0), invocation_id=1), now=T0)
+    first.accept(msg(iv=tiv(T0 + 10), invocation_id=2), now=T0 + 10)
+    floor, now_high, entries = first.snapshot()
+    second = ReplayWindow(iv_tolerance=tolerance)
+    second.restore(floor, now_high, entries)
+    with pytest.raises(SecurityError):
+        second.accept(msg(iv=tiv(T0), invocation_id=1), now=T0 + 20)
+    second.accept(msg(iv=tiv(T0 + 20), invocation_id=3), now=T0 + 20)
+    if timed:  # the restored latest `now` keeps the floor even with the clock set back
+        third = ReplayWindow(iv_tolerance=tolerance)
+        third.restore(None, T0 + 5000, [])
+        with pytest.raises(SecurityError):
+            third.accept(msg(iv=tiv(T0 + 20), invocation_id=4), now=T0 + 20)
+
+
+def test_time_mode_iv_wraps_in_2106() -> None:
+    window = ReplayWindow(iv_tolerance=900.0)
+    wrap = 1 << 32
+    window.accept(msg(iv=tiv(wrap - 5)), now=wrap + 5)  # IV ffff fffb, clock past the wrap
+    window.accept(msg(iv=tiv(wrap + 3)), now=wrap + 5)
+    with pytest.raises(SecurityError):
+        window.accept(msg(iv=tiv(wrap - 5)), now=wrap + 6)

@@ -240,7 +240,7 @@ def test_replayed_message_is_refused() -> None:
     with pytest.raises(SecurityError) as info:
         unprotect(EX8, KEYS, replay=window, now=1.0, debug=reasons.append)
     assert str(info.value) == "security check failed"
-    assert reasons == ["replayed message"]
+    assert reasons == ["replayed or stale message"]
     assert message_id(first) == MessageId("2.16.124.113620.1.22.0.123.4", 2, H("48f3d061"), 3)
     # After the window forgets it, the same message is accepted again.
     unprotect(EX8, KEYS, replay=window, now=120.0)

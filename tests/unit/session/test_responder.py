@@ -126,6 +126,33 @@ def test_relative_and_absolute_forms_of_our_title_both_match() -> None:
     assert got[0].response_code == ResponseCode.OK
 
 
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("called, calling", [
+    (".123.8437", ".123.4"), ("2.16.124.113620.1.22.0.123.8437", ".123.4"),
+    (".123.8437", "2.16.124.113620.1.22.0.123.4"),
+    ("2.16.124.113620.1.22.0.123.8437", "2.16.124.113620.1.22.0.123.4")])
+def test_the_answer_uses_the_titles_in_the_form_the_request_used(mode, called, calling) -> None:
+    """Issue 17 item 9: MeteringSDK addressed the meter as `.123.8437` and refused an answer
+    from the absolute title ("Ap title mismatch, tampering is suspected")."""
+    responder, _, _ = make()
+    req = Requester(Uid.parse(calling), Nonces(), keys=KEYS, security_mode=mode,
+                    key_id=2 if mode else None)
+    pending = req.request([IdentifyRequest()], Uid.parse(called))
+    answer = acse.decode(responder.receive(pending.data, 1, NOW).data)
+    assert str(answer.calling_ap_title) == called  # A6 as the request's A2, byte for byte
+    assert str(answer.called_ap_title) == calling
+    assert req.accept(acse.encode(answer), pending, NOW).epsem.services[0].response_code == 0
+
+
+def test_uat_is_answered_from_our_own_title_not_the_one_asked_for() -> None:
+    responder, _, _ = make()
+    req = requester()
+    pending = req.request([IdentifyRequest()], Uid.parse(".123.9999"))
+    answer = acse.decode(responder.receive(pending.data, 1, NOW).data)
+    assert answer.epsem.services[0].response_code == ResponseCode.UAT
+    assert answer.calling_ap_title == METER
+
+
 def test_read_protected_table_without_security_is_isc_and_with_password_ok() -> None:
     responder, _, _ = make()
     req = requester()
@@ -325,3 +352,34 @@ def test_wrong_a4_is_refused_by_the_requester() -> None:
     data = responder.receive(first.data, 1, NOW).data
     with pytest.raises(UnexpectedMessage):
         req.accept(data, second, NOW)
+
+
+def _session_message(logon, a8: int) -> bytes:
+    """An MSDK-style session request: no AC, N built with the Logon's key id and IV."""
+    from c1222.codec.epsem import encode_body
+    from c1222.crypto import policy
+
+    epsem = Epsem((IdentifyRequest(),), security_mode=1, mac=bytes(4))
+    data = acse.encode(Apdu(epsem=epsem, calling_ap_invocation_id=a8, called_ap_title=METER,
+                            calling_ap_title=HEADEND))
+    n = policy._cleartext(data, policy._layout(data), logon.apdu.key_id, logon.apdu.iv)
+    return data[:-4] + KEYS.cipher(2).authenticate(n, encode_body(epsem))
+
+
+def test_session_messages_are_served_once_in_order_even_in_a_long_timed_session() -> None:
+    """Session messages share the Logon's IV, so the replay window cannot tell them apart
+    (and its time mode would find that IV stale): their A8 must rise instead."""
+    from c1222.crypto.replay import ReplayWindow
+
+    responder, _, _ = make()
+    responder.replay = ReplayWindow(iv_tolerance=900.0)
+    req = Requester(HEADEND, Nonces(), keys=KEYS, security_mode=1, key_id=2)
+    req.nonces.iv = lambda: int(NOW).to_bytes(4, "big")  # a time-based IV, as MSDK sends
+    logon = req.request([LogonRequest(2, b" " * 10, 600)], METER)
+    assert acse.decode(responder.receive(logon.data, 7, NOW).data).epsem.services[0] \
+        .response_code == 0
+    codes = []
+    for a8, at in ((0, 10), (1, 500), (1, 570), (0, 580), (2, 1000)):
+        reply = responder.receive(_session_message(logon, a8), 7, NOW + at)
+        codes.append(acse.decode(reply.data).epsem.services[0].response_code)
+    assert codes == [0, 0, ResponseCode.SME, ResponseCode.SME, 0]

@@ -30,7 +30,7 @@ from c1222.codec.services import (
 )
 from c1222.codes import NodeType, ResponseCode
 from c1222.crypto.keys import KeyTable
-from c1222.crypto.nonces import RandomNonceSource
+from c1222.crypto.nonces import RandomNonceSource, TimeIvSource
 from c1222.errors import ConfigurationError, DecodeError, TransportError
 from c1222.headend.conformance.cases import (
     CASES,
@@ -133,7 +133,8 @@ class Tester:
                                    self.registrar, RandomNonceSource())
         self.endpoint = Endpoint(self._on_request, tracer=self.tracer,
                                  on_link_closed=lambda link: self.responder.close(link.id))
-        self.nonces = RandomNonceSource()
+        # Time-based IVs, as MeteringSDK sends and as meters checking IV freshness need.
+        self.nonces = TimeIvSource(time.time)
         self.arrivals: list[tuple[Link, bytes, Reply]] = []
         self.registration: tuple[Link, bytes, Reply] | None = None
         self._arrived: asyncio.Event | None = None

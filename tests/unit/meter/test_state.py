@@ -1,0 +1,110 @@
+"""The meter's replay journal: what the replay window accepted, durable and compact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from c1222.crypto.replay import MessageId, ReplayWindow
+from c1222.errors import ConfigurationError, SecurityError
+from c1222.meter import state
+
+T0 = 1_700_000_000
+TITLE = "2.16.124.113620.1.22.0.123.4"
+
+
+def msg(t: int, a8: int, title: str = TITLE) -> MessageId:
+    return MessageId(title, 2, t.to_bytes(4, "big"), a8)
+
+
+def run(tmp_path: Path, *accepted: tuple[MessageId, float]) -> state.ReplayJournal:
+    journal = state.ReplayJournal(tmp_path)
+    window = ReplayWindow(iv_tolerance=900.0, record=journal.append)
+    for message, now in accepted:
+        window.accept(message, now)
+    return journal
+
+
+def restored(tmp_path: Path) -> ReplayWindow:
+    window = ReplayWindow(iv_tolerance=900.0)
+    window.restore(*state.ReplayJournal(tmp_path).load())
+    return window
+
+
+def test_every_accepted_message_is_refused_after_a_restart(tmp_path: Path) -> None:
+    journal = run(tmp_path, (msg(T0, 1), T0), (msg(T0, 2, ""), T0 + 1))
+    journal.close()  # no rewrite: what a kill -9 leaves
+    window = restored(tmp_path)
+    for message in (msg(T0, 1), msg(T0, 2, "")):
+        with pytest.raises(SecurityError):
+            window.accept(message, T0 + 2)
+    window.accept(msg(T0, 3), T0 + 2)
+
+
+def test_a_torn_last_line_is_dropped_and_a_rewrite_repairs_the_file(tmp_path: Path) -> None:
+    run(tmp_path, (msg(T0, 1), T0)).close()
+    path = tmp_path / state.REPLAY_JOURNAL
+    with open(path, "ab") as f:
+        f.write(b"A 1700000001.000 2 6553f1")  # a crash in the middle of a write
+    floor, now_high, entries = state.ReplayJournal(tmp_path).load()
+    assert [m for m, _ in entries] == [msg(T0, 1)]
+    window = ReplayWindow(iv_tolerance=900.0)
+    window.restore(floor, now_high, entries)
+    journal = state.ReplayJournal(tmp_path)
+    journal.rewrite(window)
+    journal.append(msg(T0, 5), T0 + 3)
+    assert [m for m, _ in state.ReplayJournal(tmp_path).load()[2]] == [msg(T0, 1), msg(T0, 5)]
+
+
+@pytest.mark.parametrize("line", [b"A x 2 00 1 -\n", b"Z 1\n", b"A 1.0 2 zz 1 -\n",
+                                  b"A 1.0 999 00000001 1 -\n", b"\xff\xfe\n"])
+def test_a_damaged_line_is_a_configuration_error_naming_the_file(tmp_path: Path,
+                                                                 line: bytes) -> None:
+    (tmp_path / state.REPLAY_JOURNAL).write_bytes(b"F - -\n" + line)
+    with pytest.raises(ConfigurationError, match=r"replay-journal:2"):
+        state.ReplayJournal(tmp_path).load()
+
+
+def test_an_oversized_journal_is_not_read(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(state, "MAX_JOURNAL_BYTES", 10)
+    (tmp_path / state.REPLAY_JOURNAL).write_bytes(b"F - -\n" * 5)
+    with pytest.raises(ConfigurationError, match="more than"):
+        state.ReplayJournal(tmp_path).load()
+
+
+def test_a_rewrite_keeps_only_the_live_entries_and_the_floor(tmp_path: Path) -> None:
+    journal = state.ReplayJournal(tmp_path)
+    window = ReplayWindow(iv_tolerance=900.0, record=journal.append)
+    for i in range(50):
+        window.accept(msg(T0 + i * 100, i + 1), T0 + i * 100)
+    journal.rewrite(window)
+    lines = (tmp_path / state.REPLAY_JOURNAL).read_bytes().splitlines()
+    assert len(lines) == 1 + len(window) < 20
+    again = restored(tmp_path)
+    assert again.floor == window.floor
+    with pytest.raises(SecurityError):  # forgotten, but below the restored floor
+        again.accept(msg(T0, 1), T0 + 4900)
+
+
+def test_no_journal_is_an_empty_window(tmp_path: Path) -> None:
+    assert state.ReplayJournal(tmp_path).load() == (None, None, [])
+
+
+@pytest.mark.parametrize("key, value", [("replay_protection", "none"), ("iv_tolerance", 0),
+                                        ("iv_tolerance", "x"), ("max_per_address", 0),
+                                        ("max_per_address", True)])
+def test_profile_keys_of_replay_protection_and_slots_are_checked(key, value) -> None:
+    from c1222.meter.config import from_mapping
+
+    with pytest.raises(ConfigurationError, match=key):
+        from_mapping({key: value})
+
+
+def test_profile_defaults_are_the_strong_ones() -> None:
+    from c1222.meter.config import from_mapping
+
+    config = from_mapping({})
+    assert (config.replay_protection, config.iv_tolerance, config.max_per_address) == \
+        ("time", 900.0, 64)
+    assert from_mapping({"replay_protection": "window"}).replay_protection == "window"
