@@ -546,6 +546,7 @@ def _securer(keys: KeyTable, security_mode: int | None, key_id: int | None,
         if apdu.key_id is None and key_id is None:
             raise C1222Error("no key id: give --key-id (several keys are loaded)")
         record_iv = apdu.iv if apdu.iv is not None else iv
-        return protect(apdu, keys, key_id=key_id, iv=record_iv or nonces.iv())
+        return protect(apdu, keys, key_id=key_id,
+                       iv=record_iv or nonces.iv_for(apdu.calling_ap_invocation_id))
 
     return secure

@@ -148,6 +148,18 @@ class TimeIvSource:
         self._pending = True
         return value
 
+    def iv_for(self, invocation_id: int) -> bytes:
+        """An IV under which ``invocation_id`` was not used yet, for a message whose A8 is
+        already chosen (``c1222 encode`` keeps each record's): the current second, or the
+        next free one when the same A8 came twice within it (else the nonce would repeat)."""
+        last = self._tick()
+        while invocation_id in self._used:
+            last = self._last = (last + 1) & 0xFFFFFFFF
+            self._used.clear()
+        self._used.add(invocation_id)
+        self._pending = False
+        return last.to_bytes(IV_SIZE, "big")
+
     def __repr__(self) -> str:
         return "TimeIvSource()"
 

@@ -155,3 +155,17 @@ def test_sequence_source() -> None:
         source.invocation_id()
     with pytest.raises(LocalProtocolError):
         SequenceNonceSource(ivs=[b"\x01"]).iv()
+
+
+def test_time_iv_for_a_given_invocation_id_never_repeats_the_pair() -> None:
+    """``iv_for``: a message whose A8 is already chosen gets an IV under which that A8 was not
+    used, so (IV, A8) — and with them the EAX' nonce — never repeat within a second."""
+    from c1222.crypto.nonces import TimeIvSource
+
+    source = TimeIvSource(lambda: 1_000_000.0)
+    first, again, other = source.iv_for(7), source.iv_for(7), source.iv_for(8)
+    assert first == (1_000_000).to_bytes(4, "big")
+    assert again == (1_000_001).to_bytes(4, "big")  # the same A8: the next second
+    assert other == again  # a new A8 needs no new second
+    drawn = source.invocation_id()
+    assert source.iv() == again and drawn not in (7, 8)
