@@ -60,18 +60,33 @@ def _invocation_id_from(raw: bytes) -> int:
     return value or 1
 
 
+def _sized_invocation_id(raw: bytes, size: int) -> int:
+    # Exactly ``size`` bytes, the leading one 0x01-0x7F: a January-2008-draft device reads only
+    # 1- or 2-byte A8s as 2008 form, so a tester must know the size it sends, not a bound.
+    low = 1 << (8 * (size - 1)) if size > 1 else 1
+    high = (1 << (8 * size - 1)) - 1
+    return low + int.from_bytes(raw, "big") % (high - low + 1)
+
+
 class RandomNonceSource:
     """Random IVs and invocation ids from ``randbytes`` (``os.urandom`` by default).
+
+    Invocation ids are 1 to 4 bytes; with ``invocation_id_size`` every one encodes in exactly
+    that many bytes (the conformance tester's ``--invocation-id-size``).
 
     This is what MSDK does for sessionless requests (digest 2.6). Two random IVs in a row
     coincide with probability 2**-32; the previous IV is remembered so that never happens.
     """
 
-    __slots__ = ("_last_iv", "_randbytes")
+    __slots__ = ("_id_size", "_last_iv", "_randbytes")
 
-    def __init__(self, randbytes: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(self, randbytes: Callable[[int], bytes] = os.urandom, *,
+                 invocation_id_size: int | None = None) -> None:
+        if invocation_id_size is not None and invocation_id_size not in (1, 2, 3, 4):
+            raise LocalProtocolError("an invocation id is 1 to 4 bytes")
         self._randbytes = randbytes
         self._last_iv: bytes | None = None
+        self._id_size = invocation_id_size
 
     def iv(self) -> bytes:
         iv = self._randbytes(IV_SIZE)
@@ -81,10 +96,13 @@ class RandomNonceSource:
         return iv
 
     def invocation_id(self) -> int:
+        if self._id_size is not None:
+            return _sized_invocation_id(self._randbytes(4), self._id_size)
         return _invocation_id_from(self._randbytes(4))
 
     def __repr__(self) -> str:
-        return "RandomNonceSource()"
+        size = "" if self._id_size is None else f"invocation_id_size={self._id_size}"
+        return f"RandomNonceSource({size})"
 
 
 class TimeIvSource:
