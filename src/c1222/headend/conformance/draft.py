@@ -29,8 +29,9 @@ from c1222.headend.conformance.report import code_text
 
 #: ``A1`` contents of the March-2006 draft: the OID 1.2.840.10066 (digest 1.4).
 CONTEXT_2006 = bytes.fromhex("06052a8648ce52")
-#: Longest explanation kept (a hostile answer cannot grow the report).
+#: Longest explanation kept, and elements described (a hostile answer cannot grow either).
 MAX_TEXT = 600
+MAX_ELEMENTS = 16
 _NAMES = {0xA1: "application context", 0xA2: "called AP title", 0xA3: "called AE qualifier",
           0xA4: "A4", 0xA6: "calling AP title", 0xA7: "calling AE qualifier", 0xA8: "A8",
           0x8B: "mechanism name", 0xAC: "authentication value", 0xBE: "user information"}
@@ -63,7 +64,7 @@ def explain(data: bytes, requests: Sequence[Request] = (), *, sent_a8: bytes | N
     try:
         length, pos = read_length(data, 1, size)
         end = min(pos + length, size)
-        while pos < end:
+        while pos < end and len(parts) + len(marks) < MAX_ELEMENTS:
             tag, start, stop = read_tlv(data, pos, end)
             _element(tag, data[start:stop], start, data, requests, parts, marks)
             pos = stop
