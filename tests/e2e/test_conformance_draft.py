@@ -5,7 +5,9 @@ source, digest source ITR; none of it copied): it reads a message as 2008 form o
 is ``A8 03 02 01 xx`` or ``A8 04 02 02 xx xx`` (``ACSE_Message_IsMarch2006FormatMessage``). Our
 4-byte A8 (``A8 06 02 04 ...``) makes it a segmented March-2006 message whose "full length" is too
 large, so it answers RQTL in March-2006 form: A4 and A8 as bare bytes, the EPSEM bare in BE
-(``C1222AL_MakeSimpleResponseMessage``). It serves Identify, Full read, Partial read offset, the
+(``C1222AL_MakeSimpleResponseMessage``; the stack's own functions, run on our requests, gave
+RQTL for 198 and SGERR for 2 of 200 4-byte ids, a 40-byte answer). A 3-byte A8 is neither form
+and gets no answer. It serves Identify, Full read, Partial read offset, the
 two writes and Disconnect; Deregister is IAR when it is not registered; every other service is
 SNS (``C1222Server_ProcessPsemRequest``). Before the fix the tester ran 0 cases and exited 3
 ("no response within 5 s") although the answer was in its pcap.
@@ -108,7 +110,10 @@ def draft_device() -> Iterator[DraftDevice]:
         if form_2008(found):
             reply = responder.receive(data, link.id, time.time())
             return reply.data, reply.close
-        # March 2006: A4 is the first two bytes of the A8 read as a 2006 sequence number.
+        if len(found.get(0xA8, b"")) - 2 not in (2, 4):
+            return None, False  # not a 2006 segment either: neither form, the stack drops it
+        # A 2006 segment whose "full length" (the A8's last two bytes) is over its 643-byte
+        # buffer: RQTL. A4 is the first two bytes of the A8, read as a 2006 sequence number.
         body = tlv(0xA2, found[0xA6]) if 0xA6 in found else b""
         body += tlv(0xA6, TITLE_2006) + tlv(0xA4, found.get(0xA8, b"\0\0")[:2])
         body += tlv(0xA8, next(sequence).to_bytes(2, "big")) + tlv(0xBE, RQTL_2006)
