@@ -91,7 +91,10 @@ class DraftDevice:
 
 
 @contextlib.contextmanager
-def draft_device() -> Iterator[DraftDevice]:
+def draft_device(*, behind_comm_module: bool = False) -> Iterator[DraftDevice]:
+    """The double; ``behind_comm_module``: its March-2006 answers are dropped on the way, as
+    Itron's own comm-module stack does (its format check refuses them), so a 4-byte A8 gets no
+    answer at all."""
     def clock() -> TimeDate:
         return TimeDate.from_datetime(dt.datetime.fromtimestamp(int(time.time()),
                                                                 dt.timezone.utc))
@@ -118,7 +121,7 @@ def draft_device() -> Iterator[DraftDevice]:
         body += tlv(0xA6, TITLE_2006) + tlv(0xA4, found.get(0xA8, b"\0\0")[:2])
         body += tlv(0xA8, next(sequence).to_bytes(2, "big")) + tlv(0xBE, RQTL_2006)
         device.answers_2006.append(tlv(0x60, body))
-        return device.answers_2006[-1], False
+        return (None if behind_comm_module else device.answers_2006[-1]), False
 
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -185,6 +188,27 @@ def test_draft_device_is_tested_with_two_byte_invocation_ids(tmp_path: Path) -> 
                                if c.find("failure") is not None]
     frames = [c.data for c in read_capture(tmp_path / "run.pcap", ports=(device.address[1],))]
     assert device.answers_2006[0] in frames
+
+
+def test_behind_a_comm_module_silence_to_four_byte_ids_is_confirmed(tmp_path: Path) -> None:
+    with draft_device(behind_comm_module=True) as device:
+        status, report, lines = run(device, tmp_path, "--timeout", "3")
+    output = "\n".join(lines)
+    assert status == 1 and report["error"] is None, output  # before: 0 cases, exit 3
+    rows = {c["case"]: c for c in report["cases"]}
+    assert rows["identify"]["verdict"] == rows["full_read"]["verdict"] == "PASS", output
+    row = rows["invocation_id"]
+    assert row["verdict"] == "FAIL" and row["response"] == "no response"
+    assert "no answer within 3 s, twice, while smaller ones were answered" in row["reason"]
+    assert any("comm module" in note for note in report["notes"]), report["notes"]
+    # 4 bytes unanswered, 2 answered, 4 again (unanswered: not a slow start), 2 for good.
+    assert [len(a8) - 2 for a8 in device.a8s[:5]] == [4, 2, 4, 2, 2], device.a8s
+    assert all(len(a8) == 4 for a8 in device.a8s[3:])
+    notes = [x["note"] for x in rows["identify"]["exchanges"]]
+    assert notes[1:] == ["sent again with a 2-byte invocation id (the last was not answered)",
+                         "sent again with a 4-byte invocation id (the last was answered)",
+                         "sent again with a 2-byte invocation id (the last was not answered)"]
+    assert report["invocation_id_size"] == 2
 
 
 def test_four_byte_ids_only_say_what_came_back(tmp_path: Path) -> None:

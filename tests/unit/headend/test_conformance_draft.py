@@ -133,7 +133,8 @@ async def _run(script: Script, **settings: object) -> Report:
     address = await target.listen("127.0.0.1", 0)
     try:
         # A long time-out: had the tester waited for it, the reason would say "no response".
-        return await runner.Tester(Settings(target=address, timeout=30.0, **settings)).run()
+        options: dict = {"target": address, "timeout": 30.0, **settings}
+        return await runner.Tester(Settings(**options)).run()
     finally:
         await target.close()
 
@@ -213,3 +214,48 @@ def test_an_error_code_alone_is_not_a_refusal() -> None:
     report = asyncio.run(_run(script, only=frozenset({"identify"})))
     assert [(r.case, r.verdict) for r in report.results] == [("identify", Verdict.FAIL)]
     assert report.invocation_id_size == 4
+
+
+def _size(request: Apdu) -> int:
+    return (request.calling_ap_invocation_id.bit_length() + 7) // 8
+
+
+def test_a_slow_first_answer_is_not_blamed_on_the_size() -> None:
+    # Only the very first request goes unanswered: 2 bytes are answered, then 4 again, so the
+    # run stays with 4 bytes and nothing FAILs.
+    sizes: list[int] = []
+
+    async def script(data: bytes, request: Apdu, link: Link) -> bytes | None:
+        sizes.append(_size(request))
+        return None if len(sizes) == 1 else _answer(request, IdentifyResponse())
+
+    report = asyncio.run(_run(script, only=frozenset({"identify"}), timeout=1.0))
+    assert sizes == [4, 2, 4]
+    assert [(r.case, r.verdict) for r in report.results] == [("identify", Verdict.PASS)]
+    assert report.invocation_id_size == 4 and not report.notes
+
+
+def test_silence_where_it_is_a_valid_answer_does_not_change_the_size() -> None:
+    # The oversized write may go unanswered; the Identify after it is the first owed answer.
+    sizes: list[int] = []
+
+    async def script(data: bytes, request: Apdu, link: Link) -> bytes | None:
+        sizes.append(_size(request))
+        if not isinstance(request.epsem.services[0], IdentifyRequest):
+            return None
+        return _answer(request, IdentifyResponse())
+
+    report = asyncio.run(_run(script, only=frozenset({"oversized"}), timeout=1.0,
+                              quiet_timeout=0.5))
+    assert sizes == [4, 4] and report.results[0].verdict is Verdict.PASS
+    assert report.invocation_id_size == 4
+
+
+def test_a_silent_target_is_unreachable_with_every_size() -> None:
+    async def script(data: bytes, request: Apdu, link: Link) -> None:
+        return None
+
+    report = asyncio.run(_run(script, only=frozenset({"identify"}), timeout=0.5))
+    assert report.error is not None and "no response within 0.5 s" in report.error
+    assert report.error.endswith("(sent with 4, 2, 1-byte invocation ids)")
+    assert report.exit_status == 3 and not report.results

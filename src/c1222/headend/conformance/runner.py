@@ -148,7 +148,9 @@ class Tester:
         self.id_size = settings.invocation_id_size or FALLBACK_SIZES[0]
         self.id_size_settled = settings.invocation_id_size is not None
         self.nonces = RandomNonceSource(invocation_id_size=self.id_size)
-        self.refused_sizes: list[tuple[int, Refusal, ExchangeRecord]] = []
+        # Sizes not answered readably (the refusal; None: no answer) while the size was open.
+        self.refused_sizes: list[tuple[int, Refusal | None, ExchangeRecord]] = []
+        self.confirming: int | None = None  # a smaller size answered; the first is re-tried
         self.fallback_reported = False
         # Per link: where an answer the tester cannot read goes while a probe waits on it.
         self.catches: dict[int, asyncio.Future[bytes]] = {}
@@ -276,8 +278,11 @@ class Tester:
         if seen.error is not None and not seen.responses:
             if not self.contact:
                 host, port = self.target or ("?", 0)
+                sizes = [str(n) for n, _, _ in self.refused_sizes]
+                tried = f" (sent with {', '.join(sizes)}-byte invocation ids)" \
+                    if len(sizes) > 1 else ""
                 report.error = (f"cannot reach the target at {host}:{port} over "
-                                f"{state.transport}: {seen.error}")
+                                f"{state.transport}: {seen.error}{tried}")
             elif seen.refusal is not None:  # it answered, in a form the tester cannot read
                 report.notes.append(f"{where}: the answer to Identify was refused "
                                     f"({seen.refusal.short}); the other cases were not run")
@@ -331,15 +336,32 @@ class Tester:
 
     # ------------------------------------------------------------------ invocation-id size
 
-    def retry_size(self, seen: Seen, record: ExchangeRecord) -> int | None:
-        """The smaller invocation-id size to send ``seen``'s request again with, or None.
+    def retry_size(self, seen: Seen, record: ExchangeRecord, *, quiet: bool = False
+                   ) -> int | None:
+        """The invocation-id size to send ``seen``'s request again with, or None.
 
-        Until the first readable answer settles it, an answer in March-2006 form is how a
-        January-2008-draft device refuses an A8 it cannot read (draft.py): try 2 bytes, then 1.
+        Until the first readable answer settles the size, a January-2008-draft device shows
+        that it cannot read our A8 (draft.py) in one of two ways: it answers in March-2006 form,
+        or — behind a comm module that drops that answer — not at all. Either makes the tester
+        try 2 bytes, then 1. Silence is only taken so for the run's first answer (not where
+        silence is a valid answer), and only once the first size, tried again after a smaller
+        one was answered, is still not answered: a target that was merely slow is not blamed.
         """
         if self.id_size_settled:
             return None
-        if seen.refusal is None or not seen.refusal.draft:
+        if self.confirming is not None:
+            smaller, self.confirming = self.confirming, None
+            if seen.apdu is not None:  # the first size is answered now: the silence was not it
+                self.refused_sizes.clear()
+                self.id_size_settled = True
+                return None
+            return self._use_size(smaller, settled=True)  # so the case gets its answer
+        draft = seen.refusal is not None and seen.refusal.draft
+        silent = seen.silent and not seen.closed and not quiet and not self.contact
+        if seen.apdu is not None and any(r is None for _, r, _ in self.refused_sizes):
+            self.confirming = self.id_size
+            return self._use_size(self.refused_sizes[0][0])
+        if not (draft or silent):
             # Silence settles nothing (the next exchange may still tell); any answer does.
             self.id_size_settled = seen.apdu is not None or seen.refusal is not None
             return None
@@ -348,11 +370,15 @@ class Tester:
         if not smaller:
             self.id_size_settled = True
             return None
-        self.id_size = smaller[0]
-        self.nonces = RandomNonceSource(invocation_id_size=self.id_size)
-        log.info("the target answered in March-2006 form; retrying with %d-byte invocation "
-                 "ids", self.id_size)
-        return self.id_size
+        log.info("no readable answer to a %d-byte invocation id; trying %d bytes", self.id_size,
+                 smaller[0])
+        return self._use_size(smaller[0])
+
+    def _use_size(self, size: int, *, settled: bool = False) -> int:
+        self.id_size = size
+        self.nonces = RandomNonceSource(invocation_id_size=size)
+        self.id_size_settled = settled
+        return size
 
     def _report_fallback(self, report: Report, state: RunState) -> None:
         """Once the size is settled after a fallback: one FAIL row and a note saying so."""
@@ -362,22 +388,30 @@ class Tester:
         first, refusal, record = self.refused_sizes[0]
         tried = ", ".join(str(n) for n, _, _ in self.refused_sizes)
         where = f"mode {state.mode} over {state.transport}"
+        timeout = f"{self.settings.timeout:g} s"
+        if refusal is None:
+            got = f"no answer within {timeout}, twice, while smaller ones were answered"
+            how = ("got no answer, as a device on the January-2008 draft of C12.22 behind a "
+                   "comm module that drops its March-2006-form answer does")
+        else:
+            got = refusal.text
+            how = ("was answered in March-2006 form, as a device on the January-2008 draft of "
+                   "C12.22 does")
         if self.refused_sizes[-1][0] == self.id_size:  # every size was refused
-            report.notes.append(f"{where}: the target answered {tried}-byte invocation ids in "
-                                "March-2006 form; nothing it says can be read")
-            answered = "it answered every smaller size in that form too"
+            report.notes.append(f"{where}: the target did not answer {tried}-byte invocation "
+                                "ids readably; nothing it says can be read")
+            answered = "no smaller size was answered readably either"
         else:
             report.notes.append(
-                f"{where}: the target answered a {first}-byte invocation id (A8) in March-2006 "
-                f"form, as a device on the January-2008 draft of C12.22 does; it answers "
-                f"{self.id_size}-byte ones, so the run used {self.id_size}-byte invocation ids "
+                f"{where}: a {first}-byte invocation id (A8) {how}; {self.id_size}-byte ones are "
+                f"answered, so the run used {self.id_size}-byte invocation ids "
                 f"(--invocation-id-size {self.id_size} starts with them)")
             answered = f"it answers {self.id_size}-byte ids, which the run used"
         reason = (f"a {first}-byte calling AP invocation id (A8), which C12.22 allows (up to 4 "
-                  f"bytes, digest 1.2), is not read as C12.22: {refusal.text}; {answered}")
+                  f"bytes, digest 1.2), is not read as C12.22: {got}; {answered}")
         self._emit(report, CaseResult(INVOCATION_ID.id, INVOCATION_ID.service, state.mode,
-                                      state.transport, Verdict.FAIL, reason, refusal.short,
-                                      0.0, [record]))
+                                      state.transport, Verdict.FAIL, reason,
+                                      refusal.short if refusal else "no response", 0.0, [record]))
 
     # ------------------------------------------------------------------ registration
 
@@ -514,11 +548,12 @@ class _Probe:
                         with_credentials=with_credentials)
             record = await self._once(seen, requester, title, corrupt_mac=corrupt_mac,
                                       fresh_link=fresh_link, timeout=timeout, note=note)
-            size = self.tester.retry_size(seen, record)
+            size = self.tester.retry_size(seen, record, quiet=quiet)
             if size is None:
                 return seen
-            note = f"sent again with a {size}-byte invocation id (the last was answered in " \
-                   "March-2006 form)"
+            last = "answered in March-2006 form" if seen.refusal is not None else \
+                "not answered" if seen.apdu is None else "answered"
+            note = f"sent again with a {size}-byte invocation id (the last was {last})"
 
     async def _once(self, seen: Seen, requester: Requester, title: Uid | None, *,
                     corrupt_mac: bool, fresh_link: bool, timeout: float,
