@@ -59,6 +59,17 @@ def test_a_march_2006_answer_is_recognised_and_explained() -> None:
     assert "ours" not in explain(ANSWER_2006, sent_a8=bytes.fromhex("02020102")).text
 
 
+def test_the_reference_stacks_own_answer() -> None:
+    # What Itron's stack, built and run locally, logged as its answer to our Identify with the
+    # A8 contents 02 04 40 d8 28 d2 (its node title empty: 0D 00).
+    answer = bytes.fromhex("6023a20c060a607c86f7540116007b04a6020d00a4020204a8024568"
+                           "be0782050f00000000")
+    refusal = explain(answer, [IdentifyRequest()], sent_a8=bytes.fromhex("020440d828d2"))
+    assert refusal.draft and refusal.short == "March-2006 form, 37 bytes"
+    assert "calling AP title (empty) with tag 0D" in refusal.text
+    assert "A4 is the bare bytes 0204" in refusal.text and "RQTL (0x0f), max 0" in refusal.text
+
+
 def test_a_readable_form_is_not_called_a_draft() -> None:
     request = Apdu(Epsem((IdentifyRequest(),)), calling_ap_invocation_id=7,
                    calling_ap_title=TESTER)

@@ -125,7 +125,8 @@ def _is_integer(content: bytes) -> bool:
 def _title(content: bytes, offset: int) -> str:
     try:
         tag, start, stop = read_tlv(content, 0, len(content))
-        return str(decode_uid_content(tag, content[start:stop], offset + start, "title"))
+        title = str(decode_uid_content(tag, content[start:stop], offset + start, "title"))
+        return title if title.strip(".") else "(empty)"
     except DecodeError:
         return content[:16].hex()
 
