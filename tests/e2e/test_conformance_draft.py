@@ -100,7 +100,8 @@ def draft_device(*, behind_comm_module: bool = False) -> Iterator[DraftDevice]:
                                                                 dt.timezone.utc))
 
     tables = build_tables(MeterProfile(ap_title=str(TITLE)), now=clock())
-    # No EAX' key: the draft's security is DES, so a secured request gets SME.
+    # No EAX' key (the draft's security is DES): a secured request gets SME here; the real
+    # stack, run locally behind its comm module, answered none. The tests use mode 0.
     responder = DraftResponder(ResponderConfig(ap_title=TITLE, keys=KeyTable()),
                                MeterServices(tables, TITLE, clock=clock),
                                RandomNonceSource(invocation_id_size=2))
