@@ -68,6 +68,10 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
               help="also deregister the target itself (it should register again)")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="seconds to wait for each response")
+@click.option("--invocation-id-size", "id_size", type=click.Choice(["auto", "1", "2", "4"]),
+              default="auto", show_default=True,
+              help="bytes of every calling AP invocation id (A8); auto: 4, then 2 and 1 when "
+                   "the target answers in March-2006 form (a January-2008-draft device)")
 @click.option("--case", "only", multiple=True, metavar="ID[,ID...]",
               help="run only these cases (see --list); repeatable or a comma list")
 @click.option("--list", "list_cases", is_flag=True, help="list the cases and exit")
@@ -83,7 +87,7 @@ def conformance(target: str | None, listen: str | None, register_timeout: float,
                 key_id: int | None, called_ap_title: str | None, calling_ap_title: str,
                 user_id: int, password: str | None, reader_id: int, reader_password: str,
                 write_table: int, unknown_table: int | None, oversize: int, deregister: bool,
-                timeout: float, only: tuple[str, ...], list_cases: bool,
+                timeout: float, id_size: str, only: tuple[str, ...], list_cases: bool,
                 json_path: str | None, junit_path: str | None, pcap: str | None,
                 verbose: int) -> None:
     """Test a C12.22 endpoint at HOST:PORT: every service, and the refusals it owes.
@@ -118,7 +122,8 @@ def conformance(target: str | None, listen: str | None, register_timeout: float,
                 deregister=deregister, calling_ap_title=Uid.parse(calling_ap_title)),
             timeout=timeout, quiet_timeout=min(2.0, timeout),
             register_timeout=register_timeout, pcap=pcap,
-            only=frozenset(_split(only)) if only else None)
+            only=frozenset(_split(only)) if only else None,
+            invocation_id_size=None if id_size == "auto" else int(id_size))
         tester = Tester(settings, on_listening=_listening(settings, register_timeout),
                         on_result=_progress if verbose else None)
     except (ConfigurationError, LocalProtocolError) as exc:

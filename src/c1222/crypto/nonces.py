@@ -61,18 +61,47 @@ def _invocation_id_from(raw: bytes) -> int:
     return value or 1
 
 
+def _sized_span(size: int) -> tuple[int, int]:
+    # Ids of exactly ``size`` bytes, the leading one 0x01-0x7F: (lowest, how many). A
+    # January-2008-draft device reads only 1- or 2-byte A8s as 2008 form, so a tester must
+    # know the size it sends, not a bound.
+    low = 1 << (8 * (size - 1)) if size > 1 else 1
+    return low, (1 << (8 * size - 1)) - low
+
+
+def _sized_invocation_id(raw: bytes, size: int) -> int:
+    low, count = _sized_span(size)
+    return low + int.from_bytes(raw, "big") % count
+
+
+def _next_sized(value: int, size: int) -> int:
+    low, count = _sized_span(size)
+    return low + (value - low + 1) % count
+
+
+def _check_id_size(size: int | None) -> int | None:
+    if size is not None and size not in (1, 2, 3, 4):
+        raise LocalProtocolError("an invocation id is 1 to 4 bytes")
+    return size
+
+
 class RandomNonceSource:
     """Random IVs and invocation ids from ``randbytes`` (``os.urandom`` by default).
+
+    Invocation ids are 1 to 4 bytes; with ``invocation_id_size`` every one encodes in exactly
+    that many bytes (the conformance tester's ``--invocation-id-size``).
 
     This is what MSDK does for sessionless requests (digest 2.6). Two random IVs in a row
     coincide with probability 2**-32; the previous IV is remembered so that never happens.
     """
 
-    __slots__ = ("_last_iv", "_randbytes")
+    __slots__ = ("_id_size", "_last_iv", "_randbytes")
 
-    def __init__(self, randbytes: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(self, randbytes: Callable[[int], bytes] = os.urandom, *,
+                 invocation_id_size: int | None = None) -> None:
         self._randbytes = randbytes
         self._last_iv: bytes | None = None
+        self._id_size = _check_id_size(invocation_id_size)
 
     def iv(self) -> bytes:
         iv = self._randbytes(IV_SIZE)
@@ -82,10 +111,13 @@ class RandomNonceSource:
         return iv
 
     def invocation_id(self) -> int:
+        if self._id_size is not None:
+            return _sized_invocation_id(self._randbytes(4), self._id_size)
         return _invocation_id_from(self._randbytes(4))
 
     def __repr__(self) -> str:
-        return "RandomNonceSource()"
+        size = "" if self._id_size is None else f"invocation_id_size={self._id_size}"
+        return f"RandomNonceSource({size})"
 
 
 class TimeIvSource:
@@ -106,13 +138,18 @@ class TimeIvSource:
     #: Ids remembered for one IV second at most; beyond it the IV moves on by one second.
     MAX_IDS_PER_SECOND = 65536
 
-    __slots__ = ("_clock", "_last", "_pending", "_randbytes", "_used")
+    __slots__ = ("_capacity", "_clock", "_id_size", "_last", "_pending", "_randbytes", "_used")
 
     def __init__(
-        self, clock: Callable[[], float], randbytes: Callable[[int], bytes] = os.urandom
+        self, clock: Callable[[], float], randbytes: Callable[[int], bytes] = os.urandom, *,
+        invocation_id_size: int | None = None,
     ) -> None:
         self._clock = clock
         self._randbytes = randbytes
+        self._id_size = _check_id_size(invocation_id_size)
+        # Ids one IV second can give: a 1-byte size has only 127 (then the IV moves on).
+        self._capacity = self.MAX_IDS_PER_SECOND if invocation_id_size is None else min(
+            self.MAX_IDS_PER_SECOND, _sized_span(invocation_id_size)[1])
         self._last: int | None = None
         self._used: set[int] = set()  # invocation ids handed out for the IV `_last`
         self._pending = False  # an id was drawn for `_last` and its IV not yet taken
@@ -126,7 +163,7 @@ class TimeIvSource:
         if value != last:
             self._last = value
             self._used.clear()
-        elif len(self._used) >= self.MAX_IDS_PER_SECOND:
+        elif len(self._used) >= self._capacity:
             self._last = (value + 1) & 0xFFFFFFFF
             self._used.clear()
         assert self._last is not None
@@ -139,11 +176,13 @@ class TimeIvSource:
 
     def invocation_id(self) -> int:
         self._tick()
-        value = _invocation_id_from(self._randbytes(4))
-        # Bounded walk to the next recommended id not yet used for this IV (a degenerate
-        # injected source cannot hang it: at most len(used) + 1 steps).
+        size = self._id_size
+        raw = self._randbytes(4)
+        value = _invocation_id_from(raw) if size is None else _sized_invocation_id(raw, size)
+        # Bounded walk to the next id not yet used for this IV (a degenerate injected source
+        # cannot hang it: at most len(used) + 1 steps, fewer than the size can give).
         while value in self._used:
-            value = _next_recommended(value)
+            value = _next_recommended(value) if size is None else _next_sized(value, size)
         self._used.add(value)
         self._pending = True
         return value

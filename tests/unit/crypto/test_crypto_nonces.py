@@ -169,3 +169,22 @@ def test_time_iv_for_a_given_invocation_id_never_repeats_the_pair() -> None:
     assert other == again  # a new A8 needs no new second
     drawn = source.invocation_id()
     assert source.iv() == again and drawn not in (7, 8)
+
+
+def test_time_iv_source_with_sized_invocation_ids() -> None:
+    """A draft-era device takes only 1- or 2-byte A8s: the time source gives exactly that size,
+    and once a second's 127 one-byte ids are used the IV moves on instead of hanging."""
+    from c1222.codec.ber import encode_unsigned
+    from c1222.crypto.nonces import TimeIvSource
+
+    source = TimeIvSource(lambda: 5000.0, invocation_id_size=1)
+    pairs = set()
+    for _ in range(300):
+        value = source.invocation_id()
+        pairs.add((source.iv(), value))
+        assert 1 <= value <= 0x7F
+    assert len(pairs) == 300
+    two = TimeIvSource(lambda: 5000.0, invocation_id_size=2)
+    assert all(len(encode_unsigned(two.invocation_id())) == 2 for _ in range(200))
+    with pytest.raises(LocalProtocolError):
+        TimeIvSource(lambda: 0.0, invocation_id_size=5)

@@ -57,6 +57,7 @@ from c1222.codec.services import (
     WaitRequest,
 )
 from c1222.codes import ResponseCode
+from c1222.headend.conformance.draft import Refusal
 from c1222.headend.conformance.report import Verdict, code_text
 
 OK = ResponseCode.OK
@@ -91,6 +92,7 @@ class Seen:
     auth_requested: bool = False
     with_credentials: bool = False
     apdu: Apdu | None = None  # the verified response
+    refusal: Refusal | None = None  # an answer came back that the tester could not read
 
     @property
     def answer(self) -> Response | None:
@@ -117,6 +119,8 @@ class Seen:
             return "connection closed"
         if self.silent:
             return "no response"
+        if self.refusal is not None and not self.responses:
+            return self.refusal.short
         if self.error and not self.responses:
             return "undecodable"
         answer = self.answer
@@ -657,7 +661,7 @@ async def _insufficient_clearance(p: Probe) -> Outcome:
     assert s.reader_password is not None
     login = await p.ask([SecurityRequest(s.reader_password, s.reader_id)])
     early = screen(login, s)
-    if early is not None and early.verdict is Verdict.FAIL:
+    if early is not None:  # a FAIL, or Security NOT SUPPORTED (SNS)
         return early
     if login.code != OK:
         return untested(login, f"the target rejects the reader login (user {s.reader_id}): "
@@ -883,5 +887,11 @@ CASES: tuple[Case, ...] = (
 REGISTER = Case("register", "Register", "nothing: waits for the target's Register (0x27) "
                 "on --listen", "a well-formed Register (node type, AP title, serial number, "
                 "native address) from the target, answered OK")
+
+#: Not run on its own: the row that says the target refused the tester's 4-byte invocation
+#: ids the way a January-2008-draft device does, after the run fell back to smaller ones.
+INVOCATION_ID = Case("invocation_id", "ACSE", "the run's first request, with a 4-byte calling "
+                     "AP invocation id (A8)", "an answer in the form of C12.22 (appears only "
+                     "when it was not, and a smaller size was answered)")
 
 CASE_IDS = tuple(c.id for c in CASES) + (REGISTER.id,)

@@ -130,6 +130,7 @@ class Report:
     results: list[CaseResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    invocation_id_size: int | None = None  # bytes of the A8s the run ended up sending
 
     # ------------------------------------------------------------------ verdicts
 
@@ -169,7 +170,8 @@ class Report:
                 "calling_ap_title": self.calling_ap_title, "modes": list(self.modes),
                 "transports": list(self.transports), "started": self.started,
                 "duration": round(self.duration, 3), "error": self.error,
-                "notes": list(self.notes), "summary": self.counts(),
+                "notes": list(self.notes), "invocation_id_size": self.invocation_id_size,
+                "summary": self.counts(),
                 "exit_status": self.exit_status,
                 "cases": [r.to_json() for r in self.results]}
 
@@ -182,7 +184,8 @@ class Report:
                    transports=list(d["transports"]), started=d.get("started", ""),
                    duration=float(d.get("duration", 0.0)),
                    results=[CaseResult.from_json(r) for r in d.get("cases", [])],
-                   notes=list(d.get("notes") or []), error=d.get("error"))
+                   notes=list(d.get("notes") or []), error=d.get("error"),
+                   invocation_id_size=d.get("invocation_id_size"))
 
     # ------------------------------------------------------------------ JUnit
 

@@ -11,6 +11,7 @@ against the protocol rules before the case sees it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -34,6 +35,7 @@ from c1222.crypto.nonces import RandomNonceSource, TimeIvSource
 from c1222.errors import ConfigurationError, DecodeError, TransportError
 from c1222.headend.conformance.cases import (
     CASES,
+    INVOCATION_ID,
     REGISTER,
     Case,
     CaseSettings,
@@ -52,6 +54,7 @@ from c1222.headend.conformance.report import (
     Verdict,
     code_text,
 )
+from c1222.headend.conformance.draft import Refusal, explain
 from c1222.headend.conformance.rules import check_response
 from c1222.headend.registry import RegistrarServices
 from c1222.session.requester import Requester
@@ -64,6 +67,9 @@ log = logging.getLogger("c1222.conformance")
 DEFAULT_TESTER_TITLE = "2.16.124.113620.1.22.0.123.4"
 #: Requests the tester answers while it listens; a chatty target cannot grow the record.
 MAX_ARRIVALS = 64
+#: Invocation-id sizes (bytes) the tester tries, largest first, when --invocation-id-size is
+#: not given: a January-2008-draft device answers 4-byte ids in March-2006 form (draft.py).
+FALLBACK_SIZES = (4, 2, 1)
 
 
 @dataclass
@@ -83,6 +89,9 @@ class Settings:
     register_timeout: float = 30.0
     pcap: str | None = None
     only: frozenset[str] | None = None  # case ids to run (all when None)
+    #: Bytes of every calling AP invocation id (A8); None: 4, falling back to 2 and 1 when
+    #: the target answers the way a draft-era device does.
+    invocation_id_size: int | None = None
 
     def validate(self) -> Settings:
         if self.target is None and self.listen is None:
@@ -104,6 +113,9 @@ class Settings:
                 raise ConfigurationError(f"no such case: {', '.join(sorted(unknown))}")
         if self.cases.oversize < 1:
             raise ConfigurationError("--oversize must be positive")
+        if self.invocation_id_size not in (None, *FALLBACK_SIZES):
+            raise ConfigurationError(f"invocation id size {self.invocation_id_size}: 1, 2 or 4 "
+                                     "bytes")
         return self
 
     @property
@@ -133,8 +145,17 @@ class Tester:
                                    self.registrar, RandomNonceSource())
         self.endpoint = Endpoint(self._on_request, tracer=self.tracer,
                                  on_link_closed=lambda link: self.responder.close(link.id))
+        # A8s of the size asked for; without one the size is settled by the first answer.
+        self.id_size = settings.invocation_id_size or FALLBACK_SIZES[0]
+        self.id_size_settled = settings.invocation_id_size is not None
         # Time-based IVs, as MeteringSDK sends and as meters checking IV freshness need.
-        self.nonces = TimeIvSource(time.time)
+        self.nonces = TimeIvSource(time.time, invocation_id_size=self.id_size)
+        # Sizes not answered readably (the refusal; None: no answer) while the size was open.
+        self.refused_sizes: list[tuple[int, Refusal | None, ExchangeRecord]] = []
+        self.confirming: int | None = None  # a smaller size answered; the first is re-tried
+        self.fallback_reported = False
+        # Per link: where an answer the tester cannot read goes while a probe waits on it.
+        self.catches: dict[int, asyncio.Future[bytes]] = {}
         self.arrivals: list[tuple[Link, bytes, Reply]] = []
         self.registration: tuple[Link, bytes, Reply] | None = None
         self._arrived: asyncio.Event | None = None
@@ -149,7 +170,8 @@ class Tester:
         s = self.settings
         report = Report(target=None, called_ap_title=None, calling_ap_title=str(self.title),
                         modes=list(s.modes), transports=list(s.transports),
-                        started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+                        started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                        invocation_id_size=self.id_size)
         began = time.monotonic()
         self._arrived = asyncio.Event()
         try:
@@ -176,6 +198,7 @@ class Tester:
                 await self._run_all(report)
         finally:
             report.called_ap_title = str(self.called.absolute()) if self.called else None
+            report.invocation_id_size = self.id_size
             report.duration = time.monotonic() - began
             await self.close()
         return report
@@ -227,8 +250,10 @@ class Tester:
                     if stop:
                         # One row says it; the mode's other cases are not listed.
                         self._emit(report, result)
+                        self._report_fallback(report, state)
                         return
                 self._emit(report, result)
+                self._report_fallback(report, state)
         finally:
             await self._end_run(state, requester)
 
@@ -255,8 +280,14 @@ class Tester:
         if seen.error is not None and not seen.responses:
             if not self.contact:
                 host, port = self.target or ("?", 0)
+                sizes = [str(n) for n, _, _ in self.refused_sizes]
+                tried = f" (sent with {', '.join(sizes)}-byte invocation ids)" \
+                    if len(sizes) > 1 else ""
                 report.error = (f"cannot reach the target at {host}:{port} over "
-                                f"{state.transport}: {seen.error}")
+                                f"{state.transport}: {seen.error}{tried}")
+            elif seen.refusal is not None:  # it answered, in a form the tester cannot read
+                report.notes.append(f"{where}: the answer to Identify was refused "
+                                    f"({seen.refusal.short}); the other cases were not run")
             else:  # Identify FAILs; the other cases would only wait out their time-outs
                 report.notes.append(f"{where}: no answer to Identify ({seen.error}); the "
                                     "other cases were not run")
@@ -305,9 +336,99 @@ class Tester:
     def unknown_key_id(self) -> int:
         return next(k for k in range(255, -1, -1) if k not in self.settings.keys)
 
+    # ------------------------------------------------------------------ invocation-id size
+
+    def retry_size(self, seen: Seen, record: ExchangeRecord, *, quiet: bool = False
+                   ) -> int | None:
+        """The invocation-id size to send ``seen``'s request again with, or None.
+
+        Until the first readable answer settles the size, a January-2008-draft device shows
+        that it cannot read our A8 (draft.py) in one of two ways: it answers in March-2006 form,
+        or — behind a comm module that drops that answer — not at all. Either makes the tester
+        try 2 bytes, then 1. Silence is only taken so for the run's first answer (not where
+        silence is a valid answer), and only once the first size, tried again after a smaller
+        one was answered, is still not answered: a target that was merely slow is not blamed.
+        """
+        if self.id_size_settled:
+            return None
+        if self.confirming is not None:
+            smaller, self.confirming = self.confirming, None
+            if seen.apdu is not None:  # the first size is answered now: the silence was not it
+                self.refused_sizes.clear()
+                self.id_size_settled = True
+                return None
+            return self._use_size(smaller, settled=True)  # so the case gets its answer
+        draft = seen.refusal is not None and seen.refusal.draft
+        silent = seen.silent and not seen.closed and not quiet and not self.contact
+        if seen.apdu is not None and any(r is None for _, r, _ in self.refused_sizes):
+            self.confirming = self.id_size
+            return self._use_size(self.refused_sizes[0][0])
+        if not (draft or silent):
+            # Silence settles nothing (the next exchange may still tell); any answer does.
+            self.id_size_settled = seen.apdu is not None or seen.refusal is not None
+            return None
+        self.refused_sizes.append((self.id_size, seen.refusal, record))
+        smaller = [n for n in FALLBACK_SIZES if n < self.id_size]
+        if not smaller:
+            self.id_size_settled = True
+            return None
+        log.info("no readable answer to a %d-byte invocation id; trying %d bytes", self.id_size,
+                 smaller[0])
+        return self._use_size(smaller[0])
+
+    def _use_size(self, size: int, *, settled: bool = False) -> int:
+        self.id_size = size
+        self.nonces = TimeIvSource(time.time, invocation_id_size=size)
+        self.id_size_settled = settled
+        return size
+
+    def _report_fallback(self, report: Report, state: RunState) -> None:
+        """Once the size is settled after a fallback: one FAIL row and a note saying so."""
+        if not self.refused_sizes or not self.id_size_settled or self.fallback_reported:
+            return
+        self.fallback_reported = True
+        first, refusal, record = self.refused_sizes[0]
+        tried = ", ".join(str(n) for n, _, _ in self.refused_sizes)
+        where = f"mode {state.mode} over {state.transport}"
+        timeout = f"{self.settings.timeout:g} s"
+        if refusal is None:
+            got = f"no answer within {timeout}, twice, while smaller ones were answered"
+            how = ("got no answer, as a device on the January-2008 draft of C12.22 behind a "
+                   "comm module that drops its March-2006-form answer does")
+        else:
+            got = refusal.text
+            how = ("was answered in March-2006 form, as a device on the January-2008 draft of "
+                   "C12.22 does")
+        if self.refused_sizes[-1][0] == self.id_size:  # every size was refused
+            report.notes.append(f"{where}: the target did not answer {tried}-byte invocation "
+                                "ids readably; nothing it says can be read")
+            answered = "no smaller size was answered readably either"
+        else:
+            report.notes.append(
+                f"{where}: a {first}-byte invocation id (A8) {how}; {self.id_size}-byte ones are "
+                f"answered, so the run used {self.id_size}-byte invocation ids "
+                f"(--invocation-id-size {self.id_size} starts with them)")
+            answered = f"it answers {self.id_size}-byte ids, which the run used"
+        reason = (f"a {first}-byte calling AP invocation id (A8), which C12.22 allows (up to 4 "
+                  f"bytes, digest 1.2), is not read as C12.22: {got}; {answered}")
+        self._emit(report, CaseResult(INVOCATION_ID.id, INVOCATION_ID.service, state.mode,
+                                      state.transport, Verdict.FAIL, reason,
+                                      refusal.short if refusal else "no response", 0.0, [record]))
+
     # ------------------------------------------------------------------ registration
 
     async def _on_request(self, data: bytes, link: Link) -> tuple[bytes | None, bool]:
+        catch = self.catches.get(link.id)
+        if catch is not None and not catch.done():
+            # The endpoint hands over what is not the awaited response: a request of the
+            # target's, an answer to another request, or bytes whose A4 does not decode. The
+            # last is the answer the probe waits for, in a form it cannot read: end its wait
+            # now (not after its time-out) and keep it from the registrar.
+            try:
+                acse.called_invocation_id(data)
+            except DecodeError:
+                catch.set_result(data)
+                return None, False
         reply = self.responder.receive(data, link.id, time.time())
         if reply.data is not None and len(self.arrivals) < MAX_ARRIVALS:
             self.arrivals.append((link, data, reply))
@@ -413,8 +534,6 @@ class _Probe:
         if with_credentials:
             assert cases.password is not None
             services.insert(0, SecurityRequest(cases.password, cases.user_id))
-        seen = Seen(tuple(services), prefix=int(with_credentials), auth_requested=auth,
-                    with_credentials=with_credentials)
         title = self.state.called if called is True else (None if called is False else called)
         requester = self.requester
         if key_id == -1 and self.state.mode:
@@ -425,7 +544,25 @@ class _Probe:
             keys.set(kid, os.urandom(16))
             requester = Requester(self.tester.title, self.tester.nonces, keys=keys,
                                   security_mode=self.state.mode, key_id=kid)
-        pending = requester.request(services, title)
+        timeout = settings.quiet_timeout if quiet else settings.timeout
+        while True:
+            seen = Seen(tuple(services), prefix=int(with_credentials), auth_requested=auth,
+                        with_credentials=with_credentials)
+            record = await self._once(seen, requester, title, corrupt_mac=corrupt_mac,
+                                      fresh_link=fresh_link, timeout=timeout, note=note)
+            size = self.tester.retry_size(seen, record, quiet=quiet)
+            if size is None:
+                return seen
+            last = "answered in March-2006 form" if seen.refusal is not None else \
+                "not answered" if seen.apdu is None else "answered"
+            note = f"sent again with a {size}-byte invocation id (the last was {last})"
+
+    async def _once(self, seen: Seen, requester: Requester, title: Uid | None, *,
+                    corrupt_mac: bool, fresh_link: bool, timeout: float,
+                    note: str | None) -> ExchangeRecord:
+        """One request and its answer into ``seen``; the record of the exchange."""
+        pending = requester.request(seen.requests, title,
+                                    invocation_id=self.tester.nonces.invocation_id())
         data = pending.data
         if corrupt_mac:
             data = data[:-1] + bytes([data[-1] ^ 0x01])  # the MAC is the last 4 bytes
@@ -437,29 +574,58 @@ class _Probe:
             link = await self.tester.link(self.state, fresh=fresh_link)
         except TransportError as exc:
             seen.error = record.error = str(exc)
-            return seen
-        timeout = settings.quiet_timeout if quiet else settings.timeout
+            return record
         try:
-            raw = await self.tester.endpoint.exchange(link, data, pending.invocation_id,
-                                                      timeout=timeout)
+            raw, matched = await self._answer(link, data, pending.invocation_id, timeout)
         except TransportError as exc:
             seen.silent, seen.closed = True, link.closed
             seen.error = record.error = ("the connection was closed" if link.closed
                                          else f"no response within {timeout:g} s")
             log.debug("%s: %s", link, exc)
-            return seen
+            return record
         self.tester.contact = True
         record.response_hex = raw.hex()
-        apdu, problems = check_response(pending.apdu, raw, requester.keys)
+        apdu, problems = check_response(pending.apdu, raw, requester.keys) if matched \
+            else (None, [])
         if apdu is None:
-            seen.error = record.error = problems[0]
-            return seen
+            # Say what came back and why it was refused, not "no response".
+            refusal = explain(raw, pending.requests, sent_a8=_a8_contents(pending.apdu),
+                              why=problems[0] if problems else None)
+            if matched and not refusal.draft:
+                seen.error = record.error = problems[0]
+            else:
+                seen.refusal = refusal
+                seen.error = record.error = f"the answer was refused: {refusal.text}"
+            return record
         record.response = text.to_json(apdu)
         record.violations = list(problems)
         seen.violations = list(problems)
         seen.responses = responses(apdu)
         seen.apdu = apdu
-        return seen
+        return record
+
+    async def _answer(self, link: Link, data: bytes, invocation_id: int, timeout: float
+                      ) -> tuple[bytes, bool]:
+        """Send ``data``; the answer and whether it is the response to ``invocation_id``
+        (False: bytes the tester cannot read came back instead). TransportError when nothing
+        came back in time or the link closed."""
+        tester = self.tester
+        catch: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        tester.catches[link.id] = catch
+        exchange = asyncio.ensure_future(
+            tester.endpoint.exchange(link, data, invocation_id, timeout=timeout))
+        try:
+            await asyncio.wait((exchange, catch), return_when=asyncio.FIRST_COMPLETED)
+            if catch.done():
+                return catch.result(), False
+            return exchange.result(), True
+        finally:
+            if tester.catches.get(link.id) is catch:
+                del tester.catches[link.id]
+            if not exchange.done():
+                exchange.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TransportError):
+                await exchange
 
     async def link_closes(self, seconds: float) -> bool:
         link = self.tester.links.get(self.links_key)
@@ -554,6 +720,12 @@ def _refusal(data: bytes, reply: Reply, title: Uid) -> str:
     if code == ResponseCode.SME:
         detail = " (its security does not verify with the tester's keys)"
     return f"{code_text(code)}{detail}"
+
+
+def _a8_contents(apdu: acse.Apdu) -> bytes:
+    """The contents of the A8 element the tester sent (``02 len value``)."""
+    element = acse.header_elements(apdu)[acse.TAG_CALLING_AP_INVOCATION_ID]
+    return element[2:]  # A8 and a one-byte length: the contents are at most 6 bytes
 
 
 def _ascii(data: bytes) -> str:
