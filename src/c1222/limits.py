@@ -21,3 +21,7 @@ MAX_TABLE_DATA_CHUNKS = 256
 MAX_IDENTIFY_FEATURES = 32
 #: Relays listed in one Trace response.
 MAX_TRACE_HOPS = 64
+#: Table elements that occupy no bytes (a TIME under TM_FORMAT 0, a record of absent members)
+#: in one table decode: their count comes from the dimension tables alone, so without a cap
+#: 13 bytes of Tables 0 and 61 would ask for 65535 x 65535 empty intervals.
+MAX_EMPTY_ELEMENTS = 16384

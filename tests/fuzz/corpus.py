@@ -62,8 +62,11 @@ def _typed_seeds(apdus: list[bytes]) -> Iterator[bytes]:
 def _profiles() -> list[MeterProfile]:
     """The default meter and variants of Table 0's formats, so seeds cover each coding."""
     return [
-        MeterProfile(),
-        MeterProfile(data_order=1, tm_format=4, ni_format1=0, ni_format2=1, char_format=3),
+        # Small load-profile and log dimensions: a 40 x 96 load profile makes a 40 KB seed that
+        # the fuzzer would spend all its time decoding.
+        MeterProfile(lp_nbr_blks=2, lp_nbr_blk_ints=6, nbr_history_entries=4),
+        MeterProfile(data_order=1, tm_format=4, ni_format1=0, ni_format2=1, char_format=3,
+                     lp_nbr_blks=1, lp_nbr_blk_ints=3, nbr_history_entries=2),
         MeterProfile(tm_format=1, ni_format1=2, ni_format2=5, int_format=2, id_form=1,
                      lp_nbr_blks=2, lp_nbr_blk_ints=4, nbr_history_entries=3),
         MeterProfile(tm_format=3, ni_format1=4, ni_format2=13, lp_nbr_blks=3,

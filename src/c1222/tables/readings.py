@@ -35,6 +35,15 @@ def _pick(tables: Mapping[int, bytes], numbers: tuple[int, ...]) -> dict[int, by
     return {n: tables[n] for n in numbers}
 
 
+def _uom_entry(uom: tuple[Any, ...], source: int, path: str) -> Any:
+    """The Table 12 entry of a source a selection table names; DecodeError for a source
+    the meter's own Table 12 does not have (the selection comes from the peer)."""
+    if source >= len(uom):
+        raise DecodeError(f"source {source} has no unit: Table 12 has {len(uom)} entries",
+                          0, path)
+    return uom[source]
+
+
 def _unit_name(entry: Any, energy: bool) -> str:
     names = ENERGY if energy else QUANTITIES
     return names.get(entry.id_code, f"uom_{entry.id_code}")
@@ -59,15 +68,15 @@ def meter_values(tables: Mapping[int, bytes]) -> dict[str, float]:
     if 28 in tables and 27 in tables:
         select = decode_table(27, tables[27], env).present_value_select
         present = decode_table(28, tables[28], env).present_value
-        for source, value in zip(select, present):
-            entry = uom[source]
+        for i, (source, value) in enumerate(zip(select, present)):
+            entry = _uom_entry(uom, source, f"table27.present_value_select[{i}]")
             out[_unit_name(entry, energy=False)] = float(value) * MULTIPLIERS.get(
                 entry.multiplier, 1.0)
     if 23 in tables and 22 in tables:
         select = decode_table(22, tables[22], env).summation_select
         sums = decode_table(23, tables[23], env).tot_data_block.summations
-        for source, value in zip(select, sums):
-            entry = uom[source]
+        for i, (source, value) in enumerate(zip(select, sums)):
+            entry = _uom_entry(uom, source, f"table22.summation_select[{i}]")
             out[_unit_name(entry, energy=True)] = float(value) * MULTIPLIERS.get(
                 entry.multiplier, 1.0)
     return out
