@@ -345,8 +345,10 @@ def target_encode_json(data: bytes) -> None:
         value = json.loads(json.dumps(r.pick(_ENCODE_SEEDS)))
         for _ in range(1 + r.byte() % 3):
             where = value
-            if value["services"] and r.byte() & 1:
-                where = r.pick(value["services"])
+            services = value.get("services")
+            if isinstance(services, list) and services and r.byte() & 1:
+                service = r.pick(services)
+                where = service if isinstance(service, dict) else value
             where[r.pick(_KEYS)] = _json_value(r)
     try:
         out = encode_record(value)

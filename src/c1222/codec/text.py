@@ -220,8 +220,11 @@ def _build(cls: type, d: dict[str, Any], skip: tuple[str, ...] = (), **given: An
 def service_from_json(d: Any) -> sv.Service:
     if not isinstance(d, dict):
         raise LocalProtocolError("a service is a JSON object")
+    name = d.get("service")
+    if not isinstance(name, (str, type(None))):  # a list or object would be unhashable below
+        raise LocalProtocolError("service: expected a name")
     if "response_code" not in d:
-        cls = REQUESTS.get(d.get("service"))  # type: ignore[arg-type]
+        cls = REQUESTS.get(name)  # type: ignore[arg-type]
         if cls is None:
             raise LocalProtocolError(f"unknown service {d.get('service')!r}")
         return _build(cls, d)
@@ -240,7 +243,7 @@ def service_from_json(d: Any) -> sv.Service:
         max_size = d.get("max_size")
         return sv.ErrorResponse(response_code=code,
                                 max_size=None if max_size is None else _int(max_size, "max_size"))
-    cls = TYPED_RESPONSES.get(d.get("service"), sv.OkResponse)  # type: ignore[arg-type]
+    cls = TYPED_RESPONSES.get(name, sv.OkResponse)  # type: ignore[arg-type]
     return _build(cls, d, skip=("response_code",))
 
 
