@@ -85,6 +85,21 @@ def table_seeds() -> list[bytes]:
     return out
 
 
+def _store_seeds() -> list[bytes]:
+    """A write of each table's own bytes, index and offset reads, and each procedure."""
+    store = targets._fresh_store()
+    numbers = store.numbers()
+    out = []
+    for i, n in enumerate(numbers):
+        raw = store.get_bytes(n)
+        out.append(bytes((0x03 | 4, i, 3, i)) + len(raw).to_bytes(2, "big") + raw
+                   + bytes((2, i, 1, 1, 0, 1)))
+    for proc in (0, 3, 4, 5, 6, 7, 8, 9, 10, 14):
+        table7 = proc.to_bytes(2, "little") + b"\x01" + bytes(range(7))
+        out.append(bytes((0x03, 3, numbers.index(7))) + len(table7).to_bytes(2, "big") + table7)
+    return out
+
+
 def _written_pcap(apdus: list[bytes]) -> bytes:
     buf = io.BytesIO()
     with PcapWriter(buf) as writer:
@@ -111,6 +126,8 @@ def seeds(name: str) -> list[bytes]:
                 bytes((0xF0,) + tuple(range(1, 16))) + stream]
     if name in ("tables", "readings"):
         return table_seeds()
+    if name == "store":
+        return _store_seeds()
     if name == "pcap":
         files = [p.read_bytes() for p in capture_files()]
         return files + [_written_pcap(apdus)]

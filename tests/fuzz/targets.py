@@ -273,6 +273,67 @@ def target_readings(data: bytes) -> None:
             pass
 
 
+_STORE_TABLES: dict[int, bytes] = {}
+_STORE_PROFILE = None
+
+
+def _fresh_store():  # noqa: ANN202 - a TableStore with its procedure engine attached
+    """The meter's table store, every table writable, rebuilt from the same bytes for each
+    input so a crash does not depend on what earlier inputs wrote."""
+    global _STORE_PROFILE
+    from c1222.tables.procedures import ProcedureEngine
+    from c1222.tables.profile import DEFAULT_TABLE_SET, MeterProfile, default_store
+    from c1222.tables.store import TableStore
+    if _STORE_PROFILE is None:
+        _STORE_PROFILE = MeterProfile(lp_nbr_blks=2, lp_nbr_blk_ints=6, nbr_history_entries=4,
+                                      writable_tables=DEFAULT_TABLE_SET)
+        built = default_store(_STORE_PROFILE)
+        _STORE_TABLES.update({n: built.get_bytes(n) for n in built.numbers()})
+    store = TableStore(_STORE_TABLES, policy=_STORE_PROFILE.policy())
+    ProcedureEngine(store)
+    return store
+
+
+def target_store(data: bytes) -> None:
+    """The meter's table services on fuzzed requests: up to 4 reads and writes (full, by
+    offset, by index; Table 7 runs procedures) by an operator or nobody, at a fuzzed time.
+    A ServiceError (the response code) or a result, nothing else."""
+    from c1222.errors import ServiceError
+    from c1222.tables.access import GROUP_ALL, Principal
+    from c1222.tables.types import TimeDate
+    store = _fresh_store()
+    numbers = store.numbers()
+    r = Reader(data)
+    head = r.byte()
+    principal = Principal(2, GROUP_ALL) if head & 1 else None
+    now = TimeDate(2000 + r.byte() % 90, r.byte() % 14, r.byte() % 33, r.byte() % 25,
+                   r.byte() % 61) if head & 2 else None
+    for _ in range(1 + (head >> 2) % 4):
+        op = r.byte() % 6
+        number = r.pick(numbers) if r.byte() & 0x80 == 0 else r.u16()
+        try:
+            if op == 0:
+                store.full_read(number, principal=principal, now=now)
+            elif op == 1:
+                store.partial_read_offset(number, r.u16(), r.u16(), principal=principal, now=now)
+            elif op == 2:
+                indices = [r.byte() for _ in range(1 + r.byte() % 3)]
+                store.partial_read_index(number, indices, r.byte(), principal=principal, now=now)
+            else:
+                payload = r.take(r.u16() % 512)
+                if op == 3:
+                    store.full_write(number, payload, principal=principal, now=now)
+                elif op == 4:
+                    store.partial_write_offset(number, r.u16(), payload, principal=principal,
+                                               now=now)
+                else:
+                    indices = [r.byte() for _ in range(1 + r.byte() % 3)]
+                    store.partial_write_index(number, indices, payload, principal=principal,
+                                              now=now)
+        except ServiceError:
+            pass
+
+
 # --------------------------------------------------------------------------- captures
 
 
@@ -375,6 +436,7 @@ TARGETS: dict[str, Target] = {
         Target("framer", target_framer, "codec.framing.StreamFramer with random chunking"),
         Target("tables", target_tables, "every table decoder under fuzzed context tables"),
         Target("readings", target_readings, "every tables.readings reader"),
+        Target("store", target_store, "table reads/writes and procedures on the meter's store"),
         Target("pcap", target_pcap, "transport.pcap.read_capture on pcap/pcapng bytes"),
         Target("encode_json", target_encode_json, "JSON record -> bytes (c1222 encode)"),
     )
