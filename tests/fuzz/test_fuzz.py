@@ -1,6 +1,6 @@
 """Each fuzz target runs under atheris for a short time box; a crash fails the test.
 
-The time per target is ``C1222_FUZZ_SECONDS`` (default 12; the 9 targets take about two
+The time per target is ``C1222_FUZZ_SECONDS`` (default 10; the 9 targets take about two
 minutes on an idle 2-core machine). The seed is fixed, so a run is repeatable on one machine
 (libFuzzer's scheduling still depends on speed). The failure message carries the Python
 traceback and the crashing input in hex; once the decoder is fixed, store that input under
@@ -23,7 +23,7 @@ from tests.fuzz.targets import TARGETS
 pytest.importorskip("atheris", reason="atheris is in the test extra (pip install atheris)")
 
 RUN = Path(__file__).resolve().parent / "run.py"
-SECONDS = int(os.environ.get("C1222_FUZZ_SECONDS", "12"))
+SECONDS = int(os.environ.get("C1222_FUZZ_SECONDS", "10"))
 
 
 def test_captures_seed_the_corpus() -> None:
