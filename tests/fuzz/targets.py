@@ -149,9 +149,12 @@ def target_unprotect(data: bytes) -> None:
         message = sign(message, session_key)
     _CLOCK[0] += step
     requests = REQUESTS[flags % len(REQUESTS): flags % len(REQUESTS) + 2] if flags & 32 else None
+    given: object = requests
+    if flags & 128:  # the lookup form, which unprotect remembers for the decrypted services
+        given = lambda called, calling: requests  # noqa: E731
     try:
         apdu = unprotect(message, KEYS, replay=_REPLAY if flags & 2 else None, now=_CLOCK[0],
-                         requests=requests, minimum_mode=(flags >> 3) & 3,
+                         requests=given, minimum_mode=(flags >> 3) & 3,  # type: ignore[arg-type]
                          session_key=session_key, debug=lambda reason: None)
     except (DecodeError, SecurityError):
         pass
