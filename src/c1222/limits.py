@@ -23,3 +23,7 @@ MAX_IDENTIFY_FEATURES = 32
 MAX_TRACE_HOPS = 64
 #: Largest HTTP request body the web apps read (transport.http; the API's bodies are small).
 MAX_HTTP_BODY_SIZE = 1024 * 1024
+#: Table elements that occupy no bytes (a TIME under TM_FORMAT 0, a record of absent members)
+#: in one table decode: their count comes from the dimension tables alone, so without a cap
+#: 13 bytes of Tables 0 and 61 would ask for 65535 x 65535 empty intervals.
+MAX_EMPTY_ELEMENTS = 16384

@@ -221,6 +221,8 @@ def _decode_uid(tag: int, content: bytes, pos: int, path: str) -> Uid:
         if not content:
             raise BerError("empty OID", pos, path)
         arcs = _decode_arcs(content, pos, path)
+        if len(arcs) >= limits.MAX_OID_ARCS:  # the first subidentifier holds two arcs
+            raise DecodeLimitExceeded("too many OID arcs", pos, path)
         first = arcs[0]
         head = (first // 40, first % 40) if first < 80 else (2, first - 80)
         return Uid(head + tuple(arcs[1:]))

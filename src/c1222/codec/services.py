@@ -398,7 +398,11 @@ class ErrorResponse(Response):
     max_size: int | None = None
 
     def encode_parameters(self) -> bytes:
-        return b"" if self.max_size is None else self.max_size.to_bytes(4, "big")
+        if self.max_size is None:
+            return b""
+        if not 0 <= self.max_size <= 0xFFFFFFFF:
+            raise LocalProtocolError(f"max size {self.max_size} does not fit 4 bytes")
+        return self.max_size.to_bytes(4, "big")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from c1222.errors import ConfigurationError, DecodeError, LocalProtocolError, UnknownCode
+from c1222 import limits
+from c1222.errors import (
+    ConfigurationError, DecodeError, DecodeLimitExceeded, LocalProtocolError, UnknownCode,
+)
 from c1222.tables import types as t
 
 Expr = Callable[["Scope"], Any]
@@ -70,7 +73,7 @@ class TableEnv:
 class Scope:
     """Name resolution while coding one record (see the module docstring)."""
 
-    __slots__ = ("env", "this", "parent", "args")
+    __slots__ = ("env", "this", "parent", "args", "empty_left")
 
     def __init__(self, env: TableEnv, this: dict[str, Any], parent: Scope | None = None,
                  args: Mapping[str, Any] | None = None) -> None:
@@ -78,6 +81,9 @@ class Scope:
         self.this = this
         self.parent = parent
         self.args = args or {}
+        # Empty array elements this whole decode may still make (shared by nested scopes).
+        self.empty_left: list[int] = (parent.empty_left if parent is not None
+                                      else [limits.MAX_EMPTY_ELEMENTS])
 
     @property
     def ctx(self) -> t.TableContext:
@@ -539,6 +545,13 @@ class Struct(FieldType):
                     estart = pos
                     grand: list[Node] | None = [] if tree is not None else None
                     item, pos = spec.ftype.decode(buf, pos, sub, epath, grand)
+                    if pos == estart:
+                        # An element of no bytes: its count is bounded by nothing in the data.
+                        sub.empty_left[0] -= 1
+                        if sub.empty_left[0] < 0:
+                            raise DecodeLimitExceeded(
+                                f"over {limits.MAX_EMPTY_ELEMENTS} elements of no bytes",
+                                offset=pos, path=epath)
                     items.append(item)
                     if kids is not None:
                         kids.append(Node(str(i), estart, pos, tuple(grand or ())))

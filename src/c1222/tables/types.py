@@ -268,6 +268,10 @@ def decode_ni(raw: bytes, fmt: int, ctx: TableContext, path: str = "") -> NiValu
             raise DecodeError(f"not a number: {text[:24]!r}", path=path) from None
         if not text.isascii():
             raise DecodeError("non-ASCII number", path=path)
+        if not value.is_finite():
+            # "NaN", "sNaN", "Infinity" parse as Decimals but are no C12.19 number; sNaN
+            # would even raise (InvalidOperation, ValueError) wherever it is compared or used.
+            raise DecodeError(f"not a finite number: {text[:24]!r}", path=path)
         return value
     raise UnknownCode(f"reserved NI format {fmt}", path=path)
 
@@ -343,8 +347,10 @@ def decode_string(raw: bytes, ctx: TableContext) -> str:
 
 def encode_string(value: str, size: int, ctx: TableContext, path: str = "") -> bytes:
     codec, unit = _codec(ctx)
-    if unit == 1 and codec != "utf-8" and isinstance(value, str):
-        # U+FFFD comes from decoding bytes the character set lacks; send it back as "?".
+    if unit == 1 and isinstance(value, str):
+        # U+FFFD comes from decoding bytes the character set lacks; send it back as "?", so a
+        # decoded string always fits its field again (in UTF-8 U+FFFD takes 3 bytes, more
+        # than the byte it replaced).
         value = value.replace("\ufffd", "?")
     try:
         body = value.encode(codec)
