@@ -34,9 +34,6 @@ def test_vector_keeps_the_contract(path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(reason="cli/codec.py's per-line error handling is being reworked on another "
-                          "branch; until then these lines end `c1222 encode` with a traceback",
-                   strict=False)
 @pytest.mark.parametrize("path", sorted((CRASHERS / "encode_cli").glob("*")),
                          ids=lambda p: p.name)
 def test_encode_cli_reports_the_line(path: Path) -> None:

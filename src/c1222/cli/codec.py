@@ -498,6 +498,8 @@ def encode_record(line: str, secure: Callable[[Apdu], bytes] | None = None) -> b
         value = json.loads(line.strip())
     except ValueError as exc:  # JSONDecodeError, and ints over Python's digit limit
         raise LocalProtocolError(f"not JSON: {exc}") from None
+    except RecursionError:  # thousands of nested [ or {: no record is that deep
+        raise LocalProtocolError("not a record: nested too deeply") from None
     if isinstance(value, dict) and "error" in value:
         error = value["error"]
         reason = error.get("reason") if isinstance(error, dict) else error
