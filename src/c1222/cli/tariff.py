@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from c1222.cli.params import InputFile
 from c1222.errors import ConfigurationError
 from c1222.ihd.tariff import KEPCO, Bill, Tariff, bill, month_start, parse_tariff
 
@@ -85,7 +86,7 @@ def _month(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--month", "month", metavar="YYYY-MM", required=True, callback=_month,
               help="Billing month; billed at the rates in force on its first day.")
 @click.option("--json", "as_json", is_flag=True, help="Print the bill as JSON.")
-@click.option("--tariff-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--tariff-file", type=InputFile(),
               help="A TOML tariff table instead of the built-in KEPCO one (see docs/tariff.md).")
 def tariff(kwh: Decimal, month: str, as_json: bool, tariff_file: Path | None) -> None:
     """Bill KWH used in a month under the KEPCO residential low-voltage tariff (주택용 저압)."""
