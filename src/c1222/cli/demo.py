@@ -51,6 +51,7 @@ def write_sample_capture(path: Path) -> int:
 @click.pass_context
 def samples_command(ctx: click.Context, out: Path) -> None:
     """Write a capture of every C12.22 service (request and response) and decode it."""
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "c1222-samples.pcap"
     count = write_sample_capture(path)
     ctx.invoke(decode, inputs=(str(path),))
@@ -147,6 +148,7 @@ def demo(out: Path, speed: float, display_http: Address, console_http: Address) 
     Every option is checked before a part starts. When a part stops, the demo stops the others
     and names it with its last error line; a taken web port is replaced and the demo says so.
     """
+    out.mkdir(parents=True, exist_ok=True)
     key = ["--key", DEMO_KEY, "--security-mode", "2"]
     parts: list[Part] = []
     interrupted = threading.Event()

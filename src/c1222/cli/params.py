@@ -236,7 +236,9 @@ class TimeZoneType(click.ParamType):
 
 
 class OutputDir(click.ParamType):
-    """A directory to write in: created if missing; refused if it is a file or not writable."""
+    """A directory to write in: refused if it is a file, or if it (or, when missing, the
+    nearest folder above it, where it would be created) does not take a new file. Nothing is
+    created here: the command makes the directory once every option is good."""
 
     name = "DIRECTORY"
 
@@ -245,13 +247,18 @@ class OutputDir(click.ParamType):
         path = Path(value)
         if path.exists() and not path.is_dir():
             self.fail(f"{str(path)!r} is not a directory", param, ctx)
+        existing = path.absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            self.fail(f"{str(existing)!r} is not a directory", param, ctx)
         try:
-            path.mkdir(parents=True, exist_ok=True)
-            # Try it rather than trust os.access: root passes access() on a read-only mount.
-            with tempfile.TemporaryFile(dir=path):
+            # Try it rather than trust os.access: root passes access() on /proc or a
+            # read-only mount.
+            with tempfile.TemporaryFile(dir=existing):
                 pass
         except OSError as exc:
-            self.fail(f"cannot write in {str(path)!r}: {exc.strerror or exc}", param, ctx)
+            self.fail(f"cannot write in {str(existing)!r}: {exc.strerror or exc}", param, ctx)
         return path
 
 
