@@ -125,6 +125,10 @@ BAD = [
     (["tables", "decode", "--dim", "11=zz", "23", "00"], "not hexadecimal"),
     (["tariff", "100", "--month", "2024-13"], "'--month'"),
     (["tariff", "abc", "--month", "2024-01"], "kWh"),
+    (["tariff", "1e30", "--month", "2024-01"], "no household's month"),
+    (["tariff", "1e999999999", "--month", "2024-01"], "no household's month"),
+    (["headend", "--ap-title", ".".join(["1"] * 3000)], "(5999 chars) is not an AP title"),
+    (["meter", "--listen", "h" * 10_000 + ":1"], "(10002 chars) is not HOST:PORT"),
     # time zones
     (["ihd", "--tz", "Mars/Olympus"], "not a time zone"),
     (["ihd", "--tz", "../../etc/passwd"], "not a time zone"),

@@ -31,6 +31,15 @@ from c1222.transport.endpoint import Address, parse_address
 #: /dev/zero must not be read until memory runs out).
 MAX_INPUT_FILE = 1024 * 1024
 
+#: Longest value echoed whole in an error line (a 10 000-character argument stays one short line).
+_ECHO = 60
+
+
+def shown(text: str) -> str:
+    """``text`` quoted for an error message, cut short if long."""
+    return repr(text) if len(text) <= _ECHO else repr(text[:_ECHO]) + f"... ({len(text)} chars)"
+
+
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*\.?")
 
 
@@ -57,15 +66,17 @@ class AddressType(click.ParamType):
         if isinstance(value, tuple):
             return value  # type: ignore[return-value]
         text = str(value)
+        if len(text) > 300:  # parse_address would echo it whole
+            self.fail(f"{shown(text)} is not HOST:PORT", param, ctx)
         try:
             host, port = parse_address(text, self.default_port)
         except ConfigurationError as exc:
             self.fail(f"{exc} (use HOST:PORT)", param, ctx)
         if not _host_shape_ok(host):
-            self.fail(f"{host!r} is not a host name or IP address", param, ctx)
+            self.fail(f"{shown(host)} is not a host name or IP address", param, ctx)
         if not self.listen:
             if port == 0:
-                self.fail(f"{text!r}: port 0 only means 'any port' when listening", param, ctx)
+                self.fail(f"{shown(text)}: port 0 only means 'any port' when listening", param, ctx)
             return host, port
         message = bind_problem((host, port), udp=self.udp, bind=self.check_free)
         if message:
@@ -212,10 +223,10 @@ class ApTitleType(click.ParamType):
         try:
             Uid.parse(text)
         except (ValueError, C1222Error):
-            self.fail(f"{text!r} is not an AP title (dotted, e.g. "
+            self.fail(f"{shown(text)} is not an AP title (dotted, e.g. "
                       "2.16.124.113620.1.22.0.123.8437)", param, ctx)
         if not text.strip(".").replace(".", ""):
-            self.fail(f"{text!r} is not an AP title (it has no arcs)", param, ctx)
+            self.fail(f"{shown(text)} is not an AP title (it has no arcs)", param, ctx)
         return text
 
 
@@ -230,7 +241,7 @@ class TimeZoneType(click.ParamType):
         try:
             zoneinfo.ZoneInfo(text)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-            self.fail(f"{text!r} is not a time zone (an IANA name such as Asia/Seoul)",
+            self.fail(f"{shown(text)} is not a time zone (an IANA name such as Asia/Seoul)",
                       param, ctx)
         return text
 
@@ -351,10 +362,10 @@ def table_number(text: str, hint: str = "TABLE") -> int:
     try:
         number = int(digits, 0)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a table number (23, ST23 or MT0)",
+        raise click.BadParameter(f"{shown(text)} is not a table number (23, ST23 or MT0)",
                                  param_hint=hint) from None
     if not 0 <= number < MFG_BASE:
-        raise click.BadParameter(f"{text!r}: table numbers are 0 .. {MFG_BASE - 1} "
+        raise click.BadParameter(f"{shown(text)}: table numbers are 0 .. {MFG_BASE - 1} "
                                  "(ST0 .. ST2047, MT0 .. MT2047)", param_hint=hint)
     return base + number
 
