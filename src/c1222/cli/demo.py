@@ -119,13 +119,14 @@ class Part:
             self.proc.wait()
 
 
-def _free(address: Address) -> tuple[str, bool]:
-    """``HOST:PORT`` to ask for, and whether it was replaced: the same host with port 0 (any)
-    when the port is taken."""
+def _free(address: Address, avoid: str = "") -> tuple[str, bool]:
+    """``HOST:PORT`` to ask for, and whether it was replaced: when the port is taken (or is
+    ``avoid``, given to the other part), the next free one of the ten above it, else any."""
     host, port = address
-    if bind_problem(address, udp=False) is None:
-        return f"{host}:{port}", False
-    return f"{host}:0", True
+    for other in range(port, min(port + 11, 65536)) if port else ():
+        if f"{host}:{other}" != avoid and bind_problem((host, other), udp=False) is None:
+            return f"{host}:{other}", other != port
+    return f"{host}:0", port != 0
 
 
 def _web_address(address: Address) -> AddressType:
@@ -154,7 +155,7 @@ def demo(out: Path, speed: float, display_http: Address, console_http: Address) 
     interrupted = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
     console_at, console_moved = _free(console_http)
-    display_at, display_moved = _free(display_http)
+    display_at, display_moved = _free(display_http, avoid=console_at)
     try:
         headend = Part("headend", ["headend", "--listen", "127.0.0.1:0",
                                    "--db", f"sqlite:///{(out / 'headend.db').resolve()}",
