@@ -184,8 +184,8 @@ class PasswordType(click.ParamType):
         except UnicodeEncodeError:
             self.fail("must be Latin-1 text (one byte a character)", param, ctx)
         if size > PASSWORD_LEN:
-            self.fail(f"is {size} bytes; a C12.19 password has at most {PASSWORD_LEN}",
-                      param, ctx)
+            self.fail(f"is {size} bytes, longer than {PASSWORD_LEN}: a C12.19 password "
+                      f"has at most {PASSWORD_LEN}", param, ctx)
         return text
 
 
