@@ -23,6 +23,9 @@ def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
     try:
         status = cli.main(argv, prog_name="c1222", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # `c1222` or `c1222 tables` alone: the help, as click shows it
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         click.echo(error_line(exc, argv), err=True)
         sys.exit(exc.exit_code)
