@@ -80,6 +80,8 @@ class Part:
         for line in stream:
             line = line.rstrip("\n")
             self.lines.append(line)
+            if len(self.lines) > 2000:  # the demo may run for days; the start lines are read
+                del self.lines[:1000]    # early, so the latest thousand are enough
             if is_err and line.strip():
                 self.last_error = line.strip()
             if "stopped" not in line:
