@@ -3,6 +3,7 @@ values, the console lists the meter, and Ctrl-C stops all of them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -114,6 +115,17 @@ def _parts(out: Path) -> list[int]:
     return found
 
 
+def _kill(proc: subprocess.Popen[str], out: Path) -> None:
+    """A demo that did not stop, and its parts (in sessions of their own): the next test must
+    not find them."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for pid in _parts(out):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _part(out: Path, name: str) -> int:
     for pid in _parts(out):
         if name.encode() in (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0"):
@@ -135,12 +147,11 @@ def test_demo_says_a_busy_port_was_replaced_and_names_the_part_that_stopped(
             os.kill(_part(tmp_path, "meter"), signal.SIGKILL)
             proc.wait(60)
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            parts_left = _parts(tmp_path)
+            _kill(proc, tmp_path)
     assert proc.returncode == 1, lines
     _wait(proc, lines, r"^c1222 demo: error: meter was killed by signal 9; the demo stopped$")
-    assert not _parts(tmp_path), "parts of the demo still running"
+    assert not parts_left, "parts of the demo still running"
 
 
 def test_demo_names_a_part_that_fails_to_start_with_its_error_line(tmp_path: Path) -> None:
@@ -149,11 +160,10 @@ def test_demo_names_a_part_that_fails_to_start_with_its_error_line(tmp_path: Pat
     try:
         proc.wait(120)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        parts_left = _parts(tmp_path)
+        _kill(proc, tmp_path)
     assert proc.returncode == 1, lines
     _wait(proc, lines, r"^c1222 demo: error: meter exited with status 2: c1222 meter: error: "
                        r"Invalid value for '--pcap': '.*meter\.pcap' is a directory$")
     assert not any("Traceback" in line for line in lines), lines
-    assert not _parts(tmp_path), "the head-end and the display were not stopped"
+    assert not parts_left, "the head-end and the display were not stopped"
