@@ -3,11 +3,14 @@ values, the console lists the meter, and Ctrl-C stops all of them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -68,3 +71,99 @@ def test_make_demo_runs_the_whole_system_and_stops_on_ctrl_c(tmp_path: Path) -> 
     leftovers = subprocess.run(["pgrep", "-f", f"c1222.cli .*{tmp_path}"],
                                capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", "parts of the demo still running"
+
+
+def _demo(out: Path, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
+    proc = subprocess.Popen([sys.executable, "-m", "c1222.cli", "demo", "--out", str(out),
+                             "--console-http", "127.0.0.1:0", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(
+        line.rstrip("\n") for line in proc.stdout), daemon=True).start()  # type: ignore[union-attr]
+    return proc, lines
+
+
+def _wait(proc: subprocess.Popen[str], lines: list[str], pattern: str,
+          timeout: float = 120) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(lines):
+            if found := re.search(pattern, line):
+                return found
+        if proc.poll() is not None:
+            time.sleep(0.5)  # the reader may hold the last lines
+            for line in list(lines):
+                if found := re.search(pattern, line):
+                    return found
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"no {pattern!r}:\n" + "\n".join(lines))
+
+
+def _parts(out: Path) -> list[int]:
+    """Process ids of the demo's parts (their command lines name the --out folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if b"c1222.cli" in cmdline and any(str(out).encode() in a for a in cmdline) \
+                and b"demo" not in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _kill(proc: subprocess.Popen[str], out: Path) -> None:
+    """A demo that did not stop, and its parts (in sessions of their own): the next test must
+    not find them."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for pid in _parts(out):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _part(out: Path, name: str) -> int:
+    for pid in _parts(out):
+        if name.encode() in (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0"):
+            return pid
+    raise AssertionError(f"no {name} process")
+
+
+def test_demo_says_a_busy_port_was_replaced_and_names_the_part_that_stopped(
+        tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc, lines = _demo(tmp_path, "--display-http", f"127.0.0.1:{port}")
+        try:
+            moved = _wait(proc, lines, rf"^port {port} is taken; the display is on (\d+)$")
+            page = _wait(proc, lines, r"In-home display:\s+http://127\.0\.0\.1:(\d+)/")
+            assert moved.group(1) == page.group(1) != str(port)
+            os.kill(_part(tmp_path, "meter"), signal.SIGKILL)
+            proc.wait(60)
+        finally:
+            parts_left = _parts(tmp_path)
+            _kill(proc, tmp_path)
+    assert proc.returncode == 1, lines
+    _wait(proc, lines, r"^c1222 demo: error: meter was killed by signal 9; the demo stopped$")
+    assert not parts_left, "parts of the demo still running"
+
+
+def test_demo_names_a_part_that_fails_to_start_with_its_error_line(tmp_path: Path) -> None:
+    (tmp_path / "meter.pcap").mkdir()  # the meter refuses a capture file that is a folder
+    proc, lines = _demo(tmp_path, "--display-http", "127.0.0.1:0")
+    try:
+        proc.wait(120)
+    finally:
+        parts_left = _parts(tmp_path)
+        _kill(proc, tmp_path)
+    assert proc.returncode == 1, lines
+    _wait(proc, lines, r"^c1222 demo: error: meter exited with status 2: c1222 meter: error: "
+                       r"Invalid value for '--pcap': '.*meter\.pcap' is a directory$")
+    assert not any("Traceback" in line for line in lines), lines
+    assert not parts_left, "the head-end and the display were not stopped"

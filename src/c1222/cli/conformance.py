@@ -14,7 +14,11 @@ from typing import Any
 
 import click
 
+from c1222.cli.params import (
+    AP_TITLE, KEY, KEY_ID, PASSWORD, AddressType, OutputFile, seconds,
+)
 from c1222.errors import ConfigurationError, LocalProtocolError
+from c1222.transport.endpoint import Address
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -33,30 +37,30 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
 
 
 @click.command()
-@click.argument("target", required=False, metavar="[HOST:PORT]")
-@click.option("--listen", metavar="HOST:PORT",
+@click.argument("target", required=False, metavar="[HOST:PORT]", type=AddressType())
+@click.option("--listen", metavar="HOST:PORT", type=AddressType(listen=True),
               help="be the target's registrar here and wait for its Register first "
                    "(port 0 picks one); without HOST:PORT the registered address is tested")
-@click.option("--register-timeout", type=click.FloatRange(min=0), default=30.0,
+@click.option("--register-timeout", type=seconds(zero=True), default=30.0,
               show_default=True, help="seconds to wait for the target to register")
 @click.option("--security-mode", "modes", multiple=True, metavar="M[,M...]",
               help="security modes to test (0, 1, 2); repeatable or a comma list [0]")
 @click.option("--transport", type=click.Choice(["tcp", "udp", "both"]), default="tcp",
               show_default=True)
-@click.option("--key", "keys", multiple=True, metavar="ID:HEX",
+@click.option("--key", "keys", type=KEY, multiple=True,
               help="a C12.22 key (decimal key id, 32 hex digits); repeatable")
-@click.option("--key-id", type=int, help="key id to secure requests with [the lowest given]")
-@click.option("--called-ap-title", metavar="OID",
+@click.option("--key-id", type=KEY_ID, help="key id to secure requests with [the lowest given]")
+@click.option("--called-ap-title", type=AP_TITLE,
               help="the target's AP title [from its registration or first response]")
-@click.option("--calling-ap-title", metavar="OID", default="2.16.124.113620.1.22.0.123.4",
+@click.option("--calling-ap-title", type=AP_TITLE, default="2.16.124.113620.1.22.0.123.4",
               show_default=True, help="the tester's own AP title (the registrar's, with --listen)")
 @click.option("--user-id", type=click.IntRange(0, 0xFFFF), default=2, show_default=True,
               help="user id of the Security and Logon services")
-@click.option("--password", help="password of --user-id (20 bytes at most); without it the "
+@click.option("--password", type=PASSWORD, help="password of --user-id (20 bytes at most); without it the "
                                  "cases that need credentials are NOT TESTED")
 @click.option("--reader-id", type=click.IntRange(0, 0xFFFF), default=1, show_default=True,
               help="a read-only user, for the insufficient-clearance case")
-@click.option("--reader-password", default="READER", show_default=True,
+@click.option("--reader-password", type=PASSWORD, default="READER", show_default=True,
               help="password of --reader-id")
 @click.option("--write-table", type=click.IntRange(0, 4095), default=6, show_default=True,
               help="table written back with its own bytes by the write cases")
@@ -66,7 +70,7 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
               show_default=True, help="bytes of the oversized request")
 @click.option("--deregister", is_flag=True,
               help="also deregister the target itself (it should register again)")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+@click.option("--timeout", type=seconds(0.1, 3600), default=5.0, show_default=True,
               help="seconds to wait for each response")
 @click.option("--invocation-id-size", "id_size", type=click.Choice(["auto", "1", "2", "4"]),
               default="auto", show_default=True,
@@ -75,14 +79,14 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--case", "only", multiple=True, metavar="ID[,ID...]",
               help="run only these cases (see --list); repeatable or a comma list")
 @click.option("--list", "list_cases", is_flag=True, help="list the cases and exit")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+@click.option("--json", "json_path", type=OutputFile(),
               help="write every case with its messages (hex and decoded) as JSON")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False),
+@click.option("--junit", "junit_path", type=OutputFile(),
               help="write JUnit XML (one testcase per case and mode)")
-@click.option("--pcap", type=click.Path(dir_okay=False),
+@click.option("--pcap", type=OutputFile(),
               help="record every APDU of the run to this pcap")
 @click.option("-v", "--verbose", count=True, help="-v: print each case as it completes")
-def conformance(target: str | None, listen: str | None, register_timeout: float,
+def conformance(target: Address | None, listen: Address | None, register_timeout: float,
                 modes: tuple[str, ...], transport: str, keys: tuple[str, ...],
                 key_id: int | None, called_ap_title: str | None, calling_ap_title: str,
                 user_id: int, password: str | None, reader_id: int, reader_password: str,
@@ -101,15 +105,13 @@ def conformance(target: str | None, listen: str | None, register_timeout: float,
     from c1222.crypto.keys import KeyTable
     from c1222.headend.conformance import CaseSettings, Settings, Tester
     from c1222.tables.access import pad_password
-    from c1222.transport.endpoint import parse_address
 
     if list_cases:
         _print_cases()
         return
     try:
         settings = Settings(
-            target=parse_address(target) if target else None,
-            listen=parse_address(listen) if listen else None,
+            target=target, listen=listen,
             modes=_modes(modes),
             transports=("tcp", "udp") if transport == "both" else (transport,),
             keys=KeyTable.from_cli(keys), key_id=key_id,

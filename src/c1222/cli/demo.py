@@ -10,19 +10,22 @@ or receives is recorded in ``OUT/meter.pcap`` for Wireshark.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
 from c1222.cli.codec import decode
+from c1222.cli.params import SPEED, AddressType, OutputDir, bind_problem
 from c1222.codec import samples
+from c1222.transport.endpoint import Address
 from c1222.transport.pcap import PcapWriter
 
 #: The demo's key (id 2) — for the demo only: anyone reading this file has it.
@@ -43,7 +46,7 @@ def write_sample_capture(path: Path) -> int:
 
 
 @click.command("samples")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("out"),
+@click.option("--out", type=OutputDir(), default=Path("out"),
               show_default=True, help="Folder for the capture.")
 @click.pass_context
 def samples_command(ctx: click.Context, out: Path) -> None:
@@ -63,19 +66,35 @@ class Part:
         self.name = name
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "c1222.cli", *args], stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.lines: list[str] = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
+        self.last_error = ""  # the last line it wrote to stderr: why it stopped, usually
+        self._readers = [threading.Thread(target=self._read, args=(stream, is_err), daemon=True)
+                         for stream, is_err in ((self.proc.stdout, False),
+                                                (self.proc.stderr, True))]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
+    def _read(self, stream: Any, is_err: bool) -> None:
+        for line in stream:
             line = line.rstrip("\n")
             self.lines.append(line)
+            if len(self.lines) > 2000:  # the demo may run for days; the start lines are read
+                del self.lines[:1000]    # early, so the latest thousand are enough
+            if is_err and line.strip():
+                self.last_error = line.strip()
             if "stopped" not in line:
                 click.echo(f"[{self.name}] {line}", err=True)
-        self.ready.set()
+
+    def exit_message(self) -> str:
+        """``meter exited with status 1: <its last stderr line>``."""
+        for reader in self._readers:  # its last words may still be in the pipe
+            reader.join(2)
+        status = self.proc.returncode
+        how = (f"was killed by signal {-status}" if status is not None and status < 0
+               else f"exited with status {status}")
+        return f"{self.name} {how}" + (f": {self.last_error}" if self.last_error else "")
 
     def wait_for(self, pattern: re.Pattern[str], timeout: float = 60.0) -> re.Match[str]:
         deadline = time.monotonic() + timeout
@@ -85,9 +104,10 @@ class Part:
                 if found:
                     return found
             if self.proc.poll() is not None:
-                break
+                raise click.ClickException(self.exit_message())
             time.sleep(0.05)
-        raise click.ClickException(f"{self.name} did not start:\n" + "\n".join(self.lines))
+        raise click.ClickException(f"{self.name} did not start in {timeout:g} s"
+                                   + (f": {self.last_error}" if self.last_error else ""))
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -101,41 +121,51 @@ class Part:
             self.proc.wait()
 
 
-def _free(address: str) -> str:
-    """``address`` if its port is free, else the same host with port 0 (any)."""
-    host, _, port = address.rpartition(":")
-    with socket.socket() as s:
-        try:
-            s.bind((host, int(port)))
-        except OSError:
-            return f"{host}:0"
-    return address
+def _free(address: Address, avoid: str = "") -> tuple[str, bool]:
+    """``HOST:PORT`` to ask for, and whether it was replaced: when the port is taken (or is
+    ``avoid``, given to the other part), the next free one of the ten above it, else any."""
+    host, port = address
+    for other in range(port, min(port + 11, 65536)) if port else ():
+        if f"{host}:{other}" != avoid and bind_problem((host, other), udp=False) is None:
+            return f"{host}:{other}", other != port
+    return f"{host}:0", port != 0
+
+
+def _web_address(address: Address) -> AddressType:
+    # a taken port is not an error here: the demo picks another and says so
+    return AddressType(address[1], listen=True, udp=False, check_free=False)
 
 
 @click.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("out/demo"),
+@click.option("--out", type=OutputDir(), default=Path("out/demo"),
               show_default=True, help="Folder for the database, state and capture.")
-@click.option("--speed", type=float, default=60.0, show_default=True,
+@click.option("--speed", type=SPEED, default=60.0, show_default=True,
               help="simulated seconds per real second (60: an hour a minute)")
-@click.option("--display-http", default="127.0.0.1:8080", show_default=True,
-              help="the display's page (another port if taken)")
-@click.option("--console-http", default="127.0.0.1:8000", show_default=True,
-              help="the head-end's console (another port if taken)")
-def demo(out: Path, speed: float, display_http: str, console_http: str) -> None:
-    """Run meter, head-end and in-home display together on loopback until Ctrl-C."""
+@click.option("--display-http", type=_web_address(("127.0.0.1", 8080)), default="127.0.0.1:8080",
+              show_default=True, help="the display's page (another port if taken)")
+@click.option("--console-http", type=_web_address(("127.0.0.1", 8000)), default="127.0.0.1:8000",
+              show_default=True, help="the head-end's console (another port if taken)")
+def demo(out: Path, speed: float, display_http: Address, console_http: Address) -> None:
+    """Run meter, head-end and in-home display together on loopback until Ctrl-C.
+
+    Every option is checked before a part starts. When a part stops, the demo stops the others
+    and names it with its last error line; a taken web port is replaced and the demo says so.
+    """
     out.mkdir(parents=True, exist_ok=True)
     key = ["--key", DEMO_KEY, "--security-mode", "2"]
     parts: list[Part] = []
     interrupted = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    console_at, console_moved = _free(console_http)
+    display_at, display_moved = _free(display_http, avoid=console_at)
     try:
         headend = Part("headend", ["headend", "--listen", "127.0.0.1:0",
                                    "--db", f"sqlite:///{(out / 'headend.db').resolve()}",
-                                   "--http", _free(console_http), "--collect-interval", "5",
+                                   "--http", console_at, "--collect-interval", "5",
                                    "--log-interval", "60", *key])
         parts.append(headend)
         display = Part("display", ["ihd", "--listen", "127.0.0.1:0",
-                                   "--http", _free(display_http),
+                                   "--http", display_at,
                                    "--state-dir", str(out / "display"), *key])
         parts.append(display)
         h = headend.wait_for(ADDRESS)
@@ -143,21 +173,25 @@ def demo(out: Path, speed: float, display_http: str, console_http: str) -> None:
         meter = Part("meter", ["meter", "--listen", "127.0.0.1:0",
                                "--headend", f"{h.group(1)}:{h.group(2)}",
                                "--ihd", f"{d.group(1)}:{d.group(2)}",
-                               "--state-dir", str(out / "meter"), "--speed", str(speed),
+                               "--state-dir", str(out / "meter"), "--speed", repr(speed),
                                "--pcap", str(out / "meter.pcap"), *key])
         parts.append(meter)
         meter.wait_for(ADDRESS)
         console = headend.wait_for(WEB)
         page = display.wait_for(WEB)
         click.echo("")
+        for moved, wanted, what, found in ((display_moved, display_http, "display", page),
+                                           (console_moved, console_http, "console", console)):
+            if moved:
+                click.echo(f"port {wanted[1]} is taken; the {what} is on {found.group(2)}")
         click.echo(f"In-home display:  http://{page.group(1)}:{page.group(2)}/")
         click.echo(f"Head-end console: http://{console.group(1)}:{console.group(2)}/")
         click.echo(f"Meter traffic:    {out / 'meter.pcap'} (key {DEMO_KEY})")
         click.echo(f"Simulated time runs {speed:g}x; press Ctrl-C to stop.")
         while not interrupted.is_set():
-            if any(p.proc.poll() is not None for p in parts):
-                raise click.ClickException("a part of the demo stopped:\n" + "\n".join(
-                    f"[{p.name}] {line}" for p in parts for line in p.lines[-5:]))
+            for part in parts:
+                if part.proc.poll() is not None:
+                    raise click.ClickException(part.exit_message() + "; the demo stopped")
             interrupted.wait(0.2)
     finally:
         for part in reversed(parts):  # the meter first: it logs its power-down

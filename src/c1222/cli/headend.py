@@ -10,47 +10,58 @@ from typing import Any
 import click
 
 from c1222.cli.lifecycle import run_until_interrupted
-from c1222.crypto.keys import KeyTable
+from c1222.cli.params import (
+    AP_TITLE, KEY, KEY_ID, PASSWORD, SECURITY_MODE, USER_ID, AddressType, DatabaseUrlType,
+    OutputFile, check_keys, key_table, listening_socket, seconds,
+)
 from c1222.errors import ConfigurationError
-from c1222.transport.endpoint import parse_address
+from c1222.transport.endpoint import Address
+
+#: Shortest --collect-interval: each registered meter is read this often at most (a smaller or
+#: negative interval was a busy loop).
+MIN_COLLECT_INTERVAL = 0.1
 
 
 @click.command()
-@click.option("--listen", default="127.0.0.1:1153", show_default=True,
-              help="HOST:PORT for C12.22 over TCP and UDP (port 0 picks one)")
-@click.option("--db", default="sqlite:///headend.db", show_default=True,
+@click.option("--listen", type=AddressType(listen=True), default="127.0.0.1:1153",
+              show_default=True, help="HOST:PORT for C12.22 over TCP and UDP (port 0 picks one)")
+@click.option("--db", type=DatabaseUrlType(), default="sqlite:///headend.db", show_default=True,
               help="storage: sqlite:///FILE or postgresql://USER@HOST/DB")
-@click.option("--http", "http", default="127.0.0.1:8000", show_default=True,
+@click.option("--http", "http", type=AddressType(8000, listen=True, udp=False),
+              default="127.0.0.1:8000", show_default=True,
               help="HOST:PORT of the web console and REST API (port 0 picks one)")
-@click.option("--ap-title", default="2.16.124.113620.1.22.0.123.4", show_default=True)
-@click.option("--security-mode", type=click.IntRange(0, 2), default=0, show_default=True,
+@click.option("--ap-title", type=AP_TITLE, default="2.16.124.113620.1.22.0.123.4",
+              show_default=True)
+@click.option("--security-mode", type=SECURITY_MODE, default=0, show_default=True,
               help="mode of the head-end's requests, and the weakest it accepts")
-@click.option("--key", "keys", multiple=True, metavar="ID:HEX", help="a C12.22 key; repeatable")
-@click.option("--key-id", type=int, help="key id to send with [the first key]")
-@click.option("--user-id", type=int, default=2, show_default=True,
+@click.option("--key", "keys", type=KEY, multiple=True, help="a C12.22 key; repeatable")
+@click.option("--key-id", type=KEY_ID, help="key id to send with [the first key]")
+@click.option("--user-id", type=USER_ID, default=2, show_default=True,
               help="user id of the Security service sent with each read")
-@click.option("--password", default="PASSWORD", show_default=True,
-              help="password of the Security service (20 bytes, space padded)")
-@click.option("--collect-interval", type=float, default=5.0, show_default=True,
-              help="seconds between reads of each meter's present values")
-@click.option("--log-interval", type=float, default=60.0, show_default=True,
-              help="seconds between reads of load profile and event log")
+@click.option("--password", type=PASSWORD, default="PASSWORD", show_default=True,
+              help="password of the Security service (at most 20 bytes, space padded)")
+@click.option("--collect-interval", type=seconds(MIN_COLLECT_INTERVAL), default=5.0,
+              show_default=True, help="seconds between reads of each meter's present values")
+@click.option("--log-interval", type=seconds(zero=True), default=60.0, show_default=True,
+              help="seconds between reads of load profile and event log (0: never)")
 @click.option("--max-table-bytes", type=click.IntRange(1), default=1 << 20, show_default=True,
               help="bytes the collector reads from one table of a meter per collection")
 @click.option("--max-lp-blocks", type=click.IntRange(1), default=1024, show_default=True,
               help="load-profile blocks a meter may claim (Table 61); more: flagged")
 @click.option("--max-history-entries", type=click.IntRange(1), default=4096,
               show_default=True, help="history entries a meter may claim (Table 71)")
-@click.option("--reg-period", type=int, default=3600, show_default=True,
-              help="registration period granted to nodes (seconds)")
-@click.option("--pcap", type=click.Path(dir_okay=False), help="record every APDU to this pcap")
-@click.option("--message-retention", type=click.FloatRange(0), default=7 * 86400.0,
-              show_default=True, help="seconds the message log keeps a message")
+@click.option("--reg-period", type=click.IntRange(0, 0xFFFFFF), default=3600,
+              show_default=True, help="registration period granted to nodes (seconds)")
+@click.option("--pcap", type=OutputFile(), help="record every APDU to this pcap")
+@click.option("--message-retention", type=seconds(zero=True, maximum=3650 * 86400.0),
+              default=7 * 86400.0, show_default=True,
+              help="seconds the message log keeps a message (0: no age limit)")
 @click.option("--max-messages", type=click.IntRange(0), default=100_000, show_default=True,
               help="messages the log keeps at most (the newest)")
-@click.option("--node-retention", type=click.FloatRange(0), default=7 * 86400.0,
-              show_default=True, help="seconds a deregistered or expired node is kept")
-@click.option("--prune-interval", type=click.FloatRange(0, min_open=True), default=60.0,
+@click.option("--node-retention", type=seconds(zero=True, maximum=3650 * 86400.0),
+              default=7 * 86400.0, show_default=True,
+              help="seconds a deregistered or expired node is kept")
+@click.option("--prune-interval", type=seconds(), default=60.0,
               show_default=True, help="seconds between two retention passes")
 @click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True,
               help="registered nodes at most")
@@ -58,7 +69,7 @@ from c1222.transport.endpoint import parse_address
               show_default=True, help="distinct AP titles one source address may register "
               "(0: no cap; raise it behind a relay)")
 @click.option("-v", "--verbose", count=True, help="-v: log every stored reading (acknowledged)")
-def headend(listen: str, db: str, http: str, ap_title: str, security_mode: int,
+def headend(listen: Address, db: str, http: Address, ap_title: str, security_mode: int,
             keys: tuple[str, ...], key_id: int | None, user_id: int, password: str,
             collect_interval: float, log_interval: float, max_table_bytes: int,
             max_lp_blocks: int, max_history_entries: int, reg_period: int, pcap: str | None,
@@ -72,12 +83,16 @@ def headend(listen: str, db: str, http: str, ap_title: str, security_mode: int,
     from c1222.headend.server import HeadEnd, HeadEndConfig
     from c1222.headend.storage import Retention
 
+    table = key_table(keys)
+    check_keys(table, key_id, security_mode, what="head-end")
+    if listen[1] and listen == http:
+        raise click.BadParameter("the console cannot share the C12.22 port", param_hint="'--http'")
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = HeadEndConfig(
-            listen=parse_address(listen), db=db, ap_title=ap_title,
-            keys=KeyTable.from_cli(keys), security_mode=security_mode, key_id=key_id,
+            listen=listen, db=db, ap_title=ap_title,
+            keys=table, security_mode=security_mode, key_id=key_id,
             user_id=user_id, password=password, collect_interval=collect_interval,
             log_interval=log_interval, reg_period=reg_period, pcap=pcap,
             max_table_bytes=max_table_bytes, max_lp_blocks=max_lp_blocks,
@@ -86,10 +101,9 @@ def headend(listen: str, db: str, http: str, ap_title: str, security_mode: int,
                                 node_age=node_retention, interval=prune_interval),
             max_nodes=max_nodes, max_registrations_per_address=max_registrations_per_address)
         node = HeadEnd(config)
-        web = parse_address(http, 8000)
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
-    asyncio.run(_run(node, web))
+    asyncio.run(_run(node, http))
 
 
 async def _run(node: Any, web: tuple[str, int]) -> None:
@@ -105,11 +119,17 @@ async def _run(node: Any, web: tuple[str, int]) -> None:
 
     async def start() -> list[str]:
         nonlocal serving
+        web_socket = listening_socket(web, "'--http'")
         try:
             host, port = await node.start()
         except ConfigurationError as exc:
-            raise click.ClickException(str(exc)) from None
-        serving = asyncio.create_task(server.serve())
+            web_socket.close()
+            # the database could not be opened (unreachable, or a schema it cannot migrate)
+            raise click.BadParameter(str(exc), param_hint="'--db'") from None
+        except BaseException:
+            web_socket.close()
+            raise
+        serving = asyncio.create_task(server.serve(sockets=[web_socket]))
         while not server.started and not serving.done():
             await asyncio.sleep(0.02)
         if serving.done():

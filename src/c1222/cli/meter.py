@@ -10,7 +10,12 @@ from typing import Any
 import click
 
 from c1222.cli.lifecycle import run_until_interrupted
+from c1222.cli.params import (
+    AP_TITLE, KEY, KEY_ID, SECURITY_MODE, SPEED, AddressType, FiniteRange, InputFile, OutputDir,
+    OutputFile, bind_problem, checked, seconds,
+)
 from c1222.errors import ConfigurationError
+from c1222.meter.config import MAX_START_TIME
 
 
 def _options(**values: Any) -> dict[str, Any]:
@@ -18,52 +23,70 @@ def _options(**values: Any) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--listen", help="HOST:PORT for TCP and UDP (port 0 picks one) [127.0.0.1:1153]")
-@click.option("--headend", help="HOST:PORT of the head-end to register with")
-@click.option("--headend-ap-title", help="the head-end's AP title [...123.4]")
-@click.option("--ihd", help="HOST:PORT of the in-home display to feed every second")
-@click.option("--ihd-ap-title", help="the display's AP title [2.16.124.113620.1.22.0.123.8437.1]")
-@click.option("--profile", "profile_path", type=click.Path(dir_okay=False),
+@click.option("--listen", type=AddressType(listen=True),
+              help="HOST:PORT for TCP and UDP (port 0 picks one) [127.0.0.1:1153]")
+@click.option("--headend", type=AddressType(), help="HOST:PORT of the head-end to register with")
+@click.option("--headend-ap-title", type=AP_TITLE, help="the head-end's AP title [...123.4]")
+@click.option("--ihd", type=AddressType(1155),
+              help="HOST:PORT of the in-home display to feed every second")
+@click.option("--ihd-ap-title", type=AP_TITLE,
+              help="the display's AP title [2.16.124.113620.1.22.0.123.8437.1]")
+@click.option("--profile", "profile_path", type=InputFile(),
               help="TOML meter profile (command-line options override it)")
-@click.option("--state-dir", type=click.Path(file_okay=False),
+@click.option("--state-dir", type=OutputDir(),
               help="where registers, load profile and event log survive restarts")
-@click.option("--speed", type=float, help="simulated seconds per real second [1]")
-@click.option("--security-mode", type=click.IntRange(0, 2),
+@click.option("--speed", type=SPEED, help="simulated seconds per real second [1]")
+@click.option("--security-mode", type=SECURITY_MODE,
               help="weakest mode accepted, and the mode the meter sends in [0]")
-@click.option("--key", "keys", multiple=True, metavar="ID:HEX",
+@click.option("--key", "keys", type=KEY, multiple=True,
               help="a C12.22 key (decimal key id, 32 hex digits); repeatable")
-@click.option("--key-id", type=int, help="key id the meter sends with [the first key]")
-@click.option("--ap-title", help="the meter's AP title [2.16.124.113620.1.22.0.123.8437]")
+@click.option("--key-id", type=KEY_ID, help="key id the meter sends with [the first key]")
+@click.option("--ap-title", type=AP_TITLE,
+              help="the meter's AP title [2.16.124.113620.1.22.0.123.8437]")
 @click.option("--serial-number", help="electronic serial number")
-@click.option("--pcap", type=click.Path(dir_okay=False), help="record every APDU to this pcap")
-@click.option("--start-time", type=float, help="simulated clock start, Unix seconds [now]")
-@click.option("--max-connections", type=int, help="TCP connections at once [256]")
-@click.option("--message-timeout", type=float,
+@click.option("--pcap", type=OutputFile(), help="record every APDU to this pcap")
+@click.option("--start-time", type=FiniteRange(0, MAX_START_TIME),
+              help="simulated clock start, Unix seconds [now]")
+@click.option("--max-connections", type=click.IntRange(1, 65535),
+              help="TCP connections at once [256]")
+@click.option("--message-timeout", type=seconds(maximum=86400),
               help="seconds from an APDU's first byte to its last before the connection is "
                    "closed [30]")
-@click.option("--idle-timeout", type=float,
+@click.option("--idle-timeout", type=seconds(maximum=86400),
               help="seconds a quiet TCP connection is kept [300]")
-@click.option("-v", "--verbose", count=True, help="log more (-v info, -vv debug)")
-def meter(profile_path: str | None, keys: tuple[str, ...], verbose: int, **options: Any) -> None:
+@click.option("-v", "--verbose", count=True,
+              help="log more (-v info, -vv debug); warnings are always shown")
+def meter(profile_path: Path | None, keys: tuple[str, ...], verbose: int,
+          **options: Any) -> None:
     """Run a simulated ANSI C12.22 meter serving its C12.19 tables on TCP and UDP.
 
     It prints the address it listens on once ready, registers with --headend, feeds the
-    in-home display at --ihd every second, and stops cleanly on Ctrl-C.
+    in-home display at --ihd every second, and stops cleanly on Ctrl-C. It warns when the
+    head-end cannot be reached or refuses its keys, then again at intervals, and when that ends.
     """
     from c1222.meter import config as meter_config
     from c1222.meter.node import Meter
 
-    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         data = meter_config.load_profile(profile_path) if profile_path else {}
         overrides = _options(**options)
-        for name in ("state_dir", "pcap"):
-            if name in overrides:
-                overrides[name] = str(Path(overrides[name]))
         if keys:
             overrides["keys"] = list(data.get("keys", [])) + list(keys)
-        node = Meter(meter_config.from_mapping({**data, **overrides}))
+        config = meter_config.from_mapping({**data, **overrides})
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    # What the profile gave, the options' types did not check: the same checks here.
+    for name, hint, check in (("state_dir", "state_dir", OutputDir()),
+                              ("pcap", "pcap", OutputFile())):
+        if name in data and name not in overrides:
+            checked(check, getattr(config, name), f"profile {hint}")
+    problem = bind_problem(config.listen)
+    if problem:
+        raise click.BadParameter(problem, param_hint="'--listen'")
+    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        node = Meter(config)
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
     asyncio.run(_run(node))

@@ -10,23 +10,11 @@ import sys
 
 import click
 
+from c1222.cli.params import table_number
 from c1222.errors import C1222Error, ConfigurationError, DecodeError
 from c1222.tables.engine import TableEnv, to_jsonable
 from c1222.tables.profile import default_store
-from c1222.tables.registry import MFG_BASE, TABLES, decode_table, table_name
-
-
-def _table_number(text: str) -> int:
-    """``23``, ``ST23`` or ``MT0`` (= 2048) -> the package's table number."""
-    t = text.strip().upper()
-    try:
-        if t.startswith("MT"):
-            return MFG_BASE + int(t[2:], 0)
-        if t.startswith("ST"):
-            return int(t[2:], 0)
-        return int(t, 0)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a table number (23, ST23 or MT0)") from None
+from c1222.tables.registry import TABLES, decode_table, table_name
 
 
 def _hex(text: str, what: str) -> bytes:
@@ -66,7 +54,7 @@ def tables() -> None:
 def decode(table: str, hexdata: str, table0_hex: str | None, dims: tuple[str, ...],
            lenient: bool) -> None:
     """Print table TABLE, given as HEXDATA, as JSON (unknown tables as raw hex)."""
-    number = _table_number(table)
+    number = table_number(table, "'TABLE'")
     data = _hex(hexdata, "HEXDATA")
     profile = default_store()
     known = {n: profile.get(n) for n in profile.numbers()}
@@ -78,7 +66,7 @@ def decode(table: str, hexdata: str, table0_hex: str | None, dims: tuple[str, ..
             key, sep, value = item.partition("=")
             if not sep:
                 raise click.BadParameter(f"--dim {item!r}: use N=HEX")
-            dim = _table_number(key)
+            dim = table_number(key, "'--dim'")
             known[dim] = decode_table(dim, _hex(value, f"--dim {key}"), env)
         value = decode_table(number, data, env, strict=not lenient)
     except (DecodeError, ConfigurationError) as exc:

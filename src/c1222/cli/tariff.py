@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from c1222.cli.params import InputFile, shown
 from c1222.errors import ConfigurationError
 from c1222.ihd.tariff import KEPCO, Bill, Tariff, bill, month_start, parse_tariff
 
@@ -29,6 +30,8 @@ _LINES = (
 )
 _SEASONS = {"summer": "하계 summer", "other": "기타계절 other seasons"}
 _LABEL_WIDTH = 34
+#: Largest month's usage billed (a household uses hundreds of kWh; amounts stay exact to here).
+MAX_KWH = 10**12
 
 
 def _width(text: str) -> int:
@@ -66,9 +69,13 @@ def _kwh(ctx: click.Context, param: click.Parameter, value: str) -> Decimal:
     try:
         number = Decimal(value)
     except InvalidOperation:
-        raise click.BadParameter(f"{value!r} is not a number of kWh") from None
+        raise click.BadParameter(f"{shown(value)} is not a number of kWh") from None
     if not number.is_finite() or number < 0:
         raise click.BadParameter(f"{value!r} must be a finite, non-negative number of kWh")
+    if number > MAX_KWH:
+        # the won amounts would outgrow decimal's precision (a traceback, not a bill)
+        raise click.BadParameter(f"{shown(value)} kWh is over {MAX_KWH:,} kWh, no household's "
+                                 "month")
     return number
 
 
@@ -85,7 +92,7 @@ def _month(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--month", "month", metavar="YYYY-MM", required=True, callback=_month,
               help="Billing month; billed at the rates in force on its first day.")
 @click.option("--json", "as_json", is_flag=True, help="Print the bill as JSON.")
-@click.option("--tariff-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--tariff-file", type=InputFile(),
               help="A TOML tariff table instead of the built-in KEPCO one (see docs/tariff.md).")
 def tariff(kwh: Decimal, month: str, as_json: bool, tariff_file: Path | None) -> None:
     """Bill KWH used in a month under the KEPCO residential low-voltage tariff (주택용 저압)."""

@@ -47,6 +47,8 @@ from c1222.tables import access
 from c1222.tables.access import User
 from c1222.transport.endpoint import Address, parse_address
 
+#: Latest simulated clock start (2100-01-01): the meter's tables keep dates within 1970-2099.
+MAX_START_TIME = 4_102_444_800.0
 METER_AP_TITLE = "2.16.124.113620.1.22.0.123.8437"
 HEADEND_AP_TITLE = "2.16.124.113620.1.22.0.123.4"
 
@@ -97,6 +99,12 @@ class MeterConfig:
         _check_title("headend_ap_title", self.headend_ap_title)
         if self.ihd_ap_title is not None:
             _check_title("ihd_ap_title", self.ihd_ap_title)
+        if not self.serial_number or not self.serial_number.isascii():
+            raise ConfigurationError("serial_number: one or more ASCII characters")
+        if self.start_time is not None and not 0 <= self.start_time <= MAX_START_TIME:
+            # nan fails this too; it would crash the clock later
+            raise ConfigurationError(f"start_time: {self.start_time} is not Unix seconds in "
+                                     f"0 .. {MAX_START_TIME:.0f}")
         if not 0 < self.speed <= 100_000:
             raise ConfigurationError(f"speed: {self.speed} is not in (0, 100000]")
         if self.security_mode not in (0, 1, 2):
@@ -179,6 +187,8 @@ def from_mapping(data: dict[str, Any], base: MeterConfig | None = None) -> Meter
 
 def _convert(key: str, value: Any) -> Any:
     if key in _ADDRESSES:
+        if isinstance(value, tuple):  # already parsed by the command line
+            return value
         if not isinstance(value, str):
             raise ConfigurationError(f"{key}: an address HOST:PORT")
         try:

@@ -6,6 +6,11 @@ head-end can read the meter over it. Re-register before the period the head-end 
 out (a 5-minute margin as ITR does, or a fifth of short periods), when the connection drops, and
 after a Deregister. While the head-end is unreachable, retry with exponential back-off
 (1 s doubling to 60 s, with jitter so a fleet does not retry in step).
+
+Trouble is said at the default log level, not only with ``-v``: the first failure is a WARNING
+naming the cause (the head-end unreachable, or refusing our security: keys or mode that do not
+match), the same trouble again at most every WARN_EVERY seconds (each retry in between is
+INFO), and a WARNING when registration succeeds again.
 """
 
 from __future__ import annotations
@@ -13,13 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from c1222.codec.ber import Uid
 from c1222.codec.services import RegisterRequest, RegisterResponse
-from c1222.codes import NodeType
+from c1222.codes import NodeType, ResponseCode
 from c1222.crypto.nonces import TimeIvSource
-from c1222.errors import C1222Error
+from c1222.errors import ERR, SERVICE_ERRORS, C1222Error, SecurityError, ServiceError
 from c1222.session.requester import Requester
 from c1222.transport.client import Client, responses
 from c1222.transport.endpoint import Address
@@ -34,6 +41,8 @@ CONNECTION_TYPE = 0xF0
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
 RESPONSE_TIMEOUT = 10.0
+#: Seconds between two warnings about the same lasting trouble (the first is logged at once).
+WARN_EVERY = 300.0
 
 
 def serial_number_uid(serial: str) -> Uid:
@@ -81,29 +90,54 @@ class Registration:
                                       timeout=RESPONSE_TIMEOUT)
         found = responses(apdu)
         if not found or not isinstance(found[0], RegisterResponse):
-            code = found[0].response_code if found else None
-            raise C1222Error(f"registration refused (response code {code})")
+            code = found[0].response_code if found else ResponseCode.ERR
+            error = SERVICE_ERRORS.get(code, ERR)
+            raise error(f"registration refused: {error.code.name} ({error.__doc__})")
         return found[0]
 
     async def run(self) -> None:
         backoff = BACKOFF_FIRST
         assert self.meter.deregistered is not None
+        trouble = Trouble(log, WARN_EVERY)
         while True:
             try:
                 self.response = await self.register_once()
             except (C1222Error, OSError) as exc:
                 self.registered.clear()
                 wait = backoff * (0.5 + self.rng.random())
-                log.info("registration with %s failed (%s); retrying in %.1f s",
-                         self.meter.config.headend, exc, wait)
+                kind, message = self.explain(exc)
+                trouble.failed(kind, f"{message}; retrying in {wait:.1f} s")
                 await asyncio.sleep(wait)
                 backoff = min(BACKOFF_MAX, backoff * 2)
                 continue
             backoff = BACKOFF_FIRST
             self.registered.set()
-            log.info("registered with %s", self.meter.config.headend)
+            trouble.ended(f"registered with the head-end at {self._where()}")
             await self._hold(self.response.reg_period)
             self.registered.clear()
+
+    def _where(self) -> str:
+        host, port = self.meter.config.headend  # type: ignore[misc]
+        return f"{host}:{port}"
+
+    def explain(self, exc: BaseException) -> tuple[str, str]:
+        """(kind, message) of a failed registration: the kind groups repeats of one trouble."""
+        where = self._where()
+        cfg = self.meter.config
+        ours = (f"our security mode {cfg.security_mode}"
+                + (f", key id {cfg.key_id}" if cfg.key_id is not None else ""))
+        if isinstance(exc, SecurityError) or (isinstance(exc, ServiceError)
+                                              and exc.code == ResponseCode.SME):
+            how = ("its response failed our security check" if isinstance(exc, SecurityError)
+                   else "it answered SME (security mechanism error)")
+            return "security", (f"the head-end at {where} does not accept our security: {how}; "
+                                f"check that its keys and security mode match ours ({ours})")
+        if isinstance(exc, ServiceError):
+            return f"refused {exc.code.name}", f"the head-end at {where} refused: {exc}"
+        text = str(exc) or type(exc).__name__
+        # a transport error names the address already
+        return "unreachable", (f"cannot reach the head-end: {text}" if where in text
+                               else f"cannot reach the head-end at {where}: {text}")
 
     async def _hold(self, period: int) -> None:
         """Wait until re-registration is due: the period (minus its margin) runs out, the
@@ -128,3 +162,37 @@ class Registration:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+class Trouble:
+    """Logs one lasting trouble without flooding: a WARNING the first time, again at most every
+    ``every`` seconds while the same kind lasts (INFO between), a WARNING when it ends."""
+
+    def __init__(self, logger: logging.Logger, every: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.log = logger
+        self.every = every
+        self.clock = clock
+        self.kind: str | None = None
+        self.failures = 0
+        self._warned_at: float | None = None
+
+    def failed(self, kind: str, message: str) -> None:
+        now = self.clock()
+        self.failures += 1
+        if (kind != self.kind or self._warned_at is None
+                or now - self._warned_at >= self.every):
+            repeat = (f" ({self.failures} failed attempts so far)"
+                      if kind == self.kind and self.failures > 1 else "")
+            self.log.warning("%s%s", message, repeat)
+            self._warned_at = now
+            self.kind = kind
+        else:
+            self.log.info("%s", message)
+
+    def ended(self, message: str) -> None:
+        if self.failures:
+            self.log.warning("%s, after %d failed attempts", message, self.failures)
+        else:
+            self.log.info("%s", message)
+        self.kind, self.failures, self._warned_at = None, 0, None

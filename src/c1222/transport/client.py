@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
 from c1222.codec.services import Request, Response
+from c1222.errors import SecurityError
 from c1222.session.requester import Pending, Requester
 from c1222.transport.endpoint import Endpoint, Link
 
@@ -46,9 +47,13 @@ class Client:
                                             timeout=timeout)
         try:
             apdu = self.requester.accept(data, pending, self.clock())
-        except Exception:
+        except Exception as exc:
             if self.on_message is not None:
                 self.on_message("in", link, data, None)
+            if type(exc) is SecurityError:
+                # say whose response, so a log line points at the peer whose key differs
+                raise SecurityError(f"the response from {link.name} failed our security check "
+                                    "(MAC, key id or replay)") from None
             raise
         if self.on_message is not None:
             self.on_message("in", link, data, apdu)

@@ -266,6 +266,9 @@ class Endpoint:
         link = Link(self, "tcp", writer.get_extra_info("peername")[:2],
                     writer.get_extra_info("sockname")[:2], accepted=False)
         link._writer = writer
+        if self.tracer is not None:
+            # now, not in the reading task: the caller sends its first APDU before that runs
+            self.tracer.opened(link)
         self._spawn(self._run_tcp(link, reader))
         return link
 
@@ -302,7 +305,7 @@ class Endpoint:
 
     async def _run_tcp(self, link: Link, reader: asyncio.StreamReader) -> None:
         self._tcp_links.add(link)
-        if self.tracer is not None:
+        if self.tracer is not None and link.accepted:  # connect() traced its own already
             self.tracer.opened(link)
         framer = StreamFramer(self.limits.max_frame)
         loop = asyncio.get_running_loop()
