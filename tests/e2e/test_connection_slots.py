@@ -9,12 +9,9 @@ silent; the real `c1222 headend` then still takes a new meter's registration, an
 from __future__ import annotations
 
 import asyncio
-import resource
 import socket
 import time
 from pathlib import Path
-
-import pytest
 
 from c1222.codec.ber import Uid
 from c1222.codec.services import IdentifyRequest
@@ -22,20 +19,13 @@ from c1222.codes import ResponseCode
 from c1222.crypto.nonces import TimeIvSource
 from c1222.session.requester import Requester
 from c1222.transport.client import Client, responses
+from tests.e2e.hostile import raise_fd_limit
 from tests.e2e.procs import Running
 
 METER = Uid.parse("2.16.124.113620.1.22.0.123.8437")
 HEADEND = Uid.parse("2.16.124.113620.1.22.0.123.4")
 HELD = 256
 SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
-
-
-def _fds(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        if hard != resource.RLIM_INFINITY and hard < needed:
-            pytest.skip(f"needs {needed} file descriptors; the hard limit is {hard}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def hold(address: tuple[str, int], count: int, sources: list[str]) -> list[socket.socket]:
@@ -77,7 +67,7 @@ async def identify(address: tuple[str, int]) -> int:
 
 def test_a_new_meter_registers_while_quiet_peers_hold_every_head_end_slot(
         tmp_path: Path) -> None:
-    _fds(HELD + 256)
+    raise_fd_limit(HELD + 256, "holding every slot")
     headend = Running(["headend", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
                        "--db", f"sqlite:///{tmp_path}/h.db", "-v"])
     held: list[socket.socket] = []
@@ -102,7 +92,7 @@ def test_a_new_meter_registers_while_quiet_peers_hold_every_head_end_slot(
 
 
 def test_a_meter_serves_a_new_client_while_its_slots_are_held(tmp_path: Path) -> None:
-    _fds(HELD + 256)
+    raise_fd_limit(HELD + 256, "holding every slot")
     meter = Running(["meter", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "m")])
     held: list[socket.socket] = []
     try:

@@ -23,7 +23,6 @@ import contextlib
 import random
 import re
 import socket
-import statistics
 import threading
 import time
 from pathlib import Path
@@ -45,23 +44,37 @@ from c1222.crypto.nonces import RandomNonceSource
 from c1222.headend.storage import open_storage
 from c1222.session.requester import Requester
 from c1222.transport.client import Client, responses
-from tests.e2e.procs import Running
-from tests.e2e.test_meter import HEADEND, KEY_HEX, KEYS, METER
-from tests.e2e.test_meter_hostile import (
+from tests.e2e import hostile
+from tests.e2e.hostile import (
+    CLAIMS,
+    FLOOD,
     HUGE,
+    Address,
     Collector,
-    RssSampler,
-    _exchange,
-    _framed_noise,
-    _is_closed,
-    _raise_fd_limit,
+    GoodPeer,
+    claim_and_push,
+    drip_slowly,
+    exchange,
+    first_codes,
+    forge,
+    garbage_datagrams,
+    garbage_streams,
+    is_closed,
+    mutate,
+    open_flood,
+    raise_fd_limit,
     refusal_codes,
     report,
     send_quietly,
+    split_send,
+    spray,
+    stop_framed,
     tcp,
     udp_blast,
-    udp_receive_errors,
+    udp_exchange,
 )
+from tests.e2e.procs import Running
+from tests.e2e.test_meter import HEADEND, KEY_HEX, KEYS, METER
 
 #: Every call of the good client must come back within this many seconds.
 CALL_TIMEOUT = 10.0
@@ -74,8 +87,6 @@ CLIENT = Uid.parse("2.16.124.113620.1.22.0.123.77")
 PER_ADDRESS = 64
 OK, ONP, ISC, SME = ResponseCode.OK, ResponseCode.ONP, ResponseCode.ISC, ResponseCode.SME
 STORED = re.compile(rf"stored \d+ readings for {re.escape(str(METER))} ")
-
-Address = tuple[str, int]
 
 
 def requester(mode: int, keys: KeyTable = KEYS) -> Requester:
@@ -201,87 +212,39 @@ class System:
         assert codes == [0] * len(codes), codes
 
 
-class GoodResolver:
-    """A client resolving the meter's title in a loop (own thread and event loop); every
-    answer must be OK with the meter's native address, within CALL_TIMEOUT."""
+class GoodResolver(GoodPeer):
+    """A client resolving the meter's title in a loop (see :class:`GoodPeer`); every answer
+    must be OK with the meter's native address, within CALL_TIMEOUT."""
+
+    calls = "resolves"
 
     def __init__(self, system: System, transport: str = "tcp") -> None:
+        super().__init__(system.address, lambda: Client(requester(system.mode)), transport,
+                         0.05)
         self.system = system
-        self.transport = transport
-        self.latencies: list[float] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
-    def __enter__(self) -> GoodResolver:
-        self._thread.start()
-        assert self._ready.wait(15), "the good client did not connect"
-        assert not self.failures, self.failures
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(15)
-
-    async def _main(self) -> None:
-        c = Client(requester(self.system.mode))
-        try:
-            await c.connect(*self.system.address, self.transport)
-        except Exception as exc:  # noqa: BLE001 - reported by __enter__
-            self.failures.append(f"connect: {exc!r}")
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            while not self._stop.is_set():
-                start = time.perf_counter()
-                try:
-                    got = responses(await c.call([ResolveRequest(METER)], called=HEADEND,
-                                                 timeout=CALL_TIMEOUT))
-                except Exception as exc:  # noqa: BLE001 - every failure is the finding
-                    self.failures.append(f"after {len(self.latencies)} calls: {exc!r}")
-                    return
-                self.latencies.append(time.perf_counter() - start)
-                if not (isinstance(got[0], ResolveResponse)
-                        and got[0].native_address == self.system.native):
-                    self.failures.append(f"resolve answered {got!r:.200}")
-                    return
-                await asyncio.sleep(0.05)
-        finally:
-            await c.close()
-
-    def check(self, minimum: int = 10) -> str:
-        assert not self.failures, f"good {self.transport} client: {self.failures}"
-        assert len(self.latencies) >= minimum, \
-            f"good {self.transport} client made only {len(self.latencies)} calls"
-        lat = sorted(self.latencies)
-        return (f"good {self.transport} client: {len(lat)} resolves, p50 "
-                f"{statistics.median(lat) * 1e3:.1f} ms, max {lat[-1] * 1e3:.1f} ms")
+    async def step(self, c: Client) -> bool:
+        got = await self.timed(c, [ResolveRequest(METER)], HEADEND, CALL_TIMEOUT)
+        if got is None:
+            return False
+        if not (isinstance(got[0], ResolveResponse)
+                and got[0].native_address == self.system.native):
+            self.failures.append(f"resolve answered {got!r:.200}")
+            return False
+        return True
 
 
-@contextlib.contextmanager
 def attack(system: System, transports: tuple[str, ...] = ("tcp", "udp")):
-    """Good clients running, the head-end's RSS sampled; yields (clients, sampler, times)."""
-    rss = RssSampler(system.headend.proc.pid)
-    times = [time.monotonic(), 0.0]
-    with contextlib.ExitStack() as stack:
-        clients = [stack.enter_context(GoodResolver(system, t)) for t in transports]
-        yield clients, rss, times
-    times[1] = time.monotonic()
-    rss.stop()
-
-
-def rss_line(rss: RssSampler) -> str:
-    return f"head-end RSS before {rss.before / 1024:.1f} MiB, peak {rss.peak / 1024:.1f} MiB"
+    """Good resolvers running, the head-end's RSS sampled (:func:`hostile.attack`)."""
+    return hostile.attack(system.headend.proc.pid, lambda t: GoodResolver(system, t),
+                          transports)
 
 
 def codes_of(apdus: list[bytes]) -> list[int]:
     """The first response code of each (cleartext) answer, -1 for an answer without services
     (to a request that had none). Requests are left out: a title the attacker registered is
     read by the collector over the association it registered on."""
-    return [codes[0] if codes else -1
-            for _, codes in refusal_codes(a for a in apdus if acse.decode(a).is_response)]
+    return first_codes(a for a in apdus if acse.decode(a).is_response)
 
 
 # ---------------------------------------------------------------------------- 1. length, drip
@@ -291,28 +254,15 @@ def test_length_claims_and_drips_get_nothing_while_the_meter_is_served(tmp_path:
     system = System(tmp_path)
     try:
         bulk = random.Random(1).randbytes(256 * 1024)
-        claims = [HUGE, bytes.fromhex("6085FFFFFFFFFF"), bytes.fromhex("6083010001")]
         drip_data = requester(0).request([register(random_title(random.Random(3)))],
                                          HEADEND).data
         with attack(system) as (clients, rss, times):
             drips = [Collector(tcp(system.address)) for _ in range(16)]
-            peers = []
-            for k in range(24):
-                sock = tcp(system.address)
-                peers.append(Collector(sock))
-                send_quietly(sock, claims[k % len(claims)])
-                sock.settimeout(2)
-                for offset in range(0, len(bulk), 1 << 16):
-                    if not send_quietly(sock, bulk[offset:offset + (1 << 16)]):
-                        break
+            peers = claim_and_push(system.address, CLAIMS[:3], bulk, 24)
             echoes = udp_blast(system.address, [HUGE + bulk[:1400]] * 300 + [HUGE] * 300,
                                pace=10)
             # One byte a second of a valid Register on each drip connection, for 6 s.
-            for i, byte in enumerate(drip_data[:6]):
-                for c in drips:
-                    if c.closed_after is None:
-                        send_quietly(c.sock, bytes([byte]))
-                time.sleep(1)
+            drip_slowly(drips, drip_data[:6])
             closed = sum(p.wait_closed(5) for p in peers)
         answered = sum(p.raw for p in peers)
         drip_answers = sum(c.raw for c in drips)
@@ -321,7 +271,7 @@ def test_length_claims_and_drips_get_nothing_while_the_meter_is_served(tmp_path:
         lines = [f"24 TCP connections claiming gigabytes: {closed} closed by the head-end, "
                  f"{answered} bytes answered; 600 UDP claims: {len(echoes)} answers",
                  f"16 drips of a Register, 1 byte/s for 6 s: {drip_answers} bytes answered",
-                 rss_line(rss), *(c.check() for c in clients),
+                 rss.line("head-end"), *(c.check() for c in clients),
                  system.assert_unhurt(*times)]
         report("head-end: length claims and drips", *lines)
         assert closed == 24 and answered == 0 and echoes == [] and drip_answers == 0
@@ -335,49 +285,26 @@ def test_length_claims_and_drips_get_nothing_while_the_meter_is_served(tmp_path:
 
 
 def _mutants(rng: random.Random, count: int) -> list[bytes]:
-    """Valid requests to the head-end with 1-4 random bytes changed after the outer length."""
+    """Valid requests to the head-end, mutated."""
     r = requester(0)
     templates = [r.request(services, HEADEND).data for services in (
         [IdentifyRequest()], [ResolveRequest(METER)], [register(random_title(rng))],
         [DeregisterRequest(random_title(rng))])]
-    out = []
-    for _ in range(count):
-        data = bytearray(rng.choice(templates))
-        start = 2 if data[1] < 0x80 else 2 + (data[1] & 0x7F)
-        for _ in range(rng.randint(1, 4)):
-            data[rng.randrange(start, len(data))] = rng.randrange(256)
-        out.append(bytes(data))
-    return out
+    return mutate(rng, templates, count)
 
 
 def test_garbage_on_tcp_and_udp_gets_no_answer_or_a_well_formed_one(tmp_path: Path) -> None:
     system = System(tmp_path)
     rng = random.Random(0xC1222)
     try:
-        streams = ([rng.randbytes(64 * 1024) for _ in range(3)]
-                   + [b"".join(_framed_noise(rng, 300)) for _ in range(3)]
-                   + [b"".join(_mutants(rng, 300)) for _ in range(3)])
-        datagrams = ([rng.randbytes(rng.randrange(1, 1500)) for _ in range(1500)]
-                     + _framed_noise(rng, 1500) + _mutants(rng, 2000))
-        rng.shuffle(datagrams)
+        streams = garbage_streams(rng, _mutants, 3, 300)
+        datagrams = garbage_datagrams(rng, _mutants, 1500, 1500, 2000)
         with attack(system) as (clients, rss, times):
-            peers = []
-            for stream in streams:
-                sock = tcp(system.address)
-                sock.settimeout(5)
-                peers.append(Collector(sock))
-                threading.Thread(target=send_quietly, args=(sock, stream), daemon=True).start()
-            dropped = udp_receive_errors()
-            answers_udp = udp_blast(system.address, datagrams, pace=10)
-            dropped = udp_receive_errors() - dropped
-            for peer in peers:
-                peer.wait_count(10**9, timeout=10)
+            peers, answers_udp, dropped = spray(system.address, streams, datagrams)
         tcp_answers = [a for p in peers for a in p.apdus]
         random_closed = sum(p.closed_after is not None for p in peers[:3])
         noise_answers = sum(len(p.apdus) for p in peers[3:6])
-        for p in peers:
-            assert p.framing_error is None, p.framing_error
-            p.stop()
+        stop_framed(peers)
         codes = codes_of(tcp_answers) + codes_of(answers_udp)  # each decodes as a response
         counts = system.storage_counts()
         report("head-end: garbage",
@@ -385,7 +312,7 @@ def test_garbage_on_tcp_and_udp_gets_no_answer_or_a_well_formed_one(tmp_path: Pa
                f"({noise_answers} answers), 3 of mutated requests; {len(tcp_answers)} answers",
                f"UDP: {len(datagrams)} datagrams, {len(answers_udp)} answers, {dropped} dropped "
                f"by the kernel; response codes seen {sorted(set(codes))}",
-               f"rows after: {counts}", rss_line(rss), *(c.check() for c in clients),
+               f"rows after: {counts}", rss.line("head-end"), *(c.check() for c in clients),
                system.assert_unhurt(*times))
         assert random_closed == 3 and noise_answers == 0
         # Mutated Registers may register titles, but never more than one address may hold.
@@ -398,35 +325,21 @@ def test_garbage_on_tcp_and_udp_gets_no_answer_or_a_well_formed_one(tmp_path: Pa
 # ---------------------------------------------------------------------------- 3. flood
 
 
-FLOOD = 300
-
-
 def test_flood_of_connections_and_the_meter_is_still_served(tmp_path: Path) -> None:
-    _raise_fd_limit(FLOOD + 256)
+    raise_fd_limit(FLOOD + 256)
     system = System(tmp_path)
     try:
-        partial = bytes.fromhex("6082FFF0") + random.Random(2).randbytes(60_000)
         with attack(system, ("udp",)) as (clients, rss, times):
-            flood: list[socket.socket] = []
-            failed = 0
-            for _ in range(FLOOD):
-                try:
-                    sock = tcp(system.address, timeout=5)
-                except OSError:
-                    failed += 1
-                    continue
-                sock.settimeout(1)
-                send_quietly(sock, partial)
-                flood.append(sock)
+            flood, failed = open_flood(system.address)
             time.sleep(4.0)  # the meter must go on being read while the flood is held
-            refused = sum(_is_closed(s) for s in flood)
+            refused = sum(is_closed(s) for s in flood)
             for sock in flood:
                 sock.close()
             time.sleep(0.5)
             after = asyncio.run(_late_resolve(system))
         lines = [f"{FLOOD} connections holding 60 KiB of a frame: {failed} connect failures, "
                  f"{refused} closed by the head-end", f"a new TCP client after the flood: "
-                 f"{after}", rss_line(rss), *(c.check() for c in clients)]
+                 f"{after}", rss.line("head-end"), *(c.check() for c in clients)]
         try:
             lines.append(system.assert_unhurt(*times))
         finally:
@@ -504,7 +417,7 @@ def test_register_floods_with_random_titles_stay_bounded_and_age_out(tmp_path: P
                f"800 Register+Deregister cycles: {len(cycle_codes)} answers "
                f"{sorted(set(cycle_codes))}; rows right after: {after_cycles}",
                f"rows after the registrations lapsed: {counts}",
-               rss_line(rss), *(c.check() for c in clients), system.assert_unhurt(*times))
+               rss.line("head-end"), *(c.check() for c in clients), system.assert_unhurt(*times))
         # The cap: the meter's title and 63 of the flood's from 127.0.0.1 at a time, the rest
         # refused (a title lapsed and aged out 6 s after it registered frees its place, so a
         # slow flood gets 63 more per 6 s).
@@ -544,7 +457,7 @@ def test_udp_storm_leaves_the_message_log_bounded_by_retention(tmp_path: Path) -
                f"4000 Identify requests: {len(answers)} answers; message rows back to {count} "
                f"(cap 500) after the storm, {count_after} 7 s later, the oldest "
                f"{ended + 7 - oldest:.1f} s old (age 5 s)",
-               rss_line(rss), *(c.check() for c in clients), system.assert_unhurt(*times))
+               rss.line("head-end"), *(c.check() for c in clients), system.assert_unhurt(*times))
         assert len(answers) > 1000  # the storm got through to the log
         assert count <= 600 and count_after <= 600
         assert oldest > ended - 1  # nothing of the storm is left
@@ -559,12 +472,8 @@ def test_udp_storm_leaves_the_message_log_bounded_by_retention(tmp_path: Path) -
 def _forged_registers(count: int, rng: random.Random) -> list[bytes]:
     """Secured Registers of random titles with one bit of the MAC or ciphertext flipped."""
     r = requester(2)
-    out = []
-    for i in range(count):
-        data = bytearray(r.request([register(random_title(rng))], HEADEND).data)
-        data[len(data) - 1 - rng.randrange(4 if i % 4 else 30)] ^= 1 << rng.randrange(8)
-        out.append(bytes(data))
-    return out
+    return forge(lambda: r.request([register(random_title(rng))], HEADEND).data, count, rng,
+                 30)
 
 
 def test_storm_of_bad_macs_registers_nothing(tmp_path: Path) -> None:
@@ -577,13 +486,7 @@ def test_storm_of_bad_macs_registers_nothing(tmp_path: Path) -> None:
         forged_udp += [requester(2, other).request([register(random_title(rng))], HEADEND).data
                        for _ in range(300)]
         with attack(system) as (clients, rss, times):
-            peers = []
-            for part in range(3):
-                peer = Collector(tcp(system.address))
-                peers.append(peer)
-                threading.Thread(target=send_quietly,
-                                 args=(peer.sock, b"".join(forged_tcp[part::3])),
-                                 daemon=True).start()
+            peers = split_send(system.address, forged_tcp, 3)
             answers_udp = udp_blast(system.address, forged_udp, pace=5)
             for peer in peers:
                 peer.wait_count(len(forged_tcp) // 3, timeout=30, quiet=3)
@@ -597,7 +500,7 @@ def test_storm_of_bad_macs_registers_nothing(tmp_path: Path) -> None:
                f"{len(forged_tcp)} forged Registers on 3 TCP connections, {len(answers_tcp)} "
                f"answers; {len(forged_udp)} on UDP, {len(answers_udp)} answers; "
                f"{seen.count(refusal)} of the answers cleartext SME",
-               f"rows after: {counts}", rss_line(rss), *(c.check() for c in clients),
+               f"rows after: {counts}", rss.line("head-end"), *(c.check() for c in clients),
                system.assert_unhurt(*times))
         assert all(s == refusal for s in seen)
         assert counts["registered"] == 1 and counts["deregistered"] == 0
@@ -615,7 +518,7 @@ def _from(host: str, address: Address, data: bytes) -> bytes:
         sock.bind((host, 0))
         sock.settimeout(CALL_TIMEOUT)
         sock.connect(address)
-        return _exchange(sock, data)
+        return exchange(sock, data)
 
 
 def test_replays_are_refused_and_the_meter_s_title_cannot_be_taken(tmp_path: Path) -> None:
@@ -627,23 +530,21 @@ def test_replays_are_refused_and_the_meter_s_title_cannot_be_taken(tmp_path: Pat
         with attack(system) as (clients, rss, times):
             a, b = tcp(system.address), tcp(system.address)
             captured = r.request([register(title)], HEADEND)
-            first = _exchange(a, captured.data)
+            first = exchange(a, captured.data)
             assert [s.response_code for s in responses(r.accept(first, captured, time.time()))
                     ] == [OK]
-            assert _exchange(a, captured.data) == first  # a resend: the cached answer
-            assert refusal_codes([_exchange(b, captured.data)]) == refusal
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                udp.settimeout(CALL_TIMEOUT)
-                udp.sendto(captured.data, system.address)
-                assert refusal_codes([udp.recv(65536)]) == refusal
+            assert exchange(a, captured.data) == first  # a resend: the cached answer
+            assert refusal_codes([exchange(b, captured.data)]) == refusal
+            assert refusal_codes([udp_exchange(system.address, captured.data, CALL_TIMEOUT)]
+                                 ) == refusal
             # A captured Deregister replayed after the node registered again: refused.
             dereg = r.request([DeregisterRequest(title)], HEADEND)
             assert [s.response_code for s in responses(
-                r.accept(_exchange(a, dereg.data), dereg, time.time()))] == [OK]
+                r.accept(exchange(a, dereg.data), dereg, time.time()))] == [OK]
             again = r.request([register(title)], HEADEND)
             assert [s.response_code for s in responses(
-                r.accept(_exchange(a, again.data), again, time.time()))] == [OK]
-            assert refusal_codes([_exchange(b, dereg.data)]) == refusal
+                r.accept(exchange(a, again.data), again, time.time()))] == [OK]
+            assert refusal_codes([exchange(b, dereg.data)]) == refusal
             # Someone holding the key, at another address, claims the meter's title: ISC,
             # and cannot deregister it either.
             hijack = r.request([register(METER, b"127.0.0.2:1153")], HEADEND)
@@ -660,7 +561,7 @@ def test_replays_are_refused_and_the_meter_s_title_cannot_be_taken(tmp_path: Pat
         report("head-end: replays and hijack",
                "a captured Register and Deregister replayed on another TCP connection and on "
                "UDP: cleartext SME; a secured Register and Deregister of the meter's title from "
-               "127.0.0.2: ISC", rss_line(rss), *(c.check(minimum=5) for c in clients),
+               "127.0.0.2: ISC", rss.line("head-end"), *(c.check(minimum=5) for c in clients),
                system.assert_unhurt(*times))
         assert held is not None and held.state == "registered"
     finally:

@@ -16,10 +16,7 @@ Run with ``-s`` to see what each attack met.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-import socket
-import statistics
 import threading
 import time
 from pathlib import Path
@@ -40,23 +37,35 @@ from c1222.crypto.keys import KeyTable
 from c1222.crypto.nonces import RandomNonceSource
 from c1222.session.requester import Requester
 from c1222.transport.client import Client, responses
-from tests.e2e.procs import Running
-from tests.e2e.test_meter import KEY_HEX, KEYS, METER
-from tests.e2e.test_meter_hostile import (
+from tests.e2e import hostile
+from tests.e2e.hostile import (
+    CLAIMS,
+    FLOOD,
     HUGE,
     Collector,
-    RssSampler,
-    _exchange,
-    _framed_noise,
-    _is_closed,
-    _raise_fd_limit,
+    GoodPeer,
+    claim_and_push,
+    drip_slowly,
+    exchange,
+    first_codes,
+    forge,
+    garbage_datagrams,
+    garbage_streams,
+    is_closed,
+    mutate,
+    open_flood,
+    raise_fd_limit,
     refusal_codes,
     report,
-    send_quietly,
+    send_in_background,
+    spray,
+    stop_framed,
     tcp,
     udp_blast,
-    udp_receive_errors,
+    udp_exchange,
 )
+from tests.e2e.procs import Running
+from tests.e2e.test_meter import KEY_HEX, KEYS, METER
 
 IHD = Uid.parse("2.16.124.113620.1.22.0.123.8437.1")
 CALL_TIMEOUT = 10.0
@@ -65,8 +74,6 @@ RSS_SLACK_KIB = 60 * 1024
 #: Meters one display follows (c1222.ihd.node.MAX_METERS).
 MAX_METERS = 16
 OK, ONP, SME = ResponseCode.OK, ResponseCode.ONP, ResponseCode.SME
-
-Address = tuple[str, int]
 
 
 def requester(mode: int, title: Uid = METER, keys: KeyTable = KEYS) -> Requester:
@@ -173,81 +180,30 @@ async def _read_table0(system: System, transport: str = "tcp") -> bytes:
         await c.close()
 
 
-class GoodReader:
-    """Reads back Table 0 as the meter, in a loop, in its own thread and event loop."""
+class GoodReader(GoodPeer):
+    """Reads back Table 0 as the meter, in a loop (see :class:`GoodPeer`)."""
+
+    calls = "reads"
 
     def __init__(self, system: System, transport: str) -> None:
+        super().__init__(system.address, lambda: Client(requester(system.mode)), transport,
+                         0.05)
         self.system = system
-        self.transport = transport
-        self.latencies: list[float] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
-    def __enter__(self) -> GoodReader:
-        self._thread.start()
-        assert self._ready.wait(15), "the good client did not connect"
-        assert not self.failures, self.failures
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(15)
-
-    async def _main(self) -> None:
-        c = Client(requester(self.system.mode))
-        try:
-            await c.connect(*self.system.address, self.transport)
-        except Exception as exc:  # noqa: BLE001 - reported by __enter__
-            self.failures.append(f"connect: {exc!r}")
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            while not self._stop.is_set():
-                start = time.perf_counter()
-                try:
-                    got = responses(await c.call([FullReadRequest(0)], called=IHD,
-                                                 timeout=CALL_TIMEOUT))
-                except Exception as exc:  # noqa: BLE001 - every failure is the finding
-                    self.failures.append(f"after {len(self.latencies)} reads: {exc!r}")
-                    return
-                self.latencies.append(time.perf_counter() - start)
-                if not (isinstance(got[0], ReadResponse)
-                        and got[0].table_data.data == self.system.table0):
-                    self.failures.append(f"read answered {got!r:.200}")
-                    return
-                await asyncio.sleep(0.05)
-        finally:
-            await c.close()
-
-    def check(self, minimum: int = 10) -> str:
-        assert not self.failures, f"good {self.transport} client: {self.failures}"
-        assert len(self.latencies) >= minimum, \
-            f"good {self.transport} client made only {len(self.latencies)} reads"
-        lat = sorted(self.latencies)
-        return (f"good {self.transport} client: {len(lat)} reads, p50 "
-                f"{statistics.median(lat) * 1e3:.1f} ms, max {lat[-1] * 1e3:.1f} ms")
+    async def step(self, c: Client) -> bool:
+        got = await self.timed(c, [FullReadRequest(0)], IHD, CALL_TIMEOUT)
+        if got is None:
+            return False
+        if not (isinstance(got[0], ReadResponse)
+                and got[0].table_data.data == self.system.table0):
+            self.failures.append(f"read answered {got!r:.200}")
+            return False
+        return True
 
 
-@contextlib.contextmanager
 def attack(system: System, transports: tuple[str, ...] = ("tcp", "udp")):
-    rss = RssSampler(system.ihd.proc.pid)
-    times = [time.monotonic(), 0.0]
-    with contextlib.ExitStack() as stack:
-        clients = [stack.enter_context(GoodReader(system, t)) for t in transports]
-        yield clients, rss, times
-    times[1] = time.monotonic()
-    rss.stop()
-
-
-def rss_line(rss: RssSampler) -> str:
-    return f"display RSS before {rss.before / 1024:.1f} MiB, peak {rss.peak / 1024:.1f} MiB"
-
-
-def codes_of(apdus: list[bytes]) -> list[int]:
-    return [codes[0] if codes else -1 for _, codes in refusal_codes(apdus)]
+    """Good readers running, the display's RSS sampled (:func:`hostile.attack`)."""
+    return hostile.attack(system.ihd.proc.pid, lambda t: GoodReader(system, t), transports)
 
 
 # ---------------------------------------------------------------------------- 1. length, drip
@@ -257,27 +213,14 @@ def test_length_claims_and_drips_get_nothing(tmp_path: Path) -> None:
     system = System(tmp_path)
     try:
         bulk = random.Random(1).randbytes(256 * 1024)
-        claims = [HUGE, bytes.fromhex("6085FFFFFFFFFF"), bytes.fromhex("6083010001")]
         drip_data = requester(0).request([FullWriteRequest(28, TableData(b"\x00" * 40))],
                                          IHD).data
         with attack(system) as (clients, rss, times):
             drips = [Collector(tcp(system.address)) for _ in range(16)]
-            peers = []
-            for k in range(24):
-                sock = tcp(system.address)
-                peers.append(Collector(sock))
-                send_quietly(sock, claims[k % len(claims)])
-                sock.settimeout(2)
-                for offset in range(0, len(bulk), 1 << 16):
-                    if not send_quietly(sock, bulk[offset:offset + (1 << 16)]):
-                        break
+            peers = claim_and_push(system.address, CLAIMS[:3], bulk, 24)
             echoes = udp_blast(system.address, [HUGE + bulk[:1400]] * 300 + [HUGE] * 300,
                                pace=10)
-            for byte in drip_data[:6]:
-                for c in drips:
-                    if c.closed_after is None:
-                        send_quietly(c.sock, bytes([byte]))
-                time.sleep(1)
+            drip_slowly(drips, drip_data[:6])
             closed = sum(p.wait_closed(5) for p in peers)
         answered = sum(p.raw for p in peers)
         drip_answers = sum(c.raw for c in drips)
@@ -287,7 +230,7 @@ def test_length_claims_and_drips_get_nothing(tmp_path: Path) -> None:
                f"24 TCP connections claiming gigabytes: {closed} closed, {answered} bytes "
                f"answered; 600 UDP claims: {len(echoes)} answers",
                f"16 drips of a write, 1 byte/s for 6 s: {drip_answers} bytes answered",
-               rss_line(rss), *(c.check() for c in clients), system.assert_unhurt(*times))
+               rss.line("display"), *(c.check() for c in clients), system.assert_unhurt(*times))
         assert closed == 24 and answered == 0 and echoes == [] and drip_answers == 0
         assert rss.peak - rss.before < RSS_SLACK_KIB
     finally:
@@ -298,58 +241,35 @@ def test_length_claims_and_drips_get_nothing(tmp_path: Path) -> None:
 
 
 def _mutants(rng: random.Random, count: int) -> list[bytes]:
-    """Writes and reads the display takes, with 1-4 random bytes changed (sent as a made-up
-    meter, so a mutant that still decodes cannot touch the good meter's tables)."""
+    """Writes and reads the display takes, mutated (sent as a made-up meter, so a mutant that
+    still decodes cannot touch the good meter's tables)."""
     r = requester(0, Uid.parse("2.16.124.113620.1.22.0.666.1"))
     templates = [r.request(services, IHD).data for services in (
         [IdentifyRequest()], [FullReadRequest(0)],
         [FullWriteRequest(28, TableData(rng.randbytes(40)))],
         [FullWriteRequest(0, TableData(rng.randbytes(30)))])]
-    out = []
-    for _ in range(count):
-        data = bytearray(rng.choice(templates))
-        start = 2 if data[1] < 0x80 else 2 + (data[1] & 0x7F)
-        for _ in range(rng.randint(1, 4)):
-            data[rng.randrange(start, len(data))] = rng.randrange(256)
-        out.append(bytes(data))
-    return out
+    return mutate(rng, templates, count)
 
 
 def test_garbage_on_tcp_and_udp_gets_no_answer_or_a_well_formed_one(tmp_path: Path) -> None:
     system = System(tmp_path)
     rng = random.Random(0xC1222)
     try:
-        streams = ([rng.randbytes(64 * 1024) for _ in range(3)]
-                   + [b"".join(_framed_noise(rng, 300)) for _ in range(3)]
-                   + [b"".join(_mutants(rng, 300)) for _ in range(3)])
-        datagrams = ([rng.randbytes(rng.randrange(1, 1500)) for _ in range(1500)]
-                     + _framed_noise(rng, 1500) + _mutants(rng, 2000))
-        rng.shuffle(datagrams)
+        streams = garbage_streams(rng, _mutants, 3, 300)
+        datagrams = garbage_datagrams(rng, _mutants, 1500, 1500, 2000)
         with attack(system) as (clients, rss, times):
-            peers = []
-            for stream in streams:
-                sock = tcp(system.address)
-                sock.settimeout(5)
-                peers.append(Collector(sock))
-                threading.Thread(target=send_quietly, args=(sock, stream), daemon=True).start()
-            dropped = udp_receive_errors()
-            answers_udp = udp_blast(system.address, datagrams, pace=10)
-            dropped = udp_receive_errors() - dropped
-            for peer in peers:
-                peer.wait_count(10**9, timeout=10)
+            peers, answers_udp, dropped = spray(system.address, streams, datagrams)
         tcp_answers = [a for p in peers for a in p.apdus]
         random_closed = sum(p.closed_after is not None for p in peers[:3])
         noise_answers = sum(len(p.apdus) for p in peers[3:6])
-        for p in peers:
-            assert p.framing_error is None, p.framing_error
-            p.stop()
-        codes = codes_of(tcp_answers) + codes_of(answers_udp)
+        stop_framed(peers)
+        codes = first_codes(tcp_answers) + first_codes(answers_udp)
         report("display: garbage",
                f"TCP: 3 random streams ({random_closed} closed), 3 of framed noise "
                f"({noise_answers} answers), 3 of mutated requests; {len(tcp_answers)} answers",
                f"UDP: {len(datagrams)} datagrams, {len(answers_udp)} answers, {dropped} dropped "
                f"by the kernel; response codes seen {sorted(set(codes))}",
-               rss_line(rss), *(c.check() for c in clients), system.assert_unhurt(*times))
+               rss.line("display"), *(c.check() for c in clients), system.assert_unhurt(*times))
         assert random_closed == 3 and noise_answers == 0
         assert rss.peak - rss.before < RSS_SLACK_KIB
     finally:
@@ -359,35 +279,21 @@ def test_garbage_on_tcp_and_udp_gets_no_answer_or_a_well_formed_one(tmp_path: Pa
 # ---------------------------------------------------------------------------- 3. flood
 
 
-FLOOD = 300
-
-
 def test_flood_of_connections_and_the_meter_still_feeds_the_display(tmp_path: Path) -> None:
-    _raise_fd_limit(FLOOD + 256)
+    raise_fd_limit(FLOOD + 256)
     system = System(tmp_path)
     try:
-        partial = bytes.fromhex("6082FFF0") + random.Random(2).randbytes(60_000)
         with attack(system, ("udp",)) as (clients, rss, times):
-            flood: list[socket.socket] = []
-            failed = 0
-            for _ in range(FLOOD):
-                try:
-                    sock = tcp(system.address, timeout=5)
-                except OSError:
-                    failed += 1
-                    continue
-                sock.settimeout(1)
-                send_quietly(sock, partial)
-                flood.append(sock)
+            flood, failed = open_flood(system.address)
             time.sleep(4.0)
-            refused = sum(_is_closed(s) for s in flood)
+            refused = sum(is_closed(s) for s in flood)
             for sock in flood:
                 sock.close()
             time.sleep(0.5)
             after = asyncio.run(_read_table0(system)) == system.table0
         lines = [f"{FLOOD} connections holding 60 KiB of a frame: {failed} connect failures, "
                  f"{refused} closed by the display", f"a new TCP client after the flood "
-                 f"served: {after}", rss_line(rss), *(c.check() for c in clients)]
+                 f"served: {after}", rss.line("display"), *(c.check() for c in clients)]
         try:
             lines.append(system.assert_unhurt(*times))
         finally:
@@ -411,12 +317,12 @@ def test_udp_storm_and_writes_from_many_made_up_meters(tmp_path: Path) -> None:
             [FullWriteRequest(0, TableData(system.table0))], IHD).data for n in range(200)]
         with attack(system) as (clients, rss, times):
             answers = udp_blast(system.address, storm, pace=20)
-            fake_codes = codes_of(udp_blast(system.address, fakes, pace=1))
+            fake_codes = first_codes(udp_blast(system.address, fakes, pace=1))
         report("display: UDP storm and made-up meters",
                f"3000 Identify requests: {len(answers)} answers",
                f"Table 0 from 200 made-up meters: {fake_codes.count(OK)} OK, "
                f"{fake_codes.count(ONP)} ONP",
-               rss_line(rss), *(c.check() for c in clients), system.assert_unhurt(*times))
+               rss.line("display"), *(c.check() for c in clients), system.assert_unhurt(*times))
         assert len(answers) > 1000
         assert fake_codes.count(OK) <= MAX_METERS - 1 and set(fake_codes) <= {OK, ONP}
         assert rss.peak - rss.before < RSS_SLACK_KIB
@@ -434,30 +340,22 @@ def test_bad_macs_and_replays_are_refused(tmp_path: Path) -> None:
     try:
         r = requester(2)
         evil = TableData(rng.randbytes(40))
-        forged = []
-        for i in range(2000):
-            data = bytearray(r.request([FullWriteRequest(28, evil)], IHD).data)
-            data[len(data) - 1 - rng.randrange(4 if i % 4 else 30)] ^= 1 << rng.randrange(8)
-            forged.append(bytes(data))
+        forged = forge(lambda: r.request([FullWriteRequest(28, evil)], IHD).data, 2000, rng, 30)
         other = KeyTable.from_cli(["2:" + "55" * 16])
         forged += [requester(2, keys=other).request([FullWriteRequest(28, evil)], IHD).data
                    for _ in range(300)]
         with attack(system) as (clients, rss, times):
             peer = Collector(tcp(system.address))
-            threading.Thread(target=send_quietly, args=(peer.sock, b"".join(forged[:1000])),
-                             daemon=True).start()
+            send_in_background(peer.sock, b"".join(forged[:1000]))
             answers_udp = udp_blast(system.address, forged[1000:], pace=5)
             peer.wait_count(1000, timeout=30, quiet=3)
             # A captured read: answered where it was sent, refused on another association.
             a, b = tcp(system.address), tcp(system.address)
             captured = r.request([FullReadRequest(0)], IHD)
-            first = _exchange(a, captured.data)
+            first = exchange(a, captured.data)
             assert acse.decode(first).epsem.security_mode == SecurityMode.CIPHERTEXT_AUTHENTICATED
-            replays = [_exchange(b, captured.data)]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                udp.settimeout(CALL_TIMEOUT)
-                udp.sendto(captured.data, system.address)
-                replays.append(udp.recv(65536))
+            replays = [exchange(b, captured.data)]
+            replays.append(udp_exchange(system.address, captured.data, CALL_TIMEOUT))
             a.close()
             b.close()
         seen = refusal_codes(peer.apdus) + refusal_codes(answers_udp)
@@ -467,7 +365,7 @@ def test_bad_macs_and_replays_are_refused(tmp_path: Path) -> None:
                f"{seen.count(refusal)} cleartext SME",
                "a captured read replayed on another TCP connection and on UDP: "
                f"{refusal_codes(replays)}",
-               rss_line(rss), *(c.check() for c in clients), system.assert_unhurt(*times))
+               rss.line("display"), *(c.check() for c in clients), system.assert_unhurt(*times))
         assert all(s == refusal for s in seen)
         assert refusal_codes(replays) == [refusal, refusal]
         assert rss.peak - rss.before < RSS_SLACK_KIB

@@ -17,13 +17,7 @@ Run with ``-s`` to see what each attack met (connections closed, responses, RSS,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-import resource
-import select
-import socket
-import statistics
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,7 +25,6 @@ from pathlib import Path
 import pytest
 
 from c1222.codec import acse
-from c1222.codec.framing import StreamFramer
 from c1222.codec.services import (
     FullReadRequest,
     FullWriteRequest,
@@ -44,9 +37,39 @@ from c1222.codes import ResponseCode, SecurityMode
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.policy import unprotect
 from c1222.crypto.replay import ReplayWindow
-from c1222.errors import DecodeError, SecurityError
+from c1222.errors import SecurityError
 from c1222.tables.readings import history_entries
-from c1222.transport.client import responses
+from c1222.transport.client import Client, responses
+from tests.e2e.hostile import (
+    CLAIMS,
+    FLOOD,
+    HUGE,
+    Address,
+    Collector,
+    GoodPeer,
+    RssSampler,
+    exchange,
+    forge,
+    garbage_datagrams,
+    garbage_streams,
+    is_closed,
+    mutate,
+    open_flood,
+    push,
+    raise_fd_limit,
+    refusal_codes,
+    report,
+    rss_kib,
+    send_each,
+    send_quietly,
+    split_send,
+    spray,
+    stop_framed,
+    tcp,
+    udp_blast,
+    udp_exchange,
+    udp_receive_errors,
+)
 from tests.e2e.procs import Running
 from tests.e2e.test_meter import KEYS, METER, PASSWORD, client, start_meter
 
@@ -61,40 +84,8 @@ RSS_SLACK_KIB = 50 * 1024
 OK = ResponseCode.OK
 SME = ResponseCode.SME
 
-Address = tuple[str, int]
-
 
 # ---------------------------------------------------------------------------- the meter
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process, from /proc/<pid>/status (KiB)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for pid {pid}")
-
-
-class RssSampler:
-    """The largest RSS of a process, sampled every 20 ms while running."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.before = rss_kib(pid)
-        self.peak = self.before
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            with contextlib.suppress(OSError, AssertionError):
-                self.peak = max(self.peak, rss_kib(self.pid))
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join(5)
-        return self.peak
 
 
 async def _read_tables(address: Address, mode: int, numbers: Iterable[int]) -> dict[int, bytes]:
@@ -133,224 +124,37 @@ def assert_unhurt(meter: Running, address: Address, mode: int,
 # ---------------------------------------------------------------------------- the good client
 
 
-class GoodClient:
-    """A head-end reading tables 0, 1, 5 and 6 in a loop, in its own thread and event loop.
-
-    It connects when started (TCP: before any flood, so it holds its slot) and then reads
-    until stopped; every read must be OK, return the expected bytes and take less than
-    CALL_TIMEOUT (UDP: that includes the resends of :meth:`Endpoint.exchange`).
+class GoodClient(GoodPeer):
+    """A head-end reading tables 0, 1, 5 and 6 in a loop (see :class:`GoodPeer`): every read
+    must be OK, return the expected bytes and take less than CALL_TIMEOUT (UDP: that includes
+    the resends of :meth:`Endpoint.exchange`).
     """
+
+    calls = "reads"
+    minimum = 20
 
     def __init__(self, address: Address, mode: int, expected: dict[int, bytes],
                  transport: str = "tcp", pause: float = 0.02,
                  tables: tuple[int, ...] = STRICT) -> None:
-        self.address = address
+        super().__init__(address, lambda: client(mode), transport, pause)
         self.mode = mode
         self.expected = expected
         self.tables = tables
-        self.transport = transport
-        self.pause = pause
-        self.latencies: list[float] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
-    def __enter__(self) -> GoodClient:
-        self._thread.start()
-        assert self._ready.wait(15), "the good client did not connect"
-        assert not self.failures, self.failures
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(15)
-
-    async def _main(self) -> None:
-        c = client(self.mode)
-        try:
-            await c.connect(*self.address, self.transport)
-        except Exception as exc:  # noqa: BLE001 - reported by __enter__
-            self.failures.append(f"connect: {exc!r}")
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            while not self._stop.is_set():
-                for n in self.tables:
-                    start = time.perf_counter()
-                    try:
-                        got = responses(await c.call(
-                            [SecurityRequest(PASSWORD, 2), FullReadRequest(n)], called=METER,
-                            timeout=CALL_TIMEOUT))
-                    except Exception as exc:  # noqa: BLE001 - every failure is the finding
-                        self.failures.append(f"table {n} after {len(self.latencies)} reads: "
-                                             f"{exc!r}")
-                        return
-                    self.latencies.append(time.perf_counter() - start)
-                    codes = [r.response_code for r in got]
-                    if codes != [OK, OK] or got[1].table_data.data != self.expected[n]:
-                        self.failures.append(f"table {n}: {codes} "
-                                             f"{got[-1]!r:.200}")
-                        return
-                await asyncio.sleep(self.pause)
-        finally:
-            await c.close()
-
-    def check(self, minimum: int = 20) -> str:
-        """Assert it was served throughout; a line for the report."""
-        assert not self.failures, f"good {self.transport} client: {self.failures}"
-        assert len(self.latencies) >= minimum, \
-            f"good {self.transport} client made only {len(self.latencies)} reads"
-        lat = sorted(self.latencies)
-        p50 = statistics.median(lat)
-        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        return (f"good {self.transport} client: {len(lat)} reads, p50 {p50 * 1e3:.1f} ms, "
-                f"p99 {p99 * 1e3:.1f} ms, max {lat[-1] * 1e3:.1f} ms")
-
-
-def report(title: str, *lines: str) -> None:
-    print(f"\n[{title}]", *lines, sep="\n  ")
-
-
-# ---------------------------------------------------------------------------- raw peers
-
-
-class Collector:
-    """Reads a TCP socket in a thread until it closes; keeps the whole APDUs received.
-
-    ``closed_after`` is seconds from ``start`` until the meter closed (EOF or reset).
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.apdus: list[bytes] = []
-        self.raw = 0
-        self.start = time.monotonic()
-        self.closed_after: float | None = None
-        self.framing_error: DecodeError | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        framer = StreamFramer()
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self.sock], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                chunk = self.sock.recv(65536)
-            except OSError:  # reset by the meter, or closed by us
-                chunk = b""
-            if not chunk:
-                self.closed_after = time.monotonic() - self.start
-                return
-            self.raw += len(chunk)
-            try:
-                self.apdus += framer.feed(chunk)
-            except DecodeError as exc:
-                self.framing_error = exc
-                return
-
-    def wait_closed(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return self.closed_after is not None
-
-    def wait_count(self, count: int, timeout: float, quiet: float = 1.0) -> None:
-        """Until ``count`` APDUs came, or none came for ``quiet`` s, or ``timeout``."""
-        deadline = time.monotonic() + timeout
-        seen, last = -1, time.monotonic()
-        while time.monotonic() < deadline and len(self.apdus) < count \
-                and self.closed_after is None:
-            if len(self.apdus) != seen:
-                seen, last = len(self.apdus), time.monotonic()
-            elif time.monotonic() - last > quiet:
-                break
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-
-def tcp(address: Address, timeout: float = 5.0) -> socket.socket:
-    sock = socket.create_connection(address, timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def send_quietly(sock: socket.socket, data: bytes) -> bool:
-    """Send; False when the meter has closed the connection (reset or broken pipe)."""
-    try:
-        sock.sendall(data)
+    async def step(self, c: Client) -> bool:
+        for n in self.tables:
+            got = await self.timed(c, [SecurityRequest(PASSWORD, 2), FullReadRequest(n)],
+                                   METER, CALL_TIMEOUT, f"table {n} ")
+            if got is None:
+                return False
+            codes = [r.response_code for r in got]
+            if codes != [OK, OK] or got[1].table_data.data != self.expected[n]:
+                self.failures.append(f"table {n}: {codes} {got[-1]!r:.200}")
+                return False
         return True
-    except OSError:
-        return False
-
-
-def udp_blast(address: Address, datagrams: list[bytes], *, wait: float = 1.5,
-              pace: int = 0) -> list[bytes]:
-    """Send every datagram from one socket; every datagram received back until ``wait`` s
-    of quiet after the last one sent. ``pace``: sleep 1 ms after every ``pace`` datagrams."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.bind(("127.0.0.1", 0))
-    got: list[bytes] = []
-    done = threading.Event()
-
-    def receive() -> None:
-        last = None
-        while True:
-            ready, _, _ = select.select([sock], [], [], 0.05)
-            if ready:
-                with contextlib.suppress(OSError):
-                    got.append(sock.recv(65536))
-                last = time.monotonic()
-            elif done.is_set():
-                last = last or time.monotonic()
-                if time.monotonic() - max(last, done_at[0]) > wait:
-                    return
-
-    done_at = [0.0]
-    reader = threading.Thread(target=receive, daemon=True)
-    reader.start()
-    for i, data in enumerate(datagrams):
-        with contextlib.suppress(OSError):  # ENOBUFS/ECONNREFUSED on a loaded loopback
-            sock.sendto(data, address)
-        if pace and i % pace == pace - 1:
-            time.sleep(0.001)
-    done_at[0] = time.monotonic()
-    done.set()
-    reader.join(60)
-    sock.close()
-    return got
-
-
-def udp_receive_errors() -> int:
-    """The kernel's count of UDP datagrams dropped on a full receive buffer (all sockets)."""
-    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
-             if line.startswith("Udp:")]
-    return int(dict(zip(lines[0][1:], lines[1][1:])).get("RcvbufErrors", 0))
-
-
-def refusal_codes(apdus: Iterable[bytes]) -> list[tuple[int, tuple[int, ...]]]:
-    """(security mode, response codes) of each APDU; every one must decode as a response."""
-    out = []
-    for data in apdus:
-        apdu = acse.decode(data)  # no key needed: refusals are cleartext
-        assert apdu.is_response, data.hex()
-        out.append((apdu.epsem.security_mode,
-                    tuple(s.response_code for s in apdu.epsem.services)))
-    return out
 
 
 # ---------------------------------------------------------------------------- 1. huge length
-
-
-HUGE = bytes.fromhex("60847FFFFFFF")  # an APDU claiming 2 GiB
 
 
 def test_length_claiming_gigabytes_is_refused_before_buffering(tmp_path: Path) -> None:
@@ -359,9 +163,7 @@ def test_length_claiming_gigabytes_is_refused_before_buffering(tmp_path: Path) -
         address = meter.address()
         before = snapshot(address, 0)
         rss = RssSampler(meter.proc.pid)
-        claims = [HUGE, bytes.fromhex("6085FFFFFFFFFF"),   # 2 GiB; a 5-octet length
-                  bytes.fromhex("6083010001"),               # 65,542 bytes: just over max_frame
-                  bytes.fromhex("608400010000")]             # non-minimal length
+        claims = CLAIMS
         bulk = random.Random(1).randbytes(1 << 20)
         closed, answered, pushed = 0, 0, 0
         with GoodClient(address, 0, before) as good, \
@@ -374,11 +176,7 @@ def test_length_claiming_gigabytes_is_refused_before_buffering(tmp_path: Path) -
                     peers.append((sock, Collector(sock)))
                     send_quietly(sock, claims[(round_ * 16 + k) % len(claims)])
                 for sock, _ in peers:
-                    sock.settimeout(2)
-                    for offset in range(0, len(bulk), 1 << 16):
-                        if not send_quietly(sock, bulk[offset:offset + (1 << 16)]):
-                            break
-                        pushed += 1 << 16
+                    pushed += push(sock, bulk)
                 for _, peer in peers:
                     closed += peer.wait_closed(5)
                     answered += peer.raw
@@ -388,7 +186,7 @@ def test_length_claiming_gigabytes_is_refused_before_buffering(tmp_path: Path) -
         lines = [f"TCP connections closed by the meter: {closed} of 64; bytes answered: "
                  f"{answered}; bytes we managed to push after the claim: {pushed:,}",
                  f"UDP datagrams with the claim: 1000, answers: {len(echoes)}",
-                 f"meter RSS before {rss.before / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB",
+                 rss.line("meter"),
                  good.check(), good_udp.check()]
         report("huge length", *lines)
         assert closed == 64 and answered == 0 and echoes == []
@@ -408,9 +206,7 @@ def _drip(address: Address, data: bytes, *, peers: int, seconds: float,
     collectors = [Collector(tcp(address)) for _ in range(peers)]
     start = time.monotonic()
     for i, byte in enumerate(data):
-        for c in collectors:
-            if c.closed_after is None:
-                send_quietly(c.sock, bytes([byte]))
+        send_each(collectors, bytes([byte]))
         if until_closed and all(c.closed_after is not None for c in collectors):
             break
         next_tick = start + i + 1
@@ -482,29 +278,12 @@ def test_drip_is_cut_off_after_message_timeout(tmp_path: Path) -> None:
 
 
 def _mutants(rng: random.Random, count: int) -> list[bytes]:
-    """Valid cleartext requests (no password: nothing they could become may write) with 1-4
-    random bytes changed after the outer length, so each still frames as one APDU."""
+    """Valid cleartext requests (no password: nothing they could become may write), mutated."""
     requester = client(0).requester
     templates = [requester.request(services, METER).data for services in (
         [IdentifyRequest()], [FullReadRequest(0)], [PartialReadOffsetRequest(1, 4, 8)],
         [FullReadRequest(6)], [FullWriteRequest(6, TableData(b"MUTANT".ljust(230)))])]
-    out = []
-    for _ in range(count):
-        data = bytearray(rng.choice(templates))
-        start = 2 if data[1] < 0x80 else 2 + (data[1] & 0x7F)
-        for _ in range(rng.randint(1, 4)):
-            data[rng.randrange(start, len(data))] = rng.randrange(256)
-        out.append(bytes(data))
-    return out
-
-
-def _framed_noise(rng: random.Random, count: int) -> list[bytes]:
-    """``60 L`` followed by L random bytes: frames, decodes to nothing."""
-    out = []
-    for _ in range(count):
-        n = rng.randrange(0, 128)
-        out.append(bytes([0x60, n]) + rng.randbytes(n))
-    return out
+    return mutate(rng, templates, count)
 
 
 def test_garbage_on_tcp_and_udp_gets_no_answer_or_a_well_formed_one(tmp_path: Path) -> None:
@@ -513,37 +292,18 @@ def test_garbage_on_tcp_and_udp_gets_no_answer_or_a_well_formed_one(tmp_path: Pa
     try:
         address = meter.address()
         before = snapshot(address, 0)
-        streams = ([rng.randbytes(64 * 1024) for _ in range(4)]
-                   + [b"".join(_framed_noise(rng, 400)) for _ in range(4)]
-                   + [b"".join(_mutants(rng, 400)) for _ in range(4)])
-        datagrams = (
-            [rng.randbytes(rng.randrange(1, 1500)) for _ in range(2000)]
-            + [bytes([0x60]) + rng.randbytes(rng.randrange(0, 200)) for _ in range(1000)]
-            + _framed_noise(rng, 2000) + _mutants(rng, 3000))
-        rng.shuffle(datagrams)
+        streams = garbage_streams(rng, _mutants, 4, 400)
+        datagrams = garbage_datagrams(rng, _mutants, 2000, 2000, 3000, headed=1000)
         rss = RssSampler(meter.proc.pid)
         with GoodClient(address, 0, before) as good, \
                 GoodClient(address, 0, before, "udp") as good_udp:
-            peers = []
-            for stream in streams:
-                sock = tcp(address)
-                sock.settimeout(5)
-                peer = Collector(sock)
-                peers.append(peer)
-                threading.Thread(target=send_quietly, args=(sock, stream), daemon=True).start()
-            dropped = udp_receive_errors()
-            answers_udp = udp_blast(address, datagrams, pace=10)
-            dropped = udp_receive_errors() - dropped
-            for peer in peers:
-                peer.wait_count(10**9, timeout=10)
+            peers, answers_udp, dropped = spray(address, streams, datagrams)
         peak = rss.stop()
         tcp_answers = [a for p in peers for a in p.apdus]
         kinds = ("random", "framed noise", "mutated requests")
         per_kind = [(sum(p.closed_after is not None for p in peers[4 * k:4 * k + 4]),
                      sum(len(p.apdus) for p in peers[4 * k:4 * k + 4])) for k in range(3)]
-        for p in peers:
-            assert p.framing_error is None, p.framing_error
-            p.stop()
+        stop_framed(peers)
         codes_tcp = refusal_codes(tcp_answers)  # every answer decodes as a response
         codes_udp = refusal_codes(answers_udp)
         lines = [f"TCP {kind}: 4 connections, {closed} closed by the meter, {n} answers"
@@ -551,7 +311,7 @@ def test_garbage_on_tcp_and_udp_gets_no_answer_or_a_well_formed_one(tmp_path: Pa
         lines += [f"UDP: {len(datagrams)} datagrams, {len(answers_udp)} answers, {dropped} "
                   "dropped by the kernel (full receive buffer); response codes seen: "
                   f"{sorted({c for _, cs in codes_tcp + codes_udp for c in cs})}",
-                  f"meter RSS before {rss.before / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB",
+                  rss.line("meter"),
                   good.check(), good_udp.check()]
         report("garbage", *lines)
         assert per_kind[0] == (4, 0), "random bytes must close the connection unanswered"
@@ -565,58 +325,25 @@ def test_garbage_on_tcp_and_udp_gets_no_answer_or_a_well_formed_one(tmp_path: Pa
 # ---------------------------------------------------------------------------- 4. flood
 
 
-FLOOD = 300
-
-
-def _raise_fd_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        if hard != resource.RLIM_INFINITY and hard < needed:
-            pytest.skip(f"the flood needs {needed} file descriptors; the hard limit is {hard}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-
-
-def _is_closed(sock: socket.socket) -> bool:
-    """True when the meter closed it (EOF or reset); nothing is read."""
-    if not select.select([sock], [], [], 0)[0]:
-        return False
-    try:
-        return sock.recv(1, socket.MSG_PEEK) == b""
-    except OSError:
-        return True
-
-
 def test_flood_of_connections_is_capped_and_the_good_client_is_served(tmp_path: Path) -> None:
-    _raise_fd_limit(FLOOD + 256)
+    raise_fd_limit(FLOOD + 256)
     meter = start_meter(tmp_path, "--security-mode", "0")
     try:
         address = meter.address()
         before = snapshot(address, 0)
         rss = RssSampler(meter.proc.pid)
-        # Each flooding connection also holds a nearly full frame (60 KiB of a 64 KiB APDU).
-        partial = bytes.fromhex("6082FFF0") + random.Random(2).randbytes(60_000)
         with GoodClient(address, 0, before) as good, \
                 GoodClient(address, 0, before, "udp") as good_udp:
             served_before = len(good.latencies)
-            flood: list[socket.socket] = []
-            failed_connects = 0
             start = time.monotonic()
-            for _ in range(FLOOD):
-                try:
-                    sock = tcp(address, timeout=5)
-                except OSError:
-                    failed_connects += 1
-                    continue
-                sock.settimeout(1)
-                send_quietly(sock, partial)
-                flood.append(sock)
+            flood, failed_connects = open_flood(address)
             opened = time.monotonic() - start
             time.sleep(1.0)
-            refused = sum(_is_closed(s) for s in flood)
+            refused = sum(is_closed(s) for s in flood)
             held = len(flood) - refused
             latecomer = asyncio.run(_late_client(address))  # all slots taken: what happens?
             time.sleep(2.0)  # the good clients go on while the flood is held
-            refused_later = sum(_is_closed(s) for s in flood)
+            refused_later = sum(is_closed(s) for s in flood)
             served_during = len(good.latencies) - served_before
             held_peak = rss_kib(meter.proc.pid)
             for sock in flood:
@@ -664,14 +391,9 @@ def _forged_writes(count: int, evil: bytes, rng: random.Random) -> list[bytes]:
     """Secured Full Writes of Table 6 with the operator's password, each with a fresh IV and
     invocation id; one bit of the MAC (or, one time in four, of the ciphertext) flipped."""
     requester = client(2).requester
-    out = []
-    for i in range(count):
-        data = bytearray(requester.request(
-            [SecurityRequest(PASSWORD, 2), FullWriteRequest(6, TableData(evil))], METER).data)
-        where = len(data) - 1 - rng.randrange(4 if i % 4 else 40)  # the MAC is the last 4
-        data[where] ^= 1 << rng.randrange(8)
-        out.append(bytes(data))
-    return out
+    return forge(lambda: requester.request(
+        [SecurityRequest(PASSWORD, 2), FullWriteRequest(6, TableData(evil))], METER).data,
+        count, rng, 40)
 
 
 def test_storm_of_bad_macs_is_refused_and_writes_nothing(tmp_path: Path) -> None:
@@ -701,13 +423,7 @@ def test_storm_of_bad_macs_is_refused_and_writes_nothing(tmp_path: Path) -> None
         rss = RssSampler(meter.proc.pid)
         with GoodClient(address, 2, before) as good, \
                 GoodClient(address, 2, before, "udp") as good_udp:
-            peers = []
-            for part in range(4):
-                peer = Collector(tcp(address))
-                peers.append(peer)
-                chunk = forged_tcp[part::4]
-                threading.Thread(target=send_quietly, args=(peer.sock, b"".join(chunk)),
-                                 daemon=True).start()
+            peers = split_send(address, forged_tcp, 4)
             dropped = udp_receive_errors()
             answers_udp = udp_blast(address, forged_udp, pace=5)  # about 4,000 a second
             dropped = udp_receive_errors() - dropped
@@ -727,7 +443,7 @@ def test_storm_of_bad_macs_is_refused_and_writes_nothing(tmp_path: Path) -> None
                f"an unknown key id), {len(answers_udp)} answers, {codes_udp.count(refusal)} "
                f"cleartext SME; {dropped} datagrams dropped by the kernel (full receive "
                "buffer)",
-               f"meter RSS before {rss.before / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB",
+               rss.line("meter"),
                good.check(), good_udp.check())
         # Each one is refused: a cleartext SME, or no answer at all (or the link closed).
         assert all(c == refusal for c in codes_tcp + codes_udp)
@@ -738,31 +454,6 @@ def test_storm_of_bad_macs_is_refused_and_writes_nothing(tmp_path: Path) -> None
 
 
 # ---------------------------------------------------------------------------- 6. replays
-
-
-def _exchange(sock: socket.socket, data: bytes, timeout: float = CALL_TIMEOUT) -> bytes:
-    """Send one APDU and read one back (plain blocking socket)."""
-    sock.sendall(data)
-    framer = StreamFramer()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        chunk = sock.recv(65536)
-        assert chunk, "the meter closed the connection"
-        got = framer.feed(chunk)
-        if got:
-            return got[0]
-    raise AssertionError("no answer")
-
-
-def _udp_exchange(address: Address, data: bytes) -> bytes | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(CALL_TIMEOUT)
-        sock.sendto(data, address)
-        try:
-            return sock.recv(65536)
-        except TimeoutError:
-            return None
 
 
 def test_replays_on_another_association_are_refused(tmp_path: Path) -> None:
@@ -777,9 +468,7 @@ def test_replays_on_another_association_are_refused(tmp_path: Path) -> None:
             return requester.request(list(services), METER).data  # type: ignore[arg-type]
 
         def udp_refused(data: bytes) -> bool:
-            answer = _udp_exchange(address, data)
-            assert answer is not None, "no answer on UDP"
-            return refusal_codes([answer]) == refusal
+            return refusal_codes([udp_exchange(address, data, CALL_TIMEOUT)]) == refusal
 
         # Table 6 is written on purpose here: the good clients read the other strict tables.
         with GoodClient(address, 2, before, tables=(0, 1, 5)) as good, \
@@ -788,10 +477,10 @@ def test_replays_on_another_association_are_refused(tmp_path: Path) -> None:
             # A captured read: answered on its connection (and the identical bytes again
             # there: a resend gets the cached answer, digest 6.2), refused everywhere else.
             read = secured(SecurityRequest(PASSWORD, 2), FullReadRequest(6))
-            first = _exchange(a, read)
+            first = exchange(a, read)
             assert acse.decode(first).epsem.security_mode == SecurityMode.CIPHERTEXT_AUTHENTICATED
-            assert _exchange(a, read) == first
-            assert refusal_codes([_exchange(b, read)]) == refusal
+            assert exchange(a, read) == first
+            assert refusal_codes([exchange(b, read)]) == refusal
             assert udp_refused(read)
             # A captured write, then another write: replaying the first elsewhere must not
             # put its value back; resending it on its own connection returns the cached OK
@@ -799,23 +488,23 @@ def test_replays_on_another_association_are_refused(tmp_path: Path) -> None:
             value_a = b"REPLAY-A".ljust(20) + before[6][20:]
             value_b = b"REPLAY-B".ljust(20) + before[6][20:]
             write_a = secured(SecurityRequest(PASSWORD, 2), FullWriteRequest(6, TableData(value_a)))
-            ok_a = _exchange(a, write_a)
+            ok_a = exchange(a, write_a)
             assert acse.decode(ok_a).epsem.security_mode == SecurityMode.CIPHERTEXT_AUTHENTICATED
             write_b = secured(SecurityRequest(PASSWORD, 2), FullWriteRequest(6, TableData(value_b)))
-            _exchange(a, write_b)
+            exchange(a, write_b)
             assert snapshot(address, 2)[6] == value_b
-            assert refusal_codes([_exchange(b, write_a)]) == refusal
+            assert refusal_codes([exchange(b, write_a)]) == refusal
             assert udp_refused(write_a)
             c = tcp(address)
-            assert refusal_codes([_exchange(c, write_a)]) == refusal
-            assert _exchange(a, write_a) == ok_a  # the resend cache, not a second write
+            assert refusal_codes([exchange(c, write_a)]) == refusal
+            assert exchange(a, write_a) == ok_a  # the resend cache, not a second write
             assert snapshot(address, 2)[6] == value_b
             time.sleep(0.5)  # the good clients go on a little
         for sock in (a, b, c):
             sock.close()
         restore = secured(SecurityRequest(PASSWORD, 2), FullWriteRequest(6, TableData(before[6])))
         with tcp(address) as d:
-            _exchange(d, restore)
+            exchange(d, restore)
         report("replays", "a replayed read and a replayed write on another TCP connection and "
                           "on UDP: cleartext SME each; the resend on the first connection got "
                           "the cached answer and wrote nothing",
