@@ -318,9 +318,8 @@ def test_the_log_shows_the_redacted_fields_where_they_were(secured: System) -> N
         assert sum(row["length"] for row in rows) * 2 == len(x["request"]["hex"])
 
 
+@pytest.mark.parametrize("secured", [2], ids=["mode2"], indirect=True)
 def test_a_secured_request_tree_is_of_the_bytes_sent_with_its_mac(secured: System) -> None:
-    if secured.config.security_mode != 2:
-        pytest.skip("mode 2 only")
     with httpx.Client(base_url=secured.url, timeout=20) as client:
         x = service(client, "read", {"table": 1}).json()
     request = x["request"]
