@@ -752,15 +752,22 @@ class HeadEnd:
         """One scheduled collection: every failure is counted, logged and kept in the meter's
         status, so that no collector task ends with an exception nobody retrieves."""
         async with self._limit:
+            # An operator hears of a meter that stops being read (wrong password or key,
+            # unreachable) at the default level once, not every interval, and of its recovery.
+            failures = self.status(ap_title).consecutive_failures
             try:
                 # asyncio.timeout, not wait_for: the collection runs in this task, so there is
                 # no inner task whose exception could go unretrieved when it is cancelled
                 async with asyncio.timeout(self.config.timeout * 2):
                     await self.collect(ap_title, logs=logs)
                 self.stats["reads"] += 1
+                if failures:
+                    log.warning("reading %s works again, after %d failed collections",
+                                ap_title, failures)
             except (C1222Error, asyncio.TimeoutError, OSError, ValueError) as exc:
                 self.stats["read_failures"] += 1
-                log.info("collecting %s failed: %s", ap_title, exc or "time-out")
+                log.log(logging.INFO if failures else logging.WARNING,
+                        "collecting %s failed: %s", ap_title, exc or "time-out")
                 self._context.pop(ap_title, None)  # re-read the context next time
             except Exception:  # a bug: say so loudly, but keep collecting the others
                 self.stats["read_failures"] += 1

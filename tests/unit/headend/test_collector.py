@@ -322,3 +322,23 @@ def test_a_claimed_host_name_is_refused_without_a_name_lookup(
 
     assert run(tmp_path, body) == []
     assert looked_up == []
+
+
+def test_a_meter_that_stops_being_read_is_a_warning_once_and_so_is_its_recovery(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def body(headend: HeadEnd, meter: MeterDouble) -> None:
+        select = d2.PresentRegisterSelect((), (9, 2, 3, 4, 5))
+        meter.lying.fake[27] = encode_table(27, select, meter.store.env)
+        for _ in range(3):
+            await headend._collect_one(TITLE, False)
+        meter.lying.fake.pop(27)
+        await headend._collect_one(TITLE, False)
+
+    with caplog.at_level(logging.INFO, logger="c1222.headend"):
+        assert run(tmp_path, body) == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO
+             and "failed" in r.getMessage()]
+    assert len([w for w in warnings if "failed" in w and "source 9" in w]) == 1
+    assert len(infos) == 2  # the repeats stay below the default level
+    assert any("works again, after 3 failed collections" in w for w in warnings)
