@@ -44,35 +44,10 @@ from c1222.crypto.nonces import RandomNonceSource
 from c1222.headend.storage import open_storage
 from c1222.session.requester import Requester
 from c1222.transport.client import Client, responses
-from tests.e2e import hostile
-from tests.e2e.hostile import (
-    CLAIMS,
-    FLOOD,
-    HUGE,
-    Address,
-    Collector,
-    GoodPeer,
-    claim_and_push,
-    drip_slowly,
-    exchange,
-    first_codes,
-    forge,
-    garbage_datagrams,
-    garbage_streams,
-    is_closed,
-    mutate,
-    open_flood,
-    raise_fd_limit,
-    refusal_codes,
-    report,
-    send_quietly,
-    split_send,
-    spray,
-    stop_framed,
-    tcp,
-    udp_blast,
-    udp_exchange,
-)
+from tests.e2e.hostile import (FLOOD, Address, Collector, GoodPeer, Target, Watch, claims_and_drips,
+                               exchange, first_codes, forge, garbage, held_flood, mutate,
+                               raise_fd_limit, refusal_codes, report, send_quietly, split_send, tcp,
+                               udp_blast, udp_exchange)
 from tests.e2e.procs import Running
 from tests.e2e.test_meter import HEADEND, KEY_HEX, KEYS, METER
 
@@ -104,15 +79,12 @@ def random_title(rng: random.Random) -> Uid:
     return Uid((2, 16, 124, 113620, 1, 22, 0, 666, rng.randrange(1 << 30)))
 
 
-class ReadWatch:
+class ReadWatch(Watch):
     """Times (monotonic) at which the head-end logged a stored reading of the good meter."""
 
     def __init__(self, headend: Running) -> None:
         self.headend = headend
-        self.times: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
     def _run(self) -> None:
         seen = 0
@@ -122,37 +94,25 @@ class ReadWatch:
             now = time.monotonic()
             self.times += [now for line in lines if STORED.search(line)]
 
-    def wait(self, count: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        start = len(self.times)
-        while len(self.times) < start + count:
-            assert time.monotonic() < deadline, \
-                "the good meter is not being read:\n" + "\n".join(self.headend.lines[-30:])
-            time.sleep(0.1)
-
-    def max_gap(self, start: float, end: float) -> tuple[int, float]:
-        """Reads stored in [start, end] and the longest time without one there."""
-        inside = [t for t in self.times if start <= t <= end]
-        edges = [start, *inside, end]
-        return len(inside), max(b - a for a, b in zip(edges, edges[1:]))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    def stalled(self) -> str:
+        return "the good meter is not being read:\n" + "\n".join(self.headend.lines[-30:])
 
 
-class System:
+class System(Target):
     """A head-end on a fresh SQLite file and a meter registered with it, being read."""
+
+    who = "head-end"
+    max_gap = MAX_GAP
+    gap_message = "the good meter went {gap:.1f} s without being read"
+    rss_slack_kib = RSS_SLACK_KIB
 
     def __init__(self, tmp: Path, mode: int = 0, *extra: str) -> None:
         self.mode = mode
         self.db = f"sqlite:///{tmp / 'headend.db'}"
-        self.headend = Running(
+        self.headend = self.server = Running(
             ["headend", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--db", self.db,
              "--collect-interval", "0.5", "--log-interval", "0", "--reg-period", "30",
              "--security-mode", str(mode), "--key", f"2:{KEY_HEX}", "-v", *extra])
-        self.meter: Running | None = None
-        self.watch: ReadWatch | None = None
         try:
             self.address = self.headend.address()
             web = self.headend.wait_for(r"console at http (\S+):(\d+)")
@@ -172,6 +132,9 @@ class System:
             self.stop()
             raise
 
+    def good_peer(self, transport: str) -> GoodResolver:
+        return GoodResolver(self, transport)
+
     def storage_counts(self) -> dict[str, int]:
         with open_storage(self.db) as storage:
             return {"registered": storage.count_nodes("registered"),
@@ -186,30 +149,14 @@ class System:
         return len(got.json())
 
     def assert_unhurt(self, start: float, end: float) -> str:
-        assert self.headend.proc.poll() is None, \
-            "the head-end died:\n" + "\n".join(self.headend.lines[-50:])
-        assert self.meter is not None and self.meter.proc.poll() is None
-        assert self.watch is not None
-        reads, gap = self.watch.max_gap(start, end)
-        assert gap < MAX_GAP, f"the good meter went {gap:.1f} s without being read"
-        self.watch.wait(2, 30)  # and it is still read afterwards
+        reads, gap = self.working(start, end)
         with open_storage(self.db) as storage:
             node = storage.get_node(str(METER))
         assert node is not None and node.state == "registered"
         assert node.native_address.encode() == self.native, "the meter's address changed"
-        bad = [line for line in self.headend.lines if "Traceback" in line or " ERROR " in line]
-        assert not bad, "\n".join(self.headend.lines[-80:])
+        self.assert_clean_log()
         return f"collector: {reads} reads of the good meter during the attack, longest gap " \
                f"{gap:.1f} s"
-
-    def stop(self) -> None:
-        if self.watch is not None:
-            self.watch.stop()
-        codes = []
-        if self.meter is not None:
-            codes.append(self.meter.stop())
-        codes.append(self.headend.stop())
-        assert codes == [0] * len(codes), codes
 
 
 class GoodResolver(GoodPeer):
@@ -234,12 +181,6 @@ class GoodResolver(GoodPeer):
         return True
 
 
-def attack(system: System, transports: tuple[str, ...] = ("tcp", "udp")):
-    """Good resolvers running, the head-end's RSS sampled (:func:`hostile.attack`)."""
-    return hostile.attack(system.headend.proc.pid, lambda t: GoodResolver(system, t),
-                          transports)
-
-
 def codes_of(apdus: list[bytes]) -> list[int]:
     """The first response code of each (cleartext) answer, -1 for an answer without services
     (to a request that had none). Requests are left out: a title the attacker registered is
@@ -253,29 +194,9 @@ def codes_of(apdus: list[bytes]) -> list[int]:
 def test_length_claims_and_drips_get_nothing_while_the_meter_is_served(tmp_path: Path) -> None:
     system = System(tmp_path)
     try:
-        bulk = random.Random(1).randbytes(256 * 1024)
         drip_data = requester(0).request([register(random_title(random.Random(3)))],
                                          HEADEND).data
-        with attack(system) as (clients, rss, times):
-            drips = [Collector(tcp(system.address)) for _ in range(16)]
-            peers = claim_and_push(system.address, CLAIMS[:3], bulk, 24)
-            echoes = udp_blast(system.address, [HUGE + bulk[:1400]] * 300 + [HUGE] * 300,
-                               pace=10)
-            # One byte a second of a valid Register on each drip connection, for 6 s.
-            drip_slowly(drips, drip_data[:6])
-            closed = sum(p.wait_closed(5) for p in peers)
-        answered = sum(p.raw for p in peers)
-        drip_answers = sum(c.raw for c in drips)
-        for c in [*peers, *drips]:
-            c.stop()
-        lines = [f"24 TCP connections claiming gigabytes: {closed} closed by the head-end, "
-                 f"{answered} bytes answered; 600 UDP claims: {len(echoes)} answers",
-                 f"16 drips of a Register, 1 byte/s for 6 s: {drip_answers} bytes answered",
-                 rss.line("head-end"), *(c.check() for c in clients),
-                 system.assert_unhurt(*times)]
-        report("head-end: length claims and drips", *lines)
-        assert closed == 24 and answered == 0 and echoes == [] and drip_answers == 0
-        assert rss.peak - rss.before < RSS_SLACK_KIB
+        claims_and_drips(system, drip_data, "a Register")
         assert system.storage_counts()["registered"] == 1
     finally:
         system.stop()
@@ -295,29 +216,10 @@ def _mutants(rng: random.Random, count: int) -> list[bytes]:
 
 def test_garbage_on_tcp_and_udp_gets_no_answer_or_a_well_formed_one(tmp_path: Path) -> None:
     system = System(tmp_path)
-    rng = random.Random(0xC1222)
     try:
-        streams = garbage_streams(rng, _mutants, 3, 300)
-        datagrams = garbage_datagrams(rng, _mutants, 1500, 1500, 2000)
-        with attack(system) as (clients, rss, times):
-            peers, answers_udp, dropped = spray(system.address, streams, datagrams)
-        tcp_answers = [a for p in peers for a in p.apdus]
-        random_closed = sum(p.closed_after is not None for p in peers[:3])
-        noise_answers = sum(len(p.apdus) for p in peers[3:6])
-        stop_framed(peers)
-        codes = codes_of(tcp_answers) + codes_of(answers_udp)  # each decodes as a response
-        counts = system.storage_counts()
-        report("head-end: garbage",
-               f"TCP: 3 random streams ({random_closed} closed), 3 of framed noise "
-               f"({noise_answers} answers), 3 of mutated requests; {len(tcp_answers)} answers",
-               f"UDP: {len(datagrams)} datagrams, {len(answers_udp)} answers, {dropped} dropped "
-               f"by the kernel; response codes seen {sorted(set(codes))}",
-               f"rows after: {counts}", rss.line("head-end"), *(c.check() for c in clients),
-               system.assert_unhurt(*times))
-        assert random_closed == 3 and noise_answers == 0
+        counts = garbage(system, _mutants, codes_of, system.storage_counts)
         # Mutated Registers may register titles, but never more than one address may hold.
-        assert counts["registered"] <= PER_ADDRESS
-        assert rss.peak - rss.before < RSS_SLACK_KIB
+        assert counts is not None and counts["registered"] <= PER_ADDRESS
     finally:
         system.stop()
 
@@ -329,23 +231,7 @@ def test_flood_of_connections_and_the_meter_is_still_served(tmp_path: Path) -> N
     raise_fd_limit(FLOOD + 256)
     system = System(tmp_path)
     try:
-        with attack(system, ("udp",)) as (clients, rss, times):
-            flood, failed = open_flood(system.address)
-            time.sleep(4.0)  # the meter must go on being read while the flood is held
-            refused = sum(is_closed(s) for s in flood)
-            for sock in flood:
-                sock.close()
-            time.sleep(0.5)
-            after = asyncio.run(_late_resolve(system))
-        lines = [f"{FLOOD} connections holding 60 KiB of a frame: {failed} connect failures, "
-                 f"{refused} closed by the head-end", f"a new TCP client after the flood: "
-                 f"{after}", rss.line("head-end"), *(c.check() for c in clients)]
-        try:
-            lines.append(system.assert_unhurt(*times))
-        finally:
-            report("head-end: connection flood", *lines)
-        assert after == "served"
-        assert rss.peak - rss.before < RSS_SLACK_KIB
+        held_flood(system, lambda: asyncio.run(_late_resolve(system)), "served")
     finally:
         system.stop()
 
@@ -377,7 +263,7 @@ def test_register_floods_with_random_titles_stay_bounded_and_age_out(tmp_path: P
         cycles = b"".join(r.request([request], HEADEND).data
                           for title in (random_title(rng) for _ in range(800))
                           for request in (register(title), DeregisterRequest(title)))
-        with attack(system) as (clients, rss, times):
+        with system.attack() as (clients, rss, times):
             peer = Collector(tcp(system.address))
             send_quietly(peer.sock, cycles)
             peer.wait_count(1600, timeout=60, quiet=5)
@@ -417,7 +303,7 @@ def test_register_floods_with_random_titles_stay_bounded_and_age_out(tmp_path: P
                f"800 Register+Deregister cycles: {len(cycle_codes)} answers "
                f"{sorted(set(cycle_codes))}; rows right after: {after_cycles}",
                f"rows after the registrations lapsed: {counts}",
-               rss.line("head-end"), *(c.check() for c in clients), system.assert_unhurt(*times))
+               rss.line(system.who), *(c.check() for c in clients), system.assert_unhurt(*times))
         # The cap: the meter's title and 63 of the flood's from 127.0.0.1 at a time, the rest
         # refused (a title lapsed and aged out 6 s after it registered frees its place, so a
         # slow flood gets 63 more per 6 s).
@@ -441,7 +327,7 @@ def test_udp_storm_leaves_the_message_log_bounded_by_retention(tmp_path: Path) -
     try:
         r = requester(0)
         storm = [r.request([IdentifyRequest()], HEADEND).data for _ in range(4000)]
-        with attack(system) as (clients, rss, times):
+        with system.attack() as (clients, rss, times):
             answers = udp_blast(system.address, storm, pace=20)
             # Within a few passes the log is back under its cap (plus the traffic of a pass).
             deadline = time.monotonic() + 20
@@ -457,7 +343,7 @@ def test_udp_storm_leaves_the_message_log_bounded_by_retention(tmp_path: Path) -
                f"4000 Identify requests: {len(answers)} answers; message rows back to {count} "
                f"(cap 500) after the storm, {count_after} 7 s later, the oldest "
                f"{ended + 7 - oldest:.1f} s old (age 5 s)",
-               rss.line("head-end"), *(c.check() for c in clients), system.assert_unhurt(*times))
+               rss.line(system.who), *(c.check() for c in clients), system.assert_unhurt(*times))
         assert len(answers) > 1000  # the storm got through to the log
         assert count <= 600 and count_after <= 600
         assert oldest > ended - 1  # nothing of the storm is left
@@ -485,7 +371,7 @@ def test_storm_of_bad_macs_registers_nothing(tmp_path: Path) -> None:
         other = KeyTable.from_cli(["2:" + "55" * 16])  # the right key id, another key
         forged_udp += [requester(2, other).request([register(random_title(rng))], HEADEND).data
                        for _ in range(300)]
-        with attack(system) as (clients, rss, times):
+        with system.attack() as (clients, rss, times):
             peers = split_send(system.address, forged_tcp, 3)
             answers_udp = udp_blast(system.address, forged_udp, pace=5)
             for peer in peers:
@@ -500,7 +386,7 @@ def test_storm_of_bad_macs_registers_nothing(tmp_path: Path) -> None:
                f"{len(forged_tcp)} forged Registers on 3 TCP connections, {len(answers_tcp)} "
                f"answers; {len(forged_udp)} on UDP, {len(answers_udp)} answers; "
                f"{seen.count(refusal)} of the answers cleartext SME",
-               f"rows after: {counts}", rss.line("head-end"), *(c.check() for c in clients),
+               f"rows after: {counts}", rss.line(system.who), *(c.check() for c in clients),
                system.assert_unhurt(*times))
         assert all(s == refusal for s in seen)
         assert counts["registered"] == 1 and counts["deregistered"] == 0
@@ -527,7 +413,7 @@ def test_replays_are_refused_and_the_meter_s_title_cannot_be_taken(tmp_path: Pat
         refusal = [(SecurityMode.CLEARTEXT, (SME,))]
         r = requester(2)
         title = random_title(random.Random(7))
-        with attack(system) as (clients, rss, times):
+        with system.attack() as (clients, rss, times):
             a, b = tcp(system.address), tcp(system.address)
             captured = r.request([register(title)], HEADEND)
             first = exchange(a, captured.data)
@@ -561,7 +447,7 @@ def test_replays_are_refused_and_the_meter_s_title_cannot_be_taken(tmp_path: Pat
         report("head-end: replays and hijack",
                "a captured Register and Deregister replayed on another TCP connection and on "
                "UDP: cleartext SME; a secured Register and Deregister of the meter's title from "
-               "127.0.0.2: ISC", rss.line("head-end"), *(c.check(minimum=5) for c in clients),
+               "127.0.0.2: ISC", rss.line(system.who), *(c.check(minimum=5) for c in clients),
                system.assert_unhurt(*times))
         assert held is not None and held.state == "registered"
     finally:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
 from pathlib import Path
 
@@ -37,33 +36,10 @@ from c1222.crypto.keys import KeyTable
 from c1222.crypto.nonces import RandomNonceSource
 from c1222.session.requester import Requester
 from c1222.transport.client import Client, responses
-from tests.e2e import hostile
-from tests.e2e.hostile import (
-    CLAIMS,
-    FLOOD,
-    HUGE,
-    Collector,
-    GoodPeer,
-    claim_and_push,
-    drip_slowly,
-    exchange,
-    first_codes,
-    forge,
-    garbage_datagrams,
-    garbage_streams,
-    is_closed,
-    mutate,
-    open_flood,
-    raise_fd_limit,
-    refusal_codes,
-    report,
-    send_in_background,
-    spray,
-    stop_framed,
-    tcp,
-    udp_blast,
-    udp_exchange,
-)
+from tests.e2e.hostile import (FLOOD, Collector, GoodPeer, Target, Watch, claims_and_drips,
+                               exchange, first_codes, forge, garbage, held_flood, mutate,
+                               raise_fd_limit, refusal_codes, report, send_in_background, tcp,
+                               udp_blast, udp_exchange)
 from tests.e2e.procs import Running
 from tests.e2e.test_meter import KEY_HEX, KEYS, METER
 
@@ -81,16 +57,15 @@ def requester(mode: int, title: Uid = METER, keys: KeyTable = KEYS) -> Requester
                      key_id=2 if mode else None)
 
 
-class SampleWatch:
+class SampleWatch(Watch):
     """Times (monotonic) at which the page showed a new sample (polls /api/live)."""
+
+    join = 15.0
 
     def __init__(self, web: str) -> None:
         self.web = web
-        self.times: list[float] = []
         self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
     def _run(self) -> None:
         last = None
@@ -105,33 +80,23 @@ class SampleWatch:
                     last = sample["time"]
                     self.times.append(time.monotonic())
 
-    def wait(self, count: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        start = len(self.times)
-        while len(self.times) < start + count:
-            assert time.monotonic() < deadline, "the display shows no new sample"
-            time.sleep(0.1)
-
-    def max_gap(self, start: float, end: float) -> tuple[int, float]:
-        inside = [t for t in self.times if start <= t <= end]
-        edges = [start, *inside, end]
-        return len(inside), max(b - a for a, b in zip(edges, edges[1:]))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(15)
+    def stalled(self) -> str:
+        return "the display shows no new sample"
 
 
-class System:
+class System(Target):
     """A display and a meter feeding it every second."""
+
+    who = "display"
+    max_gap = MAX_GAP
+    gap_message = "the display showed no new sample for {gap:.1f} s"
+    rss_slack_kib = RSS_SLACK_KIB
 
     def __init__(self, tmp: Path, mode: int = 0) -> None:
         self.mode = mode
-        self.ihd = Running(["ihd", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
-                            "--state-dir", str(tmp / "ihd"), "--security-mode", str(mode),
-                            "--key", f"2:{KEY_HEX}"])
-        self.meter: Running | None = None
-        self.watch: SampleWatch | None = None
+        self.ihd = self.server = Running(
+            ["ihd", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--state-dir",
+             str(tmp / "ihd"), "--security-mode", str(mode), "--key", f"2:{KEY_HEX}"])
         try:
             self.address = self.ihd.address()
             web = self.ihd.wait_for(r"page at http (\S+):(\d+)")
@@ -148,25 +113,13 @@ class System:
             self.stop()
             raise
 
-    def assert_unhurt(self, start: float, end: float) -> str:
-        assert self.ihd.proc.poll() is None, "the display died:\n" + "\n".join(self.ihd.lines)
-        assert self.meter is not None and self.meter.proc.poll() is None
-        assert self.watch is not None
-        samples, gap = self.watch.max_gap(start, end)
-        assert gap < MAX_GAP, f"the display showed no new sample for {gap:.1f} s"
-        self.watch.wait(2, 30)
-        bad = [line for line in self.ihd.lines if "Traceback" in line or " ERROR " in line]
-        assert not bad, "\n".join(self.ihd.lines[-80:])
-        return f"display: {samples} new samples shown during the attack, longest gap {gap:.1f} s"
+    def good_peer(self, transport: str) -> GoodReader:
+        return GoodReader(self, transport)
 
-    def stop(self) -> None:
-        if self.watch is not None:
-            self.watch.stop()
-        codes = []
-        if self.meter is not None:
-            codes.append(self.meter.stop())
-        codes.append(self.ihd.stop())
-        assert codes == [0] * len(codes), codes
+    def assert_unhurt(self, start: float, end: float) -> str:
+        samples, gap = self.working(start, end)
+        self.assert_clean_log()
+        return f"display: {samples} new samples shown during the attack, longest gap {gap:.1f} s"
 
 
 async def _read_table0(system: System, transport: str = "tcp") -> bytes:
@@ -201,38 +154,15 @@ class GoodReader(GoodPeer):
         return True
 
 
-def attack(system: System, transports: tuple[str, ...] = ("tcp", "udp")):
-    """Good readers running, the display's RSS sampled (:func:`hostile.attack`)."""
-    return hostile.attack(system.ihd.proc.pid, lambda t: GoodReader(system, t), transports)
-
-
 # ---------------------------------------------------------------------------- 1. length, drip
 
 
 def test_length_claims_and_drips_get_nothing(tmp_path: Path) -> None:
     system = System(tmp_path)
     try:
-        bulk = random.Random(1).randbytes(256 * 1024)
         drip_data = requester(0).request([FullWriteRequest(28, TableData(b"\x00" * 40))],
                                          IHD).data
-        with attack(system) as (clients, rss, times):
-            drips = [Collector(tcp(system.address)) for _ in range(16)]
-            peers = claim_and_push(system.address, CLAIMS[:3], bulk, 24)
-            echoes = udp_blast(system.address, [HUGE + bulk[:1400]] * 300 + [HUGE] * 300,
-                               pace=10)
-            drip_slowly(drips, drip_data[:6])
-            closed = sum(p.wait_closed(5) for p in peers)
-        answered = sum(p.raw for p in peers)
-        drip_answers = sum(c.raw for c in drips)
-        for c in [*peers, *drips]:
-            c.stop()
-        report("display: length claims and drips",
-               f"24 TCP connections claiming gigabytes: {closed} closed, {answered} bytes "
-               f"answered; 600 UDP claims: {len(echoes)} answers",
-               f"16 drips of a write, 1 byte/s for 6 s: {drip_answers} bytes answered",
-               rss.line("display"), *(c.check() for c in clients), system.assert_unhurt(*times))
-        assert closed == 24 and answered == 0 and echoes == [] and drip_answers == 0
-        assert rss.peak - rss.before < RSS_SLACK_KIB
+        claims_and_drips(system, drip_data, "a write")
     finally:
         system.stop()
 
@@ -253,25 +183,8 @@ def _mutants(rng: random.Random, count: int) -> list[bytes]:
 
 def test_garbage_on_tcp_and_udp_gets_no_answer_or_a_well_formed_one(tmp_path: Path) -> None:
     system = System(tmp_path)
-    rng = random.Random(0xC1222)
     try:
-        streams = garbage_streams(rng, _mutants, 3, 300)
-        datagrams = garbage_datagrams(rng, _mutants, 1500, 1500, 2000)
-        with attack(system) as (clients, rss, times):
-            peers, answers_udp, dropped = spray(system.address, streams, datagrams)
-        tcp_answers = [a for p in peers for a in p.apdus]
-        random_closed = sum(p.closed_after is not None for p in peers[:3])
-        noise_answers = sum(len(p.apdus) for p in peers[3:6])
-        stop_framed(peers)
-        codes = first_codes(tcp_answers) + first_codes(answers_udp)
-        report("display: garbage",
-               f"TCP: 3 random streams ({random_closed} closed), 3 of framed noise "
-               f"({noise_answers} answers), 3 of mutated requests; {len(tcp_answers)} answers",
-               f"UDP: {len(datagrams)} datagrams, {len(answers_udp)} answers, {dropped} dropped "
-               f"by the kernel; response codes seen {sorted(set(codes))}",
-               rss.line("display"), *(c.check() for c in clients), system.assert_unhurt(*times))
-        assert random_closed == 3 and noise_answers == 0
-        assert rss.peak - rss.before < RSS_SLACK_KIB
+        garbage(system, _mutants)
     finally:
         system.stop()
 
@@ -283,23 +196,7 @@ def test_flood_of_connections_and_the_meter_still_feeds_the_display(tmp_path: Pa
     raise_fd_limit(FLOOD + 256)
     system = System(tmp_path)
     try:
-        with attack(system, ("udp",)) as (clients, rss, times):
-            flood, failed = open_flood(system.address)
-            time.sleep(4.0)
-            refused = sum(is_closed(s) for s in flood)
-            for sock in flood:
-                sock.close()
-            time.sleep(0.5)
-            after = asyncio.run(_read_table0(system)) == system.table0
-        lines = [f"{FLOOD} connections holding 60 KiB of a frame: {failed} connect failures, "
-                 f"{refused} closed by the display", f"a new TCP client after the flood "
-                 f"served: {after}", rss.line("display"), *(c.check() for c in clients)]
-        try:
-            lines.append(system.assert_unhurt(*times))
-        finally:
-            report("display: connection flood", *lines)
-        assert after
-        assert rss.peak - rss.before < RSS_SLACK_KIB
+        held_flood(system, lambda: asyncio.run(_read_table0(system)) == system.table0, True)
     finally:
         system.stop()
 
@@ -315,14 +212,14 @@ def test_udp_storm_and_writes_from_many_made_up_meters(tmp_path: Path) -> None:
         # Table 0 as written by 200 meters that do not exist: the display follows 16 at most.
         fakes = [requester(0, Uid((2, 16, 124, 113620, 1, 22, 0, 666, n))).request(
             [FullWriteRequest(0, TableData(system.table0))], IHD).data for n in range(200)]
-        with attack(system) as (clients, rss, times):
+        with system.attack() as (clients, rss, times):
             answers = udp_blast(system.address, storm, pace=20)
             fake_codes = first_codes(udp_blast(system.address, fakes, pace=1))
         report("display: UDP storm and made-up meters",
                f"3000 Identify requests: {len(answers)} answers",
                f"Table 0 from 200 made-up meters: {fake_codes.count(OK)} OK, "
                f"{fake_codes.count(ONP)} ONP",
-               rss.line("display"), *(c.check() for c in clients), system.assert_unhurt(*times))
+               rss.line(system.who), *(c.check() for c in clients), system.assert_unhurt(*times))
         assert len(answers) > 1000
         assert fake_codes.count(OK) <= MAX_METERS - 1 and set(fake_codes) <= {OK, ONP}
         assert rss.peak - rss.before < RSS_SLACK_KIB
@@ -344,7 +241,7 @@ def test_bad_macs_and_replays_are_refused(tmp_path: Path) -> None:
         other = KeyTable.from_cli(["2:" + "55" * 16])
         forged += [requester(2, keys=other).request([FullWriteRequest(28, evil)], IHD).data
                    for _ in range(300)]
-        with attack(system) as (clients, rss, times):
+        with system.attack() as (clients, rss, times):
             peer = Collector(tcp(system.address))
             send_in_background(peer.sock, b"".join(forged[:1000]))
             answers_udp = udp_blast(system.address, forged[1000:], pace=5)
@@ -365,7 +262,7 @@ def test_bad_macs_and_replays_are_refused(tmp_path: Path) -> None:
                f"{seen.count(refusal)} cleartext SME",
                "a captured read replayed on another TCP connection and on UDP: "
                f"{refusal_codes(replays)}",
-               rss.line("display"), *(c.check() for c in clients), system.assert_unhurt(*times))
+               rss.line(system.who), *(c.check() for c in clients), system.assert_unhurt(*times))
         assert all(s == refusal for s in seen)
         assert refusal_codes(replays) == [refusal, refusal]
         assert rss.peak - rss.before < RSS_SLACK_KIB

@@ -40,36 +40,11 @@ from c1222.crypto.replay import ReplayWindow
 from c1222.errors import SecurityError
 from c1222.tables.readings import history_entries
 from c1222.transport.client import Client, responses
-from tests.e2e.hostile import (
-    CLAIMS,
-    FLOOD,
-    HUGE,
-    Address,
-    Collector,
-    GoodPeer,
-    RssSampler,
-    exchange,
-    forge,
-    garbage_datagrams,
-    garbage_streams,
-    is_closed,
-    mutate,
-    open_flood,
-    push,
-    raise_fd_limit,
-    refusal_codes,
-    report,
-    rss_kib,
-    send_each,
-    send_quietly,
-    split_send,
-    spray,
-    stop_framed,
-    tcp,
-    udp_blast,
-    udp_exchange,
-    udp_receive_errors,
-)
+from tests.e2e.hostile import (CLAIMS, FLOOD, HUGE, Address, Collector, GoodPeer, RssSampler,
+                               exchange, forge, garbage_datagrams, garbage_streams, is_closed,
+                               mutate, open_flood, push, raise_fd_limit, refusal_codes, report,
+                               rss_kib, send_each, send_quietly, split_send, spray, stop_framed,
+                               tcp, udp_blast, udp_exchange, udp_receive_errors)
 from tests.e2e.procs import Running
 from tests.e2e.test_meter import KEYS, METER, PASSWORD, client, start_meter
 
