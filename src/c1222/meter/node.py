@@ -142,6 +142,8 @@ class Meter:
         self._measure_until(self.sim_now())
         self._save()
         self._tasks.append(asyncio.create_task(self._run_metrology()))
+        if self._journal is not None:
+            self._tasks.append(asyncio.create_task(self._sync_journal()))
         if self.config.headend is not None:
             self.registration = Registration(self, address)
             self._tasks.append(asyncio.create_task(self.registration.run()))
@@ -297,6 +299,18 @@ class Meter:
             log.error("replay journal %s: %s; secured requests are refused (SME) until "
                       "it can be written", self._journal.path, exc.strerror)
             raise SecurityError() from None
+
+    async def _sync_journal(self) -> None:
+        # Requests are journaled (write) before they are served; the disk flush is batched
+        # here, at most SYNC_INTERVAL after them, off each request's path.
+        journal = self._journal
+        assert journal is not None
+        while True:
+            await asyncio.sleep(persisted.SYNC_INTERVAL)
+            try:
+                journal.sync()
+            except OSError as exc:
+                log.error("replay journal %s not flushed: %s", journal.path, exc.strerror)
 
     def _compact_journal(self) -> None:
         journal = self._journal

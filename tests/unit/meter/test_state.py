@@ -108,3 +108,20 @@ def test_profile_defaults_are_the_strong_ones() -> None:
     assert (config.replay_protection, config.iv_tolerance, config.max_per_address) == \
         ("time", 900.0, 64)
     assert from_mapping({"replay_protection": "window"}).replay_protection == "window"
+
+
+def test_appends_reach_the_file_at_once_and_the_disk_in_one_batched_flush(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each accepted request is written before it is served (a kill -9 keeps it: the kernel
+    has it); the fdatasync is batched by :meth:`ReplayJournal.sync`, one for many appends."""
+    flushed: list[int] = []
+    monkeypatch.setattr(state.os, "fdatasync", flushed.append)
+    journal = run(tmp_path, *((msg(T0, n), T0) for n in range(1, 6)))
+    assert flushed == [] and journal.unsynced
+    window = restored(tmp_path)  # read back without any flush: what a kill -9 leaves
+    with pytest.raises(SecurityError):
+        window.accept(msg(T0, 3), T0 + 1)
+    journal.sync()
+    journal.sync()  # nothing new: no second flush
+    assert len(flushed) == 1 and not journal.unsynced
+    journal.close()
