@@ -27,7 +27,13 @@ from c1222.codec.ber import (
 )
 from c1222.codec.epsem import Epsem
 from c1222.codec.services import Request
-from c1222.errors import BerError, DecodeLimitExceeded, LocalProtocolError, Truncated
+from c1222.errors import (
+    BerError,
+    DecodeError,
+    DecodeLimitExceeded,
+    LocalProtocolError,
+    Truncated,
+)
 
 APDU_TAG = 0x60
 TAG_ASO_CONTEXT = 0xA1
@@ -320,3 +326,52 @@ def _authentication_value(data: bytes, start: int, stop: int, path: str) -> dict
             raise BerError(f"C12.22 authentication value member {tag:#04x}", pos, path)
         pos = ve
     return out
+
+
+def looks_like_apdu(data: bytes) -> bool:
+    """Whether one framed APDU (``60 <length> ...``) has the ACSE structure of C12.22.
+
+    The heuristic for traffic off the C12.22 port: every element is one C12.22 uses
+    (digest 2), none repeats, A8 is present and user-information (BE) comes last,
+    ends the APDU and holds an EXTERNAL (28). Only tags and lengths are read; the
+    message itself is decoded once, later, by the dissector.
+    """
+    return shape_verdict(data) is True
+
+
+def shape_verdict(data: bytes | bytearray) -> bool | None:
+    """:func:`looks_like_apdu` on the first bytes of a stream (a capture reader's heuristic
+    for other ports): None while more bytes are needed.
+
+    Only the elements before user-information's first content byte are read, so a
+    stream is judged on its first hundred bytes or so, whatever the APDU's size.
+    """
+    have = len(data)
+    if have < 2:
+        return None if not have or data[0] == APDU_TAG else False
+    if data[0] != APDU_TAG:
+        return False
+    seen: set[int] = set()
+    try:
+        length, pos = read_length(data, 1, have, "apdu.length")
+        total = pos + length
+        while pos < total:
+            if pos >= have:
+                return None
+            tag = data[pos]
+            if tag not in ELEMENT_NAMES or tag in seen:
+                return False
+            size, start = read_length(data, pos + 1, have, "apdu")
+            pos = start + size
+            if pos > total:
+                return False
+            seen.add(tag)
+            if tag == TAG_USER_INFORMATION:
+                if pos != total or TAG_CALLING_AP_INVOCATION_ID not in seen:
+                    return False
+                return None if start >= have else size > 0 and data[start] == TAG_EXTERNAL
+    except Truncated:
+        return None
+    except DecodeError:
+        return False
+    return False  # no user-information

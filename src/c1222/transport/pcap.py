@@ -5,8 +5,8 @@ connection and UDP flow on port 1153 (by default), reassembles each TCP
 direction and splits it into APDUs with :class:`c1222.codec.framing.StreamFramer`.
 With ``heuristic=True`` it also follows traffic on other ports, as Wireshark's
 heuristic dissectors do: a TCP conversation counts as C12.22 when the first bytes of
-a direction have the ACSE structure of an APDU (:func:`looks_like_apdu`), a UDP one
-once a datagram has it; other traffic is skipped silently.
+a direction have the ACSE structure of an APDU (:func:`c1222.codec.acse.looks_like_apdu`),
+a UDP one once a datagram has it; other traffic is skipped silently.
 It yields one :class:`CapturedApdu` per APDU, numbered by the frame in which the
 APDU completes, as Wireshark numbers frames. Bytes that cannot be framed give a
 record whose ``error`` is set; that direction is then skipped, the others go on.
@@ -36,7 +36,6 @@ import dpkt
 
 from c1222 import limits
 from c1222.codec import acse
-from c1222.codec.ber import read_length
 from c1222.codec.framing import StreamFramer, apdu_size
 from c1222.errors import (
     ConfigurationError,
@@ -52,7 +51,6 @@ __all__ = [
     "MAX_PENDING_SEGMENTS",
     "PcapWriter",
     "TcpConnection",
-    "looks_like_apdu",
     "read_capture",
 ]
 
@@ -138,7 +136,7 @@ def read_capture(
     (as tshark's ``-d``); ``ports=None`` makes all of it C12.22. With
     ``heuristic``, traffic on other ports is followed too, but a conversation
     counts only once its first bytes (TCP) or a datagram (UDP) have the ACSE
-    structure (:func:`looks_like_apdu`): until then nothing of it is reported,
+    structure (:func:`c1222.codec.acse.looks_like_apdu`): until then nothing of it is reported,
     errors included. Problems with the
     traffic are reported as records with ``error`` set; a capture file that is
     not pcap or pcapng, or that ends inside a record, raises :class:`DecodeError`
@@ -150,54 +148,6 @@ def read_capture(
             yield from _read(fileobj, port_set, heuristic, max_pending, max_apdu_size)
     else:
         yield from _read(source, port_set, heuristic, max_pending, max_apdu_size)
-
-
-def looks_like_apdu(data: bytes) -> bool:
-    """Whether one framed APDU (``60 <length> ...``) has the ACSE structure of C12.22.
-
-    The heuristic for traffic off the C12.22 port: every element is one C12.22 uses
-    (digest 2), none repeats, A8 is present and user-information (BE) comes last,
-    ends the APDU and holds an EXTERNAL (28). Only tags and lengths are read; the
-    message itself is decoded once, later, by the dissector.
-    """
-    return _acse_verdict(data) is True
-
-
-def _acse_verdict(data: bytes | bytearray) -> bool | None:
-    """:func:`looks_like_apdu` on the first bytes of a stream: None while more are needed.
-
-    Only the elements before user-information's first content byte are read, so a
-    stream is judged on its first hundred bytes or so, whatever the APDU's size.
-    """
-    have = len(data)
-    if have < 2:
-        return None if not have or data[0] == acse.APDU_TAG else False
-    if data[0] != acse.APDU_TAG:
-        return False
-    seen: set[int] = set()
-    try:
-        length, pos = read_length(data, 1, have, "apdu.length")
-        total = pos + length
-        while pos < total:
-            if pos >= have:
-                return None
-            tag = data[pos]
-            if tag not in acse.ELEMENT_NAMES or tag in seen:
-                return False
-            size, start = read_length(data, pos + 1, have, "apdu")
-            pos = start + size
-            if pos > total:
-                return False
-            seen.add(tag)
-            if tag == acse.TAG_USER_INFORMATION:
-                if pos != total or acse.TAG_CALLING_AP_INVOCATION_ID not in seen:
-                    return False
-                return None if start >= have else size > 0 and data[start] == acse.TAG_EXTERNAL
-    except Truncated:
-        return None
-    except DecodeError:
-        return False
-    return False  # no user-information
 
 
 class _Prefixed:
@@ -507,7 +457,7 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max
             # Each datagram is one APDU: one that looks like C12.22 marks its conversation.
             conversation = min(key, _reverse(key))
             for rec in _udp(buf, t, end, key, udp_names, frame, ts, truncated, max_apdu):
-                if verdicts.get(conversation) or rec.error is None and looks_like_apdu(rec.data):
+                if verdicts.get(conversation) or rec.error is None and acse.looks_like_apdu(rec.data):
                     if not verdicts.get(conversation):
                         _remember(verdicts, conversation, True)
                     yield rec
@@ -570,7 +520,7 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max
             else:
                 stream.hold(off_, payload, max_pending)
         except DecodeError as exc:
-            if stream.guessing and _acse_verdict(stream.head) is not True:
+            if stream.guessing and acse.shape_verdict(stream.head) is not True:
                 _reject(streams, verdicts, key)  # not C12.22 after all: say nothing
                 continue
             for apdu in out:
@@ -579,7 +529,7 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max
             yield record(frame, ts, stream.src, stream.dst, "tcp", payload, exc)
             continue
         if stream.guessing and stream.head:
-            verdict = _acse_verdict(stream.head)
+            verdict = acse.shape_verdict(stream.head)
             if verdict is None and len(stream.head) < GUESS_BYTES:
                 continue  # not enough of it yet (nothing can be out: no whole APDU yet)
             if not verdict:

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from c1222.cli.main import cli
 from c1222.codec import samples
-from c1222.transport.pcap import PcapWriter, looks_like_apdu, read_capture
+from c1222.codec.acse import looks_like_apdu
+from c1222.transport.pcap import PcapWriter, read_capture
 
 C, S = ("10.0.0.1", 41000), ("10.0.0.2", 40123)  # a meter on a random port, as the demo's
 HTTP_C, HTTP_S = ("10.0.0.1", 41001), ("10.0.0.3", 8080)
