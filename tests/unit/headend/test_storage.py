@@ -512,23 +512,28 @@ _V1 = {
 }
 
 
+def _v1_tables(raw: Any, dialect: str) -> None:
+    """The nodes and readings tables as version 1 released them."""
+    time_t, ident, real = _V1[dialect]
+    raw.execute(f"""CREATE TABLE nodes (ap_title TEXT PRIMARY KEY,
+        native_address TEXT NOT NULL, node_type INTEGER NOT NULL DEFAULT 0,
+        connection_type INTEGER NOT NULL DEFAULT 0, device_class TEXT NOT NULL DEFAULT '',
+        serial_number TEXT NOT NULL DEFAULT '', registration_period INTEGER NOT NULL DEFAULT 0,
+        registered_at {time_t}, last_seen {time_t},
+        state TEXT NOT NULL DEFAULT 'registered')""")
+    raw.execute(f"""CREATE TABLE readings (id {ident}, ap_title TEXT NOT NULL,
+        kind TEXT NOT NULL, time {time_t} NOT NULL, name TEXT NOT NULL, value {real} NOT NULL,
+        extra TEXT, UNIQUE (ap_title, kind, time, name))""")
+
+
 def test_migrates_a_version_1_database(target: Target) -> None:
-    time_t, ident, real = _V1[target.dialect]
     t = T0.isoformat().replace("+00:00", ".000000Z") if target.dialect == "sqlite" else T0
     with target.raw() as raw:
         raw.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
                     "description TEXT NOT NULL, applied_at TEXT NOT NULL)")
         raw.execute("INSERT INTO schema_version VALUES (1, 'registry and readings', "
                     "'2024-01-01T00:00:00+00:00')")
-        raw.execute(f"""CREATE TABLE nodes (ap_title TEXT PRIMARY KEY,
-            native_address TEXT NOT NULL, node_type INTEGER NOT NULL DEFAULT 0,
-            connection_type INTEGER NOT NULL DEFAULT 0, device_class TEXT NOT NULL DEFAULT '',
-            serial_number TEXT NOT NULL DEFAULT '', registration_period INTEGER NOT NULL DEFAULT 0,
-            registered_at {time_t}, last_seen {time_t},
-            state TEXT NOT NULL DEFAULT 'registered')""")
-        raw.execute(f"""CREATE TABLE readings (id {ident}, ap_title TEXT NOT NULL,
-            kind TEXT NOT NULL, time {time_t} NOT NULL, name TEXT NOT NULL, value {real} NOT NULL,
-            extra TEXT, UNIQUE (ap_title, kind, time, name))""")
+        _v1_tables(raw, target.dialect)
         raw.execute("INSERT INTO nodes (ap_title, native_address, registered_at) VALUES (?, ?, ?)",
                     (AP, "127.0.0.1:1", t))
         raw.execute("INSERT INTO readings (ap_title, kind, time, name, value) "
@@ -552,7 +557,6 @@ _V2_MESSAGES = {
 
 
 def test_migrates_a_version_2_database(target: Target) -> None:
-    time_t, ident, real = _V1[target.dialect]
     m_ident, m_time, blob = _V2_MESSAGES[target.dialect]
     t = T0.isoformat().replace("+00:00", ".000000Z") if target.dialect == "sqlite" else T0
     with target.raw() as raw:
@@ -560,15 +564,7 @@ def test_migrates_a_version_2_database(target: Target) -> None:
                     "description TEXT NOT NULL, applied_at TEXT NOT NULL)")
         raw.execute("INSERT INTO schema_version VALUES (1, 'registry and readings', '2024'), "
                     "(2, 'message log; readings by time', '2024')")
-        raw.execute(f"""CREATE TABLE nodes (ap_title TEXT PRIMARY KEY,
-            native_address TEXT NOT NULL, node_type INTEGER NOT NULL DEFAULT 0,
-            connection_type INTEGER NOT NULL DEFAULT 0, device_class TEXT NOT NULL DEFAULT '',
-            serial_number TEXT NOT NULL DEFAULT '', registration_period INTEGER NOT NULL DEFAULT 0,
-            registered_at {time_t}, last_seen {time_t},
-            state TEXT NOT NULL DEFAULT 'registered')""")
-        raw.execute(f"""CREATE TABLE readings (id {ident}, ap_title TEXT NOT NULL,
-            kind TEXT NOT NULL, time {time_t} NOT NULL, name TEXT NOT NULL, value {real} NOT NULL,
-            extra TEXT, UNIQUE (ap_title, kind, time, name))""")
+        _v1_tables(raw, target.dialect)
         raw.execute(f"""CREATE TABLE messages (id {m_ident}, time {m_time} NOT NULL,
             direction TEXT NOT NULL, peer TEXT NOT NULL, ap_title TEXT, transport TEXT NOT NULL,
             raw {blob} NOT NULL, summary TEXT NOT NULL DEFAULT '', json TEXT)""")
