@@ -125,5 +125,9 @@ class TransportError(C1222Error):
     """Connection refused or lost, or no response in time."""
 
 
+class ResponseTimeout(TransportError):
+    """No response to a request within its time-out (the peer is silent, not unreachable)."""
+
+
 class ConfigurationError(C1222Error):
     """Bad settings, profile or key file."""

@@ -15,6 +15,9 @@ storage and message log.
   large decodes run in a decoder process; each meter's read status is kept
   (:class:`ReadStatus`, shown by :func:`node_json`).
 * :meth:`HeadEnd.run_service` is what the console's buttons call: one EPSEM service by name.
+* ``HeadEnd.metrics`` (:class:`~c1222.headend.metrics.HeadEndMetrics`) counts registrations,
+  reads by outcome, messages by service and response code, and storage failures where they
+  happen; ``/metrics`` serves them (docs/headend.md, "Metrics").
 """
 
 from __future__ import annotations
@@ -61,7 +64,16 @@ from c1222.codec.services import (
 from c1222.codes import ResponseCode, SecurityMode
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.nonces import TimeIvSource
-from c1222.errors import C1222Error, ConfigurationError, TransportError
+from c1222.errors import (
+    ERR,
+    SERVICE_ERRORS,
+    C1222Error,
+    ConfigurationError,
+    LimitExceeded,
+    RemoteProtocolError,
+    TransportError,
+)
+from c1222.headend.metrics import HeadEndMetrics
 from c1222.headend.registry import Node, RegistrarServices
 from c1222.headend.storage import (
     AsyncStorage,
@@ -221,6 +233,12 @@ class Exchange:
     response: Apdu | None
     response_bytes: bytes | None
     error: str | None = None
+    #: Why there is no (usable) response: the exception, kept so a read fails with its type.
+    cause: C1222Error | None = field(default=None, repr=False, compare=False)
+
+    def failure(self) -> C1222Error:
+        """The error to raise for an exchange without a usable response."""
+        return self.cause or TransportError(self.error or "no response")
 
 
 class HeadEnd:
@@ -264,6 +282,15 @@ class HeadEnd:
         self._log_wanted = asyncio.Event()
         #: Seconds from request sent to response received, of the latest exchanges.
         self.latencies: collections.deque[float] = collections.deque(maxlen=100_000)
+        self.metrics = HeadEndMetrics()
+        self.metrics.watch(
+            endpoint=self.endpoint, nodes=lambda: len(self.registrar.nodes),
+            over_limit=lambda: sum(1 for t, s in list(self._status.items())
+                                   if s.limits and t in self.registrar.nodes),
+            failing=lambda: sum(1 for t, s in list(self._status.items())
+                                if s.consecutive_failures and t in self.registrar.nodes),
+            log_queue=lambda: len(self._log_queue))
+        self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -279,6 +306,7 @@ class HeadEnd:
         return self.address
 
     async def stop(self) -> None:
+        self._stopping = True  # the reads cancelled now did not time out
         for task in [*self._tasks, *self._collecting.values()]:
             task.cancel()
         for task in [*self._tasks, *self._collecting.values()]:
@@ -322,6 +350,7 @@ class HeadEnd:
         to report as "Task exception was never retrieved"."""
         self._pending_writes.discard(task)
         if not task.cancelled() and task.exception() is not None:
+            self.metrics.storage_errors.labels("node").inc()
             log.warning("a storage write failed: %s", task.exception())
 
     # ------------------------------------------------------------------ inbound
@@ -330,7 +359,7 @@ class HeadEnd:
         reply = self.responder.receive(data, link.id, time.time())
         self._log("in", link, data, reply.request)
         if reply.data is not None:
-            self._log("out", link, reply.data, reply.response)
+            self._log("out", link, reply.data, reply.response, answers=reply.request)
         return reply.data, reply.close
 
     def _registered(self, node: Node) -> None:
@@ -343,6 +372,7 @@ class HeadEnd:
         assert self.storage is not None
         self._spawn_write(self.storage.upsert_node(record))
         self._publish({"type": "registered", "node": self.node_json(node)})
+        self.metrics.registered(node.node_type)
 
     def _source_host(self, link_id: Any) -> str | None:
         link = self.endpoint.find_link(link_id)
@@ -365,7 +395,9 @@ class HeadEnd:
         self._publish({"type": "deregistered", "ap_title": node.ap_title})
 
     def _log(self, direction: str, link: Link, data: bytes, apdu: Apdu | None,
-                   ap_title: str | None = None) -> None:
+             ap_title: str | None = None, *, answers: Apdu | None = None) -> None:
+        """Log one message (``answers``: the request a response answers, for the metrics)."""
+        self.metrics.message(direction, apdu, answers)
         if self.storage is None:
             return
         if ap_title is None and apdu is not None:
@@ -382,6 +414,7 @@ class HeadEnd:
         if len(self._log_queue) >= MAX_LOG_QUEUE:  # storage stalled: keep the newest traffic
             del self._log_queue[: MAX_LOG_QUEUE // 10]
             self.stats["log_dropped"] = self.stats.get("log_dropped", 0) + MAX_LOG_QUEUE // 10
+            self.metrics.log_dropped.inc(MAX_LOG_QUEUE // 10)
         self._log_queue.append(record)
         self._log_wanted.set()
 
@@ -401,6 +434,7 @@ class HeadEnd:
         try:
             ids = await self.storage.log_messages(batch)
         except C1222Error as exc:
+            self.metrics.storage_errors.labels("message_log").inc()
             log.warning("%d messages not logged: %s", len(batch), exc)
             return
         for record_id, record in zip(ids, batch):
@@ -447,14 +481,16 @@ class HeadEnd:
         except TransportError as exc:
             if link.transport == "tcp":
                 link.close()
-            return Exchange(pending.apdu, pending.data, None, None, str(exc))
-        self.latencies.append(time.perf_counter() - started)
+            return Exchange(pending.apdu, pending.data, None, None, str(exc), exc)
+        self.latencies.append(elapsed := time.perf_counter() - started)
+        self.metrics.request_seconds.observe(elapsed)
         try:
             apdu = self.requester.accept(data, pending, time.time())
         except (C1222Error, ValueError) as exc:
             self._log("in", link, data, None, node.ap_title)
-            return Exchange(pending.apdu, pending.data, None, data, str(exc))
-        self._log("in", link, data, apdu, node.ap_title)
+            cause = exc if isinstance(exc, C1222Error) else RemoteProtocolError(str(exc))
+            return Exchange(pending.apdu, pending.data, None, data, str(exc), cause)
+        self._log("in", link, data, apdu, node.ap_title, answers=pending.apdu)
         node.last_seen = time.time()
         return Exchange(pending.apdu, pending.data, apdu, data)
 
@@ -544,22 +580,21 @@ class HeadEnd:
             exchange = await self.call(ap_title, [self._security(),
                                                   *(FullReadRequest(n) for n in wanted)])
             if exchange.response is None:
-                raise TransportError(exchange.error or "no response")
+                raise exchange.failure()
             got = [s for s in exchange.response.epsem.services if isinstance(s, Response)][1:]
             if len(got) != len(wanted):
-                raise C1222Error(f"{len(got)} responses to {len(wanted)} reads")
+                raise RemoteProtocolError(f"{len(got)} responses to {len(wanted)} reads")
             limits = self.status(ap_title).limits
             bound = self.config.max_table_bytes
             for number, response in zip(wanted, got):
                 if not isinstance(response, ReadResponse):
-                    raise C1222Error(f"read of table {number}: response code "
-                                     f"{response.response_code:#04x}")
+                    raise _refused(number, response.response_code)
                 data = response.table_data.data
                 if len(data) > bound:
                     limits[f"table {number}"] = (f"Table {number} is {len(data)} bytes > "
                                                  f"max {bound}")
-                    raise C1222Error(f"over-limit: Table {number} is {len(data)} bytes > "
-                                     f"max {bound}")
+                    raise LimitExceeded(f"over-limit: Table {number} is {len(data)} bytes > "
+                                        f"max {bound}")
                 limits.pop(f"table {number}", None)
                 out[number] = data
                 if number not in LIVE_TABLES:
@@ -575,15 +610,18 @@ class HeadEnd:
             at = offset + len(out)
             exchange = await self.call(ap_title, [
                 self._security(), PartialReadOffsetRequest(number, at, want)])
-            got = [s for s in (exchange.response.epsem.services if exchange.response else ())
-                   if isinstance(s, Response)][1:]
-            if not got or not isinstance(got[0], ReadResponse):
-                raise C1222Error(exchange.error or f"partial read of table {number} at {at} "
-                                 "failed")
+            if exchange.response is None:
+                raise exchange.failure()
+            got = [s for s in exchange.response.epsem.services if isinstance(s, Response)][1:]
+            if not got:
+                raise RemoteProtocolError(f"partial read of table {number} at {at}: no answer "
+                                          "to the read")
+            if not isinstance(got[0], ReadResponse):
+                raise _refused(number, got[0].response_code)
             data = got[0].table_data.data
             if len(data) != want:
-                raise C1222Error(f"partial read of table {number} at {at}: {len(data)} bytes "
-                                 f"for {want}")
+                raise RemoteProtocolError(f"partial read of table {number} at {at}: "
+                                          f"{len(data)} bytes for {want}")
             out += data
         return bytes(out)
 
@@ -703,15 +741,20 @@ class HeadEnd:
         """Read one meter now and store what it returned; the number of new readings.
         The outcome (success, or the failure and its reason) is kept in its status."""
         status = self.status(ap_title)
+        started = time.perf_counter()
         try:
             stored = await self._collect(ap_title, status, logs)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             status.failed(time.time(), "time-out (or the head-end stopping)")
+            if not self._stopping:  # cancelled by a time-out (the collector's, the API's)
+                self.metrics.read(exc, time.perf_counter() - started)
             raise
         except Exception as exc:
             status.failed(time.time(), f"{type(exc).__name__}: {exc}")
+            self.metrics.read(exc, time.perf_counter() - started)
             raise
         status.succeeded(time.time())
+        self.metrics.read(None, time.perf_counter() - started)
         return stored
 
     async def _collect(self, ap_title: str, status: ReadStatus, logs: bool) -> int:
@@ -743,6 +786,7 @@ class HeadEnd:
         # The return of store_readings is the acknowledgement: say so, for operators and tests.
         log.info("stored %d readings for %s at %s", stored, ap_title, when.isoformat())
         self.stats["stored"] += stored
+        self.metrics.readings_stored.inc(stored)
         self._publish({"type": "reading", "ap_title": ap_title, "time": when.isoformat(),
                        "values": {r.name: r.value for r in readings if r.kind == "present"}})
         self._spawn_write(self.storage.mark_seen(ap_title, dt.datetime.now(dt.timezone.utc)))
@@ -761,16 +805,19 @@ class HeadEnd:
                 async with asyncio.timeout(self.config.timeout * 2):
                     await self.collect(ap_title, logs=logs)
                 self.stats["reads"] += 1
+                self.metrics.scheduled(ok=True)
                 if failures:
                     log.warning("reading %s works again, after %d failed collections",
                                 ap_title, failures)
             except (C1222Error, asyncio.TimeoutError, OSError, ValueError) as exc:
                 self.stats["read_failures"] += 1
+                self.metrics.scheduled(ok=False)
                 log.log(logging.INFO if failures else logging.WARNING,
                         "collecting %s failed: %s", ap_title, exc or "time-out")
                 self._context.pop(ap_title, None)  # re-read the context next time
             except Exception:  # a bug: say so loudly, but keep collecting the others
                 self.stats["read_failures"] += 1
+                self.metrics.scheduled(ok=False)
                 log.exception("collecting %s failed unexpectedly", ap_title)
                 self._context.pop(ap_title, None)
             finally:
@@ -782,6 +829,8 @@ class HeadEnd:
             now = time.monotonic()
             for gone in last_logs.keys() - self.registrar.nodes.keys():
                 del last_logs[gone]  # forgotten by retention: keep no state per past title
+            busy = self._collecting.keys() & self.registrar.nodes.keys()
+            self.metrics.interval(due=len(self.registrar.nodes), skipped=len(busy))
             for ap_title in list(self.registrar.nodes):
                 if ap_title in self._collecting:
                     continue  # still busy with a slow meter: do not pile up reads
@@ -793,6 +842,12 @@ class HeadEnd:
                 self._collecting[ap_title] = asyncio.create_task(
                     self._collect_one(ap_title, logs))
             await asyncio.sleep(self.config.collect_interval)
+
+
+def _refused(number: int, code: int) -> C1222Error:
+    """A meter's error answer to a read of table ``number``: the ServiceError of its response
+    code (ERR for a code the standard does not define; the message says which)."""
+    return SERVICE_ERRORS.get(code, ERR)(f"read of table {number}: response code {code:#04x}")
 
 
 def _lp_readings(tables: dict[int, bytes], layout: LpLayout, data: bytes,

@@ -14,7 +14,8 @@ Live updates go out as server-sent events on ``/api/events``; every open stream 
 Endpoints (docs/headend.md): ``GET /api/nodes``, ``GET /api/nodes/{ap_title}``,
 ``POST /api/nodes/{ap_title}/services/{name}``, ``GET /api/nodes/{ap_title}/readings``,
 ``POST /api/nodes/{ap_title}/collect``, ``GET /api/messages``, ``GET /api/messages/{id}``,
-``GET /api/events``; ``/`` is the console and ``/static/...`` its files.
+``GET /api/events``; ``/`` is the console and ``/static/...`` its files; ``GET /metrics``
+the Prometheus metrics (:mod:`c1222.headend.metrics`), reachable like the rest (no sign-in).
 
 Hostile input: request bodies are read under :class:`~c1222.transport.http.HttpLimits`
 (413 over the cap, 408 when too slow); every malformed parameter is a 422 whose body never
@@ -38,7 +39,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response as HttpResponse, \
+    StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -50,7 +52,7 @@ from c1222.codec.services import ErrorResponse, Response
 from c1222.codes import ResponseCode
 from c1222.errors import C1222Error, ConfigurationError, DecodeError, LimitExceeded
 from c1222.headend.server import Exchange, HeadEnd, summary
-from c1222.transport.http import HttpLimits, limit_body
+from c1222.transport.http import HttpLimits, limit_body, metrics_exposition
 from c1222.transport.sse import Streams, close_streams, hook_uvicorn_shutdown, sse
 
 if TYPE_CHECKING:
@@ -532,6 +534,16 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers=_NO_CACHE)
+
+    @app.api_route("/metrics", methods=["GET", "HEAD"], include_in_schema=False)
+    async def metrics(request: Request) -> HttpResponse:
+        """Prometheus text format (OpenMetrics when the scraper asks for it); query
+        parameters are ignored. Built on the event loop, so the head-end's state is read
+        between its steps; the series are few and fixed, so it takes well under a
+        millisecond."""
+        body, content_type = metrics_exposition(headend.metrics.registry,
+                                                request.headers.get("accept"))
+        return HttpResponse(body, media_type=content_type, headers=_NO_CACHE)
 
     # -------------------------------------------------------------------- nodes
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from c1222.codec.acse import called_invocation_id
 from c1222.codec.framing import StreamFramer, apdu_size
 from c1222.codes import C1222_PORT
-from c1222.errors import ConfigurationError, DecodeError, TransportError
+from c1222.errors import ConfigurationError, DecodeError, ResponseTimeout, TransportError
 from c1222.transport.pcap import PcapWriter
 
 log = logging.getLogger("c1222.transport")
@@ -277,7 +277,7 @@ class Endpoint:
         """Send a request and wait for the response whose A4 is ``invocation_id``.
 
         On UDP the identical bytes are resent on a time-out (digest 6.2), ``retries`` times.
-        Raises TransportError on a time-out or a lost link.
+        Raises ResponseTimeout (a TransportError) on a time-out, TransportError on a lost link.
         """
         key = (link.id, invocation_id)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
@@ -291,7 +291,7 @@ class Endpoint:
                                                   timeout / attempts)
                 except asyncio.TimeoutError:
                     if attempt == attempts - 1:
-                        raise TransportError(
+                        raise ResponseTimeout(
                             f"no response from {link.name} within {timeout:g} s") from None
         finally:
             self._waiters.pop(key, None)

@@ -15,6 +15,11 @@ a client trickles them. Here, in one place:
   open at once (uvicorn answers 503).
 
 :class:`HttpLimits` holds the numbers (docs/headend.md, "Limits").
+
+Prometheus metrics of any server (docs/headend.md, "Metrics"): :func:`metrics_exposition`
+renders a ``prometheus_client`` registry in the format a scraper's ``Accept`` header asks
+for, and :func:`metrics_app` is an ASGI app serving it (``GET``/``HEAD``, 405 otherwise) for
+a server that has no FastAPI app to add a route to.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from typing import Any
 
 from c1222 import limits
 
-__all__ = ["BodyLimit", "HttpLimits", "limit_body", "uvicorn_config"]
+__all__ = ["BodyLimit", "HttpLimits", "limit_body", "metrics_app", "metrics_exposition",
+           "uvicorn_config"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -189,3 +195,54 @@ def uvicorn_config(app: Any, host: str, port: int, http_limits: HttpLimits | Non
                           h11_max_incomplete_event_size=bounds.max_header_bytes,
                           limit_concurrency=bounds.max_connections,
                           timeout_keep_alive=bounds.keep_alive, **options)
+
+
+def metrics_exposition(registry: Any, accept: str | None = None) -> tuple[bytes, str]:
+    """The metrics of ``registry`` and their content type: OpenMetrics 1.0.0 when ``accept``
+    names ``application/openmetrics-text`` (as Prometheus asks), else the Prometheus text
+    format 0.0.4.
+
+    The header is only searched, never parsed or echoed: ``prometheus_client``'s own
+    negotiation raises on a version such as ``version=x`` (a 500) and copies the client's
+    version into the response's Content-Type. Query parameters are not used either."""
+    from prometheus_client import exposition
+    from prometheus_client.openmetrics import exposition as openmetrics
+
+    if accept and "application/openmetrics-text" in accept.lower():
+        return openmetrics.generate_latest(registry), openmetrics.CONTENT_TYPE_LATEST
+    return exposition.generate_latest(registry), exposition.CONTENT_TYPE_PLAIN_0_0_4
+
+
+def metrics_app(registry: Any) -> App:
+    """An ASGI app answering ``GET`` and ``HEAD`` with :func:`metrics_exposition` of
+    ``registry`` (any path, any query), anything else with 405. Mount it in a Starlette app,
+    or serve it alone with :func:`uvicorn_config`."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":  # served alone: nothing to start or stop
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        method = scope.get("method", "")
+        if method not in ("GET", "HEAD"):
+            body = b"method not allowed\n"
+            headers = [(b"allow", b"GET, HEAD"), (b"content-type", b"text/plain")]
+            status = 405
+        else:
+            accept = ",".join(value.decode("latin-1") for name, value in scope.get("headers", ())
+                              if name.lower() == b"accept")
+            body, content_type = metrics_exposition(registry, accept)
+            headers = [(b"content-type", content_type.encode("latin-1")),
+                       (b"cache-control", b"no-cache")]
+            status = 200
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+    return app
