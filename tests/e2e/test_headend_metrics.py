@@ -1,0 +1,100 @@
+"""`c1222 headend` and `c1222 meter` started as a user would; the head-end's ``/metrics``
+scraped over HTTP and parsed with the Prometheus client's own parser: the registration and
+the reads are counted as they happen, the read latency histogram fills, and a meter that
+stops turns its reads into failures counted with their reason."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.procs import Running
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(web: str) -> Samples:
+    answer = httpx.get(f"{web}/metrics", timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(answer.text) for s in family.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def wait_until(web: str, done: Callable[[Samples], bool], what: str,
+               timeout: float = 40.0) -> Samples:
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(web)
+        if done(samples):
+            return samples
+        assert time.monotonic() < deadline, f"{what}: {sorted(samples.items())}"
+        time.sleep(0.2)
+
+
+def test_metrics_follow_registrations_reads_and_a_meter_that_stops(tmp_path: Path) -> None:
+    headend = Running(["headend", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                       "--db", f"sqlite:///{tmp_path / 'headend.db'}",
+                       "--collect-interval", "0.5", "--log-interval", "0"])
+    meter: Running | None = None
+    try:
+        address = headend.address()
+        found = headend.wait_for(r"console at http (\S+):(\d+)")
+        web = f"http://{found.group(1)}:{found.group(2)}"
+        before = scrape(web)
+        assert value(before, "c1222_headend_reads_total", outcome="ok", code="") == 0
+        assert value(before, "c1222_headend_nodes_registered") == 0
+
+        meter = Running(["meter", "--listen", "127.0.0.1:0", "--headend",
+                         f"{address[0]}:{address[1]}", "--state-dir", str(tmp_path / "meter")])
+        meter.address()
+        ok = wait_until(web, lambda s: value(s, "c1222_headend_reads_total", outcome="ok",
+                                             code="") >= 3, "three good reads")
+        assert value(ok, "c1222_headend_registrations_total", node_type="end_device",
+                     outcome="ok") >= 1
+        assert value(ok, "c1222_headend_nodes_registered") == 1
+        assert value(ok, "c1222_headend_requests_total", direction="in",
+                     service="register") >= 1
+        assert value(ok, "c1222_headend_responses_total", direction="in", service="full_read",
+                     code="ok") >= 3
+        assert value(ok, "c1222_headend_read_duration_seconds_count") >= 3
+        assert value(ok, "c1222_headend_read_duration_seconds_bucket", le="+Inf") >= 3
+        assert value(ok, "c1222_headend_request_duration_seconds_count") >= 3
+        assert value(ok, "c1222_headend_readings_stored_total") > 0
+        assert value(ok, "c1222_headend_collection_meters_read_total") >= 3
+        assert value(ok, "c1222_headend_tcp_connections") >= 1  # the meter's registration
+        assert value(ok, "process_resident_memory_bytes") > 0
+        failed_before = sum(v for (name, labels), v in ok.items()
+                            if name == "c1222_headend_reads_total"
+                            and dict(labels)["outcome"] != "ok")
+
+        assert meter.stop() == 0
+        meter = None
+        # its connection closes, and the head-end's reads of its native address are refused
+        down = wait_until(web, lambda s: value(s, "c1222_headend_reads_total",
+                                               outcome="unreachable", code="") >= 2,
+                          "reads of the stopped meter counted as unreachable")
+        failed = sum(v for (name, labels), v in down.items()
+                     if name == "c1222_headend_reads_total" and dict(labels)["outcome"] != "ok")
+        assert failed > failed_before
+        assert value(down, "c1222_headend_collection_meters_failed_total") >= 2
+        assert value(down, "c1222_headend_meters_failing") == 1
+        down = wait_until(web, lambda s: value(s, "c1222_headend_collection_last_meters_failed")
+                          == 1, "an interval whose read failed")
+        assert value(down, "c1222_headend_collection_last_meters_read") == 0
+        assert value(down, "c1222_headend_collection_last_meters_due") == 1
+        # no label took its value from the peer: the meter's AP title is nowhere
+        assert not any("2.16.124" in v for _, labels in down for _, v in labels)
+        assert httpx.post(f"{web}/metrics", timeout=10).status_code == 405
+    finally:
+        if meter is not None:
+            meter.stop()
+        assert headend.stop() == 0
