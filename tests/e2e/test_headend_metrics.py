@@ -5,6 +5,7 @@ stops turns its reads into failures counted with their reason."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,18 @@ def wait_until(web: str, done: Callable[[Samples], bool], what: str,
             return samples
         assert time.monotonic() < deadline, f"{what}: {sorted(samples.items())}"
         time.sleep(0.2)
+
+
+def raw_status(host: str, port: int, request: bytes) -> int:
+    """The status of a hand-made request on a raw socket (bytes httpx would not send)."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(request)
+        head = b""
+        while b"\r\n" not in head:
+            chunk = sock.recv(4096)
+            assert chunk, head
+            head += chunk
+    return int(head.split(b" ", 2)[1])
 
 
 def test_metrics_follow_registrations_reads_and_a_meter_that_stops(tmp_path: Path) -> None:
@@ -94,6 +107,14 @@ def test_metrics_follow_registrations_reads_and_a_meter_that_stops(tmp_path: Pat
         # no label took its value from the peer: the meter's AP title is nowhere
         assert not any("2.16.124" in v for _, labels in down for _, v in labels)
         assert httpx.post(f"{web}/metrics", timeout=10).status_code == 405
+        host, port = found.group(1), int(found.group(2))
+        for raw, status in (
+                (b"GET /metrics?%ff%00&name[]=x&name[]=" + b"y" * 4000 + b" HTTP/1.1\r\n"
+                 b"Host: h\r\nAccept: text/plain; version=\xff\xfe\r\n\r\n", 200),
+                (b"GET /metrics HTTP/1.1\r\nHost: h\r\nAccept: application/openmetrics-"
+                 b"text; version=x.y\r\nAccept-Encoding: gzip\r\n\r\n", 200),
+                (b"BREW /metrics HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc", 405)):
+            assert raw_status(host, port, raw) == status, raw[:40]
     finally:
         if meter is not None:
             meter.stop()
