@@ -129,6 +129,16 @@ BAD = [
     (["tariff", "1e999999999", "--month", "2024-01"], "no household's month"),
     (["headend", "--ap-title", ".".join(["1"] * 3000)], "(5999 chars) is not an AP title"),
     (["meter", "--listen", "h" * 10_000 + ":1"], "(10002 chars) is not HOST:PORT"),
+    # the display's MQTT broker (c1222.ihd.mqtt)
+    (["ihd", "--mqtt", "http://127.0.0.1:1883"], "mqtt:// or mqtts://"),
+    (["ihd", "--mqtt", "mqtt://:1883"], "no host"),
+    (["ihd", "--mqtt", "mqtt://h:99999"], "'--mqtt'"),
+    (["ihd", "--mqtt", "mqtt://h:1883/topic"], "nothing after the port"),
+    (["ihd", "--mqtt-prefix", "home/+"], "'--mqtt-prefix'"),
+    (["ihd", "--mqtt-node-id", "node"], "needs --mqtt URL"),
+    (["ihd", "--mqtt", "mqtt://h", "--mqtt-node-id", "a/b"], "'--mqtt-node-id'"),
+    (["ihd", "--mqtt", "mqtt://h", "--mqtt-ca", "{afile}"], "for mqtts:// only"),
+    (["ihd", "--mqtt", "mqtts://h", "--mqtt-ca", "/dev/zero"], "not a regular file"),
     # time zones
     (["ihd", "--tz", "Mars/Olympus"], "not a time zone"),
     (["ihd", "--tz", "../../etc/passwd"], "not a time zone"),

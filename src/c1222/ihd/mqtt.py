@@ -61,8 +61,9 @@ INTERVAL = 1.0
 BACKOFF = (1.0, 30.0)
 #: Seconds a sensor keeps its value without a new state (the page's stale notice comes at 5).
 EXPIRE_AFTER = 10
-#: Seconds for a connect or a publish to complete before the connection counts as lost.
-TIMEOUT = 10.0
+#: Seconds for a connect or a publish to complete before the connection counts as lost
+#: (a broker that hangs up before its CONNACK is only noticed then: aiomqtt waits for it).
+TIMEOUT = 5.0
 KEEPALIVE = 15
 
 
@@ -283,11 +284,11 @@ class HomeAssistant:
         self._stop.set()
         if self._task is None:
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except (asyncio.TimeoutError, Exception):  # a broker that hangs: just go
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self.connected:  # say "offline" (the task does, then disconnects)
+            await asyncio.wait({self._task}, timeout=timeout)
+        # connecting or backing off (nobody to tell), or a broker that hangs: just go
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
 
     async def run(self) -> None:
         import aiomqtt
