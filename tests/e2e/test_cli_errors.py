@@ -139,6 +139,7 @@ BAD = [
     (["ihd", "--mqtt", "mqtt://h", "--mqtt-node-id", "a/b"], "'--mqtt-node-id'"),
     (["ihd", "--mqtt", "mqtt://h", "--mqtt-ca", "{afile}"], "for mqtts:// only"),
     (["ihd", "--mqtt", "mqtts://h", "--mqtt-ca", "/dev/zero"], "not a regular file"),
+    (["ihd", "--mqtt", "mqtts://h", "--mqtt-ca", "{broken}"], "not a PEM CA certificate"),
     # time zones
     (["ihd", "--tz", "Mars/Olympus"], "not a time zone"),
     (["ihd", "--tz", "../../etc/passwd"], "not a time zone"),

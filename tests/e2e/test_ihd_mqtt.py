@@ -8,7 +8,8 @@ needs, the state comes about once a second with the meter's values (the same as 
 after the broker restarts. ``/metrics`` is read with prometheus_client's own parser.
 
 Hostile: a broker that refuses the connection or closes it (one WARNING, the page keeps
-working), and a huge retained message on ``homeassistant/status``.
+working), a huge retained message on ``homeassistant/status``, a "broker" that sends a packet
+claiming 200 MB, and a TLS broker whose certificate the display does not trust.
 
 The broker is a private Mosquitto on a free port (tests/mosquitto.py explains why).
 """
@@ -259,8 +260,9 @@ def _matching(web: str, sub: Subscriber) -> tuple[dict[str, Any], dict[str, Any]
 
 def _moved(web: str, before: dict[str, float]) -> dict[str, float] | None:
     now = metrics(web)
-    key = "c1222_ihd_mqtt_messages_published_total"
-    return now if now[key] > before[key] else None
+    keys = ("c1222_ihd_mqtt_messages_published_total", "c1222_ihd_samples_total",
+            "c1222_ihd_feed_writes_accepted_total")
+    return now if all(now[k] > before[k] for k in keys) else None
 
 
 def test_kill_9_leaves_offline_through_the_last_will(tmp_path: Path,
@@ -355,7 +357,7 @@ def test_a_broker_that_refuses_or_hangs_up_is_one_warning(tmp_path: Path, kind: 
             assert _poll(lambda: b.log.read_text().count("New connection from") >= 3)
         assert httpx.get(f"{web}/api/live", timeout=10).status_code == 200
         assert metrics(web)["c1222_ihd_mqtt_connected"] == 0
-        assert sum("WARNING" in line for line in ihd.lines) == 1, ihd.lines
+        assert sum("WARNING" in line or "ERROR" in line for line in ihd.lines) == 1, ihd.lines
         assert ihd.stop() == 0
         assert not any("Traceback" in line for line in ihd.lines), ihd.lines
     finally:
@@ -400,3 +402,113 @@ def _peak_rss_kib(proc: Running) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
+
+
+class OversizeBroker:
+    """Answers CONNACK (MQTT 5), then sends a PUBLISH that claims ``claim`` bytes and streams
+    them until the client hangs up: a broker that ignores our Maximum Packet Size."""
+
+    def __init__(self, claim: int = 200 * 1024 * 1024) -> None:
+        self.claim = claim
+        self.sent: list[int] = []  # bytes of the claimed packet sent, per connection
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        length, n = b"", self.claim
+        while True:  # MQTT's variable-length integer
+            n, digit = divmod(n, 128)
+            length += bytes([digit | (0x80 if n else 0)])
+            if not n:
+                break
+        sent = 0
+        with conn:
+            try:
+                conn.recv(4096)  # CONNECT
+                conn.sendall(b"\x20\x03\x00\x00\x00" + b"\x30" + length)
+                chunk = b"\0" * 65536
+                while sent < self.claim:
+                    conn.sendall(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass
+        self.sent.append(sent)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_broker_sending_a_huge_packet_is_hung_up_on(tmp_path: Path) -> None:
+    evil = OversizeBroker()
+    ihd, web, _ = start_display(tmp_path, f"mqtt://127.0.0.1:{evil.port}")
+    try:
+        ihd.wait_for(r"WARNING.*MQTT broker .*sent a 209715200-byte packet; at most 4096")
+        assert _poll(lambda: len(evil.sent) >= 2)  # it hung up, and came back after a pause
+        # what it read before hanging up is what the sockets' buffers held, not the 200 MB
+        assert max(evil.sent) < evil.claim // 4, evil.sent
+        assert _peak_rss_kib(ihd) < BASE_RSS_KIB, _peak_rss_kib(ihd)
+        assert httpx.get(f"{web}/api/live", timeout=10).status_code == 200
+        assert ihd.stop() == 0
+        # one line for the trouble, none for each attempt, no "connected again" that was not
+        assert sum("WARNING" in line or "ERROR" in line for line in ihd.lines) == 1, ihd.lines
+        assert not any("Traceback" in line for line in ihd.lines), ihd.lines
+    finally:
+        ihd.kill()
+        evil.close()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, PEM."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "broker.crt", folder / "broker.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_mqtts_with_the_brokers_ca_and_not_without(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    b = broker(tmp_path, private=True, extra=[f"certfile {cert}", f"keyfile {key}"])
+    url = f"mqtts://127.0.0.1:{b.port}"
+    good, web, _ = start_display(tmp_path / "good", url, "--mqtt-ca", str(cert))
+    bad, bad_web, _ = start_display(tmp_path / "bad", url)  # the system's CAs: refused
+    try:
+        assert _poll(lambda: metrics(web)["c1222_ihd_mqtt_connected"] == 1)
+        bad.wait_for(r"WARNING.*MQTT broker mqtts://127\.0\.0\.1.*(certificate|verify)")
+        assert metrics(bad_web)["c1222_ihd_mqtt_connected"] == 0
+        assert good.stop() == 0 and bad.stop() == 0
+    finally:
+        good.kill()
+        bad.kill()
+        b.stop()

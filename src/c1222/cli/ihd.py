@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,12 @@ def _mqtt(url: MqttSettings | None, prefix: str, node_id: str | None, user: str 
     if ca is not None and not url.tls:
         raise click.BadParameter("a CA certificate is for mqtts:// only",
                                  param_hint="'--mqtt-ca'")
+    if ca is not None:
+        try:
+            ssl.create_default_context(cafile=str(ca))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise click.BadParameter(f"not a PEM CA certificate ({exc.__class__.__name__})",
+                                     param_hint="'--mqtt-ca'") from None
     return replace(url, prefix=prefix, node_id=node_id,
                    username=user if user is not None else url.username,
                    password=password if password is not None else url.password,

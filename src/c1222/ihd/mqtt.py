@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import ssl
 from collections.abc import Callable, Mapping
@@ -59,6 +60,8 @@ MAX_PACKET = 4096
 INTERVAL = 1.0
 #: Back-off between connection attempts: doubling from the first to the last.
 BACKOFF = (1.0, 30.0)
+#: Seconds a connection must have lasted for the back-off to start again from the first.
+STABLE = 30.0
 #: Seconds a sensor keeps its value without a new state (the page's stale notice comes at 5).
 EXPIRE_AFTER = 10
 #: Seconds for a connect or a publish to complete before the connection counts as lost
@@ -294,16 +297,19 @@ class HomeAssistant:
         import aiomqtt
 
         delay = BACKOFF[0]
+        loop = asyncio.get_running_loop()
+        _quiet_dropped_futures(loop, aiomqtt.MqttError)
         while not self._stop.is_set():
+            began = loop.time()
             try:
                 await self._session()
             except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as exc:
                 self._failed(exc)
             else:
-                delay = BACKOFF[0]
-                continue
-            if self.connections and self.failures == 1:
-                delay = BACKOFF[0]  # it was up: retry soon
+                continue  # stopped
+            if self.failures == 1 and loop.time() - began > STABLE:
+                delay = BACKOFF[0]  # it had been up a while: retry soon
+            # (a broker that drops each connection at once backs off like one that refuses)
             try:
                 await asyncio.wait_for(self._stop.wait(), delay)
             except asyncio.TimeoutError:
@@ -312,12 +318,14 @@ class HomeAssistant:
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
+        # paho's own account of a lost connection says more than aiomqtt's "not connected"
+        reason = _CLIENT_ERRORS.last or _reason(exc)
         if self.failures == 1:
             log.warning("MQTT broker %s: %s; the display keeps working and retries "
-                        "(back-off up to %.0f s)", self.settings.url, _reason(exc), BACKOFF[1])
+                        "(back-off up to %.0f s)", self.settings.url, reason, BACKOFF[1])
         else:
             log.debug("MQTT broker %s: attempt %d failed: %s", self.settings.url,
-                      self.failures, _reason(exc))
+                      self.failures, reason)
 
     def _client(self) -> Any:
         import aiomqtt
@@ -330,27 +338,46 @@ class HomeAssistant:
         tls = None
         if s.tls:
             tls = ssl.create_default_context(cafile=s.ca_file)
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
+            # the pid: two displays given one node id must not take each other's session
+            # over in a loop
             s.host, s.port, username=s.username, password=s.password,
-            identifier=f"c1222-ihd-{self.node_id}", protocol=aiomqtt.ProtocolVersion.V5,
+            identifier=f"c1222-ihd-{self.node_id}-{os.getpid()}",
+            protocol=aiomqtt.ProtocolVersion.V5,
             will=aiomqtt.Will(self.topics["availability"], b"offline", qos=1, retain=True),
             timeout=TIMEOUT, keepalive=KEEPALIVE, properties=props, tls_context=tls,
+            logger=_CLIENT_LOG,
             # bounded: we publish the latest state only and read one small topic
             max_queued_incoming_messages=16, max_queued_outgoing_messages=64)
+        _bound_packets(client)
+        return client
 
     async def _session(self) -> None:
-        async with self._client() as client:
+        _CLIENT_ERRORS.last = None
+        client = self._client()
+        try:
+            await self._connected_session(client)
+        finally:
+            # aiomqtt leaves a lost connection's error in a future nobody reads, which asyncio
+            # would log with a traceback when it is collected: read it (it is ours to report)
+            lost = getattr(client, "_disconnected", None)
+            if isinstance(lost, asyncio.Future) and lost.done() and not lost.cancelled():
+                lost.exception()
+
+    async def _connected_session(self, client: Any) -> None:
+        async with client:
             self.connected = True
             self.connections += 1
-            if self.failures:
-                log.warning("MQTT broker %s: connected again after %d failed attempt(s)",
-                            self.settings.url, self.failures)
-            else:
-                log.info("MQTT broker %s: connected", self.settings.url)
-            self.failures = 0
             try:
                 await client.subscribe(self.topics["status"], qos=1)
                 await self._announce(client)
+                # back only once it works (a broker that hangs up at once is still failing)
+                if self.failures:
+                    log.warning("MQTT broker %s: connected again after %d failed attempt(s)",
+                                self.settings.url, self.failures)
+                else:
+                    log.info("MQTT broker %s: connected", self.settings.url)
+                self.failures = 0
                 tasks = {asyncio.create_task(self._listen(client)),
                          asyncio.create_task(self._tick(client)),
                          asyncio.create_task(self._stop.wait())}
@@ -408,6 +435,65 @@ class HomeAssistant:
             if message.topic.matches(self.topics["status"]) and payload.strip() == b"online":
                 log.info("Home Assistant is online: discovery configs published again")
                 await self._announce(client)
+
+
+class _LastError(logging.Handler):
+    """Keeps the last error paho-mqtt or aiomqtt logged, for our one WARNING line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last = _reason(Exception(record.getMessage()))
+
+
+#: The client library's log: its errors feed our WARNING instead of being printed as they
+#: come (several lines per lost connection, some of them about its own internals).
+_CLIENT_LOG = logging.getLogger("c1222.ihd.mqtt.client")
+_CLIENT_LOG.propagate = False
+_CLIENT_ERRORS = _LastError()
+_CLIENT_LOG.addHandler(_CLIENT_ERRORS)
+
+
+def _quiet_dropped_futures(loop: asyncio.AbstractEventLoop, error: type) -> None:
+    """aiomqtt replaces, unread, the future holding a connection's error when the connection
+    is lost as it is made (a broker that hangs up right after CONNACK); asyncio would log it
+    with a traceback when collected. We report that loss ourselves: drop only those."""
+    previous = loop.get_exception_handler()
+    if getattr(previous, "c1222_mqtt", False):
+        return
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), error) and "future" in context:
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    handler.c1222_mqtt = True  # type: ignore[attr-defined]
+    loop.set_exception_handler(handler)
+
+
+def _bound_packets(client: Any) -> None:
+    """Hang up on a broker that sends a packet over MAX_PACKET despite the Maximum Packet
+    Size we declared (a broker that ignores it, or a hostile one): paho-mqtt would read any
+    packet whole (up to 256 MB), so the check is put on its socket reads. paho counts the
+    error as a lost connection, and we reconnect with back-off."""
+    paho = getattr(client, "_client", None)
+    recv = getattr(paho, "_sock_recv", None)
+    if recv is None or not isinstance(getattr(paho, "_in_packet", None), dict):
+        return  # another paho-mqtt: the broker's own enforcement of MAX_PACKET remains
+
+    def bounded_recv(bufsize: int) -> bytes:
+        packet = paho._in_packet
+        if packet.get("have_remaining") and packet.get("remaining_length", 0) > MAX_PACKET:
+            raise ConnectionError(f"the broker sent a {packet['remaining_length']}-byte packet;"
+                                  f" at most {MAX_PACKET} are taken")
+        return recv(bufsize)  # type: ignore[no-any-return]
+
+    paho._sock_recv = bounded_recv
 
 
 def _reason(exc: BaseException) -> str:
