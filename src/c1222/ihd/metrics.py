@@ -7,19 +7,14 @@ the MQTT publisher): nothing is counted twice and nothing runs between scrapes.
 
 Metrics (all prefixed ``c1222_ihd_``):
 
-========================================  =======  ===================================================
-``feed_age_seconds``                      gauge    seconds since the meter's last sample was received
-                                                   (absent before the first)
-``samples_total``                         counter  samples the history accepted
-``feed_writes_accepted_total``            counter  table writes from the meter answered OK
-``feed_writes_refused_total{reason}``     counter  writes refused: title, table, checksum,
-                                                   no_context, undecodable
-``mqtt_connected``                        gauge    1 while connected to the MQTT broker
-``mqtt_messages_published_total``         counter  MQTT messages published
-``mqtt_connections_total``                counter  MQTT connections made
-``http_requests_total{path,status}``      counter  HTTP requests answered, by route (a fixed set:
-                                                   any other path counts as ``other``)
-========================================  =======  ===================================================
+``feed_age_seconds`` (gauge): seconds since the meter's last sample was received (absent
+before the first); ``samples_total``: samples the history accepted;
+``feed_writes_accepted_total``: table writes from the meter answered OK;
+``feed_writes_refused_total{reason}``: writes refused (title, table, checksum, no_context,
+undecodable); ``mqtt_connected`` (gauge): 1 while connected to the MQTT broker;
+``mqtt_messages_published_total``; ``mqtt_connections_total``;
+``http_requests_total{path,status}``: HTTP requests answered, by route (a fixed set: any other
+path counts as ``other``, so a scanner cannot grow the label set). See docs/ihd.md "Metrics".
 """
 
 from __future__ import annotations

@@ -303,7 +303,8 @@ class HomeAssistant:
             began = loop.time()
             try:
                 await self._session()
-            except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as exc:
+            # (anything else too: the display must outlive a surprise in its MQTT side)
+            except Exception as exc:  # aiomqtt.MqttError, OSError, ssl.SSLError, ...
                 self._failed(exc)
             else:
                 continue  # stopped
