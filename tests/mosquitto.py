@@ -4,8 +4,9 @@ We always start a private broker when the ``mosquitto`` binary is there (Debian 
 /usr/sbin, often outside a user's PATH), so no test depends on the state of the machine's
 broker (its retained messages, its configuration, someone else's clients) and a test may stop
 and restart it. Without the binary, :func:`broker` falls back to the machine's broker at
-127.0.0.1:1883 when one answers (tests that stop the broker then skip); with neither, tests
-skip, or fail under ``C1222_REQUIRE_ALL=1``. ``make test`` installs Debian's ``mosquitto``
+127.0.0.1:1883 when one answers (tests that stop or configure the broker then skip; the others
+use topics of their own there and clear what they retained); with neither, tests skip, or fail
+under ``C1222_REQUIRE_ALL=1``. ``make test`` installs Debian's ``mosquitto``
 when it is missing (Makefile ``system-deps``).
 """
 

@@ -21,6 +21,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,35 @@ STATE = f"c1222/{NODE}/state"
 AVAILABILITY = f"c1222/{NODE}/availability"
 CONFIG = "homeassistant/sensor/" + NODE + "/{}/config"
 DEADLINE = 30.0
+
+
+@dataclass(frozen=True)
+class Names:
+    """The topics of one display: the defaults on a private broker; on the machine's broker
+    (no mosquitto binary) a prefix and node id of the test's own, so that a Home Assistant
+    using that broker neither sees the test's meter nor hears its "online"."""
+
+    prefix: str = "homeassistant"
+    node: str = NODE
+
+    @property
+    def state(self) -> str:
+        return f"c1222/{self.node}/state"
+
+    @property
+    def availability(self) -> str:
+        return f"c1222/{self.node}/availability"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}/status"
+
+    def config(self, key: str) -> str:
+        return f"{self.prefix}/sensor/{self.node}/{key}/config"
+
+    def args(self) -> list[str]:
+        return [] if self == Names() else ["--mqtt-prefix", self.prefix,
+                                           "--mqtt-node-id", self.node]
 
 
 @dataclass(frozen=True)
@@ -164,27 +194,44 @@ def start_meter(tmp: Path, feed: tuple[str, int]) -> Running:
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Any]:
+    """A private broker (the test stops it, or needs it to itself)."""
     b = broker(tmp_path, private=True)
     yield b
     b.stop()
 
 
-def test_home_assistant_sees_the_meter(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    sub = Subscriber(mosquitto.host, mosquitto.port, ("homeassistant/#", "c1222/#"))
-    ihd, web, feed = start_display(tmp_path, mosquitto.url)
+@pytest.fixture
+def any_broker(tmp_path: Path) -> Iterator[tuple[Any, Names]]:
+    """A private broker, else the machine's with names of the test's own (cleaned after)."""
+    b = broker(tmp_path)
+    tag = uuid.uuid4().hex[:12]
+    names = Names() if b.private else Names(f"c1222-test-{tag}", f"test_{tag}")
+    yield b, names
+    if not b.private:  # leave no retained config or availability behind
+        sub = Subscriber(b.host, b.port, ())
+        for topic in [names.config(x.key) for x in SENSORS] + [names.availability]:
+            sub.publish(topic, b"", retain=True)
+        sub.close()
+    b.stop()
+
+
+def test_home_assistant_sees_the_meter(tmp_path: Path, any_broker: tuple[Any, Names]) -> None:
+    mosquitto, n = any_broker
+    sub = Subscriber(mosquitto.host, mosquitto.port, (f"{n.prefix}/#", f"c1222/{n.node}/#"))
+    ihd, web, feed = start_display(tmp_path, mosquitto.url, *n.args())
     meter = start_meter(tmp_path, feed)
     try:
         # --- discovery: every sensor, with what Home Assistant and its Energy dashboard need
         configs = sub.wait("every config", lambda ms: (
             {k: m.json() for k in (s.key for s in SENSORS) for m in ms
-             if m.topic == CONFIG.format(k)} if all(
-                any(m.topic == CONFIG.format(s.key) for m in ms) for s in SENSORS) else None))
+             if m.topic == n.config(k)} if all(
+                any(m.topic == n.config(s.key) for m in ms) for s in SENSORS) else None))
         for s in SENSORS:
             c = configs[s.key]
-            assert c["unique_id"] == f"{NODE}_{s.key}"
-            assert c["state_topic"] == STATE and c["availability_topic"] == AVAILABILITY
+            assert c["unique_id"] == f"{n.node}_{s.key}"
+            assert c["state_topic"] == n.state and c["availability_topic"] == n.availability
             assert c["value_template"] == f"{{{{ value_json.{s.key} }}}}"
-            assert c["device"]["identifiers"] == [NODE]
+            assert c["device"]["identifiers"] == [n.node]
             for field in ("device_class", "state_class"):
                 assert c.get(field) == getattr(s, field)
             assert c.get("unit_of_measurement") == s.unit
@@ -198,18 +245,18 @@ def test_home_assistant_sees_the_meter(tmp_path: Path, mosquitto: Mosquitto) -> 
         assert bill["last_reset_value_template"] == "{{ value_json.last_reset }}"
         # once the meter's Table 0 is in, the device names its maker (the simulator's SIMU)
         sub.wait("the maker in the device", lambda ms: any(
-            m.topic == CONFIG.format("power") and m.json()["device"]["manufacturer"] == "SIMU"
+            m.topic == n.config("power") and m.json()["device"]["manufacturer"] == "SIMU"
             for m in ms))
-        assert retained(mosquitto.host, mosquitto.port, CONFIG.format("energy"))
-        assert retained(mosquitto.host, mosquitto.port, AVAILABILITY) == b"online"
+        assert retained(mosquitto.host, mosquitto.port, n.config("energy"))
+        assert retained(mosquitto.host, mosquitto.port, n.availability) == b"online"
 
         # --- state about once a second, with the meter's values (those of the page)
         start = time.monotonic()
         states = sub.wait("5 states", lambda ms: (
-            s if len(s := [m for m in ms if m.topic == STATE and m.at >= start]) >= 5 else None))
+            s if len(s := [m for m in ms if m.topic == n.state and m.at >= start]) >= 5 else None))
         gaps = [b.at - a.at for a, b in zip(states, states[1:])]
         assert all(0.3 < g < 3.0 for g in gaps), gaps  # a hang bound, not a speed test
-        live = sub.wait("a state equal to /api/live", lambda ms: _matching(web, sub))
+        live = sub.wait("a state equal to /api/live", lambda ms: _matching(web, sub, n))
         state, sample = live
         assert state["power"] == sample["active_power"] and state["voltage"] == sample["voltage"]
         assert state["current"] == sample["current"]
@@ -222,9 +269,9 @@ def test_home_assistant_sees_the_meter(tmp_path: Path, mosquitto: Mosquitto) -> 
 
         # --- Home Assistant restarts: its "online" brings every config again
         mark = time.monotonic()
-        sub.publish("homeassistant/status", b"online")
+        sub.publish(n.status, b"online")
         sub.wait("configs again", lambda ms: all(
-            any(m.topic == CONFIG.format(s.key) and m.at >= mark for m in ms) for s in SENSORS))
+            any(m.topic == n.config(s.key) and m.at >= mark for m in ms) for s in SENSORS))
 
         # --- /metrics, with the Prometheus client's own parser: counters move
         first = metrics(web)
@@ -239,7 +286,7 @@ def test_home_assistant_sees_the_meter(tmp_path: Path, mosquitto: Mosquitto) -> 
         # --- a clean stop: "offline", kept for whoever subscribes next
         meter.stop()
         assert ihd.stop() == 0
-        assert retained(mosquitto.host, mosquitto.port, AVAILABILITY, want=b"offline")
+        assert retained(mosquitto.host, mosquitto.port, n.availability, want=b"offline")
         assert not any("Traceback" in line for line in ihd.lines), ihd.lines
     finally:
         sub.close()
@@ -247,11 +294,12 @@ def test_home_assistant_sees_the_meter(tmp_path: Path, mosquitto: Mosquitto) -> 
         ihd.stop()
 
 
-def _matching(web: str, sub: Subscriber) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def _matching(web: str, sub: Subscriber, n: Names
+              ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     sample = httpx.get(f"{web}/api/live", timeout=10).json()["sample"]
     if sample is None:
         return None
-    for m in reversed(sub.on(STATE)):
+    for m in reversed(sub.on(n.state)):
         state = m.json()
         if state["time"] == sample["time"]:
             return state, sample
@@ -266,12 +314,13 @@ def _moved(web: str, before: dict[str, float]) -> dict[str, float] | None:
 
 
 def test_kill_9_leaves_offline_through_the_last_will(tmp_path: Path,
-                                                     mosquitto: Mosquitto) -> None:
-    ihd, web, _ = start_display(tmp_path, mosquitto.url)
+                                                     any_broker: tuple[Any, Names]) -> None:
+    b, n = any_broker
+    ihd, web, _ = start_display(tmp_path, b.url, *n.args())
     try:
-        assert retained(mosquitto.host, mosquitto.port, AVAILABILITY, want=b"online")
+        assert retained(b.host, b.port, n.availability, want=b"online")
         ihd.kill()
-        assert retained(mosquitto.host, mosquitto.port, AVAILABILITY, want=b"offline")
+        assert retained(b.host, b.port, n.availability, want=b"offline")
     finally:
         ihd.kill()
 
