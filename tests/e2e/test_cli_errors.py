@@ -140,6 +140,9 @@ BAD = [
     (["ihd", "--mqtt", "mqtt://h", "--mqtt-ca", "{afile}"], "for mqtts:// only"),
     (["ihd", "--mqtt", "mqtts://h", "--mqtt-ca", "/dev/zero"], "not a regular file"),
     (["ihd", "--mqtt", "mqtts://h", "--mqtt-ca", "{broken}"], "not a PEM CA certificate"),
+    (["ihd", "--mqtt", "mqtt://h", "--mqtt-user", "u" * 5000], "1 to 128 printable"),
+    (["ihd", "--mqtt", "mqtt://h", "--mqtt-password", "p" * 5000], "at most 1024 bytes"),
+    (["ihd", "--mqtt", "mqtt://a%0Ab@h"], "1 to 128 printable"),
     # time zones
     (["ihd", "--tz", "Mars/Olympus"], "not a time zone"),
     (["ihd", "--tz", "../../etc/passwd"], "not a time zone"),

@@ -17,7 +17,7 @@ from c1222.cli.params import (
     InputFile, OutputDir, check_keys, key_table,
 )
 from c1222.errors import ConfigurationError
-from c1222.ihd.mqtt import DEFAULT_PREFIX, MqttSettings
+from c1222.ihd.mqtt import DEFAULT_PREFIX, MqttSettings, check_credentials
 from c1222.transport.endpoint import Address
 
 
@@ -102,10 +102,16 @@ def _mqtt(url: MqttSettings | None, prefix: str, node_id: str | None, user: str 
         except (ssl.SSLError, OSError, ValueError) as exc:
             raise click.BadParameter(f"not a PEM CA certificate ({exc.__class__.__name__})",
                                      param_hint="'--mqtt-ca'") from None
-    return replace(url, prefix=prefix, node_id=node_id,
-                   username=user if user is not None else url.username,
-                   password=password if password is not None else url.password,
-                   ca_file=None if ca is None else str(ca))
+    settings = replace(url, prefix=prefix, node_id=node_id,
+                       username=user if user is not None else url.username,
+                       password=password if password is not None else url.password,
+                       ca_file=None if ca is None else str(ca))
+    try:
+        check_credentials(settings.username, settings.password)
+    except ConfigurationError as exc:
+        option = "--mqtt-password" if "password" in str(exc) else "--mqtt-user"
+        raise click.BadParameter(str(exc), param_hint=f"'{option}'") from None
+    return settings
 
 
 async def _run(display: Any) -> None:

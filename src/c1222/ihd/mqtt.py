@@ -53,6 +53,8 @@ TOPIC_ROOT = "c1222"
 #: Home Assistant's node_id and object_id alphabet (discovery topic format).
 NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_PREFIX = 128
+MAX_USER = 128
+MAX_PASSWORD = 1024
 #: Largest packet the broker may send us (MQTT 5 Maximum Packet Size): we only ever receive
 #: Home Assistant's "online"/"offline"; anything bigger is dropped by the broker.
 MAX_PACKET = 4096
@@ -113,10 +115,20 @@ def parse_url(text: str) -> MqttSettings:
                                  "nothing after the port")
     if port == 0:
         raise ConfigurationError("the MQTT URL's port cannot be 0")
-    return MqttSettings(
-        host=host, port=port or DEFAULT_PORTS[parts.scheme], tls=parts.scheme == "mqtts",
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None)
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    check_credentials(username, password)
+    return MqttSettings(host=host, port=port or DEFAULT_PORTS[parts.scheme],
+                        tls=parts.scheme == "mqtts", username=username, password=password)
+
+
+def check_credentials(username: str | None, password: str | None) -> None:
+    """A user name we can show in a log line, a password MQTT can carry (never echoed)."""
+    if username is not None and (not 0 < len(username) <= MAX_USER
+                                 or not username.isprintable()):
+        raise ConfigurationError(f"an MQTT user name is 1 to {MAX_USER} printable characters")
+    if password is not None and len(password.encode()) > MAX_PASSWORD:
+        raise ConfigurationError(f"an MQTT password is at most {MAX_PASSWORD} bytes")
 
 
 def check_prefix(prefix: str) -> str:

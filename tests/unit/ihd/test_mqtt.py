@@ -34,7 +34,8 @@ def test_urls(url: str, want: tuple[object, ...]) -> None:
 @pytest.mark.parametrize("url", [
     "", "127.0.0.1:1883", "http://h", "mqtt://", "mqtt://h:0", "mqtt://h:65536",
     "mqtt://h:x", "mqtt://h/topic", "mqtt://h?x=1", "mqtt://[::1", "mqtt://h#f",
-    "mqtt://" + "h" * 2000,
+    "mqtt://" + "h" * 2000, "mqtt://a%0Ab@h", "mqtt://" + "u" * 200 + "@h",
+    "mqtt://u:" + "p" * 1100 + "@h",
 ])
 def test_bad_urls(url: str) -> None:
     with pytest.raises(ConfigurationError):
