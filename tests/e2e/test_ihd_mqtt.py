@@ -255,7 +255,10 @@ def test_home_assistant_sees_the_meter(tmp_path: Path, any_broker: tuple[Any, Na
         states = sub.wait("5 states", lambda ms: (
             s if len(s := [m for m in ms if m.topic == n.state and m.at >= start]) >= 5 else None))
         gaps = [b.at - a.at for a, b in zip(states, states[1:])]
-        assert all(0.3 < g < 3.0 for g in gaps), gaps  # a hang bound, not a speed test
+        assert max(gaps) < 5.0, gaps  # a hang bound, not a speed test
+        # once a second, not a flood: no more states than seconds (a slow machine sends fewer)
+        span = states[-1].at - states[0].at
+        assert len(states) - 1 <= span + 1.5, (len(states), span)
         live = sub.wait("a state equal to /api/live", lambda ms: _matching(web, sub, n))
         state, sample = live
         assert state["power"] == sample["active_power"] and state["voltage"] == sample["voltage"]
