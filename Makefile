@@ -31,6 +31,11 @@ system-deps:
 	  echo "installing chromium (Debian packages; the browser tests drive it with Playwright)"; \
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+# The display's Home Assistant tests start a private broker from this binary (in /usr/sbin).
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
+	  echo "installing mosquitto (Debian package; the MQTT tests start a private broker)"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; }
 
 test: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q

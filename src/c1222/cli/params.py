@@ -352,6 +352,45 @@ class DatabaseUrlType(click.ParamType):
         return text
 
 
+class MqttUrlType(click.ParamType):
+    """``mqtt://[USER[:PASSWORD]@]HOST[:PORT]`` or ``mqtts://...`` -> ``MqttSettings``
+    (``c1222.ihd.mqtt``). The URL is never echoed: it may hold a password."""
+
+    name = "URL"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        from c1222.ihd.mqtt import MqttSettings, parse_url
+
+        if isinstance(value, MqttSettings):
+            return value
+        try:
+            settings = parse_url(str(value))
+        except ConfigurationError as exc:
+            self.fail(str(exc), param, ctx)
+        if not _host_shape_ok(settings.host):
+            self.fail(f"{shown(settings.host)} is not a host name or IP address", param, ctx)
+        return settings
+
+
+class MqttNameType(click.ParamType):
+    """A discovery prefix (``homeassistant``) or, with ``node=True``, a node id."""
+
+    def __init__(self, node: bool = False) -> None:
+        self.node = node
+        self.name = "ID" if node else "TOPIC"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        from c1222.ihd.mqtt import check_node_id, check_prefix
+
+        text = str(value)
+        try:
+            return check_node_id(text) if self.node else check_prefix(text)
+        except ConfigurationError as exc:
+            self.fail(f"{shown(text)}: {exc}", param, ctx)
+
+
 def table_number(text: str, hint: str = "TABLE") -> int:
     """``23``, ``ST23`` or ``MT0`` (= 2048) -> the package's table number, 0 .. 4095."""
     from c1222.tables.registry import MFG_BASE
@@ -377,6 +416,9 @@ AP_TITLE = ApTitleType()
 TIME_ZONE = TimeZoneType()
 USER_ID = click.IntRange(0, 0xFFFF)
 SECURITY_MODE = click.IntRange(0, 2)
+MQTT_URL = MqttUrlType()
+MQTT_PREFIX = MqttNameType()
+MQTT_NODE_ID = MqttNameType(node=True)
 
 
 def checked(check: click.ParamType, value: Any, hint: str) -> Any:

@@ -64,7 +64,10 @@ class DisplayServices:
         self._good_context: dict[int, bytes] | None = None  # the last context that decoded
         self._time: float | None = None  # the meter's clock as last written (Table 52)
         self.received = 0
-        #: Writes refused, by reason ("title", "undecodable", ...), for a technician.
+        #: Table writes answered OK (for /metrics).
+        self.accepted = 0
+        #: Writes refused, by reason ("title", "table", "checksum", "no_context",
+        #: "undecodable"), for a technician and /metrics.
         self.refused: dict[str, int] = {}
 
     def handle(self, request: Request, ctx: ServiceContext) -> Response:
@@ -80,7 +83,9 @@ class DisplayServices:
             if calling is None or str(calling.absolute()) != self.meter:
                 self._refuse("title")
                 raise UAT(f"the display takes writes from its meter {self.meter} only")
-            return self._write(request)
+            response = self._write(request)
+            self.accepted += 1
+            return response
         raise SNS(f"{request.service} is not served by the display")
 
     def _refuse(self, why: str) -> None:
@@ -88,16 +93,19 @@ class DisplayServices:
 
     def _write(self, request: FullWriteRequest) -> Response:
         if request.table_id not in ACCEPTED:
+            self._refuse("table")
             raise IAR(f"table {request.table_id} is not one the display keeps")
         try:
             data = request.table_data.verified().data
         except ChecksumMismatch:
+            self._refuse("checksum")
             raise ERR("table data checksum mismatch") from None
         tables = self.tables
         if request.table_id in CONTEXT_TABLES:
             tables[request.table_id] = data  # trusted once live values decode with it
             return OkResponse()
         if any(n not in tables for n in CONTEXT_TABLES):
+            self._refuse("no_context")
             raise ONP("context tables (0, 11, 12, 16, 21, 22, 27) first")
         candidate = {**tables, request.table_id: data}
         try:  # refuse what does not decode, keeping the last good copy

@@ -13,7 +13,7 @@ read :class:`~c1222.ihd.history.History`, which has its own lock.
 
 Endpoints (all GET): ``/`` the page, ``/static/...`` its files, ``/api/live``,
 ``/api/history?seconds=N``, ``/api/history.csv?seconds=N``, ``/api/summary``,
-``/api/month?month=YYYY-MM``, ``/events``.
+``/api/month?month=YYYY-MM``, ``/events``, ``/metrics`` (Prometheus, ``c1222.ihd.metrics``).
 See docs/ihd.md.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import date
 from decimal import Decimal
@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Query
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from fastapi.staticfiles import StaticFiles
 
+from c1222.ihd import metrics as ihd_metrics
 from c1222.ihd.history import BUCKET, WINDOW, History, Sample
 from c1222.transport.http import limit_body
 from c1222.transport.sse import Streams, close_streams, hook_uvicorn_shutdown, sse
@@ -174,8 +176,9 @@ def live(history: History, now: float, billing: _Billing | None = None,
 
 
 def summary(history: History, now: float, billing: _Billing | None = None,
-            stale_after: float = STALE_AFTER) -> dict[str, Any]:
-    """The ``/api/summary`` body: energy, the month's bill so far and its projection."""
+            stale_after: float = STALE_AFTER, *, days: bool = True) -> dict[str, Any]:
+    """The ``/api/summary`` body: energy, the month's bill so far and its projection.
+    ``days=False`` leaves ``daily`` empty (the MQTT state once a second needs no days)."""
     from c1222.ihd import tariff
 
     billing = billing or _Billing(history, None)
@@ -191,7 +194,7 @@ def summary(history: History, now: float, billing: _Billing | None = None,
         "month_kwh": format(month_kwh, "f"),
         "bill": None, "projection": None, "projection_basis": None, "block": None,
         "error": None,
-        "daily": daily(history, billing)[-SUMMARY_DAYS:],
+        "daily": daily(history, billing)[-SUMMARY_DAYS:] if days else [],
     }
     try:
         body["bill"] = tariff.bill(month_kwh, month).to_dict()
@@ -250,13 +253,15 @@ def _series(history: History, since: float) -> dict[str, list[Any]]:
 
 def create_app(history: History, *, clock: Callable[[], float] = time.time,
                tariff_month: date | str | None = None,
-               stale_after: float = STALE_AFTER) -> FastAPI:
+               stale_after: float = STALE_AFTER, collectors: Sequence[Any] = ()) -> FastAPI:
     """The display's web app over ``history``.
 
     ``clock`` is "now" for windows and the billed month (staleness follows the history's
     receiving clock); ``tariff_month``
     (a date or "YYYY-MM") bills at that month's rates instead of the clock's month, e.g. to
     show a summer bill in a demo. The kWh are always the clock's month to date.
+    ``collectors``: more ``prometheus_client`` collectors for ``/metrics`` (the node's, the
+    MQTT publisher's; ``c1222.ihd.metrics``).
     """
     streams = Streams()
     billing = _Billing(history, tariff_month)
@@ -273,10 +278,16 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
     app.state.history = history
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     limit_body(app)  # request bodies capped and timed (transport.http)
+    registry = ihd_metrics.install(app, history, collectors)  # outermost: 413s counted too
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers=_NO_CACHE)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST,
+                        headers=_NO_CACHE)
 
     @app.get("/api/live")
     def api_live() -> JSONResponse:
