@@ -285,6 +285,7 @@ def test_home_assistant_sees_the_meter(tmp_path: Path, any_broker: tuple[Any, Na
         assert second["c1222_ihd_feed_writes_accepted_total"] > \
             first["c1222_ihd_feed_writes_accepted_total"]
         assert second["c1222_ihd_http_requests_total{path=/api/live,status=200}"] >= 1
+        assert second["c1222_ihd_tcp_connections"] >= 1  # the meter's feed connection
 
         # --- a clean stop: "offline", kept for whoever subscribes next
         meter.stop()

@@ -18,6 +18,7 @@ from c1222.ihd.mqtt import HomeAssistant, MqttSettings, device, node_id_of
 from c1222.ihd.node import DisplayServices, ihd_title
 from c1222.session.responder import Responder, ResponderConfig
 from c1222.transport.endpoint import Address, Endpoint, Link
+from c1222.transport.metrics import EndpointCollector
 
 log = logging.getLogger("c1222.ihd")
 
@@ -97,7 +98,8 @@ class Display:
         from c1222.transport.http import uvicorn_config
 
         address = await self.endpoint.listen(*self.listen_at)
-        collectors = [NodeCollector(self.services), MqttCollector(self.mqtt)]
+        collectors = [NodeCollector(self.services), MqttCollector(self.mqtt),
+                      EndpointCollector(self.endpoint, "c1222_ihd")]
         config = uvicorn_config(create_app(self.history, clock=self.meter_clock,
                                            collectors=collectors),
                                 self.http_at[0], self.http_at[1], lifespan="on")

@@ -28,14 +28,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from fastapi.staticfiles import StaticFiles
 
 from c1222.ihd import metrics as ihd_metrics
 from c1222.ihd.history import BUCKET, WINDOW, History, Sample
-from c1222.transport.http import limit_body
+from c1222.transport.http import limit_body, metrics_exposition
 from c1222.transport.sse import Streams, close_streams, hook_uvicorn_shutdown, sse
 
 __all__ = ["STATIC", "close_streams", "create_app", "daily", "live", "month_view", "serve",
@@ -285,9 +284,10 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
         return FileResponse(STATIC / "index.html", headers=_NO_CACHE)
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST,
-                        headers=_NO_CACHE)
+    def metrics(request: Request) -> Response:
+        # the head-end's negotiation (transport.http): OpenMetrics when Prometheus asks for it
+        body, content_type = metrics_exposition(registry, request.headers.get("accept"))
+        return Response(body, media_type=content_type, headers=_NO_CACHE)
 
     @app.get("/api/live")
     def api_live() -> JSONResponse:
