@@ -250,13 +250,15 @@ def _series(history: History, since: float) -> dict[str, list[Any]]:
 
 def create_app(history: History, *, clock: Callable[[], float] = time.time,
                tariff_month: date | str | None = None,
-               stale_after: float = STALE_AFTER) -> FastAPI:
+               stale_after: float = STALE_AFTER, notices: Any = None) -> FastAPI:
     """The display's web app over ``history``.
 
     ``clock`` is "now" for windows and the billed month (staleness follows the history's
     receiving clock); ``tariff_month``
     (a date or "YYYY-MM") bills at that month's rates instead of the clock's month, e.g. to
     show a summer bill in a demo. The kWh are always the clock's month to date.
+    ``notices`` (a :class:`c1222.ihd.notices.NoticeBoard`) adds the notice and power-limit
+    routes (docs/ihd.md, "Notices and warnings").
     """
     streams = Streams()
     billing = _Billing(history, tariff_month)
@@ -273,6 +275,10 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
     app.state.history = history
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     limit_body(app)  # request bodies capped and timed (transport.http)
+    if notices is not None:
+        from c1222.ihd.notices import router
+
+        app.include_router(router(notices, history, clock, billing.month))
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
