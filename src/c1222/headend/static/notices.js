@@ -42,7 +42,7 @@
       "data-testid": "notice-text-ko", autocomplete: "off" });
     const en = el("input", { name: "text_en", class: "wide", placeholder: "English (≤ 240 bytes)",
       "data-testid": "notice-text-en", autocomplete: "off" });
-    const limit = el("input", { name: "limit_kw", type: "number", step: "0.1", min: "0.001",
+    const limit = el("input", { name: "limit_kw", type: "number", step: "any", min: "0",
       class: "narrow", placeholder: "kW", "data-testid": "notice-limit" });
     const block = el("input", { name: "block", type: "number", min: "1", max: "4",
       class: "narrow", placeholder: "2", "data-testid": "notice-block" });
@@ -107,7 +107,7 @@
       }
     }
 
-    const form = el("form", { class: "notice-form" },
+    const form = el("form", { class: "notice-form", novalidate: true },
       el("div", { class: "fields" }, field("kind", kind), limitField, blockField,
         field("minutes", minutes)),
       el("div", { class: "fields" }, field("Korean", ko, "wide")),

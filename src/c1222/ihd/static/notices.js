@@ -102,7 +102,8 @@
     if (!card) return;
     const input = el("input", { id: "limit-input", type: "number", min: "1", max: "100000",
       step: "1", inputMode: "numeric", "data-testid": "limit-input" });
-    const form = el("form", { id: "limit-form", class: "limit-form", "data-testid": "limit-form" },
+    const form = el("form", { id: "limit-form", class: "limit-form", "data-testid": "limit-form",
+      noValidate: true },
       el("label", { htmlFor: "limit-input", id: "limit-label" }),
       el("b", { id: "limit-value", "data-testid": "limit-value" }),
       input, el("span", { class: "unit" }, "W"),
@@ -120,8 +121,8 @@
       }
       await send("PUT", { watts: value });
     });
-    $("limit-clear").addEventListener("click", () => send("DELETE"));
     card.append(form);
+    $("limit-clear").addEventListener("click", () => send("DELETE"));
   }
 
   async function send(method, body) {
@@ -139,6 +140,7 @@
   }
 
   function renderLimit() {
+    if (!last) return;  // a display without the notices API (an older server): no form
     limitForm();
     if (!$("limit-form")) return;
     $("limit-label").textContent = tr("limit_label");
