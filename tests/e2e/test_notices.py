@@ -1,9 +1,11 @@
 """A notice travels head-end -> meter -> display over C12.22, between real processes:
 `c1222 headend`, `c1222 meter` and `c1222 ihd` started as a user would, on 127.0.0.1
-(docs/headend.md and docs/ihd.md, "Notices"). Secured (mode 2) end to end."""
+(docs/headend.md and docs/ihd.md, "Notices"). Secured (mode 2) end to end; and hostile
+writes of the notice table straight to a meter."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,7 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
+from c1222.codec.services import FullReadRequest, FullWriteRequest, SecurityRequest, TableData
+from c1222.codes import ResponseCode
+from c1222.tables.notice import NOTICE_TABLE, CustomerNotice, NoticeKind, cleared
+from c1222.tables.profile import build_tables
+from c1222.tables.registry import encode_table
+from c1222.tables.types import TimeDate
 from tests.e2e.procs import Running
+from tests.e2e.test_meter import PASSWORD, call, client, start_meter
 
 METER = "2.16.124.113620.1.22.0.123.8437"
 KEY = "2:000102030405060708090A0B0C0D0E0F"
@@ -126,3 +135,54 @@ def _registered(s: System) -> bool:
     nodes = httpx.get(f"{s.console}/api/nodes?latest=false", timeout=5).json()
     return any(n["ap_title"] == METER and n["state"] == "registered" and n["connected"]
                for n in nodes)
+
+
+# ------------------------------------------------------------------------------------------
+# hostile writes of MT2 to a real meter over C12.22 (mode 2, the right key)
+
+
+def test_hostile_writes_of_the_notice_table_are_refused(tmp_path: Path) -> None:
+    env = build_tables().store.env  # the default meter's Table 0
+    good = encode_table(NOTICE_TABLE, CustomerNotice(
+        9, NoticeKind.TEXT, 0, 0, TimeDate(2026, 12, 6, 9, 0, 0), TimeDate(2026, 12, 6, 10, 0, 0),
+        "점검 안내", "Maintenance"), env)
+    bad_utf8 = good[:22] + b"\xc3\x28" + good[24:]
+    backwards = good[:10] + good[16:22] + good[10:16] + good[22:]
+    operator = SecurityRequest(PASSWORD, 2)
+    reader = SecurityRequest(b"READER".ljust(20), 1)
+    meter = start_meter(tmp_path, "--security-mode", "2")
+    address = meter.address()
+
+    async def attempts() -> dict[str, list[int]]:
+        c = client(2)
+        await c.connect(*address, timeout=10)
+        out = {}
+        for name, services in {
+            "no security": [FullWriteRequest(NOTICE_TABLE, TableData(good))],
+            "the reader": [reader, FullWriteRequest(NOTICE_TABLE, TableData(good))],
+            "bad UTF-8": [operator, FullWriteRequest(NOTICE_TABLE, TableData(bad_utf8))],
+            "end before start": [operator, FullWriteRequest(NOTICE_TABLE, TableData(backwards))],
+            "one byte short": [operator, FullWriteRequest(NOTICE_TABLE, TableData(good[:-1]))],
+            "bad checksum": [operator, FullWriteRequest(
+                NOTICE_TABLE, TableData(good, checksums=bytes([(-sum(good) + 1) & 0xFF])))],
+        }.items():
+            out[name] = [r.response_code for r in await call(c, *services)]
+        read = await call(c, operator, FullReadRequest(NOTICE_TABLE))
+        out["unchanged"] = [int(read[1].table_data.data == encode_table(
+            NOTICE_TABLE, cleared(env), env))]
+        out["operator"] = [r.response_code for r in await call(
+            c, operator, FullWriteRequest(NOTICE_TABLE, TableData(good)))]
+        read = await call(c, operator, FullReadRequest(NOTICE_TABLE))
+        out["written"] = [int(read[1].table_data.data == good)]
+        c.link.close()
+        return out
+
+    try:
+        got = asyncio.run(attempts())
+    finally:
+        assert meter.stop() == 0
+    ISC, IAR, ERR = ResponseCode.ISC, ResponseCode.IAR, ResponseCode.ERR
+    assert got == {"no security": [ISC], "the reader": [0, ISC], "bad UTF-8": [0, IAR],
+                   "end before start": [0, IAR], "one byte short": [0, IAR],
+                   "bad checksum": [0, ERR], "unchanged": [1], "operator": [0, 0],
+                   "written": [1]}
