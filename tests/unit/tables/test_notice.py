@@ -44,8 +44,9 @@ def test_default_meter_serves_a_cleared_notice(store) -> None:
     gc = store.gen_config
     assert gc.mfg_tbls_used == gc.mfg_tbls_write == {2}
     assert view(store.get(NOTICE_TABLE)) is None
-    assert view(decode_table(NOTICE_TABLE, encode_table(NOTICE_TABLE, cleared(store.env), store.env),
-                             store.env)) is None
+    raw = encode_table(NOTICE_TABLE, cleared(store.env), store.env)
+    assert raw == store.get_bytes(NOTICE_TABLE) and view(decode_table(NOTICE_TABLE, raw,
+                                                                      store.env)) is None
 
 
 def test_view() -> None:
@@ -87,13 +88,21 @@ def _raw(store, notice: CustomerNotice) -> bytearray:
     return bytearray(encode_table(NOTICE_TABLE, notice, store.env))
 
 
+def _at(offset: int, data: bytes):
+    """A change of the encoded table: ``data`` over the bytes from ``offset``."""
+    return lambda raw: raw.__setitem__(slice(offset, offset + len(data)), data)
+
+
+KO_END = 22 + len("피크 시간입니다".encode())  # the first padding byte of TEXT_KO
+
+
 @pytest.mark.parametrize("mutate, where", [
-    (lambda b: b.__setitem__(22, 0xFF), "not UTF-8"),            # a byte no UTF-8 starts with
-    (lambda b: b.__setitem__(22 + len("피크 시간입니다".encode()) - 1, 0), "not UTF-8"),  # cut short
-    (lambda b: b[262:265].__len__() and b.__setitem__(slice(262, 265), b"a\0b"), "NUL inside"),
-    (lambda b: b.__setitem__(slice(262, 264), b"\xed\xa0"), "not UTF-8"),  # a surrogate
-    (lambda b: b.__setitem__(4, 7), "NOTICE_KIND 7"),
-    (lambda b: b.__setitem__(slice(16, 22), bytes.fromhex("1a0c06080000")), "not after"),
+    (_at(22, b"\xff"), "not UTF-8"),                # a byte no UTF-8 character starts with
+    (_at(KO_END - 1, b"\0"), "not UTF-8"),          # the last character cut short
+    (_at(262, b"a\0b"), "NUL inside"),
+    (_at(262, b"\xed\xa0\x80"), "not UTF-8"),       # a surrogate
+    (_at(4, b"\x07"), "NOTICE_KIND 7"),
+    (_at(16, bytes.fromhex("1a0c06080000")), "not after"),  # the end at 08:00, before 09:00
 ])
 def test_hostile_bytes_do_not_decode(store, mutate, where: str) -> None:
     raw = _raw(store, peak())
