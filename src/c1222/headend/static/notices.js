@@ -38,8 +38,9 @@
       el("option", { value: "text", text: "Free text" }),
       el("option", { value: "peak", text: "Peak period (requested limit)" }),
       el("option", { value: "block", text: "Tariff block reached" }));
-    const ko = el("input", { name: "text_ko", class: "wide", placeholder: "한국어 (≤ 240 bytes)",
-      "data-testid": "notice-text-ko", autocomplete: "off" });
+    const ko = el("input", { name: "text_ko", class: "wide",
+      placeholder: "Korean text (≤ 240 bytes)", "data-testid": "notice-text-ko",
+      autocomplete: "off" });
     const en = el("input", { name: "text_en", class: "wide", placeholder: "English (≤ 240 bytes)",
       "data-testid": "notice-text-en", autocomplete: "off" });
     const limit = el("input", { name: "limit_kw", type: "number", step: "any", min: "0",
@@ -79,7 +80,9 @@
 
     function detail(body) {
       const d = body && body.detail;
-      if (Array.isArray(d)) return d.map((x) => `${(x.loc || []).slice(1).join(".")}: ${x.msg}`).join("; ");
+      if (Array.isArray(d)) {
+        return d.map((x) => `${(x.loc || []).slice(1).join(".")}: ${x.msg}`).join("; ");
+      }
       return d || "error";
     }
 
