@@ -14,7 +14,7 @@ from c1222.cli.params import table_number
 from c1222.errors import C1222Error, ConfigurationError, DecodeError
 from c1222.tables.engine import TableEnv, to_jsonable
 from c1222.tables.profile import default_store
-from c1222.tables.registry import TABLES, decode_table, table_name
+from c1222.tables.registry import MFG_BASE, TABLES, decode_table, table_name
 
 
 def _hex(text: str, what: str) -> bytes:
@@ -82,14 +82,18 @@ def decode(table: str, hexdata: str, table0_hex: str | None, dims: tuple[str, ..
 def list_tables(as_json: bool) -> None:
     """The tables with a known layout, their names and sizes under the default profile."""
     store = default_store()
+    gc = store.gen_config
     for number in sorted(TABLES):
         served = number in store
         size = len(store.get_bytes(number)) if served else None
+        writable = (number - MFG_BASE in gc.mfg_tbls_write if number >= MFG_BASE
+                    else number in gc.std_tbls_write)
+        # a manufacturer table: MTn and this package's name of it (docs/tables.md)
+        name = (f"{table_name(number)} {TABLES[number].name}" if number >= MFG_BASE
+                else table_name(number))
         if as_json:
-            click.echo(json.dumps({"table": number, "name": table_name(number), "size": size,
-                                   "default_profile": served,
-                                   "writable": number in store.gen_config.std_tbls_write}))
+            click.echo(json.dumps({"table": number, "name": name, "size": size,
+                                   "default_profile": served, "writable": writable}))
         else:
             shown = f"{size:>6}" if size is not None else "     -"
-            mark = "w" if number in store.gen_config.std_tbls_write else " "
-            click.echo(f"{number:>5}  {table_name(number):<34} {shown} {mark}")
+            click.echo(f"{number:>5}  {name:<34} {shown} {'w' if writable else ' '}")

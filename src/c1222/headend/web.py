@@ -14,8 +14,10 @@ Live updates go out as server-sent events on ``/api/events``; every open stream 
 Endpoints (docs/headend.md): ``GET /api/nodes``, ``GET /api/nodes/{ap_title}``,
 ``POST /api/nodes/{ap_title}/services/{name}``, ``GET /api/nodes/{ap_title}/readings``,
 ``POST /api/nodes/{ap_title}/collect``, ``GET /api/messages``, ``GET /api/messages/{id}``,
-``GET /api/events``; ``/`` is the console and ``/static/...`` its files; ``GET /metrics``
-the Prometheus metrics (:mod:`c1222.headend.metrics`), reachable like the rest (no sign-in).
+``GET /api/events``, and ``PUT``/``DELETE``/``GET /api/nodes/{ap_title}/notice`` (notices to
+the household, :mod:`c1222.headend.notices`); ``/`` is the console and ``/static/...`` its
+files; ``GET /metrics`` the Prometheus metrics (:mod:`c1222.headend.metrics`), reachable like
+the rest (no sign-in).
 
 Hostile input: request bodies are read under :class:`~c1222.transport.http.HttpLimits`
 (413 over the cap, 408 when too slow); every malformed parameter is a 422 whose body never
@@ -479,6 +481,10 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
     app.state.c1222_streams = streams  # closed by uvicorn's shutdown (transport.sse)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     limit_body(app, http_limits)
+
+    from c1222.headend.notices import router as notice_routes
+
+    app.include_router(notice_routes(headend))  # notices to the household (MT2)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -16,6 +16,7 @@ from c1222.ihd.history import History
 from c1222.ihd.metrics import MqttCollector, NodeCollector
 from c1222.ihd.mqtt import HomeAssistant, MqttSettings, device, node_id_of
 from c1222.ihd.node import DisplayServices, ihd_title
+from c1222.ihd.notices import NoticeBoard
 from c1222.session.responder import Responder, ResponderConfig
 from c1222.transport.endpoint import Address, Endpoint, Link
 from c1222.transport.metrics import EndpointCollector
@@ -34,7 +35,9 @@ class Display:
         self.http_at = http
         try:  # before anything is opened: a bad title is a usage error, not a traceback
             title = ihd_title(ap_title)
-            self.services = DisplayServices(self._sample, meter_ap_title)
+            self.notices = NoticeBoard(state_dir)
+            self.services = DisplayServices(self._sample, meter_ap_title,
+                                            on_notice=self.notices.set_notice)
         except C1222Error as exc:
             raise ConfigurationError(f"AP title (dotted, e.g. 2.16.124.113620.1.22.0.123.8437)"
                                      f": {exc}") from None
@@ -100,9 +103,9 @@ class Display:
         address = await self.endpoint.listen(*self.listen_at)
         collectors = [NodeCollector(self.services), MqttCollector(self.mqtt),
                       EndpointCollector(self.endpoint, "c1222_ihd")]
-        config = uvicorn_config(create_app(self.history, clock=self.meter_clock,
-                                           collectors=collectors),
-                                self.http_at[0], self.http_at[1], lifespan="on")
+        app = create_app(self.history, clock=self.meter_clock, collectors=collectors,
+                         notices=self.notices)
+        config = uvicorn_config(app, self.http_at[0], self.http_at[1], lifespan="on")
         self._server = uvicorn.Server(config)
         # Our event loop handles Ctrl-C and stops the server itself.
         self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]

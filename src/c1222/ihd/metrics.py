@@ -31,7 +31,7 @@ PREFIX = "c1222_ihd_"
 #: The paths counted by name; any other (a scanner's guesses) is "other", so the label set
 #: stays bounded whatever a client asks for.
 PATHS = frozenset({"/", "/api/live", "/api/history", "/api/history.csv", "/api/summary",
-                   "/api/month", "/events", "/metrics"})
+                   "/api/month", "/events", "/metrics", "/api/notices", "/api/power-limit"})
 
 
 def route_of(path: str) -> str:

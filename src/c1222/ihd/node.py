@@ -13,6 +13,11 @@ trusted once live values decode with them: a live write that does not decode put
 last context that did (and is answered IAR, so the meter resends its context), so one bad
 Table 27 never breaks the next update. Tables it holds can be read back (Full Read), which lets
 a test or a technician see what the display received.
+
+The customer notice (MT2, :mod:`c1222.tables.notice`) the meter passes on from the head-end is
+decoded with the meter's Table 0 and handed to ``on_notice`` (None when the meter's table is
+cleared); one that does not decode (bad UTF-8, an end before its start ...) is answered IAR and
+changes nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ from c1222.codec.services import (
 from c1222.errors import ERR, IAR, ONP, SNS, UAT, ChecksumMismatch, DecodeError
 from c1222.session.responder import ServiceContext
 from c1222.tables.access import Principal
+from c1222.tables.notice import NOTICE_TABLE, NoticeView, view
 from c1222.tables.readings import CONTEXT_TABLES, meter_time, meter_values
+from c1222.tables.registry import decode_table, make_env
 
 log = logging.getLogger("c1222.ihd")
 
@@ -47,7 +54,7 @@ IHD_AP_TITLE = "2.16.124.113620.1.22.0.123.8437.1"
 #: (``c1222.meter.config.METER_AP_TITLE``; a test checks they agree).
 METER_AP_TITLE = "2.16.124.113620.1.22.0.123.8437"
 LIVE_TABLES = (28, 23, 52)
-ACCEPTED = frozenset(CONTEXT_TABLES) | frozenset(LIVE_TABLES)
+ACCEPTED = frozenset(CONTEXT_TABLES) | frozenset(LIVE_TABLES) | {NOTICE_TABLE}
 
 
 class DisplayServices:
@@ -57,8 +64,10 @@ class DisplayServices:
     writes from any other calling title are refused UAT.
     """
 
-    def __init__(self, on_sample: Callable[[Any], None], meter: Uid | str | None = None) -> None:
+    def __init__(self, on_sample: Callable[[Any], None], meter: Uid | str | None = None, *,
+                 on_notice: Callable[[NoticeView | None], None] | None = None) -> None:
         self.on_sample = on_sample
+        self.on_notice = on_notice
         self.meter = str(_title(meter, METER_AP_TITLE).absolute())
         self.tables: dict[int, bytes] = {}
         self._good_context: dict[int, bytes] | None = None  # the last context that decoded
@@ -107,6 +116,8 @@ class DisplayServices:
         if any(n not in tables for n in CONTEXT_TABLES):
             self._refuse("no_context")
             raise ONP("context tables (0, 11, 12, 16, 21, 22, 27) first")
+        if request.table_id == NOTICE_TABLE:
+            return self._notice(data)
         candidate = {**tables, request.table_id: data}
         try:  # refuse what does not decode, keeping the last good copy
             if request.table_id == 52:
@@ -127,6 +138,18 @@ class DisplayServices:
         self._good_context = {n: tables[n] for n in CONTEXT_TABLES}
         if request.table_id == 28:  # the last live table of the meter's write (or alone)
             self._sample(values)
+        return OkResponse()
+
+    def _notice(self, data: bytes) -> Response:
+        try:
+            notice = decode_table(NOTICE_TABLE, data,
+                                  make_env(decode_table(0, self.tables[0])))
+        except DecodeError as exc:
+            self._refuse("notice")
+            raise IAR(f"the notice does not decode: {exc}") from None
+        self.tables[NOTICE_TABLE] = data
+        if self.on_notice is not None:
+            self.on_notice(view(notice))
         return OkResponse()
 
     def _sample(self, values: dict[str, float]) -> None:

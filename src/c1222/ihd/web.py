@@ -252,7 +252,8 @@ def _series(history: History, since: float) -> dict[str, list[Any]]:
 
 def create_app(history: History, *, clock: Callable[[], float] = time.time,
                tariff_month: date | str | None = None,
-               stale_after: float = STALE_AFTER, collectors: Sequence[Any] = ()) -> FastAPI:
+               stale_after: float = STALE_AFTER, collectors: Sequence[Any] = (),
+               notices: Any = None) -> FastAPI:
     """The display's web app over ``history``.
 
     ``clock`` is "now" for windows and the billed month (staleness follows the history's
@@ -261,6 +262,8 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
     show a summer bill in a demo. The kWh are always the clock's month to date.
     ``collectors``: more ``prometheus_client`` collectors for ``/metrics`` (the node's, the
     MQTT publisher's; ``c1222.ihd.metrics``).
+    ``notices`` (a :class:`c1222.ihd.notices.NoticeBoard`) adds the notice and power-limit
+    routes (docs/ihd.md, "Notices and warnings").
     """
     streams = Streams()
     billing = _Billing(history, tariff_month)
@@ -278,6 +281,10 @@ def create_app(history: History, *, clock: Callable[[], float] = time.time,
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     limit_body(app)  # request bodies capped and timed (transport.http)
     registry = ihd_metrics.install(app, history, collectors)  # outermost: 413s counted too
+    if notices is not None:
+        from c1222.ihd.notices import router
+
+        app.include_router(router(notices, history, clock, billing.month))
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

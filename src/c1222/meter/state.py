@@ -20,8 +20,9 @@ from c1222.errors import C1222Error, ConfigurationError
 
 STATE_FILE = "meter-state.json"
 VERSION = 1
-#: The tables whose contents outlive the process (status, registers, load profile, history).
-PERSISTED_TABLES = (3, 23, 63, 64, 74)
+#: The tables whose contents outlive the process (status, registers, load profile, history,
+#: and MT2, the customer notice the head-end wrote).
+PERSISTED_TABLES = (3, 23, 63, 64, 74, 2050)
 
 
 def save(state_dir: Path, state: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from c1222.tables import decade2 as d2
 from c1222.tables import decade5 as d5
 from c1222.tables import decade6 as d6
 from c1222.tables import decade7 as d7
+from c1222.tables import notice as mt
 from c1222.tables.access import (
     GROUP_ALL, GROUP_CONTROL, GROUP_PROCEDURE, GROUP_READ, GROUP_WRITE, MFG_PROC_BASE,
     AccessPolicy, Permission, User, permissions,
@@ -63,6 +64,8 @@ DEFAULT_TABLE_SET = frozenset({
     60, 61, 62, 63, 64,
     70, 71, 72, 73, 74,
 })
+#: Manufacturer tables it serves (MTn numbers): MT2, the customer notice (docs/tables.md).
+DEFAULT_MFG_TABLES = frozenset({mt.NOTICE_TABLE_NUMBER})
 #: Procedures it offers (section 15.3 plus cold start, change mode, status and pending).
 DEFAULT_STD_PROCS = frozenset({0, 3, 4, 5, 6, 7, 8, 9, 10, 14})
 DEFAULT_MFG_PROCS = frozenset({MfgProc.REMOTE_CONNECT_DISCONNECT})
@@ -131,10 +134,14 @@ class MeterProfile:
         procs = permissions((4, 5, 6, 7, 8, 9, 14), proc_perm)
         procs.update(permissions((0, 3, 10, MFG_PROC_BASE + MfgProc.REMOTE_CONNECT_DISCONNECT),
                                  control))
+        # The customer notice (MT2) is the utility's: written by CONTROL users only (the
+        # head-end's operator), never by a reader or without Security.
         return AccessPolicy(
             users=self.users,
             tables={7: Permission(read_groups=GROUP_ALL,
-                                  write_groups=GROUP_PROCEDURE | GROUP_CONTROL)},
+                                  write_groups=GROUP_PROCEDURE | GROUP_CONTROL),
+                    mt.NOTICE_TABLE: Permission(read_groups=GROUP_ALL,
+                                                write_groups=GROUP_CONTROL)},
             procedures=procs,
             default=Permission(read_groups=GROUP_ALL, write_groups=GROUP_WRITE),
             public_read=self.public_read,
@@ -172,17 +179,17 @@ def gen_config(p: MeterProfile, tables: frozenset[int] = DEFAULT_TABLE_SET) -> d
         std_version_no=p.std_version_no,
         std_revision_no=p.std_revision_no,
         dim_std_tbls_used=_set_bytes(tables),
-        dim_mfg_tbls_used=0,
+        dim_mfg_tbls_used=_set_bytes(DEFAULT_MFG_TABLES),
         dim_std_proc_used=_set_bytes(DEFAULT_STD_PROCS),
         dim_mfg_proc_used=_set_bytes(DEFAULT_MFG_PROCS),
         dim_mfg_status_used=p.dim_mfg_status_used,
         nbr_pending=0,
         std_tbls_used=tables,
-        mfg_tbls_used=frozenset(),
+        mfg_tbls_used=DEFAULT_MFG_TABLES,
         std_proc_used=DEFAULT_STD_PROCS,
         mfg_proc_used=frozenset(DEFAULT_MFG_PROCS),
         std_tbls_write=p.writable_tables & tables,
-        mfg_tbls_write=frozenset(),
+        mfg_tbls_write=DEFAULT_MFG_TABLES,
     )
 
 
@@ -273,6 +280,8 @@ def build_records(p: MeterProfile, now: TimeDate | None = None) -> dict[int, obj
                               DEFAULT_STD_PROCS, frozenset())
     blank_log = blank_record(d7.HistLogData, env)
     recs[74] = d7.HistLogData(d7.ListStatusBfld(list_type=True), 0, 0, 0, 0, blank_log.entries)
+    # manufacturer tables: no customer notice yet
+    recs[mt.NOTICE_TABLE] = blank_record(mt.CustomerNotice, env)
     return recs
 
 
@@ -304,7 +313,8 @@ def default_store(profile: MeterProfile | None = None, *,
 
 __all__ = [
     "MeterProfile", "MeterTables", "build_tables", "build_records", "default_store", "gen_config",
-    "DEFAULT_TABLE_SET", "DEFAULT_STD_PROCS", "DEFAULT_MFG_PROCS", "DEFAULT_EVENTS",
+    "DEFAULT_TABLE_SET", "DEFAULT_MFG_TABLES", "DEFAULT_STD_PROCS", "DEFAULT_MFG_PROCS",
+    "DEFAULT_EVENTS",
     "DEFAULT_UOM", "SRC_ENERGY_WH", "SRC_POWER_W", "SRC_APPARENT_VA", "SRC_VOLTAGE",
     "SRC_CURRENT", "SRC_POWER_FACTOR",
 ]

@@ -67,7 +67,10 @@ def test_decode_errors() -> None:
 def test_list() -> None:
     result = _run("tables", "list", "--json")
     rows = {r["table"]: r for r in map(json.loads, result.stdout.splitlines())}
-    assert rows[0]["name"] == "GEN_CONFIG_TBL" and rows[0]["size"] == 42
+    # 42 bytes, and 2 of manufacturer table SETs for MT2 (the customer notice)
+    assert rows[0]["name"] == "GEN_CONFIG_TBL" and rows[0]["size"] == 44
+    assert rows[2050]["name"] == "MT2 CUSTOMER_NOTICE_TBL" and rows[2050]["size"] == 502
+    assert rows[2050]["writable"]
     assert rows[64]["size"] == 39080 and rows[74]["size"] == 1211
     assert rows[7]["writable"] and not rows[1]["writable"]
     assert rows[42]["size"] is None and not rows[42]["default_profile"]

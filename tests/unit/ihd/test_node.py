@@ -55,8 +55,9 @@ def meter_feed(tmp_path, **options) -> HanFeed:
 
 def feed(node: Node, han: HanFeed, called: Uid | None = None) -> list[int]:
     """One APDU of the meter's feed (context on the first), as `HanFeed.send_once` makes it."""
-    codes = node.send(han.client.requester, han.services(), called or han.called)
-    han._need_context = not all(c == 0 for c in codes)
+    services = han.services()
+    codes = node.send(han.client.requester, services, called or han.called)
+    han.answered(services, codes)
     return codes
 
 
@@ -76,7 +77,7 @@ def test_every_feed_message_is_addressed_to_the_display(tmp_path) -> None:
 
 def test_the_meter_feeds_a_sample(tmp_path) -> None:
     node, han = Node(), meter_feed(tmp_path)
-    assert feed(node, han) == [0] * 10
+    assert feed(node, han) == [0] * 11  # the context, the customer notice (MT2), the live
     assert feed(node, han) == [0, 0, 0]
     assert len(node.samples) == 2
     assert 200 < node.samples[0].voltage < 240 and node.samples[0].time >= START - 1
@@ -108,7 +109,7 @@ def test_a_secured_display_refuses_a_cleartext_write_even_from_its_meter(tmp_pat
     assert reply.data is None or all(
         r.response_code != 0 for r in responses(acse.decode(reply.data)))
     secured = meter_feed(tmp_path, security_mode=2, keys=KEYS)
-    assert feed(node, secured) == [0] * 10 and len(node.samples) == 1
+    assert feed(node, secured) == [0] * 11 and len(node.samples) == 1
 
 
 def _bad_27(han: HanFeed) -> bytes:
@@ -148,7 +149,7 @@ def test_undecodable_context_before_any_good_one_is_refused_not_raised(tmp_path)
     codes = node.send(han.client.requester, services, han.called)
     assert IAR in codes and node.samples == []
     han._need_context = True
-    assert feed(node, han) == [0] * 10 and len(node.samples) == 1
+    assert feed(node, han) == [0] * 11 and len(node.samples) == 1
 
 
 def test_garbage_table_bytes_are_refused(tmp_path) -> None:

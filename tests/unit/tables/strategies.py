@@ -22,6 +22,7 @@ from c1222.tables.decade2 import RegsRcd
 from c1222.tables.decade4 import SecurityLimitingRcd
 from c1222.tables.decade6 import LP_SETS, LpCtrl, LpSetRcd
 from c1222.tables.decade7 import LogRcd
+from c1222.tables.notice import CustomerNotice
 
 VALID_INT_FMT = sorted(e.INT_FMT)
 REST_MAX = 48  # keep raw tails short
@@ -147,7 +148,31 @@ def _value(draw, ftype: e.FieldType, scope: e.Scope, int_max: int | None):
     raise AssertionError(f"no strategy for {ftype!r}")
 
 
+def _notice(draw, ctx: t.TableContext) -> CustomerNotice:
+    """MT2 values obey rules across members (kind, block, limit, start < end, UTF-8 text)."""
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        when = draw(_time_date(ctx, True))
+        return CustomerNotice(0, 0, 0, 0, when, when, "", "")
+    start = end = None
+    if ctx.tm_format != t.TmFormat.NO_CLOCK:
+        moments = draw(st.lists(st.datetimes(dt.datetime(2001, 1, 1), dt.datetime(2089, 12, 31)),
+                                min_size=2, max_size=2, unique=True))
+        start, end = (t.TimeDate.from_datetime(m) for m in sorted(moments))
+    text = st.text(st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Co", "Cn")),
+                   max_size=60)  # at most 4 bytes a character: within 240
+    ko, en = draw(text), draw(text)
+    if kind == 3 and not (ko or en):
+        en = "x"
+    return CustomerNotice(draw(st.integers(1, 2**32 - 1)), kind,
+                          draw(st.integers(1, 4)) if kind == 1 else 0,
+                          draw(st.integers(1, 2**32 - 1)) if kind == 2 else 0,
+                          start, end, ko, en)
+
+
 def _struct(draw, struct: e.Struct, scope: e.Scope, int_max: int | None):
+    if struct.cls is CustomerNotice:
+        return _notice(draw, scope.ctx)
     this: dict = {}
     sub = e.Scope(scope.env, this, scope, struct.args)
     for name, spec in struct.specs:

@@ -40,7 +40,8 @@ def test_section_15_bytes(store, number: int, hexbytes: str) -> None:
 
 def test_sizes(store) -> None:
     sizes = {n: len(store.get_bytes(n)) for n in store.numbers()}
-    assert sizes[0] == 19 + 2 * 10 + 2 + 1  # 10 bytes of table SETs, 2 + 1 of procedure SETs
+    # 10 bytes of standard table SETs, 1 of manufacturer table SETs (MT2), 2 + 1 of procedures
+    assert sizes[0] == 19 + 2 * 10 + 2 * 1 + 2 + 1
     assert (sizes[1], sizes[3], sizes[5], sizes[6]) == (32, 5, 20, 230)
     assert (sizes[23], sizes[28], sizes[55], sizes[74]) == (6, 30, 9, 1211)
     assert sizes[64] == 39080 == store.get(61).lp_memory_len
@@ -48,7 +49,8 @@ def test_sizes(store) -> None:
                                blk_end_pulse=False, simple_int_status=False,
                                extended_int_status=True)
     assert block == 977 and sizes[64] == 40 * block
-    assert set(store.numbers()) == DEFAULT_TABLE_SET == store.gen_config.std_tbls_used
+    assert set(store.numbers()) - {2050} == DEFAULT_TABLE_SET == store.gen_config.std_tbls_used
+    assert sizes[2050] == 502 and store.gen_config.mfg_tbls_used == {2}
     for n in store.numbers():
         assert table_size(n, store.env, store.get(n)) == sizes[n]
 
