@@ -23,7 +23,6 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import ipaddress
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from typing import Any
 from c1222.codec import text
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
+from c1222.codec.native import decode_native_address
 from c1222.codec.redact import redact, redact_bytes
 from c1222.codec.services import (
     DeregisterRequest,
@@ -61,7 +61,7 @@ from c1222.codec.services import (
 from c1222.codes import ResponseCode, SecurityMode
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.nonces import TimeIvSource
-from c1222.errors import C1222Error, ConfigurationError, TransportError
+from c1222.errors import C1222Error, ConfigurationError, DecodeError, TransportError
 from c1222.headend.registry import Node, RegistrarServices
 from c1222.headend.storage import (
     AsyncStorage,
@@ -98,7 +98,7 @@ from c1222.tables.readings import (
 from c1222.tables.registry import decode_table
 from c1222.tables.store import TableStore
 from c1222.tables.types import DataAccessMethod
-from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer, parse_address
+from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer
 
 log = logging.getLogger("c1222.headend")
 
@@ -412,10 +412,9 @@ class HeadEnd:
     async def _link(self, node: Node) -> Link:
         link = self.endpoint.find_link(node.peer) if node.peer is not None else None
         if link is None:
-            host, port = parse_address(node.address)
             try:  # the peer wrote this address: never make the head-end look a name up for it
-                ipaddress.ip_address(host)
-            except ValueError:
+                host, port = decode_native_address(node.native_address)  # IP literals only
+            except DecodeError:
                 raise TransportError(f"{node.ap_title}: native address {node.address!r} "
                                      "is not an IP address") from None
             transport = "tcp" if node.connection_type & 0x40 or not node.connection_type \
