@@ -52,6 +52,9 @@ from c1222.errors import RQTL, SGERR, SGNP, DecodeError, LocalProtocolError
 #: (A3 goes between A2 and A6; tag order A1 A2 A3 A4 A6 A7 A8 8B AC BE).
 _COPIED = (TAG_ASO_CONTEXT, TAG_CALLED_AP_TITLE, TAG_CALLING_AP_TITLE, TAG_CALLING_AE_QUALIFIER,
            TAG_CALLING_AP_INVOCATION_ID)
+#: Smallest segment size a node may be configured with: the copied header (two AP titles, A8,
+#: A3) and the user-information wrapper take 40-70 bytes, and some data must follow.
+MIN_SEGMENT_SIZE = 128
 #: The smallest APDU: ``60 00``.
 _MIN_APDU = 2
 

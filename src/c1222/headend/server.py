@@ -75,6 +75,7 @@ from c1222.headend.storage import (
     open_async_storage,
     retention_loop,
 )
+from c1222.limits import DEFAULT_MAX_APDU_SIZE
 from c1222.session.requester import Requester
 from c1222.session.responder import Responder, ResponderConfig
 from c1222.tables.access import pad_password
@@ -98,7 +99,7 @@ from c1222.tables.readings import (
 from c1222.tables.registry import decode_table
 from c1222.tables.store import TableStore
 from c1222.tables.types import DataAccessMethod
-from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer
+from c1222.transport.endpoint import Address, Endpoint, EndpointLimits, Link, PcapTracer
 
 log = logging.getLogger("c1222.headend")
 
@@ -152,6 +153,10 @@ class HeadEndConfig:
     retention: Retention = field(default_factory=Retention)
     max_nodes: int = 100_000
     max_registrations_per_address: int = 64
+    # Segmentation (docs/segmentation.md): largest APDU sent unsegmented (None: never) and the
+    # largest reassembled APDU accepted.
+    segment_size: int | None = None
+    max_apdu_size: int = DEFAULT_MAX_APDU_SIZE
 
     def __post_init__(self) -> None:
         for name in ("max_table_bytes", "max_lp_blocks", "max_history_entries"):
@@ -247,8 +252,14 @@ class HeadEnd:
         self.requester = Requester(self.ap_title, nonces, keys=config.keys,
                                    security_mode=config.security_mode, key_id=config.key_id)
         self.tracer = PcapTracer(config.pcap) if config.pcap else None
-        self.endpoint = Endpoint(self._on_request, tracer=self.tracer,
-                                 on_link_closed=lambda link: self.responder.close(link.id))
+        self.endpoint = Endpoint(
+            self._on_request, tracer=self.tracer,
+            limits_=EndpointLimits(segment_size=config.segment_size,
+                                   max_apdu_size=config.max_apdu_size,
+                                   max_frame=max(EndpointLimits.max_frame,
+                                                 config.max_apdu_size)),
+            on_link_closed=lambda link: self.responder.close(link.id),
+            on_segment_error=lambda data, link, code: self.responder.refuse(data, code).data)
         self.storage: AsyncStorage | None = None
         self.address: Address | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
