@@ -35,7 +35,7 @@ from typing import Any
 from c1222.codec import text
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
-from c1222.codec.native import decode_native_address
+from c1222.codec.native import decode_native_address, native_address_from_text
 from c1222.codec.redact import redact, redact_bytes
 from c1222.codec.services import (
     DeregisterRequest,
@@ -856,7 +856,11 @@ def _node_from_record(record: NodeRecord) -> Node:
     def unix(value: dt.datetime | None) -> float:
         return value.timestamp() if value is not None else 0.0
 
-    return Node(ap_title=record.ap_title, native_address=record.native_address.encode(),
+    try:  # stored as native_address_text: host:port, or hex
+        native = native_address_from_text(record.native_address)
+    except DecodeError:
+        native = record.native_address.encode()
+    return Node(ap_title=record.ap_title, native_address=native,
                 node_type=record.node_type, connection_type=record.connection_type,
                 device_class=bytes.fromhex(record.device_class or ""),
                 serial_number=record.serial_number,
