@@ -106,8 +106,10 @@ def segment(apdu: bytes, max_size: int) -> list[bytes]:
     offset = 0
     while offset < len(apdu):
         count = min(len(apdu) - offset, max(0, max_size - size(offset, 0)))
-        while count > 0 and size(offset, count) > max_size:
-            count -= 1  # a length field grew by a byte: at most a few steps
+        excess = size(offset, count) - max_size
+        while count > 0 and excess > 0:
+            count -= excess  # the length fields grew with the data: one or two steps
+            excess = size(offset, count) - max_size
         if count <= 0:
             raise LocalProtocolError(f"a segment of at most {max_size} bytes has no room for "
                                      f"data after its {size(offset, 0)}-byte header")
