@@ -58,7 +58,17 @@ class Dissector:
                 found[0] = key if requests is not None else None
                 return requests
 
-            apdu = acse.decode(data, lookup)
+            try:
+                apdu = acse.decode(data, lookup)
+            except DecodeError:
+                segment = acse.segment_header(data)
+                if segment is None:
+                    raise
+                # its octet string is a slice of another APDU, not an EPSEM: say so
+                raise DecodeError(f"a segment (2008 format): {len(segment.payload)} bytes at "
+                                  f"offset {segment.offset} of a {segment.total}-byte APDU, "
+                                  f"A8 {segment.calling_ap_invocation_id}",
+                                  0, "apdu.called_ae_qualifier") from None
             requests = None
             if found[0] is not None and _answers(apdu):
                 requests = self._pending.pop(found[0])

@@ -179,3 +179,12 @@ def test_a_segment_with_a4_or_a_mac_is_a_decode_error() -> None:
     forged = tlv(0x60, a4 + body)
     with pytest.raises(DecodeError, match="no A4"):
         acse.segment_header(forged)
+
+
+def test_the_capture_dissector_names_a_segment() -> None:
+    from c1222.session.dissect import Dissector
+
+    parts = segment(big_response(600), 256)
+    errors = [Dissector().dissect(p).error for p in parts]
+    assert all(e is not None and "a segment (2008 format)" in str(e) for e in errors)
+    assert "at offset 0 of a" in str(errors[0])
