@@ -1,4 +1,5 @@
-"""Native addresses: every IP address and port round-trips; any bytes decode or raise DecodeError."""
+"""Native addresses: every IP address and port round-trips; any bytes decode or raise
+DecodeError."""
 
 from __future__ import annotations
 
