@@ -21,13 +21,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from c1222.errors import C1222Error, ConfigurationError
 
 from .backends import PostgresBackend, SqliteBackend, redact_url
-from .migrations import MIGRATIONS, SCHEMA_VERSION
+from .migrations import MIGRATIONS, PARTITION_FUNCTION, SCHEMA_VERSION
 from .records import KINDS, MessageRecord, NodeRecord, Reading, _check_ap_title, utc
 
 __all__ = ["AsyncStorage", "SchemaTooNew", "Storage", "StorageError", "open_async_storage",
@@ -51,6 +51,10 @@ _MESSAGE_COLUMNS = "id, time, direction, peer, transport, raw, summary, ap_title
 # Keep the first row of a natural key: a second store of one reading is a no-op.
 _INSERT_READING = ("INSERT INTO readings (ap_title, kind, time, name, value, extra) "
                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ap_title, kind, time, name) DO NOTHING")
+#: Days of readings partitions made ahead of today (and kept behind it) on PostgreSQL, so a
+#: reading normally lands in its day's partition, not the default one.
+PARTITION_DAYS_AHEAD = 7
+PARTITION_DAYS_BEHIND = 1
 _SEEN = "last_seen = CASE WHEN last_seen IS NULL OR last_seen < ? THEN ? ELSE last_seen END"
 
 
@@ -87,6 +91,7 @@ def open_storage(url: str, *, schema: str | None = None) -> Storage:
     storage = Storage(backend, display)
     try:
         storage._migrate()
+        storage.ensure_partitions(datetime.now(timezone.utc))
     except BaseException:
         storage.close()
         raise
@@ -281,6 +286,74 @@ class Storage:
             return 0
         with self._use("store_readings") as db, db.transaction() as tx:
             return tx.executemany(_INSERT_READING, rows)
+
+    def store_many(self, rows: Sequence[tuple[str, Reading]]) -> int:
+        """Store readings of any nodes, ``(ap_title, reading)`` pairs, in ONE transaction; the
+        number newly stored. What ``c1222 sink`` commits before it acknowledges a batch."""
+        values = []
+        for ap_title, reading in rows:
+            _check_ap_title(ap_title)
+            if not isinstance(reading, Reading):
+                raise TypeError(f"store_many takes Readings, not {type(reading).__name__}")
+            values.append((ap_title, reading.kind, self._db.time_in(reading.time), reading.name,
+                           reading.value, reading.extra))
+        if not values:
+            return 0
+        with self._use("store_many") as db, db.transaction() as tx:
+            return tx.executemany(_INSERT_READING, values)
+
+    def ensure_partitions(self, now: datetime, ahead: int = PARTITION_DAYS_AHEAD,
+                          behind: int = PARTITION_DAYS_BEHIND) -> int:
+        """PostgreSQL: make the readings partitions of the UTC days from ``now - behind`` to
+        ``now + ahead`` that are missing (rows of those days waiting in the default partition
+        move in); the number made. SQLite has one table: 0.
+
+        Opening the storage and each retention pass call it, so a partition exists days
+        before its first reading."""
+        if self.dialect != "postgresql":
+            return 0
+        today = utc(now, "now").date()
+        days = [today + timedelta(days=n) for n in range(-self._count(behind, "behind"),
+                                                           self._count(ahead, "ahead") + 1)]
+        made = 0
+        with self._use("ensure_partitions") as db, db.transaction(synced=False) as tx:
+            for day in days:
+                made += bool(tx.execute(f"SELECT {PARTITION_FUNCTION}(?)", (day,)).fetchone()[0])
+        return made
+
+    def reading_partitions(self) -> list[date]:
+        """PostgreSQL: the UTC days that have a readings partition, oldest first ([] on
+        SQLite). The default partition is not listed."""
+        if self.dialect != "postgresql":
+            return []
+        with self._use("reading_partitions") as db:
+            rows = db.query("SELECT c.relname FROM pg_inherits i "
+                            "JOIN pg_class c ON c.oid = i.inhrelid "
+                            "WHERE i.inhparent = 'readings'::regclass "
+                            "AND c.relname ~ '^readings_p[0-9]{8}$'")
+        return sorted(datetime.strptime(r[0][len("readings_p"):], "%Y%m%d").date()
+                      for r in rows)
+
+    def prune_readings(self, before: datetime) -> list[date]:
+        """Remove the readings of the whole UTC days that end at or before ``before``; those
+        days, oldest first. PostgreSQL drops their partitions (no row-by-row delete, no
+        vacuum debt); rows in the default partition (wrong meter clocks) are kept. SQLite
+        deletes the rows of those days."""
+        cutoff = utc(before, "before").date()  # days before this one have ended by `before`
+        if self.dialect == "postgresql":
+            days = [d for d in self.reading_partitions() if d < cutoff]
+            with self._use("prune_readings") as db, db.transaction(synced=False) as tx:
+                for day in days:
+                    tx.execute(f"DROP TABLE readings_p{day:%Y%m%d}")
+            return days
+        limit = self._db.time_in(datetime(cutoff.year, cutoff.month, cutoff.day,
+                                          tzinfo=timezone.utc))
+        with self._use("prune_readings") as db, db.transaction(synced=False) as tx:
+            days = sorted(date.fromisoformat(r[0]) for r in tx.execute(
+                "SELECT DISTINCT substr(time, 1, 10) FROM readings WHERE time < ?",
+                (limit,)).fetchall())
+            tx.execute("DELETE FROM readings WHERE time < ?", (limit,))
+        return days
 
     def readings(self, ap_title: str, kind: str | None = None, since: datetime | None = None,
                  until: datetime | None = None, limit: int | None = None,
@@ -488,6 +561,15 @@ class AsyncStorage:
                        limit: int | None = None, newest_first: bool = False) -> list[Reading]:
         return await self._call(self.storage.readings, ap_title, kind, since, until, limit,
                                 newest_first)
+
+    async def store_many(self, rows: Sequence[tuple[str, Reading]]) -> int:
+        return await self._call(self.storage.store_many, list(rows))
+
+    async def ensure_partitions(self, now: datetime) -> int:
+        return await self._call(self.storage.ensure_partitions, now)
+
+    async def prune_readings(self, before: datetime) -> list[date]:
+        return await self._call(self.storage.prune_readings, before)
 
     async def latest(self, ap_title: str, kind: str) -> list[Reading]:
         return await self._call(self.storage.latest, ap_title, kind)
