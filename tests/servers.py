@@ -167,9 +167,12 @@ def nats_answers(url: str) -> str | None:
     """None when ``url`` is a NATS server with JetStream enabled, else why not."""
     import nats
 
+    async def quiet(exc: Exception) -> None:
+        pass  # nats-py would print a traceback per failed attempt
+
     async def probe() -> None:
-        nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False,
-                                max_reconnect_attempts=0)
+        nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False, error_cb=quiet,
+                                max_reconnect_attempts=1, reconnect_time_wait=0.1)
         try:
             await nc.jetstream().account_info()
         finally:

@@ -164,6 +164,8 @@ class HeadEndConfig:
     retention: Retention = field(default_factory=Retention)
     max_nodes: int = 100_000
     max_registrations_per_address: int = 64
+    # Every stored reading also on this NATS JetStream stream (docs/storage.md, "Scaling out").
+    publish: Any = None  # a c1222.headend.stream.NatsTarget
 
     def __post_init__(self) -> None:
         for name in ("max_table_bytes", "max_lp_blocks", "max_history_entries"):
@@ -268,6 +270,7 @@ class HeadEnd:
         self.endpoint = Endpoint(self._on_request, tracer=self.tracer,
                                  on_link_closed=lambda link: self.responder.close(link.id))
         self.storage: AsyncStorage | None = None
+        self.publisher: Any = None  # c1222.headend.publish.Publisher, with config.publish
         self.address: Address | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._context: dict[str, dict[int, bytes]] = {}
@@ -296,6 +299,11 @@ class HeadEnd:
 
     async def start(self) -> Address:
         self.storage = await open_async_storage(self.config.db)
+        if self.config.publish is not None:
+            from c1222.headend.publish import Publisher
+
+            self.publisher = Publisher(self.config.publish)
+            await self.publisher.start()
         for node in await self.storage.list_nodes("registered"):
             self.registrar.nodes[node.ap_title] = _node_from_record(node)
         self.address = await self.endpoint.listen(*self.config.listen)
@@ -315,6 +323,8 @@ class HeadEnd:
         if self._pending_writes:
             await asyncio.gather(*self._pending_writes, return_exceptions=True)
         await self._flush_log()
+        if self.publisher is not None:
+            await self.publisher.stop()
         # A decode under way finishes (bounded by max_table_bytes); none is waited for here.
         if self._decoder is not None:
             self._decoder.shutdown(wait=False, cancel_futures=True)
@@ -778,6 +788,8 @@ class HeadEnd:
                 status.limits[what] = why
         assert self.storage is not None
         stored = await self.storage.store_readings(ap_title, readings)
+        if self.publisher is not None:  # committed: now a feed of it (docs/storage.md)
+            self.publisher.publish(ap_title, readings)
         # Only what is stored moves the cursors: a failed store is read again next time.
         if read.lp_seq is not None:
             status.lp_seq = read.lp_seq
