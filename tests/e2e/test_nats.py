@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from c1222.headend.publish import Publisher
-from c1222.headend.storage import Reading, open_storage
+from c1222.headend.storage import Reading, open_async_storage, open_storage
 from c1222.headend.stream import message_id, parse_nats_url, subject_for
 from tests.e2e.procs import Running
 from tests.servers import nats_url, pg_base, pg_url, private_nats  # noqa: F401 - fixtures
@@ -119,11 +119,12 @@ def stored_lines(headend: Running) -> int:
     return sum(1 for line in headend.lines if (m := STORED.search(line)) and int(m.group(1)))
 
 
-def test_every_stored_reading_reaches_the_sink_exactly_once_through_a_kill_9(
+def test_every_stored_reading_reaches_the_sink_exactly_once_through_kill_9s(
         tmp_path: Path, stream: str, pg_base: str) -> None:
     tag = uuid.uuid4().hex[:8]
     headend_db, sink_db = (f"{pg_base}?schema=c1222_he_{tag}", f"{pg_base}?schema=c1222_sk_{tag}")
     headend = start_headend(headend_db, stream)
+    port = headend.address()[1]
     meter = start_meter(tmp_path, headend)
     sink = start_sink(stream, sink_db)
     try:
@@ -132,6 +133,10 @@ def test_every_stored_reading_reaches_the_sink_exactly_once_through_a_kill_9(
         first = count(sink_db)
         before = stored_lines(headend)
         wait_until(lambda: stored_lines(headend) >= before + 3, "3 more collections",
+                   proc=headend)
+        headend.kill()  # mid-collection: readings committed, maybe not yet published
+        headend = start_headend(headend_db, stream, "--listen", f"127.0.0.1:{port}")
+        wait_until(lambda: stored_lines(headend) >= 3, "collections after the restart",
                    proc=headend)
         sink = start_sink(stream, sink_db)
         wait_until(lambda: count(sink_db) > first, "the restarted sink storing", proc=sink)
@@ -166,13 +171,16 @@ def test_a_reading_published_twice_is_stored_once_by_jetstream(stream: str) -> N
     async def run() -> tuple[dict[str, int], object]:
         import nats
 
-        publisher = Publisher(target)
+        storage = await open_async_storage("sqlite://:memory:", outbox=True)
+        await storage.store_readings(METER, [reading])
+        await storage.store_readings(METER, [reading])  # a retry: in the outbox twice
+        publisher = Publisher(target, storage)
         await publisher.start()
-        publisher.publish(METER, [reading])
-        publisher.publish(METER, [reading])  # a retry, or a re-read after a restart
         while publisher.stats["published"] < 2:
             await asyncio.sleep(0.05)
         await publisher.stop()
+        assert await storage.outbox_count() == 0
+        await storage.aclose()
         nc = await nats.connect(target.servers, error_cb=_quiet)
         msg = await nc.jetstream().get_last_msg(target.stream,
                                                 subject_for(target.prefix, METER))
@@ -220,30 +228,42 @@ def test_nats_down_at_start_and_in_the_middle_costs_no_reading(tmp_path: Path) -
         nats.close()
 
 
-def test_the_outbox_is_bounded_while_nats_is_unreachable(caplog: pytest.LogCaptureFixture
-                                                          ) -> None:
-    nats = private_nats()  # never started: nothing listens on its port
-    target = parse_nats_url(nats.url)
+def test_the_outbox_is_bounded_while_nats_is_unreachable_and_sent_at_the_next_start(
+        tmp_path: Path, stream: str, caplog: pytest.LogCaptureFixture) -> None:
+    dead = private_nats()  # never started: nothing listens on its port
+    live = parse_nats_url(stream)
+    down = parse_nats_url(f"{dead.url}?stream={live.stream}&prefix={live.prefix}")
     when = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
+    db = f"sqlite://{tmp_path / 'headend.db'}"
 
-    async def run() -> dict[str, int]:
-        publisher = Publisher(target, max_outbox=100)
+    async def run(target: object, wait: Callable[[Publisher], bool]) -> Publisher:
+        storage = await open_async_storage(db, outbox=True)
+        publisher = Publisher(target, storage, max_outbox=100)  # type: ignore[arg-type]
         await publisher.start()
-        for i in range(1000):
-            publisher.publish(METER, [Reading("register", when, f"r{i}", float(i))])
-        assert len(publisher._outbox) == 100
-        await asyncio.sleep(1)  # a few connection attempts
+        if target is down:
+            await storage.store_readings(METER, [Reading("register", when, f"r{i}", float(i))
+                                                 for i in range(1000)])
+            publisher.wake()
+        while not wait(publisher):
+            await asyncio.sleep(0.05)
         await publisher.stop()
-        return publisher.stats
+        await storage.aclose()
+        return publisher
 
     with caplog.at_level(logging.WARNING, "c1222.headend.publish"):
-        stats = asyncio.run(run())
-    nats.close()
-    assert stats["dropped"] == 900 and stats["lost"] == 100 and stats["published"] == 0
+        first = asyncio.run(run(down, lambda p: p.stats["dropped"] >= 900))
+    dead.close()
+    assert first.stats["dropped"] == 900 and first.stats["published"] == 0
+    assert first.stats["outbox"] == 100  # bounded, and kept for the next run
     said = [r.getMessage() for r in caplog.records]
     assert sum("cannot publish" in m for m in said) == 1
     assert sum("outbox full" in m for m in said) == 1
-    assert any("100 readings were not published" in m for m in said)
+    assert any("100 readings wait in the outbox" in m for m in said)
+    # The next start with NATS there sends what the last one held: the newest 100.
+    second = asyncio.run(run(live, lambda p: p.stats["published"] >= 100))
+    assert second.stats["outbox"] == 0 and stream_messages(stream) == 100
+    with open_storage(db) as storage:
+        assert storage.count_readings() == 1000  # dropped from the outbox, not from storage
 
 
 def _hostile_messages(prefix: str) -> list[tuple[str, bytes]]:

@@ -1,117 +1,105 @@
 """``c1222 headend --publish nats://HOST:PORT``: every stored reading on a JetStream stream
 (docs/storage.md, "Scaling out"; message format in :mod:`c1222.headend.stream`).
 
-The head-end calls :meth:`Publisher.publish` after ``store_readings`` returned, so only
-committed readings are published: the local database stays the record, the stream is a
-feed of it. ``publish`` never waits: the readings go to a bounded in-memory outbox, which
-one task drains in batches, each message acknowledged by JetStream (``PubAck``) before it
-leaves the outbox. A batch whose acknowledgements do not all come back is sent again
-whole; JetStream drops the copies by their ``Nats-Msg-Id`` (the natural key).
+A transactional outbox: with ``--publish`` the head-end's storage writes every reading into
+the ``outbox`` table in the same transaction that stores it (``open_storage(...,
+outbox=True)``), so only committed readings are published and none is lost between the
+commit and the stream. One task sends the outbox in batches, oldest first; JetStream
+acknowledges each message (``PubAck``) and only then is it deleted from the outbox. A
+batch cut short (a lost connection, a kill -9) is sent again; JetStream drops the copies
+by their ``Nats-Msg-Id`` (the natural key) and ``c1222 sink`` by its key after the window.
 
 When NATS is down or unreachable the head-end keeps collecting and storing; the outbox
-holds up to ``max_outbox`` readings (the oldest are dropped beyond it, counted), and the
-publisher reconnects with back-off. The outage is one WARNING, its end another. The
-outbox is not persisted: readings waiting in it when the head-end stops or is killed are
-not published (they are in the head-end's database; counted as ``lost`` at a clean stop).
+grows in the database up to ``max_outbox`` readings (beyond that the oldest leave the
+outbox unpublished, counted; they stay in ``readings``), and the publisher reconnects
+with back-off. The outage is one WARNING, its end another.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
-from collections.abc import Sequence
 from typing import Any
 
-from .storage import Reading
+from .storage import AsyncStorage
 from .stream import DUPLICATE_WINDOW, NatsTarget, encode_message, message_id, subject_for
 
 __all__ = ["Publisher"]
 
 log = logging.getLogger("c1222.headend.publish")
 
-#: Readings held while NATS is unreachable (about 250 bytes each: ~25 MB).
-MAX_OUTBOX = 100_000
+#: Readings the outbox holds at most while NATS is unreachable (~2 h of 10,000 meters read
+#: every minute; some 200 bytes each in the database).
+MAX_OUTBOX = 5_000_000
 #: Messages sent before waiting for their acknowledgements.
 BATCH = 256
 #: Seconds to wait for JetStream's acknowledgement of one message.
 ACK_TIMEOUT = 5.0
 #: Back-off between two connection attempts, seconds (doubling up to the maximum).
 RETRY_MIN, RETRY_MAX = 0.2, 5.0
+#: Seconds between two looks at the outbox when nothing woke the publisher (rows another
+#: process left, e.g. the head-end killed before it published them, are found anyway).
+IDLE_POLL = 5.0
 #: Seconds a clean stop spends sending what the outbox still holds.
 STOP_FLUSH = 5.0
 
 
 class Publisher:
-    """Publish readings of one head-end to ``target``'s stream (``await start()``,
-    ``publish(ap_title, readings)``, ``await stop()``); ``stats`` counts what happened."""
+    """Publish the outbox of ``storage`` (opened with ``outbox=True``) to ``target``'s stream:
+    ``await start()``, ``wake()`` after each store, ``await stop()``; ``stats`` counts."""
 
-    def __init__(self, target: NatsTarget, *, max_outbox: int = MAX_OUTBOX,
+    def __init__(self, target: NatsTarget, storage: AsyncStorage, *,
+                 max_outbox: int = MAX_OUTBOX,
                  duplicate_window: float = DUPLICATE_WINDOW) -> None:
         self.target = target
+        self.storage = storage
         self.max_outbox = max_outbox
         self.duplicate_window = duplicate_window
-        self._outbox: collections.deque[tuple[str, str, bytes]] = collections.deque()
         self._wanted = asyncio.Event()
+        self._empty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._nc: Any = None
         self._js: Any = None
         self._down: str | None = None  # why NATS is unusable, while it is
         self._dropped_this_outage = False
-        self.stats = {"published": 0, "duplicates": 0, "dropped": 0, "lost": 0,
-                      "outbox": 0, "connects": 0, "failures": 0}
+        self.stats = {"published": 0, "duplicates": 0, "dropped": 0, "connects": 0,
+                      "failures": 0, "outbox": 0}
 
     @property
     def connected(self) -> bool:
         return self._js is not None and self._down is None
 
     async def start(self) -> None:
-        """Start the sending task (connecting happens there: NATS down is not an error)."""
+        """Start the sending task (connecting happens there: NATS down is not an error).
+        Readings a previous run left in the outbox go first."""
+        self._wanted.set()
         self._task = asyncio.create_task(self._run(), name="c1222-publish")
 
-    def publish(self, ap_title: str, readings: Sequence[Reading]) -> None:
-        """Queue the readings of one node, committed to the local database; never waits."""
-        subject = subject_for(self.target.prefix, ap_title)
-        for reading in readings:
-            self._outbox.append((subject, message_id(ap_title, reading),
-                                 encode_message(ap_title, reading)))
-        self._trim()
+    def wake(self) -> None:
+        """New readings are in the outbox (committed): send them now. Never waits."""
         self._wanted.set()
 
-    def _trim(self) -> None:
-        over = len(self._outbox) - self.max_outbox
-        if over > 0:
-            for _ in range(over):
-                self._outbox.popleft()
-            self.stats["dropped"] += over
-            if not self._dropped_this_outage:
-                self._dropped_this_outage = True
-                log.warning("NATS outbox full (%d readings): dropping the oldest; they stay in "
-                            "the head-end's database", self.max_outbox)
-        self.stats["outbox"] = len(self._outbox)
-
     async def stop(self) -> None:
-        """Send what the outbox holds (up to STOP_FLUSH seconds), then close; what is left
-        is counted ``lost`` and said."""
+        """Send what the outbox holds (up to STOP_FLUSH seconds), then close. What is left
+        stays in the outbox for the next run with --publish."""
         if self._task is not None:
-            if self._outbox and self.connected:
+            if self.connected:
+                self._empty.clear()
+                self._wanted.set()
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._drained(), STOP_FLUSH)
+                    await asyncio.wait_for(self._empty.wait(), STOP_FLUSH)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self._outbox:
-            self.stats["lost"] += len(self._outbox)
-            log.warning("%d readings were not published to %s (NATS unreachable); they are in "
-                        "the head-end's database", len(self._outbox), self.target.display)
-            self._outbox.clear()
-        self.stats["outbox"] = 0
+            self._task = None
+        with contextlib.suppress(Exception):
+            left = await self.storage.outbox_count()
+            self.stats["outbox"] = left
+            if left:
+                log.warning("%d readings wait in the outbox for %s; they are sent at the "
+                            "next start with --publish", left, self.target.display)
         await self._close()
-
-    async def _drained(self) -> None:
-        while self._outbox:
-            await asyncio.sleep(0.05)
 
     async def _close(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
@@ -128,28 +116,41 @@ class Publisher:
                 if self._js is None:
                     await self._connect()
                 if self._down is not None:
-                    log.warning("NATS at %s is reachable again: publishing the %d readings held",
-                                self.target.display, len(self._outbox))
+                    log.warning("NATS at %s is reachable again: publishing the readings held",
+                                self.target.display)
                     self._down = None
                     self._dropped_this_outage = False
                 delay = RETRY_MIN
-                if not self._outbox:
+                if not await self._send_batch():
+                    self._empty.set()
                     self._wanted.clear()
-                    await self._wanted.wait()
-                await self._send_batch()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._wanted.wait(), IDLE_POLL)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure: reconnect, never crash
+            except Exception as exc:  # noqa: BLE001 - any failure: retry, never crash
                 self.stats["failures"] += 1
                 why = f"{type(exc).__name__}: {exc}".strip(": ")
                 if self._down is None:
-                    log.warning("cannot publish readings to NATS at %s (%s): holding them, up "
-                                "to %d, and retrying", self.target.display, why,
+                    log.warning("cannot publish readings to NATS at %s (%s): holding them in "
+                                "the outbox, up to %d, and retrying", self.target.display, why,
                                 self.max_outbox)
                 self._down = why
                 await self._close()
+                await self._trim()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
+
+    async def _trim(self) -> None:
+        with contextlib.suppress(Exception):  # the database may be the one failing
+            dropped = await self.storage.outbox_trim(self.max_outbox)
+            if dropped:
+                self.stats["dropped"] += dropped
+                if not self._dropped_this_outage:
+                    self._dropped_this_outage = True
+                    log.warning("NATS outbox full (%d readings): the oldest are not "
+                                "published; they stay in the head-end's database",
+                                self.max_outbox)
 
     async def _connect(self) -> None:
         import nats
@@ -182,27 +183,25 @@ class Publisher:
         self._nc, self._js = nc, js
         self.stats["connects"] += 1
 
-    async def _send_batch(self) -> None:
-        batch = [self._outbox[i] for i in range(min(BATCH, len(self._outbox)))]
+    async def _send_batch(self) -> bool:
+        """Send the oldest waiting readings; False when the outbox was empty."""
+        batch = await self.storage.outbox_batch(BATCH)
+        if not batch:
+            self.stats["outbox"] = 0
+            return False
         acks = await asyncio.gather(
-            *(self._js.publish(subject, body, timeout=ACK_TIMEOUT, stream=self.target.stream,
-                               headers={"Nats-Msg-Id": msg_id})
-              for subject, msg_id, body in batch), return_exceptions=True)
-        # Every acknowledged message leaves the outbox; the first failure ends the batch and
-        # the rest is sent again (the server drops the copies of those it did store).
-        sent = 0
-        for ack in acks:
-            if isinstance(ack, BaseException):
-                break
-            sent += 1
-            self.stats["published"] += 1
-            if getattr(ack, "duplicate", False):
-                self.stats["duplicates"] += 1
-        # The outbox may have been trimmed meanwhile (publish() from the loop): drop by identity.
-        for item in batch[:sent]:
-            if self._outbox and self._outbox[0] is item:
-                self._outbox.popleft()
-        self.stats["outbox"] = len(self._outbox)
-        if sent < len(batch):
+            *(self._js.publish(subject_for(self.target.prefix, ap_title),
+                               encode_message(ap_title, reading), timeout=ACK_TIMEOUT,
+                               stream=self.target.stream,
+                               headers={"Nats-Msg-Id": message_id(ap_title, reading)})
+              for _, ap_title, reading in batch), return_exceptions=True)
+        done = [row[0] for row, ack in zip(batch, acks) if not isinstance(ack, BaseException)]
+        self.stats["published"] += len(done)
+        self.stats["duplicates"] += sum(1 for a in acks if getattr(a, "duplicate", False))
+        # Acknowledged ones leave the outbox; the others are sent again (a copy that did
+        # reach the stream is dropped there by its message id).
+        await self.storage.outbox_done(done)
+        if len(done) < len(batch):
             failure = next(a for a in acks if isinstance(a, BaseException))
             raise failure if isinstance(failure, Exception) else RuntimeError(str(failure))
+        return True

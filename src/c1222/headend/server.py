@@ -298,11 +298,13 @@ class HeadEnd:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> Address:
-        self.storage = await open_async_storage(self.config.db)
+        # With --publish each reading is also written to the outbox in its own transaction.
+        self.storage = await open_async_storage(self.config.db,
+                                                outbox=self.config.publish is not None)
         if self.config.publish is not None:
             from c1222.headend.publish import Publisher
 
-            self.publisher = Publisher(self.config.publish)
+            self.publisher = Publisher(self.config.publish, self.storage)
             await self.publisher.start()
         for node in await self.storage.list_nodes("registered"):
             self.registrar.nodes[node.ap_title] = _node_from_record(node)
@@ -788,8 +790,8 @@ class HeadEnd:
                 status.limits[what] = why
         assert self.storage is not None
         stored = await self.storage.store_readings(ap_title, readings)
-        if self.publisher is not None:  # committed: now a feed of it (docs/storage.md)
-            self.publisher.publish(ap_title, readings)
+        if self.publisher is not None:  # committed, with its outbox rows: send them
+            self.publisher.wake()
         # Only what is stored moves the cursors: a failed store is read again next time.
         if read.lp_seq is not None:
             status.lp_seq = read.lp_seq

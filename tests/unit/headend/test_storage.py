@@ -814,3 +814,21 @@ def _by_time(readings: list[Reading]) -> dict[datetime, list[Reading]]:
     for r in readings:
         groups.setdefault(r.time, []).append(r)
     return groups
+
+
+def test_the_publishing_outbox_is_written_with_the_readings_and_emptied_by_id(
+        target: Target) -> None:
+    readings = [Reading("register", T0 + timedelta(minutes=i), "wh", float(i)) for i in range(5)]
+    with target.open() as store:
+        store.store_readings(AP, readings[:1])
+        assert store.outbox_count() == 0  # off unless asked for (--publish)
+    with open_storage(target.url, outbox=True) as store:
+        assert store.store_readings(AP, readings) == 4
+        store.store_many([(AP2, readings[0])])
+        batch = store.outbox_batch(3)
+        assert [(a, r) for _, a, r in batch] == [(AP, r) for r in readings[:3]]  # oldest first
+        assert store.outbox_done([i for i, _, _ in batch]) == 3
+        assert [r for _, _, r in store.outbox_batch(10)] == [*readings[3:], readings[0]]
+        assert store.outbox_trim(1) == 2  # the newest one stays
+        assert [(a, r) for _, a, r in store.outbox_batch(10)] == [(AP2, readings[0])]
+        assert store.count_readings() == 6  # readings are not touched

@@ -55,10 +55,12 @@ _INSERT_READING = ("INSERT INTO readings (ap_title, kind, time, name, value, ext
 #: reading normally lands in its day's partition, not the default one.
 PARTITION_DAYS_AHEAD = 7
 PARTITION_DAYS_BEHIND = 1
+_INSERT_OUTBOX = ("INSERT INTO outbox (ap_title, kind, time, name, value, extra) "
+                  "VALUES (?, ?, ?, ?, ?, ?)")
 _SEEN = "last_seen = CASE WHEN last_seen IS NULL OR last_seen < ? THEN ? ELSE last_seen END"
 
 
-def open_storage(url: str, *, schema: str | None = None) -> Storage:
+def open_storage(url: str, *, schema: str | None = None, outbox: bool = False) -> Storage:
     """Open (creating and migrating as needed) the storage named by ``url``.
 
     ``url`` is ``sqlite://PATH`` (``sqlite:///var/lib/c1222/head.db`` is absolute,
@@ -66,6 +68,9 @@ def open_storage(url: str, *, schema: str | None = None) -> Storage:
     ``postgresql://user:password@host:port/dbname`` (also ``postgres://``), whose
     parameters go to libpq except ``schema=NAME``, which like the ``schema`` argument
     puts every table in that PostgreSQL schema (created if missing).
+
+    With ``outbox`` every reading stored is also put in the publishing outbox, in the same
+    transaction (``--publish``; :meth:`Storage.outbox_batch`).
 
     Raises :class:`~c1222.errors.ConfigurationError` naming the URL, password hidden,
     when it is malformed, unreachable, or holds a schema that cannot be migrated.
@@ -89,6 +94,7 @@ def open_storage(url: str, *, schema: str | None = None) -> Storage:
         raise ConfigurationError(f"unsupported database URL {display}: use sqlite://PATH, "
                                  "a file path, or postgresql://user@host/dbname")
     storage = Storage(backend, display)
+    storage.outbox = outbox
     try:
         storage._migrate()
         storage.ensure_partitions(datetime.now(timezone.utc))
@@ -107,6 +113,8 @@ class Storage:
         self.url = url
         self._lock = threading.RLock()
         self._closed = False
+        #: Store readings in the publishing outbox too (open_storage(..., outbox=True)).
+        self.outbox = False
 
     def __repr__(self) -> str:
         return f"<Storage {self.url}>"
@@ -285,7 +293,15 @@ class Storage:
         if not rows:
             return 0
         with self._use("store_readings") as db, db.transaction() as tx:
-            return tx.executemany(_INSERT_READING, rows)
+            return self._insert(tx, rows)
+
+    def _insert(self, tx: Any, rows: list[tuple[Any, ...]]) -> int:
+        new = tx.executemany(_INSERT_READING, rows)
+        if self.outbox:
+            # Every reading given, not only the new ones: a copy already published is
+            # dropped by the stream (its message id is the natural key) or by the sink.
+            tx.executemany(_INSERT_OUTBOX, rows)
+        return new
 
     def store_many(self, rows: Sequence[tuple[str, Reading]]) -> int:
         """Store readings of any nodes, ``(ap_title, reading)`` pairs, in ONE transaction; the
@@ -300,7 +316,41 @@ class Storage:
         if not values:
             return 0
         with self._use("store_many") as db, db.transaction() as tx:
-            return tx.executemany(_INSERT_READING, values)
+            return self._insert(tx, values)
+
+    # -- publishing outbox (docs/storage.md, "Scaling out") --------------------------------
+
+    def outbox_batch(self, limit: int) -> list[tuple[int, str, Reading]]:
+        """The oldest ``limit`` readings waiting to be published: ``(id, ap_title, reading)``."""
+        with self._use("outbox_batch") as db:
+            rows = db.query(f"SELECT id, ap_title, {_READING_COLUMNS} FROM outbox "
+                            "ORDER BY id LIMIT ?", (self._count(limit, "limit"),))
+            return [(int(r[0]), r[1], self._reading(db, r[2:])) for r in rows]
+
+    def outbox_done(self, ids: Sequence[int]) -> int:
+        """Remove published readings from the outbox; the number removed."""
+        ids = [int(i) for i in ids]
+        removed = 0
+        with self._use("outbox_done") as db, db.transaction(synced=False) as tx:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                removed += max(tx.execute(f"DELETE FROM outbox WHERE id IN "
+                                          f"({', '.join('?' * len(chunk))})", chunk).rowcount, 0)
+        return removed
+
+    def outbox_count(self) -> int:
+        """Readings waiting to be published."""
+        with self._use("outbox_count") as db:
+            return int(db.query("SELECT COUNT(*) FROM outbox")[0][0])
+
+    def outbox_trim(self, keep: int) -> int:
+        """Drop all but the newest ``keep`` waiting readings (the bound while NATS is away);
+        the number dropped. They stay stored in ``readings``."""
+        with self._use("outbox_trim") as db, db.transaction(synced=False) as tx:
+            return max(tx.execute(
+                "DELETE FROM outbox WHERE id <= "
+                "(SELECT id FROM outbox ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (self._count(keep, "keep"),)).rowcount, 0)
 
     def ensure_partitions(self, now: datetime, ahead: int = PARTITION_DAYS_AHEAD,
                           behind: int = PARTITION_DAYS_BEHIND) -> int:
@@ -565,6 +615,18 @@ class AsyncStorage:
     async def store_many(self, rows: Sequence[tuple[str, Reading]]) -> int:
         return await self._call(self.storage.store_many, list(rows))
 
+    async def outbox_batch(self, limit: int) -> list[tuple[int, str, Reading]]:
+        return await self._call(self.storage.outbox_batch, limit)
+
+    async def outbox_done(self, ids: Sequence[int]) -> int:
+        return await self._call(self.storage.outbox_done, list(ids))
+
+    async def outbox_count(self) -> int:
+        return await self._call(self.storage.outbox_count)
+
+    async def outbox_trim(self, keep: int) -> int:
+        return await self._call(self.storage.outbox_trim, keep)
+
     async def ensure_partitions(self, now: datetime) -> int:
         return await self._call(self.storage.ensure_partitions, now)
 
@@ -605,7 +667,8 @@ class AsyncStorage:
         return await self._call(self.storage.prune_nodes, before, max_deregistered)
 
 
-async def open_async_storage(url: str, *, schema: str | None = None) -> AsyncStorage:
+async def open_async_storage(url: str, *, schema: str | None = None,
+                             outbox: bool = False) -> AsyncStorage:
     """:func:`open_storage` off the event loop (opening may migrate), wrapped in AsyncStorage."""
-    storage = await asyncio.to_thread(open_storage, url, schema=schema)
+    storage = await asyncio.to_thread(open_storage, url, schema=schema, outbox=outbox)
     return AsyncStorage(storage)

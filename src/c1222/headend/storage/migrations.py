@@ -77,6 +77,20 @@ def _messages(ident: str, time: str, blob: str) -> str:
 )"""
 
 
+def _outbox(ident: str, time: str, real: str) -> str:
+    # The readings still to publish (--publish): written in the transaction that stores them,
+    # deleted once the stream acknowledged them, so a kill -9 or a NATS outage loses none.
+    return f"""CREATE TABLE outbox (
+    id       {ident},
+    ap_title TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    time     {time} NOT NULL,
+    name     TEXT NOT NULL,
+    value    {real} NOT NULL,
+    extra    TEXT
+)"""
+
+
 def _partitioned_readings() -> tuple[str, ...]:
     """Version 4, PostgreSQL: ``readings`` becomes a table partitioned by RANGE on ``time``,
     one partition per UTC day plus a default partition, rebuilt in place with every row and id.
@@ -173,10 +187,12 @@ MIGRATIONS: tuple[Migration, ...] = (
                     "CREATE INDEX nodes_by_state ON nodes (state, last_seen)"),
     ),
     Migration(
-        4, "readings partitioned by day (PostgreSQL)",
+        4, "readings partitioned by day (PostgreSQL); publishing outbox",
         # SQLite has no partitioning: the embedded default keeps one table.
-        sqlite=(),
-        postgresql=_partitioned_readings(),
+        sqlite=(_outbox("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT", "REAL"),),
+        postgresql=(*_partitioned_readings(),
+                    _outbox("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "TIMESTAMPTZ",
+                            "DOUBLE PRECISION")),
     ),
 )
 
