@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from c1222.headend.storage import open_storage
 from tests.e2e.procs import Running
