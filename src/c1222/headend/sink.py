@@ -133,9 +133,10 @@ class Sink:
             try:
                 good.append(decode_message(msg.subject, msg.data, self.target.prefix))
                 keep.append(msg)
-            except BadMessage as exc:
+            except Exception as exc:  # noqa: BLE001 - BadMessage, or a bug: never a poison
                 self.stats["malformed"] += 1
-                log.warning("skipped a message on %s: %s", msg.subject[:120], exc)
+                log.warning("skipped a message on %s: %s", msg.subject[:120],
+                            exc if isinstance(exc, BadMessage) else f"unexpected {exc!r:.200}")
                 with contextlib.suppress(Exception):
                     await msg.term()
         if good:

@@ -161,7 +161,12 @@ def decode_message(subject: str, data: bytes, prefix: str) -> tuple[str, Reading
         raise BadMessage(f"kind {str(kind)[:40]!r} is not one of {KINDS}")
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
         raise BadMessage("name: a non-empty string is required")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    try:  # an integer of 400 digits is JSON, and too large for a float
+        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and \
+            math.isfinite(float(value))
+    except OverflowError:
+        finite = False
+    if not finite:
         raise BadMessage("value: a finite number is required")
     if extra is not None and not (isinstance(extra, str) and len(extra) <= MAX_EXTRA):
         raise BadMessage(f"extra: a string of at most {MAX_EXTRA} characters or null")
@@ -173,8 +178,10 @@ def decode_message(subject: str, data: bytes, prefix: str) -> tuple[str, Reading
     if not isinstance(when, str) or not when.endswith("Z"):
         raise BadMessage("time: ISO-8601 UTC text ending in Z is required")
     try:
-        time = datetime.fromisoformat(when[:-1]).replace(tzinfo=timezone.utc)
-        reading = Reading(kind, time, name, float(value), extra)
+        time = datetime.fromisoformat(when[:-1])
+        if time.tzinfo is not None:  # "12:00+05:00Z": which zone? Refused, never guessed
+            raise ValueError(f"time {when[:40]!r} has an offset before its Z")
+        reading = Reading(kind, time.replace(tzinfo=timezone.utc), name, float(value), extra)
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadMessage(f"not a reading: {exc}") from None
     return ap_title, reading
