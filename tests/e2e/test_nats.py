@@ -329,21 +329,33 @@ def test_the_sink_skips_and_counts_malformed_messages(tmp_path: Path, stream: st
         assert [r.name for r in storage.readings(METER)] == ["the-good-one"]
 
 
+@pytest.mark.parametrize("url, says", [
+    ("http://127.0.0.1:4222", "must start with nats://"),
+    ("nats://", "names no host"),
+    ("nats://127.0.0.1", "names no port"),
+    ("nats://127.0.0.1:99999", "Port out of range"),
+    ("nats://u:secret@h:1/x", "nats://u:***@h:1/x has a path"),
+    ("nats://h:1?stream=a.b", "stream 'a.b' must be"),
+    ("nats://h:1?stream=" + "s" * 65, "must be 1-64"),
+    ("nats://h:1?prefix=a..b", "prefix 'a..b' must be"),
+    ("nats://h:1?prefix=a.>", "prefix 'a.>' must be"),
+    ("nats://h:1?retention=1", "unknown parameter 'retention'"),
+    ("nats://[::1:1", "malformed NATS URL"),
+])
+def test_a_bad_nats_url_is_a_configuration_error_naming_it(url: str, says: str) -> None:
+    from c1222.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as error:
+        parse_nats_url(url)
+    assert says in str(error.value) and "secret" not in str(error.value)
+
+
 @pytest.mark.parametrize("args, says", [
-    (["headend", "--publish", "http://127.0.0.1:4222"], "must start with nats://"),
-    (["headend", "--publish", "nats://"], "names no host"),
-    (["headend", "--publish", "nats://127.0.0.1"], "names no port"),
-    (["headend", "--publish", "nats://127.0.0.1:99999"], "Port out of range"),
     (["headend", "--publish", "nats://u:secret@h:1/x"], "nats://u:***@h:1/x has a path"),
-    (["headend", "--publish", "nats://h:1?stream=a.b"], "stream 'a.b' must be"),
-    (["headend", "--publish", "nats://h:1?prefix=a..b"], "prefix 'a..b' must be"),
-    (["headend", "--publish", "nats://h:1?retention=1"], "unknown parameter 'retention'"),
     (["sink", "--db", "sqlite://:memory:", "--nats", "nats://h"], "names no port"),
     (["sink", "--db", "sqlite://:memory:", "--nats", "nats://h:1", "--durable", "a b"],
      "1-64 letters"),
     (["sink", "--db", "mysql://x", "--nats", "nats://h:1"], "unsupported database"),
-    (["sink", "--db", "sqlite://:memory:", "--nats", "nats://h:1", "--batch", "0"],
-     "--batch"),
 ])
 def test_bad_urls_and_options_are_one_line_errors(args: list[str], says: str) -> None:
     proc = Running(args)
