@@ -329,6 +329,45 @@ def test_the_sink_skips_and_counts_malformed_messages(tmp_path: Path, stream: st
         assert [r.name for r in storage.readings(METER)] == ["the-good-one"]
 
 
+def test_a_row_the_sinks_database_refuses_is_skipped_and_the_rest_stored(
+        tmp_path: Path, stream: str) -> None:
+    target = parse_nats_url(stream)
+    when = dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)
+    names = ["a", "poison", "b", "c"]
+    db = f"sqlite://{tmp_path / 'sink.db'}"
+    open_storage(db).close()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "sink.db") as conn:  # a constraint of the MDM's own
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON readings WHEN NEW.name = 'poison' "
+                     "BEGIN SELECT RAISE(ABORT, 'poison refused'); END")
+
+    async def run() -> dict[str, int]:
+        from c1222.headend.sink import Sink, SinkConfig
+
+        source = await open_async_storage("sqlite://:memory:", outbox=True)
+        await source.store_readings(METER, [Reading("register", when, n, 1.0) for n in names])
+        publisher = Publisher(target, source)
+        await publisher.start()
+        while publisher.stats["published"] < len(names):
+            await asyncio.sleep(0.05)
+        await publisher.stop()
+        await source.aclose()
+        storage = await open_async_storage(db)
+        sink = Sink(target, storage, SinkConfig(durable="poison", batch=10))
+        await sink.start()
+        while sink.stats["received"] < len(names):
+            await sink.step()
+        await sink.stop()
+        await storage.aclose()
+        return sink.stats
+
+    stats = asyncio.run(run())
+    assert stats["stored"] == 3 and stats["malformed"] == 1 and stats["acked"] == 3
+    with open_storage(db) as storage:
+        assert sorted(r.name for r in storage.readings(METER)) == ["a", "b", "c"]
+
+
 @pytest.mark.parametrize("url, says", [
     ("http://127.0.0.1:4222", "must start with nats://"),
     ("nats://", "names no host"),

@@ -142,17 +142,39 @@ class Sink:
         if good:
             try:
                 stored = await self.storage.store_many(good)
-            except Exception:
+            except Exception as exc:
                 self.stats["storage_errors"] += 1
-                raise  # nothing acknowledged: the batch is redelivered after ack_wait
+                if not _refused_row(exc):
+                    raise  # an outage: nothing acknowledged, the batch comes back
+                # The database refuses a row (a constraint of its own): one at a time, so
+                # that row is skipped and the others stored, not the batch refused for ever.
+                stored, keep = await self._one_by_one(good, keep)
             self.stats["stored"] += stored
-            self.stats["duplicates"] += len(good) - stored
+            self.stats["duplicates"] += len(keep) - stored
         self.stats["batches"] += 1
         # After the commit: a kill before these acks costs a redelivery, never a duplicate.
         for msg in keep:
             await msg.ack()
             self.stats["acked"] += 1
         return len(msgs)
+
+    async def _one_by_one(self, good: list[tuple[str, Reading]], msgs: list[Any]
+                          ) -> tuple[int, list[Any]]:
+        stored, kept = 0, []
+        for row, msg in zip(good, msgs):
+            try:
+                stored += await self.storage.store_many([row])
+            except Exception as exc:
+                if not _refused_row(exc):
+                    raise
+                self.stats["malformed"] += 1
+                log.warning("skipped a message on %s: the database refuses it: %s",
+                            msg.subject[:120], exc)
+                with contextlib.suppress(Exception):
+                    await msg.term()
+            else:
+                kept.append(msg)
+        return stored, kept
 
     async def _close(self) -> None:
         nc, self._nc, self._sub = self._nc, None, None
@@ -173,6 +195,21 @@ class Sink:
                 f"{s['duplicates']} duplicates skipped, {s['malformed']} malformed skipped, "
                 f"{s['acked']} acknowledged in {s['batches']} batches; "
                 f"{s['storage_errors']} storage and {s['nats_errors']} NATS errors")
+
+
+def _refused_row(exc: BaseException) -> bool:
+    """A database error caused by the data of a row (a constraint, a value out of range), not
+    by the database being away: retrying the same row would fail the same way."""
+    import sqlite3
+
+    cause = exc.__cause__
+    if isinstance(cause, (sqlite3.IntegrityError, sqlite3.DataError)):
+        return True
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(cause, (psycopg.DataError, psycopg.IntegrityError))
 
 
 def _is_storage_error(exc: BaseException) -> bool:
