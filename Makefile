@@ -36,6 +36,14 @@ system-deps:
 	  echo "installing mosquitto (Debian package; the MQTT tests start a private broker)"; \
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; }
+	@{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+	  echo "installing postgresql (Debian package; the tests start a private instance when none runs)"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@command -v nats-server >/dev/null 2>&1 || { \
+	  echo "installing nats-server (Debian package; the tests start it with JetStream when none runs)"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null; }
 
 test: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,26 +1,22 @@
 """`c1222 headend` and `c1222 meter` started as a user would: the meter registers, the head-end
-reads it, readings land in SQLite and in the machine's PostgreSQL, the API shows them, and a
+reads it, readings land in SQLite and in PostgreSQL (tests/servers.py), the API shows them, and a
 kill -9 of the head-end loses no acknowledged reading and duplicates none."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-import pytest
 
 from c1222.headend.storage import open_storage
 from tests.e2e.procs import Running
-from tests.interop.tshark import _missing
+from tests.servers import pg_base, pg_url  # noqa: F401 - fixtures
 
 METER = "2.16.124.113620.1.22.0.123.8437"
 STORED = re.compile(r"stored (\d+) readings for (\S+) at (\S+)")
-POSTGRES = os.environ.get("C1222_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def start_headend(db: str, *extra: str) -> tuple[Running, tuple[str, int], str]:
@@ -78,23 +74,8 @@ def test_readings_land_in_sqlite_and_the_api_shows_them(tmp_path: Path) -> None:
     run_system(tmp_path, f"sqlite:///{tmp_path / 'headend.db'}")
 
 
-@pytest.fixture
-def postgres_url() -> str:
-    import psycopg
-
-    schema = f"c1222_e2e_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(POSTGRES, connect_timeout=5) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-    except psycopg.OperationalError as exc:
-        _missing(f"PostgreSQL is not reachable at {POSTGRES}: {exc}")
-    yield f"{POSTGRES}?schema={schema}"
-    with psycopg.connect(POSTGRES) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-def test_readings_land_in_postgresql(tmp_path: Path, postgres_url: str) -> None:
-    run_system(tmp_path, postgres_url)
+def test_readings_land_in_postgresql(tmp_path: Path, pg_url: str) -> None:
+    run_system(tmp_path, pg_url)
 
 
 def test_kill_9_loses_no_acknowledged_reading_and_duplicates_none(tmp_path: Path) -> None:

@@ -393,6 +393,24 @@ class MqttNameType(click.ParamType):
             self.fail(f"{shown(text)}: {exc}", param, ctx)
 
 
+class NatsUrlType(click.ParamType):
+    """``nats://HOST:PORT[?stream=NAME&prefix=A.B]``, checked here (reaching NATS is left to
+    the run: a head-end publishes whenever NATS is there)."""
+
+    name = "URL"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        from c1222.headend.stream import NatsTarget, parse_nats_url
+
+        if isinstance(value, NatsTarget):
+            return value
+        try:
+            return parse_nats_url(str(value))
+        except ConfigurationError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def table_number(text: str, hint: str = "TABLE") -> int:
     """``23``, ``ST23`` or ``MT0`` (= 2048) -> the package's table number, 0 .. 4095."""
     from c1222.tables.registry import MFG_BASE

@@ -170,6 +170,8 @@ class HeadEndConfig:
     # largest reassembled APDU accepted.
     segment_size: int | None = None
     max_apdu_size: int = DEFAULT_MAX_APDU_SIZE
+    # Every stored reading also on this NATS JetStream stream (docs/storage.md, "Scaling out").
+    publish: Any = None  # a c1222.headend.stream.NatsTarget
 
     def __post_init__(self) -> None:
         for name in ("max_table_bytes", "max_lp_blocks", "max_history_entries"):
@@ -280,6 +282,7 @@ class HeadEnd:
             on_link_closed=lambda link: self.responder.close(link.id),
             on_segment_error=lambda data, link, code: self.responder.refuse(data, code).data)
         self.storage: AsyncStorage | None = None
+        self.publisher: Any = None  # c1222.headend.publish.Publisher, with config.publish
         self.address: Address | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._context: dict[str, dict[int, bytes]] = {}
@@ -307,7 +310,14 @@ class HeadEnd:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> Address:
-        self.storage = await open_async_storage(self.config.db)
+        # With --publish each reading is also written to the outbox in its own transaction.
+        self.storage = await open_async_storage(self.config.db,
+                                                outbox=self.config.publish is not None)
+        if self.config.publish is not None:
+            from c1222.headend.publish import Publisher
+
+            self.publisher = Publisher(self.config.publish, self.storage)
+            await self.publisher.start()
         for node in await self.storage.list_nodes("registered"):
             self.registrar.nodes[node.ap_title] = _node_from_record(node)
         self.address = await self.endpoint.listen(*self.config.listen)
@@ -327,6 +337,8 @@ class HeadEnd:
         if self._pending_writes:
             await asyncio.gather(*self._pending_writes, return_exceptions=True)
         await self._flush_log()
+        if self.publisher is not None:
+            await self.publisher.stop()
         # A decode under way finishes (bounded by max_table_bytes); none is waited for here.
         if self._decoder is not None:
             self._decoder.shutdown(wait=False, cancel_futures=True)
@@ -789,6 +801,8 @@ class HeadEnd:
                 status.limits[what] = why
         assert self.storage is not None
         stored = await self.storage.store_readings(ap_title, readings)
+        if self.publisher is not None:  # committed, with its outbox rows: send them
+            self.publisher.wake()
         # Only what is stored moves the cursors: a failed store is read again next time.
         if read.lp_seq is not None:
             status.lp_seq = read.lp_seq

@@ -1,8 +1,7 @@
 """The head-end's storage (docs/storage.md), each test on SQLite and on PostgreSQL.
 
-PostgreSQL tests use ``C1222_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/test``)
-and a schema of their own, dropped afterwards; without a server they skip, or fail under
-``C1222_REQUIRE_ALL=1``.
+PostgreSQL comes from tests/servers.py (``C1222_TEST_POSTGRES``, default 127.0.0.1:5432, or a
+private instance); each test uses a schema of its own, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -25,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from tests.servers import pg_base  # noqa: F401 - the fixture
+
 from c1222.errors import ConfigurationError
 from c1222.headend.storage import (
     SCHEMA_VERSION,
@@ -45,29 +46,9 @@ from c1222.headend.storage import (
     retention_loop,
 )
 
-PG_URL = os.environ.get("C1222_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 AP = "2.16.124.113620.1.22.0.5"
 AP2 = "2.16.124.113620.1.22.0.6"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-
-
-def _missing(reason: str) -> None:
-    # As tests/interop/tshark.py: skip on a developer's machine, fail in CI.
-    if os.environ.get("C1222_REQUIRE_ALL") == "1":
-        pytest.fail(f"{reason} (C1222_REQUIRE_ALL=1 requires it)", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    import psycopg
-
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        _missing(f"PostgreSQL is not reachable at {redact_url(PG_URL)} (set C1222_TEST_POSTGRES): "
-                 f"{' '.join(str(exc).split())}")
-    return PG_URL
 
 
 @dataclass
@@ -118,7 +99,7 @@ def _target(dialect: str, request: pytest.FixtureRequest, tmp_path: Path) -> Ite
         path = tmp_path / "head.db"
         yield Target("sqlite", f"sqlite://{path}", path=path)
         return
-    base = request.getfixturevalue("pg_url")
+    base = request.getfixturevalue("pg_base")
     # A schema per test: runs in parallel or after a crash never see each other's rows.
     schema = f"c1222_test_{secrets.token_hex(6)}"
     yield Target("postgresql", _with_param(base, f"schema={schema}"), base_url=base, schema=schema)
@@ -539,14 +520,14 @@ def test_migrates_a_version_1_database(target: Target) -> None:
         raw.execute("INSERT INTO readings (ap_title, kind, time, name, value) "
                     "VALUES (?, 'register', ?, 'wh', 42.0)", (AP, t))
     with target.open() as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         assert store.get_node(AP) == NodeRecord(AP, "127.0.0.1:1", registered_at=T0)
         assert store.readings(AP) == [Reading("register", T0, "wh", 42.0)]
         assert store.store_readings(AP, [Reading("register", T0, "wh", 42.0)]) == 0
         assert store.message(store.log_message(_message(1))).summary == "message 1"
     with target.raw() as raw:
         versions = raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    assert [v[0] for v in versions] == [1, 2, 3]
+    assert [v[0] for v in versions] == [1, 2, 3, 4]
 
 
 # Version 2's message log as it was released (version 1 is built by the test above).
@@ -575,14 +556,14 @@ def test_migrates_a_version_2_database(target: Target) -> None:
         raw.execute("INSERT INTO messages (time, direction, peer, transport, raw) "
                     "VALUES (?, 'in', '127.0.0.1:1', 'udp', ?)", (t, b"\x60\x00"))
     with target.open() as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         assert store.count_messages() == 1
         # The old rows are pruned by the new calls.
         assert store.prune_messages(before=T0 + timedelta(seconds=1)) == 1
         assert store.prune_nodes(T0 + timedelta(seconds=1)) == [AP]
     with target.raw() as raw:
         versions = raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    assert [v[0] for v in versions] == [1, 2, 3]
+    assert [v[0] for v in versions] == [1, 2, 3, 4]
 
 
 def test_reopening_keeps_data_and_does_not_migrate_again(target: Target) -> None:
@@ -833,3 +814,21 @@ def _by_time(readings: list[Reading]) -> dict[datetime, list[Reading]]:
     for r in readings:
         groups.setdefault(r.time, []).append(r)
     return groups
+
+
+def test_the_publishing_outbox_is_written_with_the_readings_and_emptied_by_id(
+        target: Target) -> None:
+    readings = [Reading("register", T0 + timedelta(minutes=i), "wh", float(i)) for i in range(5)]
+    with target.open() as store:
+        store.store_readings(AP, readings[:1])
+        assert store.outbox_count() == 0  # off unless asked for (--publish)
+    with open_storage(target.url, outbox=True) as store:
+        assert store.store_readings(AP, readings) == 4
+        store.store_many([(AP2, readings[0])])
+        batch = store.outbox_batch(3)
+        assert [(a, r) for _, a, r in batch] == [(AP, r) for r in readings[:3]]  # oldest first
+        assert store.outbox_done([i for i, _, _ in batch]) == 3
+        assert [r for _, _, r in store.outbox_batch(10)] == [*readings[3:], readings[0]]
+        assert store.outbox_trim(1) == 2  # the newest one stays
+        assert [(a, r) for _, a, r in store.outbox_batch(10)] == [(AP2, readings[0])]
+        assert store.count_readings() == 6  # readings are not touched

@@ -57,7 +57,11 @@ class Tx:
         return sql if self._ph == "?" else sql.replace("?", self._ph)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        self.cursor.execute(self._sql(sql), tuple(params))
+        if not params and self._ph != "?":
+            # Without parameters psycopg leaves % alone (a migration's format('%I', ...)).
+            self.cursor.execute(sql)
+        else:
+            self.cursor.execute(self._sql(sql), tuple(params))
         return self.cursor
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:

@@ -21,13 +21,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from c1222.errors import C1222Error, ConfigurationError
 
 from .backends import PostgresBackend, SqliteBackend, redact_url
-from .migrations import MIGRATIONS, SCHEMA_VERSION
+from .migrations import MIGRATIONS, PARTITION_FUNCTION, SCHEMA_VERSION
 from .records import KINDS, MessageRecord, NodeRecord, Reading, _check_ap_title, utc
 
 __all__ = ["AsyncStorage", "SchemaTooNew", "Storage", "StorageError", "open_async_storage",
@@ -51,10 +51,16 @@ _MESSAGE_COLUMNS = "id, time, direction, peer, transport, raw, summary, ap_title
 # Keep the first row of a natural key: a second store of one reading is a no-op.
 _INSERT_READING = ("INSERT INTO readings (ap_title, kind, time, name, value, extra) "
                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ap_title, kind, time, name) DO NOTHING")
+#: Days of readings partitions made ahead of today (and kept behind it) on PostgreSQL, so a
+#: reading normally lands in its day's partition, not the default one.
+PARTITION_DAYS_AHEAD = 7
+PARTITION_DAYS_BEHIND = 1
+_INSERT_OUTBOX = ("INSERT INTO outbox (ap_title, kind, time, name, value, extra) "
+                  "VALUES (?, ?, ?, ?, ?, ?)")
 _SEEN = "last_seen = CASE WHEN last_seen IS NULL OR last_seen < ? THEN ? ELSE last_seen END"
 
 
-def open_storage(url: str, *, schema: str | None = None) -> Storage:
+def open_storage(url: str, *, schema: str | None = None, outbox: bool = False) -> Storage:
     """Open (creating and migrating as needed) the storage named by ``url``.
 
     ``url`` is ``sqlite://PATH`` (``sqlite:///var/lib/c1222/head.db`` is absolute,
@@ -62,6 +68,9 @@ def open_storage(url: str, *, schema: str | None = None) -> Storage:
     ``postgresql://user:password@host:port/dbname`` (also ``postgres://``), whose
     parameters go to libpq except ``schema=NAME``, which like the ``schema`` argument
     puts every table in that PostgreSQL schema (created if missing).
+
+    With ``outbox`` every reading stored is also put in the publishing outbox, in the same
+    transaction (``--publish``; :meth:`Storage.outbox_batch`).
 
     Raises :class:`~c1222.errors.ConfigurationError` naming the URL, password hidden,
     when it is malformed, unreachable, or holds a schema that cannot be migrated.
@@ -85,8 +94,10 @@ def open_storage(url: str, *, schema: str | None = None) -> Storage:
         raise ConfigurationError(f"unsupported database URL {display}: use sqlite://PATH, "
                                  "a file path, or postgresql://user@host/dbname")
     storage = Storage(backend, display)
+    storage.outbox = outbox
     try:
         storage._migrate()
+        storage.ensure_partitions(datetime.now(timezone.utc))
     except BaseException:
         storage.close()
         raise
@@ -102,6 +113,8 @@ class Storage:
         self.url = url
         self._lock = threading.RLock()
         self._closed = False
+        #: Store readings in the publishing outbox too (open_storage(..., outbox=True)).
+        self.outbox = False
 
     def __repr__(self) -> str:
         return f"<Storage {self.url}>"
@@ -280,7 +293,117 @@ class Storage:
         if not rows:
             return 0
         with self._use("store_readings") as db, db.transaction() as tx:
-            return tx.executemany(_INSERT_READING, rows)
+            return self._insert(tx, rows)
+
+    def _insert(self, tx: Any, rows: list[tuple[Any, ...]]) -> int:
+        new = tx.executemany(_INSERT_READING, rows)
+        if self.outbox:
+            # Every reading given, not only the new ones: a copy already published is
+            # dropped by the stream (its message id is the natural key) or by the sink.
+            tx.executemany(_INSERT_OUTBOX, rows)
+        return new
+
+    def store_many(self, rows: Sequence[tuple[str, Reading]]) -> int:
+        """Store readings of any nodes, ``(ap_title, reading)`` pairs, in ONE transaction; the
+        number newly stored. What ``c1222 sink`` commits before it acknowledges a batch."""
+        values = []
+        for ap_title, reading in rows:
+            _check_ap_title(ap_title)
+            if not isinstance(reading, Reading):
+                raise TypeError(f"store_many takes Readings, not {type(reading).__name__}")
+            values.append((ap_title, reading.kind, self._db.time_in(reading.time), reading.name,
+                           reading.value, reading.extra))
+        if not values:
+            return 0
+        with self._use("store_many") as db, db.transaction() as tx:
+            return self._insert(tx, values)
+
+    # -- publishing outbox (docs/storage.md, "Scaling out") --------------------------------
+
+    def outbox_batch(self, limit: int) -> list[tuple[int, str, Reading]]:
+        """The oldest ``limit`` readings waiting to be published: ``(id, ap_title, reading)``."""
+        with self._use("outbox_batch") as db:
+            rows = db.query(f"SELECT id, ap_title, {_READING_COLUMNS} FROM outbox "
+                            "ORDER BY id LIMIT ?", (self._count(limit, "limit"),))
+            return [(int(r[0]), r[1], self._reading(db, r[2:])) for r in rows]
+
+    def outbox_done(self, ids: Sequence[int]) -> int:
+        """Remove published readings from the outbox; the number removed."""
+        ids = [int(i) for i in ids]
+        removed = 0
+        with self._use("outbox_done") as db, db.transaction(synced=False) as tx:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                removed += max(tx.execute(f"DELETE FROM outbox WHERE id IN "
+                                          f"({', '.join('?' * len(chunk))})", chunk).rowcount, 0)
+        return removed
+
+    def outbox_count(self) -> int:
+        """Readings waiting to be published."""
+        with self._use("outbox_count") as db:
+            return int(db.query("SELECT COUNT(*) FROM outbox")[0][0])
+
+    def outbox_trim(self, keep: int) -> int:
+        """Drop all but the newest ``keep`` waiting readings (the bound while NATS is away);
+        the number dropped. They stay stored in ``readings``."""
+        with self._use("outbox_trim") as db, db.transaction(synced=False) as tx:
+            return max(tx.execute(
+                "DELETE FROM outbox WHERE id <= "
+                "(SELECT id FROM outbox ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (self._count(keep, "keep"),)).rowcount, 0)
+
+    def ensure_partitions(self, now: datetime, ahead: int = PARTITION_DAYS_AHEAD,
+                          behind: int = PARTITION_DAYS_BEHIND) -> int:
+        """PostgreSQL: make the readings partitions of the UTC days from ``now - behind`` to
+        ``now + ahead`` that are missing (rows of those days waiting in the default partition
+        move in); the number made. SQLite has one table: 0.
+
+        Opening the storage and each retention pass call it, so a partition exists days
+        before its first reading."""
+        if self.dialect != "postgresql":
+            return 0
+        today = utc(now, "now").date()
+        days = [today + timedelta(days=n) for n in range(-self._count(behind, "behind"),
+                                                           self._count(ahead, "ahead") + 1)]
+        made = 0
+        with self._use("ensure_partitions") as db, db.transaction(synced=False) as tx:
+            for day in days:
+                made += bool(tx.execute(f"SELECT {PARTITION_FUNCTION}(?)", (day,)).fetchone()[0])
+        return made
+
+    def reading_partitions(self) -> list[date]:
+        """PostgreSQL: the UTC days that have a readings partition, oldest first ([] on
+        SQLite). The default partition is not listed."""
+        if self.dialect != "postgresql":
+            return []
+        with self._use("reading_partitions") as db:
+            rows = db.query("SELECT c.relname FROM pg_inherits i "
+                            "JOIN pg_class c ON c.oid = i.inhrelid "
+                            "WHERE i.inhparent = 'readings'::regclass "
+                            "AND c.relname ~ '^readings_p[0-9]{8}$'")
+        return sorted(datetime.strptime(r[0][len("readings_p"):], "%Y%m%d").date()
+                      for r in rows)
+
+    def prune_readings(self, before: datetime) -> list[date]:
+        """Remove the readings of the whole UTC days that end at or before ``before``; those
+        days, oldest first. PostgreSQL drops their partitions (no row-by-row delete, no
+        vacuum debt); rows in the default partition (wrong meter clocks) are kept. SQLite
+        deletes the rows of those days."""
+        cutoff = utc(before, "before").date()  # days before this one have ended by `before`
+        if self.dialect == "postgresql":
+            days = [d for d in self.reading_partitions() if d < cutoff]
+            with self._use("prune_readings") as db, db.transaction(synced=False) as tx:
+                for day in days:
+                    tx.execute(f"DROP TABLE readings_p{day:%Y%m%d}")
+            return days
+        limit = self._db.time_in(datetime(cutoff.year, cutoff.month, cutoff.day,
+                                          tzinfo=timezone.utc))
+        with self._use("prune_readings") as db, db.transaction(synced=False) as tx:
+            days = sorted(date.fromisoformat(r[0]) for r in tx.execute(
+                "SELECT DISTINCT substr(time, 1, 10) FROM readings WHERE time < ?",
+                (limit,)).fetchall())
+            tx.execute("DELETE FROM readings WHERE time < ?", (limit,))
+        return days
 
     def readings(self, ap_title: str, kind: str | None = None, since: datetime | None = None,
                  until: datetime | None = None, limit: int | None = None,
@@ -489,6 +612,27 @@ class AsyncStorage:
         return await self._call(self.storage.readings, ap_title, kind, since, until, limit,
                                 newest_first)
 
+    async def store_many(self, rows: Sequence[tuple[str, Reading]]) -> int:
+        return await self._call(self.storage.store_many, list(rows))
+
+    async def outbox_batch(self, limit: int) -> list[tuple[int, str, Reading]]:
+        return await self._call(self.storage.outbox_batch, limit)
+
+    async def outbox_done(self, ids: Sequence[int]) -> int:
+        return await self._call(self.storage.outbox_done, list(ids))
+
+    async def outbox_count(self) -> int:
+        return await self._call(self.storage.outbox_count)
+
+    async def outbox_trim(self, keep: int) -> int:
+        return await self._call(self.storage.outbox_trim, keep)
+
+    async def ensure_partitions(self, now: datetime) -> int:
+        return await self._call(self.storage.ensure_partitions, now)
+
+    async def prune_readings(self, before: datetime) -> list[date]:
+        return await self._call(self.storage.prune_readings, before)
+
     async def latest(self, ap_title: str, kind: str) -> list[Reading]:
         return await self._call(self.storage.latest, ap_title, kind)
 
@@ -523,7 +667,8 @@ class AsyncStorage:
         return await self._call(self.storage.prune_nodes, before, max_deregistered)
 
 
-async def open_async_storage(url: str, *, schema: str | None = None) -> AsyncStorage:
+async def open_async_storage(url: str, *, schema: str | None = None,
+                             outbox: bool = False) -> AsyncStorage:
     """:func:`open_storage` off the event loop (opening may migrate), wrapped in AsyncStorage."""
-    storage = await asyncio.to_thread(open_storage, url, schema=schema)
+    storage = await asyncio.to_thread(open_storage, url, schema=schema, outbox=outbox)
     return AsyncStorage(storage)

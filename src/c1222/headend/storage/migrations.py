@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration"]
+__all__ = ["MIGRATIONS", "PARTITION_FUNCTION", "SCHEMA_VERSION", "Migration"]
+
+#: PostgreSQL: the function that creates the readings partition of one UTC day (version 4).
+PARTITION_FUNCTION = "c1222_readings_partition"
+#: Days around "now" whose partitions the version-4 migration makes for rows already stored;
+#: older or later rows (a meter with a wrong clock) stay in the default partition.
+MIGRATION_DAYS_BEHIND = 400
+MIGRATION_DAYS_AHEAD = 8
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,86 @@ def _messages(ident: str, time: str, blob: str) -> str:
 )"""
 
 
+def _outbox(ident: str, time: str, real: str) -> str:
+    # The readings still to publish (--publish): written in the transaction that stores them,
+    # deleted once the stream acknowledged them, so a kill -9 or a NATS outage loses none.
+    return f"""CREATE TABLE outbox (
+    id       {ident},
+    ap_title TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    time     {time} NOT NULL,
+    name     TEXT NOT NULL,
+    value    {real} NOT NULL,
+    extra    TEXT
+)"""
+
+
+def _partitioned_readings() -> tuple[str, ...]:
+    """Version 4, PostgreSQL: ``readings`` becomes a table partitioned by RANGE on ``time``,
+    one partition per UTC day plus a default partition, rebuilt in place with every row and id.
+
+    A day, not a month: at 10,000 meters read every minute a day is ~100 M rows, a month
+    would be one 3 G-row table; retention drops whole days, and a query on a day range scans
+    only those days. The natural key includes ``time``, so it stays a UNIQUE constraint
+    (PostgreSQL requires the partition key in it); ``id`` is no longer a primary key (it
+    would have to include ``time``) but stays unique in practice, drawn from one identity.
+    """
+    fn = PARTITION_FUNCTION
+    return (
+        # Out of the way: the old table, its constraints, index and identity sequence.
+        "ALTER TABLE readings RENAME TO readings_v3",
+        "ALTER TABLE readings_v3 ALTER COLUMN id DROP IDENTITY",
+        "ALTER TABLE readings_v3 RENAME CONSTRAINT readings_pkey TO readings_v3_pkey",
+        "ALTER TABLE readings_v3 RENAME CONSTRAINT readings_ap_title_kind_time_name_key "
+        "TO readings_v3_key",
+        "ALTER INDEX readings_by_time RENAME TO readings_v3_by_time",
+        """CREATE TABLE readings (
+    id       BIGINT GENERATED ALWAYS AS IDENTITY,
+    ap_title TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    time     TIMESTAMPTZ NOT NULL,
+    name     TEXT NOT NULL,
+    value    DOUBLE PRECISION NOT NULL,
+    extra    TEXT,
+    UNIQUE (ap_title, kind, time, name)
+) PARTITION BY RANGE (time)""",
+        "CREATE INDEX readings_by_time ON readings (ap_title, time)",
+        # Rows of a day with no partition (a wrong meter clock, a day not yet made) land here.
+        "CREATE TABLE readings_default PARTITION OF readings DEFAULT",
+        # The partition of one UTC day, if missing: the rows of that day already in the
+        # default partition move into it first (ATTACH would refuse otherwise). Two head-ends
+        # making the same day queue on the advisory lock; the second finds it made.
+        f"""CREATE FUNCTION {fn}(day date) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    part text := 'readings_p' || to_char(day, 'YYYYMMDD');
+    lo timestamptz := day::timestamp AT TIME ZONE 'UTC';
+    hi timestamptz := (day + 1)::timestamp AT TIME ZONE 'UTC';
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('c1222 readings partitions ' || current_schema()));
+    IF to_regclass(quote_ident(part)) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('CREATE TABLE %I (LIKE readings INCLUDING DEFAULTS)', part);
+    EXECUTE format('WITH moved AS (DELETE FROM readings_default WHERE time >= $1 AND time < $2 '
+                   'RETURNING *) INSERT INTO %I SELECT * FROM moved', part) USING lo, hi;
+    EXECUTE format('ALTER TABLE %I ADD CHECK (time >= %L AND time < %L)', part, lo, hi);
+    EXECUTE format('ALTER TABLE readings ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                   part, lo, hi);
+    RETURN true;
+END $$""",
+        f"SELECT {fn}(day) FROM (SELECT DISTINCT (time AT TIME ZONE 'UTC')::date AS day "
+        f"FROM readings_v3 WHERE time >= now() - interval '{MIGRATION_DAYS_BEHIND} days' "
+        f"AND time < now() + interval '{MIGRATION_DAYS_AHEAD} days') AS days",
+        "INSERT INTO readings (id, ap_title, kind, time, name, value, extra) "
+        "OVERRIDING SYSTEM VALUE SELECT id, ap_title, kind, time, name, value, extra "
+        "FROM readings_v3",
+        # New ids continue after the old ones.
+        "SELECT setval(pg_get_serial_sequence('readings', 'id'), "
+        "COALESCE((SELECT MAX(id) FROM readings_v3), 0) + 1, false)",
+        "DROP TABLE readings_v3",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "registry and readings",
@@ -98,6 +185,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                 "CREATE INDEX nodes_by_state ON nodes (state, last_seen)"),
         postgresql=("CREATE INDEX messages_by_time ON messages (time)",
                     "CREATE INDEX nodes_by_state ON nodes (state, last_seen)"),
+    ),
+    Migration(
+        4, "readings partitioned by day (PostgreSQL); publishing outbox",
+        # SQLite has no partitioning: the embedded default keeps one table.
+        sqlite=(_outbox("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT", "REAL"),),
+        postgresql=(*_partitioned_readings(),
+                    _outbox("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "TIMESTAMPTZ",
+                            "DOUBLE PRECISION")),
     ),
 )
 

@@ -13,8 +13,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 
 from c1222.errors import C1222Error, ConfigurationError
 
@@ -36,7 +36,12 @@ class Retention:
     * ``node_age``: seconds a deregistered node, or one whose registration expired, is kept
       after that (7 days); its readings stay.
     * ``max_deregistered``: deregistered nodes kept at most, the most recently seen (10,000).
+    * ``reading_age``: seconds readings are kept, in whole UTC days (``None``: for ever, the
+      default; readings are the data the head-end exists for). On PostgreSQL whole daily
+      partitions are dropped.
     * ``interval``: seconds between two prunes (60).
+
+    Each pass also makes the readings partitions of the coming days (PostgreSQL).
     """
 
     message_age: float | None = 7 * DAY
@@ -44,9 +49,10 @@ class Retention:
     node_age: float | None = 7 * DAY
     max_deregistered: int | None = 10_000
     interval: float = 60.0
+    reading_age: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("message_age", "node_age"):
+        for name in ("message_age", "node_age", "reading_age"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and 0 <= value < 1e10):
                 raise ConfigurationError(f"retention {name} must be seconds >= 0, not {value!r}")
@@ -67,10 +73,13 @@ class Pruned:
 
     messages: int
     nodes: list[str]
+    reading_days: list[date] = field(default_factory=list)
+    partitions_made: int = field(default=0, compare=False)
 
 
 async def prune_once(storage: AsyncStorage, retention: Retention, now: datetime) -> Pruned:
-    """Apply ``retention`` at time ``now``: old and surplus messages, aged-out nodes."""
+    """Apply ``retention`` at time ``now``: old and surplus messages, aged-out nodes, readings
+    of days past ``reading_age``; and make the coming days' readings partitions."""
     messages = 0
     if retention.message_age is not None or retention.max_messages is not None:
         before = (now - timedelta(seconds=retention.message_age)
@@ -82,7 +91,11 @@ async def prune_once(storage: AsyncStorage, retention: Retention, now: datetime)
         before = (now - timedelta(seconds=retention.node_age) if retention.node_age is not None
                   else datetime(1970, 1, 1, tzinfo=timezone.utc))
         nodes = await storage.prune_nodes(before, retention.max_deregistered)
-    return Pruned(messages, nodes)
+    made = await storage.ensure_partitions(now)
+    days: list[date] = []
+    if retention.reading_age is not None:
+        days = await storage.prune_readings(now - timedelta(seconds=retention.reading_age))
+    return Pruned(messages, nodes, days, made)
 
 
 async def retention_loop(storage: AsyncStorage, retention: Retention,
@@ -100,7 +113,7 @@ async def retention_loop(storage: AsyncStorage, retention: Retention,
         else:
             if pruned.nodes:
                 on_nodes_removed(pruned.nodes)
-            if pruned.messages or pruned.nodes:
-                log.info("retention: %d messages and %d nodes removed", pruned.messages,
-                         len(pruned.nodes))
+            if pruned.messages or pruned.nodes or pruned.reading_days:
+                log.info("retention: %d messages, %d nodes and %d days of readings removed",
+                         pruned.messages, len(pruned.nodes), len(pruned.reading_days))
         await asyncio.sleep(retention.interval)
