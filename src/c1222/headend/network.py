@@ -24,14 +24,12 @@ Requests to a node reached via the master relay go over the master relay's link 
 node's title as the called AP title; the relays route them (decision 7). What a relay
 answers instead of the node (UAT, NETT, NETR) is named by :func:`relay_refusal`.
 
-:func:`native_address_text` shows a native address in either form (binary IPv4/IPv6 + port,
-or the ASCII ``host:port`` of older peers).
+Native addresses are sent binary and shown with :func:`c1222.codec.native.native_address_text`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import random
 import time
@@ -41,6 +39,11 @@ from typing import TYPE_CHECKING
 
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
+from c1222.codec.native import (  # noqa: F401 - re-exported for the console's helpers
+    decode_native_address,
+    encode_native_address,
+    native_address_text,
+)
 from c1222.codec.services import (
     DeregisterRequest,
     OkResponse,
@@ -49,7 +52,7 @@ from c1222.codec.services import (
     Request,
     Response,
 )
-from c1222.codes import C1222_PORT, NodeType, ResponseCode
+from c1222.codes import NodeType, ResponseCode
 from c1222.errors import (
     ERR,
     ISC,
@@ -58,7 +61,6 @@ from c1222.errors import (
     UAT,
     C1222Error,
     ConfigurationError,
-    DecodeError,
     TransportError,
 )
 from c1222.headend.registry import Node, RegistrarServices
@@ -86,68 +88,6 @@ BACKOFF_MAX = 60.0
 REGISTER_TIMEOUT = 10.0
 #: Response codes a relay answers in place of the node it could not reach (decision 7).
 RELAY_CODES = frozenset({ResponseCode.UAT, ResponseCode.NETT, ResponseCode.NETR})
-
-
-# --------------------------------------------------------------------------- native addresses
-
-
-def native_address_text(data: bytes) -> str:
-    """A native address for display: ``host:port`` / ``[v6]:port``, or hex when it does not
-    decode (design-16 decision 1; codec.native's twin until that module is everywhere)."""
-    try:
-        from c1222.codec.native import native_address_text as decoded  # type: ignore
-    except ImportError:  # the binary codec is not on this branch yet
-        decoded = None
-    if decoded is not None:
-        return str(decoded(data))
-    try:
-        host, port = decode_native_address(data)
-    except DecodeError:
-        return data.hex()
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def decode_native_address(data: bytes) -> tuple[str, int]:
-    """(host, port) of a native address: ASCII ``host:port`` with an IP literal, or binary
-    IPv4/IPv6 with an optional big-endian port (1153 when absent); DecodeError otherwise.
-    [UNVERIFIED: RFC 6142's binary layout; c1222-network.md "Native addresses".]"""
-    try:
-        from c1222.codec.native import decode_native_address as decode  # type: ignore
-    except ImportError:
-        decode = None
-    if decode is not None:
-        host, port = decode(data)
-        return str(host), int(port)
-    if data and all(0x20 < b < 0x7F for b in data):
-        text = data.decode("ascii")
-        host, sep, port_text = text.rpartition(":")
-        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        try:
-            ipaddress.ip_address(host)
-            port = int(port_text)
-        except ValueError:
-            pass
-        else:
-            if sep and 0 <= port <= 0xFFFF:
-                return host, port
-    sizes = {4: (4, False), 6: (4, True), 16: (16, False), 18: (16, True)}
-    if len(data) not in sizes:
-        raise DecodeError(f"native address of {len(data)} bytes is neither text nor binary",
-                          0, "native_address")
-    n, with_port = sizes[len(data)]
-    host = str(ipaddress.ip_address(data[:n]))
-    return host, int.from_bytes(data[n:], "big") if with_port else C1222_PORT
-
-
-def encode_native_address(host: str, port: int) -> bytes:
-    """Binary native address: 4 or 16 address bytes and a 2-byte port, big-endian."""
-    try:
-        from c1222.codec.native import encode_native_address as encode  # type: ignore
-    except ImportError:
-        encode = None
-    if encode is not None:
-        return bytes(encode(host, port))
-    return ipaddress.ip_address(host).packed + port.to_bytes(2, "big")
 
 
 # --------------------------------------------------------------------------- relay refusals

@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 from c1222.codec.ber import Uid
+from c1222.codec.native import decode_native_address, encode_native_address, native_address_text
 from c1222.codec.services import (
     DeregisterRequest,
     IdentifyRequest,
@@ -34,7 +35,7 @@ from c1222.codec.services import (
     Response,
 )
 from c1222.codes import EAX_PRIME_MECHANISM
-from c1222.errors import ISC, ONP, SNS, UAT
+from c1222.errors import ISC, ONP, SNS, UAT, DecodeError
 from c1222.session.responder import ServiceContext
 from c1222.tables.access import Principal
 
@@ -65,11 +66,9 @@ class Node:
 
     @property
     def address(self) -> str:
-        """The native address as text (``host:port`` for IP nodes)."""
-        try:
-            return self.native_address.decode("ascii")
-        except UnicodeDecodeError:
-            return self.native_address.hex()
+        """The native address as text (``host:port`` for IP nodes, binary or text on the
+        wire; hex for anything else)."""
+        return native_address_text(self.native_address)
 
 
 class RegistrarServices:
@@ -116,7 +115,7 @@ class RegistrarServices:
             node = self.nodes.get(str(request.ap_title.absolute()))
             if node is None:
                 raise UAT(f"{request.ap_title} is not registered")
-            return ResolveResponse(native_address=node.native_address)
+            return ResolveResponse(native_address=_binary(node.native_address))
         if isinstance(request, IdentifyRequest):
             return IdentifyResponse(std=3, ver=1, rev=0,
                                     security_mechanisms=(Uid(EAX_PRIME_MECHANISM),))
@@ -213,3 +212,12 @@ class RegistrarServices:
 
     def notice(self, event: str, ctx: ServiceContext | None, detail: str = "") -> None:
         pass
+
+
+def _binary(native_address: bytes) -> bytes:
+    """What Resolve sends: the binary form of an IP address, even one registered as text
+    (codec.native); an address of another kind goes back as registered."""
+    try:
+        return encode_native_address(*decode_native_address(native_address))
+    except DecodeError:
+        return native_address

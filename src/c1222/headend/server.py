@@ -27,7 +27,6 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import ipaddress
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +39,7 @@ from typing import Any
 from c1222.codec import text
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
+from c1222.codec.native import decode_native_address, native_address_text
 from c1222.codec.redact import redact, redact_bytes
 from c1222.codec.services import (
     DeregisterRequest,
@@ -67,13 +67,11 @@ from c1222.codec.services import (
 from c1222.codes import NodeType, ResponseCode, SecurityMode
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.nonces import TimeIvSource
-from c1222.errors import C1222Error, ConfigurationError, TransportError
+from c1222.errors import C1222Error, ConfigurationError, DecodeError, TransportError
 from c1222.headend.network import (
     MasterRelay,
     MasterRelayLink,
     NetworkRegistrar,
-    decode_native_address,
-    native_address_text,
     relay_refusal,
 )
 from c1222.headend.registry import Node, RegistrarServices
@@ -112,7 +110,7 @@ from c1222.tables.readings import (
 from c1222.tables.registry import decode_table
 from c1222.tables.store import TableStore
 from c1222.tables.types import DataAccessMethod
-from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer, parse_address
+from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer
 
 log = logging.getLogger("c1222.headend")
 
@@ -453,15 +451,10 @@ class HeadEnd:
         link = self.endpoint.find_link(node.peer) if node.peer is not None else None
         if link is None:
             try:  # the peer wrote this address: never make the head-end look a name up for it
-                host, port = decode_native_address(node.native_address)
-                ipaddress.ip_address(host)
-            except (C1222Error, ValueError):
-                try:
-                    host, port = parse_address(node.address)
-                    ipaddress.ip_address(host)
-                except (C1222Error, ValueError):
-                    raise TransportError(f"{node.ap_title}: native address "
-                                         f"{node.address!r} is not an IP address") from None
+                host, port = decode_native_address(node.native_address)  # IP literals only
+            except DecodeError:
+                raise TransportError(f"{node.ap_title}: native address {node.address!r} "
+                                     "is not an IP address") from None
             transport = "tcp" if node.connection_type & 0x40 or not node.connection_type \
                 else "udp"
             link = await self.endpoint.connect(host, port, transport, self.config.timeout)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from c1222.codec.ber import Uid
+from c1222.codec.native import encode_native_address
 from c1222.codec.services import RegisterRequest, RegisterResponse
 from c1222.codes import NodeType, ResponseCode
 from c1222.crypto.nonces import TimeIvSource
@@ -76,9 +77,9 @@ class Registration:
             device_class=self.meter.services.device_class,
             ap_title=self.meter.ap_title,
             serial_number=serial_number_uid(cfg.serial_number),
-            # Native address: "host:port" in ASCII [UNVERIFIED: RFC 6142's binary form could
-            # not be read]; the head-end reaches the meter there when no connection is open.
-            native_address=f"{host}:{port}".encode("ascii"),
+            # Native address in binary (codec.native, [U]); the head-end reaches the meter
+            # there when no connection is open.
+            native_address=encode_native_address(host, port),
             registration_period=cfg.registration_period)
 
     async def register_once(self) -> RegisterResponse:
