@@ -22,6 +22,8 @@ from c1222.codec.epsem import Epsem
 from c1222.codec.services import (
     DeregisterRequest,
     ErrorResponse,
+    IdentifyRequest,
+    IdentifyResponse,
     RegisterRequest,
     RegisterResponse,
     ResolveRequest,
@@ -32,6 +34,7 @@ from c1222.codec.services import (
 )
 from c1222.codes import ResponseCode
 from c1222.crypto.nonces import RandomNonceSource
+from c1222.errors import TransportError
 from c1222.headend.network import encode_native_address
 from c1222.session.requester import Requester
 from c1222.transport.endpoint import Endpoint, Link
@@ -55,6 +58,8 @@ class FakeMaster:
     refuse: bool = False  # answer the head-end's Register with ONP
 
     def __post_init__(self) -> None:
+        self.links: dict[str, Link] = {}
+        self.forwarded = 0
         self.endpoint = Endpoint(self._on_request)
         self.requester = Requester(self.title, RandomNonceSource())
         self.address: tuple[str, int] | None = None
@@ -94,12 +99,16 @@ class FakeMaster:
             return self._error(apdu, ResponseCode.UAT), False
         if route.down:
             return self._error(apdu, ResponseCode.NETR), False
-        out = await self.endpoint.connect(*route.address)
+        out = self.links.get(str(called.absolute()))
+        if out is None or out.closed:  # one link per route: the node's sessions live on it
+            out = self.links[str(called.absolute())] = await self.endpoint.connect(
+                *route.address)
+        self.forwarded += 1
         try:
             answer = await self.endpoint.exchange(out, data, apdu.calling_ap_invocation_id,
                                                   timeout=5)
-        finally:
-            out.close()
+        except TransportError:
+            return self._error(apdu, ResponseCode.NETT), False
         return answer, False
 
     def _serve(self, apdu: Apdu, link: Link) -> bytes:
@@ -112,6 +121,8 @@ class FakeMaster:
                 return self._error(apdu, ResponseCode.ONP)
             answer = RegisterResponse(reg_ap_title=request.ap_title, reg_delay=0,
                                       reg_period=request.registration_period, reg_info=0)
+        elif isinstance(request, IdentifyRequest):
+            answer = IdentifyResponse(std=3, ver=1, rev=0)
         elif isinstance(request, (ResolveRequest, TraceRequest)):
             route = self.routes.get(str(request.ap_title.absolute()))
             if route is None:
