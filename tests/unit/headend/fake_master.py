@@ -64,8 +64,8 @@ class FakeMaster:
         self.requester = Requester(self.title, RandomNonceSource())
         self.address: tuple[str, int] | None = None
 
-    async def start(self) -> FakeMaster:
-        self.address = await self.endpoint.listen("127.0.0.1", 0)
+    async def start(self, port: int = 0) -> FakeMaster:
+        self.address = await self.endpoint.listen("127.0.0.1", port)
         return self
 
     async def stop(self) -> None:
