@@ -159,6 +159,13 @@ class NetworkRegistrar:
 
     def handle(self, request: Request, ctx: ServiceContext) -> Response:
         if isinstance(request, (RegisterRequest, DeregisterRequest)):
+            calling = ctx.apdu.calling_ap_title
+            if (self.master.title is None and ctx.peer == self.master.link_id
+                    and calling is not None and calling.arcs):
+                # Over the link we opened to the master relay, before its Register response
+                # is read (the endpoint hands over the notification queued behind it first):
+                # the caller is the master relay; its response names the same title.
+                self.master.title = calling.absolute()
             if self._names_master(ctx.apdu):
                 if not self._from_master(ctx.peer):
                     self.master.notifications["refused"] += 1

@@ -133,6 +133,9 @@ MAX_HISTORY_ENTRIES = 4096
 DECODE_PROCESSES = 1
 #: Tables that change by themselves: read every time (the others are cached per node).
 LIVE_TABLES = frozenset({23, 28, 52, 63, 64, 74})
+#: Node types the collector does not read (relays and hosts have no metering tables).
+NOT_METERS = (NodeType.RELAY | NodeType.MASTER_RELAY | NodeType.HOST
+              | NodeType.NOTIFICATION_HOST | NodeType.AUTHENTICATION_HOST)
 SERVICES = ("identify", "read", "write", "logon", "security", "logoff", "wait", "terminate",
             "disconnect", "deregister", "resolve", "trace", "procedure")
 
@@ -928,9 +931,11 @@ class HeadEnd:
             now = time.monotonic()
             for gone in last_logs.keys() - self.registrar.nodes.keys():
                 del last_logs[gone]  # forgotten by retention: keep no state per past title
-            for ap_title in list(self.registrar.nodes):
+            for ap_title, node in list(self.registrar.nodes.items()):
                 if ap_title in self._collecting:
                     continue  # still busy with a slow meter: do not pile up reads
+                if node.node_type & NOT_METERS and not node.node_type & NodeType.END_DEVICE:
+                    continue  # a relay or a host the master relay told us of: no meter tables
                 interval = self.config.log_interval
                 logs = interval > 0 and (ap_title not in last_logs
                                          or now - last_logs[ap_title] >= interval)

@@ -292,3 +292,19 @@ def test_re_registers_after_the_link_drops(tmp_path: Path) -> None:
         assert headend.master.registered
 
     run(tmp_path, body)
+
+
+def test_a_notification_before_the_register_response_is_read_is_the_masters() -> None:
+    """The endpoint dispatches a notification queued behind the master relay's Register
+    response before the registering task has read the response: over the link the head-end
+    opened to it, the caller is the master relay."""
+    net, _ = registrar()
+    net.master.title = None
+    request = register(RELAY, node_type=NodeType.RELAY)
+    net.handle(request, ctx(request, MASTER_LINK))
+    assert net.master.title == MASTER
+    assert net.registrar.nodes[RELAY].extra["via"] == MASTER_TITLE
+    stranger = register(METER)  # but not from another link: an ordinary direct Register
+    net.master.title = None
+    net.handle(stranger, ctx(stranger, OTHER_LINK, calling=Uid.parse(RELAY)))
+    assert net.master.title is None and "via" not in net.registrar.nodes[METER].extra
