@@ -49,6 +49,9 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
                    "notification of the target as Register, and run through it")
 @click.option("--relay-ap-title", type=AP_TITLE,
               help="the relay's AP title [from its answer to Identify / its Register answer]")
+@click.option("--target-role", type=click.Choice(["auto", "node", "relay"]), default="auto",
+              show_default=True, help="relay: the services a relay need not serve may be "
+              "refused; auto: a target answering Trace of its own title is a relay")
 @click.option("--register-timeout", type=seconds(zero=True), default=30.0,
               show_default=True, help="seconds to wait for the target to register")
 @click.option("--security-mode", "modes", multiple=True, metavar="M[,M...]",
@@ -95,7 +98,7 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
               help="record every APDU of the run to this pcap")
 @click.option("-v", "--verbose", count=True, help="-v: print each case as it completes")
 def conformance(target: Address | None, listen: Address | None, via_relay: Address | None,
-                master_relay: Address | None, relay_ap_title: str | None,
+                master_relay: Address | None, relay_ap_title: str | None, target_role: str,
                 register_timeout: float,
                 modes: tuple[str, ...], transport: str, keys: tuple[str, ...],
                 key_id: int | None, called_ap_title: str | None, calling_ap_title: str,
@@ -136,7 +139,7 @@ def conformance(target: Address | None, listen: Address | None, via_relay: Addre
             register_timeout=register_timeout, pcap=pcap,
             only=frozenset(_split(only)) if only else None,
             invocation_id_size=None if id_size == "auto" else int(id_size),
-            via_relay=via_relay, master_relay=master_relay,
+            via_relay=via_relay, master_relay=master_relay, target_role=target_role,
             relay_ap_title=Uid.parse(relay_ap_title) if relay_ap_title else None)
         tester = Tester(settings, on_listening=_listening(settings, register_timeout),
                         on_result=_progress if verbose else None)

@@ -80,3 +80,26 @@ def test_via_relay_finds_the_relay_title_and_judges_its_answers() -> None:
     assert got["trace"][0] is Verdict.FAIL
     assert got["register"][0] is Verdict.NOT_TESTED
     assert got["identify"][0] is Verdict.PASS and got["disconnect"][0] is Verdict.PASS
+
+
+def test_a_relay_as_the_target_is_judged_by_the_relay_rules() -> None:
+    """The fake master relay as the device: it answers Trace of its own title, so the services
+    a relay need not serve (rules.RELAY_NEED_NOT_SERVE) are NOT TESTED when refused (its ISC
+    to Security); the refusals every node owes still fail (SNS to an oversized request)."""
+    async def main() -> Report:
+        master = await FakeMaster().start()
+        try:
+            tester = Tester(Settings(target=master.address, modes=(0,), timeout=3.0,
+                                     quiet_timeout=0.5, cases=CASES))
+            return await asyncio.wait_for(tester.run(), 60)
+        finally:
+            await master.stop()
+
+    report = asyncio.run(main())
+    got = verdicts(report)
+    assert any("judged as a relay" in note for note in report.notes), report.notes
+    assert got["security"] == (Verdict.NOT_TESTED,  # ISC is a FAIL against a meter
+                           "a relay need not serve this (ISC; conformance rules: "
+                           "RELAY_NEED_NOT_SERVE)")
+    assert got["oversized"][0] is Verdict.FAIL  # RQTL is owed by every node, relays too
+    assert got["identify"][0] is Verdict.PASS and got["trace"][0] is Verdict.PASS

@@ -234,6 +234,9 @@ class RunState:
     #: The relay to ask Resolve and Trace of the target (the one reached, or the master
     #: relay); None: ask the target itself.
     relay: Uid | None = None
+    #: The target is itself a relay (it answers Trace of its own title, or --target-role
+    #: relay): the services of rules.RELAY_NEED_NOT_SERVE may be refused.
+    relay_target: bool = False
 
 
 # --------------------------------------------------------------------------- the case type
