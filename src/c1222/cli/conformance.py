@@ -20,6 +20,10 @@ from c1222.cli.params import (
 from c1222.errors import ConfigurationError, LocalProtocolError
 from c1222.transport.endpoint import Address
 
+DEFAULT_TESTER_TITLE = "2.16.124.113620.1.22.0.123.4"  # the head-end's
+#: The tester's title as a notification host of a master relay: not the head-end's.
+NETWORK_TESTER_TITLE = "2.16.124.113620.1.22.0.123.5"
+
 
 def _split(values: tuple[str, ...]) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
@@ -63,8 +67,10 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--key-id", type=KEY_ID, help="key id to secure requests with [the lowest given]")
 @click.option("--called-ap-title", type=AP_TITLE,
               help="the target's AP title [from its registration or first response]")
-@click.option("--calling-ap-title", type=AP_TITLE, default="2.16.124.113620.1.22.0.123.4",
-              show_default=True, help="the tester's own AP title (the registrar's, with --listen)")
+@click.option("--calling-ap-title", type=AP_TITLE,
+              help="the tester's own AP title (the registrar's, with --listen) "
+                   "[2.16.124.113620.1.22.0.123.4; with --master-relay ...123.5, so that it "
+                   "does not take the head-end's registration]")
 @click.option("--user-id", type=click.IntRange(0, 0xFFFF), default=2, show_default=True,
               help="user id of the Security and Logon services")
 @click.option("--password", type=PASSWORD, help="password of --user-id (20 bytes at most); without it the "
@@ -101,7 +107,7 @@ def conformance(target: Address | None, listen: Address | None, via_relay: Addre
                 master_relay: Address | None, relay_ap_title: str | None, target_role: str,
                 register_timeout: float,
                 modes: tuple[str, ...], transport: str, keys: tuple[str, ...],
-                key_id: int | None, called_ap_title: str | None, calling_ap_title: str,
+                key_id: int | None, called_ap_title: str | None, calling_ap_title: str | None,
                 user_id: int, password: str | None, reader_id: int, reader_password: str,
                 write_table: int, unknown_table: int | None, oversize: int, deregister: bool,
                 timeout: float, id_size: str, only: tuple[str, ...], list_cases: bool,
@@ -122,6 +128,8 @@ def conformance(target: Address | None, listen: Address | None, via_relay: Addre
     if list_cases:
         _print_cases()
         return
+    if calling_ap_title is None:
+        calling_ap_title = NETWORK_TESTER_TITLE if master_relay else DEFAULT_TESTER_TITLE
     try:
         settings = Settings(
             target=target, listen=listen,
