@@ -49,6 +49,14 @@ from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
 from c1222.codec.services import (
     DeregisterRequest,
+    FullReadRequest,
+    FullWriteRequest,
+    PartialReadIndexRequest,
+    PartialReadOffsetRequest,
+    PartialWriteIndexRequest,
+    PartialWriteOffsetRequest,
+    ReadResponse,
+    TableData,
     IdentifyRequest,
     IdentifyResponse,
     OkResponse,
@@ -73,6 +81,7 @@ from c1222.crypto.nonces import TimeIvSource
 from c1222.crypto.policy import unprotect
 from c1222.errors import (
     ERR,
+    IAR,
     ISC,
     NETR,
     NETT,
@@ -96,6 +105,7 @@ from c1222.relay.routes import (
     trace_answer,
     trace_path,
 )
+from c1222.relay.tables import build_relay_store
 from c1222.relay.wire import Header, error_response, peek, title_key, with_proxy_bit
 from c1222.session.registrar import (
     REG_INFO,
@@ -133,7 +143,8 @@ STATISTIC_CODES: dict[str, int] = {
 SWEEP_INTERVAL = 0.25
 #: Notifications queued per notification host; the oldest is dropped beyond it.
 MAX_NOTIFICATIONS = 10_000
-#: Forwarding tasks at once (beyond max_pending the relay answers BSY anyway).
+#: Times a UDP requester's resend of a pending request is forwarded again.
+MAX_RESENDS = 2
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 REGISTER_TIMEOUT = 10.0
@@ -231,6 +242,9 @@ class Relay:
         self.pending = PendingTable(config.max_pending)
         self.stats: dict[str, int] = dict.fromkeys(STATISTIC_CODES, 0)
         self.nonces = TimeIvSource(wall)
+        self.store = build_relay_store(config.serial_number,
+                                       tuple(Uid.parse(t) for t in config.multicast),
+                                       self.statistics, STATISTIC_CODES)
         self.services = RelayServices(self)
         self.registrar: RegistrarServices | None = None
         handler: Any = self.services
@@ -260,6 +274,7 @@ class Relay:
         self.upstream_link: Link | None = None
         self.upstream_registered: asyncio.Event | None = None  # made in start(), on the loop
         self.registration: RegisterResponse | None = None
+        self._registered_over: int | None = None  # the upstream link registered over
         self.hosts: dict[str, Node] = {}  # notification hosts (master)
         self._notices: dict[str, deque[_Notification]] = {}
         self._notice_wake: dict[str, asyncio.Event] = {}
@@ -300,7 +315,8 @@ class Relay:
         """Counters as they are now (Table 127), gauges filled in."""
         self.stats["routes"] = len(self.routes)
         self.stats["pending_forwards"] = len(self.pending)
-        self.stats["active_associations"] = self.endpoint.connections
+        endpoint = getattr(self, "endpoint", None)  # None while the node is being built
+        self.stats["active_associations"] = endpoint.connections if endpoint else 0
         return dict(self.stats)
 
     # ------------------------------------------------------------------ receiving
@@ -314,7 +330,9 @@ class Relay:
             self._drop(f"undecodable APDU from {link.name}: {exc}", "reception_errors")
             return None, False
         if header.is_response:
-            self._spawn(self._response(data, header, link))
+            back = self._response(data, header, link)  # matched now, in arrival order
+            if back is not None:
+                self._spawn(self._pass_back(back, with_proxy_bit(data, header)))
             return None, False
         called = title_key(header.called)
         if called and called != self.title and called not in self.multicast:
@@ -373,22 +391,27 @@ class Relay:
 
     # ------------------------------------------------------------------ responses
 
-    async def _response(self, data: bytes, header: Header, link: Link) -> None:
+    def _response(self, data: bytes, header: Header, link: Link) -> Link | None:
+        """The link a response goes back on (its request's), learning a route from a
+        Register response on the way; None when nobody here asked for it (dropped)."""
         forward = self.pending.match(link.id, header.called_invocation_id or 0,
                                      title_key(header.called))
         if forward is None:
             self._drop(f"a response nobody here asked for, from {link.name}",
                        "responses_unmatched")
-            return
+            return None
         if forward.register is not None:
             self._learn(data, forward)
         back = self.endpoint.find_link(forward.in_link)  # type: ignore[arg-type]
         if back is None:
             self._drop("the requester's association closed before the response came")
-            return
+            return None
         self.stats["apdus_forwarded"] += 1
+        return back
+
+    async def _pass_back(self, back: Link, data: bytes) -> None:
         with contextlib.suppress(TransportError):
-            await self._send(back, with_proxy_bit(data, header))
+            await self._send(back, data)
 
     def _learn(self, data: bytes, forward: Forward) -> None:
         """A Register (Deregister) response passing down: learn (forget) the route."""
@@ -479,8 +502,16 @@ class Relay:
                        register: object | None = None) -> None:
         calling = title_key(header.calling)
         again = self.pending.in_transit(calling, header.calling_invocation_id)
-        if again is not None and again.in_link == link.id and again.out_link == out.id:
-            pass  # a resend (UDP retry) of a message still pending: send it again
+        if again is not None and again.in_link == link.id:
+            # The same message again on the same association: a UDP requester's resend
+            # (digest 6.2) goes out again, a few times at most; on TCP, which never resends,
+            # it can only have come round a loop (docs/network.md "Loops").
+            if link.transport != "udp" or again.resends >= MAX_RESENDS:
+                self.stats["loops_refused"] += 1
+                await self._refuse(header, ResponseCode.NETR, link)
+                return
+            again.resends += 1
+            out = self.endpoint.find_link(again.out_link) or out  # type: ignore[arg-type]
         else:
             forward = Forward(out_link=out.id, invocation_id=header.calling_invocation_id,
                               calling=calling, in_link=link.id,
@@ -624,11 +655,33 @@ class Relay:
                 continue
             backoff = BACKOFF_FIRST
             self.registration = response
+            link = self.upstream_link
+            if link is not None:
+                if self._registered_over is not None and self._registered_over != link.id:
+                    self._renew_downstream()
+                self._registered_over = link.id
             self.upstream_registered.set()
             log.info("registered upstream as %s, period %d s", self.config.ap_title,
                      response.reg_period)
             await self._hold(response.reg_period)
             self.upstream_registered.clear()
+
+    def _renew_downstream(self) -> None:
+        """Registered upstream over a new association (the relay above restarted, or the
+        path was lost): the relays above know none of the nodes behind this one any more.
+        Close the associations those nodes registered over, so each registers again (after
+        its random reg-delay) and every relay on the path learns it anew."""
+        closing = set()
+        for route in self.routes:
+            link = (self.endpoint.find_link(route.link)  # type: ignore[arg-type]
+                    if route.link is not None else None)
+            if link is not None and link.accepted:
+                closing.add(link)
+        if closing:
+            log.warning("registered upstream anew: asking %d downstream associations to "
+                        "register again", len(closing))
+        for link in closing:
+            link.close()
 
     async def _register_once(self) -> RegisterResponse:
         link = await self._upstream()
@@ -800,6 +853,10 @@ class Relay:
                      ResponseCode(found[0].response_code).name, notice.kind, node.ap_title)
 
 
+def _read(data: bytes) -> ReadResponse:
+    return ReadResponse(table_data=TableData(data))
+
+
 def _serial_uid(serial: str) -> Uid:
     """The serial number as the registrar stored it (``str(Uid)``) back to a UID."""
     try:
@@ -861,7 +918,21 @@ class RelayServices:
             return TraceResponse(ap_titles=tuple(Uid.parse(t) for t in path))
         if isinstance(request, (RegisterRequest, DeregisterRequest)):
             raise ISC("register through the master relay")
-        return relay.services_read(request, ctx) if hasattr(relay, "services_read") else None
+        store = relay.store
+        if isinstance(request, FullReadRequest):
+            return _read(store.full_read(request.table_id, principal=ctx.principal))
+        if isinstance(request, PartialReadOffsetRequest):
+            return _read(store.partial_read_offset(request.table_id, request.offset,
+                                                   request.octet_count,
+                                                   principal=ctx.principal))
+        if isinstance(request, PartialReadIndexRequest):
+            return _read(store.partial_read_index(request.table_id, request.indices,
+                                                  request.element_count,
+                                                  principal=ctx.principal))
+        if isinstance(request, (FullWriteRequest, PartialWriteOffsetRequest,
+                                PartialWriteIndexRequest)):
+            raise IAR("the relay's tables are read-only")
+        return None
 
     def authenticate(self, user_id: int, password: bytes) -> Principal:
         raise ISC("the relay has no password-protected tables")
