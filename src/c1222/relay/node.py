@@ -281,6 +281,7 @@ class Relay:
         self._tasks: list[asyncio.Task[None]] = []
         self._forwards: set[asyncio.Task[None]] = set()
         self._trace_answers: dict[str, tuple[str, ...]] = {}
+        self._connecting: dict[str, asyncio.Future[Link | None]] = {}
         self.rng = random.Random()
 
     # ------------------------------------------------------------------ lifecycle
@@ -294,6 +295,8 @@ class Relay:
         return self.address
 
     async def stop(self) -> None:
+        for attempt in list(self._connecting.values()):
+            attempt.cancel()
         for task in [*self._tasks, *self._forwards]:
             task.cancel()
         for task in [*self._tasks, *self._forwards]:
@@ -336,12 +339,15 @@ class Relay:
             return None, False
         called = title_key(header.called)
         if called and called != self.title and called not in self.multicast:
+            if self._busy(header, link):
+                return None, False
             self._spawn(self._forward(data, header, link))
             return None, False
         apdu = self._verified(data)
         if apdu is not None:
             if not self.master and _registration(apdu) is not None:
-                self._spawn(self._forward_up(data, header, link, apdu))
+                if not self._busy(header, link):
+                    self._spawn(self._forward_up(data, header, link, apdu))
                 return None, False
             await self._prepare_trace(apdu)
         reply = self.responder.receive(data, link.id, self.wall())
@@ -357,6 +363,14 @@ class Relay:
             return unprotect(data, self.config.keys)
         except C1222Error:
             return None
+
+    def _busy(self, header: Header, link: Link) -> bool:
+        """Forwards under way (some may wait to connect) are capped like pending ones:
+        beyond ``max_pending`` the requester gets BSY at once (nothing is queued)."""
+        if len(self._forwards) < self.config.max_pending:
+            return False
+        self._spawn(self._refuse(header, ResponseCode.BSY, link))
+        return True
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -546,6 +560,19 @@ class Relay:
                     route.link = link.id
                     return link
             target = relay
+        # One connection attempt per next hop at a time: requests arriving meanwhile wait
+        # for the same attempt instead of opening connections of their own.
+        attempt = self._connecting.get(target.title)
+        if attempt is None:
+            attempt = asyncio.ensure_future(self._connect(target))
+            self._connecting[target.title] = attempt
+            attempt.add_done_callback(lambda _: self._connecting.pop(target.title, None))
+        link = await asyncio.shield(attempt)
+        if link is not None:
+            route.link = link.id
+        return link
+
+    async def _connect(self, target: Route) -> Link | None:
         try:
             host, port = decode_native(target.native_address)
             link = await self.endpoint.connect(
@@ -556,7 +583,6 @@ class Relay:
                      native_address_text(target.native_address), exc)
             return None
         target.link = link.id
-        route.link = link.id
         return link
 
     async def _forward_up(self, data: bytes, header: Header, link: Link, apdu: Apdu) -> None:
