@@ -345,7 +345,9 @@ class Relay:
             return None, False
         apdu = self._verified(data)
         if apdu is not None:
-            if not self.master and _registration(apdu) is not None:
+            # (a Register from upstream is not for a relay to pass on: its responder refuses)
+            if (not self.master and _registration(apdu) is not None
+                    and (self.upstream_link is None or link.id != self.upstream_link.id)):
                 if not self._busy(header, link):
                     self._spawn(self._forward_up(data, header, link, apdu))
                 return None, False
