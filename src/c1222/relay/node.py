@@ -48,7 +48,9 @@ from c1222 import limits
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
 from c1222.codec.services import (
+    DefaultReadRequest,
     DeregisterRequest,
+    DisconnectRequest,
     FullReadRequest,
     FullWriteRequest,
     PartialReadIndexRequest,
@@ -957,6 +959,11 @@ class RelayServices:
             return _read(store.partial_read_index(request.table_id, request.indices,
                                                   request.element_count,
                                                   principal=ctx.principal))
+        if isinstance(request, DefaultReadRequest):  # a relay's default data: its statistics
+            return _read(store.full_read(127, principal=ctx.principal))
+        if isinstance(request, DisconnectRequest):
+            ctx.close = True  # the transport closes this association after the response
+            return OkResponse()
         if isinstance(request, (FullWriteRequest, PartialWriteOffsetRequest,
                                 PartialWriteIndexRequest)):
             raise IAR("the relay's tables are read-only")
