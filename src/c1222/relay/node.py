@@ -896,9 +896,11 @@ def _serial_uid(serial: str) -> Uid:
 
 
 def _registration(apdu: Apdu) -> RegisterRequest | DeregisterRequest | None:
-    for service in apdu.epsem.services:
-        if isinstance(service, (RegisterRequest, DeregisterRequest)):
-            return service
+    """The Register or Deregister a message carries alone (what a relay passes upstream);
+    None for anything else, which is the relay's own to serve."""
+    services = apdu.epsem.services
+    if len(services) == 1 and isinstance(services[0], (RegisterRequest, DeregisterRequest)):
+        return services[0]
     return None
 
 
