@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from c1222 import limits
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
 from c1222.codec.services import (
@@ -86,14 +85,12 @@ from c1222.errors import (
     IAR,
     ISC,
     NETR,
-    NETT,
     SERVICE_ERRORS,
     SNS,
     UAT,
     C1222Error,
     ConfigurationError,
     DecodeError,
-    ServiceError,
     TransportError,
 )
 from c1222.relay.routes import (
@@ -110,7 +107,6 @@ from c1222.relay.routes import (
 from c1222.relay.tables import build_relay_store
 from c1222.relay.wire import Header, error_response, peek, title_key, with_proxy_bit
 from c1222.session.registrar import (
-    REG_INFO,
     Node,
     RegistrarServices,
     decode_native,
@@ -127,8 +123,11 @@ log = logging.getLogger("c1222.relay")
 
 #: Connection-type bits a relay registers with: connectionless and connection modes (digest 7.2).
 CONNECTION_TYPE = 0xF0
-#: connection-type bit: connection mode (TCP) supported. A node without it is reached by UDP.
-CONNECTION_MODE = 0x20
+#: connection-type bits (c1222.md 7.2): 4-5 connectionless mode supported / accepted, 6-7
+#: connection mode supported / accepted. A node with only the first pair is reached by UDP;
+#: one with neither (ITR sends 0) by TCP.
+CONNECTIONLESS_BITS = 0x30
+CONNECTION_BITS = 0xC0
 #: Network statistics (Table 127) codes of c1219.md §13 (ITR-STAT) and ours from 2048.
 STATISTIC_CODES: dict[str, int] = {
     "octets_sent": 1, "octets_received": 2, "apdus_sent": 3, "apdus_received": 4,
@@ -373,7 +372,10 @@ class Relay:
         beyond ``max_pending`` the requester gets BSY at once (nothing is queued)."""
         if len(self._forwards) < self.config.max_pending:
             return False
-        self._spawn(self._refuse(header, ResponseCode.BSY, link))
+        if len(self._forwards) < 2 * self.config.max_pending:
+            self._spawn(self._refuse(header, ResponseCode.BSY, link))
+        else:  # even the BSY answers are backed up: drop, as an overloaded link would
+            self._drop(f"overloaded: {len(self._forwards)} forwards under way")
         return True
 
     def _spawn(self, coro: Any) -> None:
@@ -464,7 +466,8 @@ class Relay:
             via = relay.title
         route = self.routes.learn(title, link, native, period, now, node_type=node_type,
                                   via=via, source=source,
-                                  connectionless=not connection_type & CONNECTION_MODE)
+                                  connectionless=bool(connection_type & CONNECTIONLESS_BITS
+                                                      and not connection_type & CONNECTION_BITS))
         if node_type & NodeType.RELAY:
             # nodes that registered over this link before the relay itself did sit behind it
             for other in self.routes:
@@ -484,10 +487,7 @@ class Relay:
         called = title_key(header.called)
         now = self.monotonic()
         route = self.routes.get(called, now)
-        if route is None and (self.master_title is not None
-                              and called == title_key(self.master_title)) and not self.master:
-            route = None  # the master: upstream
-        if route is None:
+        if route is None:  # (the master's own title is never routed here: it is upstream)
             if self.master or (self.upstream_link is not None
                                and link.id == self.upstream_link.id):
                 await self._refuse(header, ResponseCode.UAT, link)
@@ -627,11 +627,22 @@ class Relay:
         await self._send_on(out, data, header, link, register=(found, source))
 
     async def _upstream(self) -> Link | None:
+        """The association to the upstream relay, connected on demand (one attempt at a
+        time, shared by every request that needs it); None when it cannot be reached."""
         link = self.upstream_link
         if link is not None and not link.closed:
             return link
         if self.config.upstream is None:
             return None
+        attempt = self._connecting.get("")  # "" (no title): the upstream
+        if attempt is None:
+            attempt = asyncio.ensure_future(self._connect_upstream())
+            self._connecting[""] = attempt
+            attempt.add_done_callback(lambda _: self._connecting.pop("", None))
+        return await asyncio.shield(attempt)
+
+    async def _connect_upstream(self) -> Link | None:
+        assert self.config.upstream is not None
         try:
             self.upstream_link = await self.client.connect(
                 *self.config.upstream, timeout=self.config.connect_timeout)
@@ -658,7 +669,8 @@ class Relay:
                 back = self.endpoint.find_link(forward.in_link)  # type: ignore[arg-type]
                 if back is not None:
                     with contextlib.suppress(DecodeError):
-                        await self._refuse(peek(forward.request), ResponseCode.NETT, back)
+                        self._spawn(self._refuse(peek(forward.request), ResponseCode.NETT,
+                                                 back))
             for route in self.routes.expire(now):
                 log.info("route %s expired", route.title)
             if self.registrar is not None:
@@ -695,6 +707,10 @@ class Relay:
                      response.reg_period)
             await self._hold(response.reg_period)
             self.upstream_registered.clear()
+            if self.upstream_link is None or self.upstream_link.closed:
+                # the association was lost: a random wait up to the master's reg-delay, so
+                # the relays under a restarted one do not all come back at once
+                await asyncio.sleep(self.rng.uniform(0, response.reg_delay))
 
     def _renew_downstream(self) -> None:
         """Registered upstream over a new association (the relay above restarted, or the
@@ -935,10 +951,7 @@ class RelayServices:
         relay = self.relay
         if isinstance(request, TraceRequest):
             title = title_key(request.ap_title)
-            if relay.master:
-                # the master serves its own Trace here too: the path was asked in advance
-                pass
-            path = relay._trace_answers.get(title)
+            path = relay._trace_answers.get(title)  # asked of the next relay in advance
             if path is None:
                 try:
                     step = trace_answer(relay.routes, title, relay.title, relay.monotonic())
