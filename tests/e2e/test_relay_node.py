@@ -1,6 +1,6 @@
-"""The relay's answers when it cannot deliver, in-process on loopback (relay/node.py): NETT
-after --forward-timeout, NETR when the next hop's association drops, BSY beyond max_pending,
-and a UDP requester's resend forwarded again (not taken for a loop)."""
+"""The relay in-process on loopback (relay/node.py): its answers when it cannot deliver — NETT
+after --forward-timeout, NETR when the next hop's association drops, BSY beyond max_pending —
+a UDP requester's resend forwarded again (not taken for a loop), and its multicast titles."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import asyncio
 import time
 
 from c1222.codec.ber import Uid
-from c1222.codec.services import ErrorResponse, FullReadRequest, RegisterRequest, \
-    RegisterResponse
+from c1222.codec.services import (
+    ErrorResponse, FullReadRequest, IdentifyRequest, IdentifyResponse, RegisterRequest,
+    RegisterResponse,
+)
 from c1222.codes import ResponseCode
 from c1222.crypto.nonces import RandomNonceSource
 from c1222.relay.node import Relay, RelayConfig
@@ -114,3 +116,24 @@ async def _until(check, timeout: float = 10.0) -> None:
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.02)
 
+
+
+def test_a_multicast_title_is_answered_by_the_relay() -> None:
+    async def scenario() -> None:
+        group = Uid.parse("2.16.124.113620.1.22.0.123.800")
+        master = Relay(RelayConfig(ap_title=MASTER, listen=("127.0.0.1", 0), master=True,
+                                   multicast=(str(group),)))
+        address = await master.start()
+        client = Client(Requester(HEADEND, RandomNonceSource()))
+        await client.connect(*address)
+        try:
+            apdu = await client.call([IdentifyRequest()], called=group)
+            assert isinstance(responses(apdu)[0], IdentifyResponse)
+            assert apdu.calling_ap_title == Uid.parse(MASTER)
+            other = await client.call([IdentifyRequest()], called=Uid.parse(f"{MASTER}.9"))
+            assert responses(other)[0].response_code == ResponseCode.UAT  # routed nowhere
+        finally:
+            await client.close()
+            await master.stop()
+
+    asyncio.run(scenario())

@@ -261,7 +261,8 @@ class Relay:
             handler = self.registrar
         self.responder = Responder(
             ResponderConfig(ap_title=self.ap_title, keys=config.keys,
-                            minimum_mode=config.security_mode),
+                            minimum_mode=config.security_mode,
+                            aliases=tuple(Uid.parse(t) for t in config.multicast)),
             handler, self.nonces, debug=lambda m: log.debug("responder: %s", m))
         self.requester = Requester(self.ap_title, self.nonces, keys=config.keys,
                                    security_mode=config.security_mode, key_id=config.key_id)
