@@ -56,7 +56,7 @@ BASE = "2.16.124.113620.1.22.0.123"
 MASTER, R1, R2 = f"{BASE}.1", f"{BASE}.2", f"{BASE}.3"
 HEADEND = Uid.parse(f"{BASE}.4")
 BRANCH = f"{BASE}.9000"
-REGISTERED = re.compile(r"registered with the relay at \S+ as ([0-9.]+)")
+REGISTERED = re.compile(r"meter ([0-9.]+) assigned by the master relay")
 
 
 def security(mode: int) -> list[str]:
@@ -145,7 +145,7 @@ def test_meters_behind_two_relays_get_titles_and_are_reached_by_title(
         r2_at = r2.address()
         meters = [net.start(Running(["meter", "--listen", "127.0.0.1:0", "--relay",
                                      where(r2_at), "--serial-number", str(n + 1),
-                                     "--state-dir", str(tmp_path / f"m{n}"), "-v",
+                                     "--state-dir", str(tmp_path / f"m{n}"),
                                      *security(mode)]))
                   for n in range(2)]
         places = [m.address() for m in meters]
