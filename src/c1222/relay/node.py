@@ -841,7 +841,7 @@ class Relay:
         if queue is None:
             queue = self._notices[host] = deque(maxlen=MAX_NOTIFICATIONS)
             self._notice_wake[host] = asyncio.Event()
-            self._tasks.append(asyncio.create_task(self._notifier(host)))
+            self._spawn(self._notifier(host))  # ends when the host deregisters
         if len(queue) == queue.maxlen:
             self.stats["notifications_failed"] += 1  # the oldest falls off
         queue.append(notice)
