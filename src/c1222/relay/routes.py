@@ -166,6 +166,7 @@ class Forward:
     deadline: float
     request: bytes = field(repr=False, default=b"")  # the request's header source (errors)
     register: object | None = None  # the Register forwarded (route learning), if it is one
+    resends: int = 0  # times a UDP resend of it was forwarded again
 
 
 class PendingTable:
