@@ -2,7 +2,8 @@
 its title), as a user runs it: registered with the master relay as a notification host, the
 tester judges the master relay's notification of the meter as Register and runs every case
 through the master relay in security modes 0 and 2 — all 13 services PASS, Resolve and Trace
-included (only the self-Deregister is NOT TESTED: it needs --deregister)."""
+included, and a request larger than the tester's segment size sent as segments through the
+relays (only the self-Deregister is NOT TESTED: it needs --deregister)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def test_a_meter_behind_the_relay_passes_every_service_in_modes_0_and_2(tmp_path
         run = Conformance([
             "--master-relay", f"{host}:{port}", "--security-mode", "0,2",
             "--key", f"2:{KEY_HEX}", "--user-id", "2", "--password", "PASSWORD",
-            "--register-timeout", "20", "--timeout", "10", "--json", str(out)])
+            "--register-timeout", "20", "--timeout", "10", "--segment-size", "128",
+            "--json", str(out)])
         status = run.finish(120)
         report = json.loads(out.read_text())
     lines = "\n".join(run.lines)
@@ -43,5 +45,6 @@ def test_a_meter_behind_the_relay_passes_every_service_in_modes_0_and_2(tmp_path
             f"path {MASTER} > {RELAY}" in by_case["trace"]["reason"], by_case["trace"]
         assert "native address 127.0.0.1:" in by_case["resolve"]["reason"]
         assert "UAT for" in by_case["resolve"]["reason"]
+        assert "the request went in" in by_case["segmentation"]["reason"]
     register = next(r for r in rows if r["case"] == "register")
     assert f"notified by the master relay {MASTER}" in register["reason"]

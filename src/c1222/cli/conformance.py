@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from c1222.cli.params import (
-    AP_TITLE, KEY, KEY_ID, PASSWORD, AddressType, OutputFile, seconds,
+    AP_TITLE, KEY, KEY_ID, PASSWORD, SEGMENT_SIZE, AddressType, OutputFile, seconds,
 )
 from c1222.errors import ConfigurationError, LocalProtocolError
 from c1222.transport.endpoint import Address
@@ -85,6 +85,9 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
               help="a table the target does not have [first gap in its Table 0 list]")
 @click.option("--oversize", type=click.IntRange(1, 16 * 1024 * 1024), default=40_000,
               show_default=True, help="bytes of the oversized request")
+@click.option("--segment-size", type=SEGMENT_SIZE,
+              help="the tester's link segment size: the segmentation case sends a request "
+                   "larger than it, as segments [none: NOT TESTED]")
 @click.option("--deregister", is_flag=True,
               help="also deregister the target itself (it should register again)")
 @click.option("--timeout", type=seconds(0.1, 3600), default=5.0, show_default=True,
@@ -109,7 +112,8 @@ def conformance(target: Address | None, listen: Address | None, via_relay: Addre
                 modes: tuple[str, ...], transport: str, keys: tuple[str, ...],
                 key_id: int | None, called_ap_title: str | None, calling_ap_title: str | None,
                 user_id: int, password: str | None, reader_id: int, reader_password: str,
-                write_table: int, unknown_table: int | None, oversize: int, deregister: bool,
+                write_table: int, unknown_table: int | None, oversize: int,
+                segment_size: int | None, deregister: bool,
                 timeout: float, id_size: str, only: tuple[str, ...], list_cases: bool,
                 json_path: str | None, junit_path: str | None, pcap: str | None,
                 verbose: int) -> None:
@@ -142,7 +146,8 @@ def conformance(target: Address | None, listen: Address | None, via_relay: Addre
                 reader_id=reader_id,
                 reader_password=pad_password(reader_password) if reader_password else None,
                 write_table=write_table, unknown_table=unknown_table, oversize=oversize,
-                deregister=deregister, calling_ap_title=Uid.parse(calling_ap_title)),
+                deregister=deregister, calling_ap_title=Uid.parse(calling_ap_title),
+                segment_size=segment_size),
             timeout=timeout, quiet_timeout=min(2.0, timeout),
             register_timeout=register_timeout, pcap=pcap,
             only=frozenset(_split(only)) if only else None,

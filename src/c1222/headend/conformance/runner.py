@@ -46,6 +46,7 @@ from c1222.codec.services import (
     TraceRequest,
     TraceResponse,
 )
+from c1222.codec.segments import MIN_SEGMENT_SIZE
 from c1222.codes import NodeType, ResponseCode
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.nonces import RandomNonceSource, TimeIvSource
@@ -81,7 +82,7 @@ from c1222.headend.registry import RegistrarServices
 from c1222.session.requester import Requester
 from c1222.session.responder import Reply, Responder, ResponderConfig
 from c1222.transport.client import responses
-from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer
+from c1222.transport.endpoint import Address, Endpoint, EndpointLimits, Link, PcapTracer
 
 log = logging.getLogger("c1222.conformance")
 
@@ -153,6 +154,8 @@ class Settings:
             unknown = self.only - {c.id for c in CASES} - {REGISTER.id}
             if unknown:
                 raise ConfigurationError(f"no such case: {', '.join(sorted(unknown))}")
+        if self.cases.segment_size is not None and self.cases.segment_size < MIN_SEGMENT_SIZE:
+            raise ConfigurationError(f"--segment-size: at least {MIN_SEGMENT_SIZE} bytes")
         if self.cases.oversize < 1:
             raise ConfigurationError("--oversize must be positive")
         if self.target_role not in ("auto", "node", "relay"):
@@ -187,8 +190,11 @@ class Tester:
         self.registrar = RegistrarServices(self.title)
         self.responder = Responder(ResponderConfig(ap_title=self.title, keys=settings.keys),
                                    self.registrar, RandomNonceSource())
-        self.endpoint = Endpoint(self._on_request, tracer=self.tracer,
-                                 on_link_closed=lambda link: self.responder.close(link.id))
+        self.endpoint = Endpoint(
+            self._on_request, tracer=self.tracer,
+            limits_=EndpointLimits(segment_size=settings.cases.segment_size),
+            on_link_closed=lambda link: self.responder.close(link.id),
+            on_segment_error=lambda data, link, code: self.responder.refuse(data, code).data)
         # A8s of the size asked for; without one the size is settled by the first answer.
         self.id_size = settings.invocation_id_size or FALLBACK_SIZES[0]
         self.id_size_settled = settings.invocation_id_size is not None
@@ -822,6 +828,10 @@ class _Probe:
                 exchange.cancel()
             with contextlib.suppress(asyncio.CancelledError, TransportError):
                 await exchange
+
+    def segments(self) -> tuple[int, int]:
+        stats = self.tester.endpoint.stats
+        return stats["segments_sent"], stats["segments_received"]
 
     async def link_closes(self, seconds: float) -> bool:
         link = self.tester.links.get(self.links_key)
