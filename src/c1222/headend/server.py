@@ -527,6 +527,10 @@ class HeadEnd:
         (the max size of an RQTL answer, remembered per node) or than MAX_APDU_SIZE."""
         services = await self._services(ap_title, name, params)
         node = self.node(ap_title)
+        if name in ("resolve", "trace") and node.extra.get("via") and self.master_link:
+            # Network services of a node behind the relays are the master relay's to answer
+            # (an end device answers SNS): ask it, as the Network panel does.
+            return await self.call_master(services)
         known = node.extra.get("max_request_size")
         exchange = await self.call(ap_title, services,
                                    max_size=known if isinstance(known, int) else None)

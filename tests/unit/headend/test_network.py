@@ -286,6 +286,10 @@ def test_the_network_view_traces_and_resolves_through_the_master(tmp_path: Path)
             assert bad.status_code == 404
             nodes = (await client.get("/api/nodes")).json()
             assert [n["via"] for n in nodes] == [MASTER_TITLE]
+            # the node page's Resolve button asks the master relay for a node behind it
+            answer = (await client.post(f"/api/nodes/{METER}/services/resolve")).json()
+            assert answer["response_codes"] == ["ok"], answer
+            assert MASTER_TITLE in str(answer["response"]["json"])
 
     run(tmp_path, body)
 
