@@ -214,6 +214,9 @@ class NetworkRegistrar:
                 reg.on_deregistered(node)
             return OkResponse()
         assert isinstance(request, RegisterRequest)
+        if title == str(reg.ap_title.absolute()):  # ourselves, as the master relay knows us
+            return RegisterResponse(reg_ap_title=request.ap_title, reg_delay=reg.reg_delay,
+                                    reg_period=request.registration_period, reg_info=0)
         previous = reg.nodes.get(title)
         if previous is None and len(reg.nodes) >= reg.max_nodes:
             raise ONP("registry full")

@@ -92,6 +92,9 @@ def test_a_notification_from_the_master_relay_records_the_node_via_it() -> None:
     assert node.extra["via"] == MASTER_TITLE and node.peer is None
     assert told == [f"+{METER}{n}" for n in range(3)]
     assert net.master.notifications["registered"] == 3
+    itself = register(str(HEADEND))  # the master relay telling us of ourselves: not a node
+    assert isinstance(net.handle(itself, ctx(itself, MASTER_LINK)), RegisterResponse)
+    assert str(HEADEND) not in net.registrar.nodes
     # from the master relay's address over another link (it connected to us) also counts
     request = register(f"{METER}9")
     other = {**HOSTS, 9: "10.0.0.1"}
@@ -320,3 +323,12 @@ def test_a_notification_before_the_register_response_is_read_is_the_masters() ->
     net.master.title = None
     net.handle(stranger, ctx(stranger, OTHER_LINK, calling=Uid.parse(RELAY)))
     assert net.master.title is None and "via" not in net.registrar.nodes[METER].extra
+
+
+def test_re_registers_before_the_granted_period_ends(tmp_path: Path) -> None:
+    async def body(headend: HeadEnd, master: FakeMaster, meter: MeterDouble) -> None:
+        first = master.headend_link
+        await until(lambda: master.registers >= 2, "a second Register", 10)
+        assert master.headend_link is first and first is not None and not first.closed
+
+    run(tmp_path, body, reg_period=2)  # granted 2 s: the next Register after 1.6 s
