@@ -51,7 +51,7 @@ def test_every_apdu_every_size_every_order_reassembles(exchange, data):
     event(f"segmented {segmented}")
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=120))
 def test_any_bytes_give_a_header_none_or_a_decode_error(data):
     framed = bytes((0x60, len(data))) + data if len(data) < 128 else data

@@ -330,19 +330,20 @@ def segment_header(data: bytes) -> SegmentHeader | None:
                                _PATHS[tag])
             span, indirect = _user_information(data, start, stop, _PATHS[tag])
             return _segment(data, found, span, indirect or 0)
-        # only the values read below are walked: 8B and AC have forms of their own
-        found[tag] = (read_tlv(data, start, stop, _PATHS[tag]) if tag in _SEGMENT_FIELDS
-                      else (tag, start, stop))
+        found[tag] = (tag, start, stop)  # values are read only for a segment (_segment)
         pos = stop
     return None  # no user-information: acse.decode will say what is wrong
 
 
-def _segment(data: bytes, found: dict[int, tuple[int, int, int]], span: tuple[int, int],
+def _segment(data: bytes, elements: dict[int, tuple[int, int, int]], span: tuple[int, int],
              offset: int) -> SegmentHeader:
     for tag in _NOT_IN_SEGMENTS:
-        if tag in found:
+        if tag in elements:
             raise BerError("a segment carries no A4, mechanism name or authentication value",
-                           found[tag][1], _PATHS[tag])
+                           elements[tag][1], _PATHS[tag])
+    # the value inside each element read here (8B and AC, absent, have forms of their own)
+    found = {tag: read_tlv(data, start, stop, _PATHS[tag])
+             for tag, (_, start, stop) in elements.items() if tag in _SEGMENT_FIELDS}
 
     def integer(tag: int) -> int | None:
         if tag not in found:
