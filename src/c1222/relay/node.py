@@ -562,7 +562,7 @@ class Relay:
             if relay.link is not None:
                 link = self.endpoint.find_link(relay.link)  # type: ignore[arg-type]
                 if link is not None:
-                    route.link = link.id
+                    self.routes.set_link(route, link.id)
                     return link
             target = relay
         # One connection attempt per next hop at a time: requests arriving meanwhile wait
@@ -574,7 +574,7 @@ class Relay:
             attempt.add_done_callback(lambda _: self._connecting.pop(target.title, None))
         link = await asyncio.shield(attempt)
         if link is not None:
-            route.link = link.id
+            self.routes.set_link(route, link.id)
         return link
 
     async def _connect(self, target: Route) -> Link | None:
@@ -587,7 +587,7 @@ class Relay:
             log.info("cannot reach %s at %s: %s", target.title,
                      native_address_text(target.native_address), exc)
             return None
-        target.link = link.id
+        self.routes.set_link(target, link.id)
         return link
 
     async def _forward_up(self, data: bytes, header: Header, link: Link, apdu: Apdu) -> None:

@@ -113,3 +113,24 @@ def test_pending_deadlines_and_closed_links() -> None:
     out, came_in = pending.link_closed(3)
     assert [f.invocation_id for f in out] == [2] and [f.invocation_id for f in came_in] == [3]
     assert len(pending) == 0
+
+
+def test_the_relay_on_a_link_is_the_nearest_one() -> None:
+    table = RouteTable()
+    table.learn(R1, 5, b"", 100, now=0.0, node_type=0x01)
+    table.learn(R2, 5, b"", 100, now=0.0, node_type=0x01, via=R1)  # behind R1, same link
+    assert table.relay_on(5, 1.0).title == R1  # type: ignore[union-attr]
+    table.learn(R1, 5, b"", 200, now=50.0, node_type=0x01)  # re-registers
+    assert table.relay_on(5, 60.0).title == R1  # type: ignore[union-attr]
+    table.remove(R1)
+    assert table.relay_on(5, 60.0) is None
+
+
+def test_source_index_follows_removal_and_expiry() -> None:
+    table = RouteTable(max_per_source=1)
+    table.learn(A, 1, b"", 10, now=0.0, source="h")
+    assert table.may_learn("", "h", 1.0) is not None
+    assert table.may_learn("", "h", 100.0) is None  # A expired: the place is free again
+    table.learn(B, 1, b"", 10, now=100.0, source="h")
+    table.remove(B)
+    assert table.may_learn("", "h", 101.0) is None
