@@ -902,6 +902,11 @@ def _registration_seen(registration: tuple[Link, bytes, Reply] | None) -> str:
     _, _, reply = registration
     assert reply.request is not None
     title = reply.request.calling_ap_title
+    request = next((s for s in reply.request.epsem.services if isinstance(s, RegisterRequest)),
+                   None)
+    if request is not None and title is not None and request.ap_title.arcs and \
+            request.ap_title.absolute() != title.absolute():  # a master relay's notification
+        return f"Register of {request.ap_title.absolute()} from {title.absolute()}"
     return f"Register from {title.absolute() if title else 'an untitled node'}"
 
 
