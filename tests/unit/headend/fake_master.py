@@ -24,6 +24,7 @@ from c1222.codec.services import (
     ErrorResponse,
     IdentifyRequest,
     IdentifyResponse,
+    OkResponse,
     RegisterRequest,
     RegisterResponse,
     ResolveRequest,
@@ -61,6 +62,8 @@ class FakeMaster:
     def __post_init__(self) -> None:
         self.links: dict[str, Link] = {}
         self.forwarded = 0
+        self.left: list[str] = []  # notification hosts that deregistered
+        self.host_title: Uid | None = None
         self.endpoint = Endpoint(self._on_request)
         self.requester = Requester(self.title, RandomNonceSource())
         self.address: tuple[str, int] | None = None
@@ -121,12 +124,17 @@ class FakeMaster:
         if isinstance(request, RegisterRequest):
             self.registers += 1
             self.headend_link = link
+            self.host_title = request.ap_title.absolute()
             if self.refuse:
                 return ErrorResponse(response_code=ResponseCode.ONP)
             return RegisterResponse(reg_ap_title=request.ap_title, reg_delay=0,
                                     reg_period=request.registration_period, reg_info=0)
         if isinstance(request, IdentifyRequest):
             return IdentifyResponse(std=3, ver=1, rev=0)
+        if isinstance(request, DeregisterRequest) and link is self.headend_link and \
+                request.ap_title.absolute() == self.host_title:
+            self.left.append(str(request.ap_title.absolute()))  # a notification host leaves
+            return OkResponse()
         if isinstance(request, (DeregisterRequest, SecurityRequest)):  # no passwords here
             return ErrorResponse(response_code=ResponseCode.ISC)
         if isinstance(request, (ResolveRequest, TraceRequest)):

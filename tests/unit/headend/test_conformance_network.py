@@ -71,6 +71,7 @@ def test_every_case_passes_through_the_master_relay_register_resolve_and_trace_t
     assert f"path {MASTER_TITLE} > {RELAY}" in got["trace"][1]
     assert "UAT for" in got["trace"][1]
     assert master.forwarded > 10  # the meter's cases went through the relay
+    assert master.left == ["2.16.124.113620.1.22.0.123.4"]  # it deregistered at the end
 
 
 def test_via_relay_finds_the_relay_title_and_judges_its_answers() -> None:

@@ -37,6 +37,7 @@ from c1222.codec.native import (
     native_address_text,
 )
 from c1222.codec.services import (
+    DeregisterRequest,
     IdentifyRequest,
     RegisterRequest,
     RegisterResponse,
@@ -285,6 +286,7 @@ class Tester:
                     return
 
     async def close(self) -> None:
+        await self._leave_master()
         await self.endpoint.close()
         if self.tracer is not None:
             self.tracer.close()
@@ -656,6 +658,18 @@ class Tester:
         report.notes.append(f"registered with the master relay {self.relay_title} at "
                             f"{host}:{port} as a notification host")
         return True
+
+    async def _leave_master(self) -> None:
+        """Deregister from the master relay at the end of the run, so that it stops notifying
+        a tester that is gone (best effort: its registration expires anyway)."""
+        link = self.master_link
+        if link is None or link.closed:
+            return
+        requester = self._relay_requester()
+        pending = requester.request([DeregisterRequest(self.title)], self.relay_title)
+        with contextlib.suppress(TransportError, asyncio.TimeoutError):
+            await self.endpoint.exchange(link, pending.data, pending.invocation_id,
+                                         timeout=min(2.0, self.settings.timeout))
 
     async def _find_relay(self, report: Report) -> None:
         """The relay's title, from its answer to an Identify without a called AP title."""
