@@ -70,6 +70,9 @@ MIN_COLLECT_INTERVAL = 0.1
 @click.option("--max-registrations-per-address", type=click.IntRange(0), default=64,
               show_default=True, help="distinct AP titles one source address may register "
               "(0: no cap; raise it behind a relay)")
+@click.option("--master-relay", type=AddressType(), default=None,
+              help="HOST:PORT of a master relay: register with it as a notification host "
+              "and reach the nodes it reports through it (docs/headend.md, Network)")
 @click.option("--segment-size", type=SEGMENT_SIZE, help=SEGMENT_SIZE_HELP)
 @click.option("--max-apdu-size", type=APDU_SIZE, default=DEFAULT_MAX_APDU_SIZE,
               show_default=True, help=APDU_SIZE_HELP)
@@ -85,8 +88,8 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
             max_lp_blocks: int, max_history_entries: int, reg_period: int, pcap: str | None,
             message_retention: float, max_messages: int, node_retention: float,
             prune_interval: float, max_nodes: int, max_registrations_per_address: int,
-            segment_size: int | None, max_apdu_size: int, publish: Any,
-            reading_retention: float | None, verbose: int) -> None:
+            master_relay: Address | None, segment_size: int | None, max_apdu_size: int,
+            publish: Any, reading_retention: float | None, verbose: int) -> None:
     """Run the metering server: accept registrations, read meters, store readings.
 
     Prints the C12.22 address and the console's address once ready; Ctrl-C stops it.
@@ -112,7 +115,8 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
                                 node_age=node_retention, interval=prune_interval,
                                 reading_age=reading_retention),
             max_nodes=max_nodes, max_registrations_per_address=max_registrations_per_address,
-            segment_size=segment_size, max_apdu_size=max_apdu_size, publish=publish)
+            master_relay=master_relay, segment_size=segment_size,
+            max_apdu_size=max_apdu_size, publish=publish)
         node = HeadEnd(config)
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None

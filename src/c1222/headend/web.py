@@ -53,6 +53,7 @@ from c1222.codec.ber import Uid
 from c1222.codec.services import ErrorResponse, Response
 from c1222.codes import ResponseCode
 from c1222.errors import C1222Error, ConfigurationError, DecodeError, LimitExceeded
+from c1222.headend.network import native_address_text
 from c1222.headend.server import Exchange, HeadEnd, summary
 from c1222.transport.http import HttpLimits, limit_body, metrics_exposition
 from c1222.transport.sse import Streams, close_streams, hook_uvicorn_shutdown, sse
@@ -121,12 +122,46 @@ class NodeOut(BaseModel):
     last_seen: dt.datetime | None = None
     state: str = Field(description="registered or deregistered")
     connected: bool = Field(False, description="the association it registered over is open")
+    via: str | None = Field(None, description="AP title of the master relay the node is "
+                                              "reached through (None: registered directly)")
     latest: Latest | None = Field(None, description="latest present values (Table 28)")
     registers: Latest | None = Field(None, description="latest energy registers (one node "
                                                        "only)")
     read_status: dict[str, Any] | None = Field(
         None, description="the collector's status: last_success, last_failure, last_error, "
                           "consecutive_failures, over_limit (docs/headend.md)")
+
+
+class TraceOut(BaseModel):
+    ap_title: str
+    path: list[str] | None = Field(description="relay titles from the master relay outward; "
+                                               "null when the master relay refused")
+    error: str | None = Field(description="the master relay's error code, e.g. UAT (0x0c)")
+    time: str = Field(description="when it was asked (UTC)")
+
+
+class ResolveOut(BaseModel):
+    ap_title: str
+    native_address: str | None = Field(description="host:port, or hex when it does not "
+                                                   "decode; null when refused")
+    hex: str | None = Field(description="the native address as sent")
+    error: str | None = Field(description="the master relay's error code, e.g. UAT (0x0c)")
+    time: str = Field(description="when it was asked (UTC)")
+
+
+class NetworkOut(BaseModel):
+    """The relay network as the head-end knows it (docs/headend.md "Network")."""
+
+    master_relay: dict[str, Any] | None = Field(
+        description="address, ap_title, registered, registered_at, registration_period, "
+                    "last_error, registrations, notifications (registered, deregistered, "
+                    "refused); null without --master-relay")
+    relays: list[dict[str, Any]] = Field(
+        description="each relay: ap_title, master, native_address, nodes (ap_title, via, "
+                    "native_address, path {path, error, time}, resolved {native_address, "
+                    "error, time}, read_status)")
+    direct: list[dict[str, Any]] = Field(description="nodes registered with the head-end "
+                                                     "itself")
 
 
 class ReadingOut(BaseModel):
@@ -511,12 +546,16 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
         return node.peer is not None and headend.endpoint.find_link(node.peer) is not None
 
     def from_node(node: Node) -> dict[str, Any]:
-        return {"ap_title": node.ap_title, "native_address": node.address,
+        via = node.extra.get("via")
+        return {"ap_title": node.ap_title, "via": via if isinstance(via, str) else None,
+                "native_address": native_address_text(node.native_address),
                 "node_type": node.node_type, "connection_type": node.connection_type,
                 "device_class": node.device_class.hex(), "serial_number": node.serial_number,
                 "registration_period": node.registration_period,
                 "registered_at": _utc(node.registered_at), "last_seen": _utc(node.last_seen),
-                "state": node.state, "connected": connected(node),
+                "state": node.state,
+                "connected": (headend.master is not None and headend.master.registered
+                              if via else connected(node)),
                 "read_status": headend.node_json(node)["read_status"]}
 
     def from_record(record: NodeRecord) -> dict[str, Any]:
@@ -525,7 +564,7 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
                 "device_class": record.device_class, "serial_number": record.serial_number,
                 "registration_period": record.registration_period,
                 "registered_at": record.registered_at, "last_seen": record.last_seen,
-                "state": record.state, "connected": False}
+                "state": record.state, "connected": False, "via": record.via}
 
     async def known(ap_title: str) -> dict[str, Any]:
         title = key(ap_title)
@@ -688,6 +727,53 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
             raise HTTPException(502, f"{type(exc).__name__}: {exc or 'time-out'}") from None
         latest = _latest(await storage().latest(node.ap_title, "present"))
         return {"ap_title": node.ap_title, "stored": stored, "latest": latest}
+
+    # -------------------------------------------------------------------- network
+
+    @app.get("/api/network", tags=["network"], summary="The relay network",
+             response_model=NetworkOut)
+    async def network() -> dict[str, Any]:
+        """The master relay (null without --master-relay), the relays with the nodes behind
+        each (by the last relay of a node's traced path, else the master relay; each node's
+        cached Trace and Resolve with their times) and the nodes registered directly."""
+        return headend.network()
+
+    async def network_call(ap_title: str, action: str) -> dict[str, Any]:
+        if headend.master is None:
+            raise HTTPException(409, "the head-end has no master relay (--master-relay)")
+        title = key(ap_title)
+        try:
+            run = headend.trace if action == "trace" else headend.resolve
+            return await asyncio.wait_for(run(title), headend.config.timeout * 2)
+        except (C1222Error, OSError, ValueError, asyncio.TimeoutError) as exc:
+            raise HTTPException(502, f"{type(exc).__name__}: {exc or 'time-out'}") from None
+
+    network_errors: dict[int | str, dict[str, Any]] = {
+        404: {"model": ErrorBody, "description": "not an AP title"},
+        409: {"model": ErrorBody, "description": "no --master-relay"},
+        502: {"model": ErrorBody, "description": "the master relay could not be asked"}}
+
+    @app.post("/api/network/nodes/{ap_title}/trace", tags=["network"],
+              response_model=TraceOut, summary="Trace a node through the master relay",
+              responses=network_errors)
+    async def network_trace(
+        ap_title: Annotated[str, PathParam(description="dotted AP title")],
+    ) -> dict[str, Any]:
+        """Sends Trace of the title to the master relay: the relays on its path, from the
+        master relay outward, cached on the node with the time (shown by /api/network). 200
+        with `error` set when the master relay answered an error code (UAT: unknown)."""
+        return await network_call(ap_title, "trace")
+
+    @app.post("/api/network/nodes/{ap_title}/resolve", tags=["network"],
+              response_model=ResolveOut, summary="Resolve a node through the master relay",
+              responses=network_errors)
+    async def network_resolve(
+        ap_title: Annotated[str, PathParam(description="dotted AP title")],
+    ) -> dict[str, Any]:
+        """Sends Resolve of the title to the master relay: its native address, decoded
+        (binary or text), cached on the node with the time. 200 with `error` set when the
+        master relay answered an error code (UAT: unknown)."""
+        return await network_call(ap_title, "resolve")
 
     # -------------------------------------------------------------------- messages
 

@@ -28,7 +28,6 @@ from typing import Protocol
 
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
-from c1222.codec.native import native_address_text
 from c1222.codec.services import (
     DefaultReadRequest,
     DeregisterRequest,
@@ -57,7 +56,9 @@ from c1222.codec.services import (
     TraceResponse,
     WaitRequest,
 )
+from c1222.codec.native import decode_native_address
 from c1222.codes import ResponseCode
+from c1222.errors import DecodeError
 from c1222.headend.conformance.draft import Refusal
 from c1222.headend.conformance.report import Verdict, code_text
 
@@ -183,6 +184,10 @@ class Probe(Protocol):
         """True when the target closes the current TCP connection within ``seconds``."""
         ...
 
+    def segments(self) -> tuple[int, int]:
+        """Segments the tester has sent and received so far (transport.endpoint stats)."""
+        ...
+
 
 @dataclass(frozen=True)
 class CaseSettings:
@@ -197,6 +202,9 @@ class CaseSettings:
     oversize: int = 40_000
     deregister: bool = False
     calling_ap_title: Uid = Uid.parse("2.16.124.113620.1.22.0.123.4")
+    #: The tester's link segment size (--segment-size): the segmentation case's request is
+    #: larger, so it goes as segments (codec.segments); None: the case is NOT TESTED.
+    segment_size: int | None = None
 
     @property
     def credentials(self) -> bool:
@@ -227,6 +235,15 @@ class RunState:
     session: bool = False  # a Logon session is open on the association
     logon: bool = False  # Logon passed
     verdicts: dict[str, Verdict] = field(default_factory=dict)
+    #: The target is reached through a relay (--via-relay, --master-relay): requests go to the
+    #: relay's address with the target's title as the called AP title.
+    via: bool = False
+    #: The relay to ask Resolve and Trace of the target (the one reached, or the master
+    #: relay); None: ask the target itself.
+    relay: Uid | None = None
+    #: The target is itself a relay (it answers Trace of its own title, or --target-role
+    #: relay): the services of rules.RELAY_NEED_NOT_SERVE may be refused.
+    relay_target: bool = False
 
 
 # --------------------------------------------------------------------------- the case type
@@ -301,11 +318,16 @@ def _need_deregister(s: CaseSettings, st: RunState) -> str | None:
     return None if s.deregister else "deregisters the target itself: only with --deregister"
 
 
+def _need_segment_size(s: CaseSettings, st: RunState) -> str | None:
+    return None if s.segment_size else ("needs --segment-size: the tester's link segment "
+                                        "size, which the request goes over")
+
+
 PRECONDITIONS: dict[str, Callable[[CaseSettings, RunState], str | None]] = {
     "credentials": _need_credentials, "reader": _need_reader, "session": _need_session,
     "logon": _need_logon, "no_session": _need_no_session, "table0": _need_table0,
     "writable": _need_writable, "index": _need_index, "called": _need_called,
-    "deregister": _need_deregister,
+    "deregister": _need_deregister, "segment_size": _need_segment_size,
 }
 
 
@@ -621,6 +643,8 @@ async def _disconnect(p: Probe) -> Outcome:
         return expect_code(seen, OK)
     if p.state.transport != "tcp":
         return passed(seen)
+    if p.state.via:  # the target closes its connection to the relay; ours is the relay's
+        return passed(seen, "through the relay (the target's own connection is the relay's)")
     if not await p.link_closes(DISCONNECT_GRACE):
         return failed(seen, "the connection stayed open after Disconnect")
     return passed(seen, "the target closed the connection")
@@ -632,21 +656,117 @@ def _check_deregister_other(seen: Seen, s: CaseSettings, st: RunState) -> Outcom
     return failed(seen, f"expected UAT (not registered) or OK, got {_got(seen)}")
 
 
-def _check_resolve(seen: Seen, s: CaseSettings, st: RunState) -> Outcome:
-    if seen.code == ResponseCode.UAT:
-        return passed(seen, "the title is not known")
-    if seen.code == OK and isinstance(seen.answer, ResolveResponse):
-        return passed(seen, "native address "
-                      f"{native_address_text(seen.answer.native_address)}")
-    return failed(seen, f"expected OK with a native address, or UAT; got {_got(seen)}")
+def _judge_resolve(seen: Seen) -> tuple[str | None, str | None]:
+    """(what the answer says, why it fails) of an OK Resolve answer."""
+    answer = seen.answer
+    if not isinstance(answer, ResolveResponse):
+        return None, f"expected the native address, got {_got(seen)}"
+    try:
+        host, port = decode_native_address(answer.native_address)
+    except DecodeError:
+        return None, (f"the native address {answer.native_address.hex() or '(empty)'} does not "
+                      "decode (binary IPv4/IPv6 + port, or ASCII host:port)")
+    return f"native address {host}:{port}" if ":" not in host else \
+        f"native address [{host}]:{port}", None
 
 
-def _check_trace(seen: Seen, s: CaseSettings, st: RunState) -> Outcome:
-    if seen.code == ResponseCode.UAT:
-        return passed(seen, "the title is not known")
-    if seen.code == OK and isinstance(seen.answer, TraceResponse):
-        return passed(seen, f"{len(seen.answer.ap_titles)} relays on the path")
-    return failed(seen, f"expected OK with the relays' titles, or UAT; got {_got(seen)}")
+def _judge_trace(seen: Seen) -> tuple[str | None, str | None]:
+    answer = seen.answer
+    if not isinstance(answer, TraceResponse):
+        return None, f"expected the relays' titles, got {_got(seen)}"
+    if not answer.ap_titles:
+        return None, "an empty path: the relay answering is on it (c1222-network.md)"
+    return "path " + " > ".join(str(t.absolute()) for t in answer.ap_titles), None
+
+
+async def _network_service(p: Probe, make: Callable[[Uid], Request],
+                           judge: Callable[[Seen], tuple[str | None, str | None]]) -> Outcome:
+    """Resolve or Trace of the target's title, asked of the relay when the target is reached
+    through one (then it must answer OK: the relay routes to the target) or of the target
+    itself (OK or UAT; SNS from an end device: not supported); then of a title no node has,
+    which must be UAT wherever the first answer was not SNS."""
+    st = p.state
+    assert st.called is not None
+    where: Uid | bool = st.relay if st.relay is not None else True
+    seen = await p.ask([make(st.called)], called=where,
+                       note=f"asked of relay {st.relay}" if st.relay is not None else None)
+    early = screen(seen, p.settings)
+    if early is not None:
+        return early
+    said = "the title is not known"
+    if seen.code == OK:
+        text, wrong = judge(seen)
+        if wrong is not None:
+            return failed(seen, wrong)
+        said = text or ""
+    elif st.via or seen.code != ResponseCode.UAT:
+        return failed(seen, f"expected OK{'' if st.via else ' or UAT'} for {st.called}"
+                            f"{' (the relay reaches it)' if st.via else ''}, got {_got(seen)}")
+    other = _other_title(st)
+    unknown = await p.ask([make(other)], called=where, note=f"a title no node has: {other}")
+    early = screen(unknown, p.settings, unsupported=False)
+    if early is not None:
+        return early
+    if unknown.code != ResponseCode.UAT:
+        return failed(unknown, f"expected UAT for {other}, which no node has, got "
+                               f"{_got(unknown)}")
+    return passed(seen, f"{said}; UAT for {other}")
+
+
+#: The most response bytes the segmentation case asks for (well under the 0x7FFF a node
+#: offers by default, digest 4.4).
+SEGMENTED_RESPONSE_BUDGET = 24_000
+
+
+async def _segmentation(p: Probe) -> Outcome:
+    """Full reads of Table 0, as many in one request as make it larger than the tester's
+    segment size: the request goes as segments (2008 format, c1222-network.md), the target
+    reassembles it, verifies its MAC over the whole APDU and answers every read; the answer,
+    larger still, comes back whole or in segments the tester reassembles and verifies."""
+    s, st = p.settings, p.state
+    assert s.segment_size is not None and st.table0 is not None
+    count = (s.segment_size + 64) // 4 + 1  # a full read is 4 bytes of EPSEM
+    most = SEGMENTED_RESPONSE_BUDGET // (len(st.table0) + 8)
+    if count > most:
+        return untested(None, f"--segment-size {s.segment_size} needs {count} reads of Table 0 "
+                              f"in one request, an answer over {SEGMENTED_RESPONSE_BUDGET} "
+                              f"bytes: use at most {(most - 1) * 4 - 64}")
+    sent, received = p.segments()
+    seen = await p.ask([FullReadRequest(0)] * count, auth=True,
+                       note=f"{count} full reads of Table 0 in one request, over "
+                            f"--segment-size {s.segment_size}")
+    if seen.code == ResponseCode.SGNP:
+        return untested(seen, "the target does not reassemble segments (SGNP)")
+    early = screen(seen, s, mandatory=True)
+    if early is not None:
+        return early
+    reads = seen.responses[seen.prefix:]
+    wrong = [i for i, r in enumerate(reads) if not isinstance(r, ReadResponse)
+             or r.response_code != OK or r.table_data.data != st.table0]
+    if len(reads) != count or wrong:
+        first = reads[wrong[0]] if wrong else None
+        what = (f"read {wrong[0] + 1} answered {code_text(first.response_code)}"
+                if first is not None and first.response_code != OK else
+                f"read {wrong[0] + 1} is not Table 0 as read before" if wrong else
+                f"{len(reads)} answers to {count} reads")
+        return failed(seen, f"the segmented request was not served whole: {what}")
+    now_sent, now_received = p.segments()
+    out, back = now_sent - sent, now_received - received
+    if out < 2:
+        return failed(seen, "the request did not go in segments (the tester's own fault: "
+                            "report it)")
+    answer = (f"in {back} segments, reassembled" if back else "whole (the target's segment "
+              "size is larger)")
+    return passed(seen, f"the request went in {out} segments; the answer came back {answer}; "
+                        f"all {count} reads are Table 0")
+
+
+async def _resolve(p: Probe) -> Outcome:
+    return await _network_service(p, ResolveRequest, _judge_resolve)
+
+
+async def _trace(p: Probe) -> Outcome:
+    return await _network_service(p, TraceRequest, _judge_trace)
 
 
 # --------------------------------------------------------------------------- negative cases
@@ -865,6 +985,11 @@ CASES: tuple[Case, ...] = (
     Case("oversized", "Full write", "a request of --oversize bytes (40,000: over the 0x7FFF a "
          "node offers by default)", "RQTL with a smaller maximum, or the connection closed; "
          "Identify still works", steps=_oversized),
+    Case("segmentation", "Full read", "Full reads of Table 0 in one request larger than "
+         "--segment-size, sent as segments", "every read answered with Table 0 (the request "
+         "reassembled and its MAC verified by the target; a segmented answer reassembled and "
+         "verified by the tester); SGNP: not supported", needs=("segment_size", "table0"),
+         auth=True, steps=_segmentation),
     Case("deregister_other", "Deregister", "Deregister (0x24) of the tester's own title "
          "(not registered)", "UAT or OK", auth=True,
          build=lambda s, st: [DeregisterRequest(s.calling_ap_title)],
@@ -873,14 +998,14 @@ CASES: tuple[Case, ...] = (
          "OK", needs=("deregister", "called"), auth=True,
          build=lambda s, st: [DeregisterRequest(st.called)],  # type: ignore[arg-type]
          check=_simple(_check_ok)),
-    Case("resolve", "Resolve", "Resolve (0x25) of the target's title", "OK with a native "
-         "address, or UAT (SNS from an end device: not supported)", needs=("called",),
-         build=lambda s, st: [ResolveRequest(st.called)],  # type: ignore[arg-type]
-         check=_simple(_check_resolve)),
-    Case("trace", "Trace", "Trace (0x26) of the target's title", "OK with the relays' "
-         "titles, or UAT (SNS from an end device: not supported)", needs=("called",),
-         build=lambda s, st: [TraceRequest(st.called)],  # type: ignore[arg-type]
-         check=_simple(_check_trace)),
+    Case("resolve", "Resolve", "Resolve (0x25) of the target's title (of the relay, when the "
+         "target is reached through one), then of a title no node has", "OK with a native "
+         "address that decodes (UAT also, from a target asked directly), then UAT; SNS from "
+         "an end device: not supported", needs=("called",), steps=_resolve),
+    Case("trace", "Trace", "Trace (0x26) of the target's title (of the relay, when the target "
+         "is reached through one), then of a title no node has", "OK with a non-empty path of "
+         "relay titles (UAT also, from a target asked directly), then UAT; SNS from an end "
+         "device: not supported", needs=("called",), steps=_trace),
     Case("disconnect", "Disconnect", "Disconnect (0x22) on a connection of its own, last",
          "OK, then the target closes the TCP connection", steps=_disconnect),
 )

@@ -6,6 +6,15 @@ target's Register, then, for each transport and security mode asked for, connect
 target and runs every case of :data:`~c1222.headend.conformance.cases.CASES` in order. Each
 request is built by a :class:`~c1222.session.requester.Requester`; each response is checked
 against the protocol rules before the case sees it.
+
+A target behind a relay (docs/conformance.md "Through a relay") is reached with wire messages
+only, so any relay will do: ``via_relay`` sends every request to that relay's address with the
+target's title as the called AP title, and asks Resolve and Trace of the relay itself (its
+title from ``relay_ap_title`` or its answer to an Identify without a called AP title);
+``master_relay`` first registers the tester with the master relay as a notification host
+(node type HOST | NOTIFICATION_HOST, as a head-end does), judges the notification Register
+the master relay sends on the target's behalf as the Register case, then runs the suite
+through the master relay the same way.
 """
 
 from __future__ import annotations
@@ -21,15 +30,24 @@ from dataclasses import dataclass, field
 
 from c1222.codec import acse, text
 from c1222.codec.ber import Uid
-from c1222.codec.native import decode_native_address, native_address_text
 from c1222.codec.redact import redact, redact_bytes
+from c1222.codec.native import (
+    decode_native_address,
+    encode_native_address,
+    native_address_text,
+)
 from c1222.codec.services import (
+    DeregisterRequest,
+    IdentifyRequest,
     RegisterRequest,
     RegisterResponse,
     Request,
     SecurityRequest,
     TerminateRequest,
+    TraceRequest,
+    TraceResponse,
 )
+from c1222.codec.segments import MIN_SEGMENT_SIZE
 from c1222.codes import NodeType, ResponseCode
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.nonces import RandomNonceSource, TimeIvSource
@@ -56,12 +74,16 @@ from c1222.headend.conformance.report import (
     code_text,
 )
 from c1222.headend.conformance.draft import Refusal, explain
-from c1222.headend.conformance.rules import check_response
+from c1222.headend.conformance.rules import (
+    RELAY_NEED_NOT_SERVE,
+    check_response,
+    relay_need_not_serve,
+)
 from c1222.headend.registry import RegistrarServices
 from c1222.session.requester import Requester
 from c1222.session.responder import Reply, Responder, ResponderConfig
 from c1222.transport.client import responses
-from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer
+from c1222.transport.endpoint import Address, Endpoint, EndpointLimits, Link, PcapTracer
 
 log = logging.getLogger("c1222.conformance")
 
@@ -93,9 +115,30 @@ class Settings:
     #: Bytes of every calling AP invocation id (A8); None: 4, falling back to 2 and 1 when
     #: the target answers the way a draft-era device does.
     invocation_id_size: int | None = None
+    #: Reach the target through this relay (HOST:PORT), by its title (``called_ap_title``).
+    via_relay: Address | None = None
+    #: Register with this master relay as a notification host; its notification of the
+    #: target is the Register case, and the suite runs through it.
+    master_relay: Address | None = None
+    relay_ap_title: Uid | None = None
+    #: "node", "relay" or "auto" (a target that answers Trace of its own title with a path
+    #: is judged as a relay: rules.RELAY_NEED_NOT_SERVE).
+    target_role: str = "auto"
+
+    @property
+    def relay(self) -> Address | None:
+        return self.via_relay or self.master_relay
 
     def validate(self) -> Settings:
-        if self.target is None and self.listen is None:
+        if self.via_relay is not None and self.master_relay is not None:
+            raise ConfigurationError("give --via-relay or --master-relay, not both")
+        if self.relay is not None:
+            if self.target is not None or self.listen is not None:
+                raise ConfigurationError("a target reached through a relay is named by its AP "
+                                         "title (--called-ap-title), not HOST:PORT or --listen")
+            if self.via_relay is not None and self.called_ap_title is None:
+                raise ConfigurationError("--via-relay needs the target's --called-ap-title")
+        elif self.target is None and self.listen is None:
             raise ConfigurationError("give the target's HOST:PORT, or --listen for it to "
                                      "register (its native address is used)")
         for mode in self.modes:
@@ -112,8 +155,12 @@ class Settings:
             unknown = self.only - {c.id for c in CASES} - {REGISTER.id}
             if unknown:
                 raise ConfigurationError(f"no such case: {', '.join(sorted(unknown))}")
+        if self.cases.segment_size is not None and self.cases.segment_size < MIN_SEGMENT_SIZE:
+            raise ConfigurationError(f"--segment-size: at least {MIN_SEGMENT_SIZE} bytes")
         if self.cases.oversize < 1:
             raise ConfigurationError("--oversize must be positive")
+        if self.target_role not in ("auto", "node", "relay"):
+            raise ConfigurationError(f"target role {self.target_role}: auto, node or relay")
         if self.invocation_id_size not in (None, *FALLBACK_SIZES):
             raise ConfigurationError(f"invocation id size {self.invocation_id_size}: 1, 2 or 4 "
                                      "bytes")
@@ -144,8 +191,11 @@ class Tester:
         self.registrar = RegistrarServices(self.title)
         self.responder = Responder(ResponderConfig(ap_title=self.title, keys=settings.keys),
                                    self.registrar, RandomNonceSource())
-        self.endpoint = Endpoint(self._on_request, tracer=self.tracer,
-                                 on_link_closed=lambda link: self.responder.close(link.id))
+        self.endpoint = Endpoint(
+            self._on_request, tracer=self.tracer,
+            limits_=EndpointLimits(segment_size=settings.cases.segment_size),
+            on_link_closed=lambda link: self.responder.close(link.id),
+            on_segment_error=lambda data, link, code: self.responder.refuse(data, code).data)
         # A8s of the size asked for; without one the size is settled by the first answer.
         self.id_size = settings.invocation_id_size or FALLBACK_SIZES[0]
         self.id_size_settled = settings.invocation_id_size is not None
@@ -161,9 +211,11 @@ class Tester:
         self.registration: tuple[Link, bytes, Reply] | None = None
         self._arrived: asyncio.Event | None = None
         self.links: dict[tuple[int, str], Link] = {}
-        self.target: Address | None = settings.target
+        self.target: Address | None = settings.target or settings.relay
         self.contact = False  # the target has answered something
         self.listening: Address | None = None
+        self.relay_title: Uid | None = settings.relay_ap_title
+        self.master_link: Link | None = None
 
     # ------------------------------------------------------------------ the run
 
@@ -176,6 +228,22 @@ class Tester:
         began = time.monotonic()
         self._arrived = asyncio.Event()
         try:
+            if s.master_relay is not None:
+                if not await self._join_master(report):
+                    return
+                if s.wanted(REGISTER):
+                    self._emit(report, await self._register_case())
+                else:
+                    await self._wait_registration()
+                if self.called is None and self.registration is not None:
+                    request = self._registered_request()
+                    self.called = request.ap_title.absolute() if request.ap_title.arcs else None
+                if self.called is None:
+                    report.error = (f"no notification of a node within "
+                                    f"{s.register_timeout:g} s: give --called-ap-title")
+                    return
+            elif s.via_relay is not None:
+                await self._find_relay(report)
             if s.listen is not None:
                 try:
                     self.listening = await self.endpoint.listen(*s.listen)
@@ -188,14 +256,20 @@ class Tester:
                     self._emit(report, await self._register_case())
                 else:
                     await self._wait_registration()
-            elif s.wanted(REGISTER):
+            elif s.wanted(REGISTER) and s.master_relay is None:
                 self._emit(report, CaseResult(
                     REGISTER.id, REGISTER.service, None, None, Verdict.NOT_TESTED,
-                    "needs --listen: the target registers with the tester"))
+                    "needs --listen (the target registers with the tester) or --master-relay "
+                    "(the master relay notifies the tester of it)"))
             if self.target is None:
                 self.target = self._registered_address(report)
             if self.target is not None:
                 report.target = f"{self.target[0]}:{self.target[1]}"
+                if s.relay is not None:
+                    report.notes.append(
+                        f"the target is reached through the {'master ' * bool(s.master_relay)}"
+                        f"relay {self.relay_title or '(title unknown)'} at {report.target}; "
+                        "Resolve and Trace are asked of that relay")
                 await self._run_all(report)
         finally:
             report.called_ap_title = str(self.called.absolute()) if self.called else None
@@ -212,6 +286,7 @@ class Tester:
                     return
 
     async def close(self) -> None:
+        await self._leave_master()
         await self.endpoint.close()
         if self.tracer is not None:
             self.tracer.close()
@@ -226,7 +301,9 @@ class Tester:
 
     async def _run_suite(self, mode: int, transport: str, report: Report) -> None:
         s = self.settings
-        state = RunState(mode=mode, transport=transport, called=self.called)
+        state = RunState(mode=mode, transport=transport, called=self.called,
+                         via=s.relay is not None,
+                         relay=self.relay_title if s.relay is not None else None)
         requester = Requester(self.title, self.nonces, keys=s.keys, security_mode=mode,
                               key_id=s.send_key_id if mode else None)
         try:
@@ -240,6 +317,11 @@ class Tester:
                     outcome = untested(None, why)
                 else:
                     outcome = await self._run_case(case, probe)
+                if state.relay_target and outcome.verdict is Verdict.FAIL:
+                    code = outcome.seen.code if outcome.seen is not None else None
+                    why = relay_need_not_serve(case.id, code)
+                    if why is not None:
+                        outcome = untested(outcome.seen, why)
                 result = _result(case, state, outcome, probe.records, time.monotonic() - began)
                 state.verdicts[case.id] = result.verdict
                 if case.id == "identify":
@@ -255,6 +337,8 @@ class Tester:
                         return
                 self._emit(report, result)
                 self._report_fallback(report, state)
+                if case.id == "identify":
+                    await self._judge_role(state, requester, report)
         finally:
             await self._end_run(state, requester)
 
@@ -433,7 +517,8 @@ class Tester:
         reply = self.responder.receive(data, link.id, time.time())
         if reply.data is not None and len(self.arrivals) < MAX_ARRIVALS:
             self.arrivals.append((link, data, reply))
-            if self.registration is None and _is_registration(reply):
+            if self.registration is None and _is_registration(reply) and \
+                    self._is_target(reply):
                 self.registration = (link, data, reply)
             assert self._arrived is not None
             self._arrived.set()
@@ -475,16 +560,146 @@ class Tester:
         assert reply.request is not None
         request = next(s for s in reply.request.epsem.services
                        if isinstance(s, RegisterRequest))
-        problems = _register_problems(request, reply, self.called)
+        problems = _register_problems(request, reply, self.called, self.relay_title
+                                      if self.settings.master_relay is not None else None)
         if problems:
             return failed(None, "; ".join(problems))
         if self.called is None and request.ap_title.arcs:
             self.called = request.ap_title
-        return passed(None, f"node type {request.node_type:#04x}, serial "
+        told = (f"notified by the master relay {self.relay_title}; "
+                if self.settings.master_relay is not None else "")
+        return passed(None, told + f"node type {request.node_type:#04x}, serial "
                             f"{request.serial_number}, native address "
                             f"{native_address_text(request.native_address)}, period "
                             f"{request.registration_period} s; over {link.transport} in "
                             f"security mode {reply.request.epsem.security_mode}")
+
+    # ------------------------------------------------------------------ through a relay
+
+    async def _judge_role(self, state: RunState, requester: Requester, report: Report
+                          ) -> None:
+        """Whether the target is a relay: --target-role, or (auto) its answer to Trace of its
+        own title — a relay answers with a path that holds it; an end device SNS."""
+        role = self.settings.target_role
+        if role == "relay":
+            state.relay_target = True
+        only = self.settings.only
+        if role != "auto" or state.via or state.called is None or (
+                only is not None and not only & RELAY_NEED_NOT_SERVE):
+            return  # nothing the role changes is run
+        probe = _Probe(self, state, requester)
+        seen = await probe.ask([TraceRequest(state.called)], note="is the target a relay?")
+        answer = seen.answer
+        own = state.called.absolute()
+        if isinstance(answer, TraceResponse) and answer.response_code == ResponseCode.OK and \
+                any(t.absolute() == own for t in answer.ap_titles):
+            state.relay_target = True
+            note = (f"the target answers Trace of its own title ({own}) with a path: judged as "
+                    "a relay (services it need not serve: docs/conformance.md)")
+            if note not in report.notes:
+                report.notes.append(note)
+
+    def _is_target(self, reply: Reply) -> bool:
+        """With --master-relay, only the notification of the target is its registration (the
+        master relay tells of every node); otherwise any Register is."""
+        if self.settings.master_relay is None:
+            return True
+        assert reply.request is not None
+        calling = reply.request.calling_ap_title
+        if calling is None or self.relay_title is None or \
+                calling.absolute() != self.relay_title.absolute():
+            return False
+        request = next(s for s in reply.request.epsem.services
+                       if isinstance(s, RegisterRequest))
+        if self.called is not None:
+            return request.ap_title.absolute() == self.called.absolute()
+        return bool(request.ap_title.arcs) and not request.node_type & (
+            NodeType.RELAY | NodeType.MASTER_RELAY | NodeType.HOST)
+
+    def _relay_requester(self) -> Requester:
+        mode = max(self.settings.modes)
+        return Requester(self.title, self.nonces, keys=self.settings.keys, security_mode=mode,
+                         key_id=self.settings.send_key_id if mode else None)
+
+    async def _join_master(self, report: Report) -> bool:
+        """Register with the master relay as a notification host and keep the link open (its
+        notifications come over it). False, with report.error, when it cannot."""
+        s = self.settings
+        assert s.master_relay is not None
+        host, port = s.master_relay
+        requester = self._relay_requester()
+        try:
+            link = await self.endpoint.connect(host, port, "tcp", s.timeout)
+            self.master_link = link
+            request = RegisterRequest(
+                node_type=NodeType.HOST | NodeType.NOTIFICATION_HOST, connection_type=0xF0,
+                device_class=bytes(4), ap_title=self.title, serial_number=Uid.parse(".1"),
+                native_address=encode_native_address(*link.local),
+                registration_period=max(60, int(s.register_timeout) * 2))
+            pending = requester.request([request], self.relay_title)
+            data = await self.endpoint.exchange(link, pending.data, pending.invocation_id,
+                                                timeout=s.timeout)
+            apdu = requester.accept(data, pending, time.time())
+        except (TransportError, DecodeError, ConfigurationError) as exc:
+            report.error = f"cannot register with the master relay at {host}:{port}: {exc}"
+            return False
+        except Exception as exc:  # noqa: BLE001 - a refused or unreadable answer
+            report.error = (f"the master relay at {host}:{port} did not accept the tester's "
+                            f"Register: {exc}")
+            return False
+        found = responses(apdu)
+        if not found or not isinstance(found[0], RegisterResponse):
+            code = found[0].response_code if found else None
+            report.error = (f"the master relay at {host}:{port} refused the tester's Register: "
+                            f"{code_text(code)}")
+            return False
+        if apdu.calling_ap_title is not None and apdu.calling_ap_title.arcs:
+            self.relay_title = apdu.calling_ap_title.absolute()
+        report.notes.append(f"registered with the master relay {self.relay_title} at "
+                            f"{host}:{port} as a notification host")
+        return True
+
+    async def _leave_master(self) -> None:
+        """Deregister from the master relay at the end of the run, so that it stops notifying
+        a tester that is gone (best effort: its registration expires anyway)."""
+        link = self.master_link
+        if link is None or link.closed:
+            return
+        requester = self._relay_requester()
+        pending = requester.request([DeregisterRequest(self.title)], self.relay_title)
+        with contextlib.suppress(TransportError, asyncio.TimeoutError):
+            await self.endpoint.exchange(link, pending.data, pending.invocation_id,
+                                         timeout=min(2.0, self.settings.timeout))
+
+    async def _find_relay(self, report: Report) -> None:
+        """The relay's title, from its answer to an Identify without a called AP title."""
+        if self.relay_title is not None:
+            return
+        s = self.settings
+        assert s.via_relay is not None
+        requester = self._relay_requester()
+        link = None
+        try:
+            link = await self.endpoint.connect(*s.via_relay, "tcp", s.timeout)
+            pending = requester.request([IdentifyRequest()], None)
+            data = await self.endpoint.exchange(link, pending.data, pending.invocation_id,
+                                                timeout=s.timeout)
+            header = acse.decode(data) if data else None
+        except (TransportError, DecodeError) as exc:
+            report.notes.append(f"the relay at {s.via_relay[0]}:{s.via_relay[1]} did not tell "
+                                f"its title ({exc}): Resolve and Trace go to the target")
+            return
+        finally:
+            if link is not None:
+                link.close()
+        if header is not None and header.calling_ap_title is not None and \
+                header.calling_ap_title.arcs:
+            self.relay_title = header.calling_ap_title.absolute()
+
+    def _registered_request(self) -> RegisterRequest:
+        assert self.registration is not None and self.registration[2].request is not None
+        return next(s for s in self.registration[2].request.epsem.services
+                    if isinstance(s, RegisterRequest))
 
     def _registered_address(self, report: Report) -> Address | None:
         if self.registration is None:
@@ -495,7 +710,7 @@ class Tester:
         assert reply.request is not None
         request = next(s for s in reply.request.epsem.services
                        if isinstance(s, RegisterRequest))
-        try:  # binary or ASCII host:port (codec.native), an IP literal
+        try:  # binary (codec.native) or ASCII host:port, IP literals only
             host, port = decode_native_address(request.native_address)
         except DecodeError:
             native = native_address_text(request.native_address)
@@ -628,6 +843,10 @@ class _Probe:
             with contextlib.suppress(asyncio.CancelledError, TransportError):
                 await exchange
 
+    def segments(self) -> tuple[int, int]:
+        stats = self.tester.endpoint.stats
+        return stats["segments_sent"], stats["segments_received"]
+
     async def link_closes(self, seconds: float) -> bool:
         link = self.tester.links.get(self.links_key)
         deadline = time.monotonic() + seconds
@@ -661,8 +880,8 @@ def _is_registration(reply: Reply) -> bool:
     return asked and granted
 
 
-def _register_problems(request: RegisterRequest, reply: Reply, called: Uid | None
-                       ) -> list[str]:
+def _register_problems(request: RegisterRequest, reply: Reply, called: Uid | None,
+                       notifier: Uid | None = None) -> list[str]:
     problems = []
     roles = request.node_type & 0x3F
     if not roles:
@@ -678,7 +897,13 @@ def _register_problems(request: RegisterRequest, reply: Reply, called: Uid | Non
         problems.append("empty native address")
     assert reply.request is not None
     calling = reply.request.calling_ap_title
-    if calling is not None and request.ap_title.arcs and \
+    if notifier is not None:  # a notification: the master relay calls, for the node
+        if calling is None or calling.absolute() != notifier.absolute():
+            problems.append(f"the notification's calling AP title {calling} is not the master "
+                            f"relay's ({notifier})")
+        if not request.ap_title.arcs:
+            problems.append("the notification names no AP title")
+    elif calling is not None and request.ap_title.arcs and \
             calling.absolute() != request.ap_title.absolute():
         problems.append(f"the message's calling AP title {calling} is not the title it "
                         f"registers ({request.ap_title})")
@@ -691,6 +916,11 @@ def _registration_seen(registration: tuple[Link, bytes, Reply] | None) -> str:
     _, _, reply = registration
     assert reply.request is not None
     title = reply.request.calling_ap_title
+    request = next((s for s in reply.request.epsem.services if isinstance(s, RegisterRequest)),
+                   None)
+    if request is not None and title is not None and request.ap_title.arcs and \
+            request.ap_title.absolute() != title.absolute():  # a master relay's notification
+        return f"Register of {request.ap_title.absolute()} from {title.absolute()}"
     return f"Register from {title.absolute() if title else 'an untitled node'}"
 
 

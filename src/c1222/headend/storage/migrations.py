@@ -194,6 +194,13 @@ MIGRATIONS: tuple[Migration, ...] = (
                     _outbox("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "TIMESTAMPTZ",
                             "DOUBLE PRECISION")),
     ),
+    Migration(
+        5, "nodes reached through a master relay",
+        # The master relay's title for a node learned from its notification (NULL: the node
+        # registered with the head-end itself); c1222-network.md, docs/headend.md "Network".
+        sqlite=("ALTER TABLE nodes ADD COLUMN via TEXT",),
+        postgresql=("ALTER TABLE nodes ADD COLUMN via TEXT",),
+    ),
 )
 
 #: The newest schema this code knows.
