@@ -348,6 +348,12 @@ class Bed:
                 host.run("iptables", "-t", "raw", "-A", "PREROUTING", "-i", ifname,
                          "-m", "statistic", "--mode", "random",
                          "--probability", f"{shape.loss}", "-j", "DROP")
+        # A cellular link is point to point (PPP): no ARP crosses it. Fixed neighbour entries
+        # keep ARP's own round trips (and their stalls) out of the measurements.
+        for host, ifname, peer, peer_if in ((a, a_if, b, b_if), (b, b_if, a, a_if)):
+            shown = json.loads(peer.run("ip", "-j", "link", "show", peer_if).stdout)
+            host.run("ip", "neigh", "replace", peer.addresses[peer_if], "lladdr",
+                     shown[0]["address"], "dev", ifname, "nud", "permanent")
         command = [sys.executable, str(WANLINK), ma_if, mb_if,
                    "--delay-ms", f"{shape.delay * 1000}", "--jitter-ms", f"{shape.jitter * 1000}"]
         if shape.seed is not None:
