@@ -50,6 +50,7 @@ bench: system-deps $(STAMP)
 	$(BIN)/python benchmarks/metrology.py
 	$(BIN)/python benchmarks/meter.py
 	$(BIN)/python benchmarks/headend.py
+	$(BIN)/python benchmarks/network.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
