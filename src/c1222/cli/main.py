@@ -74,11 +74,12 @@ def _register_commands() -> None:
     from c1222.cli.headend import headend
     from c1222.cli.ihd import ihd
     from c1222.cli.meter import meter
+    from c1222.cli.relay import relay
     from c1222.cli.tables import tables
     from c1222.cli.tariff import tariff
 
     for command in (decode, encode, demo, samples_command, tables, meter, headend, ihd,
-                    tariff, conformance):
+                    tariff, conformance, relay):
         cli.add_command(command)
 
 

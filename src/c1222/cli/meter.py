@@ -27,6 +27,9 @@ def _options(**values: Any) -> dict[str, Any]:
               help="HOST:PORT for TCP and UDP (port 0 picks one) [127.0.0.1:1153]")
 @click.option("--headend", type=AddressType(), help="HOST:PORT of the head-end to register with")
 @click.option("--headend-ap-title", type=AP_TITLE, help="the head-end's AP title [...123.4]")
+@click.option("--relay", type=AddressType(),
+              help="HOST:PORT of a C12.22 relay to register through (instead of --headend); "
+                   "without --ap-title the master relay assigns the title")
 @click.option("--ihd", type=AddressType(1155),
               help="HOST:PORT of the in-home display to feed every second")
 @click.option("--ihd-ap-title", type=AP_TITLE,
@@ -60,7 +63,8 @@ def meter(profile_path: Path | None, keys: tuple[str, ...], verbose: int,
           **options: Any) -> None:
     """Run a simulated ANSI C12.22 meter serving its C12.19 tables on TCP and UDP.
 
-    It prints the address it listens on once ready, registers with --headend, feeds the
+    It prints the address it listens on once ready, registers with --headend (or through
+    the C12.22 relay at --relay, taking the AP title the master relay assigns), feeds the
     in-home display at --ihd every second, and stops cleanly on Ctrl-C. It warns when the
     head-end cannot be reached or refuses its keys, then again at intervals, and when that ends.
     """
@@ -72,6 +76,9 @@ def meter(profile_path: Path | None, keys: tuple[str, ...], verbose: int,
         overrides = _options(**options)
         if keys:
             overrides["keys"] = list(data.get("keys", [])) + list(keys)
+        if (overrides.get("relay") or data.get("relay")) and "ap_title" not in overrides \
+                and "ap_title" not in data and "request_title" not in data:
+            overrides["request_title"] = True  # ask the master relay for a title (0D 00)
         config = meter_config.from_mapping({**data, **overrides})
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
@@ -95,6 +102,7 @@ def meter(profile_path: Path | None, keys: tuple[str, ...], verbose: int,
 async def _run(node: Any) -> None:
     async def start() -> list[str]:
         host, port = await node.start()
-        return [f"meter {node.config.ap_title} listening on tcp+udp {host}:{port}"]
+        title = node.ap_title if node.ap_title.arcs else "(title to be assigned)"
+        return [f"meter {title} listening on tcp+udp {host}:{port}"]
 
     await run_until_interrupted("meter", start, node.stop)

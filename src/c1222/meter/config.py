@@ -6,6 +6,8 @@ Example profile (every key optional; docs/meter.md lists them all)::
     serial_number = "00008437"
     listen = "127.0.0.1:1153"
     headend = "127.0.0.1:1154"
+    relay = "127.0.0.1:1156"      # register through a C12.22 relay instead (docs/network.md)
+    request_title = false         # with relay: register with the empty title, take the assigned one
     headend_ap_title = "2.16.124.113620.1.22.0.123.4"
     ihd = "127.0.0.1:1155"
     state_dir = "/var/lib/c1222-meter"
@@ -66,6 +68,10 @@ class MeterConfig:
     headend: Address | None = None
     headend_ap_title: str = HEADEND_AP_TITLE
     headend_transport: str = "tcp"
+    #: A C12.22 relay to register through (instead of ``headend``): docs/network.md.
+    relay: Address | None = None
+    #: With ``relay``: register with the empty title (0D 00) and take the one assigned.
+    request_title: bool = False
     ihd: Address | None = None
     ihd_ap_title: str | None = None
     state_dir: Path | None = None
@@ -123,6 +129,11 @@ class MeterConfig:
         if self.front_end not in ("reference", "sigma-delta"):
             raise ConfigurationError(f"front_end: {self.front_end!r} is not reference or "
                                      "sigma-delta")
+        if self.relay is not None and self.headend is not None:
+            raise ConfigurationError("relay and headend: register through one or the other")
+        if self.request_title and self.relay is None:
+            raise ConfigurationError("request_title: only with relay (the relay's master "
+                                     "relay assigns titles)")
         if self.headend_transport not in ("tcp", "udp"):
             raise ConfigurationError("headend_transport: tcp or udp")
         if not 1 <= self.max_connections <= 65535:
@@ -151,7 +162,7 @@ def _check_title(name: str, value: object) -> None:
                                  "(dotted, e.g. 2.16.124.113620.1.22.0.123.8437)") from None
 
 
-_ADDRESSES = ("listen", "headend", "ihd")
+_ADDRESSES = ("listen", "headend", "ihd", "relay")
 _PATHS = ("state_dir", "pcap")
 _KNOWN = {f.name for f in fields(MeterConfig)}
 
@@ -219,6 +230,10 @@ def _convert(key: str, value: Any) -> Any:
         return value
     if key == "start_time":
         return float(value)
+    if key == "request_title":
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"{key}: true or false")
+        return value
     if not isinstance(value, str):
         raise ConfigurationError(f"{key}: a string")
     return value

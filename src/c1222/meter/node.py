@@ -79,11 +79,19 @@ class Meter:
         self.config = config.validate()
         self.wall = wall
         self.monotonic = monotonic
-        self.ap_title = Uid.parse(config.ap_title)
+        saved = persisted.load(config.state_dir) if config.state_dir is not None else None
+        # A meter behind a relay may ask for its title (0D 00) and keep the one assigned.
+        assigned = saved.get("assigned_ap_title") if saved and config.request_title else None
+        if isinstance(assigned, str) and assigned:
+            self.ap_title = Uid.parse(assigned)
+        elif config.request_title:
+            self.ap_title = Uid((), relative=True)  # "0D 00": asks for a title
+        else:
+            self.ap_title = Uid.parse(config.ap_title)
+        self.reg_delay = int(saved.get("reg_delay", 0)) if saved else 0
         profile = MeterProfile(ap_title=config.ap_title, serial_number=config.serial_number)
         if config.users is not None:
             profile = replace(profile, users=config.users)
-        saved = persisted.load(config.state_dir) if config.state_dir is not None else None
         self.sim_start = float(saved["sim_time"]) if saved else (
             config.start_time if config.start_time is not None else wall())
         self.tables: MeterTables = build_tables(profile, now=utc(self.sim_start))
@@ -144,7 +152,7 @@ class Meter:
         self._tasks.append(asyncio.create_task(self._run_metrology()))
         if self._journal is not None:
             self._tasks.append(asyncio.create_task(self._sync_journal()))
-        if self.config.headend is not None:
+        if self.config.headend is not None or self.config.relay is not None:
             self.registration = Registration(self, address)
             self._tasks.append(asyncio.create_task(self.registration.run()))
         if self.config.ihd is not None:
@@ -176,6 +184,23 @@ class Meter:
             self._save()
         self._compact_journal()
         return reply.data, reply.close
+
+    def retitle(self, title: Uid) -> None:
+        """Take ``title``, assigned by the master relay (digest 7.2), for every association
+        from now on, and keep it in the state directory."""
+        if title == self.ap_title:
+            return
+        log.info("AP title %s assigned", title)
+        self.ap_title = title
+        self.services.ap_title = title
+        self.responder.set_ap_title(title)
+        if self.registration is not None:
+            self.registration.requester.ap_title = title
+        if self.han is not None:
+            with contextlib.suppress(AttributeError):
+                self.han.client.requester.ap_title = title
+        self._dirty = True
+        self._save()
 
     def _deregistered(self) -> None:
         if self.deregistered is not None:
@@ -328,6 +353,8 @@ class Meter:
             "sim_time": self.t,
             "registers": self.metrology.registers.to_dict(),
             "interval_start_wh": self._interval_start_wh,
+            **({"assigned_ap_title": str(self.ap_title), "reg_delay": self.reg_delay}
+               if self.config.relay is not None and self.ap_title.arcs else {}),
             "tables": {str(n): self.store.get_bytes(n).hex()
                        for n in persisted.PERSISTED_TABLES if n in self.store},
         })

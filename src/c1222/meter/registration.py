@@ -11,6 +11,13 @@ Trouble is said at the default log level, not only with ``-v``: the first failur
 naming the cause (the head-end unreachable, or refusing our security: keys or mode that do not
 match), the same trouble again at most every WARN_EVERY seconds (each retry in between is
 INFO), and a WARNING when registration succeeds again.
+
+Through a relay (``relay`` in the config; docs/network.md): the same, sent to the relay with the
+master relay's title as the called title once it is known (absent before: the relay forwards it
+upstream); the native address is binary; an empty title (``request_title``) asks the master
+relay for one, which the meter then takes (:meth:`Meter.retitle`); the Register response's
+calling title is the master relay's; reg-delay is followed (a random wait up to it before
+registering again after a start or a lost association), and reg-period as with the head-end.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from c1222.codec.services import RegisterRequest, RegisterResponse
 from c1222.codes import NodeType, ResponseCode
 from c1222.crypto.nonces import TimeIvSource
 from c1222.errors import ERR, SERVICE_ERRORS, C1222Error, SecurityError, ServiceError
+from c1222.session.registrar import encode_native
 from c1222.session.requester import Requester
 from c1222.transport.client import Client, responses
 from c1222.transport.endpoint import Address
@@ -61,6 +69,9 @@ class Registration:
         self.listening = listening
         config = meter.config
         self.headend_title = Uid.parse(config.headend_ap_title)
+        self.via_relay = config.relay is not None
+        #: The master relay's title, from its Register response (None until then).
+        self.master_title: Uid | None = None
         self.requester = Requester(meter.ap_title, TimeIvSource(meter.wall), keys=config.keys,
                                    security_mode=config.security_mode, key_id=config.key_id)
         self.client = Client(self.requester, meter.endpoint, clock=meter.wall)
@@ -76,29 +87,50 @@ class Registration:
             device_class=self.meter.services.device_class,
             ap_title=self.meter.ap_title,
             serial_number=serial_number_uid(cfg.serial_number),
-            # Native address: "host:port" in ASCII [UNVERIFIED: RFC 6142's binary form could
-            # not be read]; the head-end reaches the meter there when no connection is open.
-            native_address=f"{host}:{port}".encode("ascii"),
+            # Native address: "host:port" in ASCII to the head-end as before; binary through
+            # a relay (design-16 decision 1) [UNVERIFIED: RFC 6142's layout could not be read].
+            # The head-end or relay reaches the meter there when no connection is open.
+            native_address=(encode_native(host, port) if self.via_relay
+                            else f"{host}:{port}".encode("ascii")),
             registration_period=cfg.registration_period)
 
     async def register_once(self) -> RegisterResponse:
-        host, port = self.meter.config.headend  # type: ignore[misc]
+        cfg = self.meter.config
+        host, port = cfg.relay or cfg.headend  # type: ignore[misc]
         link = self.client.link
         if link is None or link.closed:
-            link = await self.client.connect(host, port, self.meter.config.headend_transport)
-        apdu = await self.client.call([self.request()], called=self.headend_title,
+            link = await self.client.connect(host, port, cfg.headend_transport)
+        called = self.master_title if self.via_relay else self.headend_title
+        apdu = await self.client.call([self.request()], called=called,
                                       timeout=RESPONSE_TIMEOUT)
         found = responses(apdu)
         if not found or not isinstance(found[0], RegisterResponse):
             code = found[0].response_code if found else ResponseCode.ERR
             error = SERVICE_ERRORS.get(code, ERR)
             raise error(f"registration refused: {error.code.name} ({error.__doc__})")
-        return found[0]
+        response = found[0]
+        if self.via_relay:
+            if apdu.calling_ap_title is not None:
+                self.master_title = apdu.calling_ap_title
+            if response.reg_ap_title.arcs:
+                self.meter.retitle(response.reg_ap_title)
+            if response.reg_delay != self.meter.reg_delay:
+                self.meter.reg_delay = response.reg_delay
+                self.meter._changed()
+        return response
+
+    async def _delay(self) -> None:
+        """Through a relay: wait a random time up to the master's reg-delay before
+        registering again (a fleet restarted together does not register at once)."""
+        delay = self.meter.reg_delay if self.via_relay else 0
+        if delay > 0:
+            await asyncio.sleep(self.rng.uniform(0, delay) / self.meter.config.speed)
 
     async def run(self) -> None:
         backoff = BACKOFF_FIRST
         assert self.meter.deregistered is not None
         trouble = Trouble(log, WARN_EVERY)
+        await self._delay()
         while True:
             try:
                 self.response = await self.register_once()
@@ -112,32 +144,41 @@ class Registration:
                 continue
             backoff = BACKOFF_FIRST
             self.registered.set()
-            trouble.ended(f"registered with the head-end at {self._where()}")
+            trouble.ended(f"registered with the {self._peer()} at {self._where()}"
+                          + (f" as {self.meter.ap_title}" if self.via_relay else ""))
             await self._hold(self.response.reg_period)
             self.registered.clear()
+            link = self.client.link
+            if link is None or link.closed:
+                await self._delay()
 
     def _where(self) -> str:
-        host, port = self.meter.config.headend  # type: ignore[misc]
+        host, port = self.meter.config.relay or self.meter.config.headend  # type: ignore[misc]
         return f"{host}:{port}"
+
+    def _peer(self) -> str:
+        return "relay" if self.via_relay else "head-end"
 
     def explain(self, exc: BaseException) -> tuple[str, str]:
         """(kind, message) of a failed registration: the kind groups repeats of one trouble."""
         where = self._where()
         cfg = self.meter.config
+        peer = "relay" if getattr(self, "via_relay", False) else "head-end"
         ours = (f"our security mode {cfg.security_mode}"
                 + (f", key id {cfg.key_id}" if cfg.key_id is not None else ""))
         if isinstance(exc, SecurityError) or (isinstance(exc, ServiceError)
                                               and exc.code == ResponseCode.SME):
             how = ("its response failed our security check" if isinstance(exc, SecurityError)
                    else "it answered SME (security mechanism error)")
-            return "security", (f"the head-end at {where} does not accept our security: {how}; "
+            return "security", (f"the {peer} at {where} does not accept our security: "
+                                f"{how}; "
                                 f"check that its keys and security mode match ours ({ours})")
         if isinstance(exc, ServiceError):
-            return f"refused {exc.code.name}", f"the head-end at {where} refused: {exc}"
+            return f"refused {exc.code.name}", f"the {peer} at {where} refused: {exc}"
         text = str(exc) or type(exc).__name__
         # a transport error names the address already
-        return "unreachable", (f"cannot reach the head-end: {text}" if where in text
-                               else f"cannot reach the head-end at {where}: {text}")
+        return "unreachable", (f"cannot reach the {peer}: {text}" if where in text
+                               else f"cannot reach the {peer} at {where}: {text}")
 
     async def _hold(self, period: int) -> None:
         """Wait until re-registration is due: the period (minus its margin) runs out, the

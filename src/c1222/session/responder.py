@@ -161,6 +161,11 @@ class Responder:
         self._sessions: OrderedDict[Hashable, Session] = OrderedDict()
         self._sent: OrderedDict[tuple[Hashable, bytes], tuple[float, bytes]] = OrderedDict()
 
+    def set_ap_title(self, title: Uid) -> None:
+        """Answer to ``title`` from now on (a title assigned at registration, digest 7.2)."""
+        self.config.ap_title = title
+        self._absolute_title = title.absolute()
+
     # ------------------------------------------------------------------ associations
 
     def session(self, peer: Hashable) -> Session | None:

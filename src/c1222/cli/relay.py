@@ -1,0 +1,97 @@
+"""`c1222 relay`: a C12.22 relay, or with --master the master relay (docs/network.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+from c1222.cli.lifecycle import run_until_interrupted
+from c1222.cli.params import (
+    AP_TITLE, KEY, KEY_ID, SECURITY_MODE, AddressType, OutputFile, check_keys, key_table,
+    seconds,
+)
+from c1222.errors import ConfigurationError
+from c1222.transport.endpoint import Address
+
+
+@click.command()
+@click.option("--ap-title", type=AP_TITLE, required=True, help="the relay's own AP title")
+@click.option("--listen", type=AddressType(listen=True), default="127.0.0.1:1153",
+              show_default=True, help="HOST:PORT for C12.22 over TCP and UDP (port 0 picks one)")
+@click.option("--master", is_flag=True,
+              help="be the master relay: the registration authority of the network")
+@click.option("--upstream", type=AddressType(),
+              help="HOST:PORT of the next relay up, or of the master relay (not with --master)")
+@click.option("--master-ap-title", type=AP_TITLE,
+              help="the master relay's AP title [learned from its Register response]")
+@click.option("--assign-branch", type=AP_TITLE, default="2.16.124.113620.1.22.0.123.9000",
+              show_default=True,
+              help="master: titles assigned to nodes registering without one are BRANCH.N")
+@click.option("--reg-period", type=click.IntRange(1, 0xFFFFFF), default=3600,
+              show_default=True,
+              help="seconds a registration lasts (master: granted at most; relay: asked for)")
+@click.option("--reg-delay", type=click.IntRange(0, 0xFFFF), default=60, show_default=True,
+              help="master: the most seconds a node waits at random before re-registering")
+@click.option("--forward-timeout", type=seconds(maximum=3600), default=20.0, show_default=True,
+              help="seconds to wait for the answer to a forwarded request before NETT")
+@click.option("--connect-timeout", type=seconds(maximum=3600), default=5.0, show_default=True,
+              help="seconds to connect to a next hop before NETR")
+@click.option("--max-routes", type=click.IntRange(1, 10_000_000), default=100_000,
+              show_default=True, help="routes (registered titles) kept at most")
+@click.option("--max-pending", type=click.IntRange(1, 10_000_000), default=4096,
+              show_default=True, help="forwarded requests awaiting an answer (BSY beyond)")
+@click.option("--max-per-source", type=click.IntRange(0, 10_000_000), default=64,
+              show_default=True,
+              help="titles one address may register through this relay (0: no cap)")
+@click.option("--multicast", "multicast", type=AP_TITLE, multiple=True,
+              help="a multicast AP title the relay also answers to (Table 122); repeatable")
+@click.option("--security-mode", type=SECURITY_MODE, default=0, show_default=True,
+              help="mode of the relay's own requests and the weakest it accepts for itself")
+@click.option("--key", "keys", type=KEY, multiple=True,
+              help="a C12.22 key of the network; repeatable")
+@click.option("--key-id", type=KEY_ID, help="key id to send with [the first key]")
+@click.option("--pcap", type=OutputFile(), help="record every APDU to this pcap")
+@click.option("-v", "--verbose", count=True,
+              help="log more (-v info, -vv debug); warnings are always shown")
+def relay(ap_title: str, listen: Address, master: bool, upstream: Address | None,
+          keys: tuple[str, ...], key_id: int | None, security_mode: int,
+          pcap: Path | None, multicast: tuple[str, ...], verbose: int,
+          **options: Any) -> None:
+    """Run a C12.22 relay (with --upstream) or the master relay (--master).
+
+    A relay forwards APDUs by called AP title between the nodes registered through it and its
+    upstream, learns routes from the Register responses it passes down, and answers UAT, NETR
+    or NETT when it cannot deliver. The master relay registers nodes, assigns titles from
+    --assign-branch, and notifies the head-ends that registered as notification hosts. Both
+    serve Identify, Read (Tables 0, 1, 122, 127), Resolve and Trace under their own title.
+    """
+    from c1222.relay.node import Relay, RelayConfig
+
+    if master and upstream is not None:
+        raise click.BadParameter("a master relay has no upstream", param_hint="'--upstream'")
+    if not master and upstream is None:
+        raise click.UsageError("give --upstream HOST:PORT (the next relay up) or --master")
+    table = key_table(keys)
+    check_keys(table, key_id, security_mode, what="relay")
+    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = RelayConfig(ap_title=ap_title, listen=listen, master=master, upstream=upstream,
+                             security_mode=security_mode, keys=table, key_id=key_id,
+                             pcap=pcap, multicast=multicast, **options)
+        node = Relay(config)
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    asyncio.run(_run(node))
+
+
+async def _run(node: Any) -> None:
+    async def start() -> list[str]:
+        await node.start()
+        return [node.summary()]
+
+    await run_until_interrupted("relay", start, node.stop)
