@@ -40,6 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
+# The nodes started in the bed's hosts run this tree's c1222, whatever the venv installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT / "src"), str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                      if p])
 
 from _report import machine, write_section  # noqa: E402
 
@@ -247,7 +251,7 @@ def part_wan(reads: int, concurrency: int, timeout: float, retries: int) -> list
         relay.address(60)
         state = Path(tmp) / "meter"
         state.mkdir()
-        meter = nodes.meter(net.meters[0], net.relay.address_on("10.16.3.0/24"), state, MODE,
+        meter = nodes.meter(net.meters[0], net.relay.ip, state, MODE,
                             title=METER_TITLE)
         meter.address(60)
         # Registered when the master relay routes a read to it: poll with a few reads.
@@ -306,8 +310,7 @@ class Proc:
         import re
         self.proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1",
-                                          "PYTHONPATH": str(ROOT / "src")})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert self.proc.stdout is not None
         seen = []
         for line in self.proc.stdout:
