@@ -41,6 +41,14 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--listen", metavar="HOST:PORT", type=AddressType(listen=True),
               help="be the target's registrar here and wait for its Register first "
                    "(port 0 picks one); without HOST:PORT the registered address is tested")
+@click.option("--via-relay", metavar="HOST:PORT", type=AddressType(),
+              help="reach the target through this relay by its --called-ap-title; Resolve "
+                   "and Trace are asked of the relay")
+@click.option("--master-relay", metavar="HOST:PORT", type=AddressType(),
+              help="register with this master relay as a notification host, judge its "
+                   "notification of the target as Register, and run through it")
+@click.option("--relay-ap-title", type=AP_TITLE,
+              help="the relay's AP title [from its answer to Identify / its Register answer]")
 @click.option("--register-timeout", type=seconds(zero=True), default=30.0,
               show_default=True, help="seconds to wait for the target to register")
 @click.option("--security-mode", "modes", multiple=True, metavar="M[,M...]",
@@ -86,7 +94,9 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--pcap", type=OutputFile(),
               help="record every APDU of the run to this pcap")
 @click.option("-v", "--verbose", count=True, help="-v: print each case as it completes")
-def conformance(target: Address | None, listen: Address | None, register_timeout: float,
+def conformance(target: Address | None, listen: Address | None, via_relay: Address | None,
+                master_relay: Address | None, relay_ap_title: str | None,
+                register_timeout: float,
                 modes: tuple[str, ...], transport: str, keys: tuple[str, ...],
                 key_id: int | None, called_ap_title: str | None, calling_ap_title: str,
                 user_id: int, password: str | None, reader_id: int, reader_password: str,
@@ -125,7 +135,9 @@ def conformance(target: Address | None, listen: Address | None, register_timeout
             timeout=timeout, quiet_timeout=min(2.0, timeout),
             register_timeout=register_timeout, pcap=pcap,
             only=frozenset(_split(only)) if only else None,
-            invocation_id_size=None if id_size == "auto" else int(id_size))
+            invocation_id_size=None if id_size == "auto" else int(id_size),
+            via_relay=via_relay, master_relay=master_relay,
+            relay_ap_title=Uid.parse(relay_ap_title) if relay_ap_title else None)
         tester = Tester(settings, on_listening=_listening(settings, register_timeout),
                         on_result=_progress if verbose else None)
     except (ConfigurationError, LocalProtocolError) as exc:

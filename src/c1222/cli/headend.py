@@ -68,6 +68,9 @@ MIN_COLLECT_INTERVAL = 0.1
 @click.option("--max-registrations-per-address", type=click.IntRange(0), default=64,
               show_default=True, help="distinct AP titles one source address may register "
               "(0: no cap; raise it behind a relay)")
+@click.option("--master-relay", type=AddressType(), default=None,
+              help="HOST:PORT of a master relay: register with it as a notification host "
+              "and reach the nodes it reports through it (docs/headend.md, Network)")
 @click.option("-v", "--verbose", count=True, help="-v: log every stored reading (acknowledged)")
 def headend(listen: Address, db: str, http: Address, ap_title: str, security_mode: int,
             keys: tuple[str, ...], key_id: int | None, user_id: int, password: str,
@@ -75,7 +78,7 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
             max_lp_blocks: int, max_history_entries: int, reg_period: int, pcap: str | None,
             message_retention: float, max_messages: int, node_retention: float,
             prune_interval: float, max_nodes: int, max_registrations_per_address: int,
-            verbose: int) -> None:
+            master_relay: Address | None, verbose: int) -> None:
     """Run the metering server: accept registrations, read meters, store readings.
 
     Prints the C12.22 address and the console's address once ready; Ctrl-C stops it.
@@ -99,7 +102,8 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
             max_history_entries=max_history_entries,
             retention=Retention(message_age=message_retention, max_messages=max_messages,
                                 node_age=node_retention, interval=prune_interval),
-            max_nodes=max_nodes, max_registrations_per_address=max_registrations_per_address)
+            max_nodes=max_nodes, max_registrations_per_address=max_registrations_per_address,
+            master_relay=master_relay)
         node = HeadEnd(config)
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None

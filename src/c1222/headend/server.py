@@ -15,6 +15,10 @@ storage and message log.
   large decodes run in a decoder process; each meter's read status is kept
   (:class:`ReadStatus`, shown by :func:`node_json`).
 * :meth:`HeadEnd.run_service` is what the console's buttons call: one EPSEM service by name.
+* With ``master_relay`` the head-end is a notification host of that master relay
+  (:mod:`c1222.headend.network`): it learns the nodes of the relay network from the master
+  relay's notifications and reaches them through it by AP title alone; :meth:`HeadEnd.network`
+  is the network view (relays, the nodes behind each, their paths from Trace).
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import ipaddress
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +39,7 @@ from typing import Any
 from c1222.codec import text
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
+from c1222.codec.native import decode_native_address, native_address_text
 from c1222.codec.redact import redact, redact_bytes
 from c1222.codec.services import (
     DeregisterRequest,
@@ -51,17 +55,25 @@ from c1222.codec.services import (
     ReadResponse,
     Request,
     ResolveRequest,
+    ResolveResponse,
     Response,
     SecurityRequest,
     TableData,
     TerminateRequest,
     TraceRequest,
+    TraceResponse,
     WaitRequest,
 )
-from c1222.codes import ResponseCode, SecurityMode
+from c1222.codes import NodeType, ResponseCode, SecurityMode
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.nonces import TimeIvSource
-from c1222.errors import C1222Error, ConfigurationError, TransportError
+from c1222.errors import C1222Error, ConfigurationError, DecodeError, TransportError
+from c1222.headend.network import (
+    MasterRelay,
+    MasterRelayLink,
+    NetworkRegistrar,
+    relay_refusal,
+)
 from c1222.headend.registry import Node, RegistrarServices
 from c1222.headend.storage import (
     AsyncStorage,
@@ -98,7 +110,7 @@ from c1222.tables.readings import (
 from c1222.tables.registry import decode_table
 from c1222.tables.store import TableStore
 from c1222.tables.types import DataAccessMethod
-from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer, parse_address
+from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer
 
 log = logging.getLogger("c1222.headend")
 
@@ -121,6 +133,9 @@ MAX_HISTORY_ENTRIES = 4096
 DECODE_PROCESSES = 1
 #: Tables that change by themselves: read every time (the others are cached per node).
 LIVE_TABLES = frozenset({23, 28, 52, 63, 64, 74})
+#: Node types the collector does not read (relays and hosts have no metering tables).
+NOT_METERS = (NodeType.RELAY | NodeType.MASTER_RELAY | NodeType.HOST
+              | NodeType.NOTIFICATION_HOST | NodeType.AUTHENTICATION_HOST)
 SERVICES = ("identify", "read", "write", "logon", "security", "logoff", "wait", "terminate",
             "disconnect", "deregister", "resolve", "trace", "procedure")
 
@@ -152,6 +167,8 @@ class HeadEndConfig:
     retention: Retention = field(default_factory=Retention)
     max_nodes: int = 100_000
     max_registrations_per_address: int = 64
+    #: The master relay to register with as a notification host (docs/headend.md "Network").
+    master_relay: Address | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_table_bytes", "max_lp_blocks", "max_history_entries"):
@@ -241,14 +258,28 @@ class HeadEnd:
                                            source_of=self._source_host,
                                            protect_titles=bool(config.security_mode))
         nonces = TimeIvSource(time.time)
+        self.master: MasterRelay | None = None
+        handler: Any = self.registrar
+        if config.master_relay is not None:
+            self.master = MasterRelay(config.master_relay)
+            handler = NetworkRegistrar(self.registrar, self.master, host_of=self._source_host)
         self.responder = Responder(
             ResponderConfig(ap_title=self.ap_title, keys=config.keys,
-                            minimum_mode=config.security_mode), self.registrar, nonces)
+                            minimum_mode=config.security_mode), handler, nonces)
         self.requester = Requester(self.ap_title, nonces, keys=config.keys,
                                    security_mode=config.security_mode, key_id=config.key_id)
         self.tracer = PcapTracer(config.pcap) if config.pcap else None
         self.endpoint = Endpoint(self._on_request, tracer=self.tracer,
                                  on_link_closed=lambda link: self.responder.close(link.id))
+        self.master_link: MasterRelayLink | None = None
+        if self.master is not None:
+            self.master_link = MasterRelayLink(
+                self.master, self.endpoint, self.requester, ap_title=self.ap_title,
+                listening=lambda: self.address, reg_period=config.reg_period,
+                timeout=config.timeout,
+                on_message=lambda way, link, data, apdu: self._log(
+                    way, link, data, apdu if apdu is not None else _decoded(data),
+                    self.master.title_text if self.master else None))
         self.storage: AsyncStorage | None = None
         self.address: Address | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
@@ -273,6 +304,8 @@ class HeadEnd:
             self.registrar.nodes[node.ap_title] = _node_from_record(node)
         self.address = await self.endpoint.listen(*self.config.listen)
         self._tasks.append(asyncio.create_task(self._collector()))
+        if self.master_link is not None:
+            self._tasks.append(asyncio.create_task(self.master_link.run()))
         self._tasks.append(asyncio.create_task(self._log_writer()))
         self._tasks.append(asyncio.create_task(
             retention_loop(self.storage, self.config.retention, self._forget_nodes)))
@@ -335,11 +368,14 @@ class HeadEnd:
 
     def _registered(self, node: Node) -> None:
         now = dt.datetime.now(dt.timezone.utc)
+        via = node.extra.get("via")
         record = NodeRecord(
-            ap_title=node.ap_title, native_address=node.address, node_type=node.node_type,
+            ap_title=node.ap_title, native_address=native_address_text(node.native_address),
+            node_type=node.node_type,
             connection_type=node.connection_type, device_class=node.device_class.hex(),
             serial_number=node.serial_number, registration_period=node.registration_period,
-            registered_at=now, last_seen=now, state="registered")
+            registered_at=now, last_seen=now, state="registered",
+            via=via if isinstance(via, str) else None)
         assert self.storage is not None
         self._spawn_write(self.storage.upsert_node(record))
         self._publish({"type": "registered", "node": self.node_json(node)})
@@ -410,12 +446,16 @@ class HeadEnd:
     # ------------------------------------------------------------------ outbound
 
     async def _link(self, node: Node) -> Link:
+        if node.extra.get("via"):  # learned from the master relay: reached through it
+            if self.master_link is None:
+                raise TransportError(f"{node.ap_title} is reached via master relay "
+                                     f"{node.extra['via']}, and no --master-relay is set")
+            return self.master_link.current_link()
         link = self.endpoint.find_link(node.peer) if node.peer is not None else None
         if link is None:
-            host, port = parse_address(node.address)
             try:  # the peer wrote this address: never make the head-end look a name up for it
-                ipaddress.ip_address(host)
-            except ValueError:
+                host, port = decode_native_address(node.native_address)  # IP literals only
+            except DecodeError:
                 raise TransportError(f"{node.ap_title}: native address {node.address!r} "
                                      "is not an IP address") from None
             transport = "tcp" if node.connection_type & 0x40 or not node.connection_type \
@@ -455,6 +495,9 @@ class HeadEnd:
             self._log("in", link, data, None, node.ap_title)
             return Exchange(pending.apdu, pending.data, None, data, str(exc))
         self._log("in", link, data, apdu, node.ap_title)
+        refused = relay_refusal(apdu, node.ap_title)
+        if refused is not None:  # a relay answered for the node: it was not reached
+            return Exchange(pending.apdu, pending.data, apdu, data, refused)
         node.last_seen = time.time()
         return Exchange(pending.apdu, pending.data, apdu, data)
 
@@ -477,6 +520,112 @@ class HeadEnd:
                     and service.max_size):
                 node.extra["max_request_size"] = service.max_size
         return exchange
+
+    # ------------------------------------------------------------------ the network
+
+    async def call_master(self, services: Sequence[Request]) -> Exchange:
+        """Send ``services`` to the master relay itself (called AP title = its title)."""
+        if self.master_link is None or self.master is None:
+            raise ConfigurationError("the head-end has no master relay (--master-relay)")
+        link = self.master_link.current_link()
+        pending = self.requester.request(list(services), self.master.title)
+        title = self.master.title_text
+        self._log("out", link, pending.data, pending.apdu, title)
+        try:
+            data = await self.endpoint.exchange(link, pending.data, pending.invocation_id,
+                                                timeout=self.config.timeout)
+        except TransportError as exc:
+            return Exchange(pending.apdu, pending.data, None, None, str(exc))
+        try:
+            apdu = self.requester.accept(data, pending, time.time())
+        except (C1222Error, ValueError) as exc:
+            self._log("in", link, data, None, title)
+            return Exchange(pending.apdu, pending.data, None, data, str(exc))
+        self._log("in", link, data, apdu, title)
+        return Exchange(pending.apdu, pending.data, apdu, data)
+
+    async def resolve(self, ap_title: str) -> dict[str, Any]:
+        """Resolve ``ap_title`` at the master relay: its native address, decoded."""
+        title = Uid.parse(ap_title).absolute()
+        exchange = await self.call_master([ResolveRequest(title)])
+        out: dict[str, Any] = {"ap_title": str(title), "native_address": None, "hex": None,
+                               "error": exchange.error, "time": _iso(time.time())}
+        answer = _first_response(exchange)
+        if isinstance(answer, ResolveResponse) and answer.response_code == ResponseCode.OK:
+            out["native_address"] = native_address_text(answer.native_address)
+            out["hex"] = answer.native_address.hex()
+        elif out["error"] is None:
+            out["error"] = _code_text(answer)
+        node = self.registrar.nodes.get(str(title))
+        if node is not None:
+            node.extra["resolved"] = out
+        return out
+
+    async def trace(self, ap_title: str) -> dict[str, Any]:
+        """Trace ``ap_title`` through the master relay: the relays on its path (requester's
+        side outward), cached on the node with the time it was traced."""
+        title = Uid.parse(ap_title).absolute()
+        exchange = await self.call_master([TraceRequest(title)])
+        out: dict[str, Any] = {"ap_title": str(title), "path": None, "error": exchange.error,
+                               "time": _iso(time.time())}
+        answer = _first_response(exchange)
+        if isinstance(answer, TraceResponse) and answer.response_code == ResponseCode.OK:
+            out["path"] = [str(t.absolute()) for t in answer.ap_titles]
+        elif out["error"] is None:
+            out["error"] = _code_text(answer)
+        node = self.registrar.nodes.get(str(title))
+        if node is not None:
+            node.extra["path"] = out
+        return out
+
+    def network(self) -> dict[str, Any]:
+        """The network view: the master relay, the relays (nodes of node type RELAY), the
+        nodes behind each (by the last relay of their traced path, else the master relay),
+        and the nodes that registered directly."""
+        master = self.master
+        master_title = master.title_text if master is not None else None
+        relays: dict[str, dict[str, Any]] = {}
+        if master_title is not None:
+            relays[master_title] = {"ap_title": master_title, "master": True,
+                                    "native_address": master.address[0] + ":" + str(
+                                        master.address[1]) if master else None,
+                                    "nodes": []}
+        nodes = sorted(self.registrar.nodes.values(), key=lambda n: Uid.parse(n.ap_title).arcs)
+        for node in nodes:
+            if node.node_type & (NodeType.RELAY | NodeType.MASTER_RELAY):
+                entry = relays.setdefault(node.ap_title, {"ap_title": node.ap_title,
+                                                          "master": False, "nodes": []})
+                entry["native_address"] = native_address_text(node.native_address)
+                entry["via"] = node.extra.get("via")
+        direct = []
+        for node in nodes:
+            row = self._network_node(node)
+            if not row["via"]:
+                direct.append(row)
+                continue
+            path = row["path"]["path"] if row["path"] else None
+            behind = path[-1] if path else row["via"]
+            if behind == node.ap_title and path and len(path) > 1:
+                behind = path[-2]  # a relay's own trace ends with itself
+            relays.setdefault(behind, {"ap_title": behind, "master": False,
+                                       "native_address": None, "nodes": []})
+            relays[behind]["nodes"].append(row)
+        return {"master_relay": master.to_json() if master is not None else None,
+                "relays": list(relays.values()), "direct": direct}
+
+    def _network_node(self, node: Node) -> dict[str, Any]:
+        path = node.extra.get("path")
+        resolved = node.extra.get("resolved")
+        via = node.extra.get("via")
+        return {"ap_title": node.ap_title, "via": via if isinstance(via, str) else None,
+                "node_type": node.node_type,
+                "native_address": native_address_text(node.native_address),
+                "registration_period": node.registration_period,
+                "last_seen": _iso(node.last_seen) if node.last_seen else None,
+                "path": path if isinstance(path, dict) else None,
+                "resolved": resolved if isinstance(resolved, dict) else None,
+                "read_status": (self._status[node.ap_title].to_json()
+                                if node.ap_title in self._status else None)}
 
     async def _services(self, ap_title: str, name: str, p: dict[str, Any]) -> list[Request]:
         node = self.node(ap_title)
@@ -543,7 +692,7 @@ class HeadEnd:
         if wanted:
             exchange = await self.call(ap_title, [self._security(),
                                                   *(FullReadRequest(n) for n in wanted)])
-            if exchange.response is None:
+            if exchange.response is None or exchange.error is not None:
                 raise TransportError(exchange.error or "no response")
             got = [s for s in exchange.response.epsem.services if isinstance(s, Response)][1:]
             if len(got) != len(wanted):
@@ -782,9 +931,11 @@ class HeadEnd:
             now = time.monotonic()
             for gone in last_logs.keys() - self.registrar.nodes.keys():
                 del last_logs[gone]  # forgotten by retention: keep no state per past title
-            for ap_title in list(self.registrar.nodes):
+            for ap_title, node in list(self.registrar.nodes.items()):
                 if ap_title in self._collecting:
                     continue  # still busy with a slow meter: do not pile up reads
+                if node.node_type & NOT_METERS and not node.node_type & NodeType.END_DEVICE:
+                    continue  # a relay or a host the master relay told us of: no meter tables
                 interval = self.config.log_interval
                 logs = interval > 0 and (ap_title not in last_logs
                                          or now - last_logs[ap_title] >= interval)
@@ -833,7 +984,9 @@ def summary(apdu: Apdu) -> str:
 def node_json(node: Node, status: ReadStatus | None = None) -> dict[str, Any]:
     """A node as the API and the events show it; ``read_status`` is the collector's
     (:meth:`ReadStatus.to_json`, None before its first collection)."""
-    return {"ap_title": node.ap_title, "native_address": node.address,
+    via = node.extra.get("via")
+    return {"ap_title": node.ap_title, "native_address": native_address_text(node.native_address),
+            "via": via if isinstance(via, str) else None,
             "node_type": node.node_type, "device_class": node.device_class.hex(),
             "serial_number": node.serial_number,
             "registration_period": node.registration_period,
@@ -847,9 +1000,34 @@ def _node_from_record(record: NodeRecord) -> Node:
         return value.timestamp() if value is not None else 0.0
 
     return Node(ap_title=record.ap_title, native_address=record.native_address.encode(),
+                extra={"via": record.via} if record.via else {},
                 node_type=record.node_type, connection_type=record.connection_type,
                 device_class=bytes.fromhex(record.device_class or ""),
                 serial_number=record.serial_number,
                 registration_period=record.registration_period,
                 registered_at=unix(record.registered_at), last_seen=unix(record.last_seen),
                 state=record.state)
+
+
+def _decoded(data: bytes) -> Apdu | None:
+    """The APDU of logged bytes when they decode in the clear (the log's summary), else None."""
+    try:
+        from c1222.codec import acse
+        return acse.decode(data)
+    except (C1222Error, ValueError):
+        return None
+
+
+def _first_response(exchange: Exchange) -> Response | None:
+    if exchange.response is None:
+        return None
+    found = [s for s in exchange.response.epsem.services if isinstance(s, Response)]
+    return found[0] if found else None
+
+
+def _code_text(answer: Response | None) -> str:
+    if answer is None:
+        return "no response"
+    code = answer.response_code
+    name = ResponseCode(code).name if code in ResponseCode._value2member_map_ else hex(code)
+    return f"{name} ({code:#04x})"

@@ -49,6 +49,7 @@ from c1222.codec.ber import Uid
 from c1222.codec.services import ErrorResponse, Response
 from c1222.codes import ResponseCode
 from c1222.errors import C1222Error, ConfigurationError, DecodeError, LimitExceeded
+from c1222.headend.network import native_address_text
 from c1222.headend.server import Exchange, HeadEnd, summary
 from c1222.transport.http import HttpLimits, limit_body
 from c1222.transport.sse import Streams, close_streams, hook_uvicorn_shutdown, sse
@@ -117,12 +118,34 @@ class NodeOut(BaseModel):
     last_seen: dt.datetime | None = None
     state: str = Field(description="registered or deregistered")
     connected: bool = Field(False, description="the association it registered over is open")
+    via: str | None = Field(None, description="AP title of the master relay the node is "
+                                              "reached through (None: registered directly)")
     latest: Latest | None = Field(None, description="latest present values (Table 28)")
     registers: Latest | None = Field(None, description="latest energy registers (one node "
                                                        "only)")
     read_status: dict[str, Any] | None = Field(
         None, description="the collector's status: last_success, last_failure, last_error, "
                           "consecutive_failures, over_limit (docs/headend.md)")
+
+
+class NetworkAction(str, Enum):
+    trace = "trace"
+    resolve = "resolve"
+
+
+class NetworkOut(BaseModel):
+    """The relay network as the head-end knows it (docs/headend.md "Network")."""
+
+    master_relay: dict[str, Any] | None = Field(
+        description="address, ap_title, registered, registered_at, registration_period, "
+                    "last_error, registrations, notifications (registered, deregistered, "
+                    "refused); null without --master-relay")
+    relays: list[dict[str, Any]] = Field(
+        description="each relay: ap_title, master, native_address, nodes (ap_title, via, "
+                    "native_address, path {path, error, time}, resolved {native_address, "
+                    "error, time}, read_status)")
+    direct: list[dict[str, Any]] = Field(description="nodes registered with the head-end "
+                                                     "itself")
 
 
 class ReadingOut(BaseModel):
@@ -503,12 +526,16 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
         return node.peer is not None and headend.endpoint.find_link(node.peer) is not None
 
     def from_node(node: Node) -> dict[str, Any]:
-        return {"ap_title": node.ap_title, "native_address": node.address,
+        via = node.extra.get("via")
+        return {"ap_title": node.ap_title, "via": via if isinstance(via, str) else None,
+                "native_address": native_address_text(node.native_address),
                 "node_type": node.node_type, "connection_type": node.connection_type,
                 "device_class": node.device_class.hex(), "serial_number": node.serial_number,
                 "registration_period": node.registration_period,
                 "registered_at": _utc(node.registered_at), "last_seen": _utc(node.last_seen),
-                "state": node.state, "connected": connected(node),
+                "state": node.state,
+                "connected": (headend.master is not None and headend.master.registered
+                              if via else connected(node)),
                 "read_status": headend.node_json(node)["read_status"]}
 
     def from_record(record: NodeRecord) -> dict[str, Any]:
@@ -517,7 +544,7 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
                 "device_class": record.device_class, "serial_number": record.serial_number,
                 "registration_period": record.registration_period,
                 "registered_at": record.registered_at, "last_seen": record.last_seen,
-                "state": record.state, "connected": False}
+                "state": record.state, "connected": False, "via": record.via}
 
     async def known(ap_title: str) -> dict[str, Any]:
         title = key(ap_title)
@@ -671,6 +698,36 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
             raise HTTPException(502, f"{type(exc).__name__}: {exc or 'time-out'}") from None
         latest = _latest(await storage().latest(node.ap_title, "present"))
         return {"ap_title": node.ap_title, "stored": stored, "latest": latest}
+
+    # -------------------------------------------------------------------- network
+
+    @app.get("/api/network", tags=["network"], summary="The relay network",
+             response_model=NetworkOut)
+    async def network() -> dict[str, Any]:
+        """The master relay (null without --master-relay), the relays with the nodes behind
+        each (by the last relay of a node's traced path, else the master relay; each node's
+        cached Trace and Resolve with their times) and the nodes registered directly."""
+        return headend.network()
+
+    @app.post("/api/network/nodes/{ap_title}/{action}", tags=["network"],
+              summary="Trace or Resolve a node through the master relay",
+              responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody},
+                         502: {"model": ErrorBody}})
+    async def network_action(
+        ap_title: Annotated[str, PathParam(description="dotted AP title")],
+        action: Annotated[NetworkAction, PathParam(description="trace or resolve")],
+    ) -> dict[str, Any]:
+        """Sends Trace (the relays on the node's path, cached with its time) or Resolve (its
+        native address, decoded) to the master relay; 200 with `error` set when the master
+        relay answered an error code, 502 when it could not be asked."""
+        if headend.master is None:
+            raise HTTPException(409, "the head-end has no master relay (--master-relay)")
+        title = key(ap_title)
+        try:
+            run = headend.trace if action is NetworkAction.trace else headend.resolve
+            return await asyncio.wait_for(run(title), headend.config.timeout * 2)
+        except (C1222Error, OSError, ValueError, asyncio.TimeoutError) as exc:
+            raise HTTPException(502, f"{type(exc).__name__}: {exc or 'time-out'}") from None
 
     # -------------------------------------------------------------------- messages
 

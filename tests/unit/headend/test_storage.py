@@ -539,14 +539,14 @@ def test_migrates_a_version_1_database(target: Target) -> None:
         raw.execute("INSERT INTO readings (ap_title, kind, time, name, value) "
                     "VALUES (?, 'register', ?, 'wh', 42.0)", (AP, t))
     with target.open() as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         assert store.get_node(AP) == NodeRecord(AP, "127.0.0.1:1", registered_at=T0)
         assert store.readings(AP) == [Reading("register", T0, "wh", 42.0)]
         assert store.store_readings(AP, [Reading("register", T0, "wh", 42.0)]) == 0
         assert store.message(store.log_message(_message(1))).summary == "message 1"
     with target.raw() as raw:
         versions = raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    assert [v[0] for v in versions] == [1, 2, 3]
+    assert [v[0] for v in versions] == [1, 2, 3, 4]
 
 
 # Version 2's message log as it was released (version 1 is built by the test above).
@@ -575,14 +575,14 @@ def test_migrates_a_version_2_database(target: Target) -> None:
         raw.execute("INSERT INTO messages (time, direction, peer, transport, raw) "
                     "VALUES (?, 'in', '127.0.0.1:1', 'udp', ?)", (t, b"\x60\x00"))
     with target.open() as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         assert store.count_messages() == 1
         # The old rows are pruned by the new calls.
         assert store.prune_messages(before=T0 + timedelta(seconds=1)) == 1
         assert store.prune_nodes(T0 + timedelta(seconds=1)) == [AP]
     with target.raw() as raw:
         versions = raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    assert [v[0] for v in versions] == [1, 2, 3]
+    assert [v[0] for v in versions] == [1, 2, 3, 4]
 
 
 def test_reopening_keeps_data_and_does_not_migrate_again(target: Target) -> None:
@@ -833,3 +833,14 @@ def _by_time(readings: list[Reading]) -> dict[datetime, list[Reading]]:
     for r in readings:
         groups.setdefault(r.time, []).append(r)
     return groups
+
+
+def test_a_node_reached_through_a_master_relay_keeps_its_via(target: Target) -> None:
+    master = "2.16.124.113620.1.22.0.123.77"
+    with target.open() as store:
+        store.upsert_node(NodeRecord(AP, "10.0.0.5:1153", registered_at=T0, via=master))
+        assert store.get_node(AP).via == master
+        store.upsert_node(NodeRecord(AP, "10.0.0.5:1153", registered_at=T0))  # now direct
+        assert store.get_node(AP).via is None
+    with pytest.raises(ValueError, match="via"):
+        NodeRecord(AP, "x", via="not a title")

@@ -56,7 +56,9 @@ from c1222.codec.services import (
     TraceResponse,
     WaitRequest,
 )
+from c1222.codec.native import decode_native_address
 from c1222.codes import ResponseCode
+from c1222.errors import DecodeError
 from c1222.headend.conformance.draft import Refusal
 from c1222.headend.conformance.report import Verdict, code_text
 
@@ -226,6 +228,12 @@ class RunState:
     session: bool = False  # a Logon session is open on the association
     logon: bool = False  # Logon passed
     verdicts: dict[str, Verdict] = field(default_factory=dict)
+    #: The target is reached through a relay (--via-relay, --master-relay): requests go to the
+    #: relay's address with the target's title as the called AP title.
+    via: bool = False
+    #: The relay to ask Resolve and Trace of the target (the one reached, or the master
+    #: relay); None: ask the target itself.
+    relay: Uid | None = None
 
 
 # --------------------------------------------------------------------------- the case type
@@ -620,6 +628,8 @@ async def _disconnect(p: Probe) -> Outcome:
         return expect_code(seen, OK)
     if p.state.transport != "tcp":
         return passed(seen)
+    if p.state.via:  # the target closes its connection to the relay; ours is the relay's
+        return passed(seen, "through the relay (the target's own connection is the relay's)")
     if not await p.link_closes(DISCONNECT_GRACE):
         return failed(seen, "the connection stayed open after Disconnect")
     return passed(seen, "the target closed the connection")
@@ -631,20 +641,69 @@ def _check_deregister_other(seen: Seen, s: CaseSettings, st: RunState) -> Outcom
     return failed(seen, f"expected UAT (not registered) or OK, got {_got(seen)}")
 
 
-def _check_resolve(seen: Seen, s: CaseSettings, st: RunState) -> Outcome:
-    if seen.code == ResponseCode.UAT:
-        return passed(seen, "the title is not known")
-    if seen.code == OK and isinstance(seen.answer, ResolveResponse):
-        return passed(seen, f"native address {seen.answer.native_address!r}")
-    return failed(seen, f"expected OK with a native address, or UAT; got {_got(seen)}")
+def _judge_resolve(seen: Seen) -> tuple[str | None, str | None]:
+    """(what the answer says, why it fails) of an OK Resolve answer."""
+    answer = seen.answer
+    if not isinstance(answer, ResolveResponse):
+        return None, f"expected the native address, got {_got(seen)}"
+    try:
+        host, port = decode_native_address(answer.native_address)
+    except DecodeError:
+        return None, (f"the native address {answer.native_address.hex() or '(empty)'} does not "
+                      "decode (binary IPv4/IPv6 + port, or ASCII host:port)")
+    return f"native address {host}:{port}" if ":" not in host else \
+        f"native address [{host}]:{port}", None
 
 
-def _check_trace(seen: Seen, s: CaseSettings, st: RunState) -> Outcome:
-    if seen.code == ResponseCode.UAT:
-        return passed(seen, "the title is not known")
-    if seen.code == OK and isinstance(seen.answer, TraceResponse):
-        return passed(seen, f"{len(seen.answer.ap_titles)} relays on the path")
-    return failed(seen, f"expected OK with the relays' titles, or UAT; got {_got(seen)}")
+def _judge_trace(seen: Seen) -> tuple[str | None, str | None]:
+    answer = seen.answer
+    if not isinstance(answer, TraceResponse):
+        return None, f"expected the relays' titles, got {_got(seen)}"
+    if not answer.ap_titles:
+        return None, "an empty path: the relay answering is on it (c1222-network.md)"
+    return "path " + " > ".join(str(t.absolute()) for t in answer.ap_titles), None
+
+
+async def _network_service(p: Probe, make: Callable[[Uid], Request],
+                           judge: Callable[[Seen], tuple[str | None, str | None]]) -> Outcome:
+    """Resolve or Trace of the target's title, asked of the relay when the target is reached
+    through one (then it must answer OK: the relay routes to the target) or of the target
+    itself (OK or UAT; SNS from an end device: not supported); then of a title no node has,
+    which must be UAT wherever the first answer was not SNS."""
+    st = p.state
+    assert st.called is not None
+    where: Uid | bool = st.relay if st.relay is not None else True
+    seen = await p.ask([make(st.called)], called=where,
+                       note=f"asked of relay {st.relay}" if st.relay is not None else None)
+    early = screen(seen, p.settings)
+    if early is not None:
+        return early
+    said = "the title is not known"
+    if seen.code == OK:
+        text, wrong = judge(seen)
+        if wrong is not None:
+            return failed(seen, wrong)
+        said = text or ""
+    elif st.via or seen.code != ResponseCode.UAT:
+        return failed(seen, f"expected OK{'' if st.via else ' or UAT'} for {st.called}"
+                            f"{' (the relay reaches it)' if st.via else ''}, got {_got(seen)}")
+    other = _other_title(st)
+    unknown = await p.ask([make(other)], called=where, note=f"a title no node has: {other}")
+    early = screen(unknown, p.settings, unsupported=False)
+    if early is not None:
+        return early
+    if unknown.code != ResponseCode.UAT:
+        return failed(unknown, f"expected UAT for {other}, which no node has, got "
+                               f"{_got(unknown)}")
+    return passed(seen, f"{said}; UAT for {other}")
+
+
+async def _resolve(p: Probe) -> Outcome:
+    return await _network_service(p, ResolveRequest, _judge_resolve)
+
+
+async def _trace(p: Probe) -> Outcome:
+    return await _network_service(p, TraceRequest, _judge_trace)
 
 
 # --------------------------------------------------------------------------- negative cases
@@ -871,14 +930,14 @@ CASES: tuple[Case, ...] = (
          "OK", needs=("deregister", "called"), auth=True,
          build=lambda s, st: [DeregisterRequest(st.called)],  # type: ignore[arg-type]
          check=_simple(_check_ok)),
-    Case("resolve", "Resolve", "Resolve (0x25) of the target's title", "OK with a native "
-         "address, or UAT (SNS from an end device: not supported)", needs=("called",),
-         build=lambda s, st: [ResolveRequest(st.called)],  # type: ignore[arg-type]
-         check=_simple(_check_resolve)),
-    Case("trace", "Trace", "Trace (0x26) of the target's title", "OK with the relays' "
-         "titles, or UAT (SNS from an end device: not supported)", needs=("called",),
-         build=lambda s, st: [TraceRequest(st.called)],  # type: ignore[arg-type]
-         check=_simple(_check_trace)),
+    Case("resolve", "Resolve", "Resolve (0x25) of the target's title (of the relay, when the "
+         "target is reached through one), then of a title no node has", "OK with a native "
+         "address that decodes (UAT also, from a target asked directly), then UAT; SNS from "
+         "an end device: not supported", needs=("called",), steps=_resolve),
+    Case("trace", "Trace", "Trace (0x26) of the target's title (of the relay, when the target "
+         "is reached through one), then of a title no node has", "OK with a non-empty path of "
+         "relay titles (UAT also, from a target asked directly), then UAT; SNS from an end "
+         "device: not supported", needs=("called",), steps=_trace),
     Case("disconnect", "Disconnect", "Disconnect (0x22) on a connection of its own, last",
          "OK, then the target closes the TCP connection", steps=_disconnect),
 )

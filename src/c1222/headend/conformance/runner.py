@@ -6,6 +6,15 @@ target's Register, then, for each transport and security mode asked for, connect
 target and runs every case of :data:`~c1222.headend.conformance.cases.CASES` in order. Each
 request is built by a :class:`~c1222.session.requester.Requester`; each response is checked
 against the protocol rules before the case sees it.
+
+A target behind a relay (docs/conformance.md "Through a relay") is reached with wire messages
+only, so any relay will do: ``via_relay`` sends every request to that relay's address with the
+target's title as the called AP title, and asks Resolve and Trace of the relay itself (its
+title from ``relay_ap_title`` or its answer to an Identify without a called AP title);
+``master_relay`` first registers the tester with the master relay as a notification host
+(node type HOST | NOTIFICATION_HOST, as a head-end does), judges the notification Register
+the master relay sends on the target's behalf as the Register case, then runs the suite
+through the master relay the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ from dataclasses import dataclass, field
 from c1222.codec import acse, text
 from c1222.codec.ber import Uid
 from c1222.codec.redact import redact, redact_bytes
+from c1222.codec.native import encode_native_address, native_address_text
 from c1222.codec.services import (
+    IdentifyRequest,
     RegisterRequest,
     RegisterResponse,
     Request,
@@ -92,9 +103,27 @@ class Settings:
     #: Bytes of every calling AP invocation id (A8); None: 4, falling back to 2 and 1 when
     #: the target answers the way a draft-era device does.
     invocation_id_size: int | None = None
+    #: Reach the target through this relay (HOST:PORT), by its title (``called_ap_title``).
+    via_relay: Address | None = None
+    #: Register with this master relay as a notification host; its notification of the
+    #: target is the Register case, and the suite runs through it.
+    master_relay: Address | None = None
+    relay_ap_title: Uid | None = None
+
+    @property
+    def relay(self) -> Address | None:
+        return self.via_relay or self.master_relay
 
     def validate(self) -> Settings:
-        if self.target is None and self.listen is None:
+        if self.via_relay is not None and self.master_relay is not None:
+            raise ConfigurationError("give --via-relay or --master-relay, not both")
+        if self.relay is not None:
+            if self.target is not None or self.listen is not None:
+                raise ConfigurationError("a target reached through a relay is named by its AP "
+                                         "title (--called-ap-title), not HOST:PORT or --listen")
+            if self.via_relay is not None and self.called_ap_title is None:
+                raise ConfigurationError("--via-relay needs the target's --called-ap-title")
+        elif self.target is None and self.listen is None:
             raise ConfigurationError("give the target's HOST:PORT, or --listen for it to "
                                      "register (its native address is used)")
         for mode in self.modes:
@@ -160,9 +189,11 @@ class Tester:
         self.registration: tuple[Link, bytes, Reply] | None = None
         self._arrived: asyncio.Event | None = None
         self.links: dict[tuple[int, str], Link] = {}
-        self.target: Address | None = settings.target
+        self.target: Address | None = settings.target or settings.relay
         self.contact = False  # the target has answered something
         self.listening: Address | None = None
+        self.relay_title: Uid | None = settings.relay_ap_title
+        self.master_link: Link | None = None
 
     # ------------------------------------------------------------------ the run
 
@@ -175,6 +206,22 @@ class Tester:
         began = time.monotonic()
         self._arrived = asyncio.Event()
         try:
+            if s.master_relay is not None:
+                if not await self._join_master(report):
+                    return
+                if s.wanted(REGISTER):
+                    self._emit(report, await self._register_case())
+                else:
+                    await self._wait_registration()
+                if self.called is None and self.registration is not None:
+                    request = self._registered_request()
+                    self.called = request.ap_title.absolute() if request.ap_title.arcs else None
+                if self.called is None:
+                    report.error = (f"no notification of a node within "
+                                    f"{s.register_timeout:g} s: give --called-ap-title")
+                    return
+            elif s.via_relay is not None:
+                await self._find_relay(report)
             if s.listen is not None:
                 try:
                     self.listening = await self.endpoint.listen(*s.listen)
@@ -187,14 +234,20 @@ class Tester:
                     self._emit(report, await self._register_case())
                 else:
                     await self._wait_registration()
-            elif s.wanted(REGISTER):
+            elif s.wanted(REGISTER) and s.master_relay is None:
                 self._emit(report, CaseResult(
                     REGISTER.id, REGISTER.service, None, None, Verdict.NOT_TESTED,
-                    "needs --listen: the target registers with the tester"))
+                    "needs --listen (the target registers with the tester) or --master-relay "
+                    "(the master relay notifies the tester of it)"))
             if self.target is None:
                 self.target = self._registered_address(report)
             if self.target is not None:
                 report.target = f"{self.target[0]}:{self.target[1]}"
+                if s.relay is not None:
+                    report.notes.append(
+                        f"the target is reached through the {'master ' * bool(s.master_relay)}"
+                        f"relay {self.relay_title or '(title unknown)'} at {report.target}; "
+                        "Resolve and Trace are asked of that relay")
                 await self._run_all(report)
         finally:
             report.called_ap_title = str(self.called.absolute()) if self.called else None
@@ -225,7 +278,9 @@ class Tester:
 
     async def _run_suite(self, mode: int, transport: str, report: Report) -> None:
         s = self.settings
-        state = RunState(mode=mode, transport=transport, called=self.called)
+        state = RunState(mode=mode, transport=transport, called=self.called,
+                         via=s.relay is not None,
+                         relay=self.relay_title if s.relay is not None else None)
         requester = Requester(self.title, self.nonces, keys=s.keys, security_mode=mode,
                               key_id=s.send_key_id if mode else None)
         try:
@@ -432,7 +487,8 @@ class Tester:
         reply = self.responder.receive(data, link.id, time.time())
         if reply.data is not None and len(self.arrivals) < MAX_ARRIVALS:
             self.arrivals.append((link, data, reply))
-            if self.registration is None and _is_registration(reply):
+            if self.registration is None and _is_registration(reply) and \
+                    self._is_target(reply):
                 self.registration = (link, data, reply)
             assert self._arrived is not None
             self._arrived.set()
@@ -474,16 +530,111 @@ class Tester:
         assert reply.request is not None
         request = next(s for s in reply.request.epsem.services
                        if isinstance(s, RegisterRequest))
-        problems = _register_problems(request, reply, self.called)
+        problems = _register_problems(request, reply, self.called, self.relay_title
+                                      if self.settings.master_relay is not None else None)
         if problems:
             return failed(None, "; ".join(problems))
         if self.called is None and request.ap_title.arcs:
             self.called = request.ap_title
-        return passed(None, f"node type {request.node_type:#04x}, serial "
+        told = (f"notified by the master relay {self.relay_title}; "
+                if self.settings.master_relay is not None else "")
+        return passed(None, told + f"node type {request.node_type:#04x}, serial "
                             f"{request.serial_number}, native address "
-                            f"{_ascii(request.native_address)}, period "
+                            f"{native_address_text(request.native_address)}, period "
                             f"{request.registration_period} s; over {link.transport} in "
                             f"security mode {reply.request.epsem.security_mode}")
+
+    # ------------------------------------------------------------------ through a relay
+
+    def _is_target(self, reply: Reply) -> bool:
+        """With --master-relay, only the notification of the target is its registration (the
+        master relay tells of every node); otherwise any Register is."""
+        if self.settings.master_relay is None:
+            return True
+        assert reply.request is not None
+        calling = reply.request.calling_ap_title
+        if calling is None or self.relay_title is None or \
+                calling.absolute() != self.relay_title.absolute():
+            return False
+        request = next(s for s in reply.request.epsem.services
+                       if isinstance(s, RegisterRequest))
+        if self.called is not None:
+            return request.ap_title.absolute() == self.called.absolute()
+        return bool(request.ap_title.arcs) and not request.node_type & (
+            NodeType.RELAY | NodeType.MASTER_RELAY | NodeType.HOST)
+
+    def _relay_requester(self) -> Requester:
+        mode = max(self.settings.modes)
+        return Requester(self.title, self.nonces, keys=self.settings.keys, security_mode=mode,
+                         key_id=self.settings.send_key_id if mode else None)
+
+    async def _join_master(self, report: Report) -> bool:
+        """Register with the master relay as a notification host and keep the link open (its
+        notifications come over it). False, with report.error, when it cannot."""
+        s = self.settings
+        assert s.master_relay is not None
+        host, port = s.master_relay
+        requester = self._relay_requester()
+        try:
+            link = await self.endpoint.connect(host, port, "tcp", s.timeout)
+            self.master_link = link
+            request = RegisterRequest(
+                node_type=NodeType.HOST | NodeType.NOTIFICATION_HOST, connection_type=0xF0,
+                device_class=bytes(4), ap_title=self.title, serial_number=Uid.parse(".1"),
+                native_address=encode_native_address(*link.local),
+                registration_period=max(60, int(s.register_timeout) * 2))
+            pending = requester.request([request], self.relay_title)
+            data = await self.endpoint.exchange(link, pending.data, pending.invocation_id,
+                                                timeout=s.timeout)
+            apdu = requester.accept(data, pending, time.time())
+        except (TransportError, DecodeError, ConfigurationError) as exc:
+            report.error = f"cannot register with the master relay at {host}:{port}: {exc}"
+            return False
+        except Exception as exc:  # noqa: BLE001 - a refused or unreadable answer
+            report.error = (f"the master relay at {host}:{port} did not accept the tester's "
+                            f"Register: {exc}")
+            return False
+        found = responses(apdu)
+        if not found or not isinstance(found[0], RegisterResponse):
+            code = found[0].response_code if found else None
+            report.error = (f"the master relay at {host}:{port} refused the tester's Register: "
+                            f"{code_text(code)}")
+            return False
+        if apdu.calling_ap_title is not None and apdu.calling_ap_title.arcs:
+            self.relay_title = apdu.calling_ap_title.absolute()
+        report.notes.append(f"registered with the master relay {self.relay_title} at "
+                            f"{host}:{port} as a notification host")
+        return True
+
+    async def _find_relay(self, report: Report) -> None:
+        """The relay's title, from its answer to an Identify without a called AP title."""
+        if self.relay_title is not None:
+            return
+        s = self.settings
+        assert s.via_relay is not None
+        requester = self._relay_requester()
+        link = None
+        try:
+            link = await self.endpoint.connect(*s.via_relay, "tcp", s.timeout)
+            pending = requester.request([IdentifyRequest()], None)
+            data = await self.endpoint.exchange(link, pending.data, pending.invocation_id,
+                                                timeout=s.timeout)
+            header = acse.decode(data) if data else None
+        except (TransportError, DecodeError) as exc:
+            report.notes.append(f"the relay at {s.via_relay[0]}:{s.via_relay[1]} did not tell "
+                                f"its title ({exc}): Resolve and Trace go to the target")
+            return
+        finally:
+            if link is not None:
+                link.close()
+        if header is not None and header.calling_ap_title is not None and \
+                header.calling_ap_title.arcs:
+            self.relay_title = header.calling_ap_title.absolute()
+
+    def _registered_request(self) -> RegisterRequest:
+        assert self.registration is not None and self.registration[2].request is not None
+        return next(s for s in self.registration[2].request.epsem.services
+                    if isinstance(s, RegisterRequest))
 
     def _registered_address(self, report: Report) -> Address | None:
         if self.registration is None:
@@ -660,8 +811,8 @@ def _is_registration(reply: Reply) -> bool:
     return asked and granted
 
 
-def _register_problems(request: RegisterRequest, reply: Reply, called: Uid | None
-                       ) -> list[str]:
+def _register_problems(request: RegisterRequest, reply: Reply, called: Uid | None,
+                       notifier: Uid | None = None) -> list[str]:
     problems = []
     roles = request.node_type & 0x3F
     if not roles:
@@ -677,7 +828,13 @@ def _register_problems(request: RegisterRequest, reply: Reply, called: Uid | Non
         problems.append("empty native address")
     assert reply.request is not None
     calling = reply.request.calling_ap_title
-    if calling is not None and request.ap_title.arcs and \
+    if notifier is not None:  # a notification: the master relay calls, for the node
+        if calling is None or calling.absolute() != notifier.absolute():
+            problems.append(f"the notification's calling AP title {calling} is not the master "
+                            f"relay's ({notifier})")
+        if not request.ap_title.arcs:
+            problems.append("the notification names no AP title")
+    elif calling is not None and request.ap_title.arcs and \
             calling.absolute() != request.ap_title.absolute():
         problems.append(f"the message's calling AP title {calling} is not the title it "
                         f"registers ({request.ap_title})")

@@ -699,6 +699,124 @@
     log.load();
   }
 
+  // ---------------------------------------------------------------- the network
+  // Relays and the nodes behind each (GET /api/network); Trace and Resolve of a node through
+  // the master relay (POST /api/network/nodes/TITLE/trace|resolve), cached by the head-end.
+
+  function networkView() {
+    setNav("network");
+    document.title = "Network · c1222 head-end";
+    const r = mount("tpl-network");
+    let busy = false, again = false;
+
+    function when(result) {
+      return result && result.time ? ` (${clock(result.time)})` : "";
+    }
+
+    function pathCell(n) {
+      const p = n.path;
+      if (!p) return el("span", { class: "muted", text: "not traced" });
+      if (p.error) return el("span", { class: "bad", text: p.error + when(p) });
+      return el("span", { class: "net-path", text: p.path.join(" › ") + when(p) });
+    }
+
+    function resolvedCell(n) {
+      const x = n.resolved;
+      if (!x) return el("span", { class: "muted", text: "—" });
+      if (x.error) return el("span", { class: "bad", text: x.error + when(x) });
+      return el("code", { text: x.native_address + when(x) });
+    }
+
+    async function act(n, action, button) {
+      button.disabled = true;
+      try {
+        const res = await fetch(`/api/network/nodes/${encodeURIComponent(n.ap_title)}/${action}`,
+                                { method: "POST", headers: { Accept: "application/json" } });
+        if (!res.ok) {
+          const body = await res.json().catch(() => ({}));
+          button.title = body.detail || `HTTP ${res.status}`;
+        }
+      } finally {
+        button.disabled = false;
+        load();
+      }
+    }
+
+    function nodeRow(n, network) {
+      const href = `#/node/${encodeURIComponent(n.ap_title)}`;
+      const tr = el("tr", { "data-testid": "network-node", dataset: { apTitle: n.ap_title } },
+        el("td", {}, el("a", { href, class: "title", text: n.ap_title })),
+        el("td", { class: "muted", text: nodeType(n.node_type) }),
+        el("td", { class: "muted", text: n.native_address }),
+        el("td", { "data-testid": "node-path" }, pathCell(n)),
+        el("td", { "data-testid": "node-resolved" }, resolvedCell(n)));
+      const buttons = el("td", { class: "net-actions" });
+      if (network) {
+        for (const [action, label] of [["trace", "Trace"], ["resolve", "Resolve"]]) {
+          const b = el("button", { type: "button", class: "ghost", text: label,
+                                   "data-testid": `${action}-button` });
+          b.addEventListener("click", () => act(n, action, b));
+          buttons.append(b);
+        }
+      }
+      tr.append(buttons);
+      return tr;
+    }
+
+    function nodeTable(nodes, network) {
+      return el("div", { class: "table-wrap" },
+        el("table", { class: "nodes" },
+          el("thead", {}, el("tr", {}, ...["AP title", "Type", "Native address", "Path", "Resolved", ""]
+            .map((h) => el("th", { text: h })))),
+          el("tbody", {}, ...nodes.map((n) => nodeRow(n, network)))));
+    }
+
+    function draw(net) {
+      const m = net.master_relay;
+      r.empty.hidden = !!m;
+      r.master.replaceChildren();
+      if (m) {
+        const state = m.registered ? "registered" : "deregistered";
+        r.master.append(
+          el("span", { class: "k", text: "master relay " }),
+          el("strong", { text: m.ap_title || "(title not known yet)" }),
+          el("span", { class: "muted", text: ` at ${m.address} ` }),
+          el("span", { class: `badge ${state}`, "data-testid": "master-state",
+                       text: m.registered ? "registered" : "not registered" }),
+          el("span", { class: "muted small", text:
+            ` notifications: ${m.notifications.registered} registered, ` +
+            `${m.notifications.deregistered} deregistered, ${m.notifications.refused} refused` }),
+          m.last_error ? el("div", { class: "bad small", text: m.last_error }) : null);
+      }
+      r.relays.replaceChildren(...net.relays.map((relay) => el("section",
+        { class: "net-relay", "data-testid": "network-relay", dataset: { apTitle: relay.ap_title } },
+        el("h2", {}, el("span", { text: relay.master ? "Master relay " : "Relay " }),
+           el("span", { class: "title", text: relay.ap_title }),
+           el("span", { class: "muted small", text: relay.native_address ? `  ${relay.native_address}` : "" })),
+        relay.nodes.length ? nodeTable(relay.nodes, true)
+          : el("p", { class: "muted small", text: "no node behind it known" }))));
+      r.direct.replaceChildren(...(net.direct.length ? [
+        el("h2", { text: "Registered with the head-end directly" }), nodeTable(net.direct, false)] : []));
+    }
+
+    async function load() {
+      if (busy) { again = true; return; }
+      busy = true;
+      try {
+        const res = await api("/api/network");
+        if (res.ok) draw(await res.json());
+      } finally {
+        busy = false;
+        if (again) { again = false; load(); }
+      }
+    }
+
+    listen("?types=registered,deregistered", { registered: load, deregistered: load }, load);
+    load();
+    const tick = setInterval(load, 10000);   // the master relay's state and the read status
+    teardown = () => clearInterval(tick);
+  }
+
   // ------------------------------------------------------------------ routing
 
   function route() {
@@ -706,6 +824,7 @@
     const m = hash.match(/^#\/node\/(.+)$/);
     if (m) nodeView(decodeURIComponent(m[1]));
     else if (hash.startsWith("#/messages")) messagesView();
+    else if (hash.startsWith("#/network")) networkView();
     else metersView();
   }
   window.addEventListener("hashchange", route);

@@ -45,7 +45,7 @@ class SchemaTooNew(ConfigurationError):
 
 
 _NODE_COLUMNS = ("ap_title, native_address, node_type, connection_type, device_class, "
-                 "serial_number, registration_period, registered_at, last_seen, state")
+                 "serial_number, registration_period, registered_at, last_seen, state, via")
 _READING_COLUMNS = "kind, time, name, value, extra"
 _MESSAGE_COLUMNS = "id, time, direction, peer, transport, raw, summary, ap_title, json"
 # Keep the first row of a natural key: a second store of one reading is a no-op.
@@ -176,11 +176,12 @@ class Storage:
             raise TypeError(f"upsert_node takes a NodeRecord, not {type(node).__name__}")
         updates = ", ".join(f"{c} = excluded.{c}" for c in _NODE_COLUMNS.split(", ")[1:])
         with self._use("upsert_node") as db, db.transaction(synced=False) as tx:
-            tx.execute(f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            tx.execute(f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                        f"ON CONFLICT (ap_title) DO UPDATE SET {updates}",
                        (node.ap_title, node.native_address, node.node_type, node.connection_type,
                         node.device_class, node.serial_number, node.registration_period,
-                        db.time_in(node.registered_at), db.time_in(node.last_seen), node.state))
+                        db.time_in(node.registered_at), db.time_in(node.last_seen), node.state,
+                        node.via))
 
     def get_node(self, ap_title: str) -> NodeRecord | None:
         """The node with this AP title, or None."""
@@ -256,7 +257,7 @@ class Storage:
     @staticmethod
     def _node(db: Any, row: Sequence[Any]) -> NodeRecord:
         return NodeRecord(row[0], row[1], int(row[2]), int(row[3]), row[4], row[5], int(row[6]),
-                          db.time_out(row[7]), db.time_out(row[8]), row[9])
+                          db.time_out(row[7]), db.time_out(row[8]), row[9], row[10])
 
     def _time(self, when: datetime, what: str) -> Any:
         return self._db.time_in(utc(when, what))

@@ -99,6 +99,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         postgresql=("CREATE INDEX messages_by_time ON messages (time)",
                     "CREATE INDEX nodes_by_state ON nodes (state, last_seen)"),
     ),
+    Migration(
+        4, "nodes reached through a master relay",
+        # The master relay's title for a node learned from its notification (NULL: the node
+        # registered with the head-end itself); c1222-network.md, docs/headend.md "Network".
+        sqlite=("ALTER TABLE nodes ADD COLUMN via TEXT",),
+        postgresql=("ALTER TABLE nodes ADD COLUMN via TEXT",),
+    ),
 )
 
 #: The newest schema this code knows.

@@ -71,6 +71,8 @@ class NodeRecord:
 
     ``native_address`` is the node's address as text ("127.0.0.1:40123", or hex for
     other networks); ``device_class`` is hex text; ``registration_period`` is seconds.
+    ``via`` is the AP title of the master relay that told the head-end about the node (it is
+    reached through that relay), None for a node that registered with the head-end itself.
     """
 
     ap_title: str
@@ -83,9 +85,12 @@ class NodeRecord:
     registered_at: datetime | None = None
     last_seen: datetime | None = None
     state: str = "registered"
+    via: str | None = None
 
     def __post_init__(self) -> None:
         _check_ap_title(self.ap_title)
+        if self.via is not None:
+            _check_ap_title(self.via, "via")
         if self.state not in NODE_STATES:
             raise ValueError(f"node state {self.state!r} is not one of {NODE_STATES}")
         if any(c not in "0123456789abcdefABCDEF" for c in self.device_class):

@@ -1,0 +1,82 @@
+"""The conformance tester through a relay, against a fake master relay (only wire messages:
+the tester works with anyone's relay) in front of a meter double: as a notification host it
+judges the master relay's notification of the meter as Register, then every case passes through
+the relay, Resolve and Trace included; a relay that answers them wrongly fails them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from c1222.codec.ber import Uid
+from c1222.headend.conformance import CaseSettings, Report, Settings, Tester, Verdict
+from c1222.tables.access import pad_password
+from tests.unit.headend.fake_master import MASTER_TITLE, FakeMaster, Route
+from tests.unit.headend.meter_double import MeterDouble
+
+METER = "2.16.124.113620.1.22.0.123.9001"
+RELAY = "2.16.124.113620.1.22.0.123.60"
+CASES = CaseSettings(password=pad_password("PASSWORD"), reader_password=pad_password("READER"))
+
+
+def run(how: str, tamper: Any = None) -> tuple[Report, FakeMaster]:
+    async def main() -> tuple[Report, FakeMaster]:
+        master = await FakeMaster().start()
+        meter = await MeterDouble(METER).start()
+        assert master.address is not None and meter.address is not None
+        master.routes[METER] = Route(meter.address, path=(RELAY,))
+        if tamper is not None:
+            tamper(master)
+        options: dict[str, Any] = (
+            {"master_relay": master.address} if how == "master" else
+            {"via_relay": master.address, "called_ap_title": Uid.parse(METER)})
+        tester = Tester(Settings(modes=(0,), cases=CASES, timeout=3.0, quiet_timeout=0.5,
+                                 register_timeout=10.0, **options))
+        task = asyncio.ensure_future(tester.run())
+        try:
+            if how == "master":
+                deadline = time.monotonic() + 10
+                while master.registers == 0:  # the tester registered as notification host
+                    assert time.monotonic() < deadline and not task.done()
+                    await asyncio.sleep(0.02)
+                await master.notify(METER)
+            return await asyncio.wait_for(task, 60), master
+        finally:
+            await meter.stop()
+            await master.stop()
+
+    return asyncio.run(main())
+
+
+def verdicts(report: Report) -> dict[str, tuple[Verdict, str]]:
+    return {r.case: (r.verdict, r.reason) for r in report.results}
+
+
+def test_every_case_passes_through_the_master_relay_register_resolve_and_trace_too() -> None:
+    report, master = run("master")
+    got = verdicts(report)
+    assert report.error is None, report.error
+    assert got.pop("deregister")[0] is Verdict.NOT_TESTED  # only with --deregister
+    assert {c: v for c, v in got.items() if v[0] is not Verdict.PASS} == {}
+    assert "notified by the master relay" in got["register"][1]
+    host, port = master.routes[METER].address
+    assert f"native address {host}:{port}" in got["resolve"][1]
+    assert f"path {MASTER_TITLE} > {RELAY}" in got["trace"][1]
+    assert "UAT for" in got["trace"][1]
+    assert master.forwarded > 10  # the meter's cases went through the relay
+
+
+def test_via_relay_finds_the_relay_title_and_judges_its_answers() -> None:
+    def wrong(master: FakeMaster) -> None:
+        master.routes[METER].path = ()  # fine: [master] is a path
+        master.routes[METER + ".65000"] = Route(("127.0.0.1", 9))  # "knows" a bogus title
+
+    report, _ = run("via", wrong)
+    got = verdicts(report)
+    assert "relay " + MASTER_TITLE in " ".join(report.notes)
+    # a relay that resolves a title no node has fails both
+    assert got["resolve"][0] is Verdict.FAIL and "expected UAT" in got["resolve"][1]
+    assert got["trace"][0] is Verdict.FAIL
+    assert got["register"][0] is Verdict.NOT_TESTED
+    assert got["identify"][0] is Verdict.PASS and got["disconnect"][0] is Verdict.PASS
