@@ -5,8 +5,10 @@
     master relay --+                                  +-- relay2 -- meter3 (empty title)
 
 Meters register through one or two levels of relays, meter2 and meter3 with the empty title (the
-master relay assigns one); a client in the head-end's host reads each meter by AP title alone
-through the master relay, Resolves and Traces it; a hostile node cannot take a title over; the
+master relay assigns one); the head-end, a notification host of the master relay, learns them and
+its collector reads them through the relays, and shows them behind their relays; a client in the
+head-end's host reads each meter by AP title alone through the master relay, Resolves and Traces
+it; a hostile node cannot take a title over; the
 relay across the WAN stops (NETR/NETT within the time-outs) and comes back (the network heals
 with no operator action). One network for the module (the WAN is slow: a read is about 0.4 s).
 """
@@ -41,6 +43,7 @@ class Running:
     master: HostRunning
     relay: HostRunning
     relay2: HostRunning
+    headend: HostRunning
     meters: dict[str, HostRunning]
     titles: dict[str, str]
     display: HostRunning
@@ -55,6 +58,21 @@ def ask(net: Network, called: str, service: str, arg: str | None = None,
             *([arg] if arg else []), "--mode", str(MODE), "--timeout", str(timeout)]
     done = host.run(*args, timeout=timeout + 30)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def http(net: Network, url: str, method: str = "GET", body: dict | None = None) -> dict:
+    """A request to the head-end's REST API, from the head-end's host (its only address)."""
+    script = ("import json, sys, urllib.request, urllib.error\n"
+              "req = urllib.request.Request(sys.argv[1], method=sys.argv[2], data=None if "
+              "sys.argv[3] == 'null' else sys.argv[3].encode(), headers={'content-type': "
+              "'application/json'})\n"
+              "try:\n"
+              "    print(urllib.request.urlopen(req, timeout=60).read().decode())\n"
+              "except urllib.error.HTTPError as e:\n"
+              "    print(json.dumps({'status': e.code, 'body': e.read().decode()}))\n")
+    done = net.headend.run(sys.executable, "-c", script, url, method, json.dumps(body),
+                           timeout=90)
+    return json.loads(done.stdout)
 
 
 def until(what: str, check, timeout: float = STEP, every: float = 0.5):
@@ -85,6 +103,10 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         master = nodes.master_relay(net.master, MODE, "--reg-delay", "2", "--reg-period", "60",
                                     "--forward-timeout", "8")
         master.address(STEP)
+        # The head-end first: it hears of every node the master relay registers after it.
+        headend = nodes.headend(net.headend, net.master.ip, tmp, MODE,
+                                "--collect-interval", "5", "--log-interval", "0")
+        headend.address(STEP)
         relay = start_relay(net)
         relay2 = nodes.relay(net.relay2, net.relay.ip, nodes.RELAY2_TITLE, MODE,
                              "--forward-timeout", "8", "--reg-period", "60")
@@ -109,7 +131,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             meter.address(STEP)
             if name not in titles:
                 titles[name] = meter.wait_for(nodes.ASSIGNED, STEP).group(1)
-        yield Running(net, master, relay, relay2, meters, titles, display, tmp)
+        yield Running(net, master, relay, relay2, headend, meters, titles, display, tmp)
 
 
 def test_titles_are_assigned_through_one_and_two_relays(running: Running) -> None:
@@ -130,6 +152,42 @@ def test_head_end_reads_every_meter_by_title(running: Running) -> None:
                        .get("codes") == ["OK", "OK"] and a)
         assert answer["bytes"] > 0
         assert answer["seconds"] >= 0.2  # two WAN crossings at least 100 ms each
+
+
+def console(running: Running) -> str:
+    host, port = running.headend.wait_for(r"console at http (\S+):(\d+)", STEP).groups()
+    return f"http://{host}:{port}"
+
+
+def test_head_end_learns_the_meters_and_collects_through_the_relays(running: Running) -> None:
+    """The master relay notifies the head-end of each registration; the head-end's collector
+    reads every meter by title through the master relay and stores its present values."""
+    base = console(running)
+    for name, title in running.titles.items():
+        url = f"{base}/api/nodes/{title}/readings?kind=present&limit=1"
+
+        def readings() -> list | None:
+            got = http(running.net, url)
+            return got if isinstance(got, list) and got else None
+
+        stored = until(f"present values of {name} at the head-end", readings)
+        assert stored[0]["kind"] == "present", stored
+
+
+def test_head_end_reads_by_title_and_shows_the_network(running: Running) -> None:
+    """A read from the console's API, and the network view: each meter behind the last relay
+    of its traced path."""
+    base = console(running)
+    meter3 = running.titles["meter3"]
+    read = http(running.net, f"{base}/api/nodes/{meter3}/services/read", "POST", {"table": 28})
+    assert read.get("response_codes", [None])[-1] == "ok", read
+    traced = http(running.net, f"{base}/api/network/nodes/{meter3}/trace", "POST")
+    assert traced.get("path") == [nodes.MASTER_TITLE, nodes.RELAY_TITLE, nodes.RELAY2_TITLE], \
+        traced
+    view = http(running.net, f"{base}/api/network")
+    assert view["master_relay"]["ap_title"] == nodes.MASTER_TITLE, view
+    behind = {r["ap_title"]: [n["ap_title"] for n in r["nodes"]] for r in view["relays"]}
+    assert meter3 in behind.get(nodes.RELAY2_TITLE, []), view
 
 
 def test_resolve_gives_each_meters_native_address(running: Running) -> None:
