@@ -272,7 +272,8 @@ class Bed:
         self.hosts[name] = host
         host.run("ip", "link", "set", "lo", "up")
         if forward:
-            host.run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+            # /proc/sys/net is the namespace's own (no sysctl binary needed).
+            host.run("sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
         return host
 
     def _ifname(self, host: Host, stem: str) -> str:
