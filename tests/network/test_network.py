@@ -229,6 +229,47 @@ def test_display_is_fed_on_the_home_lan(running: Running) -> None:
     assert until("a live sample on the display", live)["stale"] is False
 
 
+def conformance(running: Running, name: str, *args: str, ok: tuple[int, ...] = (0,)) -> dict:
+    """``c1222 conformance`` run in the head-end's host, as an operator would; its report."""
+    report = running.tmp / f"{name}.json"
+    done = running.net.headend.run(sys.executable, "-m", "c1222.cli", "conformance",
+                                   "--security-mode", str(MODE), "--key", nodes.KEY,
+                                   "--password", "PASSWORD", "--json", str(report), *args,
+                                   check=False, timeout=600)
+    assert done.returncode in ok, done.stdout + done.stderr
+    return json.loads(report.read_text())
+
+
+def verdicts(report: dict) -> dict[str, str]:
+    return {case["case"]: case["verdict"] for case in report["cases"]}
+
+
+def test_conformance_of_a_meter_two_relays_away(running: Running) -> None:
+    """Against meter3, reached by its title through the master relay, the WAN, the relay and
+    relay2: every case PASS, Resolve and Trace (asked of the master relay) included, except
+    Register and Deregister, which need the target to register with the tester."""
+    report = conformance(running, "meter3", "--via-relay",
+                         f"{running.net.master.ip}:{nodes.PORT}",
+                         "--called-ap-title", running.titles["meter3"])
+    got = verdicts(report)
+    assert got.pop("register") == got.pop("deregister") == "NOT TESTED", report
+    assert set(got.values()) == {"PASS"}, got
+    assert {"resolve", "trace", "identify", "full_read", "full_write"} <= set(got)
+    trace = next(c for c in report["cases"] if c["case"] == "trace")
+    assert nodes.RELAY2_TITLE in trace["reason"], trace
+
+
+def test_conformance_of_the_relay_itself(running: Running) -> None:
+    """The relay across the WAN as the target, by its own title: its Identify, Resolve and
+    Trace PASS. (Its Security with the meters' operator password, and Deregister of a title it
+    does not know, are the relay's to settle: the lead's report lists them.)"""
+    report = conformance(running, "relay", f"{running.net.relay.ip}:{nodes.PORT}",
+                         "--called-ap-title", nodes.RELAY_TITLE, ok=(0, 1))
+    got = verdicts(report)
+    assert got["identify"] == got["resolve"] == got["trace"] == "PASS", got
+    assert nodes.RELAY_TITLE in next(c for c in report["cases"] if c["case"] == "trace")["reason"]
+
+
 def test_hostile_node_cannot_take_a_title(running: Running) -> None:
     """A node on the field LAN (meter2's host, another address than meter1's) with the network's
     key registers meter1's title through the relay: refused; meter1's route is unchanged."""
