@@ -100,6 +100,10 @@ def meter(profile_path: Path | None, keys: tuple[str, ...], verbose: int,
 
 
 async def _run(node: Any) -> None:
+    # stdout, like the listening line: tests and scripts read the title a relay's master
+    # relay assigned from here
+    node.on_retitled = lambda title: click.echo(f"meter {title} assigned by the master relay")
+
     async def start() -> list[str]:
         host, port = await node.start()
         title = node.ap_title if node.ap_title.arcs else "(title to be assigned)"

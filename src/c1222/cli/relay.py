@@ -22,6 +22,9 @@ from c1222.transport.endpoint import Address
 @click.option("--ap-title", type=AP_TITLE, required=True, help="the relay's own AP title")
 @click.option("--listen", type=AddressType(listen=True), default="127.0.0.1:1153",
               show_default=True, help="HOST:PORT for C12.22 over TCP and UDP (port 0 picks one)")
+@click.option("--native-address", type=AddressType(),
+              help="HOST:PORT the relay registers as its native address (where relays above "
+                   "reconnect to it) [the --listen address; give it when listening on 0.0.0.0]")
 @click.option("--master", is_flag=True,
               help="be the master relay: the registration authority of the network")
 @click.option("--upstream", type=AddressType(),

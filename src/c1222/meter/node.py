@@ -127,6 +127,8 @@ class Meter:
         self.registration: Any = None
         self.han: Any = None
         self.deregistered: asyncio.Event | None = None  # made in start(), on the loop
+        #: Told the title the master relay assigned (the CLI prints it).
+        self.on_retitled: Callable[[Uid], None] | None = None
 
     # ------------------------------------------------------------------ time
 
@@ -192,6 +194,8 @@ class Meter:
             return
         log.info("AP title %s assigned", title)
         self.ap_title = title
+        if self.on_retitled is not None:
+            self.on_retitled(title)
         self.services.ap_title = title
         self.responder.set_ap_title(title)
         if self.registration is not None:

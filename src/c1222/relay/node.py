@@ -44,11 +44,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from c1222 import limits
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
 from c1222.codec.services import (
+    DefaultReadRequest,
     DeregisterRequest,
+    DisconnectRequest,
+    FullReadRequest,
+    FullWriteRequest,
+    PartialReadIndexRequest,
+    PartialReadOffsetRequest,
+    PartialWriteIndexRequest,
+    PartialWriteOffsetRequest,
+    ReadResponse,
+    TableData,
     IdentifyRequest,
     IdentifyResponse,
     OkResponse,
@@ -73,16 +82,15 @@ from c1222.crypto.nonces import TimeIvSource
 from c1222.crypto.policy import unprotect
 from c1222.errors import (
     ERR,
+    IAR,
     ISC,
     NETR,
-    NETT,
     SERVICE_ERRORS,
     SNS,
     UAT,
     C1222Error,
     ConfigurationError,
     DecodeError,
-    ServiceError,
     TransportError,
 )
 from c1222.relay.routes import (
@@ -96,9 +104,9 @@ from c1222.relay.routes import (
     trace_answer,
     trace_path,
 )
+from c1222.relay.tables import build_relay_store
 from c1222.relay.wire import Header, error_response, peek, title_key, with_proxy_bit
 from c1222.session.registrar import (
-    REG_INFO,
     Node,
     RegistrarServices,
     decode_native,
@@ -115,8 +123,11 @@ log = logging.getLogger("c1222.relay")
 
 #: Connection-type bits a relay registers with: connectionless and connection modes (digest 7.2).
 CONNECTION_TYPE = 0xF0
-#: connection-type bit: connection mode (TCP) supported. A node without it is reached by UDP.
-CONNECTION_MODE = 0x20
+#: connection-type bits (c1222.md 7.2): 4-5 connectionless mode supported / accepted, 6-7
+#: connection mode supported / accepted. A node with only the first pair is reached by UDP;
+#: one with neither (ITR sends 0) by TCP.
+CONNECTIONLESS_BITS = 0x30
+CONNECTION_BITS = 0xC0
 #: Network statistics (Table 127) codes of c1219.md §13 (ITR-STAT) and ours from 2048.
 STATISTIC_CODES: dict[str, int] = {
     "octets_sent": 1, "octets_received": 2, "apdus_sent": 3, "apdus_received": 4,
@@ -133,7 +144,8 @@ STATISTIC_CODES: dict[str, int] = {
 SWEEP_INTERVAL = 0.25
 #: Notifications queued per notification host; the oldest is dropped beyond it.
 MAX_NOTIFICATIONS = 10_000
-#: Forwarding tasks at once (beyond max_pending the relay answers BSY anyway).
+#: Times a UDP requester's resend of a pending request is forwarded again.
+MAX_RESENDS = 2
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 REGISTER_TIMEOUT = 10.0
@@ -231,6 +243,9 @@ class Relay:
         self.pending = PendingTable(config.max_pending)
         self.stats: dict[str, int] = dict.fromkeys(STATISTIC_CODES, 0)
         self.nonces = TimeIvSource(wall)
+        self.store = build_relay_store(config.serial_number,
+                                       tuple(Uid.parse(t) for t in config.multicast),
+                                       self.statistics, STATISTIC_CODES)
         self.services = RelayServices(self)
         self.registrar: RegistrarServices | None = None
         handler: Any = self.services
@@ -246,7 +261,8 @@ class Relay:
             handler = self.registrar
         self.responder = Responder(
             ResponderConfig(ap_title=self.ap_title, keys=config.keys,
-                            minimum_mode=config.security_mode),
+                            minimum_mode=config.security_mode,
+                            aliases=tuple(Uid.parse(t) for t in config.multicast)),
             handler, self.nonces, debug=lambda m: log.debug("responder: %s", m))
         self.requester = Requester(self.ap_title, self.nonces, keys=config.keys,
                                    security_mode=config.security_mode, key_id=config.key_id)
@@ -260,12 +276,14 @@ class Relay:
         self.upstream_link: Link | None = None
         self.upstream_registered: asyncio.Event | None = None  # made in start(), on the loop
         self.registration: RegisterResponse | None = None
+        self._registered_over: int | None = None  # the upstream link registered over
         self.hosts: dict[str, Node] = {}  # notification hosts (master)
         self._notices: dict[str, deque[_Notification]] = {}
         self._notice_wake: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._forwards: set[asyncio.Task[None]] = set()
         self._trace_answers: dict[str, tuple[str, ...]] = {}
+        self._connecting: dict[str, asyncio.Future[Link | None]] = {}
         self.rng = random.Random()
 
     # ------------------------------------------------------------------ lifecycle
@@ -279,6 +297,8 @@ class Relay:
         return self.address
 
     async def stop(self) -> None:
+        for attempt in list(self._connecting.values()):
+            attempt.cancel()
         for task in [*self._tasks, *self._forwards]:
             task.cancel()
         for task in [*self._tasks, *self._forwards]:
@@ -300,7 +320,8 @@ class Relay:
         """Counters as they are now (Table 127), gauges filled in."""
         self.stats["routes"] = len(self.routes)
         self.stats["pending_forwards"] = len(self.pending)
-        self.stats["active_associations"] = self.endpoint.connections
+        endpoint = getattr(self, "endpoint", None)  # None while the node is being built
+        self.stats["active_associations"] = endpoint.connections if endpoint else 0
         return dict(self.stats)
 
     # ------------------------------------------------------------------ receiving
@@ -314,16 +335,23 @@ class Relay:
             self._drop(f"undecodable APDU from {link.name}: {exc}", "reception_errors")
             return None, False
         if header.is_response:
-            self._spawn(self._response(data, header, link))
+            back = self._response(data, header, link)  # matched now, in arrival order
+            if back is not None:
+                self._spawn(self._pass_back(back, with_proxy_bit(data, header)))
             return None, False
         called = title_key(header.called)
         if called and called != self.title and called not in self.multicast:
+            if self._busy(header, link):
+                return None, False
             self._spawn(self._forward(data, header, link))
             return None, False
         apdu = self._verified(data)
         if apdu is not None:
-            if not self.master and _registration(apdu) is not None:
-                self._spawn(self._forward_up(data, header, link, apdu))
+            # (a Register from upstream is not for a relay to pass on: its responder refuses)
+            if (not self.master and _registration(apdu) is not None
+                    and (self.upstream_link is None or link.id != self.upstream_link.id)):
+                if not self._busy(header, link):
+                    self._spawn(self._forward_up(data, header, link, apdu))
                 return None, False
             await self._prepare_trace(apdu)
         reply = self.responder.receive(data, link.id, self.wall())
@@ -339,6 +367,17 @@ class Relay:
             return unprotect(data, self.config.keys)
         except C1222Error:
             return None
+
+    def _busy(self, header: Header, link: Link) -> bool:
+        """Forwards under way (some may wait to connect) are capped like pending ones:
+        beyond ``max_pending`` the requester gets BSY at once (nothing is queued)."""
+        if len(self._forwards) < self.config.max_pending:
+            return False
+        if len(self._forwards) < 2 * self.config.max_pending:
+            self._spawn(self._refuse(header, ResponseCode.BSY, link))
+        else:  # even the BSY answers are backed up: drop, as an overloaded link would
+            self._drop(f"overloaded: {len(self._forwards)} forwards under way")
+        return True
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -373,22 +412,27 @@ class Relay:
 
     # ------------------------------------------------------------------ responses
 
-    async def _response(self, data: bytes, header: Header, link: Link) -> None:
+    def _response(self, data: bytes, header: Header, link: Link) -> Link | None:
+        """The link a response goes back on (its request's), learning a route from a
+        Register response on the way; None when nobody here asked for it (dropped)."""
         forward = self.pending.match(link.id, header.called_invocation_id or 0,
                                      title_key(header.called))
         if forward is None:
             self._drop(f"a response nobody here asked for, from {link.name}",
                        "responses_unmatched")
-            return
+            return None
         if forward.register is not None:
             self._learn(data, forward)
         back = self.endpoint.find_link(forward.in_link)  # type: ignore[arg-type]
         if back is None:
             self._drop("the requester's association closed before the response came")
-            return
+            return None
         self.stats["apdus_forwarded"] += 1
+        return back
+
+    async def _pass_back(self, back: Link, data: bytes) -> None:
         with contextlib.suppress(TransportError):
-            await self._send(back, with_proxy_bit(data, header))
+            await self._send(back, data)
 
     def _learn(self, data: bytes, forward: Forward) -> None:
         """A Register (Deregister) response passing down: learn (forget) the route."""
@@ -423,7 +467,8 @@ class Relay:
             via = relay.title
         route = self.routes.learn(title, link, native, period, now, node_type=node_type,
                                   via=via, source=source,
-                                  connectionless=not connection_type & CONNECTION_MODE)
+                                  connectionless=bool(connection_type & CONNECTIONLESS_BITS
+                                                      and not connection_type & CONNECTION_BITS))
         if node_type & NodeType.RELAY:
             # nodes that registered over this link before the relay itself did sit behind it
             for other in self.routes:
@@ -443,10 +488,7 @@ class Relay:
         called = title_key(header.called)
         now = self.monotonic()
         route = self.routes.get(called, now)
-        if route is None and (self.master_title is not None
-                              and called == title_key(self.master_title)) and not self.master:
-            route = None  # the master: upstream
-        if route is None:
+        if route is None:  # (the master's own title is never routed here: it is upstream)
             if self.master or (self.upstream_link is not None
                                and link.id == self.upstream_link.id):
                 await self._refuse(header, ResponseCode.UAT, link)
@@ -479,8 +521,16 @@ class Relay:
                        register: object | None = None) -> None:
         calling = title_key(header.calling)
         again = self.pending.in_transit(calling, header.calling_invocation_id)
-        if again is not None and again.in_link == link.id and again.out_link == out.id:
-            pass  # a resend (UDP retry) of a message still pending: send it again
+        if again is not None and again.in_link == link.id:
+            # The same message again on the same association: a UDP requester's resend
+            # (digest 6.2) goes out again, a few times at most; on TCP, which never resends,
+            # it can only have come round a loop (docs/network.md "Loops").
+            if link.transport != "udp" or again.resends >= MAX_RESENDS:
+                self.stats["loops_refused"] += 1
+                await self._refuse(header, ResponseCode.NETR, link)
+                return
+            again.resends += 1
+            out = self.endpoint.find_link(again.out_link) or out  # type: ignore[arg-type]
         else:
             forward = Forward(out_link=out.id, invocation_id=header.calling_invocation_id,
                               calling=calling, in_link=link.id,
@@ -512,9 +562,22 @@ class Relay:
             if relay.link is not None:
                 link = self.endpoint.find_link(relay.link)  # type: ignore[arg-type]
                 if link is not None:
-                    route.link = link.id
+                    self.routes.set_link(route, link.id)
                     return link
             target = relay
+        # One connection attempt per next hop at a time: requests arriving meanwhile wait
+        # for the same attempt instead of opening connections of their own.
+        attempt = self._connecting.get(target.title)
+        if attempt is None:
+            attempt = asyncio.ensure_future(self._connect(target))
+            self._connecting[target.title] = attempt
+            attempt.add_done_callback(lambda _: self._connecting.pop(target.title, None))
+        link = await asyncio.shield(attempt)
+        if link is not None:
+            self.routes.set_link(route, link.id)
+        return link
+
+    async def _connect(self, target: Route) -> Link | None:
         try:
             host, port = decode_native(target.native_address)
             link = await self.endpoint.connect(
@@ -524,8 +587,7 @@ class Relay:
             log.info("cannot reach %s at %s: %s", target.title,
                      native_address_text(target.native_address), exc)
             return None
-        target.link = link.id
-        route.link = link.id
+        self.routes.set_link(target, link.id)
         return link
 
     async def _forward_up(self, data: bytes, header: Header, link: Link, apdu: Apdu) -> None:
@@ -566,11 +628,22 @@ class Relay:
         await self._send_on(out, data, header, link, register=(found, source))
 
     async def _upstream(self) -> Link | None:
+        """The association to the upstream relay, connected on demand (one attempt at a
+        time, shared by every request that needs it); None when it cannot be reached."""
         link = self.upstream_link
         if link is not None and not link.closed:
             return link
         if self.config.upstream is None:
             return None
+        attempt = self._connecting.get("")  # "" (no title): the upstream
+        if attempt is None:
+            attempt = asyncio.ensure_future(self._connect_upstream())
+            self._connecting[""] = attempt
+            attempt.add_done_callback(lambda _: self._connecting.pop("", None))
+        return await asyncio.shield(attempt)
+
+    async def _connect_upstream(self) -> Link | None:
+        assert self.config.upstream is not None
         try:
             self.upstream_link = await self.client.connect(
                 *self.config.upstream, timeout=self.config.connect_timeout)
@@ -597,7 +670,8 @@ class Relay:
                 back = self.endpoint.find_link(forward.in_link)  # type: ignore[arg-type]
                 if back is not None:
                     with contextlib.suppress(DecodeError):
-                        await self._refuse(peek(forward.request), ResponseCode.NETT, back)
+                        self._spawn(self._refuse(peek(forward.request), ResponseCode.NETT,
+                                                 back))
             for route in self.routes.expire(now):
                 log.info("route %s expired", route.title)
             if self.registrar is not None:
@@ -624,11 +698,37 @@ class Relay:
                 continue
             backoff = BACKOFF_FIRST
             self.registration = response
+            link = self.upstream_link
+            if link is not None:
+                if self._registered_over is not None and self._registered_over != link.id:
+                    self._renew_downstream()
+                self._registered_over = link.id
             self.upstream_registered.set()
             log.info("registered upstream as %s, period %d s", self.config.ap_title,
                      response.reg_period)
             await self._hold(response.reg_period)
             self.upstream_registered.clear()
+            if self.upstream_link is None or self.upstream_link.closed:
+                # the association was lost: a random wait up to the master's reg-delay, so
+                # the relays under a restarted one do not all come back at once
+                await asyncio.sleep(self.rng.uniform(0, response.reg_delay))
+
+    def _renew_downstream(self) -> None:
+        """Registered upstream over a new association (the relay above restarted, or the
+        path was lost): the relays above know none of the nodes behind this one any more.
+        Close the associations those nodes registered over, so each registers again (after
+        its random reg-delay) and every relay on the path learns it anew."""
+        closing = set()
+        for route in self.routes:
+            link = (self.endpoint.find_link(route.link)  # type: ignore[arg-type]
+                    if route.link is not None else None)
+            if link is not None and link.accepted:
+                closing.add(link)
+        if closing:
+            log.warning("registered upstream anew: asking %d downstream associations to "
+                        "register again", len(closing))
+        for link in closing:
+            link.close()
 
     async def _register_once(self) -> RegisterResponse:
         link = await self._upstream()
@@ -741,7 +841,7 @@ class Relay:
         if queue is None:
             queue = self._notices[host] = deque(maxlen=MAX_NOTIFICATIONS)
             self._notice_wake[host] = asyncio.Event()
-            self._tasks.append(asyncio.create_task(self._notifier(host)))
+            self._spawn(self._notifier(host))  # ends when the host deregisters
         if len(queue) == queue.maxlen:
             self.stats["notifications_failed"] += 1  # the oldest falls off
         queue.append(notice)
@@ -800,6 +900,10 @@ class Relay:
                      ResponseCode(found[0].response_code).name, notice.kind, node.ap_title)
 
 
+def _read(data: bytes) -> ReadResponse:
+    return ReadResponse(table_data=TableData(data))
+
+
 def _serial_uid(serial: str) -> Uid:
     """The serial number as the registrar stored it (``str(Uid)``) back to a UID."""
     try:
@@ -809,9 +913,11 @@ def _serial_uid(serial: str) -> Uid:
 
 
 def _registration(apdu: Apdu) -> RegisterRequest | DeregisterRequest | None:
-    for service in apdu.epsem.services:
-        if isinstance(service, (RegisterRequest, DeregisterRequest)):
-            return service
+    """The Register or Deregister a message carries alone (what a relay passes upstream);
+    None for anything else, which is the relay's own to serve."""
+    services = apdu.epsem.services
+    if len(services) == 1 and isinstance(services[0], (RegisterRequest, DeregisterRequest)):
+        return services[0]
     return None
 
 
@@ -846,10 +952,7 @@ class RelayServices:
         relay = self.relay
         if isinstance(request, TraceRequest):
             title = title_key(request.ap_title)
-            if relay.master:
-                # the master serves its own Trace here too: the path was asked in advance
-                pass
-            path = relay._trace_answers.get(title)
+            path = relay._trace_answers.get(title)  # asked of the next relay in advance
             if path is None:
                 try:
                     step = trace_answer(relay.routes, title, relay.title, relay.monotonic())
@@ -861,7 +964,26 @@ class RelayServices:
             return TraceResponse(ap_titles=tuple(Uid.parse(t) for t in path))
         if isinstance(request, (RegisterRequest, DeregisterRequest)):
             raise ISC("register through the master relay")
-        return relay.services_read(request, ctx) if hasattr(relay, "services_read") else None
+        store = relay.store
+        if isinstance(request, FullReadRequest):
+            return _read(store.full_read(request.table_id, principal=ctx.principal))
+        if isinstance(request, PartialReadOffsetRequest):
+            return _read(store.partial_read_offset(request.table_id, request.offset,
+                                                   request.octet_count,
+                                                   principal=ctx.principal))
+        if isinstance(request, PartialReadIndexRequest):
+            return _read(store.partial_read_index(request.table_id, request.indices,
+                                                  request.element_count,
+                                                  principal=ctx.principal))
+        if isinstance(request, DefaultReadRequest):  # a relay's default data: its statistics
+            return _read(store.full_read(127, principal=ctx.principal))
+        if isinstance(request, DisconnectRequest):
+            ctx.close = True  # the transport closes this association after the response
+            return OkResponse()
+        if isinstance(request, (FullWriteRequest, PartialWriteOffsetRequest,
+                                PartialWriteIndexRequest)):
+            raise IAR("the relay's tables are read-only")
+        return None
 
     def authenticate(self, user_id: int, password: bytes) -> Principal:
         raise ISC("the relay has no password-protected tables")

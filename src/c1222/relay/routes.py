@@ -34,6 +34,8 @@ ROUTE_MARGIN = 60.0
 DEFAULT_MAX_ROUTES = 100_000
 DEFAULT_MAX_PENDING = 4096
 DEFAULT_MAX_PER_SOURCE = 64
+#: Register node-type bit of a relay (c1222.md 7.1).
+RELAY = 0x01
 
 
 @dataclass
@@ -59,6 +61,9 @@ class RouteTable:
         self.max_routes = max_routes
         self.max_per_source = max_per_source
         self._routes: dict[str, Route] = {}
+        # indexes, so a registration costs the same with 10 routes or 100,000
+        self._relay_on: dict[Hashable, str] = {}  # link -> the relay registered over it
+        self._by_source: dict[str, set[str]] = {}  # source -> titles attached from it
 
     def __len__(self) -> int:
         return len(self._routes)
@@ -70,7 +75,7 @@ class RouteTable:
         """The live route of ``title`` (an expired one is dropped here)."""
         route = self._routes.get(title)
         if route is not None and route.expires < now:
-            del self._routes[title]
+            self.remove(title)
             return None
         return route
 
@@ -84,10 +89,14 @@ class RouteTable:
             if len(self._routes) >= self.max_routes:
                 return f"route table full ({self.max_routes})"
         if source is not None and self.max_per_source:
-            held = sum(1 for r in self._routes.values()
-                       if r.source == source and r.expires >= now and r.via is None)
-            if held >= self.max_per_source:
-                return f"{source} already registered {held} nodes here"
+            titles = self._by_source.get(source, set())
+            if len(titles) >= self.max_per_source:
+                for stale in [t for t in titles if (r := self._routes.get(t)) is None
+                              or r.expires < now]:
+                    self.remove(stale)
+                titles = self._by_source.get(source, set())
+            if len(titles) >= self.max_per_source:
+                return f"{source} already registered {len(titles)} nodes here"
         return None
 
     def held_elsewhere(self, title: str, source: str | None, now: float) -> Route | None:
@@ -100,20 +109,36 @@ class RouteTable:
     def learn(self, title: str, link: Hashable | None, native_address: bytes, period: float,
               now: float, *, node_type: int = 0, via: str | None = None,
               source: str | None = None, connectionless: bool = False) -> Route:
+        self.remove(title)
         route = Route(title=title, link=link, native_address=native_address,
                       expires=now + period + ROUTE_MARGIN, node_type=node_type, via=via,
                       source=source, connectionless=connectionless, learned_at=now)
         self._routes[title] = route
+        if node_type & RELAY and link is not None and via is None:
+            # the relay attached over this link; those behind it registered over it too
+            self._relay_on[link] = title
+        if source is not None and via is None:
+            self._by_source.setdefault(source, set()).add(title)
         return route
 
     def remove(self, title: str) -> Route | None:
-        return self._routes.pop(title, None)
+        route = self._routes.pop(title, None)
+        if route is None:
+            return None
+        if route.link is not None and self._relay_on.get(route.link) == title:
+            del self._relay_on[route.link]
+        titles = self._by_source.get(route.source) if route.source is not None else None
+        if titles is not None:
+            titles.discard(title)
+            if not titles:
+                del self._by_source[route.source]  # type: ignore[arg-type]
+        return route
 
     def expire(self, now: float) -> list[Route]:
         """Drop and return the routes whose registration ran out."""
         gone = [r for r in self._routes.values() if r.expires < now]
         for route in gone:
-            del self._routes[route.title]
+            self.remove(route.title)
         return gone
 
     def link_closed(self, link: Hashable) -> list[Route]:
@@ -122,14 +147,21 @@ class RouteTable:
         hit = [r for r in self._routes.values() if r.link == link]
         for route in hit:
             route.link = None
+        self._relay_on.pop(link, None)
         return hit
 
     def relay_on(self, link: Hashable, now: float) -> Route | None:
         """The relay registered over ``link``, if any (what "behind which relay" means)."""
-        for route in self._routes.values():
-            if route.link == link and route.node_type & 0x01 and route.expires >= now:
-                return route
-        return None
+        title = self._relay_on.get(link)
+        return self.get(title, now) if title is not None else None
+
+    def set_link(self, route: Route, link: Hashable | None) -> None:
+        """``route`` is reached over ``link`` from now on (a connection the relay opened)."""
+        if route.link is not None and self._relay_on.get(route.link) == route.title:
+            del self._relay_on[route.link]
+        route.link = link
+        if link is not None and route.node_type & RELAY and route.via is None:
+            self._relay_on[link] = route.title
 
 
 def trace_answer(table: RouteTable, title: str, own: str, now: float) -> tuple[str, ...] | str:
@@ -166,6 +198,7 @@ class Forward:
     deadline: float
     request: bytes = field(repr=False, default=b"")  # the request's header source (errors)
     register: object | None = None  # the Register forwarded (route learning), if it is one
+    resends: int = 0  # times a UDP resend of it was forwarded again
 
 
 class PendingTable:

@@ -15,6 +15,7 @@ argument.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from c1222 import limits
@@ -52,6 +53,7 @@ class Header:
         return (data[self.control] >> 2) & 3
 
 
+@functools.lru_cache(maxsize=4096)  # the same few titles recur in every message
 def title_key(title: Uid | None) -> str:
     """A title as a dictionary key: absolute dotted form; "" for no title or the empty one
     (``0D 00``, a node asking for a title)."""

@@ -222,7 +222,7 @@ class RegistrarServices:
             registered_at=previous.registered_at if previous else ctx.now,
             last_seen=ctx.now, peer=ctx.peer, source=source)
         self.nodes[key] = node
-        if source is not None:
+        if source is not None and source_capped:  # a relay's forwarded titles: its own cap
             self._by_source.setdefault(source, set()).add(key)
         if self.on_registered is not None:
             self.on_registered(node)

@@ -144,6 +144,9 @@ class ResponderConfig:
     max_request_size: int = limits.DEFAULT_MAX_APDU_SIZE
     max_response_size: int = limits.DEFAULT_MAX_APDU_SIZE
     ed_class: bytes | None = None
+    #: Other titles the node answers to (a relay's multicast titles, Table 122); it answers
+    #: with ``ap_title``.
+    aliases: tuple[Uid, ...] = ()
 
 
 class Responder:
@@ -158,6 +161,7 @@ class Responder:
         self.replay = replay if replay is not None else ReplayWindow()
         self.debug = debug
         self._absolute_title = config.ap_title.absolute()
+        self._aliases = frozenset(t.absolute() for t in config.aliases)
         self._sessions: OrderedDict[Hashable, Session] = OrderedDict()
         self._sent: OrderedDict[tuple[Hashable, bytes], tuple[float, bytes]] = OrderedDict()
 
@@ -198,7 +202,8 @@ class Responder:
         try:
             # Only A2 before the MAC check: the full decode happens once, inside unprotect.
             called = acse.called_ap_title(data)
-            if called is not None and called.absolute() != self._absolute_title:
+            if (called is not None and called.absolute() != self._absolute_title
+                    and called.absolute() not in self._aliases):
                 self.handler.notice("unknown_title", None, str(called))
                 return self._refuse(data, ErrorResponse(response_code=ResponseCode.UAT),
                                     digest=digest, now=now)

@@ -18,6 +18,7 @@ from c1222.tables import decade4 as d4
 from c1222.tables import decade5 as d5
 from c1222.tables import decade6 as d6
 from c1222.tables import decade7 as d7
+from c1222.tables import decade12 as d12
 from c1222.tables.engine import (
     TableEnv, decode_record, element_tree, encode_record, record_size,
 )
@@ -141,6 +142,8 @@ _DEFS = [
     TableDef(72, TABLE_NAMES[72], d7.EventsId, (0, 71)),
     TableDef(73, TABLE_NAMES[73], d7.HistLogCtrl, (0, 71)),
     TableDef(74, TABLE_NAMES[74], d7.HistLogData, (0, 71)),
+    TableDef(122, TABLE_NAMES[122], d12.InterfaceCtrl, (0,)),
+    TableDef(127, TABLE_NAMES[127], d12.NetworkStatistics, (0,)),
 ]
 
 #: Every table with a known layout, by number.
