@@ -1,10 +1,12 @@
 """The console's Network panel in headless Chromium: a head-end with --master-relay (a fake
 master relay on the same loop, only wire messages) learns a meter from the master relay's
 notification; the panel lists the master relay and the meter behind it, and its Trace and
-Resolve buttons show the meter's path and its native address without a reload."""
+Resolve buttons show the meter's path and its native address without a reload.
+``C1222_SCREENSHOTS=1`` writes docs/console-network.png."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from tests.unit.headend.test_web import System
 
 pytestmark = pytest.mark.browser
 
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 METER = "2.16.124.113620.1.22.0.123.9001"
 RELAY = "2.16.124.113620.1.22.0.123.60"
 
@@ -73,6 +76,8 @@ def test_the_network_panel_lists_the_relay_and_traces_and_resolves_the_meter(
         page.wait_for_function(
             f"""[...document.querySelectorAll("[data-testid=node-resolved]")]
                 .some(td => td.textContent.includes('{host}:{port}'))""")
+        if os.environ.get("C1222_SCREENSHOTS"):
+            page.get_by_test_id("network").screenshot(path=str(DOCS / "console-network.png"))
     finally:
         context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"

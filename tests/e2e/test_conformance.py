@@ -45,7 +45,7 @@ KEY = {2: bytes.fromhex(KEY_HEX)}
 CREDENTIALS = ["--user-id", "2", "--password", "PASSWORD"]
 #: What may be NOT TESTED against our meter, and why.
 EXPECTED_NOT_TESTED = {"resolve": "NOT SUPPORTED", "trace": "NOT SUPPORTED",
-                       "deregister": "--deregister"}
+                       "deregister": "--deregister", "segmentation": "--segment-size"}
 SECURED_ONLY = {"bad_mac", "unknown_key_id"}  # the cases of modes 1 and 2 only
 
 

@@ -15,10 +15,14 @@ from typing import Any
 import click
 
 from c1222.cli.params import (
-    AP_TITLE, KEY, KEY_ID, PASSWORD, AddressType, OutputFile, seconds,
+    AP_TITLE, KEY, KEY_ID, PASSWORD, SEGMENT_SIZE, AddressType, OutputFile, seconds,
 )
 from c1222.errors import ConfigurationError, LocalProtocolError
 from c1222.transport.endpoint import Address
+
+DEFAULT_TESTER_TITLE = "2.16.124.113620.1.22.0.123.4"  # the head-end's
+#: The tester's title as a notification host of a master relay: not the head-end's.
+NETWORK_TESTER_TITLE = "2.16.124.113620.1.22.0.123.5"
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -49,6 +53,9 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
                    "notification of the target as Register, and run through it")
 @click.option("--relay-ap-title", type=AP_TITLE,
               help="the relay's AP title [from its answer to Identify / its Register answer]")
+@click.option("--target-role", type=click.Choice(["auto", "node", "relay"]), default="auto",
+              show_default=True, help="relay: the services a relay need not serve may be "
+              "refused; auto: a target answering Trace of its own title is a relay")
 @click.option("--register-timeout", type=seconds(zero=True), default=30.0,
               show_default=True, help="seconds to wait for the target to register")
 @click.option("--security-mode", "modes", multiple=True, metavar="M[,M...]",
@@ -60,8 +67,10 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--key-id", type=KEY_ID, help="key id to secure requests with [the lowest given]")
 @click.option("--called-ap-title", type=AP_TITLE,
               help="the target's AP title [from its registration or first response]")
-@click.option("--calling-ap-title", type=AP_TITLE, default="2.16.124.113620.1.22.0.123.4",
-              show_default=True, help="the tester's own AP title (the registrar's, with --listen)")
+@click.option("--calling-ap-title", type=AP_TITLE,
+              help="the tester's own AP title (the registrar's, with --listen) "
+                   "[2.16.124.113620.1.22.0.123.4; with --master-relay ...123.5, so that it "
+                   "does not take the head-end's registration]")
 @click.option("--user-id", type=click.IntRange(0, 0xFFFF), default=2, show_default=True,
               help="user id of the Security and Logon services")
 @click.option("--password", type=PASSWORD, help="password of --user-id (20 bytes at most); without it the "
@@ -76,6 +85,9 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
               help="a table the target does not have [first gap in its Table 0 list]")
 @click.option("--oversize", type=click.IntRange(1, 16 * 1024 * 1024), default=40_000,
               show_default=True, help="bytes of the oversized request")
+@click.option("--segment-size", type=SEGMENT_SIZE,
+              help="the tester's link segment size: the segmentation case sends a request "
+                   "larger than it, as segments [none: NOT TESTED]")
 @click.option("--deregister", is_flag=True,
               help="also deregister the target itself (it should register again)")
 @click.option("--timeout", type=seconds(0.1, 3600), default=5.0, show_default=True,
@@ -95,12 +107,13 @@ def _modes(values: tuple[str, ...]) -> tuple[int, ...]:
               help="record every APDU of the run to this pcap")
 @click.option("-v", "--verbose", count=True, help="-v: print each case as it completes")
 def conformance(target: Address | None, listen: Address | None, via_relay: Address | None,
-                master_relay: Address | None, relay_ap_title: str | None,
+                master_relay: Address | None, relay_ap_title: str | None, target_role: str,
                 register_timeout: float,
                 modes: tuple[str, ...], transport: str, keys: tuple[str, ...],
-                key_id: int | None, called_ap_title: str | None, calling_ap_title: str,
+                key_id: int | None, called_ap_title: str | None, calling_ap_title: str | None,
                 user_id: int, password: str | None, reader_id: int, reader_password: str,
-                write_table: int, unknown_table: int | None, oversize: int, deregister: bool,
+                write_table: int, unknown_table: int | None, oversize: int,
+                segment_size: int | None, deregister: bool,
                 timeout: float, id_size: str, only: tuple[str, ...], list_cases: bool,
                 json_path: str | None, junit_path: str | None, pcap: str | None,
                 verbose: int) -> None:
@@ -119,6 +132,8 @@ def conformance(target: Address | None, listen: Address | None, via_relay: Addre
     if list_cases:
         _print_cases()
         return
+    if calling_ap_title is None:
+        calling_ap_title = NETWORK_TESTER_TITLE if master_relay else DEFAULT_TESTER_TITLE
     try:
         settings = Settings(
             target=target, listen=listen,
@@ -131,12 +146,13 @@ def conformance(target: Address | None, listen: Address | None, via_relay: Addre
                 reader_id=reader_id,
                 reader_password=pad_password(reader_password) if reader_password else None,
                 write_table=write_table, unknown_table=unknown_table, oversize=oversize,
-                deregister=deregister, calling_ap_title=Uid.parse(calling_ap_title)),
+                deregister=deregister, calling_ap_title=Uid.parse(calling_ap_title),
+                segment_size=segment_size),
             timeout=timeout, quiet_timeout=min(2.0, timeout),
             register_timeout=register_timeout, pcap=pcap,
             only=frozenset(_split(only)) if only else None,
             invocation_id_size=None if id_size == "auto" else int(id_size),
-            via_relay=via_relay, master_relay=master_relay,
+            via_relay=via_relay, master_relay=master_relay, target_role=target_role,
             relay_ap_title=Uid.parse(relay_ap_title) if relay_ap_title else None)
         tester = Tester(settings, on_listening=_listening(settings, register_timeout),
                         on_result=_progress if verbose else None)

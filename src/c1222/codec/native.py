@@ -74,6 +74,19 @@ def native_address_text(data: bytes) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def native_address_from_text(text: str) -> bytes:
+    """The inverse of :func:`native_address_text` (a stored address back to bytes): IP text
+    gives the binary form, hex gives its bytes; DecodeError (BerError) for anything else."""
+    found = _text(text.encode("ascii", "replace"))
+    if found is not None:
+        return encode_native_address(*found)
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise BerError(f"stored native address {text[:40]!r} is neither host:port nor hex", 0,
+                       _PATH) from None
+
+
 def _text(data: bytes) -> tuple[str, int] | None:
     """The text forms, or None when ``data`` is not printable ASCII that parses as one."""
     if not data or len(data) > 64 or not all(0x21 <= b <= 0x7E for b in data):

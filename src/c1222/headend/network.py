@@ -214,9 +214,20 @@ class NetworkRegistrar:
                 reg.on_deregistered(node)
             return OkResponse()
         assert isinstance(request, RegisterRequest)
+        if title == str(reg.ap_title.absolute()):  # ourselves, as the master relay knows us
+            return RegisterResponse(reg_ap_title=request.ap_title, reg_delay=reg.reg_delay,
+                                    reg_period=request.registration_period, reg_info=0)
         previous = reg.nodes.get(title)
         if previous is None and len(reg.nodes) >= reg.max_nodes:
             raise ONP("registry full")
+        if (previous is not None and previous.extra.get("via") == self.master.title_text
+                and _same_registration(previous, request)):
+            # The same registration again (a re-registration, or a master relay repeating
+            # itself): seen now, nothing to store or announce, so a flood costs no writes.
+            previous.last_seen = ctx.now
+            self.master.notifications["registered"] += 1
+            return RegisterResponse(reg_ap_title=request.ap_title, reg_delay=reg.reg_delay,
+                                    reg_period=previous.registration_period, reg_info=0)
         node = Node(
             ap_title=title, native_address=request.native_address,
             node_type=request.node_type, connection_type=request.connection_type,
@@ -243,6 +254,15 @@ class NetworkRegistrar:
                 and ctx.now <= held.last_seen + held.registration_period):
             raise ISC(f"{held.ap_title} is registered through the master relay")
         held.extra.pop("via", None)  # mode 0: the node moved and registers directly now
+
+
+def _same_registration(node: Node, request: RegisterRequest) -> bool:
+    return (node.native_address == request.native_address
+            and node.node_type == request.node_type
+            and node.connection_type == request.connection_type
+            and node.device_class == request.device_class
+            and node.serial_number == str(request.serial_number)
+            and node.registration_period == request.registration_period)
 
 
 class MasterRelayLink:

@@ -39,7 +39,11 @@ from typing import Any
 from c1222.codec import text
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
-from c1222.codec.native import decode_native_address, native_address_text
+from c1222.codec.native import (
+    decode_native_address,
+    native_address_from_text,
+    native_address_text,
+)
 from c1222.codec.redact import redact, redact_bytes
 from c1222.codec.services import (
     DeregisterRequest,
@@ -87,6 +91,7 @@ from c1222.headend.storage import (
     open_async_storage,
     retention_loop,
 )
+from c1222.limits import DEFAULT_MAX_APDU_SIZE
 from c1222.session.requester import Requester
 from c1222.session.responder import Responder, ResponderConfig
 from c1222.tables.access import pad_password
@@ -110,7 +115,7 @@ from c1222.tables.readings import (
 from c1222.tables.registry import decode_table
 from c1222.tables.store import TableStore
 from c1222.tables.types import DataAccessMethod
-from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer
+from c1222.transport.endpoint import Address, Endpoint, EndpointLimits, Link, PcapTracer
 
 log = logging.getLogger("c1222.headend")
 
@@ -169,6 +174,10 @@ class HeadEndConfig:
     max_registrations_per_address: int = 64
     #: The master relay to register with as a notification host (docs/headend.md "Network").
     master_relay: Address | None = None
+    # Segmentation (docs/segmentation.md): largest APDU sent unsegmented (None: never) and the
+    # largest reassembled APDU accepted.
+    segment_size: int | None = None
+    max_apdu_size: int = DEFAULT_MAX_APDU_SIZE
 
     def __post_init__(self) -> None:
         for name in ("max_table_bytes", "max_lp_blocks", "max_history_entries"):
@@ -269,8 +278,14 @@ class HeadEnd:
         self.requester = Requester(self.ap_title, nonces, keys=config.keys,
                                    security_mode=config.security_mode, key_id=config.key_id)
         self.tracer = PcapTracer(config.pcap) if config.pcap else None
-        self.endpoint = Endpoint(self._on_request, tracer=self.tracer,
-                                 on_link_closed=lambda link: self.responder.close(link.id))
+        self.endpoint = Endpoint(
+            self._on_request, tracer=self.tracer,
+            limits_=EndpointLimits(segment_size=config.segment_size,
+                                   max_apdu_size=config.max_apdu_size,
+                                   max_frame=max(EndpointLimits.max_frame,
+                                                 config.max_apdu_size)),
+            on_link_closed=lambda link: self.responder.close(link.id),
+            on_segment_error=lambda data, link, code: self.responder.refuse(data, code).data)
         self.master_link: MasterRelayLink | None = None
         if self.master is not None:
             self.master_link = MasterRelayLink(
@@ -512,6 +527,10 @@ class HeadEnd:
         (the max size of an RQTL answer, remembered per node) or than MAX_APDU_SIZE."""
         services = await self._services(ap_title, name, params)
         node = self.node(ap_title)
+        if name in ("resolve", "trace") and node.extra.get("via") and self.master_link:
+            # Network services of a node behind the relays are the master relay's to answer
+            # (an end device answers SNS): ask it, as the Network panel does.
+            return await self.call_master(services)
         known = node.extra.get("max_request_size")
         exchange = await self.call(ap_title, services,
                                    max_size=known if isinstance(known, int) else None)
@@ -999,7 +1018,11 @@ def _node_from_record(record: NodeRecord) -> Node:
     def unix(value: dt.datetime | None) -> float:
         return value.timestamp() if value is not None else 0.0
 
-    return Node(ap_title=record.ap_title, native_address=record.native_address.encode(),
+    try:  # stored as native_address_text: host:port, or hex
+        native = native_address_from_text(record.native_address)
+    except DecodeError:
+        native = record.native_address.encode()
+    return Node(ap_title=record.ap_title, native_address=native,
                 extra={"via": record.via} if record.via else {},
                 node_type=record.node_type, connection_type=record.connection_type,
                 device_class=bytes.fromhex(record.device_class or ""),

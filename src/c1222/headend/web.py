@@ -128,9 +128,21 @@ class NodeOut(BaseModel):
                           "consecutive_failures, over_limit (docs/headend.md)")
 
 
-class NetworkAction(str, Enum):
-    trace = "trace"
-    resolve = "resolve"
+class TraceOut(BaseModel):
+    ap_title: str
+    path: list[str] | None = Field(description="relay titles from the master relay outward; "
+                                               "null when the master relay refused")
+    error: str | None = Field(description="the master relay's error code, e.g. UAT (0x0c)")
+    time: str = Field(description="when it was asked (UTC)")
+
+
+class ResolveOut(BaseModel):
+    ap_title: str
+    native_address: str | None = Field(description="host:port, or hex when it does not "
+                                                   "decode; null when refused")
+    hex: str | None = Field(description="the native address as sent")
+    error: str | None = Field(description="the master relay's error code, e.g. UAT (0x0c)")
+    time: str = Field(description="when it was asked (UTC)")
 
 
 class NetworkOut(BaseModel):
@@ -709,25 +721,42 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
         cached Trace and Resolve with their times) and the nodes registered directly."""
         return headend.network()
 
-    @app.post("/api/network/nodes/{ap_title}/{action}", tags=["network"],
-              summary="Trace or Resolve a node through the master relay",
-              responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody},
-                         502: {"model": ErrorBody}})
-    async def network_action(
-        ap_title: Annotated[str, PathParam(description="dotted AP title")],
-        action: Annotated[NetworkAction, PathParam(description="trace or resolve")],
-    ) -> dict[str, Any]:
-        """Sends Trace (the relays on the node's path, cached with its time) or Resolve (its
-        native address, decoded) to the master relay; 200 with `error` set when the master
-        relay answered an error code, 502 when it could not be asked."""
+    async def network_call(ap_title: str, action: str) -> dict[str, Any]:
         if headend.master is None:
             raise HTTPException(409, "the head-end has no master relay (--master-relay)")
         title = key(ap_title)
         try:
-            run = headend.trace if action is NetworkAction.trace else headend.resolve
+            run = headend.trace if action == "trace" else headend.resolve
             return await asyncio.wait_for(run(title), headend.config.timeout * 2)
         except (C1222Error, OSError, ValueError, asyncio.TimeoutError) as exc:
             raise HTTPException(502, f"{type(exc).__name__}: {exc or 'time-out'}") from None
+
+    network_errors: dict[int | str, dict[str, Any]] = {
+        404: {"model": ErrorBody, "description": "not an AP title"},
+        409: {"model": ErrorBody, "description": "no --master-relay"},
+        502: {"model": ErrorBody, "description": "the master relay could not be asked"}}
+
+    @app.post("/api/network/nodes/{ap_title}/trace", tags=["network"],
+              response_model=TraceOut, summary="Trace a node through the master relay",
+              responses=network_errors)
+    async def network_trace(
+        ap_title: Annotated[str, PathParam(description="dotted AP title")],
+    ) -> dict[str, Any]:
+        """Sends Trace of the title to the master relay: the relays on its path, from the
+        master relay outward, cached on the node with the time (shown by /api/network). 200
+        with `error` set when the master relay answered an error code (UAT: unknown)."""
+        return await network_call(ap_title, "trace")
+
+    @app.post("/api/network/nodes/{ap_title}/resolve", tags=["network"],
+              response_model=ResolveOut, summary="Resolve a node through the master relay",
+              responses=network_errors)
+    async def network_resolve(
+        ap_title: Annotated[str, PathParam(description="dotted AP title")],
+    ) -> dict[str, Any]:
+        """Sends Resolve of the title to the master relay: its native address, decoded
+        (binary or text), cached on the node with the time. 200 with `error` set when the
+        master relay answered an error code (UAT: unknown)."""
+        return await network_call(ap_title, "resolve")
 
     # -------------------------------------------------------------------- messages
 

@@ -185,7 +185,7 @@ class RegistrarServices:
             node = self.nodes.get(str(request.ap_title.absolute()))
             if node is None:
                 raise UAT(f"{request.ap_title} is not registered")
-            return ResolveResponse(native_address=node.native_address)
+            return ResolveResponse(native_address=_binary(node.native_address))
         if isinstance(request, IdentifyRequest):
             return IdentifyResponse(std=3, ver=1, rev=0,
                                     security_mechanisms=(Uid(EAX_PRIME_MECHANISM),))
@@ -305,3 +305,12 @@ class RegistrarServices:
 
     def notice(self, event: str, ctx: ServiceContext | None, detail: str = "") -> None:
         pass
+
+
+def _binary(native_address: bytes) -> bytes:
+    """What Resolve sends: the binary form of an IP address, even one registered as text
+    (codec.native, h-seg); an address of another kind goes back as registered."""
+    try:
+        return encode_native(*decode_native(native_address))
+    except ValueError:
+        return native_address

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from c1222.codec.native import decode_native_address, encode_native_address, native_address_text
+from c1222.codec.native import (
+    decode_native_address,
+    encode_native_address,
+    native_address_from_text,
+    native_address_text,
+)
 from c1222.errors import DecodeError, LocalProtocolError
 
 
@@ -66,3 +71,18 @@ def test_text_form_for_people():
     assert native_address_text(encode_native_address("::1", 7)) == "[::1]:7"
     assert native_address_text(b"10.0.0.1:99") == "10.0.0.1:99"
     assert native_address_text(b"\x01\x02\x03") == "010203"
+
+
+@pytest.mark.parametrize("native", [bytes.fromhex("0a0000010481"), bytes(15) + b"\x01\x00\x07",
+                                    b"\x01\x02\x03", bytes.fromhex("313233343536")])
+def test_stored_text_comes_back_as_the_same_address(native):
+    """The head-end stores native_address_text and reads it back after a restart."""
+    back = native_address_from_text(native_address_text(native))
+    assert native_address_text(back) == native_address_text(native)
+    if len(native) in (6, 18):
+        assert back == native
+
+
+def test_stored_text_that_is_neither_is_a_decode_error():
+    with pytest.raises(DecodeError):
+        native_address_from_text("meter.example:1153")

@@ -29,6 +29,7 @@ from c1222.codec.services import (
     ResolveRequest,
     ResolveResponse,
     Response,
+    SecurityRequest,
     TraceRequest,
     TraceResponse,
 )
@@ -112,33 +113,38 @@ class FakeMaster:
         return answer, False
 
     def _serve(self, apdu: Apdu, link: Link) -> bytes:
-        request = apdu.epsem.services[0]
-        answer: Response
+        """One response per request service (digest 10.1)."""
+        answers = tuple(self._answer(request, link) for request in apdu.epsem.services)
+        return self._reply(apdu, *answers)
+
+    def _answer(self, request: object, link: Link) -> Response:
         if isinstance(request, RegisterRequest):
             self.registers += 1
             self.headend_link = link
             if self.refuse:
-                return self._error(apdu, ResponseCode.ONP)
-            answer = RegisterResponse(reg_ap_title=request.ap_title, reg_delay=0,
-                                      reg_period=request.registration_period, reg_info=0)
-        elif isinstance(request, IdentifyRequest):
-            answer = IdentifyResponse(std=3, ver=1, rev=0)
-        elif isinstance(request, (ResolveRequest, TraceRequest)):
+                return ErrorResponse(response_code=ResponseCode.ONP)
+            return RegisterResponse(reg_ap_title=request.ap_title, reg_delay=0,
+                                    reg_period=request.registration_period, reg_info=0)
+        if isinstance(request, IdentifyRequest):
+            return IdentifyResponse(std=3, ver=1, rev=0)
+        if isinstance(request, (DeregisterRequest, SecurityRequest)):  # no passwords here
+            return ErrorResponse(response_code=ResponseCode.ISC)
+        if isinstance(request, (ResolveRequest, TraceRequest)):
             route = self.routes.get(str(request.ap_title.absolute()))
+            if isinstance(request, TraceRequest) and request.ap_title.absolute() == self.title:
+                return TraceResponse(ap_titles=(self.title,))
             if route is None:
-                return self._error(apdu, ResponseCode.UAT)
-            answer = (ResolveResponse(native_address=encode_native_address(*route.address))
-                      if isinstance(request, ResolveRequest) else
-                      TraceResponse(ap_titles=(self.title, *map(Uid.parse, route.path))))
-        else:
-            return self._error(apdu, ResponseCode.SNS)
-        return self._reply(apdu, answer)
+                return ErrorResponse(response_code=ResponseCode.UAT)
+            if isinstance(request, ResolveRequest):
+                return ResolveResponse(native_address=encode_native_address(*route.address))
+            return TraceResponse(ap_titles=(self.title, *map(Uid.parse, route.path)))
+        return ErrorResponse(response_code=ResponseCode.SNS)
 
     def _error(self, apdu: Apdu, code: int) -> bytes:
         return self._reply(apdu, ErrorResponse(response_code=code))
 
-    def _reply(self, apdu: Apdu, answer: Response) -> bytes:
-        return acse.encode(Apdu(epsem=Epsem(services=(answer,)),
+    def _reply(self, apdu: Apdu, *answers: Response) -> bytes:
+        return acse.encode(Apdu(epsem=Epsem(services=answers),
                                 calling_ap_invocation_id=self.requester.nonces.invocation_id(),
                                 called_ap_invocation_id=apdu.calling_ap_invocation_id,
                                 called_ap_title=apdu.calling_ap_title,

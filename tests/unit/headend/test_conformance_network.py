@@ -6,18 +6,24 @@ the relay, Resolve and Trace included; a relay that answers them wrongly fails t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
 from c1222.codec.ber import Uid
-from c1222.headend.conformance import CaseSettings, Report, Settings, Tester, Verdict
+from click.testing import CliRunner
+
+from c1222.cli.main import cli
+from c1222.headend.conformance import CaseSettings, Report, Settings, Verdict
+from c1222.headend.conformance import Tester as ConformanceTester
 from c1222.tables.access import pad_password
 from tests.unit.headend.fake_master import MASTER_TITLE, FakeMaster, Route
 from tests.unit.headend.meter_double import MeterDouble
 
 METER = "2.16.124.113620.1.22.0.123.9001"
 RELAY = "2.16.124.113620.1.22.0.123.60"
-CASES = CaseSettings(password=pad_password("PASSWORD"), reader_password=pad_password("READER"))
+CASES = CaseSettings(password=pad_password("PASSWORD"), reader_password=pad_password("READER"),
+                     segment_size=128)
 
 
 def run(how: str, tamper: Any = None) -> tuple[Report, FakeMaster]:
@@ -31,7 +37,7 @@ def run(how: str, tamper: Any = None) -> tuple[Report, FakeMaster]:
         options: dict[str, Any] = (
             {"master_relay": master.address} if how == "master" else
             {"via_relay": master.address, "called_ap_title": Uid.parse(METER)})
-        tester = Tester(Settings(modes=(0,), cases=CASES, timeout=3.0, quiet_timeout=0.5,
+        tester = ConformanceTester(Settings(modes=(0,), cases=CASES, timeout=3.0, quiet_timeout=0.5,
                                  register_timeout=10.0, **options))
         task = asyncio.ensure_future(tester.run())
         try:
@@ -80,3 +86,46 @@ def test_via_relay_finds_the_relay_title_and_judges_its_answers() -> None:
     assert got["trace"][0] is Verdict.FAIL
     assert got["register"][0] is Verdict.NOT_TESTED
     assert got["identify"][0] is Verdict.PASS and got["disconnect"][0] is Verdict.PASS
+
+
+def test_a_relay_as_the_target_is_judged_by_the_relay_rules() -> None:
+    """The fake master relay as the device: it answers Trace of its own title, so the services
+    a relay need not serve (rules.RELAY_NEED_NOT_SERVE) are NOT TESTED when refused (its ISC
+    to Security); the refusals every node owes still fail (SNS to an oversized request)."""
+    async def main() -> Report:
+        master = await FakeMaster().start()
+        try:
+            tester = ConformanceTester(Settings(
+                target=master.address, modes=(0,), timeout=3.0, quiet_timeout=0.5,
+                cases=dataclasses.replace(CASES, segment_size=None)))
+            return await asyncio.wait_for(tester.run(), 60)
+        finally:
+            await master.stop()
+
+    report = asyncio.run(main())
+    got = verdicts(report)
+    assert any("judged as a relay" in note for note in report.notes), report.notes
+    assert got["security"] == (Verdict.NOT_TESTED,  # ISC is a FAIL against a meter
+                           "a relay need not serve this (ISC; conformance rules: "
+                           "RELAY_NEED_NOT_SERVE)")
+    assert got["oversized"][0] is Verdict.FAIL  # RQTL is owed by every node, relays too
+    assert got["identify"][0] is Verdict.PASS and got["trace"][0] is Verdict.PASS
+
+
+def test_bad_relay_options_are_one_line_usage_errors() -> None:
+    """Hostile or wrong command lines: exit 2, one line naming the problem, nothing sent."""
+    cases = {
+        ("--via-relay", "127.0.0.1:9"): "--via-relay needs the target's --called-ap-title",
+        ("--via-relay", "127.0.0.1:9", "--master-relay", "127.0.0.1:9"): "not both",
+        ("127.0.0.1:9", "--via-relay", "127.0.0.1:9", "--called-ap-title", METER):
+            "not HOST:PORT",
+        ("--via-relay", "x" * 400): "is not HOST:PORT",
+        ("--master-relay", "127.0.0.1:0"): "",
+        ("--segment-size", "12", "127.0.0.1:9"): "128",
+        ("--target-role", "meter", "127.0.0.1:9"): "meter",
+        ("--relay-ap-title", "1.2.x", "127.0.0.1:9"): "1.2.x",
+    }
+    for args, says in cases.items():
+        result = CliRunner().invoke(cli, ["conformance", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output and says in result.output, (args, result.output)

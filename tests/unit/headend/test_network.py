@@ -9,6 +9,7 @@ master relay, names a relay's NETR, and shows the network with Trace and Resolve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -91,6 +92,9 @@ def test_a_notification_from_the_master_relay_records_the_node_via_it() -> None:
     assert node.extra["via"] == MASTER_TITLE and node.peer is None
     assert told == [f"+{METER}{n}" for n in range(3)]
     assert net.master.notifications["registered"] == 3
+    itself = register(str(HEADEND))  # the master relay telling us of ourselves: not a node
+    assert isinstance(net.handle(itself, ctx(itself, MASTER_LINK)), RegisterResponse)
+    assert str(HEADEND) not in net.registrar.nodes
     # from the master relay's address over another link (it connected to us) also counts
     request = register(f"{METER}9")
     other = {**HOSTS, 9: "10.0.0.1"}
@@ -140,9 +144,16 @@ def test_a_notification_flood_is_bounded_by_max_nodes() -> None:
         except ONP:
             refused += 1
     assert len(net.registrar.nodes) == 50 and refused == 450 and len(told) == 50
-    # re-notifying a known node is an update, never refused
+    # re-notifying a known node is an update, never refused; the same registration again
+    # and again moves its last_seen and costs no storage write nor event
     request = register(f"{METER}.0")
-    assert isinstance(net.handle(request, ctx(request, MASTER_LINK)), RegisterResponse)
+    for n in range(1000):
+        answer = net.handle(request, ctx(request, MASTER_LINK, now=2000.0 + n))
+        assert isinstance(answer, RegisterResponse)
+    assert len(told) == 50 and net.registrar.nodes[f"{METER}.0"].last_seen == 2999.0
+    changed = dataclasses.replace(request, registration_period=900)
+    net.handle(changed, ctx(changed, MASTER_LINK))
+    assert len(told) == 51  # a real change is stored and announced
 
 
 def test_relay_refusal_names_the_code_and_the_relay() -> None:
@@ -278,6 +289,10 @@ def test_the_network_view_traces_and_resolves_through_the_master(tmp_path: Path)
             assert bad.status_code == 404
             nodes = (await client.get("/api/nodes")).json()
             assert [n["via"] for n in nodes] == [MASTER_TITLE]
+            # the node page's Resolve button asks the master relay for a node behind it
+            answer = (await client.post(f"/api/nodes/{METER}/services/resolve")).json()
+            assert answer["response_codes"] == ["ok"], answer
+            assert MASTER_TITLE in str(answer["response"]["json"])
 
     run(tmp_path, body)
 
@@ -308,3 +323,12 @@ def test_a_notification_before_the_register_response_is_read_is_the_masters() ->
     net.master.title = None
     net.handle(stranger, ctx(stranger, OTHER_LINK, calling=Uid.parse(RELAY)))
     assert net.master.title is None and "via" not in net.registrar.nodes[METER].extra
+
+
+def test_re_registers_before_the_granted_period_ends(tmp_path: Path) -> None:
+    async def body(headend: HeadEnd, master: FakeMaster, meter: MeterDouble) -> None:
+        first = master.headend_link
+        await until(lambda: master.registers >= 2, "a second Register", 10)
+        assert master.headend_link is first and first is not None and not first.closed
+
+    run(tmp_path, body, reg_period=2)  # granted 2 s: the next Register after 1.6 s

@@ -184,6 +184,10 @@ class Probe(Protocol):
         """True when the target closes the current TCP connection within ``seconds``."""
         ...
 
+    def segments(self) -> tuple[int, int]:
+        """Segments the tester has sent and received so far (transport.endpoint stats)."""
+        ...
+
 
 @dataclass(frozen=True)
 class CaseSettings:
@@ -198,6 +202,9 @@ class CaseSettings:
     oversize: int = 40_000
     deregister: bool = False
     calling_ap_title: Uid = Uid.parse("2.16.124.113620.1.22.0.123.4")
+    #: The tester's link segment size (--segment-size): the segmentation case's request is
+    #: larger, so it goes as segments (codec.segments); None: the case is NOT TESTED.
+    segment_size: int | None = None
 
     @property
     def credentials(self) -> bool:
@@ -234,6 +241,9 @@ class RunState:
     #: The relay to ask Resolve and Trace of the target (the one reached, or the master
     #: relay); None: ask the target itself.
     relay: Uid | None = None
+    #: The target is itself a relay (it answers Trace of its own title, or --target-role
+    #: relay): the services of rules.RELAY_NEED_NOT_SERVE may be refused.
+    relay_target: bool = False
 
 
 # --------------------------------------------------------------------------- the case type
@@ -308,11 +318,16 @@ def _need_deregister(s: CaseSettings, st: RunState) -> str | None:
     return None if s.deregister else "deregisters the target itself: only with --deregister"
 
 
+def _need_segment_size(s: CaseSettings, st: RunState) -> str | None:
+    return None if s.segment_size else ("needs --segment-size: the tester's link segment "
+                                        "size, which the request goes over")
+
+
 PRECONDITIONS: dict[str, Callable[[CaseSettings, RunState], str | None]] = {
     "credentials": _need_credentials, "reader": _need_reader, "session": _need_session,
     "logon": _need_logon, "no_session": _need_no_session, "table0": _need_table0,
     "writable": _need_writable, "index": _need_index, "called": _need_called,
-    "deregister": _need_deregister,
+    "deregister": _need_deregister, "segment_size": _need_segment_size,
 }
 
 
@@ -698,6 +713,54 @@ async def _network_service(p: Probe, make: Callable[[Uid], Request],
     return passed(seen, f"{said}; UAT for {other}")
 
 
+#: The most response bytes the segmentation case asks for (well under the 0x7FFF a node
+#: offers by default, digest 4.4).
+SEGMENTED_RESPONSE_BUDGET = 24_000
+
+
+async def _segmentation(p: Probe) -> Outcome:
+    """Full reads of Table 0, as many in one request as make it larger than the tester's
+    segment size: the request goes as segments (2008 format, c1222-network.md), the target
+    reassembles it, verifies its MAC over the whole APDU and answers every read; the answer,
+    larger still, comes back whole or in segments the tester reassembles and verifies."""
+    s, st = p.settings, p.state
+    assert s.segment_size is not None and st.table0 is not None
+    count = (s.segment_size + 64) // 4 + 1  # a full read is 4 bytes of EPSEM
+    most = SEGMENTED_RESPONSE_BUDGET // (len(st.table0) + 8)
+    if count > most:
+        return untested(None, f"--segment-size {s.segment_size} needs {count} reads of Table 0 "
+                              f"in one request, an answer over {SEGMENTED_RESPONSE_BUDGET} "
+                              f"bytes: use at most {(most - 1) * 4 - 64}")
+    sent, received = p.segments()
+    seen = await p.ask([FullReadRequest(0)] * count, auth=True,
+                       note=f"{count} full reads of Table 0 in one request, over "
+                            f"--segment-size {s.segment_size}")
+    if seen.code == ResponseCode.SGNP:
+        return untested(seen, "the target does not reassemble segments (SGNP)")
+    early = screen(seen, s, mandatory=True)
+    if early is not None:
+        return early
+    reads = seen.responses[seen.prefix:]
+    wrong = [i for i, r in enumerate(reads) if not isinstance(r, ReadResponse)
+             or r.response_code != OK or r.table_data.data != st.table0]
+    if len(reads) != count or wrong:
+        first = reads[wrong[0]] if wrong else None
+        what = (f"read {wrong[0] + 1} answered {code_text(first.response_code)}"
+                if first is not None and first.response_code != OK else
+                f"read {wrong[0] + 1} is not Table 0 as read before" if wrong else
+                f"{len(reads)} answers to {count} reads")
+        return failed(seen, f"the segmented request was not served whole: {what}")
+    now_sent, now_received = p.segments()
+    out, back = now_sent - sent, now_received - received
+    if out < 2:
+        return failed(seen, "the request did not go in segments (the tester's own fault: "
+                            "report it)")
+    answer = (f"in {back} segments, reassembled" if back else "whole (the target's segment "
+              "size is larger)")
+    return passed(seen, f"the request went in {out} segments; the answer came back {answer}; "
+                        f"all {count} reads are Table 0")
+
+
 async def _resolve(p: Probe) -> Outcome:
     return await _network_service(p, ResolveRequest, _judge_resolve)
 
@@ -922,6 +985,11 @@ CASES: tuple[Case, ...] = (
     Case("oversized", "Full write", "a request of --oversize bytes (40,000: over the 0x7FFF a "
          "node offers by default)", "RQTL with a smaller maximum, or the connection closed; "
          "Identify still works", steps=_oversized),
+    Case("segmentation", "Full read", "Full reads of Table 0 in one request larger than "
+         "--segment-size, sent as segments", "every read answered with Table 0 (the request "
+         "reassembled and its MAC verified by the target; a segmented answer reassembled and "
+         "verified by the tester); SGNP: not supported", needs=("segment_size", "table0"),
+         auth=True, steps=_segmentation),
     Case("deregister_other", "Deregister", "Deregister (0x24) of the tester's own title "
          "(not registered)", "UAT or OK", auth=True,
          build=lambda s, st: [DeregisterRequest(s.calling_ap_title)],

@@ -114,3 +114,29 @@ def _security_reason(data: bytes, request: Apdu, keys: KeyTable) -> str:
 
 def _title(title: Uid | None) -> str:
     return "(none)" if title is None else str(title.absolute())
+
+
+# --------------------------------------------------------------------------- relays as targets
+
+#: Cases of services a relay need not serve when it is the target itself (c1222-network.md
+#: "Roles": a relay forwards, answers Resolve and Trace, and offers Identify and Read of its
+#: own tables — 0, 1, 122, 127 — which are read-only and need no password). Against a relay,
+#: a refusal of one of these (SNS, ISC, ONP, IAR) is NOT TESTED, not a FAIL; everything else
+#: — Identify, Full read and Partial read offset of Table 0, the session services its session
+#: layer offers, the refusals every node owes, Resolve, Trace — is judged as for any node.
+RELAY_NEED_NOT_SERVE = frozenset({
+    "partial_read_index", "default_read", "security", "full_write", "partial_write_offset",
+    "partial_write_index", "session_security", "insufficient_clearance", "bad_checksum",
+    "wait", "disconnect", "deregister_other", "deregister",
+})
+#: What a relay may answer instead of serving one of them.
+RELAY_REFUSALS = frozenset({ResponseCode.SNS, ResponseCode.ISC, ResponseCode.ONP,
+                            ResponseCode.IAR})
+
+
+def relay_need_not_serve(case_id: str, code: int | None) -> str | None:
+    """The NOT TESTED reason when a relay (the target) refuses ``case_id`` with ``code``."""
+    if case_id in RELAY_NEED_NOT_SERVE and code in RELAY_REFUSALS:
+        return (f"a relay need not serve this ({ResponseCode(code).name}; "  # type: ignore[arg-type]
+                "conformance rules: RELAY_NEED_NOT_SERVE)")
+    return None

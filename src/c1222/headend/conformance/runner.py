@@ -31,7 +31,11 @@ from dataclasses import dataclass, field
 from c1222.codec import acse, text
 from c1222.codec.ber import Uid
 from c1222.codec.redact import redact, redact_bytes
-from c1222.codec.native import encode_native_address, native_address_text
+from c1222.codec.native import (
+    decode_native_address,
+    encode_native_address,
+    native_address_text,
+)
 from c1222.codec.services import (
     IdentifyRequest,
     RegisterRequest,
@@ -39,7 +43,10 @@ from c1222.codec.services import (
     Request,
     SecurityRequest,
     TerminateRequest,
+    TraceRequest,
+    TraceResponse,
 )
+from c1222.codec.segments import MIN_SEGMENT_SIZE
 from c1222.codes import NodeType, ResponseCode
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.nonces import RandomNonceSource, TimeIvSource
@@ -66,12 +73,16 @@ from c1222.headend.conformance.report import (
     code_text,
 )
 from c1222.headend.conformance.draft import Refusal, explain
-from c1222.headend.conformance.rules import check_response
+from c1222.headend.conformance.rules import (
+    RELAY_NEED_NOT_SERVE,
+    check_response,
+    relay_need_not_serve,
+)
 from c1222.headend.registry import RegistrarServices
 from c1222.session.requester import Requester
 from c1222.session.responder import Reply, Responder, ResponderConfig
 from c1222.transport.client import responses
-from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer, parse_address
+from c1222.transport.endpoint import Address, Endpoint, EndpointLimits, Link, PcapTracer
 
 log = logging.getLogger("c1222.conformance")
 
@@ -109,6 +120,9 @@ class Settings:
     #: target is the Register case, and the suite runs through it.
     master_relay: Address | None = None
     relay_ap_title: Uid | None = None
+    #: "node", "relay" or "auto" (a target that answers Trace of its own title with a path
+    #: is judged as a relay: rules.RELAY_NEED_NOT_SERVE).
+    target_role: str = "auto"
 
     @property
     def relay(self) -> Address | None:
@@ -140,8 +154,12 @@ class Settings:
             unknown = self.only - {c.id for c in CASES} - {REGISTER.id}
             if unknown:
                 raise ConfigurationError(f"no such case: {', '.join(sorted(unknown))}")
+        if self.cases.segment_size is not None and self.cases.segment_size < MIN_SEGMENT_SIZE:
+            raise ConfigurationError(f"--segment-size: at least {MIN_SEGMENT_SIZE} bytes")
         if self.cases.oversize < 1:
             raise ConfigurationError("--oversize must be positive")
+        if self.target_role not in ("auto", "node", "relay"):
+            raise ConfigurationError(f"target role {self.target_role}: auto, node or relay")
         if self.invocation_id_size not in (None, *FALLBACK_SIZES):
             raise ConfigurationError(f"invocation id size {self.invocation_id_size}: 1, 2 or 4 "
                                      "bytes")
@@ -172,8 +190,11 @@ class Tester:
         self.registrar = RegistrarServices(self.title)
         self.responder = Responder(ResponderConfig(ap_title=self.title, keys=settings.keys),
                                    self.registrar, RandomNonceSource())
-        self.endpoint = Endpoint(self._on_request, tracer=self.tracer,
-                                 on_link_closed=lambda link: self.responder.close(link.id))
+        self.endpoint = Endpoint(
+            self._on_request, tracer=self.tracer,
+            limits_=EndpointLimits(segment_size=settings.cases.segment_size),
+            on_link_closed=lambda link: self.responder.close(link.id),
+            on_segment_error=lambda data, link, code: self.responder.refuse(data, code).data)
         # A8s of the size asked for; without one the size is settled by the first answer.
         self.id_size = settings.invocation_id_size or FALLBACK_SIZES[0]
         self.id_size_settled = settings.invocation_id_size is not None
@@ -294,6 +315,11 @@ class Tester:
                     outcome = untested(None, why)
                 else:
                     outcome = await self._run_case(case, probe)
+                if state.relay_target and outcome.verdict is Verdict.FAIL:
+                    code = outcome.seen.code if outcome.seen is not None else None
+                    why = relay_need_not_serve(case.id, code)
+                    if why is not None:
+                        outcome = untested(outcome.seen, why)
                 result = _result(case, state, outcome, probe.records, time.monotonic() - began)
                 state.verdicts[case.id] = result.verdict
                 if case.id == "identify":
@@ -309,6 +335,8 @@ class Tester:
                         return
                 self._emit(report, result)
                 self._report_fallback(report, state)
+                if case.id == "identify":
+                    await self._judge_role(state, requester, report)
         finally:
             await self._end_run(state, requester)
 
@@ -546,6 +574,29 @@ class Tester:
 
     # ------------------------------------------------------------------ through a relay
 
+    async def _judge_role(self, state: RunState, requester: Requester, report: Report
+                          ) -> None:
+        """Whether the target is a relay: --target-role, or (auto) its answer to Trace of its
+        own title — a relay answers with a path that holds it; an end device SNS."""
+        role = self.settings.target_role
+        if role == "relay":
+            state.relay_target = True
+        only = self.settings.only
+        if role != "auto" or state.via or state.called is None or (
+                only is not None and not only & RELAY_NEED_NOT_SERVE):
+            return  # nothing the role changes is run
+        probe = _Probe(self, state, requester)
+        seen = await probe.ask([TraceRequest(state.called)], note="is the target a relay?")
+        answer = seen.answer
+        own = state.called.absolute()
+        if isinstance(answer, TraceResponse) and answer.response_code == ResponseCode.OK and \
+                any(t.absolute() == own for t in answer.ap_titles):
+            state.relay_target = True
+            note = (f"the target answers Trace of its own title ({own}) with a path: judged as "
+                    "a relay (services it need not serve: docs/conformance.md)")
+            if note not in report.notes:
+                report.notes.append(note)
+
     def _is_target(self, reply: Reply) -> bool:
         """With --master-relay, only the notification of the target is its registration (the
         master relay tells of every node); otherwise any Register is."""
@@ -645,12 +696,12 @@ class Tester:
         assert reply.request is not None
         request = next(s for s in reply.request.epsem.services
                        if isinstance(s, RegisterRequest))
-        native = _ascii(request.native_address)
-        try:
-            host, port = parse_address(native)
-        except ConfigurationError:
+        try:  # binary (codec.native) or ASCII host:port, IP literals only
+            host, port = decode_native_address(request.native_address)
+        except DecodeError:
+            native = native_address_text(request.native_address)
             report.error = (f"the target registered with native address {native!r}, which "
-                            "is not HOST:PORT: give its address")
+                            "is not an IP address and port: give its address")
             return None
         if host in ("0.0.0.0", "::", ""):
             host = link.peer[0]  # it listens everywhere: reach it where it came from
@@ -778,6 +829,10 @@ class _Probe:
             with contextlib.suppress(asyncio.CancelledError, TransportError):
                 await exchange
 
+    def segments(self) -> tuple[int, int]:
+        stats = self.tester.endpoint.stats
+        return stats["segments_sent"], stats["segments_received"]
+
     async def link_closes(self, seconds: float) -> bool:
         link = self.tester.links.get(self.links_key)
         deadline = time.monotonic() + seconds
@@ -883,13 +938,6 @@ def _a8_contents(apdu: acse.Apdu) -> bytes:
     """The contents of the A8 element the tester sent (``02 len value``)."""
     element = acse.header_elements(apdu)[acse.TAG_CALLING_AP_INVOCATION_ID]
     return element[2:]  # A8 and a one-byte length: the contents are at most 6 bytes
-
-
-def _ascii(data: bytes) -> str:
-    try:
-        return data.decode("ascii")
-    except UnicodeDecodeError:
-        return data.hex()
 
 
 async def run(settings: Settings, **callbacks: Callable[..., None]) -> Report:

@@ -748,8 +748,8 @@
         el("td", {}, el("a", { href, class: "title", text: n.ap_title })),
         el("td", { class: "muted", text: nodeType(n.node_type) }),
         el("td", { class: "muted", text: n.native_address }),
-        el("td", { "data-testid": "node-path" }, pathCell(n)),
-        el("td", { "data-testid": "node-resolved" }, resolvedCell(n)));
+        el("td", { class: "net-wrap", "data-testid": "node-path" }, pathCell(n)),
+        el("td", { class: "net-wrap", "data-testid": "node-resolved" }, resolvedCell(n)));
       const buttons = el("td", { class: "net-actions" });
       if (network) {
         for (const [action, label] of [["trace", "Trace"], ["resolve", "Resolve"]]) {
@@ -777,7 +777,7 @@
       r.master.replaceChildren();
       if (m) {
         const state = m.registered ? "registered" : "deregistered";
-        r.master.append(
+        r.master.append(...[
           el("span", { class: "k", text: "master relay " }),
           el("strong", { text: m.ap_title || "(title not known yet)" }),
           el("span", { class: "muted", text: ` at ${m.address} ` }),
@@ -786,7 +786,8 @@
           el("span", { class: "muted small", text:
             ` notifications: ${m.notifications.registered} registered, ` +
             `${m.notifications.deregistered} deregistered, ${m.notifications.refused} refused` }),
-          m.last_error ? el("div", { class: "bad small", text: m.last_error }) : null);
+          m.last_error ? el("div", { class: "bad small", text: m.last_error }) : null,
+        ].filter(Boolean));
       }
       r.relays.replaceChildren(...net.relays.map((relay) => el("section",
         { class: "net-relay", "data-testid": "network-relay", dataset: { apTitle: relay.ap_title } },
