@@ -247,13 +247,17 @@ def verdicts(report: dict) -> dict[str, str]:
 def test_conformance_of_a_meter_two_relays_away(running: Running) -> None:
     """Against meter3, reached by its title through the master relay, the WAN, the relay and
     relay2: every case PASS, Resolve and Trace (asked of the master relay) included, except
-    Register and Deregister, which need the target to register with the tester."""
+    Register and Deregister, which need the target to register with the tester, and
+    segmentation, which needs the tester's --segment-size (segmenting links are not part of
+    this network yet)."""
     report = conformance(running, "meter3", "--via-relay",
                          f"{running.net.master.ip}:{nodes.PORT}",
                          "--called-ap-title", running.titles["meter3"])
     got = verdicts(report)
-    assert got.pop("register") == got.pop("deregister") == "NOT TESTED", report
-    assert set(got.values()) == {"PASS"}, got
+    for case in ("register", "deregister", "segmentation"):
+        assert got.pop(case, "NOT TESTED") == "NOT TESTED", report
+    assert set(got.values()) == {"PASS"}, [(c["case"], c["verdict"], c["reason"])
+                                           for c in report["cases"] if c["verdict"] != "PASS"]
     assert {"resolve", "trace", "identify", "full_read", "full_write"} <= set(got)
     trace = next(c for c in report["cases"] if c["case"] == "trace")
     assert nodes.RELAY2_TITLE in trace["reason"], trace
