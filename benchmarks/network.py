@@ -28,10 +28,12 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,7 +310,6 @@ class Proc:
     """A subprocess on loopback that prints ``listening on tcp+udp HOST:PORT``."""
 
     def __init__(self, args: list[str]) -> None:
-        import re
         self.proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -319,7 +320,6 @@ class Proc:
             found = re.search(r"listening on tcp\S* (\S+):(\d+)", line)
             if found:
                 self.address: Address = (found.group(1), int(found.group(2)))
-                import threading
                 threading.Thread(target=self._drain, daemon=True).start()
                 self.lines = seen
                 return

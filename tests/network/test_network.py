@@ -16,7 +16,6 @@ with no operator action). One network for the module (the WAN is slow: a read is
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Iterator
