@@ -419,7 +419,9 @@ def part_loopback(requests: int, rounds: int) -> list[str]:
         "The relay's extra work over the forwarder: it decodes every APDU's header (A2 to "
         "route, A8 and the calling title to pair the response), keeps the pending forward, "
         "counts it in Table 127 and frames whole APDUs; it does not verify or re-encode "
-        "transit messages (it forwards the bytes unchanged).",
+        "transit messages (it forwards the bytes unchanged). When the load average is above "
+        "the number of cores, the rates and latencies measure the scheduler more than the "
+        "code (a forwarded read can then beat a direct one); the CPU columns hold better.",
     ]
     return lines
 
