@@ -215,6 +215,8 @@ class WanShape:
     rate_kbit: int = 150
     #: Seed of the delay draws (None: a new draw every run).
     seed: int | None = None
+    #: Frames the link process holds each way before it drops (wanlink.MAX_HELD by default).
+    max_held: int | None = None
 
 
 @dataclass
@@ -359,6 +361,8 @@ class Bed:
                    "--delay-ms", f"{shape.delay * 1000}", "--jitter-ms", f"{shape.jitter * 1000}"]
         if shape.seed is not None:
             command += ["--seed", str(shape.seed)]
+        if shape.max_held is not None:
+            command += ["--max-held", str(shape.max_held)]
         link = middle.start(command)
         link.wait_for("wanlink ready", timeout=30)
         return Wan(a, b, middle, shape, link, a_if, b_if)

@@ -83,15 +83,19 @@ def test_topology_routes_with_stand_ins(bed: Bed) -> None:
     assert '"received": 0' in unrouted.stdout, unrouted.stdout + unrouted.stderr
 
 
-def test_wan_link_survives_junk_frames(bed: Bed) -> None:
-    """Hostile frames on the WAN (runts, unknown EtherTypes, oversized, broadcast floods) are
-    forwarded or dropped; the link process stays up and the link still carries echoes."""
+def test_wan_link_survives_junk_and_bounds_a_flood(bed: Bed) -> None:
+    """Hostile frames straight onto the WAN, past the tbf (PACKET_QDISC_BYPASS): runts, random
+    EtherTypes and bytes, full-size and broadcast frames, 3,000 of them at once. The link
+    process holds at most --max-held frames (tail drop beyond), stays up, and the link still
+    carries echoes afterwards."""
     a, b = bed.host("a"), bed.host("b")
-    wan = bed.wan(a, "10.16.2.1", b, "10.16.2.2", WanShape(loss=0.0, delay=0.01, jitter=0.005))
+    wan = bed.wan(a, "10.16.2.1", b, "10.16.2.2",
+                  WanShape(loss=0.0, delay=0.3, jitter=0.0, max_held=64))
     junk = ("import os, random, socket\n"
             "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
+            "s.setsockopt(263, 20, 1)  # SOL_PACKET, PACKET_QDISC_BYPASS\n"
             f"s.bind(({wan.a_if!r}, 0))\n"
-            "for n in range(2000):\n"
+            "for n in range(3000):\n"
             "    size = random.choice([14, 15, 60, 61, 1514, random.randint(14, 1514)])\n"
             "    try: s.send(b'\\xff' * 6 + os.urandom(size - 6))\n"
             "    except OSError: pass\n")
@@ -99,10 +103,11 @@ def test_wan_link_survives_junk_frames(bed: Bed) -> None:
     assert wan.link.proc.poll() is None, "\n".join(wan.link.lines)
     echo = b.start([sys.executable, str(PROBE), "serve"])
     _, port = echo.address()
-    pings = a.probe("ping", "10.16.2.2", str(port), "--count", "10", "--interval", "0.02")
+    pings = a.probe("ping", "10.16.2.2", str(port), "--count", "10", "--interval", "0.05")
     assert pings["received"] >= 9
     wan.link.stop()
-    assert wan.link.wait_for(r"wanlink frames a>b (\d+)").group(1) != "0"
+    counts = wan.link.wait_for(r"wanlink frames a>b (\d+) b>a (\d+) dropped (\d+)")
+    assert int(counts.group(1)) > 0 and int(counts.group(3)) > 0, counts.group(0)
 
 
 def test_bed_removes_everything_even_stubborn_processes() -> None:

@@ -12,6 +12,7 @@ The kernel here has no netem qdisc, and NFQUEUE would need a Python binding to
 libnetfilter_queue that is not installed, hence this process.
 
     ip netns exec NS python wanlink.py IF_A IF_B [--delay-ms 150] [--jitter-ms 50] [--seed N]
+                                                 [--max-held 4096]
 
 Prints ``wanlink ready`` once both sockets are bound; on SIGINT/SIGTERM prints one line of
 counters (``wanlink frames a>b N b>a N dropped N``) and exits 0.
@@ -48,8 +49,10 @@ def _socket(ifname: str) -> socket.socket:
 class Direction:
     """Frames from one end to the other: read, hold until their release time, write in order."""
 
-    def __init__(self, src: socket.socket, dst: socket.socket, draw, loop) -> None:
+    def __init__(self, src: socket.socket, dst: socket.socket, draw, loop,
+                 max_held: int = MAX_HELD) -> None:
         self.src, self.dst, self.draw, self.loop = src, dst, draw, loop
+        self.max_held = max_held
         self.held: collections.deque[tuple[float, bytes]] = collections.deque()
         self.last_release = 0.0
         self.frames = 0
@@ -65,7 +68,7 @@ class Direction:
                 return
             if address[2] == PACKET_OUTGOING:
                 continue
-            if len(self.held) >= MAX_HELD:
+            if len(self.held) >= self.max_held:
                 self.dropped += 1
                 continue
             # In order: never before the previous frame (no reordering on the link).
@@ -90,7 +93,8 @@ class Direction:
             self.timer = self.loop.call_at(self.held[0][0], self._release)
 
 
-async def run(if_a: str, if_b: str, delay: float, jitter: float, seed: int | None) -> str:
+async def run(if_a: str, if_b: str, delay: float, jitter: float, seed: int | None,
+              max_held: int = MAX_HELD) -> str:
     rng = random.Random(seed)
     low, high = max(0.0, delay - jitter), delay + jitter
 
@@ -99,8 +103,8 @@ async def run(if_a: str, if_b: str, delay: float, jitter: float, seed: int | Non
 
     loop = asyncio.get_running_loop()
     a, b = _socket(if_a), _socket(if_b)
-    a_to_b = Direction(a, b, draw, loop)
-    b_to_a = Direction(b, a, draw, loop)
+    a_to_b = Direction(a, b, draw, loop, max_held)
+    b_to_a = Direction(b, a, draw, loop, max_held)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -117,12 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay-ms", type=float, default=150.0)
     parser.add_argument("--jitter-ms", type=float, default=50.0)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--max-held", type=int, default=MAX_HELD)
     args = parser.parse_args(argv)
-    if args.delay_ms < 0 or args.jitter_ms < 0:
-        parser.error("delay and jitter are not negative")
+    if args.delay_ms < 0 or args.jitter_ms < 0 or args.max_held < 1:
+        parser.error("delay and jitter are not negative; --max-held is at least 1")
     started = time.monotonic()
     summary = asyncio.run(run(args.if_a, args.if_b, args.delay_ms / 1000,
-                              args.jitter_ms / 1000, args.seed))
+                              args.jitter_ms / 1000, args.seed, args.max_held))
     print(f"{summary} seconds {time.monotonic() - started:.1f}", flush=True)
     return 0
 
