@@ -304,3 +304,29 @@ def test_relay_stops_and_comes_back(running: Running) -> None:
         title = running.titles[name]
         until(f"{name} readable again", lambda: ask(net, title, "read", "28", timeout=10)
               .get("codes") == ["OK", "OK"], timeout=180, every=2)
+
+
+def test_conformance_in_modes_0_and_2_behind_a_relay(bed: Bed, tmp_path: Path) -> None:
+    """A network of its own, in mode 0 (the meter accepts 0, 1 and 2) and without shaping:
+    `c1222 conformance --security-mode 0,2` against a meter behind the relay, by its assigned
+    title through the master relay; every case PASS in both modes but those that need the
+    target to register with the tester or the tester's --segment-size."""
+    net = build_network(bed, meters=1, deep_meters=0, shape=None)
+    nodes.master_relay(net.master, 0, "--reg-delay", "1").address(STEP)
+    nodes.relay(net.relay, net.master.ip, nodes.RELAY_TITLE, 0).address(STEP)
+    meter = nodes.meter(net.meters[0], net.relay.ip, tmp_path, 0)
+    title = meter.wait_for(nodes.ASSIGNED, STEP).group(1)
+    report = tmp_path / "modes.json"
+    done = net.headend.run(sys.executable, "-m", "c1222.cli", "conformance", "--security-mode",
+                           "0,2", "--key", nodes.KEY, "--password", "PASSWORD", "--json",
+                           str(report), "--via-relay", f"{net.master.ip}:{nodes.PORT}",
+                           "--called-ap-title", title, check=False, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    cases = json.loads(report.read_text())["cases"]
+    assert {c["mode"] for c in cases} >= {0, 2}
+    left = [(c["case"], c["mode"], c["verdict"]) for c in cases if c["verdict"] != "PASS"
+            and c["case"] not in ("register", "deregister", "segmentation")]
+    assert not left, left
+    for mode in (0, 2):
+        assert {c["case"] for c in cases if c["mode"] == mode and c["verdict"] == "PASS"} >= \
+            {"resolve", "trace", "identify", "full_read", "full_write", "logon"}
