@@ -15,6 +15,7 @@ with no operator action). One network for the module (the WAN is slow: a read is
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.interop.tshark import EXPERT_ERROR, require_tshark, tshark_fields
 from tests.network import nodes
 from tests.network.netbed import Bed, HostRunning, Network, build_network, require_netbed
 
@@ -32,6 +34,17 @@ pytestmark = pytest.mark.network
 MODE = 2
 HOME_TITLE = f"{nodes.BASE}.8437"
 ASK = Path(__file__).resolve().parent / "ask.py"
+#: What Wireshark's C12.22 dissector says about each segment of the 2008 format (its grammar
+#: has no A3: tests/interop/test_segments_tshark.py), all at Warning severity.
+SEGMENT_COMPLAINTS = (
+    "BER Error: Wrong field in SEQUENCE: expected class:CONTEXT(2) tag:8 but found "
+    "class:CONTEXT(2) tag:3",
+    "BER Error: Wrong field in SEQUENCE: expected class:CONTEXT(2) tag:30 but found "
+    "class:CONTEXT(2) tag:6",
+    "BER Error: This field lies beyond the end of the known sequence definition.",
+)
+#: Wireshark's PI_WARN (below it: notes and chat, such as TCP's SYN).
+EXPERT_WARNING = 0x00600000
 #: Seconds any one step may take before the test fails (the WAN retransmits; CI is slow).
 STEP = 90.0
 
@@ -330,3 +343,46 @@ def test_conformance_in_modes_0_and_2_behind_a_relay(bed: Bed, tmp_path: Path) -
     for mode in (0, 2):
         assert {c["case"] for c in cases if c["mode"] == mode and c["verdict"] == "PASS"} >= \
             {"resolve", "trace", "identify", "full_read", "full_write", "logon"}
+
+
+def test_table_64_crosses_512_byte_links_whole(bed: Bed, tmp_path: Path) -> None:
+    """The meter and the relay send at most 512-byte APDUs on their links (larger ones as
+    segments, 2008 format); Table 64, tens of kilobytes, read by title from the head-end's
+    host over the shaped WAN in mode 2 arrives whole and its MAC verifies (ask.py checks it).
+    On the field LAN's wire (dumpcap on the relay's bridge) tshark dissects every APDU as
+    C12.22 with no expert error; a segment draws only Wireshark's warnings about A3."""
+    if importlib.util.find_spec("c1222.codec.segments") is None:
+        pytest.skip("application-layer segmentation (c1222.codec.segments) is not in this tree")
+    require_tshark()
+    net = build_network(bed, meters=1, deep_meters=0)
+    big = ("--max-apdu-size", "65535")
+    nodes.master_relay(net.master, MODE, "--reg-delay", "1", *big).address(STEP)
+    nodes.relay(net.relay, net.master.ip, nodes.RELAY_TITLE, MODE, "--segment-size", "512",
+                *big).address(STEP)
+    nodes.meter(net.meters[0], net.relay.ip, tmp_path / "meter", MODE, "--segment-size", "512",
+                *big, title=HOME_TITLE).address(STEP)
+    until("the meter routed", lambda: ask(net, HOME_TITLE, "read", "28").get("codes")
+          == ["OK", "OK"], every=1)
+    # The wire of the read alone (tshark cannot verify the Register a meter sends before it
+    # knows the master relay's title, with no called AP title: the lead's report says more).
+    wire = tmp_path / "field-lan.pcap"
+    dumpcap = net.relay.start(["dumpcap", "-i", "br0", "-f", "tcp port 1153", "-w", str(wire)])
+    dumpcap.wait_for("Capturing on", STEP)
+    answer = ask(net, HOME_TITLE, "read", "64", timeout=120)
+    assert answer.get("codes") == ["OK", "OK"], answer
+    assert answer["bytes"] > 20 * 512, answer
+    dumpcap.stop()
+    key_id, key_hex = nodes.KEY.split(":")
+    rows = tshark_fields(wire, ["c1222.called_AP_title", "_ws.expert.severity",
+                                "_ws.expert.message"],
+                         keys={int(key_id): bytes.fromhex(key_hex)})
+    apdus = sum(len(row["c1222.called_AP_title"]) for row in rows)
+    complaints = [message for row in rows for severity, message in
+                  zip(row["_ws.expert.severity"], row["_ws.expert.message"], strict=True)
+                  if int(severity, 0) >= EXPERT_WARNING]  # not TCP's Chat notes
+    # Every APDU on the wire is dissected as C12.22; segments draw Wireshark's four warnings
+    # about the 2008 format's A3 (its grammar has no [3]) and nothing else, never an error.
+    assert all(int(s, 0) < EXPERT_ERROR for row in rows for s in row["_ws.expert.severity"])
+    assert set(complaints) <= set(SEGMENT_COMPLAINTS), set(complaints)
+    assert len(complaints) % 4 == 0
+    assert apdus > len(complaints) // 4 > answer["bytes"] // 512, (apdus, len(complaints))
