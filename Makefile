@@ -20,8 +20,14 @@ venv: $(STAMP)
 apt-python:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip
 
-# Tools the tests use as independent judges. Installed only when missing.
+# Tools the tests use as independent judges, and the network test bed's ip, tc and iptables
+# (tests/network: hosts in network namespaces). Installed only when missing.
 system-deps:
+	@command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 && \
+	  command -v iptables >/dev/null 2>&1 || { \
+	  echo "installing iproute2 and iptables (Debian packages; the network test bed uses them)"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iptables >/dev/null; }
 	@command -v tshark >/dev/null 2>&1 || { \
 	  echo "installing tshark (Debian package)"; \
 	  apt-get update -qq && \
@@ -57,6 +63,7 @@ bench: system-deps $(STAMP)
 	$(BIN)/python benchmarks/metrology.py
 	$(BIN)/python benchmarks/meter.py
 	$(BIN)/python benchmarks/headend.py
+	$(BIN)/python benchmarks/network.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

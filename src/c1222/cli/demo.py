@@ -1,11 +1,14 @@
-"""`c1222 demo`: the whole system on loopback — head-end, in-home display and meter — and
-`c1222 samples`: a capture of every C12.22 service, made by our own encoder.
+"""`c1222 demo`: the whole system on loopback — head-end, master relay, relay, meter and
+in-home display — and `c1222 samples`: a capture of every C12.22 service, made by our own encoder.
 
-The demo starts each part as its own process, exactly as a user would (`c1222 headend`,
-`c1222 ihd`, `c1222 meter`), all secured with EAX' (mode 2, a demo key), the head-end on
-SQLite, the meter running the household day profile faster than real time. It prints the
-display's and the console's addresses; Ctrl-C stops all three cleanly. Every APDU the meter sends
-or receives is recorded in ``OUT/meter.pcap`` for Wireshark.
+The demo starts each part as its own process, exactly as a user would (`c1222 relay --master`,
+`c1222 headend --master-relay`, `c1222 relay --upstream`, `c1222 ihd`, `c1222 meter --relay`), all
+secured with EAX' (mode 2, a demo key), the head-end on SQLite, the meter running the household
+day profile faster than real time. The meter registers through the relay; the master relay tells
+the head-end, which reads the meter through both relays by its AP title (docs/network.md). It
+prints where to look; Ctrl-C stops every part cleanly. Every APDU the meter and the relays send
+or receive is recorded in ``OUT/meter.pcap``, ``OUT/relay.pcap`` and ``OUT/master-relay.pcap``
+for Wireshark.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ from c1222.transport.pcap import PcapWriter
 DEMO_KEY = "2:C1222DE40C1222DE40C1222DE40C1222"
 ADDRESS = re.compile(r"listening on tcp\+udp (\S+):(\d+)")
 WEB = re.compile(r"(?:page|console) at http (\S+):(\d+)")
+#: The relays' AP titles in the demo (the meter keeps its default title, the display's meter).
+MASTER_RELAY_TITLE = "2.16.124.113620.1.22.0.123.1"
+RELAY_TITLE = "2.16.124.113620.1.22.0.123.2"
+METER_TITLE = "2.16.124.113620.1.22.0.123.8437"
 
 
 def write_sample_capture(path: Path) -> int:
@@ -146,7 +153,7 @@ def _web_address(address: Address) -> AddressType:
 @click.option("--console-http", type=_web_address(("127.0.0.1", 8000)), default="127.0.0.1:8000",
               show_default=True, help="the head-end's console (another port if taken)")
 def demo(out: Path, speed: float, display_http: Address, console_http: Address) -> None:
-    """Run meter, head-end and in-home display together on loopback until Ctrl-C.
+    """Run head-end, master relay, relay, meter and in-home display on loopback until Ctrl-C.
 
     Every option is checked before a part starts. When a part stops, the demo stops the others
     and names it with its last error line; a taken web port is replaced and the demo says so.
@@ -159,19 +166,34 @@ def demo(out: Path, speed: float, display_http: Address, console_http: Address) 
     console_at, console_moved = _free(console_http)
     display_at, display_moved = _free(display_http, avoid=console_at)
     try:
+        # Master relay first, then the head-end (its notification host, told of every node
+        # registered after it), then the relay and the meter behind it.
+        master = Part("master-relay", ["relay", "--master", "--ap-title", MASTER_RELAY_TITLE,
+                                       "--listen", "127.0.0.1:0", "--reg-delay", "2",
+                                       "--pcap", str(out / "master-relay.pcap"), *key])
+        parts.append(master)
+        m = master.wait_for(ADDRESS)
+        master_at = f"{m.group(1)}:{m.group(2)}"
         headend = Part("headend", ["headend", "--listen", "127.0.0.1:0",
                                    "--db", f"sqlite:///{(out / 'headend.db').resolve()}",
                                    "--http", console_at, "--collect-interval", "5",
-                                   "--log-interval", "60", *key])
+                                   "--log-interval", "60", "--master-relay", master_at, *key])
         parts.append(headend)
         display = Part("display", ["ihd", "--listen", "127.0.0.1:0",
                                    "--http", display_at,
                                    "--state-dir", str(out / "display"), *key])
         parts.append(display)
-        h = headend.wait_for(ADDRESS)
+        headend.wait_for(ADDRESS)
+        relay = Part("relay", ["relay", "--upstream", master_at, "--ap-title", RELAY_TITLE,
+                               "--listen", "127.0.0.1:0", "--pcap", str(out / "relay.pcap"),
+                               *key])
+        parts.append(relay)
+        r = relay.wait_for(ADDRESS)
+        relay_at = f"{r.group(1)}:{r.group(2)}"
         d = display.wait_for(ADDRESS)
-        meter = Part("meter", ["meter", "--listen", "127.0.0.1:0",
-                               "--headend", f"{h.group(1)}:{h.group(2)}",
+        # The meter keeps its own title (the display's meter), registered through the relay.
+        meter = Part("meter", ["meter", "--listen", "127.0.0.1:0", "--ap-title", METER_TITLE,
+                               "--relay", relay_at,
                                "--ihd", f"{d.group(1)}:{d.group(2)}",
                                "--state-dir", str(out / "meter"), "--speed", repr(speed),
                                "--pcap", str(out / "meter.pcap"), *key])
@@ -186,7 +208,10 @@ def demo(out: Path, speed: float, display_http: Address, console_http: Address) 
                 click.echo(f"port {wanted[1]} is taken; the {what} is on {found.group(2)}")
         click.echo(f"In-home display:  http://{page.group(1)}:{page.group(2)}/")
         click.echo(f"Head-end console: http://{console.group(1)}:{console.group(2)}/")
+        click.echo(f"Network:          head-end -> master relay {master_at} -> relay {relay_at} "
+                   "-> meter (the console's Network panel)")
         click.echo(f"Meter traffic:    {out / 'meter.pcap'} (key {DEMO_KEY})")
+        click.echo(f"Relay traffic:    {out / 'relay.pcap'}, {out / 'master-relay.pcap'}")
         click.echo(f"Simulated time runs {speed:g}x; press Ctrl-C to stop.")
         while not interrupted.is_set():
             for part in parts:
