@@ -31,6 +31,7 @@ import httpx
 
 from c1222.codec import acse
 from c1222.codec.ber import Uid
+from c1222.codec.native import native_address_from_text
 from c1222.codec.services import (
     DeregisterRequest,
     IdentifyRequest,
@@ -127,7 +128,8 @@ class System(Target):
             with open_storage(self.db) as storage:
                 node = storage.get_node(str(METER))
             assert node is not None and node.state == "registered"
-            self.native = node.native_address.encode()
+            # stored as text; Resolve answers the binary form (codec.native)
+            self.native = native_address_from_text(node.native_address)
         except BaseException:
             self.stop()
             raise
@@ -153,7 +155,8 @@ class System(Target):
         with open_storage(self.db) as storage:
             node = storage.get_node(str(METER))
         assert node is not None and node.state == "registered"
-        assert node.native_address.encode() == self.native, "the meter's address changed"
+        assert native_address_from_text(node.native_address) == self.native, \
+            "the meter's address changed"
         self.assert_clean_log()
         return f"collector: {reads} reads of the good meter during the attack, longest gap " \
                f"{gap:.1f} s"

@@ -134,6 +134,13 @@ def seeds(name: str) -> list[bytes]:
     if name == "encode_json":
         records = [json.dumps(text.to_json(m)).encode() for m in messages()]
         return [b"\x00" + r for r in records] + [bytes((1, i)) for i in range(0, 256, 17)]
+    if name == "segments":
+        from c1222.codec.segments import segment
+
+        big = [a for a in apdus if len(a) > 100][:20]
+        cut = [b"".join(segment(a, 80)) for a in big]
+        return ([bytes((0, 0, 16)) + a for a in big] + [bytes((1, 0, 0)) + c for c in cut]
+                + [bytes((0x31, 0, 40)) + a for a in big])
     raise KeyError(name)
 
 

@@ -65,7 +65,7 @@ def target_apdu(data: bytes) -> None:
     else:
         assert isinstance(apdu, acse.Apdu)
         check_apdu(apdu)
-    for walk in (acse.called_invocation_id, acse.called_ap_title):
+    for walk in (acse.called_invocation_id, acse.called_ap_title, acse.segment_header):
         try:
             walk(data)
         except DecodeError:
@@ -421,6 +421,72 @@ def target_encode_json(data: bytes) -> None:
     assert isinstance(out, bytes)
 
 
+# --------------------------------------------------------------------------- segments
+
+
+def target_segments(data: bytes) -> None:
+    """Segments (codec.segments) and native addresses (codec.native): a flag byte, a segment
+    size, then either APDUs fed to a small Reassembler as segments (any bytes: they must give
+    a whole APDU, None, a ServiceError or a DecodeError), or a whole APDU cut and fed back in
+    a fuzzed order, which must give it back; the rest is also read as a native address."""
+    from c1222.codec.native import decode_native_address, native_address_text
+    from c1222.codec.segments import Reassembler, ReassemblyLimits, segment
+    from c1222.errors import LocalProtocolError
+
+    r = Reader(data)
+    flags, size = r.byte(), 64 + r.u16() % 1024
+    rest = r.rest()
+    try:
+        decode_native_address(rest[:20])
+    except DecodeError:
+        pass
+    assert isinstance(native_address_text(rest[:20]), str)
+    reassembler = Reassembler(ReassemblyLimits(max_size=4096, max_pending=4,
+                                               max_per_association=2, max_buffered=8192,
+                                               max_ranges=4))
+    if flags & 1:
+        try:
+            apdus, _ = split_apdus(rest)
+        except DecodeError:
+            return
+        for apdu in apdus:
+            _feed(reassembler, apdu, flags)
+        return
+    try:
+        apdu = acse.decode(rest)
+    except DecodeError:
+        return
+    if apdu.called_ae_qualifier is not None:
+        return
+    try:
+        parts = segment(rest, size)
+    except LocalProtocolError:
+        return
+    assert all(len(p) <= size for p in parts)
+    order = sorted(range(len(parts)), key=lambda i: (i * (flags | 1)) % (len(parts) + 1))
+    reassembler = Reassembler(ReassemblyLimits(max_size=len(rest), max_ranges=len(parts)))
+    got = [_feed(reassembler, parts[i], flags) for i in order] if len(parts) > 1 else [rest]
+    assert rest in got, "segments did not reassemble to the APDU"
+
+
+def _feed(reassembler, apdu: bytes, flags: int) -> bytes | None:  # noqa: ANN001
+    from c1222.errors import ServiceError
+
+    try:
+        header = acse.segment_header(apdu)
+    except DecodeError:
+        return None
+    if header is None:
+        return apdu
+    try:
+        whole = reassembler.feed(header, flags >> 4, 0.0)
+    except ServiceError:
+        return None
+    assert whole is None or len(whole) == header.total
+    assert reassembler.pending <= reassembler.limits.max_pending
+    return whole
+
+
 # --------------------------------------------------------------------------- registry
 
 
@@ -442,5 +508,6 @@ TARGETS: dict[str, Target] = {
         Target("store", target_store, "table reads/writes and procedures on the meter's store"),
         Target("pcap", target_pcap, "transport.pcap.read_capture on pcap/pcapng bytes"),
         Target("encode_json", target_encode_json, "JSON record -> bytes (c1222 encode)"),
+        Target("segments", target_segments, "codec.segments and codec.native"),
     )
 }

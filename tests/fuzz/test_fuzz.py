@@ -1,6 +1,6 @@
 """Each fuzz target runs under atheris for a short time box; a crash fails the test.
 
-The time per target is ``C1222_FUZZ_SECONDS`` (default 10; the 9 targets take about two
+The time per target is ``C1222_FUZZ_SECONDS`` (default 10; the 10 targets take about two
 minutes on an idle 2-core machine). The seed is fixed, so a run is repeatable on one machine
 (libFuzzer's scheduling still depends on speed). The failure message carries the Python
 traceback and the crashing input in hex; once the decoder is fixed, store that input under

@@ -11,9 +11,11 @@ import click
 
 from c1222.cli.lifecycle import run_until_interrupted
 from c1222.cli.params import (
-    AP_TITLE, KEY, KEY_ID, PASSWORD, SECURITY_MODE, USER_ID, AddressType, DatabaseUrlType,
-    OutputFile, check_keys, key_table, listening_socket, seconds,
+    AP_TITLE, APDU_SIZE, APDU_SIZE_HELP, KEY, KEY_ID, PASSWORD, SECURITY_MODE, SEGMENT_SIZE,
+    SEGMENT_SIZE_HELP, USER_ID, AddressType, DatabaseUrlType, OutputFile, check_keys, key_table,
+    listening_socket, seconds,
 )
+from c1222.limits import DEFAULT_MAX_APDU_SIZE
 from c1222.errors import ConfigurationError
 from c1222.transport.endpoint import Address
 
@@ -68,6 +70,9 @@ MIN_COLLECT_INTERVAL = 0.1
 @click.option("--max-registrations-per-address", type=click.IntRange(0), default=64,
               show_default=True, help="distinct AP titles one source address may register "
               "(0: no cap; raise it behind a relay)")
+@click.option("--segment-size", type=SEGMENT_SIZE, help=SEGMENT_SIZE_HELP)
+@click.option("--max-apdu-size", type=APDU_SIZE, default=DEFAULT_MAX_APDU_SIZE,
+              show_default=True, help=APDU_SIZE_HELP)
 @click.option("-v", "--verbose", count=True, help="-v: log every stored reading (acknowledged)")
 def headend(listen: Address, db: str, http: Address, ap_title: str, security_mode: int,
             keys: tuple[str, ...], key_id: int | None, user_id: int, password: str,
@@ -75,7 +80,7 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
             max_lp_blocks: int, max_history_entries: int, reg_period: int, pcap: str | None,
             message_retention: float, max_messages: int, node_retention: float,
             prune_interval: float, max_nodes: int, max_registrations_per_address: int,
-            verbose: int) -> None:
+            segment_size: int | None, max_apdu_size: int, verbose: int) -> None:
     """Run the metering server: accept registrations, read meters, store readings.
 
     Prints the C12.22 address and the console's address once ready; Ctrl-C stops it.
@@ -99,7 +104,8 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
             max_history_entries=max_history_entries,
             retention=Retention(message_age=message_retention, max_messages=max_messages,
                                 node_age=node_retention, interval=prune_interval),
-            max_nodes=max_nodes, max_registrations_per_address=max_registrations_per_address)
+            max_nodes=max_nodes, max_registrations_per_address=max_registrations_per_address,
+            segment_size=segment_size, max_apdu_size=max_apdu_size)
         node = HeadEnd(config)
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None

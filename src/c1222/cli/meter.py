@@ -11,8 +11,9 @@ import click
 
 from c1222.cli.lifecycle import run_until_interrupted
 from c1222.cli.params import (
-    AP_TITLE, KEY, KEY_ID, SECURITY_MODE, SPEED, AddressType, FiniteRange, InputFile, OutputDir,
-    OutputFile, bind_problem, checked, seconds,
+    AP_TITLE, APDU_SIZE, APDU_SIZE_HELP, KEY, KEY_ID, SECURITY_MODE, SEGMENT_SIZE,
+    SEGMENT_SIZE_HELP, SPEED, AddressType, FiniteRange, InputFile, OutputDir, OutputFile,
+    bind_problem, checked, seconds,
 )
 from c1222.errors import ConfigurationError
 from c1222.meter.config import MAX_START_TIME
@@ -57,6 +58,9 @@ def _options(**values: Any) -> dict[str, Any]:
                    "closed [30]")
 @click.option("--idle-timeout", type=seconds(maximum=86400),
               help="seconds a quiet TCP connection is kept [300]")
+@click.option("--segment-size", type=SEGMENT_SIZE, help=SEGMENT_SIZE_HELP)
+@click.option("--max-apdu-size", type=APDU_SIZE,
+              help=APDU_SIZE_HELP + ", and largest response sent (RSTL beyond) [32767]")
 @click.option("-v", "--verbose", count=True,
               help="log more (-v info, -vv debug); warnings are always shown")
 def meter(profile_path: Path | None, keys: tuple[str, ...], verbose: int,

@@ -21,9 +21,11 @@ from typing import Any
 import click
 
 from c1222.codec.ber import Uid
+from c1222.codec.segments import MIN_SEGMENT_SIZE
 from c1222.codes import C1222_PORT
 from c1222.crypto.keys import MAX_KEY_ID, KeyTable, parse_key_spec
 from c1222.errors import C1222Error, ConfigurationError
+from c1222.limits import MAX_APDU_SIZE
 from c1222.tables.access import PASSWORD_LEN
 from c1222.transport.endpoint import Address, parse_address
 
@@ -377,6 +379,12 @@ AP_TITLE = ApTitleType()
 TIME_ZONE = TimeZoneType()
 USER_ID = click.IntRange(0, 0xFFFF)
 SECURITY_MODE = click.IntRange(0, 2)
+#: --segment-size and --max-apdu-size of every node (docs/segmentation.md).
+SEGMENT_SIZE = click.IntRange(MIN_SEGMENT_SIZE, MAX_APDU_SIZE)
+APDU_SIZE = click.IntRange(MIN_SEGMENT_SIZE, MAX_APDU_SIZE)
+SEGMENT_SIZE_HELP = ("largest APDU sent unsegmented on each link; larger ones go as segments "
+                     "[never segment]")
+APDU_SIZE_HELP = "largest reassembled APDU accepted (RQTL beyond)"
 
 
 def checked(check: click.ParamType, value: Any, hint: str) -> Any:

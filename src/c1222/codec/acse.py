@@ -281,6 +281,97 @@ def called_ap_title(data: bytes) -> Uid | None:
     return decode_uid_content(itag, data[istart:istop], istart, _PATHS[TAG_CALLED_AP_TITLE])
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentHeader:
+    """What a segment says about itself (c1222-network.md, "Application-layer segmentation"):
+    ``total`` (A3) is the size of the whole APDU, ``offset`` (the indirect reference) where
+    ``payload`` (the octet string) sits in it; the titles and A8 are copied from the whole APDU.
+    """
+
+    total: int
+    offset: int
+    payload: bytes = field(repr=False)
+    calling_ap_invocation_id: int
+    called_ap_title: Uid | None = None
+    calling_ap_title: Uid | None = None
+    aso_context: Uid | None = None
+
+
+#: Elements a segment never carries: the MAC and authentication are over the whole APDU, and
+#: A4 is read from the reassembled one.
+_NOT_IN_SEGMENTS = (TAG_CALLED_AP_INVOCATION_ID, TAG_MECHANISM_NAME,
+                    TAG_CALLING_AUTHENTICATION_VALUE)
+
+
+_SEGMENT_FIELDS = (TAG_ASO_CONTEXT, TAG_CALLED_AP_TITLE, TAG_CALLED_AE_QUALIFIER,
+                   TAG_CALLING_AP_TITLE, TAG_CALLING_AP_INVOCATION_ID)
+
+
+def segment_header(data: bytes) -> SegmentHeader | None:
+    """The segment header of an APDU carrying A3, or None for a whole APDU: the transport's
+    cheap test before reassembly (c1222-network.md). The header elements are walked, never
+    the payload. DecodeError when the walk fails or a segment breaks the 2008 format."""
+    end = len(data)
+    if end < 2 or data[0] != APDU_TAG:
+        raise BerError("not an APDU", 0, "apdu")
+    length, pos = read_length(data, 1, end, "apdu.length")
+    if pos + length != end:
+        raise BerError("the APDU length does not match its bytes", 1, "apdu.length")
+    found: dict[int, tuple[int, int, int]] = {}
+    while pos < end:
+        tag, start, stop = read_tlv(data, pos, end, "apdu")
+        if tag in found:
+            raise BerError("element repeated", pos, _PATHS.get(tag, "apdu"))
+        if tag == TAG_USER_INFORMATION:
+            if TAG_CALLED_AE_QUALIFIER not in found:
+                return None
+            if stop != end:
+                raise BerError("user-information must be the last element", pos,
+                               _PATHS[tag])
+            span, indirect = _user_information(data, start, stop, _PATHS[tag])
+            return _segment(data, found, span, indirect or 0)
+        found[tag] = (tag, start, stop)  # values are read only for a segment (_segment)
+        pos = stop
+    return None  # no user-information: acse.decode will say what is wrong
+
+
+def _segment(data: bytes, elements: dict[int, tuple[int, int, int]], span: tuple[int, int],
+             offset: int) -> SegmentHeader:
+    for tag in _NOT_IN_SEGMENTS:
+        if tag in elements:
+            raise BerError("a segment carries no A4, mechanism name or authentication value",
+                           elements[tag][1], _PATHS[tag])
+    # the value inside each element read here (8B and AC, absent, have forms of their own)
+    found = {tag: read_tlv(data, start, stop, _PATHS[tag])
+             for tag, (_, start, stop) in elements.items() if tag in _SEGMENT_FIELDS}
+
+    def integer(tag: int) -> int | None:
+        if tag not in found:
+            return None
+        itag, istart, istop = found[tag]
+        if itag != TAG_INTEGER:
+            raise BerError(f"expected INTEGER, found tag {itag:#04x}", istart, _PATHS[tag])
+        return decode_unsigned(data[istart:istop], istart, _PATHS[tag],
+                               limits.MAX_INVOCATION_ID_BYTES)
+
+    def title(tag: int) -> Uid | None:
+        if tag not in found:
+            return None
+        itag, istart, istop = found[tag]
+        return decode_uid_content(itag, data[istart:istop], istart, _PATHS[tag])
+
+    total = integer(TAG_CALLED_AE_QUALIFIER)
+    invocation = integer(TAG_CALLING_AP_INVOCATION_ID)
+    if invocation is None:
+        raise BerError("calling-AP-invocation-id (A8) is mandatory", len(data), "apdu")
+    assert total is not None
+    return SegmentHeader(total=total, offset=offset, payload=bytes(data[span[0]:span[1]]),
+                         calling_ap_invocation_id=invocation,
+                         called_ap_title=title(TAG_CALLED_AP_TITLE),
+                         calling_ap_title=title(TAG_CALLING_AP_TITLE),
+                         aso_context=title(TAG_ASO_CONTEXT))
+
+
 def _user_information(data: bytes, start: int, stop: int, path: str
                       ) -> tuple[tuple[int, int], int | None]:
     tag, pos, end = read_tlv(data, start, stop, path)

@@ -23,7 +23,6 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import ipaddress
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from typing import Any
 from c1222.codec import text
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
+from c1222.codec.native import decode_native_address, native_address_from_text
 from c1222.codec.redact import redact, redact_bytes
 from c1222.codec.services import (
     DeregisterRequest,
@@ -61,7 +61,7 @@ from c1222.codec.services import (
 from c1222.codes import ResponseCode, SecurityMode
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.nonces import TimeIvSource
-from c1222.errors import C1222Error, ConfigurationError, TransportError
+from c1222.errors import C1222Error, ConfigurationError, DecodeError, TransportError
 from c1222.headend.registry import Node, RegistrarServices
 from c1222.headend.storage import (
     AsyncStorage,
@@ -75,6 +75,7 @@ from c1222.headend.storage import (
     open_async_storage,
     retention_loop,
 )
+from c1222.limits import DEFAULT_MAX_APDU_SIZE
 from c1222.session.requester import Requester
 from c1222.session.responder import Responder, ResponderConfig
 from c1222.tables.access import pad_password
@@ -98,7 +99,7 @@ from c1222.tables.readings import (
 from c1222.tables.registry import decode_table
 from c1222.tables.store import TableStore
 from c1222.tables.types import DataAccessMethod
-from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer, parse_address
+from c1222.transport.endpoint import Address, Endpoint, EndpointLimits, Link, PcapTracer
 
 log = logging.getLogger("c1222.headend")
 
@@ -152,6 +153,10 @@ class HeadEndConfig:
     retention: Retention = field(default_factory=Retention)
     max_nodes: int = 100_000
     max_registrations_per_address: int = 64
+    # Segmentation (docs/segmentation.md): largest APDU sent unsegmented (None: never) and the
+    # largest reassembled APDU accepted.
+    segment_size: int | None = None
+    max_apdu_size: int = DEFAULT_MAX_APDU_SIZE
 
     def __post_init__(self) -> None:
         for name in ("max_table_bytes", "max_lp_blocks", "max_history_entries"):
@@ -247,8 +252,14 @@ class HeadEnd:
         self.requester = Requester(self.ap_title, nonces, keys=config.keys,
                                    security_mode=config.security_mode, key_id=config.key_id)
         self.tracer = PcapTracer(config.pcap) if config.pcap else None
-        self.endpoint = Endpoint(self._on_request, tracer=self.tracer,
-                                 on_link_closed=lambda link: self.responder.close(link.id))
+        self.endpoint = Endpoint(
+            self._on_request, tracer=self.tracer,
+            limits_=EndpointLimits(segment_size=config.segment_size,
+                                   max_apdu_size=config.max_apdu_size,
+                                   max_frame=max(EndpointLimits.max_frame,
+                                                 config.max_apdu_size)),
+            on_link_closed=lambda link: self.responder.close(link.id),
+            on_segment_error=lambda data, link, code: self.responder.refuse(data, code).data)
         self.storage: AsyncStorage | None = None
         self.address: Address | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
@@ -412,10 +423,9 @@ class HeadEnd:
     async def _link(self, node: Node) -> Link:
         link = self.endpoint.find_link(node.peer) if node.peer is not None else None
         if link is None:
-            host, port = parse_address(node.address)
             try:  # the peer wrote this address: never make the head-end look a name up for it
-                ipaddress.ip_address(host)
-            except ValueError:
+                host, port = decode_native_address(node.native_address)  # IP literals only
+            except DecodeError:
                 raise TransportError(f"{node.ap_title}: native address {node.address!r} "
                                      "is not an IP address") from None
             transport = "tcp" if node.connection_type & 0x40 or not node.connection_type \
@@ -846,7 +856,11 @@ def _node_from_record(record: NodeRecord) -> Node:
     def unix(value: dt.datetime | None) -> float:
         return value.timestamp() if value is not None else 0.0
 
-    return Node(ap_title=record.ap_title, native_address=record.native_address.encode(),
+    try:  # stored as native_address_text: host:port, or hex
+        native = native_address_from_text(record.native_address)
+    except DecodeError:
+        native = record.native_address.encode()
+    return Node(ap_title=record.ap_title, native_address=native,
                 node_type=record.node_type, connection_type=record.connection_type,
                 device_class=bytes.fromhex(record.device_class or ""),
                 serial_number=record.serial_number,

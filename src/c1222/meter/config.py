@@ -25,6 +25,9 @@ Example profile (every key optional; docs/meter.md lists them all)::
     idle_timeout = 300.0          # seconds a TCP connection may stay quiet
     replay_protection = "time"    # or "window" for peers whose IVs are not Unix time
     iv_tolerance = 900.0          # time mode: seconds an IV may differ from the meter's clock
+    segment_size = 512            # largest APDU sent unsegmented (absent: never segment)
+    max_apdu_size = 32767         # largest (reassembled) request taken, and response sent
+    writable_tables = [5, 6, 7]   # standard tables a Full/Partial Write may change
 
     [[users]]
     user_id = 2
@@ -41,7 +44,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from c1222 import limits
 from c1222.codec.ber import Uid
+from c1222.codec.segments import MIN_SEGMENT_SIZE
 from c1222.codes import SecurityMode
 from c1222.crypto.keys import KeyTable
 from c1222.errors import C1222Error, ConfigurationError
@@ -99,6 +104,11 @@ class MeterConfig:
     # "window" takes any IV but forgets a request after 15 minutes.
     replay_protection: str = "time"
     iv_tolerance: float = 900.0
+    # Application-layer segmentation (docs/segmentation.md): the largest APDU sent unsegmented
+    # (None: never segment) and the largest reassembled request taken / response sent.
+    segment_size: int | None = None
+    max_apdu_size: int = limits.DEFAULT_MAX_APDU_SIZE
+    writable_tables: tuple[int, ...] | None = None  # None: the profile's (5, 6, 7)
 
     def validate(self) -> MeterConfig:
         _check_title("ap_title", self.ap_title)
@@ -147,6 +157,16 @@ class MeterConfig:
             raise ConfigurationError("replay_protection: time or window")
         if not 1 <= self.iv_tolerance <= 86400:
             raise ConfigurationError("iv_tolerance: seconds in [1, 86400]")
+        if self.segment_size is not None and not (
+                MIN_SEGMENT_SIZE <= self.segment_size <= limits.MAX_APDU_SIZE):
+            raise ConfigurationError(f"segment_size: {MIN_SEGMENT_SIZE} .. "
+                                     f"{limits.MAX_APDU_SIZE} bytes")
+        if not MIN_SEGMENT_SIZE <= self.max_apdu_size <= limits.MAX_APDU_SIZE:
+            raise ConfigurationError(f"max_apdu_size: {MIN_SEGMENT_SIZE} .. "
+                                     f"{limits.MAX_APDU_SIZE} bytes")
+        if self.writable_tables is not None and not all(
+                0 <= n <= 2039 for n in self.writable_tables):
+            raise ConfigurationError("writable_tables: standard table numbers 0 .. 2039")
         if not isinstance(self.load, dict) or "type" not in self.load:
             raise ConfigurationError("load: a table with a `type`")
         return self
@@ -215,6 +235,11 @@ def _convert(key: str, value: Any) -> Any:
             return KeyTable.from_cli(value)
         except ConfigurationError as exc:
             raise ConfigurationError(f"keys: {exc}") from None
+    if key == "writable_tables":
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(n, int) and not isinstance(n, bool) for n in value):
+            raise ConfigurationError("writable_tables: a list of table numbers")
+        return tuple(value)
     if key == "users":
         return tuple(_user(i, u) for i, u in enumerate(value))
     if key == "load":
@@ -224,7 +249,7 @@ def _convert(key: str, value: Any) -> Any:
     if key in ("speed", "message_timeout", "idle_timeout", "iv_tolerance"):
         return float(value)
     if key in ("security_mode", "key_id", "registration_period", "load_profile_minutes",
-               "max_connections", "max_per_address"):
+               "max_connections", "max_per_address", "segment_size", "max_apdu_size"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigurationError(f"{key}: an integer")
         return value

@@ -92,6 +92,8 @@ class Meter:
         profile = MeterProfile(ap_title=config.ap_title, serial_number=config.serial_number)
         if config.users is not None:
             profile = replace(profile, users=config.users)
+        if config.writable_tables is not None:
+            profile = replace(profile, writable_tables=frozenset(config.writable_tables))
         self.sim_start = float(saved["sim_time"]) if saved else (
             config.start_time if config.start_time is not None else wall())
         self.tables: MeterTables = build_tables(profile, now=utc(self.sim_start))
@@ -112,16 +114,23 @@ class Meter:
         self._bind_procedures()
         self.responder = Responder(
             ResponderConfig(ap_title=self.ap_title, keys=config.keys,
-                            minimum_mode=config.security_mode),
+                            minimum_mode=config.security_mode,
+                            max_request_size=config.max_apdu_size,
+                            max_response_size=config.max_apdu_size),
             self.services, TimeIvSource(wall), replay=self._replay_window(),
             debug=lambda m: log.debug("responder: %s", m))
         self.tracer = PcapTracer(str(config.pcap)) if config.pcap is not None else None
         limits = EndpointLimits(max_connections=config.max_connections,
                                 max_per_address=config.max_per_address,
                                 message_timeout=config.message_timeout,
-                                idle_timeout=config.idle_timeout)
+                                idle_timeout=config.idle_timeout,
+                                segment_size=config.segment_size,
+                                max_apdu_size=config.max_apdu_size,
+                                # an unsegmented APDU up to the reassembly limit still frames
+                                max_frame=max(EndpointLimits.max_frame, config.max_apdu_size))
         self.endpoint = Endpoint(self._on_request, limits_=limits, tracer=self.tracer,
-                                 on_link_closed=lambda link: self.responder.close(link.id))
+                                 on_link_closed=lambda link: self.responder.close(link.id),
+                                 on_segment_error=self._segment_error)
         self._real_base = monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self.registration: Any = None
@@ -129,6 +138,10 @@ class Meter:
         self.deregistered: asyncio.Event | None = None  # made in start(), on the loop
         #: Told the title the master relay assigned (the CLI prints it).
         self.on_retitled: Callable[[Uid], None] | None = None
+
+    def _segment_error(self, data: bytes, link: Link, code: int) -> bytes | None:
+        """A segment that could not be reassembled: SGERR / RQTL / SGNP in cleartext."""
+        return self.responder.refuse(data, code).data
 
     # ------------------------------------------------------------------ time
 

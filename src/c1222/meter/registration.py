@@ -30,11 +30,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from c1222.codec.ber import Uid
+from c1222.codec.native import encode_native_address
 from c1222.codec.services import RegisterRequest, RegisterResponse
 from c1222.codes import NodeType, ResponseCode
 from c1222.crypto.nonces import TimeIvSource
 from c1222.errors import ERR, SERVICE_ERRORS, C1222Error, SecurityError, ServiceError
-from c1222.session.registrar import encode_native
 from c1222.session.requester import Requester
 from c1222.transport.client import Client, responses
 from c1222.transport.endpoint import Address
@@ -87,11 +87,9 @@ class Registration:
             device_class=self.meter.services.device_class,
             ap_title=self.meter.ap_title,
             serial_number=serial_number_uid(cfg.serial_number),
-            # Native address: "host:port" in ASCII to the head-end as before; binary through
-            # a relay (design-16 decision 1) [UNVERIFIED: RFC 6142's layout could not be read].
-            # The head-end or relay reaches the meter there when no connection is open.
-            native_address=(encode_native(host, port) if self.via_relay
-                            else f"{host}:{port}".encode("ascii")),
+            # Native address in binary (codec.native, [U]), to a head-end and through a relay
+            # alike; the head-end or relay reaches the meter there when no connection is open.
+            native_address=encode_native_address(host, port),
             registration_period=cfg.registration_period)
 
     async def register_once(self) -> RegisterResponse:

@@ -44,8 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from c1222 import limits
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
+from c1222.codec.segments import MIN_SEGMENT_SIZE
 from c1222.codec.services import (
     DefaultReadRequest,
     DeregisterRequest,
@@ -179,6 +181,10 @@ class RelayConfig:
     native_address: Address | None = None
     max_connections: int = 1024
     max_per_address: int = 256
+    #: Largest APDU sent unsegmented on each link (None: never segment), and the largest
+    #: reassembled APDU taken (RQTL beyond): the transport's (codec/segments.py).
+    segment_size: int | None = None
+    max_apdu_size: int = limits.DEFAULT_MAX_APDU_SIZE
 
     def validate(self) -> RelayConfig:
         try:
@@ -209,6 +215,13 @@ class RelayConfig:
         for name in ("forward_timeout", "connect_timeout"):
             if not 0 < getattr(self, name) <= 3600:
                 raise ConfigurationError(f"{name}: seconds in (0, 3600]")
+        if self.segment_size is not None and not (
+                MIN_SEGMENT_SIZE <= self.segment_size <= limits.MAX_APDU_SIZE):
+            raise ConfigurationError(f"segment_size: {MIN_SEGMENT_SIZE} .. "
+                                     f"{limits.MAX_APDU_SIZE}")
+        if not MIN_SEGMENT_SIZE <= self.max_apdu_size <= limits.MAX_APDU_SIZE:
+            raise ConfigurationError(f"max_apdu_size: {MIN_SEGMENT_SIZE} .. "
+                                     f"{limits.MAX_APDU_SIZE}")
         for name in ("max_routes", "max_pending"):
             if not 1 <= getattr(self, name) <= 10_000_000:
                 raise ConfigurationError(f"{name}: 1 .. 10000000")
@@ -262,6 +275,8 @@ class Relay:
         self.responder = Responder(
             ResponderConfig(ap_title=self.ap_title, keys=config.keys,
                             minimum_mode=config.security_mode,
+                            max_request_size=config.max_apdu_size,
+                            max_response_size=config.max_apdu_size,
                             aliases=tuple(Uid.parse(t) for t in config.multicast)),
             handler, self.nonces, debug=lambda m: log.debug("responder: %s", m))
         self.requester = Requester(self.ap_title, self.nonces, keys=config.keys,
@@ -269,8 +284,12 @@ class Relay:
         self.tracer = PcapTracer(str(config.pcap)) if config.pcap is not None else None
         self.endpoint = Endpoint(
             self._on_request, tracer=self.tracer, on_link_closed=self._link_closed,
+            # a segmented message that cannot be reassembled is refused from its header
+            on_segment_error=lambda data, link, code: self.responder.refuse(data, code).data,
             limits_=EndpointLimits(max_connections=config.max_connections,
-                                   max_per_address=config.max_per_address))
+                                   max_per_address=config.max_per_address,
+                                   segment_size=config.segment_size,
+                                   max_apdu_size=config.max_apdu_size))
         self.client = Client(self.requester, self.endpoint, clock=wall)
         self.address: Address | None = None
         self.upstream_link: Link | None = None

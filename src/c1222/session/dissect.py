@@ -58,6 +58,17 @@ class Dissector:
                 found[0] = key if requests is not None else None
                 return requests
 
+            try:
+                segment = acse.segment_header(data)
+            except DecodeError:
+                segment = None  # acse.decode says what is wrong
+            if segment is not None:
+                # its octet string is a slice of another APDU, not an EPSEM (even when the
+                # slice happens to parse as one): say so
+                raise DecodeError(f"a segment (2008 format): {len(segment.payload)} bytes at "
+                                  f"offset {segment.offset} of a {segment.total}-byte APDU, "
+                                  f"A8 {segment.calling_ap_invocation_id}",
+                                  0, "apdu.called_ae_qualifier")
             apdu = acse.decode(data, lookup)
             requests = None
             if found[0] is not None and _answers(apdu):

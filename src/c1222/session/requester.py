@@ -10,7 +10,9 @@ parsing it and types its services against the requests.
 Before anything is encoded, :meth:`Requester.request` adds up the size the services will take
 (table data by arithmetic, never by encoding it) and refuses with
 :class:`~c1222.errors.LimitExceeded` a request over :data:`~c1222.limits.MAX_APDU_SIZE` or over
-the largest APDU the peer said it takes (``max_size``, e.g. from an RQTL answer).
+the largest APDU the peer said it takes (``max_size``, e.g. from an RQTL answer). Both are
+sizes of the whole APDU: a link that segments (transport.endpoint, codec.segments) carries
+larger APDUs in pieces, so a segment size is never a request limit.
 
 Pure: IVs and invocation ids come from an injected nonce source, ``now`` is an argument.
 """

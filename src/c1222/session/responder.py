@@ -313,6 +313,25 @@ class Responder:
 
     # ------------------------------------------------------------------ responses
 
+    def refuse(self, data: bytes, code: int) -> Reply:
+        """Answer ``data`` with response ``code`` in cleartext, from its header alone: a request
+        refused before it was served, or a segment of one that could not be reassembled
+        (SGERR, RQTL with our largest request, SGNP; c1222-network.md). Reply(None) when
+        the header does not decode or says it is a response."""
+        max_size = self.config.max_request_size if code == ResponseCode.RQTL else None
+        response = ErrorResponse(response_code=code, max_size=max_size)
+        try:
+            header = acse.segment_header(data)
+        except DecodeError:
+            return Reply(None)
+        if header is None:
+            return self._refuse(data, response)
+        # A segment has no A4: whether its message is a request is unknown, answered as one.
+        request = Apdu(epsem=Epsem(), calling_ap_invocation_id=header.calling_ap_invocation_id,
+                       called_ap_title=header.called_ap_title,
+                       calling_ap_title=header.calling_ap_title)
+        return self._answer(request, [response], secured=False, digest=None, now=0.0)
+
     def _refuse(self, data: bytes, response: Response, *,
                 digest: tuple[Hashable, bytes] | None = None, now: float = 0.0) -> Reply:
         """Answer a request refused before it was verified (too large, another node's title,

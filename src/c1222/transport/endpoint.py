@@ -20,7 +20,16 @@ Hostile peers are bounded here, before any protocol work:
 * UDP requests wait in a bounded queue; a flood beyond it is dropped, not buffered;
 * nothing a peer sends raises out of the endpoint: a broken link is closed, the others go on.
 
-``tracer`` (a :class:`PcapTracer`) records every APDU that crosses the wire, for tshark.
+Application-layer segmentation (codec.segments, c1222-network.md): every link has a
+``max_apdu_size`` (the largest APDU sent on it unsegmented; None: never segment), so
+:meth:`Link.send` cuts a larger APDU into segments; arriving segments are reassembled before
+dispatch, within :class:`EndpointLimits`' reassembly bounds, so waiters, ``on_request`` (and a
+relay) only ever see whole APDUs. A segment that cannot be reassembled (SGERR, RQTL, SGNP) is
+handed to ``on_segment_error(segment, link, code)``, whose returned bytes (the node's
+refusal, e.g. ``Responder.refuse``) are sent back.
+
+``tracer`` (a :class:`PcapTracer`) records every APDU that crosses the wire, for tshark:
+segments as sent and received, never the reassembled APDU.
 """
 
 from __future__ import annotations
@@ -35,10 +44,19 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from c1222.codec.acse import called_invocation_id
+from c1222 import limits
+from c1222.codec.acse import SegmentHeader, called_invocation_id, segment_header
 from c1222.codec.framing import StreamFramer, apdu_size
-from c1222.codes import C1222_PORT
-from c1222.errors import ConfigurationError, DecodeError, TransportError
+from c1222.codec.segments import Reassembler, ReassemblyLimits, segment
+from c1222.codes import C1222_PORT, ResponseCode
+from c1222.errors import (
+    SGERR,
+    ConfigurationError,
+    DecodeError,
+    LocalProtocolError,
+    ServiceError,
+    TransportError,
+)
 from c1222.transport.pcap import PcapWriter
 
 log = logging.getLogger("c1222.transport")
@@ -57,6 +75,21 @@ class EndpointLimits:
     idle_timeout: float = 300.0
     udp_queue: int = 1024
     udp_links: int = 4096
+    #: Largest APDU a new link sends unsegmented (``Link.max_apdu_size``); None: never segment.
+    segment_size: int | None = None
+    #: Reassembly (codec.segments): the largest reassembled APDU (RQTL beyond), messages being
+    #: reassembled at once in all and per association, bytes held, seconds to complete one.
+    max_apdu_size: int = limits.DEFAULT_MAX_APDU_SIZE
+    reassembly_pending: int = 64
+    reassembly_per_association: int = 4
+    reassembly_buffer: int = 4 * 1024 * 1024
+    reassembly_timeout: float = 60.0
+
+    def reassembly(self) -> ReassemblyLimits:
+        return ReassemblyLimits(max_size=self.max_apdu_size, max_pending=self.reassembly_pending,
+                                max_per_association=self.reassembly_per_association,
+                                max_buffered=self.reassembly_buffer,
+                                timeout=self.reassembly_timeout)
 
 
 class PcapTracer:
@@ -110,6 +143,9 @@ class Link:
         self.closed = False
         self.last_active = time.monotonic()
         self.receiving = False  # TCP: part of an APDU is buffered (never evicted then)
+        #: Largest APDU sent on this link unsegmented (None: never segment); a relay may set
+        #: it per link (c1222-network.md).
+        self.max_apdu_size: int | None = endpoint.limits.segment_size
         self._writer: asyncio.StreamWriter | None = None
         self._datagram: asyncio.DatagramTransport | None = None
 
@@ -122,18 +158,29 @@ class Link:
         return f"{self.peer[0]}:{self.peer[1]}"
 
     async def send(self, data: bytes) -> None:
+        """Send one whole APDU, as segments when it is larger than ``max_apdu_size``.
+        TransportError when the link is closed or lost, or the APDU cannot be segmented."""
         if self.closed:
             raise TransportError(f"{self.transport} link to {self.name} is closed")
+        parts = [data]
+        if self.max_apdu_size is not None and len(data) > self.max_apdu_size:
+            try:
+                parts = segment(data, self.max_apdu_size)
+            except LocalProtocolError as exc:
+                raise TransportError(f"cannot send to {self.name}: {exc}") from None
+            self.endpoint.stats["segments_sent"] += len(parts)
         tracer = self.endpoint.tracer
         if tracer is not None:
-            tracer.apdu(self, data, sent=True)
+            for part in parts:
+                tracer.apdu(self, part, sent=True)
         self.last_active = time.monotonic()
         if self._datagram is not None:
-            self._datagram.sendto(data, self.peer)
+            for part in parts:
+                self._datagram.sendto(part, self.peer)
             return
         assert self._writer is not None
         try:
-            self._writer.write(data)
+            self._writer.writelines(parts)
             await self._writer.drain()
         except (ConnectionError, OSError) as exc:
             self.close()
@@ -149,6 +196,8 @@ class Link:
 
 
 RequestHandler = Callable[[bytes, Link], Awaitable[tuple[bytes | None, bool]]]
+#: (the segment, its link, SGERR / RQTL / SGNP) -> the bytes to answer with, or None.
+SegmentErrorHandler = Callable[[bytes, Link, ResponseCode], bytes | None]
 
 
 class Endpoint:
@@ -156,9 +205,12 @@ class Endpoint:
 
     def __init__(self, on_request: RequestHandler | None = None, *,
                  limits_: EndpointLimits | None = None, tracer: PcapTracer | None = None,
-                 on_link_closed: Callable[[Link], None] | None = None) -> None:
+                 on_link_closed: Callable[[Link], None] | None = None,
+                 on_segment_error: SegmentErrorHandler | None = None) -> None:
         self.on_request = on_request
         self.limits = limits_ or EndpointLimits()
+        self.on_segment_error = on_segment_error
+        self.reassembler = Reassembler(self.limits.reassembly())
         self.tracer = tracer
         self.on_link_closed = on_link_closed
         self.address: Address | None = None
@@ -171,7 +223,8 @@ class Endpoint:
         self._waiters: dict[tuple[int, int], asyncio.Future[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = {"connections_refused": 0, "connections_evicted": 0, "frames_refused": 0,
-                      "timeouts": 0, "udp_dropped": 0, "decode_errors": 0}
+                      "timeouts": 0, "udp_dropped": 0, "decode_errors": 0,
+                      "segments_sent": 0, "segments_received": 0, "segment_errors": 0}
 
     async def __aenter__(self) -> Endpoint:
         return self
@@ -388,6 +441,15 @@ class Endpoint:
         if self.tracer is not None:
             self.tracer.apdu(link, data, sent=False)
         try:
+            header = segment_header(data)
+        except DecodeError:
+            header = None  # not even a header: on_request refuses it as it does today
+        if header is not None:
+            whole = await self._reassemble(data, header, link)
+            if whole is None:
+                return
+            data = whole
+        try:
             a4 = called_invocation_id(data)
         except DecodeError:
             self.stats["decode_errors"] += 1
@@ -410,6 +472,30 @@ class Endpoint:
         if close and link.transport == "tcp":
             link.close()
 
+    async def _reassemble(self, data: bytes, header: SegmentHeader, link: Link) -> bytes | None:
+        """The whole APDU when ``data`` completes one, else None (an error answered)."""
+        self.stats["segments_received"] += 1
+        try:
+            whole = self.reassembler.feed(header, link.id, time.monotonic())
+            if whole is not None and segment_header(whole) is not None:
+                raise SGERR("a reassembled APDU is itself a segment")
+            return whole
+        except (ServiceError, DecodeError) as exc:
+            self.stats["segment_errors"] += 1
+            code = exc.code if isinstance(exc, ServiceError) else ResponseCode.SGERR
+            log.info("segment from %r refused (%s): %s", link, code.name, exc)
+            if self.on_segment_error is None:
+                return None
+            try:
+                reply = self.on_segment_error(data, link, code)
+            except Exception:  # the node's bug must not take the link down with it
+                log.exception("segment error handler failed on %r", link)
+                return None
+            if reply is not None and not link.closed:
+                with contextlib.suppress(TransportError):
+                    await link.send(reply)
+            return None
+
     def _link_closed(self, link: Link) -> None:
         if link in self._tcp_links and link.accepted:
             host = link.peer[0]
@@ -419,6 +505,7 @@ class Endpoint:
             else:
                 self._per_address.pop(host, None)
         self._tcp_links.discard(link)
+        self.reassembler.drop(link.id)
         if self.tracer is not None and link.transport == "tcp":
             self.tracer.closed(link)
         for (link_id, _), future in list(self._waiters.items()):

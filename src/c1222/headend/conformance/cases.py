@@ -28,6 +28,7 @@ from typing import Protocol
 
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
+from c1222.codec.native import native_address_text
 from c1222.codec.services import (
     DefaultReadRequest,
     DeregisterRequest,
@@ -635,7 +636,8 @@ def _check_resolve(seen: Seen, s: CaseSettings, st: RunState) -> Outcome:
     if seen.code == ResponseCode.UAT:
         return passed(seen, "the title is not known")
     if seen.code == OK and isinstance(seen.answer, ResolveResponse):
-        return passed(seen, f"native address {seen.answer.native_address!r}")
+        return passed(seen, "native address "
+                      f"{native_address_text(seen.answer.native_address)}")
     return failed(seen, f"expected OK with a native address, or UAT; got {_got(seen)}")
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from c1222.codec import acse, text
 from c1222.codec.ber import Uid
+from c1222.codec.native import decode_native_address, native_address_text
 from c1222.codec.redact import redact, redact_bytes
 from c1222.codec.services import (
     RegisterRequest,
@@ -60,7 +61,7 @@ from c1222.headend.registry import RegistrarServices
 from c1222.session.requester import Requester
 from c1222.session.responder import Reply, Responder, ResponderConfig
 from c1222.transport.client import responses
-from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer, parse_address
+from c1222.transport.endpoint import Address, Endpoint, Link, PcapTracer
 
 log = logging.getLogger("c1222.conformance")
 
@@ -481,7 +482,7 @@ class Tester:
             self.called = request.ap_title
         return passed(None, f"node type {request.node_type:#04x}, serial "
                             f"{request.serial_number}, native address "
-                            f"{_ascii(request.native_address)}, period "
+                            f"{native_address_text(request.native_address)}, period "
                             f"{request.registration_period} s; over {link.transport} in "
                             f"security mode {reply.request.epsem.security_mode}")
 
@@ -494,12 +495,12 @@ class Tester:
         assert reply.request is not None
         request = next(s for s in reply.request.epsem.services
                        if isinstance(s, RegisterRequest))
-        native = _ascii(request.native_address)
-        try:
-            host, port = parse_address(native)
-        except ConfigurationError:
+        try:  # binary or ASCII host:port (codec.native), an IP literal
+            host, port = decode_native_address(request.native_address)
+        except DecodeError:
+            native = native_address_text(request.native_address)
             report.error = (f"the target registered with native address {native!r}, which "
-                            "is not HOST:PORT: give its address")
+                            "is not an IP address and port: give its address")
             return None
         if host in ("0.0.0.0", "::", ""):
             host = link.peer[0]  # it listens everywhere: reach it where it came from
@@ -726,13 +727,6 @@ def _a8_contents(apdu: acse.Apdu) -> bytes:
     """The contents of the A8 element the tester sent (``02 len value``)."""
     element = acse.header_elements(apdu)[acse.TAG_CALLING_AP_INVOCATION_ID]
     return element[2:]  # A8 and a one-byte length: the contents are at most 6 bytes
-
-
-def _ascii(data: bytes) -> str:
-    try:
-        return data.decode("ascii")
-    except UnicodeDecodeError:
-        return data.hex()
 
 
 async def run(settings: Settings, **callbacks: Callable[..., None]) -> Report:
