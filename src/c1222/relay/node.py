@@ -148,7 +148,7 @@ SWEEP_INTERVAL = 0.25
 MAX_NOTIFICATIONS = 10_000
 #: Times a UDP requester's resend of a pending request is forwarded again.
 MAX_RESENDS = 2
-BACKOFF_FIRST = 1.0
+BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 REGISTER_TIMEOUT = 10.0
 
