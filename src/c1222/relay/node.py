@@ -151,6 +151,8 @@ MAX_RESENDS = 2
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 REGISTER_TIMEOUT = 10.0
+#: Seconds stop() waits for its cancelled tasks to end.
+STOP_WAIT = 2.0
 
 
 @dataclass
@@ -303,6 +305,7 @@ class Relay:
         self._forwards: set[asyncio.Task[None]] = set()
         self._trace_answers: dict[str, tuple[str, ...]] = {}
         self._connecting: dict[str, asyncio.Future[Link | None]] = {}
+        self._stopping = False
         self.rng = random.Random()
 
     # ------------------------------------------------------------------ lifecycle
@@ -316,13 +319,16 @@ class Relay:
         return self.address
 
     async def stop(self) -> None:
+        self._stopping = True
         for attempt in list(self._connecting.values()):
             attempt.cancel()
-        for task in [*self._tasks, *self._forwards]:
+        tasks = [*self._tasks, *self._forwards]
+        for task in tasks:
             task.cancel()
-        for task in [*self._tasks, *self._forwards]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            # Bounded: asyncio.wait_for in 3.11 can swallow a cancellation that meets its own
+            # time-out, and a task that missed it must not hold the shutdown.
+            await asyncio.wait(tasks, timeout=STOP_WAIT)
         await self.endpoint.close()
         if self.tracer is not None:
             self.tracer.close()
@@ -704,7 +710,7 @@ class Relay:
         """Register this relay with its upstream (node type RELAY) and stay registered."""
         backoff = BACKOFF_FIRST
         assert self.upstream_registered is not None
-        while True:
+        while not self._stopping:
             try:
                 response = await self._register_once()
             except (C1222Error, OSError) as exc:
@@ -870,7 +876,7 @@ class Relay:
         """Send one notification host its notifications in order, retrying with back-off
         while the host stays registered (decision 6)."""
         backoff = BACKOFF_FIRST
-        while host in self.hosts:
+        while host in self.hosts and not self._stopping:
             queue = self._notices.get(host)
             wake = self._notice_wake.get(host)
             if queue is None or wake is None:
