@@ -136,7 +136,7 @@ def test_meters_behind_two_relays_get_titles_and_are_reached_by_title(
     net = Net()
     try:
         master = net.start(relay(MASTER, mode, "--master", "--reg-delay", "1",
-                                 "--assign-branch", BRANCH))
+                                 "--assign-branch", BRANCH, "--forward-timeout", "5"))
         master_at = master.address()
         r1 = net.start(relay(R1, mode, "--upstream", where(master_at), "--forward-timeout",
                              "5", "--connect-timeout", "2"))

@@ -24,6 +24,7 @@ BAD = [
     (["relay", "--ap-title", TITLE, "--master", "--key", "2:" + "00" * 16, "--key-id", "3"],
      "no --key with id 3"),
     (["relay", "--ap-title", TITLE, "--master", "--multicast", "1.2.3.x"], "'--multicast'"),
+    (["relay", "--ap-title", TITLE, "--master", "--segment-size", "1"], "'--segment-size'"),
     (["meter", "--relay", "h:p"], "'--relay'"),
     (["meter", "--relay", "127.0.0.1:1", "--headend", "127.0.0.1:2"], "one or the other"),
 ]

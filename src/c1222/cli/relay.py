@@ -11,9 +11,10 @@ import click
 
 from c1222.cli.lifecycle import run_until_interrupted
 from c1222.cli.params import (
-    AP_TITLE, KEY, KEY_ID, SECURITY_MODE, AddressType, OutputFile, check_keys, key_table,
-    seconds,
+    AP_TITLE, APDU_SIZE, APDU_SIZE_HELP, KEY, KEY_ID, SECURITY_MODE, SEGMENT_SIZE,
+    SEGMENT_SIZE_HELP, AddressType, OutputFile, check_keys, key_table, seconds,
 )
+from c1222.limits import DEFAULT_MAX_APDU_SIZE
 from c1222.errors import ConfigurationError
 from c1222.transport.endpoint import Address
 
@@ -57,6 +58,9 @@ from c1222.transport.endpoint import Address
 @click.option("--key", "keys", type=KEY, multiple=True,
               help="a C12.22 key of the network; repeatable")
 @click.option("--key-id", type=KEY_ID, help="key id to send with [the first key]")
+@click.option("--segment-size", type=SEGMENT_SIZE, help=SEGMENT_SIZE_HELP)
+@click.option("--max-apdu-size", type=APDU_SIZE, default=DEFAULT_MAX_APDU_SIZE,
+              show_default=True, help=APDU_SIZE_HELP)
 @click.option("--pcap", type=OutputFile(), help="record every APDU to this pcap")
 @click.option("-v", "--verbose", count=True,
               help="log more (-v info, -vv debug); warnings are always shown")

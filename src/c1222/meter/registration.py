@@ -87,8 +87,8 @@ class Registration:
             device_class=self.meter.services.device_class,
             ap_title=self.meter.ap_title,
             serial_number=serial_number_uid(cfg.serial_number),
-            # Native address in binary (codec.native, [U]); the head-end reaches the meter
-            # there when no connection is open.
+            # Native address in binary (codec.native, [U]), to a head-end and through a relay
+            # alike; the head-end or relay reaches the meter there when no connection is open.
             native_address=encode_native_address(host, port),
             registration_period=cfg.registration_period)
 

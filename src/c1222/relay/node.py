@@ -44,8 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from c1222 import limits
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
+from c1222.codec.segments import MIN_SEGMENT_SIZE
 from c1222.codec.services import (
     DefaultReadRequest,
     DeregisterRequest,
@@ -146,9 +148,11 @@ SWEEP_INTERVAL = 0.25
 MAX_NOTIFICATIONS = 10_000
 #: Times a UDP requester's resend of a pending request is forwarded again.
 MAX_RESENDS = 2
-BACKOFF_FIRST = 1.0
+BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 REGISTER_TIMEOUT = 10.0
+#: Seconds stop() waits for its cancelled tasks to end.
+STOP_WAIT = 2.0
 
 
 @dataclass
@@ -179,6 +183,10 @@ class RelayConfig:
     native_address: Address | None = None
     max_connections: int = 1024
     max_per_address: int = 256
+    #: Largest APDU sent unsegmented on each link (None: never segment), and the largest
+    #: reassembled APDU taken (RQTL beyond): the transport's (codec/segments.py).
+    segment_size: int | None = None
+    max_apdu_size: int = limits.DEFAULT_MAX_APDU_SIZE
 
     def validate(self) -> RelayConfig:
         try:
@@ -209,6 +217,13 @@ class RelayConfig:
         for name in ("forward_timeout", "connect_timeout"):
             if not 0 < getattr(self, name) <= 3600:
                 raise ConfigurationError(f"{name}: seconds in (0, 3600]")
+        if self.segment_size is not None and not (
+                MIN_SEGMENT_SIZE <= self.segment_size <= limits.MAX_APDU_SIZE):
+            raise ConfigurationError(f"segment_size: {MIN_SEGMENT_SIZE} .. "
+                                     f"{limits.MAX_APDU_SIZE}")
+        if not MIN_SEGMENT_SIZE <= self.max_apdu_size <= limits.MAX_APDU_SIZE:
+            raise ConfigurationError(f"max_apdu_size: {MIN_SEGMENT_SIZE} .. "
+                                     f"{limits.MAX_APDU_SIZE}")
         for name in ("max_routes", "max_pending"):
             if not 1 <= getattr(self, name) <= 10_000_000:
                 raise ConfigurationError(f"{name}: 1 .. 10000000")
@@ -262,6 +277,8 @@ class Relay:
         self.responder = Responder(
             ResponderConfig(ap_title=self.ap_title, keys=config.keys,
                             minimum_mode=config.security_mode,
+                            max_request_size=config.max_apdu_size,
+                            max_response_size=config.max_apdu_size,
                             aliases=tuple(Uid.parse(t) for t in config.multicast)),
             handler, self.nonces, debug=lambda m: log.debug("responder: %s", m))
         self.requester = Requester(self.ap_title, self.nonces, keys=config.keys,
@@ -269,8 +286,12 @@ class Relay:
         self.tracer = PcapTracer(str(config.pcap)) if config.pcap is not None else None
         self.endpoint = Endpoint(
             self._on_request, tracer=self.tracer, on_link_closed=self._link_closed,
+            # a segmented message that cannot be reassembled is refused from its header
+            on_segment_error=lambda data, link, code: self.responder.refuse(data, code).data,
             limits_=EndpointLimits(max_connections=config.max_connections,
-                                   max_per_address=config.max_per_address))
+                                   max_per_address=config.max_per_address,
+                                   segment_size=config.segment_size,
+                                   max_apdu_size=config.max_apdu_size))
         self.client = Client(self.requester, self.endpoint, clock=wall)
         self.address: Address | None = None
         self.upstream_link: Link | None = None
@@ -284,6 +305,7 @@ class Relay:
         self._forwards: set[asyncio.Task[None]] = set()
         self._trace_answers: dict[str, tuple[str, ...]] = {}
         self._connecting: dict[str, asyncio.Future[Link | None]] = {}
+        self._stopping = False
         self.rng = random.Random()
 
     # ------------------------------------------------------------------ lifecycle
@@ -297,13 +319,16 @@ class Relay:
         return self.address
 
     async def stop(self) -> None:
+        self._stopping = True
         for attempt in list(self._connecting.values()):
             attempt.cancel()
-        for task in [*self._tasks, *self._forwards]:
+        tasks = [*self._tasks, *self._forwards]
+        for task in tasks:
             task.cancel()
-        for task in [*self._tasks, *self._forwards]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            # Bounded: asyncio.wait_for in 3.11 can swallow a cancellation that meets its own
+            # time-out, and a task that missed it must not hold the shutdown.
+            await asyncio.wait(tasks, timeout=STOP_WAIT)
         await self.endpoint.close()
         if self.tracer is not None:
             self.tracer.close()
@@ -685,7 +710,7 @@ class Relay:
         """Register this relay with its upstream (node type RELAY) and stay registered."""
         backoff = BACKOFF_FIRST
         assert self.upstream_registered is not None
-        while True:
+        while not self._stopping:
             try:
                 response = await self._register_once()
             except (C1222Error, OSError) as exc:
@@ -851,7 +876,7 @@ class Relay:
         """Send one notification host its notifications in order, retrying with back-off
         while the host stays registered (decision 6)."""
         backoff = BACKOFF_FIRST
-        while host in self.hosts:
+        while host in self.hosts and not self._stopping:
             queue = self._notices.get(host)
             wake = self._notice_wake.get(host)
             if queue is None or wake is None:

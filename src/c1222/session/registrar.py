@@ -20,19 +20,19 @@ associations, exempt from ``max_per_source`` (each relay caps its own downstream
 
 The head-end imports these names from :mod:`c1222.headend.registry`, which re-exports them.
 
-Native addresses (c1222-network.md, design-16 decision 1): :func:`native_address_text` and
-:func:`encode_native` use ``c1222.codec.native`` when it is there, and a minimal equivalent
-otherwise, so registrar, relay and meter agree on one binary form.
+Native addresses (c1222-network.md, design-16 decision 1) are :mod:`c1222.codec.native`'s;
+:func:`encode_native` and :func:`decode_native` wrap it with ValueError for the callers here, and
+Resolve answers the binary form even for a node that registered a text address.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 from c1222.codec.ber import Uid
+from c1222.codec.native import decode_native_address, encode_native_address, native_address_text
 from c1222.codec.services import (
     DeregisterRequest,
     IdentifyRequest,
@@ -46,7 +46,7 @@ from c1222.codec.services import (
     Response,
 )
 from c1222.codes import EAX_PRIME_MECHANISM
-from c1222.errors import ISC, ONP, SNS, UAT
+from c1222.errors import ISC, ONP, SNS, UAT, DecodeError, LocalProtocolError
 from c1222.session.responder import ServiceContext
 from c1222.tables.access import Principal
 
@@ -58,52 +58,30 @@ ASSIGNED_BASE = (2, 16, 124, 113620, 1, 22, 0, 123, 9000)
 
 
 def encode_native(host: str, port: int) -> bytes:
-    """A native address in binary form: IPv4 (4) or IPv6 (16) bytes, then a 2-byte port,
-    big-endian [UNVERIFIED layout, c1222-network.md "Native addresses"]."""
+    """A native address in binary form (:func:`c1222.codec.native.encode_native_address`);
+    ValueError when ``host`` is not an IP address."""
     try:
-        from c1222.codec.native import encode_native_address
-    except ImportError:
-        return ipaddress.ip_address(host).packed + port.to_bytes(2, "big")
-    return encode_native_address(host, port)
+        return encode_native_address(host, port)
+    except LocalProtocolError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def decode_native(data: bytes) -> tuple[str, int]:
-    """(host, port) of a native address, binary or ASCII ``host:port`` with an IP literal;
-    ValueError when it is neither."""
+    """(host, port) of a native address, binary or ASCII ``host:port`` with an IP literal
+    (:func:`c1222.codec.native.decode_native_address`); ValueError when it is neither."""
     try:
-        from c1222.codec.native import decode_native_address
-    except ImportError:
-        pass
-    else:
-        try:
-            return decode_native_address(data)
-        except Exception as exc:  # noqa: BLE001 - DecodeError there; one error kind here
-            raise ValueError(str(exc)) from None
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError:
-        text = ""
-    if text.isprintable() and ":" in text:
-        host, _, port = text.rpartition(":")
-        host = host.strip("[]")
-        if port.isdigit() and int(port) < 65536:
-            return str(ipaddress.ip_address(host)), int(port)
-    if len(data) in (4, 6):
-        port = int.from_bytes(data[4:6], "big") if len(data) == 6 else 1153
-        return str(ipaddress.IPv4Address(data[:4])), port
-    if len(data) in (16, 18):
-        port = int.from_bytes(data[16:18], "big") if len(data) == 18 else 1153
-        return str(ipaddress.IPv6Address(data[:16])), port
-    raise ValueError(f"native address of {len(data)} bytes is not IPv4/IPv6 + port")
+        return decode_native_address(data)
+    except DecodeError as exc:
+        raise ValueError(str(exc)) from None
 
 
-def native_address_text(data: bytes) -> str:
-    """A native address for display: ``host:port`` (``[v6]:port``), or hex."""
+def _binary(native_address: bytes) -> bytes:
+    """What Resolve sends: the binary form of an IP address, even one registered as text;
+    an address of another kind goes back as registered."""
     try:
-        host, port = decode_native(data)
+        return encode_native(*decode_native(native_address))
     except ValueError:
-        return data.hex()
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return native_address
 
 
 @dataclass
