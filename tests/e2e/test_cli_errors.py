@@ -270,7 +270,7 @@ def test_an_unreachable_head_end_is_a_warning_at_the_default_level_then_its_reco
         assert len(warned) == 1 and failures >= 2, meter.lines
         assert not any("INFO" in line or "Traceback" in line for line in meter.lines)
     finally:
-        assert meter.stop() == 0
+        assert meter.stop() == 0, "\n".join(meter.lines[-40:])
         if headend is not None:
             headend.stop()
 
@@ -289,5 +289,5 @@ def test_mismatched_keys_are_a_warning_naming_the_keys(tmp_path: Path) -> None:
         assert OTHER_KEY[2:] not in "\n".join(meter.lines)  # never print a key
     finally:
         if meter is not None:
-            assert meter.stop() == 0
+            assert meter.stop() == 0, "\n".join(meter.lines[-40:])
         headend.stop()

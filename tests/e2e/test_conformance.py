@@ -155,7 +155,7 @@ def test_meter_passes_in_mode_0_tcp_and_udp(tmp_path: Path) -> None:
                               *CREDENTIALS, *outputs(tmp_path)])
         status, report = run_tester(tester, tmp_path)
     finally:
-        assert meter.stop() == 0
+        assert meter.stop() == 0, "\n".join(meter.lines[-40:])
     assert status == 0, "\n".join(tester.lines)
     judge(report, mode=0)
     register = next(c for c in report["cases"] if c["case"] == "register")
@@ -176,7 +176,7 @@ def test_meter_registers_with_the_tester_and_passes_in_mode_1(tmp_path: Path) ->
     try:
         status, report = run_tester(tester, tmp_path)
     finally:
-        assert meter.stop() == 0
+        assert meter.stop() == 0, "\n".join(meter.lines[-40:])
     assert status == 0, "\n".join(tester.lines)
     judge(report, mode=1)
     register = next(c for c in report["cases"] if c["case"] == "register")
@@ -201,7 +201,7 @@ def test_meter_passes_in_mode_2_with_listen_and_target(tmp_path: Path) -> None:
     try:
         status, report = run_tester(tester, tmp_path)
     finally:
-        assert meter.stop() == 0
+        assert meter.stop() == 0, "\n".join(meter.lines[-40:])
     assert status == 0, "\n".join(tester.lines)
     judge(report, mode=2)
     assert next(c for c in report["cases"] if c["case"] == "register")["verdict"] == "PASS"

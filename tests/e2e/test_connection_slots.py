@@ -87,7 +87,7 @@ def test_a_new_meter_registers_while_quiet_peers_hold_every_head_end_slot(
         for sock in held:
             sock.close()
         if meter is not None:
-            assert meter.stop() == 0
+            assert meter.stop() == 0, "\n".join(meter.lines[-40:])
         assert headend.stop() == 0
 
 
@@ -111,4 +111,4 @@ def test_a_meter_serves_a_new_client_while_its_slots_are_held(tmp_path: Path) ->
     finally:
         for sock in held:
             sock.close()
-        assert meter.stop() == 0
+        assert meter.stop() == 0, "\n".join(meter.lines[-40:])

@@ -66,7 +66,7 @@ def run_system(tmp: Path, db: str) -> None:
                              params={"kind": "present"}, timeout=10).json()
         assert readings
     finally:
-        assert meter.stop() == 0
+        assert meter.stop() == 0, "\n".join(meter.lines[-40:])
         assert headend.stop() == 0
 
 

@@ -89,7 +89,7 @@ def test_metrics_follow_registrations_reads_and_a_meter_that_stops(tmp_path: Pat
                             if name == "c1222_headend_reads_total"
                             and dict(labels)["outcome"] != "ok")
 
-        assert meter.stop() == 0
+        assert meter.stop() == 0, "\n".join(meter.lines[-40:])
         meter = None
         # its connection closes, and the head-end's reads of its native address are refused
         down = wait_until(web, lambda s: value(s, "c1222_headend_reads_total",

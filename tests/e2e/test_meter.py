@@ -174,7 +174,7 @@ def test_every_service_in_each_security_mode(tmp_path: Path, mode: int) -> None:
             weaker = asyncio.run(_identify(address, mode - 1))
             assert weaker == ResponseCode.SME
     finally:
-        assert meter.stop() == 0
+        assert meter.stop() == 0, "\n".join(meter.lines[-40:])
     assert (tmp_path / "run.pcap").stat().st_size > 1000
 
 
@@ -191,7 +191,7 @@ def test_meter_prints_its_address_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     meter = start_meter(tmp_path)
     host, port = meter.address()
     assert host == "127.0.0.1" and port > 0
-    assert meter.stop() == 0
+    assert meter.stop() == 0, "\n".join(meter.lines[-40:])
     assert any("meter stopped" in line for line in meter.lines)
 
 
@@ -290,4 +290,4 @@ def test_remote_disconnect_stops_the_load_and_connect_restores_it(tmp_path: Path
         assert table8[-1] == 1
         assert 950 < values["active_power"] < 1050
     finally:
-        assert meter.stop() == 0
+        assert meter.stop() == 0, "\n".join(meter.lines[-40:])
