@@ -129,7 +129,8 @@ async def _run(node: Any, metrics: Address | None) -> None:
             except BaseException:
                 await node.stop()
                 raise
-            lines.append(f"metrics at http {host}:{port}  ->  http://{host}:{port}/metrics")
+            shown = f"[{host}]" if ":" in host else host  # an IPv6 literal in a URL
+            lines.append(f"metrics at http {shown}:{port}  ->  http://{shown}:{port}/metrics")
         return lines
 
     async def stop() -> None:
