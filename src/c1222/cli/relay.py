@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,15 @@ import click
 from c1222.cli.lifecycle import run_until_interrupted
 from c1222.cli.params import (
     AP_TITLE, APDU_SIZE, APDU_SIZE_HELP, KEY, KEY_ID, SECURITY_MODE, SEGMENT_SIZE,
-    SEGMENT_SIZE_HELP, AddressType, OutputFile, check_keys, key_table, seconds,
+    SEGMENT_SIZE_HELP, AddressType, OutputFile, check_keys, key_table, listening_socket,
+    seconds,
 )
 from c1222.limits import DEFAULT_MAX_APDU_SIZE
 from c1222.errors import ConfigurationError
 from c1222.transport.endpoint import Address
+
+#: Where --metrics HOST serves when no port is given.
+METRICS_PORT = 9122
 
 
 @click.command()
@@ -62,11 +67,14 @@ from c1222.transport.endpoint import Address
 @click.option("--max-apdu-size", type=APDU_SIZE, default=DEFAULT_MAX_APDU_SIZE,
               show_default=True, help=APDU_SIZE_HELP)
 @click.option("--pcap", type=OutputFile(), help="record every APDU to this pcap")
+@click.option("--metrics", type=AddressType(METRICS_PORT, listen=True, udp=False),
+              help=f"HOST:PORT to serve Prometheus metrics on, at /metrics (port 0 picks one; "
+                   f"HOST alone: port {METRICS_PORT}) [none]")
 @click.option("-v", "--verbose", count=True,
               help="log more (-v info, -vv debug); warnings are always shown")
 def relay(ap_title: str, listen: Address, master: bool, upstream: Address | None,
           keys: tuple[str, ...], key_id: int | None, security_mode: int,
-          pcap: Path | None, multicast: tuple[str, ...], verbose: int,
+          pcap: Path | None, multicast: tuple[str, ...], metrics: Address | None, verbose: int,
           **options: Any) -> None:
     """Run a C12.22 relay (with --upstream) or the master relay (--master).
 
@@ -82,6 +90,9 @@ def relay(ap_title: str, listen: Address, master: bool, upstream: Address | None
         raise click.BadParameter("a master relay has no upstream", param_hint="'--upstream'")
     if not master and upstream is None:
         raise click.UsageError("give --upstream HOST:PORT (the next relay up) or --master")
+    if metrics is not None and metrics[1] and metrics[1] == listen[1]:
+        raise click.BadParameter("the metrics cannot share the C12.22 port",
+                                 param_hint="'--metrics'")
     table = key_table(keys)
     check_keys(table, key_id, security_mode, what="relay")
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
@@ -93,12 +104,38 @@ def relay(ap_title: str, listen: Address, master: bool, upstream: Address | None
         node = Relay(config)
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
-    asyncio.run(_run(node))
+    asyncio.run(_run(node, metrics))
 
 
-async def _run(node: Any) -> None:
+async def _run(node: Any, metrics: Address | None) -> None:
+    from c1222.relay.metrics import MetricsServer, relay_registry
+
+    server = MetricsServer(relay_registry(node), metrics) if metrics is not None else None
+
     async def start() -> list[str]:
-        await node.start()
-        return [node.summary()]
+        web: socket.socket | None = None
+        if metrics is not None:  # first: a port taken since the check is one clear line
+            web = listening_socket(metrics, "'--metrics'")
+        try:
+            await node.start()
+        except BaseException:
+            if web is not None:
+                web.close()
+            raise
+        lines = [node.summary()]
+        if server is not None:
+            try:
+                host, port = await server.start(web)
+            except BaseException:
+                await node.stop()
+                raise
+            shown = f"[{host}]" if ":" in host else host  # an IPv6 literal in a URL
+            lines.append(f"metrics at http {shown}:{port}  ->  http://{shown}:{port}/metrics")
+        return lines
 
-    await run_until_interrupted("relay", start, node.stop)
+    async def stop() -> None:
+        if server is not None:
+            await server.stop()
+        await node.stop()
+
+    await run_until_interrupted("relay", start, stop)

@@ -38,7 +38,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +140,7 @@ STATISTIC_CODES: dict[str, int] = {
     "registrations_forwarded": 2048, "routes": 2049, "pending_forwards": 2050,
     "uat_sent": 2051, "netr_sent": 2052, "nett_sent": 2053, "loops_refused": 2054,
     "responses_unmatched": 2055, "notifications_sent": 2056, "notifications_failed": 2057,
-    "busy_sent": 2058,
+    "busy_sent": 2058, "responses_orphaned": 2059, "overload_drops": 2060,
 }
 #: Seconds between sweeps of expired routes, registrations and forwards.
 SWEEP_INTERVAL = 0.25
@@ -257,6 +257,10 @@ class Relay:
                                  max_per_source=config.max_per_source or None)
         self.pending = PendingTable(config.max_pending)
         self.stats: dict[str, int] = dict.fromkeys(STATISTIC_CODES, 0)
+        #: Errors this relay answered with, and Registers (Deregisters) it saw refused, by
+        #: response code (its metrics: relay/metrics.py).
+        self.refused: Counter[int] = Counter()
+        self.denied: Counter[int] = Counter()
         self.nonces = TimeIvSource(wall)
         self.store = build_relay_store(config.serial_number,
                                        tuple(Uid.parse(t) for t in config.multicast),
@@ -347,6 +351,9 @@ class Relay:
         self.stats["pending_forwards"] = len(self.pending)
         endpoint = getattr(self, "endpoint", None)  # None while the node is being built
         self.stats["active_associations"] = endpoint.connections if endpoint else 0
+        registrar = getattr(self, "registrar", None)  # the master refuses in its registrar
+        if registrar is not None:
+            self.stats["registrations_denied"] = sum(registrar.refused.values())
         return dict(self.stats)
 
     # ------------------------------------------------------------------ receiving
@@ -401,7 +408,8 @@ class Relay:
         if len(self._forwards) < 2 * self.config.max_pending:
             self._spawn(self._refuse(header, ResponseCode.BSY, link))
         else:  # even the BSY answers are backed up: drop, as an overloaded link would
-            self._drop(f"overloaded: {len(self._forwards)} forwards under way")
+            self._drop(f"overloaded: {len(self._forwards)} forwards under way",
+                       "overload_drops")
         return True
 
     def _spawn(self, coro: Any) -> None:
@@ -429,6 +437,7 @@ class Relay:
                 ResponseCode.NETT: "nett_sent", ResponseCode.BSY: "busy_sent"}.get(code)
         if name:
             self.stats[name] += 1
+        self.refused[code] += 1
         if link.closed:
             return
         data = error_response(header, code, self.ap_title, self.nonces.invocation_id())
@@ -450,7 +459,8 @@ class Relay:
             self._learn(data, forward)
         back = self.endpoint.find_link(forward.in_link)  # type: ignore[arg-type]
         if back is None:
-            self._drop("the requester's association closed before the response came")
+            self._drop("the requester's association closed before the response came",
+                       "responses_orphaned")
             return None
         self.stats["apdus_forwarded"] += 1
         return back
@@ -470,6 +480,8 @@ class Relay:
         found = [s for s in responses(apdu) if isinstance(s, (RegisterResponse, OkResponse))]
         if not isinstance(request, answered) or not found:
             self.stats["registrations_denied"] += 1
+            codes = [s.response_code for s in responses(apdu)]
+            self.denied[codes[0] if codes else ResponseCode.ERR] += 1
             return
         if isinstance(request, DeregisterRequest):
             self.routes.remove(title_key(request.ap_title))
@@ -634,6 +646,7 @@ class Relay:
                     refusal = ResponseCode.ONP  # too many titles from one source, or full
             if refusal is not None:
                 self.stats["registrations_denied"] += 1
+                self.denied[refusal] += 1
                 log.warning("Register for %s from %s refused: %s", title or "(empty title)",
                             link.name, refusal.name)
                 await self._refuse(header, refusal, link)

@@ -28,6 +28,7 @@ Resolve answers the binary form even for a node that registered a text address.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
@@ -46,7 +47,7 @@ from c1222.codec.services import (
     Response,
 )
 from c1222.codes import EAX_PRIME_MECHANISM
-from c1222.errors import ISC, ONP, SNS, UAT, DecodeError, LocalProtocolError
+from c1222.errors import ISC, ONP, SNS, UAT, DecodeError, LocalProtocolError, ServiceError
 from c1222.session.responder import ServiceContext
 from c1222.tables.access import Principal
 
@@ -144,10 +145,16 @@ class RegistrarServices:
         self.host_name = host_name
         self._assigned = itertools.count(1)
         self._by_source: dict[str, set[str]] = {}
+        #: Register requests refused, by response code (a master relay's metrics).
+        self.refused: Counter[int] = Counter()
 
     def handle(self, request: Request, ctx: ServiceContext) -> Response:
         if isinstance(request, RegisterRequest):
-            return self.register(request, ctx)
+            try:
+                return self.register(request, ctx)
+            except ServiceError as exc:
+                self.refused[exc.code] += 1
+                raise
         if isinstance(request, DeregisterRequest):
             title = str(request.ap_title.absolute())
             node = self.nodes.get(title)

@@ -6,7 +6,8 @@ global one, so that several servers in one process do not clash) and serves it w
 What is here:
 
 * :class:`EndpointCollector`: an :class:`~c1222.transport.endpoint.Endpoint`'s open TCP
-  connections and what its bounds refused (``Endpoint.stats``), read when scraped;
+  connections, what its bounds refused and the segments it sent, received and refused
+  (``Endpoint.stats``), read when scraped;
 * :func:`service_label` and :func:`code_label`: label values for EPSEM services and response
   codes. Labels take values only from bounded sets (a service name of the codec, a response
   code of the standard, else ``other``): a label made from what a peer chose, such as an AP
@@ -69,13 +70,16 @@ _ENDPOINT_STATS = {
     "timeouts": ("tcp_timeouts", "TCP connections closed idle or mid-APDU past their time-out"),
     "udp_dropped": ("udp_dropped", "UDP requests dropped with the queue full"),
     "decode_errors": ("undecodable_apdus", "APDUs whose header did not decode"),
+    "segments_sent": ("segments_sent", "APDU segments sent (APDUs over a link's segment size)"),
+    "segments_received": ("segments_received", "APDU segments received"),
+    "segment_errors": ("segment_errors", "segments refused (they could not be reassembled)"),
 }
 
 
 class EndpointCollector(Collector):
-    """``<prefix>_tcp_connections`` (gauge) and the endpoint's refusals (counters), read from
-    the endpoint when scraped: nothing is counted twice and the endpoint stays free of
-    Prometheus."""
+    """``<prefix>_tcp_connections`` (gauge), the endpoint's refusals and segments
+    (counters), read from the endpoint when scraped: nothing is counted twice and the
+    endpoint stays free of Prometheus."""
 
     def __init__(self, endpoint: Endpoint, prefix: str) -> None:
         self.endpoint = endpoint
