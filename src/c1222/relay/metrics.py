@@ -147,8 +147,7 @@ class RelayCollector(Collector):
             yield GaugeMetricFamily(f"{p}_notification_hosts", "notification hosts "
                                     "registered now", value=len(relay.hosts))
             yield GaugeMetricFamily(f"{p}_notifications_queued", "notifications waiting to be "
-                                    "sent, all hosts", value=sum(len(q) for q in
-                                                                 relay._notices.values()))
+                                    "sent, all hosts", value=relay.notifications_queued)
         else:
             for key, (name, text) in _UPSTREAM.items():
                 yield CounterMetricFamily(f"{p}_{name}", text, value=stats.get(key, 0))

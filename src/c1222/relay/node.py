@@ -345,6 +345,11 @@ class Relay:
             "upstream {}:{}".format(*self.config.upstream) if self.config.upstream else "")
         return f"relay {self.config.ap_title} ({role}) listening on tcp+udp {host}:{port}"
 
+    @property
+    def notifications_queued(self) -> int:
+        """Notifications waiting to be sent to the notification hosts (master), all hosts."""
+        return sum(len(queue) for queue in self._notices.values())
+
     def statistics(self) -> dict[str, int]:
         """Counters as they are now (Table 127), gauges filled in."""
         self.stats["routes"] = len(self.routes)
