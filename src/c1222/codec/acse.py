@@ -62,6 +62,10 @@ ELEMENT_NAMES: dict[int, str] = {
     TAG_USER_INFORMATION: "user_information",
 }
 _PATHS = {tag: f"apdu.{name}" for tag, name in ELEMENT_NAMES.items()}
+#: The C12.22 AC element as every implementation sends it (digest 2.4), up to the key id:
+#: ``AC 0F A2 0D A0 0B A1 09 80 01 <key id> 81 04 <IV>``.
+_AC_PREFIX = bytes.fromhex("ac0fa20da00ba1098001")
+_AC_SIZE = 17
 
 
 #: One element as received: (tag, TLV start, value start, value end) in the APDU's bytes.
@@ -314,38 +318,58 @@ def decode_header(data: bytes) -> Header:
     seen: set[int] = set()
     epsem_span = None
     while pos < end:
-        tag, start, stop = read_tlv(data, pos, end, "apdu")
+        # short definite lengths (every header element but a long BE) are read inline
+        tag = data[pos]
+        if pos + 1 < end and data[pos + 1] < 0x80 and tag & 0x1F != 0x1F:
+            start = pos + 2
+            stop = start + data[pos + 1]
+            if stop > end:
+                tag, start, stop = read_tlv(data, pos, end, "apdu")  # raises Truncated
+        else:
+            tag, start, stop = read_tlv(data, pos, end, "apdu")
         name = ELEMENT_NAMES.get(tag)
         if name is None:
             raise BerError(f"element {tag:#04x} is not used by C12.22", pos, "apdu")
-        path = _PATHS[tag]
         if tag in seen:
-            raise BerError("element repeated", pos, path)
+            raise BerError("element repeated", pos, _PATHS[tag])
         if epsem_span is not None:
-            raise BerError("user-information must be the last element", pos, path)
+            raise BerError("user-information must be the last element", pos, _PATHS[tag])
         seen.add(tag)
         spans.append((tag, pos, start, stop))
         if tag == TAG_USER_INFORMATION:
-            epsem_span, indirect = _user_information(data, start, stop, path)
+            epsem_span, indirect = _user_information(data, start, stop, _PATHS[tag])
             if indirect is not None:
                 fields["indirect_reference"] = indirect
         elif tag == TAG_CALLING_AUTHENTICATION_VALUE:
-            fields.update(_authentication_value(data, start, stop, path))
+            if stop - pos == _AC_SIZE and data[pos:pos + 10] == _AC_PREFIX \
+                    and data[pos + 11:pos + 13] == b"\x81\x04":
+                fields["key_id"] = data[pos + 10]  # the C12.22 form every implementation sends
+                fields["iv"] = bytes(data[pos + 13:stop])
+            else:
+                fields.update(_authentication_value(data, start, stop, _PATHS[tag]))
         elif tag == TAG_MECHANISM_NAME:
-            fields[name] = decode_uid_content(TAG_OID, data[start:stop], start, path)
+            fields[name] = decode_uid_content(TAG_OID, data[start:stop], start, _PATHS[tag])
         else:
-            itag, istart, istop = read_tlv(data, start, stop, path)
+            itag = data[start] if start < stop else -1
+            if start + 1 < stop and data[start + 1] < 0x80 and itag & 0x1F != 0x1F:
+                istart = start + 2
+                istop = istart + data[start + 1]
+                if istop > stop:
+                    itag, istart, istop = read_tlv(data, start, stop, _PATHS[tag])
+            else:
+                itag, istart, istop = read_tlv(data, start, stop, _PATHS[tag])
             if istop != stop:
-                raise BerError("bytes after the element's value", istop, path)
+                raise BerError("bytes after the element's value", istop, _PATHS[tag])
             content = data[istart:istop]
             if tag in (TAG_CALLED_AP_TITLE, TAG_CALLING_AP_TITLE, TAG_ASO_CONTEXT):
                 if tag == TAG_ASO_CONTEXT and itag != TAG_OID:
-                    raise BerError("ASO context must be an absolute OID", start, path)
-                fields[name] = decode_uid_content(itag, content, istart, path)
+                    raise BerError("ASO context must be an absolute OID", start, _PATHS[tag])
+                fields[name] = decode_uid_content(itag, content, istart, _PATHS[tag])
             else:
                 if itag != TAG_INTEGER:
-                    raise BerError(f"expected INTEGER, found tag {itag:#04x}", start, path)
-                fields[name] = decode_unsigned(content, istart, path,
+                    raise BerError(f"expected INTEGER, found tag {itag:#04x}", start,
+                                   _PATHS[tag])
+                fields[name] = decode_unsigned(content, istart, _PATHS[tag],
                                                limits.MAX_INVOCATION_ID_BYTES)
         pos = stop
     if TAG_CALLING_AP_INVOCATION_ID not in seen:

@@ -118,42 +118,54 @@ class EaxPrime:
         """
         n = len(data)
         if n and n % BLOCK_SIZE == 0:
-            size, subkey = n, self._d_int
-            value = int.from_bytes(data, "big")
+            cut, subkey = n - BLOCK_SIZE, self._d_int
+            last = int.from_bytes(data[cut:], "big")
         else:
-            size = n - n % BLOCK_SIZE + BLOCK_SIZE
-            subkey = self._q_int
-            # 80 00.. padding: the message shifted up, with a 1 bit just after it
-            value = ((int.from_bytes(data, "big") << 1) | 1) << (8 * (size - n) - 1)
+            cut, subkey = n - n % BLOCK_SIZE, self._q_int
+            # 80 00.. padding: the tail shifted up, with a 1 bit just after it
+            bits = 8 * (BLOCK_SIZE - (n - cut)) - 1
+            last = ((int.from_bytes(data[cut:], "big") << 1) | 1) << bits
+        start_int = int.from_bytes(start, "big")
         with self._lock:
-            first = int.from_bytes(start, "big") ^ self._chain
-            value ^= subkey ^ first << (8 * (size - BLOCK_SIZE))
-            out = self._cbc.update(value.to_bytes(size, "big"))
-            last = out[-BLOCK_SIZE:]
-            self._chain = int.from_bytes(last, "big")
-        return last
+            if cut:  # first and last blocks differ: XOR only those, copy the middle as it is
+                first = int.from_bytes(data[:BLOCK_SIZE], "big") ^ start_int ^ self._chain
+                message = b"".join((first.to_bytes(BLOCK_SIZE, "big"), data[BLOCK_SIZE:cut],
+                                    (last ^ subkey).to_bytes(BLOCK_SIZE, "big")))
+            else:
+                message = (last ^ subkey ^ start_int ^ self._chain).to_bytes(BLOCK_SIZE, "big")
+            out = self._cbc.update(message)
+            mac = out[-BLOCK_SIZE:]
+            self._chain = int.from_bytes(mac, "big")
+        return mac
 
     def _ctr(self, n_prime: bytes, data: bytes) -> bytes:
         """CTR keystream from N' with the top bit of bytes 12 and 14 cleared (digest 5.3 step 3).
 
-        The whole 128-bit counter block is incremented big-endian, as WS-eax does. Small
-        texts take their keystream from the long-lived ECB context over counter blocks built
-        as one integer (N' times 0101..01 plus 00..01..02..); longer ones use a CTR context.
+        The whole 128-bit counter block is incremented big-endian, as WS-eax does. The
+        keystream comes from the long-lived ECB context over the counter blocks: built by
+        writing the last byte of each copy of the first block when no carry leaves it, else
+        as one integer (N' times 0101..01 plus 00..01..02..); a CTR context takes what is
+        left (long texts, a counter about to wrap).
         """
         counter = int.from_bytes(n_prime, "big") & _CTR_MASK
         n = len(data)
         blocks = -(-n // BLOCK_SIZE)
-        if blocks > _CTR_BLOCKS_CACHED or counter + blocks > _MASK_128:
+        low = counter & 0xFF
+        if low + blocks <= 0x100:
+            # the common case: only the last byte of the counter block moves
+            counters = bytearray(counter.to_bytes(BLOCK_SIZE, "big") * blocks)
+            counters[BLOCK_SIZE - 1 :: BLOCK_SIZE] = bytes(range(low, low + blocks))
+        elif blocks <= _CTR_BLOCKS_CACHED and counter + blocks <= _MASK_128:
+            spread = _COUNTER_SPREAD.get(blocks)
+            if spread is None:
+                spread = _COUNTER_SPREAD[blocks] = _counter_spread(blocks)
+            repeat, steps = spread
+            counters = (counter * repeat + steps).to_bytes(blocks * BLOCK_SIZE, "big")
+        else:
             enc = Cipher(self._aes, modes.CTR(counter.to_bytes(BLOCK_SIZE, "big"))).encryptor()
             return enc.update(data) + enc.finalize()
-        spread = _COUNTER_SPREAD.get(blocks)
-        if spread is None:
-            spread = _COUNTER_SPREAD[blocks] = _counter_spread(blocks)
-        repeat, steps = spread
-        stream = self._ecb.update((counter * repeat + steps).to_bytes(blocks * BLOCK_SIZE, "big"))
-        cut = blocks * BLOCK_SIZE - n
-        key = int.from_bytes(stream, "big") >> (8 * cut)
-        return (key ^ int.from_bytes(data, "big")).to_bytes(n, "big")
+        stream = self._ecb.update(counters)[:n]
+        return (int.from_bytes(stream, "big") ^ int.from_bytes(data, "big")).to_bytes(n, "big")
 
     def _tag(self, n_prime: bytes, ciphertext: bytes) -> bytes:
         """The 4-byte MAC: last 4 bytes of N' ⊕ C', or of N' alone for an empty text."""

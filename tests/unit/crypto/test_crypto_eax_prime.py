@@ -429,5 +429,6 @@ def test_counter_wrap_and_long_texts_use_a_ctr_context() -> None:
     for size in (1, 16, 17, 4096, 4097, 9000):
         text = bytes(range(256)) * (size // 256) + bytes(size % 256)
         assert eax._ctr(top, text) == _reference_ctr(KEY_EX8, top, text)
-        assert eax._ctr(bytes(16), text) == _reference_ctr(KEY_EX8, bytes(16), text)
+        for n_prime in (bytes(16), bytes(15) + b"\xf0", bytes(14) + b"\xff\xf0"):
+            assert eax._ctr(n_prime, text) == _reference_ctr(KEY_EX8, n_prime, text)
         assert eax._cmac(eax._d, text) == _reference_cmac(KEY_EX8, eax._d, text, eax._d, eax._q)
