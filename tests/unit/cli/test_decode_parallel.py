@@ -88,7 +88,10 @@ def test_jobs_zero_uses_workers_only_for_a_large_capture(tmp_path: Path,
     assert codec_cli._workers(0, [path]) == 1
     assert codec_cli._workers(0, ["60"]) == 1
     monkeypatch.setattr(codec_cli, "PARALLEL_FROM_BYTES", 1)
-    assert codec_cli._workers(0, [path]) >= 1
+    monkeypatch.setattr(codec_cli.os, "sched_getaffinity", lambda pid: set(range(2)))
+    assert codec_cli._workers(0, [path]) == 1  # two cores: the split measured slower
+    monkeypatch.setattr(codec_cli.os, "sched_getaffinity", lambda pid: set(range(6)))
+    assert codec_cli._workers(0, [path]) == 5
     assert codec_cli._workers(4, [path]) == 4
     hexfile = tmp_path / "hex.txt"
     hexfile.write_text("60\n" * 10)
