@@ -11,7 +11,6 @@ This module is pure: no I/O, no clock, no randomness, no logging. AES comes from
 from __future__ import annotations
 
 import hmac
-import threading
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -70,12 +69,14 @@ class EaxPrime:
     and one zero-IV CBC context (every CMAC') live as long as the key does. The CBC context
     carries its chaining value from one message to the next; :meth:`_cmac` folds that value
     and the CMAC' start block into the first block, so each CMAC' is one ``update`` call.
+    Hence an instance (and the key table holding it) is not thread-safe: one event loop owns
+    it, as it owns the responder (a pure layer takes no locks, architecture rule 1).
 
     Verification failures raise :class:`~c1222.errors.SecurityError` with a generic message.
     The key is never shown by ``repr``/``str``.
     """
 
-    __slots__ = ("_aes", "_d", "_q", "_d_int", "_q_int", "_ecb", "_cbc", "_chain", "_lock")
+    __slots__ = ("_aes", "_d", "_q", "_d_int", "_q_int", "_ecb", "_cbc", "_chain")
 
     def __init__(self, key: bytes) -> None:
         key = bytes(key)
@@ -92,9 +93,6 @@ class EaxPrime:
         self._q_int = int.from_bytes(self._q, "big")
         self._cbc = Cipher(self._aes, modes.CBC(bytes(BLOCK_SIZE))).encryptor()
         self._chain = 0  # the CBC context's chaining value (its last output block), as int
-        # A key table's ciphers may be shared by threads (a head-end's storage pool): the
-        # chaining value and the context must move together.
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "EaxPrime(key=<hidden>)"
@@ -126,16 +124,15 @@ class EaxPrime:
             bits = 8 * (BLOCK_SIZE - (n - cut)) - 1
             last = ((int.from_bytes(data[cut:], "big") << 1) | 1) << bits
         start_int = int.from_bytes(start, "big")
-        with self._lock:
-            if cut:  # first and last blocks differ: XOR only those, copy the middle as it is
-                first = int.from_bytes(data[:BLOCK_SIZE], "big") ^ start_int ^ self._chain
-                message = b"".join((first.to_bytes(BLOCK_SIZE, "big"), data[BLOCK_SIZE:cut],
-                                    (last ^ subkey).to_bytes(BLOCK_SIZE, "big")))
-            else:
-                message = (last ^ subkey ^ start_int ^ self._chain).to_bytes(BLOCK_SIZE, "big")
-            out = self._cbc.update(message)
-            mac = out[-BLOCK_SIZE:]
-            self._chain = int.from_bytes(mac, "big")
+        if cut:  # first and last blocks differ: XOR only those, copy the middle as it is
+            first = int.from_bytes(data[:BLOCK_SIZE], "big") ^ start_int ^ self._chain
+            message = b"".join((first.to_bytes(BLOCK_SIZE, "big"), data[BLOCK_SIZE:cut],
+                                (last ^ subkey).to_bytes(BLOCK_SIZE, "big")))
+        else:
+            message = (last ^ subkey ^ start_int ^ self._chain).to_bytes(BLOCK_SIZE, "big")
+        out = self._cbc.update(message)
+        mac = out[-BLOCK_SIZE:]
+        self._chain = int.from_bytes(mac, "big")
         return mac
 
     def _ctr(self, n_prime: bytes, data: bytes) -> bytes:

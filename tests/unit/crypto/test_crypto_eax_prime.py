@@ -432,33 +432,3 @@ def test_counter_wrap_and_long_texts_use_a_ctr_context() -> None:
         for n_prime in (bytes(16), bytes(15) + b"\xf0", bytes(14) + b"\xff\xf0"):
             assert eax._ctr(n_prime, text) == _reference_ctr(KEY_EX8, n_prime, text)
         assert eax._cmac(eax._d, text) == _reference_cmac(KEY_EX8, eax._d, text, eax._d, eax._q)
-
-
-def test_one_key_shared_by_threads_gives_every_thread_the_right_macs() -> None:
-    """The kept CBC context carries a chaining value from one message to the next: threads
-    sharing a key table's cipher must not mix theirs (the lock around it)."""
-    import sys
-    import threading
-
-    eax = EaxPrime(KEY_EX8)
-    texts = [bytes([i]) * (i % 40 + 1) for i in range(64)]
-    expected = [_reference_cmac(KEY_EX8, eax._d, t, eax._d, eax._q) for t in texts]
-    wrong: list[int] = []
-
-    def work() -> None:
-        for _ in range(30):
-            for i, text in enumerate(texts):
-                if eax._cmac(eax._d, text) != expected[i]:
-                    wrong.append(i)
-
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
-    try:
-        threads = [threading.Thread(target=work) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
-    assert not wrong
