@@ -215,7 +215,7 @@ def _build(cls: type, d: dict[str, Any], skip: tuple[str, ...] = (), **given: An
     hints = _hints(cls)
     kwargs = dict(given)
     for f in dataclasses.fields(cls):
-        if f.name in skip or f.name in given:
+        if f.name in skip or f.name in given or not f.init:  # init=False: Apdu.spans
             continue
         has_default = (f.default is not dataclasses.MISSING
                        or f.default_factory is not dataclasses.MISSING)

@@ -116,6 +116,16 @@ def test_generated_apdus_spans_and_cleartext(exchange) -> None:
                                     ).epsem.services == apdu.epsem.services
 
 
+def test_a_spans_key_in_a_json_record_is_ignored_as_any_unknown_key() -> None:
+    from c1222.codec import text
+
+    made = samples.messages()[0]
+    for junk in ("x", [[1, 2, 3, 4]], {"elements": []}, None):
+        value = text.to_json(made)
+        value["spans"] = junk
+        assert text.from_json(value) == made and text.from_json(value).spans is None
+
+
 def test_spans_are_not_part_of_the_value() -> None:
     """Equality, repr and dataclasses.replace ignore the spans (a changed APDU has other
     bytes); an APDU made in code has none."""
