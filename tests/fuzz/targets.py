@@ -112,20 +112,22 @@ _CLOCK = [0.0]
 
 def sign(data: bytes, session_key: tuple[int, bytes] | None) -> bytes:
     """``data`` with a MAC that verifies (and in mode 2 its body encrypted), so the fuzzer's
-    bytes reach the code after the MAC check. Uses the policy's own layout walk (the one
-    place that finds N); bytes it cannot sign are returned as they are."""
+    bytes reach the code after the MAC check. Uses the codec's header decode and the policy's
+    cleartext (the one place that builds N); bytes it cannot sign are returned as they are."""
     try:
-        layout = policy._layout(data)
-        found = policy._key_id_iv(data, layout)
-        if found is None and policy.TAG_CALLING_AUTHENTICATION_VALUE not in layout.elements:
+        header = acse.decode_header(data)
+        found = policy._key_id_iv(header)
+        if found is None and not header.has(policy.TAG_CALLING_AUTHENTICATION_VALUE):
             found = session_key
         if found is None or found[0] not in KEYS:
             return data
-        ctl = layout.control
+        ctl = header.spans.epsem[0]
+        if ctl >= len(data):
+            return data
         mode = (data[ctl] >> 2) & 3
         if not data[ctl] & 0x80 or mode not in (1, 2) or len(data) - ctl - 1 < 4:
             return data
-        cleartext = policy._cleartext(data, layout, *found)
+        cleartext = policy._cleartext_of(data, header, *found)
     except C1222Error:
         return data
     cipher = KEYS.cipher(found[0])

@@ -322,6 +322,33 @@ def _flush_json(buffer: list[str]) -> None:
         buffer.clear()
 
 
+#: A capture from this size on, on a machine with this many cores, is decoded by worker
+#: processes (--jobs 0). On 2 cores the split measured slower than one process (BENCHMARKS.md:
+#: the main process reads and writes while two workers decode, three processes on two cores).
+PARALLEL_FROM_BYTES = 2_000_000
+PARALLEL_FROM_CORES = 4
+
+
+def _workers(jobs: int, inputs: list[str | Path]) -> int:
+    """How many decoding processes: --jobs, or for 0 one per core on one large capture file
+    (starting workers costs more than a small capture takes)."""
+    if jobs:
+        return jobs
+    if len(inputs) != 1 or not isinstance(inputs[0], Path):
+        return 1
+    try:
+        with inputs[0].open("rb") as fh:
+            if fh.read(4) not in CAPTURE_MAGICS:
+                return 1
+        size = inputs[0].stat().st_size
+    except OSError:
+        return 1  # the serial path reports it
+    cores = len(os.sched_getaffinity(0))
+    if size < PARALLEL_FROM_BYTES or cores < PARALLEL_FROM_CORES:
+        return 1
+    return min(cores - 1, 8)  # the main process keeps a core: it reads, merges and writes
+
+
 def _key_options(command: Any) -> Any:
     """``--key ID:HEX`` (decimal id, repeatable) and ``--keys FILE`` (Wireshark's format)."""
     command = click.option("--keys", "keys_file", type=click.Path(dir_okay=False),
@@ -365,10 +392,14 @@ def load_keys(key_specs: tuple[str, ...], keys_file: str | None) -> KeyTable | N
               help="Only messages with a response of this code (ok, isss, ... or a number).")
 @click.option("--security-mode", "modes", type=click.IntRange(0, 3), multiple=True,
               help="Only messages in this security mode (0, 1, 2).")
+@click.option("--jobs", "-j", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Worker processes for a large capture (split by connection, output in "
+                   "capture order); 0: one per core but one on a machine of 4 cores or more "
+                   "when the capture is over 2 MB; 1: none.")
 @_key_options
 def decode(inputs: tuple[str, ...], verbose: bool, as_json: bool, ports: tuple[int, ...],
            all_ports: bool, services: tuple[str, ...], titles: tuple[str, ...],
-           codes: tuple[str, ...], modes: tuple[int, ...],
+           codes: tuple[str, ...], modes: tuple[int, ...], jobs: int,
            key_specs: tuple[str, ...], keys_file: str | None) -> None:
     """Decode C12.22 messages: hex arguments, capture files (pcap, pcapng) or hex on stdin.
 
@@ -404,8 +435,16 @@ def decode(inputs: tuple[str, ...], verbose: bool, as_json: bool, ports: tuple[i
     failures = seen = 0
     t0: float | None = None
     status = EXIT_OK
+    workers = 0 if verbose else _workers(jobs, checked)
     try:
-        for source in read_sources(checked, port_filter, heuristic):
+        if workers > 1:
+            from c1222.cli import parallel
+
+            seen, failures = parallel.decode(
+                read_sources(checked, port_filter, heuristic), workers,
+                parallel.Settings(as_json, arrow, (services, titles, codes, modes),
+                                  key_specs, keys_file), out)
+        for source in () if workers > 1 else read_sources(checked, port_filter, heuristic):
             seen += 1
             result = None
             if source.error is None:

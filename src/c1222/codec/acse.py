@@ -62,6 +62,76 @@ ELEMENT_NAMES: dict[int, str] = {
     TAG_USER_INFORMATION: "user_information",
 }
 _PATHS = {tag: f"apdu.{name}" for tag, name in ELEMENT_NAMES.items()}
+#: The C12.22 AC element as every implementation sends it (digest 2.4), up to the key id:
+#: ``AC 0F A2 0D A0 0B A1 09 80 01 <key id> 81 04 <IV>``.
+_AC_PREFIX = bytes.fromhex("ac0fa20da00ba1098001")
+_AC_SIZE = 17
+
+
+#: One element as received: (tag, TLV start, value start, value end) in the APDU's bytes.
+Span = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Spans:
+    """The raw span of every ACSE element of a decoded APDU (architecture rule 7): a layer
+    above (crypto's authenticated cleartext, a relay's header copy) reads the bytes it needs
+    from them instead of walking the BER again.
+
+    ``elements``: every element in received order, user-information (BE) included;
+    ``epsem``: (start, end) of the EPSEM octet string, its first byte the control byte.
+    """
+
+    elements: tuple[Span, ...]
+    epsem: tuple[int, int]
+
+    def element(self, tag: int) -> Span | None:
+        for span in self.elements:
+            if span[0] == tag:
+                return span
+        return None
+
+    @property
+    def user_information(self) -> int:
+        """Offset of the BE tag (the last element)."""
+        return self.elements[-1][1]
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What :func:`decode_header` read: every element before the EPSEM, decoded once, with its
+    span. ``fields`` are the :class:`Apdu` fields the header holds (keyword names)."""
+
+    fields: dict[str, object]
+    spans: Spans
+
+    @property
+    def called_ap_title(self) -> Uid | None:
+        return self.fields.get("called_ap_title")  # type: ignore[return-value]
+
+    @property
+    def calling_ap_title(self) -> Uid | None:
+        return self.fields.get("calling_ap_title")  # type: ignore[return-value]
+
+    @property
+    def called_ap_invocation_id(self) -> int | None:
+        return self.fields.get("called_ap_invocation_id")  # type: ignore[return-value]
+
+    @property
+    def calling_ap_invocation_id(self) -> int:
+        return self.fields["calling_ap_invocation_id"]  # type: ignore[return-value]
+
+    @property
+    def key_id(self) -> int | None:
+        return self.fields.get("key_id")  # type: ignore[return-value]
+
+    @property
+    def iv(self) -> bytes | None:
+        return self.fields.get("iv")  # type: ignore[return-value]
+
+    def has(self, tag: int) -> bool:
+        """Whether the element ``tag`` was present."""
+        return self.spans.element(tag) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +156,9 @@ class Apdu:
     authentication_value: bytes | None = field(default=None, repr=False)
     called_ae_qualifier: int | None = None
     indirect_reference: int | None = None
+    #: Where each element sat in the bytes this APDU was decoded from (None for an APDU made
+    #: in code; ``dataclasses.replace`` drops it, since a changed APDU has other bytes).
+    spans: Spans | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def is_response(self) -> bool:
@@ -99,12 +172,32 @@ class Apdu:
 # --------------------------------------------------------------------------- encoding
 
 
-def _integer(value: int) -> bytes:
+def integer_element(value: int) -> bytes:
+    """``02 L <unsigned>``: the invocation ids, AE qualifiers and the indirect reference."""
     return tlv(TAG_INTEGER, encode_unsigned(value, limits.MAX_INVOCATION_ID_BYTES))
+
+
+_integer = integer_element
 
 
 def _ap_title(title: Uid) -> bytes:
     return title.encode(TAG_RELATIVE_OID_ACSE)
+
+
+#: (element tag, title) -> the encoded element: a node's own title and its peers' recur in
+#: every message (bounded: cleared when full).
+_TITLE_ELEMENTS: dict[tuple[int, Uid], bytes] = {}
+
+
+def title_element(tag: int, title: Uid) -> bytes:
+    """A2 or A6 holding ``title`` (relative titles as ``80 L ..``), encoded once per title."""
+    key = (tag, title)
+    out = _TITLE_ELEMENTS.get(key)
+    if out is None:
+        if len(_TITLE_ELEMENTS) >= 1024:
+            _TITLE_ELEMENTS.clear()
+        out = _TITLE_ELEMENTS[key] = tlv(tag, _ap_title(title))
+    return out
 
 
 def authentication_element(key_id: int | None, iv: bytes | None) -> bytes:
@@ -127,7 +220,7 @@ def header_elements(apdu: Apdu) -> dict[int, bytes]:
     if apdu.aso_context is not None:
         out[TAG_ASO_CONTEXT] = tlv(TAG_ASO_CONTEXT, tlv(TAG_OID, apdu.aso_context.content()))
     if apdu.called_ap_title is not None:
-        out[TAG_CALLED_AP_TITLE] = tlv(TAG_CALLED_AP_TITLE, _ap_title(apdu.called_ap_title))
+        out[TAG_CALLED_AP_TITLE] = title_element(TAG_CALLED_AP_TITLE, apdu.called_ap_title)
     if apdu.called_ae_qualifier is not None:
         out[TAG_CALLED_AE_QUALIFIER] = tlv(TAG_CALLED_AE_QUALIFIER,
                                            _integer(apdu.called_ae_qualifier))
@@ -135,7 +228,7 @@ def header_elements(apdu: Apdu) -> dict[int, bytes]:
         out[TAG_CALLED_AP_INVOCATION_ID] = tlv(TAG_CALLED_AP_INVOCATION_ID,
                                                _integer(apdu.called_ap_invocation_id))
     if apdu.calling_ap_title is not None:
-        out[TAG_CALLING_AP_TITLE] = tlv(TAG_CALLING_AP_TITLE, _ap_title(apdu.calling_ap_title))
+        out[TAG_CALLING_AP_TITLE] = title_element(TAG_CALLING_AP_TITLE, apdu.calling_ap_title)
     if apdu.calling_ae_qualifier is not None:
         out[TAG_CALLING_AE_QUALIFIER] = tlv(TAG_CALLING_AE_QUALIFIER,
                                             _integer(apdu.calling_ae_qualifier))
@@ -178,8 +271,36 @@ def decode(data: bytes, requests: Sequence[Request] | RequestLookup | None = Non
     """Decode one whole APDU.
 
     ``requests`` types the services of a response (see epsem): the requests it
-    answers, or a function from its invocation ids (A4, A8) to them.
+    answers, or a function from its invocation ids (A4, A8) to them. The result keeps the
+    span of every element (:class:`Spans`).
     """
+    return decode_rest(data, decode_header(data), requests)
+
+
+def decode_rest(data: bytes, header: Header,
+                requests: Sequence[Request] | RequestLookup | None = None) -> Apdu:
+    """The APDU whose header :func:`decode_header` read from ``data``: its EPSEM decoded (the
+    header is not walked again)."""
+    fields = header.fields
+    if callable(requests):
+        requests = requests(fields.get("called_ap_invocation_id"),  # type: ignore[arg-type]
+                            fields["calling_ap_invocation_id"])  # type: ignore[arg-type]
+    start, stop = header.spans.epsem
+    epsem = epsem_codec.decode(data, start, stop, requests, "apdu.user_information.epsem")
+    return with_epsem(header, epsem)
+
+
+def with_epsem(header: Header, epsem: Epsem) -> Apdu:
+    """The APDU of ``header`` with ``epsem`` (decoded, or decrypted by crypto/policy)."""
+    apdu = Apdu(epsem=epsem, **header.fields)  # type: ignore[arg-type]
+    object.__setattr__(apdu, "spans", header.spans)
+    return apdu
+
+
+def decode_header(data: bytes) -> Header:
+    """Every element of an APDU before its EPSEM, decoded once, with their spans; the EPSEM
+    is located, not read (digest 2). A node checks A2 and crypto verifies the MAC from this
+    before any service is parsed (digest 5.5). DecodeError for a malformed header."""
     end = len(data)
     if end < 2:
         raise Truncated("APDU shorter than its header", 0, "apdu")
@@ -193,52 +314,69 @@ def decode(data: bytes, requests: Sequence[Request] | RequestLookup | None = Non
     if end > limits.MAX_APDU_SIZE:
         raise DecodeLimitExceeded("APDU over the size limit", 0, "apdu")
     fields: dict[str, object] = {}
+    spans: list[Span] = []
     seen: set[int] = set()
     epsem_span = None
     while pos < end:
-        tag, start, stop = read_tlv(data, pos, end, "apdu")
+        # short definite lengths (every header element but a long BE) are read inline
+        tag = data[pos]
+        if pos + 1 < end and data[pos + 1] < 0x80 and tag & 0x1F != 0x1F:
+            start = pos + 2
+            stop = start + data[pos + 1]
+            if stop > end:
+                tag, start, stop = read_tlv(data, pos, end, "apdu")  # raises Truncated
+        else:
+            tag, start, stop = read_tlv(data, pos, end, "apdu")
         name = ELEMENT_NAMES.get(tag)
         if name is None:
             raise BerError(f"element {tag:#04x} is not used by C12.22", pos, "apdu")
-        path = _PATHS[tag]
         if tag in seen:
-            raise BerError("element repeated", pos, path)
+            raise BerError("element repeated", pos, _PATHS[tag])
         if epsem_span is not None:
-            raise BerError("user-information must be the last element", pos, path)
+            raise BerError("user-information must be the last element", pos, _PATHS[tag])
         seen.add(tag)
+        spans.append((tag, pos, start, stop))
         if tag == TAG_USER_INFORMATION:
-            epsem_span, indirect = _user_information(data, start, stop, path)
+            epsem_span, indirect = _user_information(data, start, stop, _PATHS[tag])
             if indirect is not None:
                 fields["indirect_reference"] = indirect
         elif tag == TAG_CALLING_AUTHENTICATION_VALUE:
-            fields.update(_authentication_value(data, start, stop, path))
+            if stop - pos == _AC_SIZE and data[pos:pos + 10] == _AC_PREFIX \
+                    and data[pos + 11:pos + 13] == b"\x81\x04":
+                fields["key_id"] = data[pos + 10]  # the C12.22 form every implementation sends
+                fields["iv"] = bytes(data[pos + 13:stop])
+            else:
+                fields.update(_authentication_value(data, start, stop, _PATHS[tag]))
         elif tag == TAG_MECHANISM_NAME:
-            fields[name] = decode_uid_content(TAG_OID, data[start:stop], start, path)
+            fields[name] = decode_uid_content(TAG_OID, data[start:stop], start, _PATHS[tag])
         else:
-            itag, istart, istop = read_tlv(data, start, stop, path)
+            itag = data[start] if start < stop else -1
+            if start + 1 < stop and data[start + 1] < 0x80 and itag & 0x1F != 0x1F:
+                istart = start + 2
+                istop = istart + data[start + 1]
+                if istop > stop:
+                    itag, istart, istop = read_tlv(data, start, stop, _PATHS[tag])
+            else:
+                itag, istart, istop = read_tlv(data, start, stop, _PATHS[tag])
             if istop != stop:
-                raise BerError("bytes after the element's value", istop, path)
+                raise BerError("bytes after the element's value", istop, _PATHS[tag])
             content = data[istart:istop]
             if tag in (TAG_CALLED_AP_TITLE, TAG_CALLING_AP_TITLE, TAG_ASO_CONTEXT):
                 if tag == TAG_ASO_CONTEXT and itag != TAG_OID:
-                    raise BerError("ASO context must be an absolute OID", start, path)
-                fields[name] = decode_uid_content(itag, content, istart, path)
+                    raise BerError("ASO context must be an absolute OID", start, _PATHS[tag])
+                fields[name] = decode_uid_content(itag, content, istart, _PATHS[tag])
             else:
                 if itag != TAG_INTEGER:
-                    raise BerError(f"expected INTEGER, found tag {itag:#04x}", start, path)
-                fields[name] = decode_unsigned(content, istart, path,
+                    raise BerError(f"expected INTEGER, found tag {itag:#04x}", start,
+                                   _PATHS[tag])
+                fields[name] = decode_unsigned(content, istart, _PATHS[tag],
                                                limits.MAX_INVOCATION_ID_BYTES)
         pos = stop
     if TAG_CALLING_AP_INVOCATION_ID not in seen:
         raise BerError("calling-AP-invocation-id (A8) is mandatory", end, "apdu")
     if epsem_span is None:
         raise BerError("user-information (BE) is mandatory", end, "apdu")
-    if callable(requests):
-        requests = requests(fields.get("called_ap_invocation_id"),  # type: ignore[arg-type]
-                            fields["calling_ap_invocation_id"])  # type: ignore[arg-type]
-    epsem = epsem_codec.decode(data, epsem_span[0], epsem_span[1], requests,
-                               "apdu.user_information.epsem")
-    return Apdu(epsem=epsem, **fields)  # type: ignore[arg-type]
+    return Header(fields, Spans(tuple(spans), epsem_span))
 
 
 def _header_element(data: bytes, wanted: int) -> tuple[int, int, int] | None:

@@ -179,7 +179,15 @@ class Uid:
 
     def absolute(self, base: tuple[int, ...] = AP_TITLE_BASE) -> Uid:
         """This identifier as an absolute OID (relative ones are expanded under ``base``)."""
-        return Uid(base + self.arcs) if self.relative else self
+        if not self.relative:
+            return self
+        if base is not AP_TITLE_BASE:
+            return Uid(base + self.arcs)
+        found = _ABSOLUTE_CACHE.get(self)
+        if found is None:
+            found = Uid(base + self.arcs)
+            _remember(_ABSOLUTE_CACHE, self, found)
+        return found
 
     def content(self) -> bytes:
         """The BER contents octets (no tag, no length)."""
@@ -198,6 +206,7 @@ class Uid:
 _CACHE_SIZE = 4096
 _UID_CACHE: dict[tuple[int, bytes], Uid] = {}
 _TEXT_CACHE: dict[Uid, str] = {}
+_ABSOLUTE_CACHE: dict[Uid, Uid] = {}
 
 
 def _remember(cache: dict, key: object, value: object) -> None:

@@ -87,14 +87,21 @@ def service_to_json(service: sv.Service) -> dict[str, Any]:
     else:
         out = {"service": service.service,
                "response_code": response_code_name(service.response_code)}
-    for f in dataclasses.fields(service):
-        if f.name != "response_code":
-            v = getattr(service, f.name)
-            out[f.name] = _value(v)
-            if v.__class__ is Uid and v.relative:
-                # As the ACSE titles: a relative UID (".8437") with what it stands for.
-                out[f.name + "_absolute"] = str(v.absolute())
+    names = _FIELD_NAMES.get(service.__class__)
+    if names is None:
+        names = _FIELD_NAMES[service.__class__] = tuple(
+            f.name for f in dataclasses.fields(service) if f.name != "response_code")
+    for name in names:
+        v = getattr(service, name)
+        out[name] = _value(v)
+        if v.__class__ is Uid and v.relative:
+            # As the ACSE titles: a relative UID (".8437") with what it stands for.
+            out[name + "_absolute"] = str(v.absolute())
     return out
+
+
+#: service class -> its field names but response_code, in declaration order
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def to_json(apdu: Apdu) -> dict[str, Any]:
@@ -208,7 +215,7 @@ def _build(cls: type, d: dict[str, Any], skip: tuple[str, ...] = (), **given: An
     hints = _hints(cls)
     kwargs = dict(given)
     for f in dataclasses.fields(cls):
-        if f.name in skip or f.name in given:
+        if f.name in skip or f.name in given or not f.init:  # init=False: Apdu.spans
             continue
         has_default = (f.default is not dataclasses.MISSING
                        or f.default_factory is not dataclasses.MISSING)

@@ -26,6 +26,20 @@ KEY_SIZE = 16
 MAC_SIZE = 4
 
 _MASK_128 = (1 << 128) - 1
+#: Clears the top bit of bytes 12 and 14 of N' to make the first counter (digest 5.3 step 3).
+_CTR_MASK = _MASK_128 ^ (0x80 << 24) ^ (0x80 << 8)
+#: Texts up to this many blocks (4 KiB) take their CTR keystream from the ECB context.
+_CTR_BLOCKS_CACHED = 256
+#: blocks -> (0101..01, 00..01..02..) as integers of that many 16-byte blocks (bounded by
+#: _CTR_BLOCKS_CACHED entries, 2 MiB at most).
+_COUNTER_SPREAD: dict[int, tuple[int, int]] = {}
+
+
+def _counter_spread(blocks: int) -> tuple[int, int]:
+    repeat = int.from_bytes(b"\x00" * 15 + b"\x01", "big")
+    repeat = int.from_bytes(repeat.to_bytes(16, "big") * blocks, "big")
+    steps = int.from_bytes(b"".join(i.to_bytes(16, "big") for i in range(blocks)), "big")
+    return repeat, steps
 
 
 def dbl(block: bytes) -> bytes:
@@ -42,10 +56,6 @@ def dbl(block: bytes) -> bytes:
     return v.to_bytes(BLOCK_SIZE, "little")
 
 
-def _xor16(a: bytes, b: bytes) -> bytes:
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(BLOCK_SIZE, "big")
-
-
 class EaxPrime:
     """EAX' under one AES-128 key, with the per-key state (D, Q) computed once.
 
@@ -54,11 +64,19 @@ class EaxPrime:
       cleartext N ‖ P with an empty plaintext, i.e. the last 4 bytes of CMAC'_D(N ‖ P)
       (digest 5.2).
 
+    The cipher set-up is kept per key: creating a `cryptography` context costs several times
+    an AES pass over a small message, so one ECB context (the CTR keystream of small texts)
+    and one zero-IV CBC context (every CMAC') live as long as the key does. The CBC context
+    carries its chaining value from one message to the next; :meth:`_cmac` folds that value
+    and the CMAC' start block into the first block, so each CMAC' is one ``update`` call.
+    Hence an instance (and the key table holding it) is not thread-safe: one event loop owns
+    it, as it owns the responder (a pure layer takes no locks, architecture rule 1).
+
     Verification failures raise :class:`~c1222.errors.SecurityError` with a generic message.
     The key is never shown by ``repr``/``str``.
     """
 
-    __slots__ = ("_aes", "_d", "_q")
+    __slots__ = ("_aes", "_d", "_q", "_d_int", "_q_int", "_ecb", "_cbc", "_chain")
 
     def __init__(self, key: bytes) -> None:
         key = bytes(key)
@@ -66,11 +84,15 @@ class EaxPrime:
             # The length is not secret; the bytes are, so they stay out of the message.
             raise ConfigurationError(f"EAX' key must be {KEY_SIZE} bytes, got {len(key)}")
         self._aes = algorithms.AES(key)
+        self._ecb = Cipher(self._aes, modes.ECB()).encryptor()
         # Key setup (digest 5.3): L = E(0), D = dbl(L), Q = dbl(D).
-        enc = Cipher(self._aes, modes.ECB()).encryptor()
-        l_block = enc.update(bytes(BLOCK_SIZE)) + enc.finalize()
+        l_block = self._ecb.update(bytes(BLOCK_SIZE))
         self._d = dbl(l_block)
         self._q = dbl(self._d)
+        self._d_int = int.from_bytes(self._d, "big")
+        self._q_int = int.from_bytes(self._q, "big")
+        self._cbc = Cipher(self._aes, modes.CBC(bytes(BLOCK_SIZE))).encryptor()
+        self._chain = 0  # the CBC context's chaining value (its last output block), as int
 
     def __repr__(self) -> str:
         return "EaxPrime(key=<hidden>)"
@@ -86,38 +108,69 @@ class EaxPrime:
     def _cmac(self, start: bytes, data: bytes) -> bytes:
         """CMAC'(S, M): CBC-MAC with IV = S and the CMAC last-block rule (digest 5.3).
 
-        A complete last block is XORed with D; otherwise ``80 00..`` padding and Q. Runs as
-        one AES-CBC pass in `cryptography` and keeps only the last output block.
+        A complete last block is XORed with D; otherwise ``80 00..`` padding and Q. The
+        message is padded, its last block XORed with D or Q and its first block with S and
+        the context's chaining value (CBC with IV = S is CBC with IV = 0 over a first block
+        XORed with S), all as one integer, then encrypted by one ``update`` of the long-lived
+        CBC context; its last output block is the MAC and the next chaining value.
         """
         n = len(data)
-        view = memoryview(data)
         if n and n % BLOCK_SIZE == 0:
-            head, last = view[: n - BLOCK_SIZE], _xor16(view[n - BLOCK_SIZE :], self._d)
+            cut, subkey = n - BLOCK_SIZE, self._d_int
+            last = int.from_bytes(data[cut:], "big")
         else:
-            cut = n - n % BLOCK_SIZE
-            tail = bytes(view[cut:]) + b"\x80"
-            tail += bytes(BLOCK_SIZE - len(tail))
-            head, last = view[:cut], _xor16(tail, self._q)
-        enc = Cipher(self._aes, modes.CBC(start)).encryptor()
-        enc.update(head)  # output discarded; the CBC chaining state is what matters
-        return enc.update(last)
+            cut, subkey = n - n % BLOCK_SIZE, self._q_int
+            # 80 00.. padding: the tail shifted up, with a 1 bit just after it
+            bits = 8 * (BLOCK_SIZE - (n - cut)) - 1
+            last = ((int.from_bytes(data[cut:], "big") << 1) | 1) << bits
+        start_int = int.from_bytes(start, "big")
+        if cut:  # first and last blocks differ: XOR only those, copy the middle as it is
+            first = int.from_bytes(data[:BLOCK_SIZE], "big") ^ start_int ^ self._chain
+            message = b"".join((first.to_bytes(BLOCK_SIZE, "big"), data[BLOCK_SIZE:cut],
+                                (last ^ subkey).to_bytes(BLOCK_SIZE, "big")))
+        else:
+            message = (last ^ subkey ^ start_int ^ self._chain).to_bytes(BLOCK_SIZE, "big")
+        out = self._cbc.update(message)
+        mac = out[-BLOCK_SIZE:]
+        self._chain = int.from_bytes(mac, "big")
+        return mac
 
     def _ctr(self, n_prime: bytes, data: bytes) -> bytes:
         """CTR keystream from N' with the top bit of bytes 12 and 14 cleared (digest 5.3 step 3).
 
-        `cryptography`'s CTR increments the whole 128-bit block big-endian, as WS-eax does.
+        The whole 128-bit counter block is incremented big-endian, as WS-eax does. The
+        keystream comes from the long-lived ECB context over the counter blocks: built by
+        writing the last byte of each copy of the first block when no carry leaves it, else
+        as one integer (N' times 0101..01 plus 00..01..02..); a CTR context takes what is
+        left (long texts, a counter about to wrap).
         """
-        counter = bytearray(n_prime)
-        counter[12] &= 0x7F
-        counter[14] &= 0x7F
-        enc = Cipher(self._aes, modes.CTR(bytes(counter))).encryptor()
-        return enc.update(data) + enc.finalize()
+        counter = int.from_bytes(n_prime, "big") & _CTR_MASK
+        n = len(data)
+        blocks = -(-n // BLOCK_SIZE)
+        low = counter & 0xFF
+        if low + blocks <= 0x100:
+            # the common case: only the last byte of the counter block moves
+            counters = bytearray(counter.to_bytes(BLOCK_SIZE, "big") * blocks)
+            counters[BLOCK_SIZE - 1 :: BLOCK_SIZE] = bytes(range(low, low + blocks))
+        elif blocks <= _CTR_BLOCKS_CACHED and counter + blocks <= _MASK_128:
+            spread = _COUNTER_SPREAD.get(blocks)
+            if spread is None:
+                spread = _COUNTER_SPREAD[blocks] = _counter_spread(blocks)
+            repeat, steps = spread
+            counters = (counter * repeat + steps).to_bytes(blocks * BLOCK_SIZE, "big")
+        else:
+            enc = Cipher(self._aes, modes.CTR(counter.to_bytes(BLOCK_SIZE, "big"))).encryptor()
+            return enc.update(data) + enc.finalize()
+        stream = self._ecb.update(counters)[:n]
+        return (int.from_bytes(stream, "big") ^ int.from_bytes(data, "big")).to_bytes(n, "big")
 
     def _tag(self, n_prime: bytes, ciphertext: bytes) -> bytes:
         """The 4-byte MAC: last 4 bytes of N' ⊕ C', or of N' alone for an empty text."""
         if not ciphertext:
             return n_prime[-MAC_SIZE:]
-        return _xor16(n_prime, self._cmac(self._q, ciphertext))[-MAC_SIZE:]
+        c_prime = self._cmac(self._q, ciphertext)
+        return (int.from_bytes(n_prime[-MAC_SIZE:], "big")
+                ^ int.from_bytes(c_prime[-MAC_SIZE:], "big")).to_bytes(MAC_SIZE, "big")
 
     # -- security mode 2 --------------------------------------------------------------
 

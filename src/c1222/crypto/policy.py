@@ -28,10 +28,8 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from c1222 import limits
 from c1222.codec import acse
 from c1222.codec.acse import (
-    ELEMENT_NAMES,
     TAG_ASO_CONTEXT,
     TAG_CALLED_AP_INVOCATION_ID,
     TAG_CALLED_AP_TITLE,
@@ -46,30 +44,22 @@ from c1222.codec.acse import (
     Apdu,
     RequestLookup,
 )
-from c1222.codec.ber import (
-    TAG_INTEGER,
-    TAG_OID,
-    TAG_RELATIVE_OID,
-    TAG_RELATIVE_OID_ACSE,
-    decode_uid_content,
-    decode_unsigned,
-    read_length,
-    read_tlv,
-    tlv,
+from c1222.codec.ber import TAG_OID, Uid, encode_length, tlv
+from c1222.codec.epsem import (
+    FLAG_ED_CLASS_INCLUDED,
+    FLAG_PROXY_SERVICE_USED,
+    FLAG_RECOVERY_SESSION,
+    MAC_SIZE,
+    Epsem,
+    control_and_mac,
+    decode_body,
+    encode_body,
 )
-from c1222.codec.epsem import MAC_SIZE, control_and_mac, decode_body, encode_body
 from c1222.codec.services import Request
 from c1222.codes import SecurityMode
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.replay import MessageId, ReplayWindow
-from c1222.errors import (
-    BerError,
-    ConfigurationError,
-    DecodeLimitExceeded,
-    LocalProtocolError,
-    SecurityError,
-    Truncated,
-)
+from c1222.errors import ConfigurationError, LocalProtocolError, SecurityError, Truncated
 
 __all__ = [
     "AP_TITLE_BASE_CONTENT",
@@ -85,12 +75,10 @@ __all__ = [
 AP_TITLE_BASE_CONTENT = bytes.fromhex("607c86f754011600")
 #: The C12.22 AC element as every implementation sends it (digest 2.4), up to the key id.
 _AC_PREFIX = bytes.fromhex("ac0fa20da00ba1098001")  # AC 0F A2 0D A0 0B A1 09 80 01
-_AC_SIZE = 17
 #: Elements of N before the user-information header, in this order (digest 5.2 items 1-7).
 _CLEARTEXT_HEAD = (TAG_ASO_CONTEXT, TAG_CALLED_AP_TITLE, TAG_CALLED_AP_INVOCATION_ID,
                    TAG_CALLING_AE_QUALIFIER, TAG_CALLING_AP_INVOCATION_ID, TAG_MECHANISM_NAME,
                    TAG_CALLING_AUTHENTICATION_VALUE)
-_MAC_PLACEHOLDER = bytes(MAC_SIZE)
 _EPSEM_PATH = "apdu.user_information.epsem"
 
 #: Receives the reason for a SecurityError (never key bytes); for logs in non-pure callers.
@@ -98,119 +86,78 @@ DebugHook = Callable[[str], None]
 Requests = Sequence[Request] | RequestLookup | None
 
 
-# --------------------------------------------------------------------------- message layout
+# --------------------------------------------------------------------------- cleartext
 
 
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    """Where things are in one APDU: each header element's TLV span, BE and the control byte."""
-
-    elements: dict[int, tuple[int, int, int]]  # tag -> (TLV start, value start, value end)
-    user_information: int  # offset of the BE tag
-    control: int  # offset of the EPSEM control byte (first byte of the 81 octet string)
-
-
-def _layout(data: bytes) -> _Layout:
-    """Walk the APDU's elements without decoding any service (digest 2.1, 2.2, 2.5).
-
-    Refuses the same structures as :func:`c1222.codec.acse.decode` (DecodeError), so nothing
-    reaches the MAC check that the decoder would later reject as malformed framing.
-    """
-    end = len(data)
-    if end < 2:
-        raise Truncated("APDU shorter than its header", 0, "apdu")
-    if data[0] != acse.APDU_TAG:
-        raise BerError(f"APDU tag {data[0]:#04x}, not 0x60", 0, "apdu")
-    length, pos = read_length(data, 1, end, "apdu.length")
-    if pos + length > end:
-        raise Truncated(f"APDU claims {length} bytes, {end - pos} present", 1, "apdu.length")
-    if pos + length < end:
-        raise BerError(f"{end - pos - length} bytes after the APDU", pos + length, "apdu")
-    if end > limits.MAX_APDU_SIZE:
-        raise DecodeLimitExceeded("APDU over the size limit", 0, "apdu")
-    elements: dict[int, tuple[int, int, int]] = {}
-    while pos < end:
-        tag, start, stop = read_tlv(data, pos, end, "apdu")
-        name = ELEMENT_NAMES.get(tag)
-        if name is None:
-            raise BerError(f"element {tag:#04x} is not used by C12.22", pos, "apdu")
-        if tag in elements:
-            raise BerError("element repeated", pos, f"apdu.{name}")
-        if tag == TAG_USER_INFORMATION:
-            if stop != end:
-                raise BerError("user-information must be the last element", stop, "apdu")
-            return _Layout(elements, pos, _control_offset(data, start, stop))
-        elements[tag] = (pos, start, stop)
-        pos = stop
-    raise BerError("user-information (BE) is mandatory", end, "apdu")
+def _header_fields(apdu: Apdu) -> dict[str, object]:
+    """The header values of a decoded APDU, as :class:`~c1222.codec.acse.Header` holds them."""
+    return {"called_ap_title": apdu.called_ap_title, "calling_ap_title": apdu.calling_ap_title,
+            "calling_ap_invocation_id": apdu.calling_ap_invocation_id,
+            "called_ap_invocation_id": apdu.called_ap_invocation_id,
+            "key_id": apdu.key_id, "iv": apdu.iv}
 
 
-def _control_offset(data: bytes, start: int, stop: int) -> int:
-    path = "apdu.user_information"
-    tag, pos, end = read_tlv(data, start, stop, path)
-    if tag != TAG_EXTERNAL or end != stop:
-        raise BerError("user-information must hold one EXTERNAL (28)", start, path)
-    tag, vstart, vstop = read_tlv(data, pos, end, path + ".external")
-    if tag == TAG_INTEGER:  # indirect-reference (segments only); part of the header bytes
-        tag, vstart, vstop = read_tlv(data, vstop, end, path + ".external")
-    if tag != TAG_OCTET_ALIGNED or vstop != end:
-        raise BerError("EXTERNAL must end with the octet-aligned (81) EPSEM", pos, path)
-    if vstart == vstop:
-        raise Truncated("empty EPSEM", vstart, _EPSEM_PATH)
-    return vstart
+#: (element tag, title) -> A2/A6 with the title absolute, as N holds it (bounded cache).
+_ABSOLUTE_ELEMENTS: dict[tuple[int, Uid], bytes] = {}
 
 
-def _absolute_title(data: bytes, element: tuple[int, int, int], tag: int) -> bytes:
-    """A2/A6 with a relative title rebuilt as ``tag L 06 L <base><relative>`` (digest 5.2)."""
-    pos, start, stop = element
-    path = f"apdu.{ELEMENT_NAMES[tag]}"
-    inner, istart, istop = read_tlv(data, start, stop, path)
-    if istop != stop:
-        raise BerError("bytes after the element's value", istop, path)
-    if inner == TAG_OID:
-        return data[pos:stop]
-    # The relative tag itself is not in N, so it is checked here rather than left to the codec.
-    if inner not in (TAG_RELATIVE_OID_ACSE, TAG_RELATIVE_OID):
-        raise BerError(f"tag {inner:#04x} is not an identifier", start, path)
-    decode_uid_content(inner, data[istart:istop], istart, path)  # DecodeError on a bad arc
-    return tlv(tag, tlv(TAG_OID, AP_TITLE_BASE_CONTENT + data[istart:istop]))
+def _absolute_element(tag: int, title: Uid) -> bytes:
+    """A2/A6 as ``tag L 06 L <absolute OID>`` (digest 5.2: relative titles are expanded under
+    2.16.124.113620.1.22.0). The decoder accepts minimal forms only, so an absolute title
+    as received is byte for byte this encoding. Encoded once per title."""
+    key = (tag, title)
+    out = _ABSOLUTE_ELEMENTS.get(key)
+    if out is None:
+        if len(_ABSOLUTE_ELEMENTS) >= 1024:
+            _ABSOLUTE_ELEMENTS.clear()
+        out = _ABSOLUTE_ELEMENTS[key] = tlv(tag, tlv(TAG_OID, title.absolute().content()))
+    return out
 
 
-def _key_id_iv(data: bytes, layout: _Layout) -> tuple[int, bytes] | None:
-    """Key id and IV from an AC element in the 17-byte C12.22 form, else None (digest 2.4).
-
-    Only that form is accepted, as MeteringSDK does: any other layout would make receivers
-    rebuild different cleartexts.
-    """
-    element = layout.elements.get(TAG_CALLING_AUTHENTICATION_VALUE)
-    if element is None:
-        return None
-    pos, _, stop = element
-    ac = data[pos:stop]
-    if len(ac) != _AC_SIZE or ac[:10] != _AC_PREFIX or ac[11:13] != b"\x81\x04":
-        return None
-    return ac[10], bytes(ac[13:17])
-
-
-def _cleartext(data: bytes, layout: _Layout, key_id: int, iv: bytes) -> bytes:
-    """N of digest 5.2 from the message bytes."""
-    parts: list[bytes] = []
-    elements = layout.elements
+def _cleartext_of(data: bytes, header: acse.Header, key_id: int, iv: bytes) -> bytes:
+    """N of digest 5.2 from the spans and values the codec's header decode kept (no BER
+    walk here, architecture rule 7): elements as received, titles absolute, the
+    user-information header up to and including the EPSEM control byte."""
+    fields = header.fields
+    elements = {tag: (start, stop) for tag, start, _, stop in header.spans.elements}
+    out: list[bytes] = []
     for tag in _CLEARTEXT_HEAD:
-        element = elements.get(tag)
-        if element is None:
+        span = elements.get(tag)
+        if span is None:
             continue
         if tag == TAG_CALLED_AP_TITLE:
-            parts.append(_absolute_title(data, element, tag))
+            out.append(_absolute_element(tag, fields["called_ap_title"]))  # type: ignore[arg-type]
         else:
-            parts.append(data[element[0] : element[2]])
-    parts.append(data[layout.user_information : layout.control + 1])  # BE L 28 L 81 L ctl
-    calling = elements.get(TAG_CALLING_AP_TITLE)
+            out.append(data[span[0] : span[1]])
+    out.append(data[header.spans.user_information : header.spans.epsem[0] + 1])
+    calling = fields.get("calling_ap_title")
     if calling is not None:
-        parts.append(_absolute_title(data, calling, TAG_CALLING_AP_TITLE))
-    parts.append(bytes((key_id,)))
-    parts.append(iv)
-    return b"".join(parts)
+        out.append(_absolute_element(TAG_CALLING_AP_TITLE, calling))  # type: ignore[arg-type]
+    out.append(bytes((key_id,)))
+    out.append(iv)
+    return b"".join(out)
+
+
+def _key_id_iv(header: acse.Header) -> tuple[int, bytes] | None:
+    """Key id and IV when AC is in the 17-byte C12.22 form, else None (digest 2.4).
+
+    Only that form is accepted, as MeteringSDK does: any other layout would make receivers
+    rebuild different cleartexts. The codec keeps both only for that form (minimal lengths,
+    key id before IV, nothing else in A1).
+    """
+    fields = header.fields
+    key_id, iv = fields.get("key_id"), fields.get("iv")
+    if key_id is None or iv is None:
+        return None
+    return key_id, iv  # type: ignore[return-value]
+
+
+def _header(data: bytes) -> acse.Header:
+    header = acse.decode_header(data)
+    start, stop = header.spans.epsem
+    if start == stop:
+        raise Truncated("empty EPSEM", start, _EPSEM_PATH)
+    return header
 
 
 def authenticated_cleartext(data: bytes) -> bytes:
@@ -219,11 +166,11 @@ def authenticated_cleartext(data: bytes) -> bytes:
     DecodeError for broken structure; SecurityError when there is no C12.22 AC element.
     """
     data = bytes(data)
-    layout = _layout(data)
-    found = _key_id_iv(data, layout)
+    header = _header(data)
+    found = _key_id_iv(header)
     if found is None:
         raise SecurityError()
-    return _cleartext(data, layout, *found)
+    return _cleartext_of(data, header, *found)
 
 
 # --------------------------------------------------------------------------- sender
@@ -262,23 +209,49 @@ def protect(apdu: Apdu, keys: KeyTable, *, key_id: int | None = None,
         raise ConfigurationError(f"no key for key id {kid}")
     cipher = keys.cipher(kid)
     plaintext = encode_body(epsem)
-    # Encode with placeholders of the final sizes so every enclosing length is already right;
-    # in mode 2 the plaintext stands in for the ciphertext (same length, digest 5.1).
-    placeholder = dataclasses.replace(
-        epsem, mac=_MAC_PLACEHOLDER,
-        ciphertext=plaintext if mode == SecurityMode.CIPHERTEXT_AUTHENTICATED else None)
-    out = bytearray(acse.encode(dataclasses.replace(apdu, key_id=kid, iv=kiv, epsem=placeholder)))
-    data = bytes(out)
-    layout = _layout(data)
-    cleartext = _cleartext(data, layout, kid, kiv)
-    end = len(out)
+    # The message is built from its parts, so N comes from the same parts with no decode:
+    # the header elements as sent (titles encoded once per title), the user-information
+    # header up to the control byte (its lengths already count the final MAC), then A6.
+    elements = acse.header_elements(apdu)
+    elements[TAG_CALLING_AUTHENTICATION_VALUE] = _ac_element(kid, kiv)  # always last of them
+    size = 1 + len(plaintext) + MAC_SIZE
+    be_head = _user_information_head(apdu.indirect_reference, size)
+    ctl = bytes((epsem.control,))
+    parts = []
+    for tag in _CLEARTEXT_HEAD:
+        element = elements.get(tag)
+        if element is None:
+            continue
+        if tag == TAG_CALLED_AP_TITLE:
+            element = _absolute_element(tag, apdu.called_ap_title)  # type: ignore[arg-type]
+        parts.append(element)
+    parts.append(be_head)
+    parts.append(ctl)
+    if apdu.calling_ap_title is not None:
+        parts.append(_absolute_element(TAG_CALLING_AP_TITLE, apdu.calling_ap_title))
+    parts.append(bytes((kid,)))
+    parts.append(kiv)
+    cleartext = b"".join(parts)
     if mode == SecurityMode.CIPHERTEXT_AUTHENTICATED:
-        ciphertext, mac = cipher.encrypt(cleartext, plaintext)
-        out[layout.control + 1 : end - MAC_SIZE] = ciphertext
+        body, mac = cipher.encrypt(cleartext, plaintext)
     else:
-        mac = cipher.authenticate(cleartext, plaintext)
-    out[end - MAC_SIZE :] = mac
-    return bytes(out)
+        body, mac = plaintext, cipher.authenticate(cleartext, plaintext)
+    content = b"".join((*elements.values(), be_head, ctl, body, mac))
+    return tlv(acse.APDU_TAG, content)
+
+
+def _ac_element(key_id: int, iv: bytes) -> bytes:
+    if not 0 <= key_id <= 255 or len(iv) != 4:
+        return acse.authentication_element(key_id, iv)  # raises LocalProtocolError
+    return _AC_PREFIX + bytes((key_id,)) + b"\x81\x04" + iv
+
+
+def _user_information_head(indirect_reference: int | None, size: int) -> bytes:
+    """``BE L 28 L [02 ..] 81 L`` in front of an EPSEM of ``size`` bytes."""
+    inner = b"" if indirect_reference is None else acse.integer_element(indirect_reference)
+    inner += bytes((TAG_OCTET_ALIGNED,)) + encode_length(size)
+    external = bytes((TAG_EXTERNAL,)) + encode_length(len(inner) + size) + inner
+    return bytes((TAG_USER_INFORMATION,)) + encode_length(len(external) + size) + external
 
 
 # --------------------------------------------------------------------------- receiver
@@ -289,45 +262,44 @@ class _Checked:
     """Outcome of the MAC check. ``status``: ok, cleartext, no-ac, unknown-key or bad-mac."""
 
     status: str
-    layout: _Layout
     key_id: int | None = None
     iv: bytes | None = None
     plaintext: bytes | None = None  # mode 2 only, once the MAC verified
 
 
-def _check(data: bytes, keys: KeyTable,
+def _check(data: bytes, header: acse.Header, keys: KeyTable,
            session_key: tuple[int, bytes] | None = None) -> _Checked:
-    """Find the key, rebuild N and verify the MAC; decrypt mode 2. Parses no service.
+    """Find the key, rebuild N from the header's spans and verify the MAC; decrypt mode 2.
+    Parses no service.
 
     ``session_key`` (key id, IV) stands in for a missing AC element (digest 12: inside a
     Logon session MeteringSDK omits AC and reuses the Logon message's key id and IV).
     """
-    layout = _layout(data)
-    ctl_pos = layout.control
-    ctl, mac_pos = control_and_mac(data, ctl_pos, len(data), _EPSEM_PATH)
+    ctl_pos, end = header.spans.epsem
+    ctl, mac_pos = control_and_mac(data, ctl_pos, end, _EPSEM_PATH)
     mode = (ctl >> 2) & 3
     if mode == SecurityMode.CLEARTEXT:
-        return _Checked("cleartext", layout)
-    found = _key_id_iv(data, layout)
-    if found is None and layout.elements.get(TAG_CALLING_AUTHENTICATION_VALUE) is None:
+        return _Checked("cleartext")
+    found = _key_id_iv(header)
+    if found is None and not header.has(TAG_CALLING_AUTHENTICATION_VALUE):
         found = session_key
     if found is None:
-        return _Checked("no-ac", layout)
+        return _Checked("no-ac")
     key_id, iv = found
     if key_id not in keys:
-        return _Checked("unknown-key", layout, key_id, iv)
+        return _Checked("unknown-key", key_id, iv)
     cipher = keys.cipher(key_id)
-    cleartext = _cleartext(data, layout, key_id, iv)
+    cleartext = _cleartext_of(data, header, key_id, iv)
     body = data[ctl_pos + 1 : mac_pos]
-    mac = data[mac_pos:]
+    mac = data[mac_pos:end]
     try:
         if mode == SecurityMode.CIPHERTEXT_AUTHENTICATED:
             plaintext = cipher.decrypt(cleartext, body, mac)
-            return _Checked("ok", layout, key_id, iv, plaintext)
+            return _Checked("ok", key_id, iv, plaintext)
         cipher.verify(cleartext, body, mac)
     except SecurityError:
-        return _Checked("bad-mac", layout, key_id, iv)
-    return _Checked("ok", layout, key_id, iv)
+        return _Checked("bad-mac", key_id, iv)
+    return _Checked("ok", key_id, iv)
 
 
 _REASONS = {
@@ -337,27 +309,11 @@ _REASONS = {
 }
 
 
-def _header_message_id(data: bytes, layout: _Layout, key_id: int, iv: bytes) -> MessageId:
+def _header_message_id(header: acse.Header, key_id: int, iv: bytes) -> MessageId:
     """The replay key from the header alone (no service parsed)."""
-    title = ""
-    calling = layout.elements.get(TAG_CALLING_AP_TITLE)
-    if calling is not None:
-        _, start, stop = calling
-        path = "apdu.calling_ap_title"
-        itag, istart, istop = read_tlv(data, start, stop, path)
-        title = str(decode_uid_content(itag, data[istart:istop], istart, path).absolute())
-    a8 = layout.elements.get(TAG_CALLING_AP_INVOCATION_ID)
-    if a8 is None:
-        raise BerError("calling-AP-invocation-id (A8) is mandatory", layout.user_information,
-                       "apdu")
-    _, start, stop = a8
-    path = "apdu.calling_ap_invocation_id"
-    itag, istart, istop = read_tlv(data, start, stop, path)
-    if itag != TAG_INTEGER:
-        raise BerError(f"expected INTEGER, found tag {itag:#04x}", start, path)
-    invocation = decode_unsigned(data[istart:istop], istart, path,
-                                 limits.MAX_INVOCATION_ID_BYTES)
-    return MessageId(title, key_id, iv, invocation)
+    calling = header.calling_ap_title
+    title = "" if calling is None else str(calling.absolute())
+    return MessageId(title, key_id, iv, header.calling_ap_invocation_id)
 
 
 def message_id(apdu: Apdu) -> MessageId:
@@ -374,10 +330,25 @@ def message_id(apdu: Apdu) -> MessageId:
 def _with_plaintext(apdu: Apdu, plaintext: bytes, requests: Sequence[Request] | None) -> Apdu:
     """The mode-2 APDU with its decrypted ed-class and services in place of the ciphertext."""
     epsem = apdu.epsem
-    ed_class, services, padding = decode_body(plaintext, 0, len(plaintext),
-                                              epsem.ed_class_included, requests, _EPSEM_PATH)
-    return dataclasses.replace(apdu, epsem=dataclasses.replace(
-        epsem, services=services, ed_class=ed_class, padding=padding, ciphertext=None))
+    return _decrypted(apdu, epsem.ed_class_included, epsem.mac, epsem.control, plaintext,
+                      requests)
+
+
+def _decrypted(header: acse.Header | Apdu, ed_class_included: bool, mac: bytes | None,
+               ctl: int, plaintext: bytes, requests: Sequence[Request] | None) -> Apdu:
+    """The mode-2 APDU from its header and decrypted body: the services are parsed once,
+    from the plaintext (the ciphertext is never decoded as an EPSEM first)."""
+    ed_class, services, padding = decode_body(plaintext, 0, len(plaintext), ed_class_included,
+                                              requests, _EPSEM_PATH)
+    epsem = Epsem(services, security_mode=(ctl >> 2) & 3, response_control=ctl & 3,
+                  recovery_session=bool(ctl & FLAG_RECOVERY_SESSION),
+                  proxy_service_used=bool(ctl & FLAG_PROXY_SERVICE_USED),
+                  ed_class=ed_class, mac=mac, padding=padding)
+    if isinstance(header, acse.Header):
+        return acse.with_epsem(header, epsem)
+    out = dataclasses.replace(header, epsem=epsem)
+    object.__setattr__(out, "spans", header.spans)
+    return out
 
 
 def unprotect(
@@ -391,6 +362,7 @@ def unprotect(
     debug: DebugHook | None = None,
     session_key: tuple[int, bytes] | None = None,
     session_order: Callable[[int], None] | None = None,
+    header: acse.Header | None = None,
 ) -> Apdu:
     """Verify, decrypt and decode one received APDU (digest 5.5, receiver).
 
@@ -413,6 +385,9 @@ def unprotect(
     ``replay`` (whose time mode would find the Logon's IV stale in a long session); instead
     ``session_order`` is called with its A8 before its services are parsed, and refuses it
     by raising SecurityError (the session's invocation ids only go up, digest 2.6).
+
+    ``header``: :func:`c1222.codec.acse.decode_header` of ``data`` when the caller already
+    read it (a node checks A2 first), so the header is decoded once.
     """
     data = bytes(data)
     if replay is not None and now is None:
@@ -423,48 +398,44 @@ def unprotect(
             debug(reason)
         return SecurityError()
 
-    checked = _check(data, keys, session_key)
+    if header is None:
+        header = _header(data)
+    elif header.spans.epsem[0] == header.spans.epsem[1]:
+        raise Truncated("empty EPSEM", header.spans.epsem[0], _EPSEM_PATH)
+    checked = _check(data, header, keys, session_key)
     if checked.status == "cleartext":
         if minimum_mode > SecurityMode.CLEARTEXT:
             raise refuse(f"security mode 0 below the required mode {minimum_mode}")
-        return acse.decode(data, requests)
+        return acse.decode_rest(data, header, requests)
     if checked.status != "ok":
         raise refuse(_REASONS[checked.status])
-    mode = (data[checked.layout.control] >> 2) & 3
+    ctl_pos, end = header.spans.epsem
+    ctl = data[ctl_pos]
+    mode = (ctl >> 2) & 3
     if mode < minimum_mode:
         raise refuse(f"security mode {mode} below the required mode {minimum_mode}")
     assert checked.key_id is not None and checked.iv is not None
-    in_session = TAG_CALLING_AUTHENTICATION_VALUE not in checked.layout.elements
+    in_session = not header.has(TAG_CALLING_AUTHENTICATION_VALUE)
     if in_session and session_order is not None:
-        message = _header_message_id(data, checked.layout, checked.key_id, checked.iv)
         try:
-            session_order(message.invocation_id)
+            session_order(header.calling_ap_invocation_id)
         except SecurityError:
             raise refuse("session invocation id not above the previous one") from None
     elif replay is not None:
         assert now is not None
         try:
-            replay.accept(_header_message_id(data, checked.layout, checked.key_id, checked.iv),
-                          now)
+            replay.accept(_header_message_id(header, checked.key_id, checked.iv), now)
         except SecurityError:
             raise refuse("replayed or stale message") from None
-    # Remember which requests a lookup returned, so the decrypted services are typed too.
-    found: list[Sequence[Request] | None] = [None if callable(requests) else requests]
-    if callable(requests):
-        lookup = requests
-
-        def remember(called: int | None, calling: int) -> Sequence[Request] | None:
-            found[0] = lookup(called, calling)
-            return found[0]
-
-        apdu = acse.decode(data, remember)
-    else:
-        apdu = acse.decode(data, requests)
-    if apdu.key_id is None:  # verified with the session's key id and IV
-        apdu = dataclasses.replace(apdu, key_id=checked.key_id, iv=checked.iv)
+    if header.key_id is None:  # verified with the session's key id and IV
+        header = acse.Header({**header.fields, "key_id": checked.key_id, "iv": checked.iv},
+                             header.spans)
     if checked.plaintext is None:
-        return apdu
-    return _with_plaintext(apdu, checked.plaintext, found[0])
+        return acse.decode_rest(data, header, requests)
+    if callable(requests):
+        requests = requests(header.called_ap_invocation_id, header.calling_ap_invocation_id)
+    return _decrypted(header, bool(ctl & FLAG_ED_CLASS_INCLUDED), bytes(data[end - MAC_SIZE:end]),
+                      ctl, checked.plaintext, requests)
 
 
 def make_unprotect(
@@ -481,7 +452,10 @@ def make_unprotect(
 
     def unprotect_step(raw: bytes, apdu: Apdu, requests: Sequence[Request] | None
                        ) -> tuple[Apdu, bool | None]:
-        checked = _check(bytes(raw), keys)
+        raw = bytes(raw)
+        spans = apdu.spans
+        header = _header(raw) if spans is None else acse.Header(_header_fields(apdu), spans)
+        checked = _check(raw, header, keys)
         if checked.status == "cleartext":
             return apdu, None
         if checked.status != "ok":

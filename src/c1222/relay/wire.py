@@ -18,21 +18,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from c1222 import limits
 from c1222.codec import acse
-from c1222.codec.acse import (
-    TAG_CALLED_AP_INVOCATION_ID,
-    TAG_CALLED_AP_TITLE,
-    TAG_CALLING_AP_INVOCATION_ID,
-    TAG_CALLING_AP_TITLE,
-    Apdu,
-)
-from c1222.codec.ber import TAG_INTEGER, Uid, decode_uid_content, decode_unsigned, read_tlv
+from c1222.codec.acse import Apdu
+from c1222.codec.ber import Uid
 from c1222.codec.epsem import FLAG_PROXY_SERVICE_USED, Epsem
 from c1222.codec.services import ErrorResponse
 from c1222.codes import ResponseCode
-from c1222.crypto import policy
-from c1222.errors import BerError
+from c1222.errors import Truncated
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,34 +55,17 @@ def title_key(title: Uid | None) -> str:
 
 
 def peek(data: bytes) -> Header:
-    """The header of an APDU. DecodeError when its framing is not a C12.22 APDU."""
-    layout = policy._layout(data)  # one element walk, shared with the MAC check's rules
-    elements = layout.elements
+    """The header of an APDU. DecodeError when its framing is not a C12.22 APDU.
 
-    def title(tag: int) -> Uid | None:
-        span = elements.get(tag)
-        if span is None:
-            return None
-        path = f"apdu.{acse.ELEMENT_NAMES[tag]}"
-        itag, start, stop = read_tlv(data, span[1], span[2], path)
-        return decode_uid_content(itag, data[start:stop], start, path)
-
-    def integer(tag: int) -> int | None:
-        span = elements.get(tag)
-        if span is None:
-            return None
-        path = f"apdu.{acse.ELEMENT_NAMES[tag]}"
-        itag, start, stop = read_tlv(data, span[1], span[2], path)
-        if itag != TAG_INTEGER:
-            raise BerError(f"expected INTEGER, found tag {itag:#04x}", start, path)
-        return decode_unsigned(data[start:stop], start, path, limits.MAX_INVOCATION_ID_BYTES)
-
-    a8 = integer(TAG_CALLING_AP_INVOCATION_ID)
-    if a8 is None:
-        raise BerError("calling-AP-invocation-id (A8) is mandatory", len(data), "apdu")
-    return Header(called=title(TAG_CALLED_AP_TITLE), calling=title(TAG_CALLING_AP_TITLE),
-                  called_invocation_id=integer(TAG_CALLED_AP_INVOCATION_ID),
-                  calling_invocation_id=a8, control=layout.control)
+    The codec's one header walk (``acse.decode_header``, the same the MAC check reads its
+    spans from); the EPSEM is located, never decoded."""
+    header = acse.decode_header(data)
+    control, end = header.spans.epsem
+    if control == end:
+        raise Truncated("empty EPSEM", control, "apdu.user_information.epsem")
+    return Header(called=header.called_ap_title, calling=header.calling_ap_title,
+                  called_invocation_id=header.called_ap_invocation_id,
+                  calling_invocation_id=header.calling_ap_invocation_id, control=control)
 
 
 def with_proxy_bit(data: bytes, header: Header) -> bytes:

@@ -58,10 +58,13 @@ class Dissector:
                 found[0] = key if requests is not None else None
                 return requests
 
-            try:
-                segment = acse.segment_header(data)
-            except DecodeError:
-                segment = None  # acse.decode says what is wrong
+            header = acse.decode_header(data)  # once: the segment test, then the decode
+            segment = None
+            if "called_ae_qualifier" in header.fields:  # A3: a segment (rare)
+                try:
+                    segment = acse.segment_header(data)
+                except DecodeError:
+                    segment = None  # not a 2008 segment: decoded as a whole APDU
             if segment is not None:
                 # its octet string is a slice of another APDU, not an EPSEM (even when the
                 # slice happens to parse as one): say so
@@ -69,7 +72,7 @@ class Dissector:
                                   f"offset {segment.offset} of a {segment.total}-byte APDU, "
                                   f"A8 {segment.calling_ap_invocation_id}",
                                   0, "apdu.called_ae_qualifier")
-            apdu = acse.decode(data, lookup)
+            apdu = acse.decode_rest(data, header, lookup)
             requests = None
             if found[0] is not None and _answers(apdu):
                 requests = self._pending.pop(found[0])

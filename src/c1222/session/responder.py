@@ -160,6 +160,7 @@ class Responder:
         self.nonces = nonces
         self.replay = replay if replay is not None else ReplayWindow()
         self.debug = debug
+        self._title = config.ap_title
         self._absolute_title = config.ap_title.absolute()
         self._aliases = frozenset(t.absolute() for t in config.aliases)
         self._sessions: OrderedDict[Hashable, Session] = OrderedDict()
@@ -168,6 +169,7 @@ class Responder:
     def set_ap_title(self, title: Uid) -> None:
         """Answer to ``title`` from now on (a title assigned at registration, digest 7.2)."""
         self.config.ap_title = title
+        self._title = title
         self._absolute_title = title.absolute()
 
     # ------------------------------------------------------------------ associations
@@ -200,9 +202,12 @@ class Responder:
             return self._refuse(data, ErrorResponse(response_code=ResponseCode.RQTL,
                                                     max_size=self.config.max_request_size))
         try:
-            # Only A2 before the MAC check: the full decode happens once, inside unprotect.
-            called = acse.called_ap_title(data)
-            if (called is not None and called.absolute() != self._absolute_title
+            # The header is decoded once: A2 is checked here, then unprotect verifies the MAC
+            # from the same header's spans and decodes only the EPSEM.
+            header = acse.decode_header(data)
+            called = header.called_ap_title
+            if (called is not None and called is not self._title
+                    and called.absolute() != self._absolute_title
                     and called.absolute() not in self._aliases):
                 self.handler.notice("unknown_title", None, str(called))
                 return self._refuse(data, ErrorResponse(response_code=ResponseCode.UAT),
@@ -211,7 +216,8 @@ class Responder:
             apdu = unprotect(data, self.config.keys, replay=self.replay, now=now,
                              minimum_mode=self.config.minimum_mode, debug=self._debug,
                              session_key=sess.key if sess is not None else None,
-                             session_order=sess.order if sess is not None else None)
+                             session_order=sess.order if sess is not None else None,
+                             header=header)
         except SecurityError:
             self.handler.notice("mac_failed", None, "")
             return self._refuse(data, ErrorResponse(response_code=ResponseCode.SME))
@@ -229,7 +235,7 @@ class Responder:
         if ctx.session is not None:
             ctx.session.last_active = now
         reply = self._answer(apdu, responses, secured=True, digest=digest, now=now)
-        return dataclasses.replace(reply, close=ctx.close, request=apdu)
+        return Reply(reply.data, ctx.close, apdu, reply.response)
 
     def _live_session(self, peer: Hashable, now: float) -> Session | None:
         sess = self._sessions.get(peer)

@@ -380,3 +380,55 @@ def test_random_single_bit_tamper_fails(
     parts[which] = _flip(parts[which], bit)
     with pytest.raises(SecurityError):
         eax.decrypt(*parts)
+
+
+# --------------------------------------------------------------------------- kept contexts
+
+
+def _reference_cmac(key: bytes, start: bytes, data: bytes, d: bytes, q: bytes) -> bytes:
+    """CMAC' the plain way (a fresh CBC context with IV = start), to check the kept one."""
+    n = len(data)
+    if n and n % 16 == 0:
+        head, last = data[:-16], bytes(a ^ b for a, b in zip(data[-16:], d))
+    else:
+        cut = n - n % 16
+        tail = data[cut:] + b"\x80"
+        tail += bytes(16 - len(tail))
+        head, last = data[:cut], bytes(a ^ b for a, b in zip(tail, q))
+    enc = Cipher(algorithms.AES(key), modes.CBC(start)).encryptor()
+    return (enc.update(head + last) + enc.finalize())[-16:]
+
+
+def _reference_ctr(key: bytes, n_prime: bytes, data: bytes) -> bytes:
+    counter = bytearray(n_prime)
+    counter[12] &= 0x7F
+    counter[14] &= 0x7F
+    enc = Cipher(algorithms.AES(key), modes.CTR(bytes(counter))).encryptor()
+    return enc.update(data) + enc.finalize()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(min_size=16, max_size=16), st.lists(st.binary(max_size=300), min_size=1,
+                                                     max_size=6),
+       st.binary(min_size=16, max_size=16))
+def test_kept_contexts_equal_fresh_ones(key: bytes, texts: list[bytes], n_prime: bytes) -> None:
+    """The long-lived CBC context carries a chaining value between messages, and small CTR
+    texts come from the ECB context: every message, in any sequence, gives what fresh
+    contexts give."""
+    eax = EaxPrime(key)
+    for text in texts:
+        for start in (eax._d, eax._q):
+            assert eax._cmac(start, text) == _reference_cmac(key, start, text, eax._d, eax._q)
+        assert eax._ctr(n_prime, text) == _reference_ctr(key, n_prime, text)
+
+
+def test_counter_wrap_and_long_texts_use_a_ctr_context() -> None:
+    """A counter about to wrap past 2**128, and texts past the ECB path's size, still match."""
+    eax = EaxPrime(KEY_EX8)
+    top = bytes([0xFF] * 12 + [0x7F, 0xFF, 0x7F, 0xFF])  # counter = all ones after masking
+    for size in (1, 16, 17, 4096, 4097, 9000):
+        text = bytes(range(256)) * (size // 256) + bytes(size % 256)
+        assert eax._ctr(top, text) == _reference_ctr(KEY_EX8, top, text)
+        for n_prime in (bytes(16), bytes(15) + b"\xf0", bytes(14) + b"\xff\xf0"):
+            assert eax._ctr(n_prime, text) == _reference_ctr(KEY_EX8, n_prime, text)
+        assert eax._cmac(eax._d, text) == _reference_cmac(KEY_EX8, eax._d, text, eax._d, eax._q)

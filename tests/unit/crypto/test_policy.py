@@ -102,8 +102,10 @@ def test_every_single_bit_flip_is_refused(message: bytes) -> None:
         else:
             assert issubclass(kind, (SecurityError, DecodeError)), f"bit {bit}"
         counts[SecurityError if kind is SecurityError else DecodeError] += 1
-    # Both outcomes occur, so neither branch above is vacuous.
-    assert counts[SecurityError] > len(message) * 4
+    # Both outcomes occur, so neither branch above is vacuous. (The header is decoded once,
+    # values included, before the MAC check: a flip that breaks a title's arc or an integer's
+    # minimal form is a DecodeError, so a little under half the flips are MAC failures.)
+    assert counts[SecurityError] > len(message) * 3
     assert counts[DecodeError] > 0
 
 

@@ -246,7 +246,7 @@ def test_session_messages_without_ac_reuse_the_logon_key_and_iv() -> None:
     follow = Apdu(epsem=epsem, calling_ap_invocation_id=1, called_ap_title=METER,
                   calling_ap_title=HEADEND)
     data = acse.encode(follow)
-    n = policy._cleartext(data, policy._layout(data), logon.apdu.key_id, logon.apdu.iv)
+    n = policy._cleartext_of(data, acse.decode_header(data), logon.apdu.key_id, logon.apdu.iv)
     data = data[:-4] + KEYS.cipher(2).authenticate(n, encode_body(epsem))
     apdu = acse.decode(responder.receive(data, 7, NOW).data)
     assert apdu.epsem.services[0].response_code == 0 and apdu.epsem.security_mode == 1
@@ -362,7 +362,7 @@ def _session_message(logon, a8: int) -> bytes:
     epsem = Epsem((IdentifyRequest(),), security_mode=1, mac=bytes(4))
     data = acse.encode(Apdu(epsem=epsem, calling_ap_invocation_id=a8, called_ap_title=METER,
                             calling_ap_title=HEADEND))
-    n = policy._cleartext(data, policy._layout(data), logon.apdu.key_id, logon.apdu.iv)
+    n = policy._cleartext_of(data, acse.decode_header(data), logon.apdu.key_id, logon.apdu.iv)
     return data[:-4] + KEYS.cipher(2).authenticate(n, encode_body(epsem))
 
 
