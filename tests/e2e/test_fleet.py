@@ -162,10 +162,12 @@ def test_fleet_registers_is_read_passes_conformance_and_stops_with_a_summary(
 
 
 class _Registrar:
-    """A head-end double: answers Register (or refuses it with BSY) and counts them."""
+    """A head-end double: answers Register (or refuses it with BSY, or closes the connection
+    after answering) and counts them."""
 
-    def __init__(self, refuse: bool) -> None:
+    def __init__(self, refuse: bool, close: bool = False) -> None:
         self.refuse = refuse
+        self.close = close
         self.registers: list[str] = []
 
     def handle(self, request, ctx):  # type: ignore[no-untyped-def]
@@ -173,6 +175,7 @@ class _Registrar:
             self.registers.append(str(request.ap_title))
             if self.refuse:
                 raise BSY("busy")
+            ctx.close = self.close
             return RegisterResponse(reg_ap_title=request.ap_title, reg_delay=0,
                                     reg_period=3600, reg_info=0)
         raise BSY("only Register here")
@@ -187,8 +190,8 @@ class _Registrar:
 class HeadEndDouble:
     """The double on its own event loop in a thread, on ``port`` (0: any)."""
 
-    def __init__(self, refuse: bool, port: int = 0) -> None:
-        self.registrar = _Registrar(refuse)
+    def __init__(self, refuse: bool, port: int = 0, close: bool = False) -> None:
+        self.registrar = _Registrar(refuse, close)
         self.port = port
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -229,13 +232,14 @@ def free_port() -> int:
     raise AssertionError("no free port")
 
 
-@pytest.fixture
-def refusing() -> Iterator[HeadEndDouble]:
-    with HeadEndDouble(refuse=True) as double:
+@pytest.fixture(params=["refuses", "closes"])
+def refusing(request: pytest.FixtureRequest) -> Iterator[HeadEndDouble]:
+    with HeadEndDouble(refuse=request.param == "refuses",
+                       close=request.param == "closes") as double:
         yield double
 
 
-def test_a_head_end_that_refuses_every_registration_gets_backed_off_retries(
+def test_a_head_end_that_refuses_or_drops_every_registration_gets_backed_off_retries(
         refusing: HeadEndDouble) -> None:
     host, port = refusing.address
     run = fleet("--meters", "3", "--headend", f"{host}:{port}", "--ramp", "0")
@@ -252,8 +256,11 @@ def test_a_head_end_that_refuses_every_registration_gets_backed_off_retries(
     # back-off 1, 2, 4 s (x 0.5..1.5): at most a few attempts per meter in the window
     assert later - seen <= 3 * 3, refusing.registrar.registers
     counts = summary(run)
-    assert counts["registered"] == 0 and counts["ok"] == 0 and counts["failed"] >= 6
-    assert "BSY" in "\n".join(run.lines)  # the summary names the refusal
+    if refusing.registrar.refuse:
+        assert counts["registered"] == 0 and counts["ok"] == 0 and counts["failed"] >= 6
+        assert "BSY" in "\n".join(run.lines)  # the summary names the refusal
+    else:  # each registration was answered, then its connection closed
+        assert counts["ok"] >= 6
 
 
 def test_a_head_end_down_at_start_is_registered_with_once_it_is_up() -> None:

@@ -69,6 +69,8 @@ log = logging.getLogger("c1222.fleet")
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
 RESPONSE_TIMEOUT = 10.0
+#: Seconds a registration must hold before the back-off starts again from BACKOFF_FIRST.
+HELD = 60.0
 #: Simulated seconds measured per metrology step at most, so serving never starves.
 MAX_SECONDS_PER_STEP = 600
 #: Load-profile intervals kept for meters that have not been read since (older ones are lost).
@@ -155,7 +157,7 @@ class FleetMeter:
     """One meter of the fleet: identity, registration state, and its node once built."""
 
     __slots__ = ("index", "row", "title", "serial", "client", "node", "registered",
-                 "backoff", "failures", "due", "busy")
+                 "backoff", "failures", "due", "busy", "since")
 
     def __init__(self, index: int, row: int, title: Uid, serial: str) -> None:
         self.index = index
@@ -169,6 +171,7 @@ class FleetMeter:
         self.failures = 0
         self.due = math.inf
         self.busy = False
+        self.since = 0.0  # when the registration in force was made (monotonic)
 
 
 class _Refuser:
@@ -383,7 +386,16 @@ class FleetWorker:
         if meter is not None and meter.registered and not self._stopping:
             meter.registered = False
             self.stats.registered -= 1
-            self._schedule(meter, self.monotonic() + self.rng.random())
+            # A head-end that keeps closing fresh connections gets the back-off, not a
+            # registration a second from every meter; one held a while is renewed at once.
+            now = self.monotonic()
+            if now - meter.since < HELD:
+                wait = meter.backoff * (0.5 + self.rng.random())
+                meter.backoff = min(BACKOFF_MAX, meter.backoff * 2)
+            else:
+                meter.backoff = BACKOFF_FIRST
+                wait = self.rng.random()
+            self._schedule(meter, now + wait)
 
     def _deregistered(self, meter: FleetMeter) -> None:
         if meter.registered:
@@ -421,9 +433,8 @@ class FleetWorker:
 
     def _requester(self, meter: FleetMeter) -> Requester:
         cfg = self.config
-        relayed = cfg.relay is not None and not meter.registered and meter.failures == 0 \
-            and meter.node is None
-        return Requester(None if relayed else meter.title, self.nonces,
+        # through a relay: no calling title until the relay assigns one (_assign sets it)
+        return Requester(None if cfg.relay is not None else meter.title, self.nonces,
                          keys=meter_keys(self.keys, cfg.master_key, meter.title),
                          security_mode=cfg.security_mode, key_id=cfg.key_id)
 
@@ -445,6 +456,7 @@ class FleetWorker:
             response = await self._register_once(meter)
         except (C1222Error, OSError) as exc:
             meter.failures += 1
+            meter.since = -math.inf
             self.stats.registrations_failed += 1
             self.stats.last_error = f"{meter.title}: {exc}"[:300]
             wait = meter.backoff * (0.5 + self.rng.random())
@@ -458,8 +470,10 @@ class FleetWorker:
             self._slots.release()
         if cfg.relay is not None and response.reg_ap_title.arcs:
             self._assign(meter, response.reg_ap_title)
-        meter.backoff = BACKOFF_FIRST
         meter.failures = 0
+        meter.since = self.monotonic()
+        if meter.registered:  # a renewal: the registration held its period
+            meter.backoff = BACKOFF_FIRST
         if not meter.registered:
             meter.registered = True
             self.stats.registered += 1
