@@ -92,3 +92,13 @@ def test_a_remote_disconnect_opens_one_meters_relay(worker: FleetWorker) -> None
     assert worker.bank.disconnected.tolist() == [False, False, True] + [False] * 5
     second = worker.bank.measure_second(EVENING + 3600)
     assert second.active_power[2] == 0 and (second.active_power[[0, 1, 3]] > 0).all()
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00", b"\x60\x80" + b"\xff" * 20, b"\x60\x05\xa2\x03\x80",
+                                  bytes(range(256)), b"\x60\x84\x7f\xff\xff\xff"])
+def test_garbage_on_the_shared_port_gets_no_answer_and_builds_nothing(
+        worker: FleetWorker, data: bytes) -> None:
+    reply, close = asyncio.run(worker._on_request(data, FakeLink(1)))  # type: ignore[arg-type]
+    assert reply is None and close is False
+    assert all(m.node is None for m in worker.meters)
+    assert worker.stats.undecodable + worker.stats.unknown_title == 1
