@@ -27,10 +27,8 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import resource
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
