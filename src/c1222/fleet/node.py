@@ -226,6 +226,8 @@ class FleetWorker:
         self.refuser = Responder(ResponderConfig(ap_title=Uid.parse(config.title_base)),
                                  _Refuser(), self.nonces)
         self.address: Address | None = None
+        self.headend_title = Uid.parse(config.headend_ap_title)
+        self.master_title: Uid | None = None  # through a relay: from its Register response
         self._real_base = monotonic()
         self._heap: list[tuple[float, int]] = []
         self._wake: asyncio.Event | None = None
@@ -492,14 +494,18 @@ class FleetWorker:
         if link is None or link.closed:
             link = await client.connect(host, port, cfg.transport, timeout=RESPONSE_TIMEOUT)
             self.by_link[link.id] = meter
-        apdu = await client.call([self.register_request(meter)],
-                                 called=Uid.parse(cfg.headend_ap_title),
+        # Through a relay: the master relay's title once a response named it; before that
+        # no called title, and the relay forwards the Register upstream (docs/network.md).
+        called = self.master_title if cfg.relay is not None else self.headend_title
+        apdu = await client.call([self.register_request(meter)], called=called,
                                  timeout=RESPONSE_TIMEOUT)
         found = responses(apdu)
         if not found or not isinstance(found[0], RegisterResponse):
             code = found[0].response_code if found else ResponseCode.ERR
             error = SERVICE_ERRORS.get(code, ERR)
             raise error(f"registration refused: {error.code.name} ({error.__doc__})")
+        if cfg.relay is not None and apdu.calling_ap_title is not None:
+            self.master_title = apdu.calling_ap_title
         return found[0]
 
     def _assign(self, meter: FleetMeter, title: Uid) -> None:
