@@ -23,7 +23,8 @@ import pytest
 
 from c1222.codec.ber import Uid
 from c1222.codec.services import (
-    ErrorResponse, IdentifyRequest, RegisterRequest, RegisterResponse,
+    ErrorResponse, IdentifyRequest, IdentifyResponse, RegisterRequest,
+    RegisterResponse,
 )
 from c1222.codes import ResponseCode
 from c1222.crypto.nonces import RandomNonceSource
@@ -165,9 +166,10 @@ class _Registrar:
     """A head-end double: answers Register (or refuses it with BSY, or closes the connection
     after answering) and counts them."""
 
-    def __init__(self, refuse: bool, close: bool = False) -> None:
+    def __init__(self, refuse: bool, close: bool = False, assign: bool = False) -> None:
         self.refuse = refuse
         self.close = close
+        self.assign = assign  # a relay's master: assigns a title to a node that sends none
         self.registers: list[str] = []
 
     def handle(self, request, ctx):  # type: ignore[no-untyped-def]
@@ -176,7 +178,10 @@ class _Registrar:
             if self.refuse:
                 raise BSY("busy")
             ctx.close = self.close
-            return RegisterResponse(reg_ap_title=request.ap_title, reg_delay=0,
+            title = request.ap_title
+            if self.assign and not title.arcs:
+                title = Uid.parse(f"2.16.124.113620.1.22.0.777.{len(self.registers)}")
+            return RegisterResponse(reg_ap_title=title, reg_delay=0,
                                     reg_period=3600, reg_info=0)
         raise BSY("only Register here")
 
@@ -190,8 +195,9 @@ class _Registrar:
 class HeadEndDouble:
     """The double on its own event loop in a thread, on ``port`` (0: any)."""
 
-    def __init__(self, refuse: bool, port: int = 0, close: bool = False) -> None:
-        self.registrar = _Registrar(refuse, close)
+    def __init__(self, refuse: bool, port: int = 0, close: bool = False,
+                 assign: bool = False) -> None:
+        self.registrar = _Registrar(refuse, close, assign)
         self.port = port
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -277,3 +283,21 @@ def test_a_head_end_down_at_start_is_registered_with_once_it_is_up() -> None:
     assert status == 0, "\n".join(run.lines)
     counts = summary(run)
     assert counts["ok"] >= 5 and 5 <= counts["failed"] <= 5 * 4, counts
+
+
+def test_through_a_relay_meters_send_empty_titles_and_answer_to_the_assigned_ones() -> None:
+    with HeadEndDouble(refuse=False, assign=True) as relay:
+        host, port = relay.address
+        run = fleet("--meters", "3", "--relay", f"{host}:{port}", "--ramp", "0")
+        try:
+            (address,) = workers(run, 1)
+            run.wait_for(r"fleet: all 3 meters registered", 30)
+            assert relay.registrar.registers[:3] == ["."] * 3  # empty relative titles
+            assigned = [f"2.16.124.113620.1.22.0.777.{n}" for n in (1, 2, 3)]
+            for title in assigned:
+                assert isinstance(ask(address, title, "tcp")[0], IdentifyResponse)
+            # the titles they were built with are no longer theirs
+            assert ask(address, FIRST, "udp")[0].response_code == ResponseCode.UAT
+        finally:
+            status = run.stop()
+    assert status == 0, "\n".join(run.lines)
