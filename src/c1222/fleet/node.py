@@ -71,8 +71,9 @@ BACKOFF_MAX = 60.0
 RESPONSE_TIMEOUT = 10.0
 #: Seconds a registration must hold before the back-off starts again from BACKOFF_FIRST.
 HELD = 60.0
-#: Simulated seconds measured per metrology step at most, so serving never starves.
-MAX_SECONDS_PER_STEP = 600
+#: Meter-seconds measured per metrology step at most (about 0.1 s of one core), so serving
+#: never starves behind a fast --speed; a worker that cannot keep up lets its clock lag.
+MAX_METER_SECONDS_PER_STEP = 200_000
 #: Load-profile intervals kept for meters that have not been read since (older ones are lost).
 LP_BACKLOG = 96
 #: The fleet's load profile: 2 blocks of 96 15-minute intervals (two days), a short history
@@ -223,8 +224,9 @@ class FleetWorker:
                                 max_per_address=config.count + 1024)
         self.endpoint = Endpoint(self._on_request, limits_=limits,
                                  on_link_closed=self._link_closed)
-        self.refuser = Responder(ResponderConfig(ap_title=Uid.parse(config.title_base)),
-                                 _Refuser(), self.nonces)
+        # answers UAT for titles not held here; its own title is one no meter is given
+        self.refuser = Responder(ResponderConfig(ap_title=Uid.parse(
+            f"{config.title_base}.{(1 << 35) - 1}")), _Refuser(), self.nonces)
         self.address: Address | None = None
         self.headend_title = Uid.parse(config.headend_ap_title)
         self.master_title: Uid | None = None  # through a relay: from its Register response
@@ -278,7 +280,7 @@ class FleetWorker:
             self._measure_until(self.sim_now())
 
     def _measure_until(self, sim_now: float) -> None:
-        end = min(int(sim_now), self.t + MAX_SECONDS_PER_STEP)
+        end = min(int(sim_now), self.t + max(1, MAX_METER_SECONDS_PER_STEP // self.bank.n))
         while self.t < end:
             self._last = self.bank.measure_second(self.t)
             self.t += 1
