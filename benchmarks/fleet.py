@@ -106,6 +106,7 @@ class Result:
     fleet_cpu: float
     reads: int
     summary: list[str] = field(default_factory=list)
+    transport: str = "tcp"
 
     @property
     def worst(self) -> float:
@@ -120,7 +121,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def measure(count: int, interval: float, intervals: int, timeout: float,
-                  fleet_workers: int) -> Result:
+                  fleet_workers: int, transport: str = "tcp") -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         headend = HeadEnd(HeadEndConfig(listen=("127.0.0.1", 0), db=f"sqlite:///{tmp}/b.db",
                                         collect_interval=interval, log_interval=0,
@@ -154,7 +155,8 @@ async def measure(count: int, interval: float, intervals: int, timeout: float,
         headend._collect_one = recorded  # type: ignore[method-assign]
         proc = subprocess.Popen(
             [sys.executable, "-m", "c1222.cli", "fleet", "--meters", str(count), "--workers",
-             str(fleet_workers), "--headend", f"{host}:{port}", "--ramp", "0"],
+             str(fleet_workers), "--headend", f"{host}:{port}", "--ramp", "0",
+             "--transport", transport],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         lines: list[str] = []
@@ -209,7 +211,8 @@ async def measure(count: int, interval: float, intervals: int, timeout: float,
                    if ok and measured[0].start <= began < measured[-1].start]
     return Result(count, reg_rate, measured[:-1], latency, collections, headend_kib, fleet_kib,
                   cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], reads,
-                  [line for line in lines if line.startswith(("fleet summary", "  "))])
+                  [line for line in lines if line.startswith(("fleet summary", "  "))],
+                  transport)
 
 
 def echo_floor() -> tuple[float, float, float]:
@@ -230,7 +233,9 @@ def report(results: list[Result], interval: float, echo: tuple[float, float, flo
              "move by tens of per cent between runs).", "",
              f"`c1222 fleet --workers 2` and the head-end (one process, SQLite, its current "
              f"collector: every meter each {interval:g} s, 64 reads at once, Security + Tables "
-             "28, 23, 52) on the same 2 cores, loopback TCP. Success = meters read within the "
+             "28, 23, 52) on the same 2 cores, loopback TCP (UDP where marked: each meter's "
+             "registration connection is a file descriptor on both sides, and this machine's "
+             "hard limit is 20,000). Success = meters read within the "
              "interval / meters due, the worst measured interval.", "",
              "| meters | registrations/s | read success (worst interval) | late / failed / "
              "skipped | exchange p50 / p99 ms | collection p50 / p99 ms | head-end KiB/meter "
@@ -240,7 +245,8 @@ def report(results: list[Result], interval: float, echo: tuple[float, float, flo
         worst = min(r.intervals, key=lambda i: i.ok / i.due)
         per_read = (r.headend_cpu + r.fleet_cpu) / max(1, r.reads) * 1000
         lines.append(
-            f"| {r.meters:,} | {r.registration_rate:,.0f} | {100 * r.worst:.2f} % "
+            f"| {r.meters:,}{' (UDP)' if r.transport == 'udp' else ''} "
+            f"| {r.registration_rate:,.0f} | {100 * r.worst:.2f} % "
             f"({len(r.intervals)} intervals) | {worst.late} / {worst.failed} / {worst.skipped} "
             f"| {pct(r.latency, .5):.1f} / {pct(r.latency, .99):.1f} "
             f"| {pct(r.collection, .5):.0f} / {pct(r.collection, .99):.0f} "
@@ -275,6 +281,8 @@ def main() -> None:
     parser.add_argument("--intervals", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=900.0, help="time-box of each size")
     parser.add_argument("--fleet-workers", type=int, default=2)
+    parser.add_argument("--transport", default="tcp",
+                        help="tcp, udp, or SIZE=udp,... per size (e.g. 20000=udp)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -285,10 +293,17 @@ def main() -> None:
                "process only)", "kill -9 of a head-end worker, PostgreSQL and JetStream "
                "counts (other branches)", "1,000 meters through the shaped WAN and a relay "
                "(the relay and network branches are not merged)"]
+    default, transports = "tcp", {}
+    for item in args.transport.split(","):
+        size, _, kind = item.rpartition("=")
+        if size:
+            transports[int(size)] = kind
+        else:
+            default = kind
     for count in (int(x) for x in args.meters.split(",")):
         try:
             result = asyncio.run(measure(count, args.interval, args.intervals, args.timeout,
-                                         args.fleet_workers))
+                                         args.fleet_workers, transports.get(count, default)))
         except RuntimeError as exc:
             print(f"{count} meters: {exc}", file=sys.stderr)
             missing.append(f"{count:,} meters ({str(exc).splitlines()[0]})")
