@@ -45,6 +45,7 @@ from c1222.headend.server import HeadEnd, HeadEndConfig  # noqa: E402
 from c1222.transport.endpoint import EndpointLimits  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
+LOAD_AT_START = os.getloadavg()[0]
 
 
 def rss_kib(pid: int | str = "self") -> int:
@@ -229,17 +230,21 @@ def echo_floor() -> tuple[float, float, float]:
 def report(results: list[Result], interval: float, echo: tuple[float, float, float],
            missing: list[str]) -> list[str]:
     lines = [machine(), "", f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load "
-             f"average at the end {os.getloadavg()[0]:.1f} (a shared machine: absolute figures "
+             f"average at the start {LOAD_AT_START:.1f}, at the end {os.getloadavg()[0]:.1f} "
+             f"(a shared machine: absolute figures "
              "move by tens of per cent between runs).", "",
              f"`c1222 fleet --workers 2` and the head-end (one process, SQLite, its current "
              f"collector: every meter each {interval:g} s, 64 reads at once, Security + Tables "
              "28, 23, 52) on the same 2 cores, loopback TCP (UDP where marked: each meter's "
              "registration connection is a file descriptor on both sides, and this machine's "
-             "hard limit is 20,000). Success = meters read within the "
-             "interval / meters due, the worst measured interval.", "",
+             "hard limit is 20,000). Success = meters read within the interval / meters due, "
+             "the worst measured interval; late = read after the next interval began, skipped "
+             "= not started because the previous read of that meter was still running. The "
+             "collector starts every meter's read at the interval's start, 64 at a time, so "
+             "the time to a meter's read includes its wait for a slot.", "",
              "| meters | registrations/s | read success (worst interval) | late / failed / "
-             "skipped | exchange p50 / p99 ms | collection p50 / p99 ms | head-end KiB/meter "
-             "| fleet KiB/meter | CPU ms/read (head-end + fleet) |",
+             "skipped | exchange p50 / p99 ms | read done after the interval began, p50 / p99 "
+             "ms | head-end KiB/meter | fleet KiB/meter | CPU ms/read (head-end + fleet) |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         worst = min(r.intervals, key=lambda i: i.ok / i.due)
@@ -258,7 +263,7 @@ def report(results: list[Result], interval: float, echo: tuple[float, float, flo
               "collection is 4 exchanges.", ""]
     if results:
         lines += ["How the cost grows (text plot; CPU ms per read, head-end + fleet, and p99 of "
-                  "a collection):", "", "```"]
+                  "the time from the interval's start to a meter's read done):", "", "```"]
         top = max((r.headend_cpu + r.fleet_cpu) / max(1, r.reads) for r in results) or 1
         for r in results:
             cost = (r.headend_cpu + r.fleet_cpu) / max(1, r.reads)
