@@ -111,8 +111,8 @@ class HouseholdBank:
         loads: list[Any] = [template.base, template.fridge.motor]
         self._event_columns: dict[str, list[tuple[int, str | None]]] = {}
         self._heaters: dict[str, Heater] = {}
-        for name in self._events:
-            load = template._loads[name]
+        for name, *_, make in Household.EVENTS:
+            load = make()
             if isinstance(load, Heater):
                 # one column per heater state, on while the event's elapsed time is in it
                 cols = []
