@@ -495,7 +495,8 @@ class FleetWorker:
         link = client.link
         if link is None or link.closed:
             link = await client.connect(host, port, cfg.transport, timeout=RESPONSE_TIMEOUT)
-            self.by_link[link.id] = meter
+            if link.transport == "tcp":  # over UDP every meter shares the one peer's link
+                self.by_link[link.id] = meter
         # Through a relay: the master relay's title once a response named it; before that
         # no called title, and the relay forwards the Register upstream (docs/network.md).
         called = self.master_title if cfg.relay is not None else self.headend_title
