@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import json
 import os
 import resource
 import signal
@@ -293,6 +295,7 @@ def main() -> None:
     parser.add_argument("--transport", default="tcp",
                         help="tcp, udp, or SIZE=udp,... per size (e.g. 20000=udp)")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, JSON out
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -309,14 +312,32 @@ def main() -> None:
             transports[int(size)] = kind
         else:
             default = kind
-    for count in (int(x) for x in args.meters.split(",")):
+    if args.one:
         try:
-            result = asyncio.run(measure(count, args.interval, args.intervals, args.timeout,
-                                         args.fleet_workers, transports.get(count, default)))
+            result = asyncio.run(measure(args.one, args.interval, args.intervals, args.timeout,
+                                         args.fleet_workers, transports.get(args.one, default)))
         except RuntimeError as exc:
-            print(f"{count} meters: {exc}", file=sys.stderr)
-            missing.append(f"{count:,} meters ({str(exc).splitlines()[0]})")
+            print(json.dumps({"error": str(exc).splitlines()[0]}))
+            return
+        print(json.dumps(dataclasses.asdict(result)))
+        return
+    for count in (int(x) for x in args.meters.split(",")):
+        # each size in a fresh process: the head-end's RSS growth is then its own
+        run = subprocess.run(
+            [sys.executable, __file__, "--one", str(count), "--interval", str(args.interval),
+             "--intervals", str(args.intervals), "--timeout", str(args.timeout),
+             "--fleet-workers", str(args.fleet_workers), "--transport", args.transport],
+            capture_output=True, text=True, timeout=args.timeout + 300)
+        try:
+            data = json.loads(run.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            data = {"error": f"exit {run.returncode}: {run.stderr.strip()[-300:]}"}
+        if "error" in data:
+            print(f"{count} meters: {data['error']}", file=sys.stderr)
+            missing.append(f"{count:,} meters ({data['error']})")
             continue
+        data["intervals"] = [Interval(**i) for i in data["intervals"]]
+        result = Result(**data)
         results.append(result)
         print(f"{count}: success {result.worst:.4f}, reads {result.reads}", flush=True)
         print("\n".join(result.summary), flush=True)
