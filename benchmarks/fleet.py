@@ -281,6 +281,8 @@ def report(results: list[Result], interval: float, echo: tuple[float, float, flo
         lines += ["Not measured in this run: " + "; ".join(missing) + ".", ""]
     lines.append("Run: `.venv/bin/python benchmarks/fleet.py --meters "
                  + ",".join(str(r.meters) for r in results)
+                 + "".join(f" --transport {r.meters}=udp" for r in results
+                           if r.transport == "udp")
                  + f" --interval {interval:g}`.")
     return lines
 
@@ -344,7 +346,7 @@ def main() -> None:
     echo = echo_floor()
     lines = report(results, args.interval, echo, missing)
     if not args.no_write:
-        write_section("Fleet: 1,000 to 10,000 meters read every interval (benchmarks/fleet.py)",
+        write_section("Fleet: thousands of meters read every interval (benchmarks/fleet.py)",
                       lines)
     print("\n".join(lines))
 
