@@ -20,8 +20,11 @@ ALLOWED = {
     "headend": BASE | {"codec", "crypto", "tables", "session", "transport"},
     "relay": BASE | {"codec", "crypto", "tables", "session", "transport"},
     "ihd": BASE | {"codec", "crypto", "tables", "session", "transport"},
+    # the fleet runs many meters: it builds on the meter's public pieces (loads, metrology,
+    # services), never on the head-end's
+    "fleet": BASE | {"codec", "crypto", "tables", "session", "transport", "meter"},
     "cli": BASE | {"codec", "crypto", "tables", "session", "transport", "meter", "headend",
-                   "relay", "ihd"},
+                   "relay", "ihd", "fleet"},
 }
 PURE = {"codec", "crypto", "tables", "session"}
 IMPURE_MODULES = {"socket", "asyncio", "threading", "logging", "time", "random", "selectors",

@@ -71,6 +71,7 @@ def _register_commands() -> None:
     from c1222.cli.codec import decode, encode
     from c1222.cli.conformance import conformance
     from c1222.cli.demo import demo, samples_command
+    from c1222.cli.fleet import fleet
     from c1222.cli.headend import headend
     from c1222.cli.ihd import ihd
     from c1222.cli.meter import meter
@@ -80,7 +81,7 @@ def _register_commands() -> None:
     from c1222.cli.tariff import tariff
 
     for command in (decode, encode, demo, samples_command, tables, meter, headend, ihd,
-                    tariff, conformance, relay, sink):
+                    tariff, conformance, relay, sink, fleet):
         cli.add_command(command)
 
 

@@ -32,6 +32,7 @@ Public API
                                             the two-step heater of the reference test
 ``Fridge(watts, period, duty, pf, offset)`` a compressor cycling on a duty cycle
 ``Household(seed, utc_offset)``             a day profile built from the loads above
+``household_day(seed, day)``                its events of one day (start, end, name)
 ``Sum(loads)``                              loads in parallel
 ``waveform(phasors, supply, sample_rate)``  samples of one second, shape (..., sample_rate)
 ``load_from_config(dict) -> Load``          a load named in a TOML profile; ``LOADS`` lists types
@@ -437,16 +438,7 @@ class Household:
     def day(self, day: int) -> list[tuple[int, int, str]]:
         """(start, end, event name) in seconds of the day, for day number ``day``."""
         if day not in self._days:
-            rng = np.random.default_rng((self.seed, 1, day))
-            events = []
-            for name, hhmm, minutes, jitter, probability, _ in self.EVENTS:
-                shift = int(rng.integers(-jitter * 60, jitter * 60 + 1))
-                happens = rng.random() < probability
-                if not happens:
-                    continue
-                hours, mins = map(int, hhmm.split(":"))
-                start = min(max(hours * 3600 + mins * 60 + shift, 0), DAY - 1)
-                events.append((start, min(start + minutes * 60, DAY), name))
+            events = household_day(self.seed, day)
             if len(self._days) > 4:      # a bounded cache: the meter walks forward in time
                 self._days.clear()
             self._days[day] = events
@@ -470,6 +462,23 @@ class Household:
 
     def __repr__(self) -> str:
         return f"Household(seed={self.seed})"
+
+
+def household_day(seed: int, day: int) -> list[tuple[int, int, str]]:
+    """The scheduled events of :class:`Household` ``seed`` on day ``day``: (start, end, name)
+    in seconds of the day. A pure function of its arguments (the fleet draws every meter's day
+    with it, without building a Household per meter)."""
+    rng = np.random.default_rng((seed, 1, day))
+    events = []
+    for name, hhmm, minutes, jitter, probability, _ in Household.EVENTS:
+        shift = int(rng.integers(-jitter * 60, jitter * 60 + 1))
+        happens = rng.random() < probability
+        if not happens:
+            continue
+        hours, mins = map(int, hhmm.split(":"))
+        start = min(max(hours * 3600 + mins * 60 + shift, 0), DAY - 1)
+        events.append((start, min(start + minutes * 60, DAY), name))
+    return events
 
 
 # --- configuration -----------------------------------------------------------------------------

@@ -1,0 +1,355 @@
+"""A utility's fleet on one machine: `c1222 fleet` against the head-end, read every interval.
+
+The head-end (:class:`c1222.headend.server.HeadEnd`, SQLite in a temporary folder, its
+collector as the CLI runs it: ``max_parallel`` 64, 10 s time-out; load profile and event log
+off) runs in this process with its connection caps raised to the fleet's size; the fleet is
+``c1222 fleet --meters N --workers 2 --ramp 0`` started as a user would. For each size the
+meters register as fast as the head-end answers (no ramp; 200 in flight per fleet worker),
+then the collector reads every meter once per interval (60 s by
+default) for ``--intervals`` intervals, each accounted: meters due, read within the interval,
+read late (finished after the next interval began), failed, skipped (the previous read still
+running).
+
+Figures per size: registrations per second, read success per interval (the worst interval),
+p50/p99 request-response latency (head-end side) and p50/p99 of a whole collection (Security +
+3 reads), RSS per meter of the head-end (growth from before the fleet) and of the fleet's
+workers (their whole RSS / N), CPU per read (head-end, fleet), and the plain asyncio echo
+floor measured in the same run (benchmarks/meter.py's echo server, 8 connections). A text
+plot of how the cost grows with N follows the table (matplotlib is not installed).
+
+    .venv/bin/python benchmarks/fleet.py [--meters 1000,5000,10000] [--interval 60]
+                                         [--intervals 2] [--timeout 900]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import meter as meter_bench  # noqa: E402
+from _report import machine, write_section  # noqa: E402
+
+from c1222.headend.server import HeadEnd, HeadEndConfig  # noqa: E402
+from c1222.transport.endpoint import EndpointLimits  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+LOAD_AT_START = os.getloadavg()[0]
+
+
+def rss_kib(pid: int | str = "self") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def workers_of(pid: int) -> list[int]:
+    """The fleet's worker processes (multiprocessing spawn children)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    out = []
+    for child in children:
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                out.append(int(child))
+    return out
+
+
+@dataclass
+class Interval:
+    start: float
+    due: int
+    spawned: int = 0
+    ok: int = 0      # started at this interval's start and read within it
+    done: int = 0    # reads that completed within the interval, whenever started
+    late: int = 0
+    failed: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return self.due - self.spawned
+
+
+@dataclass
+class Result:
+    meters: int
+    registration_rate: float
+    intervals: list[Interval]
+    latency: list[float]
+    collection: list[float]
+    headend_kib: float
+    fleet_kib: float
+    headend_cpu: float
+    fleet_cpu: float
+    reads: int
+    summary: list[str] = field(default_factory=list)
+    transport: str = "tcp"
+
+    @property
+    def worst(self) -> float:
+        return min(i.done / i.due for i in self.intervals) if self.intervals else 0.0
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+
+
+async def measure(count: int, interval: float, intervals: int, timeout: float,
+                  fleet_workers: int, transport: str = "tcp") -> Result:
+    with tempfile.TemporaryDirectory() as tmp:
+        headend = HeadEnd(HeadEndConfig(listen=("127.0.0.1", 0), db=f"sqlite:///{tmp}/b.db",
+                                        collect_interval=interval, log_interval=0,
+                                        max_registrations_per_address=0,
+                                        max_nodes=count + 100))
+        rss_before = rss_kib()
+        host, port = await headend.start()
+        headend.endpoint.limits = EndpointLimits(max_connections=count + 1024,
+                                                 max_per_address=count + 1024)
+        registered: list[float] = []
+        original = headend.registrar.on_registered
+        headend.registrar.on_registered = lambda node: (registered.append(time.perf_counter()),
+                                                        original(node))
+        starts: list[Interval] = []
+        interval_hook = headend.metrics.interval
+
+        def on_interval(due: int, skipped: int) -> None:
+            starts.append(Interval(time.monotonic(), due))
+            interval_hook(due=due, skipped=skipped)
+
+        headend.metrics.interval = on_interval  # type: ignore[method-assign]
+        records: list[tuple[float, float, bool]] = []
+        collect_one = headend._collect_one
+
+        async def recorded(ap_title: str, logs: bool) -> None:
+            began = time.monotonic()
+            failures = headend.stats["read_failures"]
+            await collect_one(ap_title, logs)
+            records.append((began, time.monotonic(), headend.stats["read_failures"] == failures))
+
+        headend._collect_one = recorded  # type: ignore[method-assign]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "c1222.cli", "fleet", "--meters", str(count), "--workers",
+             str(fleet_workers), "--headend", f"{host}:{port}", "--ramp", "0",
+             "--transport", transport],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        lines: list[str] = []
+        threading.Thread(target=lambda: lines.extend(
+            line.rstrip() for line in proc.stdout), daemon=True).start()  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout
+        try:
+            while len(registered) < count:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"{len(registered)} of {count} registered:\n"
+                                       + "\n".join(lines[-20:]))
+                await asyncio.sleep(0.2)
+            reg_rate = (count - 1) / (registered[-1] - registered[0]) if count > 1 else 0.0
+            # the first interval that starts with every meter registered, then `intervals`
+            while not starts or starts[-1].due < count:
+                await asyncio.sleep(0.1)
+            first = len(starts) - 1
+            headend.latencies.clear()
+            workers = workers_of(proc.pid)
+            cpu0 = time.process_time(), sum(cpu_seconds(w) for w in workers)
+            reads0 = headend.stats["reads"]
+            while len(starts) < first + intervals + 1:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("time-box reached while reading")
+                await asyncio.sleep(0.2)
+            cpu1 = time.process_time(), sum(cpu_seconds(w) for w in workers)
+            reads = headend.stats["reads"] - reads0
+            latency = list(headend.latencies)
+            headend_kib = (rss_kib() - rss_before) / count
+            fleet_kib = sum(rss_kib(w) for w in workers) / count
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            await headend.stop()
+    measured = starts[first:first + intervals + 1]
+    for k, span in enumerate(measured[:-1]):
+        end = measured[k + 1].start
+        for began, ended, ok in records:
+            span.done += ok and span.start <= ended < end
+            if span.start <= began < end:
+                span.spawned += 1
+                if not ok:
+                    span.failed += 1
+                elif ended < end:
+                    span.ok += 1
+                else:
+                    span.late += 1
+    collections = [ended - began for began, ended, ok in records
+                   if ok and measured[0].start <= began < measured[-1].start]
+    return Result(count, reg_rate, measured[:-1], latency, collections, headend_kib, fleet_kib,
+                  cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], reads,
+                  [line for line in lines if line.startswith(("fleet summary", "  "))],
+                  transport)
+
+
+def echo_floor() -> tuple[float, float, float]:
+    """The plain asyncio echo server: requests/s and p50/p99 ms at 8 connections."""
+    requester, pending = meter_bench.build(0, 4000)
+    server = meter_bench.echo_server(b"\x60\x03\xa1\x01\x00")
+    try:
+        run = meter_bench.load(server.address, [p.data for p in pending], 8)
+    finally:
+        server.stop()
+    return run.rate, run.percentile(0.5) * 1000, run.percentile(0.99) * 1000
+
+
+def report(results: list[Result], interval: float, echo: tuple[float, float, float],
+           missing: list[str]) -> list[str]:
+    lines = [machine(), "", f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load "
+             f"average at the start {LOAD_AT_START:.1f}, at the end {os.getloadavg()[0]:.1f} "
+             f"(a shared machine: absolute figures "
+             "move by tens of per cent between runs).", "",
+             f"`c1222 fleet --workers 2` and the head-end (one process, SQLite, its current "
+             f"collector: every meter each {interval:g} s, 64 reads at once, Security + Tables "
+             "28, 23, 52) on the same 2 cores, loopback TCP (UDP where marked: each meter's "
+             "registration connection is a file descriptor on both sides, and this machine's "
+             "hard limit is 20,000). Success = meters whose read completed within the interval / "
+             "meters due, the worst measured interval (a meter is read at most once an "
+             "interval); late = started at the interval's start and read after the next one "
+             "began, skipped = not started because the previous read of that meter was still "
+             "running. The "
+             "collector starts every meter's read at the interval's start, 64 at a time, so "
+             "the time to a meter's read includes its wait for a slot.", "",
+             "| meters | registrations/s | read success (worst interval) | late / failed / "
+             "skipped | exchange p50 / p99 ms | read done after the interval began, p50 / p99 "
+             "ms | head-end KiB/meter | fleet KiB/meter | CPU ms/read (head-end + fleet) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        worst = min(r.intervals, key=lambda i: i.done / i.due)
+        per_read = (r.headend_cpu + r.fleet_cpu) / max(1, r.reads) * 1000
+        lines.append(
+            f"| {r.meters:,}{' (UDP)' if r.transport == 'udp' else ''} "
+            f"| {r.registration_rate:,.0f} | {100 * r.worst:.2f} % "
+            f"({len(r.intervals)} intervals) | {worst.late} / {worst.failed} / {worst.skipped} "
+            f"| {pct(r.latency, .5):.1f} / {pct(r.latency, .99):.1f} "
+            f"| {pct(r.collection, .5):.0f} / {pct(r.collection, .99):.0f} "
+            f"| {r.headend_kib:.1f} | {r.fleet_kib:.1f} "
+            f"| {per_read:.2f} ({r.headend_cpu / max(1, r.reads) * 1000:.2f} + "
+            f"{r.fleet_cpu / max(1, r.reads) * 1000:.2f}) |")
+    lines += ["", f"Echo floor, same run: a plain asyncio echo server answers {echo[0]:,.0f} "
+              f"requests/s at 8 connections (p50 {echo[1]:.2f} ms, p99 {echo[2]:.2f} ms); a "
+              "collection is 4 exchanges.", ""]
+    if results:
+        lines += ["How the cost grows (text plot; CPU ms per read, head-end + fleet, and p99 of "
+                  "the time from the interval's start to a meter's read done):", "", "```"]
+        top = max((r.headend_cpu + r.fleet_cpu) / max(1, r.reads) for r in results) or 1
+        for r in results:
+            cost = (r.headend_cpu + r.fleet_cpu) / max(1, r.reads)
+            bar = "#" * max(1, round(40 * cost / top))
+            lines.append(f"{r.meters:>7,} meters  {bar:<40} {cost * 1000:6.2f} ms/read  "
+                         f"p99 {pct(r.collection, .99):7.0f} ms")
+        lines += ["```", ""]
+    if missing:
+        lines += ["Not measured in this run: " + "; ".join(missing) + ".", ""]
+    lines.append("Run: `.venv/bin/python benchmarks/fleet.py --meters "
+                 + ",".join(str(r.meters) for r in results)
+                 + "".join(f" --transport {r.meters}=udp" for r in results
+                           if r.transport == "udp")
+                 + f" --interval {interval:g}`.")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--meters", default="1000,5000,10000")
+    parser.add_argument("--interval", type=float, default=60.0)
+    parser.add_argument("--intervals", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=900.0, help="time-box of each size")
+    parser.add_argument("--fleet-workers", type=int, default=2)
+    parser.add_argument("--transport", default="tcp",
+                        help="tcp, udp, or SIZE=udp,... per size (e.g. 20000=udp)")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, JSON out
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    results: list[Result] = []
+    missing = ["`c1222 headend --workers 2` (the head-end has no workers yet: 1 head-end "
+               "process only)", "kill -9 of a head-end worker, PostgreSQL and JetStream "
+               "counts (other branches)", "1,000 meters through the shaped WAN and a relay "
+               "(the relay and network branches are not merged)"]
+    default, transports = "tcp", {}
+    for item in args.transport.split(","):
+        size, _, kind = item.rpartition("=")
+        if size:
+            transports[int(size)] = kind
+        else:
+            default = kind
+    if args.one:
+        try:
+            result = asyncio.run(measure(args.one, args.interval, args.intervals, args.timeout,
+                                         args.fleet_workers, transports.get(args.one, default)))
+        except RuntimeError as exc:
+            print(json.dumps({"error": str(exc).splitlines()[0]}))
+            return
+        print(json.dumps(dataclasses.asdict(result)))
+        return
+    for count in (int(x) for x in args.meters.split(",")):
+        # each size in a fresh process: the head-end's RSS growth is then its own
+        run = subprocess.run(
+            [sys.executable, __file__, "--one", str(count), "--interval", str(args.interval),
+             "--intervals", str(args.intervals), "--timeout", str(args.timeout),
+             "--fleet-workers", str(args.fleet_workers), "--transport", args.transport],
+            capture_output=True, text=True, timeout=args.timeout + 300)
+        try:
+            data = json.loads(run.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            data = {"error": f"exit {run.returncode}: {run.stderr.strip()[-300:]}"}
+        if "error" in data:
+            print(f"{count} meters: {data['error']}", file=sys.stderr)
+            missing.append(f"{count:,} meters ({data['error']})")
+            continue
+        data["intervals"] = [Interval(**i) for i in data["intervals"]]
+        result = Result(**data)
+        results.append(result)
+        print(f"{count}: success {result.worst:.4f}, reads {result.reads}", flush=True)
+        print("\n".join(result.summary), flush=True)
+    echo = echo_floor()
+    lines = report(results, args.interval, echo, missing)
+    if not args.no_write:
+        write_section("Fleet: thousands of meters read every interval (benchmarks/fleet.py)",
+                      lines)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
