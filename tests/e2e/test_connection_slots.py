@@ -112,3 +112,22 @@ def test_a_meter_serves_a_new_client_while_its_slots_are_held(tmp_path: Path) ->
         for sock in held:
             sock.close()
         assert meter.stop() == 0, "\n".join(meter.lines[-40:])
+
+
+def test_the_head_ends_connection_caps_are_options(tmp_path: Path) -> None:
+    # A fleet of simulated meters on one host needs more than 64 connections from one address
+    # (docs/fleet.md); the caps are the head-end's options, checked both ways here.
+    raise_fd_limit(512, "connections over the default per-address cap")
+    headend = Running(["headend", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                       "--db", f"sqlite:///{tmp_path}/h.db", "--max-connections", "300",
+                       "--max-connections-per-address", "100"])
+    flood: list[socket.socket] = []
+    try:
+        address = headend.address()
+        flood = hold(address, 120, ["127.0.0.30"])
+        time.sleep(0.5)
+        assert closed_count(flood) == 120 - 100  # not 120 - 64: the option raised the cap
+    finally:
+        for sock in flood:
+            sock.close()
+        assert headend.stop() == 0

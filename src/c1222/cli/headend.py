@@ -70,6 +70,12 @@ MIN_COLLECT_INTERVAL = 0.1
 @click.option("--max-registrations-per-address", type=click.IntRange(0), default=64,
               show_default=True, help="distinct AP titles one source address may register "
               "(0: no cap; raise it behind a relay)")
+@click.option("--max-connections", type=click.IntRange(1, 65535), default=256,
+              show_default=True, help="TCP connections at once (the idlest is closed for a "
+              "newcomer)")
+@click.option("--max-connections-per-address", type=click.IntRange(1, 65535), default=64,
+              show_default=True, help="TCP connections at once from one IP address (raise it "
+              "for a fleet of simulated meters on one host)")
 @click.option("--master-relay", type=AddressType(), default=None,
               help="HOST:PORT of a master relay: register with it as a notification host "
               "and reach the nodes it reports through it (docs/headend.md, Network)")
@@ -88,6 +94,7 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
             max_lp_blocks: int, max_history_entries: int, reg_period: int, pcap: str | None,
             message_retention: float, max_messages: int, node_retention: float,
             prune_interval: float, max_nodes: int, max_registrations_per_address: int,
+            max_connections: int, max_connections_per_address: int,
             master_relay: Address | None, segment_size: int | None, max_apdu_size: int,
             publish: Any, reading_retention: float | None, verbose: int) -> None:
     """Run the metering server: accept registrations, read meters, store readings.
@@ -115,6 +122,8 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
                                 node_age=node_retention, interval=prune_interval,
                                 reading_age=reading_retention),
             max_nodes=max_nodes, max_registrations_per_address=max_registrations_per_address,
+            max_connections=max_connections,
+            max_connections_per_address=max_connections_per_address,
             master_relay=master_relay, segment_size=segment_size,
             max_apdu_size=max_apdu_size, publish=publish)
         node = HeadEnd(config)

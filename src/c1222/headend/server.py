@@ -185,6 +185,10 @@ class HeadEndConfig:
     retention: Retention = field(default_factory=Retention)
     max_nodes: int = 100_000
     max_registrations_per_address: int = 64
+    # TCP connections at once, in all and from one IP address (the transport's caps; a fleet
+    # of simulated meters on one host needs the second raised).
+    max_connections: int = EndpointLimits.max_connections
+    max_connections_per_address: int = EndpointLimits.max_per_address
     #: The master relay to register with as a notification host (docs/headend.md "Network").
     master_relay: Address | None = None
     # Segmentation (docs/segmentation.md): largest APDU sent unsegmented (None: never) and the
@@ -301,7 +305,9 @@ class HeadEnd:
         self.tracer = PcapTracer(config.pcap) if config.pcap else None
         self.endpoint = Endpoint(
             self._on_request, tracer=self.tracer,
-            limits_=EndpointLimits(segment_size=config.segment_size,
+            limits_=EndpointLimits(max_connections=config.max_connections,
+                                   max_per_address=config.max_connections_per_address,
+                                   segment_size=config.segment_size,
                                    max_apdu_size=config.max_apdu_size,
                                    max_frame=max(EndpointLimits.max_frame,
                                                  config.max_apdu_size)),
