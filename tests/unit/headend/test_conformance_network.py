@@ -26,10 +26,18 @@ CASES = CaseSettings(password=pad_password("PASSWORD"), reader_password=pad_pass
                      segment_size=128)
 
 
-def run(how: str, tamper: Any = None) -> tuple[Report, FakeMaster]:
+class KeepsConnection(MeterDouble):
+    """A wrong meter: answers Disconnect OK and keeps its connection (and session) open."""
+
+    async def _on_request(self, data: bytes, link: Any) -> tuple[bytes | None, bool]:
+        return (await super()._on_request(data, link))[0], False
+
+
+def run(how: str, tamper: Any = None, meter_type: type[MeterDouble] = MeterDouble
+        ) -> tuple[Report, FakeMaster]:
     async def main() -> tuple[Report, FakeMaster]:
         master = await FakeMaster().start()
-        meter = await MeterDouble(METER).start()
+        meter = await meter_type(METER).start()
         assert master.address is not None and meter.address is not None
         master.routes[METER] = Route(meter.address, path=(RELAY,))
         if tamper is not None:
@@ -72,6 +80,15 @@ def test_every_case_passes_through_the_master_relay_register_resolve_and_trace_t
     assert "UAT for" in got["trace"][1]
     assert master.forwarded > 10  # the meter's cases went through the relay
     assert master.left == ["2.16.124.113620.1.22.0.123.4"]  # it deregistered at the end
+    assert "the target's association ended" in got["disconnect"][1], got["disconnect"]
+
+
+def test_disconnect_through_a_relay_fails_a_meter_that_keeps_its_session() -> None:
+    """Through a relay the tester cannot see the target close its connection (the relay's):
+    it opens a session, and after the Disconnect a Logoff must be refused, not answered OK."""
+    report, _ = run("master", meter_type=KeepsConnection)
+    verdict, reason = verdicts(report)["disconnect"]
+    assert verdict is Verdict.FAIL and "session survived Disconnect" in reason, reason
 
 
 def test_via_relay_finds_the_relay_title_and_judges_its_answers() -> None:

@@ -22,6 +22,7 @@ case fails saying so.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -75,6 +76,10 @@ PARTIAL_OFFSET = 2
 PARTIAL_COUNT = 8
 #: Seconds a target has to close the TCP connection after answering Disconnect.
 DISCONNECT_GRACE = 2.0
+#: Logoffs sent after a Disconnect through a relay while the relay answers for a lost link.
+DISCONNECT_TRIES = 8
+#: Answers of a relay that has lost (or not yet re-reached) the target's connection.
+RELAY_LOST = frozenset({ResponseCode.NETR, ResponseCode.NETT, ResponseCode.BSY})
 
 
 # --------------------------------------------------------------------------- what a case sees
@@ -635,6 +640,8 @@ async def _terminate(p: Probe) -> Outcome:
 
 
 async def _disconnect(p: Probe) -> Outcome:
+    if p.state.via:
+        return await _disconnect_via_relay(p)
     seen = await p.ask([DisconnectRequest()], auth=False, fresh_link=True)
     early = screen(seen, p.settings)
     if early is not None:
@@ -643,11 +650,46 @@ async def _disconnect(p: Probe) -> Outcome:
         return expect_code(seen, OK)
     if p.state.transport != "tcp":
         return passed(seen)
-    if p.state.via:  # the target closes its connection to the relay; ours is the relay's
-        return passed(seen, "through the relay (the target's own connection is the relay's)")
     if not await p.link_closes(DISCONNECT_GRACE):
         return failed(seen, "the connection stayed open after Disconnect")
     return passed(seen, "the target closed the connection")
+
+
+async def _disconnect_via_relay(p: Probe) -> Outcome:
+    """Through a relay the target's connection is the relay's, not the tester's (which carries
+    other traffic and stays open): what the tester can see is the OK and that the target's
+    association ended with it — a Logon session opened before is gone, so a Logoff after the
+    Disconnect is refused (ISSS), or the relay has lost the connection (NETR, NETT)."""
+    st = p.state
+    logon = await p.ask([LogonRequest(p.settings.user_id, LOGON_USER, LOGON_IDLE)],
+                        fresh_link=True, note="a session the Disconnect must end")
+    if logon.code == OK:
+        st.session = True
+    seen = await p.ask([DisconnectRequest()])
+    early = screen(seen, p.settings)
+    if early is not None:
+        return early
+    if seen.code != OK:
+        return expect_code(seen, OK)
+    if logon.code != OK:
+        return passed(seen, "through the relay; whether the association ended is not seen "
+                            f"(Logon before it: {logon.describe()})")
+    for _ in range(DISCONNECT_TRIES):
+        after = await p.ask([LogoffRequest()], note="the target's association must be gone")
+        if after.code is None:
+            return failed(after, "no answer to a Logoff after the Disconnect, through the "
+                                 f"relay ({after.describe()})")
+        if after.code == OK:
+            return failed(after, "the target's session survived Disconnect (a Logoff after "
+                                 "it, through the relay, got OK)")
+        if after.code not in RELAY_LOST:
+            st.session = False
+            return passed(seen, "through the relay: the target's association ended (a "
+                                f"Logoff after it: {after.describe()})")
+        await asyncio.sleep(DISCONNECT_GRACE / DISCONNECT_TRIES)  # the relay reconnecting
+    st.session = False
+    return passed(seen, "through the relay: the relay lost the target's connection (a Logoff "
+                        f"after it: {after.describe()})")
 
 
 def _check_deregister_other(seen: Seen, s: CaseSettings, st: RunState) -> Outcome:
@@ -905,6 +947,12 @@ async def _oversized(p: Probe) -> Outcome:
     if not isinstance(after.answer, IdentifyResponse) or after.code != OK:
         return failed(after, f"Identify after the oversized request: {after.describe()}"
                              + (f" ({after.error})" if after.error else ""))
+    who = seen.apdu.calling_ap_title if seen.apdu is not None and not seen.silent else None
+    called = st.called
+    if who is not None and called is not None and who.absolute() != called.absolute():
+        # A relay on the path could not take it (its reassembly limit): the right answer too.
+        return passed(seen, f"refused on the path by {who.absolute()}; Identify still "
+                            "answered after it")
     return passed(seen, "Identify still answered after it")
 
 
@@ -1007,7 +1055,8 @@ CASES: tuple[Case, ...] = (
          "relay titles (UAT also, from a target asked directly), then UAT; SNS from an end "
          "device: not supported", needs=("called",), steps=_trace),
     Case("disconnect", "Disconnect", "Disconnect (0x22) on a connection of its own, last",
-         "OK, then the target closes the TCP connection", steps=_disconnect),
+         "OK, then the target closes the TCP connection (through a relay: a session opened "
+         "before is gone)", steps=_disconnect),
 )
 
 #: The Register case runs once per run (the target registers with the tester, --listen).
