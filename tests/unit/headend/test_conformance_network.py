@@ -33,7 +33,8 @@ class KeepsConnection(MeterDouble):
         return (await super()._on_request(data, link))[0], False
 
 
-def run(how: str, tamper: Any = None, meter_type: type[MeterDouble] = MeterDouble
+def run(how: str, tamper: Any = None, meter_type: type[MeterDouble] = MeterDouble,
+        cases: CaseSettings = CASES, register_timeout: float = 10.0
         ) -> tuple[Report, FakeMaster]:
     async def main() -> tuple[Report, FakeMaster]:
         master = await FakeMaster().start()
@@ -45,8 +46,9 @@ def run(how: str, tamper: Any = None, meter_type: type[MeterDouble] = MeterDoubl
         options: dict[str, Any] = (
             {"master_relay": master.address} if how == "master" else
             {"via_relay": master.address, "called_ap_title": Uid.parse(METER)})
-        tester = ConformanceTester(Settings(modes=(0,), cases=CASES, timeout=3.0, quiet_timeout=0.5,
-                                 register_timeout=10.0, **options))
+        tester = ConformanceTester(Settings(modes=(0,), cases=cases, timeout=3.0,
+                                            quiet_timeout=0.5,
+                                            register_timeout=register_timeout, **options))
         task = asyncio.ensure_future(tester.run())
         try:
             if how == "master":
@@ -89,6 +91,16 @@ def test_disconnect_through_a_relay_fails_a_meter_that_keeps_its_session() -> No
     report, _ = run("master", meter_type=KeepsConnection)
     verdict, reason = verdicts(report)["disconnect"]
     assert verdict is Verdict.FAIL and "session survived Disconnect" in reason, reason
+
+
+def test_deregister_through_a_relay_fails_a_meter_that_does_not_register_again() -> None:
+    """With --deregister through the master relay the tester waits for the master relay's
+    notification that the target registered again (c1222.md 7.3); this fake network's meter
+    answers OK and never registers again."""
+    report, _ = run("master", cases=dataclasses.replace(CASES, deregister=True),
+                    register_timeout=1.0)
+    verdict, reason = verdicts(report)["deregister"]
+    assert verdict is Verdict.FAIL and "did not register again within 1 s" in reason, reason
 
 
 def test_via_relay_finds_the_relay_title_and_judges_its_answers() -> None:

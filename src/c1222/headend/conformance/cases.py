@@ -193,6 +193,27 @@ class Probe(Protocol):
         """Segments the tester has sent and received so far (transport.endpoint stats)."""
         ...
 
+    @property
+    def registrations(self) -> int:
+        """Registers of the target the tester has seen (as its registrar or, through the
+        master relay's notifications, as a notification host)."""
+        ...
+
+    @property
+    def sees_registrations(self) -> str | None:
+        """How the tester sees the target register (None: it does not)."""
+        ...
+
+    @property
+    def register_timeout(self) -> float:
+        """Seconds to wait for a Register (--register-timeout)."""
+        ...
+
+    async def registered_again(self, after: int, seconds: float) -> Uid | None | bool:
+        """Wait for a Register of the target beyond ``after``: False when none came in time,
+        the target's new AP title when it registered under another, else True."""
+        ...
+
 
 @dataclass(frozen=True)
 class CaseSettings:
@@ -692,6 +713,35 @@ async def _disconnect_via_relay(p: Probe) -> Outcome:
                         f"after it: {after.describe()})")
 
 
+async def _deregister(p: Probe) -> Outcome:
+    """Deregister of the target's own title, sent to the target (through the relays when it is
+    reached through them). A node told so forgets its registration and registers again (c1222.md
+    7.3): as the target's registrar (--listen) or a notification host of the master relay
+    (--master-relay: the master relay tells of the new registration) the tester sees that on
+    the wire and waits for it (--register-timeout), so the device is left registered."""
+    assert p.state.called is not None
+    before = p.registrations
+    seen = await p.ask([DeregisterRequest(p.state.called)], auth=True)
+    early = screen(seen, p.settings)
+    if early is not None:
+        return early
+    if seen.code != OK:
+        return expect_code(seen, OK)
+    how = p.sees_registrations
+    if how is None:
+        return passed(seen, "whether it registers again is not seen (neither --listen nor "
+                            "--master-relay)")
+    wait = p.register_timeout
+    again = await p.registered_again(before, wait)
+    if again is False:
+        return failed(seen, f"Deregister answered OK, but the target did not register again "
+                            f"within {wait:g} s (c1222.md 7.3; seen by {how})")
+    if isinstance(again, Uid):
+        p.state.called = again
+        return passed(seen, f"it registered again as {again} (seen by {how})")
+    return passed(seen, f"it registered again (seen by {how})")
+
+
 def _check_deregister_other(seen: Seen, s: CaseSettings, st: RunState) -> Outcome:
     if seen.code in (OK, ResponseCode.UAT):
         return passed(seen)
@@ -1042,10 +1092,9 @@ CASES: tuple[Case, ...] = (
          "(not registered)", "UAT or OK", auth=True,
          build=lambda s, st: [DeregisterRequest(s.calling_ap_title)],
          check=_simple(_check_deregister_other)),
-    Case("deregister", "Deregister", "Deregister of the target's own title (--deregister)",
-         "OK", needs=("deregister", "called"), auth=True,
-         build=lambda s, st: [DeregisterRequest(st.called)],  # type: ignore[arg-type]
-         check=_simple(_check_ok)),
+    Case("deregister", "Deregister", "Deregister of the target's own title (--deregister); "
+         "then waits for it to register again", "OK, and (with --listen or --master-relay) the "
+         "target registers again", needs=("deregister", "called"), steps=_deregister),
     Case("resolve", "Resolve", "Resolve (0x25) of the target's title (of the relay, when the "
          "target is reached through one), then of a title no node has", "OK with a native "
          "address that decodes (UAT also, from a target asked directly), then UAT; SNS from "
