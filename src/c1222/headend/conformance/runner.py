@@ -319,7 +319,7 @@ class Tester:
                     outcome = untested(None, why)
                 else:
                     outcome = await self._run_case(case, probe)
-                if state.relay_target and outcome.verdict is Verdict.FAIL:
+                if state.relay_target and outcome.verdict is not Verdict.PASS:
                     code = outcome.seen.code if outcome.seen is not None else None
                     why = relay_need_not_serve(case.id, code)
                     if why is not None:
@@ -790,7 +790,10 @@ class _Probe:
                   note: str | None = None) -> Seen:
         settings, cases = self.tester.settings, self.settings
         services = list(services)
-        with_credentials = auth and cases.credentials
+        # A relay's own tables are read without passwords (c1222-network.md "Roles"): against
+        # a relay the reads go without the Security of --password (its Security case still
+        # sends it, and a refusal there is judged by rules.RELAY_NEED_NOT_SERVE).
+        with_credentials = auth and cases.credentials and not self.state.relay_target
         if with_credentials:
             assert cases.password is not None
             services.insert(0, SecurityRequest(cases.password, cases.user_id))
