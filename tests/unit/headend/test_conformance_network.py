@@ -34,7 +34,7 @@ class KeepsConnection(MeterDouble):
 
 
 def run(how: str, tamper: Any = None, meter_type: type[MeterDouble] = MeterDouble,
-        cases: CaseSettings = CASES, register_timeout: float = 10.0
+        cases: CaseSettings = CASES, register_timeout: float = 10.0, others: int = 0
         ) -> tuple[Report, FakeMaster]:
     async def main() -> tuple[Report, FakeMaster]:
         master = await FakeMaster().start()
@@ -44,7 +44,8 @@ def run(how: str, tamper: Any = None, meter_type: type[MeterDouble] = MeterDoubl
         if tamper is not None:
             tamper(master)
         options: dict[str, Any] = (
-            {"master_relay": master.address} if how == "master" else
+            {"master_relay": master.address,
+             "called_ap_title": Uid.parse(METER) if others else None} if how == "master" else
             {"via_relay": master.address, "called_ap_title": Uid.parse(METER)})
         tester = ConformanceTester(Settings(modes=(0,), cases=cases, timeout=3.0,
                                             quiet_timeout=0.5,
@@ -56,6 +57,8 @@ def run(how: str, tamper: Any = None, meter_type: type[MeterDouble] = MeterDoubl
                 while master.registers == 0:  # the tester registered as notification host
                     assert time.monotonic() < deadline and not task.done()
                     await asyncio.sleep(0.02)
+                for n in range(others):  # a large network: the catch-up of other nodes
+                    await master.notify(f"2.16.124.113620.1.22.0.123.7000.{n}")
                 await master.notify(METER)
             return await asyncio.wait_for(task, 60), master
         finally:
@@ -83,6 +86,17 @@ def test_every_case_passes_through_the_master_relay_register_resolve_and_trace_t
     assert master.forwarded > 10  # the meter's cases went through the relay
     assert master.left == ["2.16.124.113620.1.22.0.123.4"]  # it deregistered at the end
     assert "the target's association ended" in got["disconnect"][1], got["disconnect"]
+
+
+def test_the_target_is_found_after_a_flood_of_other_notifications() -> None:
+    """Hostile or merely large: 200 notifications of other nodes before the target's (more
+    than the 64 arrivals the report records) — the Register case of --called-ap-title still
+    finds the target's."""
+    report, _ = run("master", others=200,
+                    cases=dataclasses.replace(CASES, segment_size=None))
+    verdict, reason = verdicts(report)["register"]
+    assert verdict is Verdict.PASS and "notified by the master relay" in reason, reason
+    assert len(report.results[0].exchanges) <= 64
 
 
 def test_disconnect_through_a_relay_fails_a_meter_that_keeps_its_session() -> None:
