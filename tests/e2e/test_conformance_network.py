@@ -154,3 +154,23 @@ def test_a_second_run_is_told_of_the_registered_meter(net: RelayNet, tmp_path: P
     report = json.loads(out.read_text())
     assert status == 0, "\n".join(run.lines)
     assert [r["verdict"] for r in report["cases"]] == ["PASS", "PASS"], report["cases"]
+
+
+def test_the_relay_through_the_master_relay_registers_too(net: RelayNet, tmp_path: Path) -> None:
+    """The relay as the device reached by its title through the master relay, the tester its
+    notification host: the master relay's notification of the relay is its Register (PASS),
+    and it is judged as a relay (--target-role relay): nothing FAILs."""
+    host, port = net.master_address
+    out = tmp_path / "relay-via-master.json"
+    run = Conformance(["--master-relay", f"{host}:{port}", "--called-ap-title", RELAY,
+                       "--target-role", "relay", "--security-mode", "2", "--key",
+                       f"2:{KEY_HEX}", "--password", "PASSWORD", "--register-timeout", "20",
+                       "--timeout", "10", "--json", str(out)])
+    status = run.finish(120)
+    report = json.loads(out.read_text())
+    assert status == 0 and report["summary"]["fail"] == 0, "\n".join(run.lines)
+    by_case = {r["case"]: r for r in report["cases"]}
+    assert by_case["register"]["verdict"] == "PASS", by_case["register"]
+    assert "node type 0x01" in by_case["register"]["reason"]  # RELAY
+    for case in ("identify", "full_read", "logon", "resolve", "trace", "disconnect"):
+        assert by_case[case]["verdict"] == "PASS", by_case[case]

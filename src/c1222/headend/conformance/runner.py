@@ -519,6 +519,11 @@ class Tester:
         reply = self.responder.receive(data, link.id, time.time())
         if reply.data is None:
             return reply.data, reply.close
+        if self.relay_title is None and link is self.master_link and reply.request is not None \
+                and reply.request.calling_ap_title is not None:
+            # The master relay's catch-up can arrive before the answer to our Register is read
+            # (which names it): a request on our own connection to it comes from it.
+            self.relay_title = reply.request.calling_ap_title.absolute()
         if len(self.arrivals) < MAX_ARRIVALS:  # the records; a master relay tells of many
             self.arrivals.append((link, data, reply))
         if _is_registration(reply) and self._is_target(reply):
