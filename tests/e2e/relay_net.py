@@ -23,8 +23,11 @@ class RelayNet:
 
     def __enter__(self) -> RelayNet:
         try:
+            # reg-delay 1 s: a meter whose link dropped (a Disconnect through the relay)
+            # registers again at once, not after up to a minute.
             self.master = self._start(["relay", "--master", "--ap-title", MASTER,
-                                       "--listen", "127.0.0.1:0", *SECURITY])
+                                       "--listen", "127.0.0.1:0", "--reg-delay", "1",
+                                       *SECURITY])
             self.master_address = self.master.address()
             self.relay = self._start(["relay", "--ap-title", RELAY, "--listen", "127.0.0.1:0",
                                       "--upstream", _text(self.master_address), *SECURITY])

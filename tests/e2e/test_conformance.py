@@ -187,6 +187,23 @@ def test_meter_registers_with_the_tester_and_passes_in_mode_1(tmp_path: Path) ->
     judge_pcap(tmp_path / "run.pcap", report, (meter_port, listen[1]), 1)
 
 
+def test_deregistered_meter_registers_again_with_the_tester(tmp_path: Path) -> None:
+    """--deregister with --listen: the meter answers its Deregister OK and registers with the
+    tester again (c1222.md 7.3), which the tester sees on the wire."""
+    tester = Conformance(["--listen", "127.0.0.1:0", "--case", "register,identify,deregister",
+                          "--deregister", "--register-timeout", "20", *outputs(tmp_path)])
+    listen = tester.address()
+    meter = start_meter(tmp_path, 0, "--headend", f"{listen[0]}:{listen[1]}")
+    try:
+        status, report = run_tester(tester, tmp_path)
+    finally:
+        assert meter.stop() == 0
+    assert status == 0, "\n".join(tester.lines)
+    row = next(c for c in report["cases"] if c["case"] == "deregister")
+    assert row["verdict"] == "PASS" and "registered again (seen by a Register to the tester)" \
+        in row["reason"], row
+
+
 def test_meter_passes_in_mode_2_with_listen_and_target(tmp_path: Path) -> None:
     # Both ports chosen first, so the tester listens before the meter starts registering.
     listen = meter_port = free_port()

@@ -858,7 +858,11 @@ class Relay:
                         node.registration_period, node.node_type, node.source,
                         node.connection_type)
         if node.node_type & NodeType.NOTIFICATION_HOST:
-            fresh = node.ap_title not in self.hosts
+            # A new host, or one registering again over another association (restarted, or
+            # a new process under its title, e.g. a conformance run after one that never
+            # deregistered): it may know nothing yet, so it is told of every node again.
+            previous = self.hosts.get(node.ap_title)
+            fresh = previous is None or previous.peer != node.peer
             self.hosts[node.ap_title] = node
             if fresh:
                 for other in list(self.registrar.nodes.values()):  # type: ignore[union-attr]

@@ -26,19 +26,30 @@ CASES = CaseSettings(password=pad_password("PASSWORD"), reader_password=pad_pass
                      segment_size=128)
 
 
-def run(how: str, tamper: Any = None) -> tuple[Report, FakeMaster]:
+class KeepsConnection(MeterDouble):
+    """A wrong meter: answers Disconnect OK and keeps its connection (and session) open."""
+
+    async def _on_request(self, data: bytes, link: Any) -> tuple[bytes | None, bool]:
+        return (await super()._on_request(data, link))[0], False
+
+
+def run(how: str, tamper: Any = None, meter_type: type[MeterDouble] = MeterDouble,
+        cases: CaseSettings = CASES, register_timeout: float = 10.0, others: int = 0
+        ) -> tuple[Report, FakeMaster]:
     async def main() -> tuple[Report, FakeMaster]:
         master = await FakeMaster().start()
-        meter = await MeterDouble(METER).start()
+        meter = await meter_type(METER).start()
         assert master.address is not None and meter.address is not None
         master.routes[METER] = Route(meter.address, path=(RELAY,))
         if tamper is not None:
             tamper(master)
         options: dict[str, Any] = (
-            {"master_relay": master.address} if how == "master" else
+            {"master_relay": master.address,
+             "called_ap_title": Uid.parse(METER) if others else None} if how == "master" else
             {"via_relay": master.address, "called_ap_title": Uid.parse(METER)})
-        tester = ConformanceTester(Settings(modes=(0,), cases=CASES, timeout=3.0, quiet_timeout=0.5,
-                                 register_timeout=10.0, **options))
+        tester = ConformanceTester(Settings(modes=(0,), cases=cases, timeout=3.0,
+                                            quiet_timeout=0.5,
+                                            register_timeout=register_timeout, **options))
         task = asyncio.ensure_future(tester.run())
         try:
             if how == "master":
@@ -46,6 +57,8 @@ def run(how: str, tamper: Any = None) -> tuple[Report, FakeMaster]:
                 while master.registers == 0:  # the tester registered as notification host
                     assert time.monotonic() < deadline and not task.done()
                     await asyncio.sleep(0.02)
+                for n in range(others):  # a large network: the catch-up of other nodes
+                    await master.notify(f"2.16.124.113620.1.22.0.123.7000.{n}")
                 await master.notify(METER)
             return await asyncio.wait_for(task, 60), master
         finally:
@@ -72,6 +85,36 @@ def test_every_case_passes_through_the_master_relay_register_resolve_and_trace_t
     assert "UAT for" in got["trace"][1]
     assert master.forwarded > 10  # the meter's cases went through the relay
     assert master.left == ["2.16.124.113620.1.22.0.123.4"]  # it deregistered at the end
+    assert "the target's association ended" in got["disconnect"][1], got["disconnect"]
+
+
+def test_the_target_is_found_after_a_flood_of_other_notifications() -> None:
+    """Hostile or merely large: 200 notifications of other nodes before the target's (more
+    than the 64 arrivals the report records) — the Register case of --called-ap-title still
+    finds the target's."""
+    report, _ = run("master", others=200,
+                    cases=dataclasses.replace(CASES, segment_size=None))
+    verdict, reason = verdicts(report)["register"]
+    assert verdict is Verdict.PASS and "notified by the master relay" in reason, reason
+    assert len(report.results[0].exchanges) <= 64
+
+
+def test_disconnect_through_a_relay_fails_a_meter_that_keeps_its_session() -> None:
+    """Through a relay the tester cannot see the target close its connection (the relay's):
+    it opens a session, and after the Disconnect a Logoff must be refused, not answered OK."""
+    report, _ = run("master", meter_type=KeepsConnection)
+    verdict, reason = verdicts(report)["disconnect"]
+    assert verdict is Verdict.FAIL and "session survived Disconnect" in reason, reason
+
+
+def test_deregister_through_a_relay_fails_a_meter_that_does_not_register_again() -> None:
+    """With --deregister through the master relay the tester waits for the master relay's
+    notification that the target registered again (c1222.md 7.3); this fake network's meter
+    answers OK and never registers again."""
+    report, _ = run("master", cases=dataclasses.replace(CASES, deregister=True),
+                    register_timeout=1.0)
+    verdict, reason = verdicts(report)["deregister"]
+    assert verdict is Verdict.FAIL and "did not register again within 1 s" in reason, reason
 
 
 def test_via_relay_finds_the_relay_title_and_judges_its_answers() -> None:

@@ -22,6 +22,7 @@ case fails saying so.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -75,6 +76,10 @@ PARTIAL_OFFSET = 2
 PARTIAL_COUNT = 8
 #: Seconds a target has to close the TCP connection after answering Disconnect.
 DISCONNECT_GRACE = 2.0
+#: Logoffs sent after a Disconnect through a relay while the relay answers for a lost link.
+DISCONNECT_TRIES = 8
+#: Answers of a relay that has lost (or not yet re-reached) the target's connection.
+RELAY_LOST = frozenset({ResponseCode.NETR, ResponseCode.NETT, ResponseCode.BSY})
 
 
 # --------------------------------------------------------------------------- what a case sees
@@ -186,6 +191,27 @@ class Probe(Protocol):
 
     def segments(self) -> tuple[int, int]:
         """Segments the tester has sent and received so far (transport.endpoint stats)."""
+        ...
+
+    @property
+    def registrations(self) -> int:
+        """Registers of the target the tester has seen (as its registrar or, through the
+        master relay's notifications, as a notification host)."""
+        ...
+
+    @property
+    def sees_registrations(self) -> str | None:
+        """How the tester sees the target register (None: it does not)."""
+        ...
+
+    @property
+    def register_timeout(self) -> float:
+        """Seconds to wait for a Register (--register-timeout)."""
+        ...
+
+    async def registered_again(self, after: int, seconds: float) -> Uid | None | bool:
+        """Wait for a Register of the target beyond ``after``: False when none came in time,
+        the target's new AP title when it registered under another, else True."""
         ...
 
 
@@ -635,6 +661,8 @@ async def _terminate(p: Probe) -> Outcome:
 
 
 async def _disconnect(p: Probe) -> Outcome:
+    if p.state.via:
+        return await _disconnect_via_relay(p)
     seen = await p.ask([DisconnectRequest()], auth=False, fresh_link=True)
     early = screen(seen, p.settings)
     if early is not None:
@@ -643,11 +671,81 @@ async def _disconnect(p: Probe) -> Outcome:
         return expect_code(seen, OK)
     if p.state.transport != "tcp":
         return passed(seen)
-    if p.state.via:  # the target closes its connection to the relay; ours is the relay's
-        return passed(seen, "through the relay (the target's own connection is the relay's)")
     if not await p.link_closes(DISCONNECT_GRACE):
         return failed(seen, "the connection stayed open after Disconnect")
     return passed(seen, "the target closed the connection")
+
+
+async def _disconnect_via_relay(p: Probe) -> Outcome:
+    """Through a relay the target's connection is the relay's, not the tester's (which carries
+    other traffic and stays open): what the tester can see is the OK and that the target's
+    association ended with it — a Logon session opened before is gone, so a Logoff after the
+    Disconnect is refused (ISSS), or the relay has lost the connection (NETR, NETT)."""
+    st = p.state
+    logon = await p.ask([LogonRequest(p.settings.user_id, LOGON_USER, LOGON_IDLE)],
+                        fresh_link=True, note="a session the Disconnect must end")
+    if logon.code == OK:
+        st.session = True
+    seen = await p.ask([DisconnectRequest()])
+    early = screen(seen, p.settings)
+    if early is not None:
+        return early
+    if seen.code != OK:
+        return expect_code(seen, OK)
+    if logon.code != OK:
+        return passed(seen, "through the relay; whether the association ended is not seen "
+                            f"(Logon before it: {logon.describe()})")
+    for _ in range(DISCONNECT_TRIES):
+        after = await p.ask([LogoffRequest()], note="the target's association must be gone")
+        if after.code is None:
+            return failed(after, "no answer to a Logoff after the Disconnect, through the "
+                                 f"relay ({after.describe()})")
+        if after.code == OK:
+            return failed(after, "the target's session survived Disconnect (a Logoff after "
+                                 "it, through the relay, got OK)")
+        if after.code not in RELAY_LOST:
+            st.session = False
+            return passed(seen, "through the relay: the target's association ended (a "
+                                f"Logoff after it: {after.describe()})")
+        await asyncio.sleep(DISCONNECT_GRACE / DISCONNECT_TRIES)  # the relay reconnecting
+    st.session = False
+    return passed(seen, "through the relay: the relay lost the target's connection (a Logoff "
+                        f"after it: {after.describe()})")
+
+
+async def _deregister(p: Probe) -> Outcome:
+    """Deregister of the target's own title, sent to the target (through the relays when it is
+    reached through them). A node told so forgets its registration and registers again (c1222.md
+    7.3): as the target's registrar (--listen) or a notification host of the master relay
+    (--master-relay: the master relay tells of the new registration) the tester sees that on
+    the wire and waits for it (--register-timeout), so the device is left registered."""
+    assert p.state.called is not None
+    before = p.registrations
+    seen = await p.ask([DeregisterRequest(p.state.called)], auth=True)
+    early = screen(seen, p.settings)
+    if early is not None:
+        return early
+    if seen.code != OK:
+        return expect_code(seen, OK)
+    how = p.sees_registrations
+    if how is None:
+        return passed(seen, "whether it registers again is not seen (neither --listen nor "
+                            "--master-relay)")
+    wait = p.register_timeout
+    again = await p.registered_again(before, wait)
+    if again is False:
+        return failed(seen, f"Deregister answered OK, but the target did not register again "
+                            f"within {wait:g} s (c1222.md 7.3; seen by {how})")
+    if isinstance(again, Uid):
+        p.state.called = again
+        return passed(seen, f"it registered again as {again} (seen by {how})")
+    return passed(seen, f"it registered again (seen by {how})")
+
+
+def _unregistered_title(s: CaseSettings) -> Uid:
+    """A title no node has: not the tester's own, which may be a head-end's registered with a
+    master relay behind the target (a relay forwards Deregister to it)."""
+    return Uid(s.calling_ap_title.absolute().arcs + (65_000,))
 
 
 def _check_deregister_other(seen: Seen, s: CaseSettings, st: RunState) -> Outcome:
@@ -905,6 +1003,12 @@ async def _oversized(p: Probe) -> Outcome:
     if not isinstance(after.answer, IdentifyResponse) or after.code != OK:
         return failed(after, f"Identify after the oversized request: {after.describe()}"
                              + (f" ({after.error})" if after.error else ""))
+    who = seen.apdu.calling_ap_title if seen.apdu is not None and not seen.silent else None
+    called = st.called
+    if who is not None and called is not None and who.absolute() != called.absolute():
+        # A relay on the path could not take it (its reassembly limit): the right answer too.
+        return passed(seen, f"refused on the path by {who.absolute()}; Identify still "
+                            "answered after it")
     return passed(seen, "Identify still answered after it")
 
 
@@ -990,14 +1094,13 @@ CASES: tuple[Case, ...] = (
          "reassembled and its MAC verified by the target; a segmented answer reassembled and "
          "verified by the tester); SGNP: not supported", needs=("segment_size", "table0"),
          auth=True, steps=_segmentation),
-    Case("deregister_other", "Deregister", "Deregister (0x24) of the tester's own title "
-         "(not registered)", "UAT or OK", auth=True,
-         build=lambda s, st: [DeregisterRequest(s.calling_ap_title)],
+    Case("deregister_other", "Deregister", "Deregister (0x24) of a title no node has (the "
+         "tester's with one more arc, .65000)", "UAT or OK", auth=True,
+         build=lambda s, st: [DeregisterRequest(_unregistered_title(s))],
          check=_simple(_check_deregister_other)),
-    Case("deregister", "Deregister", "Deregister of the target's own title (--deregister)",
-         "OK", needs=("deregister", "called"), auth=True,
-         build=lambda s, st: [DeregisterRequest(st.called)],  # type: ignore[arg-type]
-         check=_simple(_check_ok)),
+    Case("deregister", "Deregister", "Deregister of the target's own title (--deregister); "
+         "then waits for it to register again", "OK, and (with --listen or --master-relay) the "
+         "target registers again", needs=("deregister", "called"), steps=_deregister),
     Case("resolve", "Resolve", "Resolve (0x25) of the target's title (of the relay, when the "
          "target is reached through one), then of a title no node has", "OK with a native "
          "address that decodes (UAT also, from a target asked directly), then UAT; SNS from "
@@ -1007,7 +1110,8 @@ CASES: tuple[Case, ...] = (
          "relay titles (UAT also, from a target asked directly), then UAT; SNS from an end "
          "device: not supported", needs=("called",), steps=_trace),
     Case("disconnect", "Disconnect", "Disconnect (0x22) on a connection of its own, last",
-         "OK, then the target closes the TCP connection", steps=_disconnect),
+         "OK, then the target closes the TCP connection (through a relay: a session opened "
+         "before is gone)", steps=_disconnect),
 )
 
 #: The Register case runs once per run (the target registers with the tester, --listen).

@@ -77,9 +77,11 @@ def violations(request: Apdu, response: Apdu) -> list[str]:
         out.append(f"called AP title {_title(response.called_ap_title)} is not the request's "
                    f"calling AP title {_title(ours)}")
     theirs = request.called_ap_title
-    # A UAT refusal comes from a node that is not the title we called: it names itself.
-    uat = bool(services) and all(s.response_code == ResponseCode.UAT for s in services)
-    if theirs is not None and not uat and (
+    # A UAT refusal comes from a node that is not the title we called, and so may a refusal
+    # by a relay on the path (RQTL, NETR, NETT, SGNP, SGERR: design-16 7, c1222-network.md):
+    # the refusing node names itself.
+    by_path = bool(services) and all(s.response_code in PATH_REFUSALS for s in services)
+    if theirs is not None and not by_path and (
             response.calling_ap_title is None
             or response.calling_ap_title.absolute() != theirs.absolute()):
         out.append(f"calling AP title {_title(response.calling_ap_title)} is not the request's "
@@ -99,6 +101,11 @@ def violations(request: Apdu, response: Apdu) -> list[str]:
         if isinstance(s, ReadResponse) and not s.table_data.checksum_ok:
             out.append("the table data of a read response has a wrong checksum")
     return out
+
+
+#: Refusals a node on the path may give in the called node's stead, naming itself.
+PATH_REFUSALS = frozenset({ResponseCode.UAT, ResponseCode.RQTL, ResponseCode.NETR,
+                           ResponseCode.NETT, ResponseCode.SGNP, ResponseCode.SGERR})
 
 
 def _security_reason(data: bytes, request: Apdu, keys: KeyTable) -> str:

@@ -209,6 +209,8 @@ class Tester:
         self.catches: dict[int, asyncio.Future[bytes]] = {}
         self.arrivals: list[tuple[Link, bytes, Reply]] = []
         self.registration: tuple[Link, bytes, Reply] | None = None
+        self.registrations = 0  # Registers of the target seen (notifications included)
+        self.reregistered_as: Uid | None = None  # its new title, when it took another
         self._arrived: asyncio.Event | None = None
         self.links: dict[tuple[int, str], Link] = {}
         self.target: Address | None = settings.target or settings.relay
@@ -317,7 +319,7 @@ class Tester:
                     outcome = untested(None, why)
                 else:
                     outcome = await self._run_case(case, probe)
-                if state.relay_target and outcome.verdict is Verdict.FAIL:
+                if state.relay_target and outcome.verdict is not Verdict.PASS:
                     code = outcome.seen.code if outcome.seen is not None else None
                     why = relay_need_not_serve(case.id, code)
                     if why is not None:
@@ -515,14 +517,56 @@ class Tester:
                 catch.set_result(data)
                 return None, False
         reply = self.responder.receive(data, link.id, time.time())
-        if reply.data is not None and len(self.arrivals) < MAX_ARRIVALS:
+        if reply.data is None:
+            return reply.data, reply.close
+        if self.relay_title is None and link is self.master_link and reply.request is not None \
+                and reply.request.calling_ap_title is not None:
+            # The master relay's catch-up can arrive before the answer to our Register is read
+            # (which names it): a request on our own connection to it comes from it.
+            self.relay_title = reply.request.calling_ap_title.absolute()
+        if len(self.arrivals) < MAX_ARRIVALS:  # the records; a master relay tells of many
             self.arrivals.append((link, data, reply))
-            if self.registration is None and _is_registration(reply) and \
-                    self._is_target(reply):
+        if _is_registration(reply) and self._is_target(reply):
+            if self.registration is None:
                 self.registration = (link, data, reply)
-            assert self._arrived is not None
-            self._arrived.set()
+            self.registrations += 1  # the deregister case waits for the next one
+        elif self.registration is not None and _is_registration(reply) and \
+                self._same_device(reply):
+            self.registrations += 1  # registered again under a new title (c1222.md 7.3)
+            self.reregistered_as = _register_request(reply).ap_title.absolute()
+        assert self._arrived is not None
+        self._arrived.set()
         return reply.data, reply.close
+
+    def _same_device(self, reply: Reply) -> bool:
+        """A Register (or the master relay's notification of one) of the target's serial
+        number under another title: a node that forgot its title after a Deregister."""
+        if self.settings.master_relay is not None and not self._from_master(reply):
+            return False
+        assert self.registration is not None
+        first = _register_request(self.registration[2])
+        return _register_request(reply).serial_number == first.serial_number
+
+    def _from_master(self, reply: Reply) -> bool:
+        assert reply.request is not None
+        calling = reply.request.calling_ap_title
+        return calling is not None and self.relay_title is not None and \
+            calling.absolute() == self.relay_title.absolute()
+
+    async def registered_again(self, after: int, seconds: float) -> bool:
+        """Whether the target registers (again) beyond ``after`` registrations in time."""
+        assert self._arrived is not None
+        deadline = time.monotonic() + seconds
+        while self.registrations <= after:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._arrived.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)
+        if self.reregistered_as is not None:
+            self.called = self.reregistered_as  # the next modes reach it by its new title
+        return True
 
     async def _wait_registration(self) -> None:
         assert self._arrived is not None
@@ -553,6 +597,11 @@ class Tester:
                 _, data, reply = self.arrivals[0]
                 return failed(None, "the target's request was refused: "
                                     + _refusal(data, reply, self.title))
+            if self.settings.master_relay is not None:
+                named = f"of {self.called} " if self.called is not None else "of an end device "
+                return failed(None, f"no notification {named}from the master relay "
+                                    f"{self.relay_title} within {wait:g} s (is the target "
+                                    "registered with it?)")
             listen = self.listening or ("?", 0)
             return failed(None, f"no Register within {wait:g} s (point the target at "
                                 f"{listen[0]}:{listen[1]} as its registrar)")
@@ -746,7 +795,10 @@ class _Probe:
                   note: str | None = None) -> Seen:
         settings, cases = self.tester.settings, self.settings
         services = list(services)
-        with_credentials = auth and cases.credentials
+        # A relay's own tables are read without passwords (c1222-network.md "Roles"): against
+        # a relay the reads go without the Security of --password (its Security case still
+        # sends it, and a refusal there is judged by rules.RELAY_NEED_NOT_SERVE).
+        with_credentials = auth and cases.credentials and not self.state.relay_target
         if with_credentials:
             assert cases.password is not None
             services.insert(0, SecurityRequest(cases.password, cases.user_id))
@@ -847,6 +899,26 @@ class _Probe:
         stats = self.tester.endpoint.stats
         return stats["segments_sent"], stats["segments_received"]
 
+    @property
+    def registrations(self) -> int:
+        return self.tester.registrations
+
+    @property
+    def sees_registrations(self) -> str | None:
+        s = self.tester.settings
+        if s.master_relay is not None:
+            return f"the master relay's notification ({self.tester.relay_title})"
+        return "a Register to the tester" if s.listen is not None else None
+
+    @property
+    def register_timeout(self) -> float:
+        return self.tester.settings.register_timeout
+
+    async def registered_again(self, after: int, seconds: float) -> Uid | None | bool:
+        if not await self.tester.registered_again(after, seconds):
+            return False
+        return self.tester.reregistered_as or True
+
     async def link_closes(self, seconds: float) -> bool:
         link = self.tester.links.get(self.links_key)
         deadline = time.monotonic() + seconds
@@ -870,6 +942,11 @@ def _result(case: Case, state: RunState, outcome: Outcome, records: list[Exchang
     response = outcome.seen.describe() if outcome.seen is not None else "-"
     return CaseResult(case.id, case.service, state.mode, state.transport, verdict, reason,
                       response, duration, records)
+
+
+def _register_request(reply: Reply) -> RegisterRequest:
+    assert reply.request is not None
+    return next(s for s in reply.request.epsem.services if isinstance(s, RegisterRequest))
 
 
 def _is_registration(reply: Reply) -> bool:
