@@ -23,7 +23,14 @@ import logging
 from typing import Any
 
 from .storage import AsyncStorage
-from .stream import DUPLICATE_WINDOW, NatsTarget, encode_message, message_id, subject_for
+from .stream import (
+    DUPLICATE_WINDOW,
+    NatsTarget,
+    connect_stream,
+    encode_message,
+    message_id,
+    subject_for,
+)
 
 __all__ = ["Publisher"]
 
@@ -153,33 +160,8 @@ class Publisher:
                                 self.max_outbox)
 
     async def _connect(self) -> None:
-        import nats
-        from nats.js.errors import BadRequestError
-
-        async def quiet(exc: Exception) -> None:
-            """nats-py logs every error with a traceback; we say it once, as a WARNING."""
-
-        # We reconnect ourselves (with the outbox kept), so nats-py does not.
-        # (max_reconnect_attempts=0 would retry the first connect for ever)
-        nc = await nats.connect(self.target.servers, connect_timeout=2, allow_reconnect=False,
-                                max_reconnect_attempts=1, reconnect_time_wait=0.1,
-                                error_cb=quiet)
-        try:
-            js = nc.jetstream(timeout=ACK_TIMEOUT)
-            try:
-                await js.add_stream(name=self.target.stream, subjects=[self.target.subjects],
-                                    duplicate_window=self.duplicate_window)
-            except BadRequestError:
-                # The stream exists with another configuration (an operator's limits): use it
-                # as it is, provided it holds our subjects.
-                info = await js.stream_info(self.target.stream)
-                if self.target.subjects not in (info.config.subjects or []):
-                    raise RuntimeError(f"stream {self.target.stream} exists without subjects "
-                                       f"{self.target.subjects}") from None
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await nc.close()
-            raise
+        nc, js = await connect_stream(self.target, duplicate_window=self.duplicate_window,
+                                      timeout=ACK_TIMEOUT)
         self._nc, self._js = nc, js
         self.stats["connects"] += 1
 

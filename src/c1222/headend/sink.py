@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .storage import AsyncStorage, Reading
-from .stream import DUPLICATE_WINDOW, BadMessage, NatsTarget, decode_message
+from .stream import BadMessage, NatsTarget, connect_stream, decode_message
 
 __all__ = ["Sink", "SinkConfig"]
 
@@ -63,22 +63,10 @@ class Sink:
         await self._connect()
 
     async def _connect(self) -> None:
-        import nats
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import BadRequestError
 
-        async def quiet(exc: Exception) -> None:
-            """nats-py logs every error with a traceback; the loop below says it once."""
-
-        # (max_reconnect_attempts=0 would retry the first connect for ever)
-        nc = await nats.connect(self.target.servers, connect_timeout=2, allow_reconnect=False,
-                                max_reconnect_attempts=1, reconnect_time_wait=0.1,
-                                error_cb=quiet)
+        nc, js = await connect_stream(self.target)
         try:
-            js = nc.jetstream()
-            with contextlib.suppress(BadRequestError):  # exists already: use it as it is
-                await js.add_stream(name=self.target.stream, subjects=[self.target.subjects],
-                                    duplicate_window=DUPLICATE_WINDOW)
             self._sub = await js.pull_subscribe(
                 self.target.subjects, durable=self.config.durable, stream=self.target.stream,
                 config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT,

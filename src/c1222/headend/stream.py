@@ -13,11 +13,13 @@ within the stream's duplicate window is stored by JetStream once. The body is co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from c1222.errors import ConfigurationError
@@ -25,8 +27,8 @@ from c1222.errors import ConfigurationError
 from .storage import KINDS, Reading
 from .storage.records import _check_ap_title
 
-__all__ = ["BadMessage", "NatsTarget", "decode_message", "encode_message", "message_id",
-           "parse_nats_url", "subject_for"]
+__all__ = ["BadMessage", "NatsTarget", "connect_stream", "decode_message", "encode_message",
+           "message_id", "parse_nats_url", "subject_for"]
 
 DEFAULT_STREAM = "C1222_READINGS"
 DEFAULT_PREFIX = "c1222.readings"
@@ -102,6 +104,39 @@ def _redact(url: str) -> str:
     from .storage import redact_url
 
     return redact_url(url)
+
+
+async def connect_stream(target: NatsTarget, *, duplicate_window: float = DUPLICATE_WINDOW,
+                         timeout: float = 5.0) -> tuple[Any, Any]:
+    """A NATS connection and its JetStream context, the readings stream made when missing (the
+    publisher and the sink both start this way). A stream that exists with another
+    configuration (an operator's limits) is used as it is, provided it holds our subjects.
+    The caller closes the connection; nothing is left open when this raises."""
+    import nats
+    from nats.js.errors import BadRequestError
+
+    async def quiet(exc: Exception) -> None:
+        """nats-py logs every error with a traceback; the callers say it once, as a WARNING."""
+
+    # The callers reconnect themselves (the publisher keeps its outbox), so nats-py does not
+    # (max_reconnect_attempts=0 would retry the first connect for ever).
+    nc = await nats.connect(target.servers, connect_timeout=2, allow_reconnect=False,
+                            max_reconnect_attempts=1, reconnect_time_wait=0.1, error_cb=quiet)
+    try:
+        js = nc.jetstream(timeout=timeout)
+        try:
+            await js.add_stream(name=target.stream, subjects=[target.subjects],
+                                duplicate_window=duplicate_window)
+        except BadRequestError:
+            info = await js.stream_info(target.stream)
+            if target.subjects not in (info.config.subjects or []):
+                raise RuntimeError(f"stream {target.stream} exists without subjects "
+                                   f"{target.subjects}") from None
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise
+    return nc, js
 
 
 def subject_for(prefix: str, ap_title: str) -> str:
