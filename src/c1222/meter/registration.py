@@ -130,6 +130,9 @@ class Registration:
         trouble = Trouble(log, WARN_EVERY)
         await self._delay()
         while True:
+            # Cleared before the Register goes out, not after its answer: a Deregister that
+            # arrives between the answer and _hold must still end this registration.
+            self.meter.deregistered.clear()
             try:
                 self.response = await self.register_once()
             except (C1222Error, OSError) as exc:
@@ -183,7 +186,6 @@ class Registration:
         connection closes, or the head-end deregisters us."""
         deregistered = self.meter.deregistered
         assert deregistered is not None
-        deregistered.clear()
         speed = self.meter.config.speed
         due = None
         if period > 0:

@@ -69,3 +69,44 @@ def test_each_failure_is_explained(error: Exception, kind: str, words: str) -> N
     assert explained[0] == kind and words in explained[1], explained
     if kind == "security":
         assert "mode 2, key id 2" in explained[1]
+
+
+def test_a_deregister_just_after_the_register_answer_is_not_lost() -> None:
+    # The head-end may deregister a meter the moment it has answered its Register; the meter
+    # must then register again at once, not hold the registration for its whole period.
+    import asyncio
+    import contextlib
+    import random
+    from types import SimpleNamespace
+
+    from c1222.meter.registration import Registration
+
+    async def scenario() -> int:
+        meter = SimpleNamespace(deregistered=asyncio.Event(), reg_delay=0,
+                                config=SimpleNamespace(speed=1.0, relay=None,
+                                                       headend=("127.0.0.1", 9)))
+        reg = Registration.__new__(Registration)
+        reg.meter, reg.via_relay, reg.rng = meter, False, random.Random(1)
+        reg.registered = asyncio.Event()
+        reg.client = SimpleNamespace(link=SimpleNamespace(closed=False))
+        calls = 0
+
+        async def register_once() -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                meter.deregistered.set()  # arrives with the answer, before the hold begins
+            return SimpleNamespace(reg_period=3600)
+
+        reg.register_once = register_once  # type: ignore[method-assign]
+        task = asyncio.ensure_future(reg.run())
+        for _ in range(100):  # up to 5 s: the old code held for the period (55 minutes)
+            await asyncio.sleep(0.05)
+            if calls >= 2:
+                break
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return calls
+
+    assert asyncio.run(scenario()) >= 2
