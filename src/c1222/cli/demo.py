@@ -192,8 +192,10 @@ def demo(out: Path, speed: float, display_http: Address, console_http: Address) 
         relay_at = f"{r.group(1)}:{r.group(2)}"
         d = display.wait_for(ADDRESS)
         # The meter keeps its own title (the display's meter), registered through the relay.
+        # Told the master relay's title, its first Register is addressed to it: a secured
+        # message without a called title cannot be verified by Wireshark (c1222.md 5.2).
         meter = Part("meter", ["meter", "--listen", "127.0.0.1:0", "--ap-title", METER_TITLE,
-                               "--relay", relay_at,
+                               "--relay", relay_at, "--master-ap-title", MASTER_RELAY_TITLE,
                                "--ihd", f"{d.group(1)}:{d.group(2)}",
                                "--state-dir", str(out / "meter"), "--speed", repr(speed),
                                "--pcap", str(out / "meter.pcap"), *key])

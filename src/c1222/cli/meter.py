@@ -31,6 +31,9 @@ def _options(**values: Any) -> dict[str, Any]:
 @click.option("--relay", type=AddressType(),
               help="HOST:PORT of a C12.22 relay to register through (instead of --headend); "
                    "without --ap-title the master relay assigns the title")
+@click.option("--master-ap-title", type=AP_TITLE,
+              help="with --relay: the master relay's AP title, when known (the first Register "
+                   "is addressed to it; else to no title until the master answers)")
 @click.option("--ihd", type=AddressType(1155),
               help="HOST:PORT of the in-home display to feed every second")
 @click.option("--ihd-ap-title", type=AP_TITLE,

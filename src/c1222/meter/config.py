@@ -77,6 +77,10 @@ class MeterConfig:
     relay: Address | None = None
     #: With ``relay``: register with the empty title (0D 00) and take the one assigned.
     request_title: bool = False
+    #: With ``relay``: the master relay's title when known in advance, the called title of the
+    #: first Register (else none until a Register answer names it; Wireshark cannot verify a
+    #: secured message without a called title: c1222.md 5.2).
+    master_ap_title: str | None = None
     ihd: Address | None = None
     ihd_ap_title: str | None = None
     state_dir: Path | None = None
@@ -113,6 +117,8 @@ class MeterConfig:
     def validate(self) -> MeterConfig:
         _check_title("ap_title", self.ap_title)
         _check_title("headend_ap_title", self.headend_ap_title)
+        if self.master_ap_title is not None:
+            _check_title("master_ap_title", self.master_ap_title)
         if self.ihd_ap_title is not None:
             _check_title("ihd_ap_title", self.ihd_ap_title)
         if not self.serial_number or not self.serial_number.isascii():

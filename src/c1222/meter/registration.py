@@ -71,7 +71,8 @@ class Registration:
         self.headend_title = Uid.parse(config.headend_ap_title)
         self.via_relay = config.relay is not None
         #: The master relay's title, from its Register response (None until then).
-        self.master_title: Uid | None = None
+        self.master_title: Uid | None = (Uid.parse(config.master_ap_title)
+                                         if config.master_ap_title else None)
         self.requester = Requester(meter.ap_title, TimeIvSource(meter.wall), keys=config.keys,
                                    security_mode=config.security_mode, key_id=config.key_id)
         self.client = Client(self.requester, meter.endpoint, clock=meter.wall)
