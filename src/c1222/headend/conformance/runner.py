@@ -89,6 +89,8 @@ log = logging.getLogger("c1222.conformance")
 
 DEFAULT_TESTER_TITLE = "2.16.124.113620.1.22.0.123.4"
 #: Requests the tester answers while it listens; a chatty target cannot grow the record.
+#: Titles of other nodes' registrations remembered (to tell them from the target's new one).
+MAX_TITLES_SEEN = 65536
 MAX_ARRIVALS = 64
 #: Invocation-id sizes (bytes) the tester tries, largest first, when --invocation-id-size is
 #: not given: a January-2008-draft device answers 4-byte ids in March-2006 form (draft.py).
@@ -211,6 +213,9 @@ class Tester:
         self.registration: tuple[Link, bytes, Reply] | None = None
         self.registrations = 0  # Registers of the target seen (notifications included)
         self.reregistered_as: Uid | None = None  # its new title, when it took another
+        # Titles other nodes registered under (bounded): one of them registering again is
+        # another device, however its serial number reads, never the target under a new title.
+        self.titles_seen: set[str] = set()
         self._arrived: asyncio.Event | None = None
         self.links: dict[tuple[int, str], Link] = {}
         self.target: Address | None = settings.target or settings.relay
@@ -534,6 +539,8 @@ class Tester:
                 self._same_device(reply):
             self.registrations += 1  # registered again under a new title (c1222.md 7.3)
             self.reregistered_as = _register_request(reply).ap_title.absolute()
+        if _is_registration(reply) and len(self.titles_seen) < MAX_TITLES_SEEN:
+            self.titles_seen.add(str(_register_request(reply).ap_title.absolute()))
         assert self._arrived is not None
         self._arrived.set()
         return reply.data, reply.close
@@ -545,7 +552,9 @@ class Tester:
             return False
         assert self.registration is not None
         first = _register_request(self.registration[2])
-        return _register_request(reply).serial_number == first.serial_number
+        request = _register_request(reply)
+        return (request.serial_number == first.serial_number
+                and str(request.ap_title.absolute()) not in self.titles_seen)
 
     def _from_master(self, reply: Reply) -> bool:
         assert reply.request is not None
