@@ -173,3 +173,34 @@ def test_bad_relay_options_are_one_line_usage_errors() -> None:
         result = CliRunner().invoke(cli, ["conformance", *args])
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output and says in result.output, (args, result.output)
+
+
+def test_a_neighbour_with_the_same_serial_is_not_taken_for_the_target_registering_again(
+        ) -> None:
+    """Simulated meters may share a serial number (this fake master gives every node the
+    same). After the Deregister, a node the tester saw registered before registers again: that
+    is another device, not the target under a new title, so the case still FAILs when the
+    target itself never registers again."""
+    neighbour = "2.16.124.113620.1.22.0.123.7000.0"
+    told: list[asyncio.Task[Any]] = []
+
+    class TellsOfTheNeighbour(MeterDouble):
+        master: FakeMaster | None = None
+
+        async def _on_request(self, data: bytes, link: Any) -> tuple[bytes | None, bool]:
+            reply = self.responder.receive(data, link.id, time.time())
+            if reply.request is not None and self.master is not None and any(
+                    type(s).__name__ == "DeregisterRequest"
+                    for s in reply.request.epsem.services):
+                told.append(asyncio.ensure_future(self.master.notify(neighbour)))
+            return reply.data, reply.close
+
+    def tamper(master: FakeMaster) -> None:
+        TellsOfTheNeighbour.master = master
+
+    report, _ = run("master", tamper=tamper, meter_type=TellsOfTheNeighbour, others=1,
+                    cases=dataclasses.replace(CASES, deregister=True, segment_size=None),
+                    register_timeout=2.0)
+    assert told, "the fake network never saw the Deregister"
+    verdict, reason = verdicts(report)["deregister"]
+    assert verdict is Verdict.FAIL and "did not register again" in reason, reason
