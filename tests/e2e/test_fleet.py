@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from c1222.session.responder import Responder, ResponderConfig
 from c1222.transport.client import Client, responses
 from c1222.transport.endpoint import Endpoint, Link
 from tests.e2e.procs import Running
+from tests.e2e.test_conformance import free_port
 
 HEADEND = "2.16.124.113620.1.22.0.123.4"
 FIRST = "2.16.124.113620.1.22.0.123.100000"
@@ -223,19 +223,6 @@ class HeadEndDouble:
         asyncio.run_coroutine_threadsafe(self.endpoint.close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
-
-
-def free_port() -> int:
-    for _ in range(50):
-        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port")
 
 
 @pytest.fixture(params=["refuses", "closes"])

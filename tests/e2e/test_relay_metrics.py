@@ -14,25 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from c1222.codec.services import ErrorResponse, FullReadRequest, ReadResponse
 from c1222.codes import ResponseCode
 from tests.e2e.procs import Running
 from tests.e2e.test_cli_errors import assert_usage_error, run
+from tests.e2e.test_headend_metrics import Samples, scrape
 from tests.e2e.test_meter_network import free_port
 from tests.e2e.test_relay import BASE, BRANCH, MASTER, R1, REGISTERED, Caller, Net, where
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(web: str) -> Samples:
-    answer = httpx.get(f"{web}/metrics", timeout=10)
-    assert answer.status_code == 200
-    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(answer.text) for s in family.samples}
-
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     key = (name, tuple(sorted(labels.items())))
