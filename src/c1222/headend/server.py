@@ -32,6 +32,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -197,11 +198,23 @@ class HeadEndConfig:
     max_apdu_size: int = DEFAULT_MAX_APDU_SIZE
     # Every stored reading also on this NATS JetStream stream (docs/storage.md, "Scaling out").
     publish: Any = None  # a c1222.headend.stream.NatsTarget
+    # Collection sharded over head-end workers: this process collects the titles whose shard
+    # (a stable hash of the title) is shard_index of shard_count.
+    shard_index: int = 0
+    shard_count: int = 1
 
     def __post_init__(self) -> None:
         for name in ("max_table_bytes", "max_lp_blocks", "max_history_entries"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name}: at least 1")
+        if not 0 <= self.shard_index < self.shard_count:
+            raise ConfigurationError("shard_index: 0 .. shard_count - 1")
+
+
+def shard_of(ap_title: str, count: int) -> int:
+    """The worker (0 .. count - 1) that collects ``ap_title``: CRC-32 of the absolute dotted
+    title, stable across processes and restarts (Python's hash() is salted per process)."""
+    return zlib.crc32(ap_title.encode()) % count
 
 
 def _iso(when: float | None) -> str | None:
@@ -531,6 +544,11 @@ class HeadEnd:
             link = await self.endpoint.connect(host, port, transport, self.config.timeout)
             node.peer = link.id
         return link
+
+    def owns(self, ap_title: str) -> bool:
+        """Whether this process collects ``ap_title`` (all titles unless sharded)."""
+        config = self.config
+        return config.shard_count == 1 or shard_of(ap_title, config.shard_count) == config.shard_index
 
     def node(self, ap_title: str) -> Node:
         key = str(Uid.parse(ap_title).absolute())
@@ -1020,7 +1038,7 @@ class HeadEnd:
                 del last_logs[gone]  # forgotten by retention: keep no state per past title
             # relays and hosts the master relay told us of have no meter tables to read
             meters = [title for title, node in self.registrar.nodes.items()
-                      if not (node.node_type & NOT_METERS
+                      if self.owns(title) and not (node.node_type & NOT_METERS
                               and not node.node_type & NodeType.END_DEVICE)]
             busy = self._collecting.keys() & set(meters)
             self.metrics.interval(due=len(meters), skipped=len(busy))
