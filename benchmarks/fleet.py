@@ -19,6 +19,16 @@ plot of how the cost grows with N follows the table (matplotlib is not installed
 
     .venv/bin/python benchmarks/fleet.py [--meters 1000,5000,10000] [--interval 60]
                                          [--intervals 2] [--timeout 900]
+
+**The matrix** (``--headend-workers 1,2``): for each size and each W, ``c1222 headend
+--workers W`` (W = 1: one process) over PostgreSQL (a schema of the run's own, dropped after;
+``--pg`` or C1222_TEST_POSTGRES, else 127.0.0.1:5432/test) and ``c1222 fleet``, both started
+as a user would. Every worker's /metrics is scraped each second (benchmarks/_metrics.py); the
+intervals are each worker's own, from the first that began after every meter registered,
+summed over the workers (due, read, failed, skipped); exchange p50/p99 from the head-end's
+message log; CPU and memory of the head-end's and the fleet's process trees. Its own section
+of BENCHMARKS.md, with the echo floor measured in the same run and a text plot (matplotlib is
+not installed).
 """
 
 from __future__ import annotations
@@ -303,10 +313,10 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     results: list[Result] = []
-    missing = ["`c1222 headend --workers 2` (the head-end has no workers yet: 1 head-end "
-               "process only)", "kill -9 of a head-end worker, PostgreSQL and JetStream "
-               "counts (other branches)", "1,000 meters through the shaped WAN and a relay "
-               "(the relay and network branches are not merged)"]
+    missing = ["head-end workers (this section is one in-process head-end over SQLite: "
+               "`--headend-workers 1,2` measures `c1222 headend --workers`, its own section)",
+               "kill -9 of a head-end worker (tests/e2e/test_headend_workers.py)",
+               "the shaped WAN and a relay (benchmarks/network.py --part fleet)"]
     default, transports = "tcp", {}
     for item in args.transport.split(","):
         size, _, kind = item.rpartition("=")
