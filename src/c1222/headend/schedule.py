@@ -302,13 +302,16 @@ class Scheduler:
     ``meters()``: the titles to read (evaluated at each interval's start and rescan);
     ``wanted(title)``: whether a title is still to be read; ``read(title, logs)``: one read,
     returning its failure (None on success) and raising nothing but CancelledError;
-    ``on_interval(stats)``: called as each interval begins."""
+    ``on_interval(stats)``: called as each interval begins; ``version()``: a number that
+    changes when the meters may have (a registration): the rescan for meters to slot in is
+    skipped while it stays the same (with 10,000 meters a rescan walks them all)."""
 
     def __init__(self, plan: Plan, *, meters: Callable[[], list[str]],
                  wanted: Callable[[str], bool], read: Read, concurrency: int,
                  on_interval: Callable[[IntervalStats], None] = lambda _stats: None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, rescan: float = RESCAN) -> None:
+                 wall: Callable[[], float] = time.time, rescan: float = RESCAN,
+                 version: Callable[[], int] | None = None) -> None:
         if concurrency < 1:
             raise ValueError("concurrency: at least 1")
         self.plan = plan
@@ -320,6 +323,7 @@ class Scheduler:
         self.clock = clock
         self.wall = wall
         self.rescan = min(rescan, plan.interval / 4)
+        self.version = version
         self.running: dict[asyncio.Task[BaseException | None], Entry] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -332,16 +336,21 @@ class Scheduler:
         plan = self.plan
         next_begin = self.clock()
         next_scan = next_begin + self.rescan
+        seen = None
         while not self._stopping:
             now = self.clock()
             if now >= next_begin:
+                seen = self.version() if self.version is not None else None
                 self.on_interval(plan.begin(now, self.wall(), self.meters()))
                 # a stalled loop skips the intervals it missed rather than running them all
                 next_begin += plan.interval * max(1, int((now - next_begin) // plan.interval)
                                                   + 1)
                 next_scan = now + self.rescan
             elif now >= next_scan:
-                plan.scan(now, self.meters())
+                version = self.version() if self.version is not None else None
+                if version is None or version != seen:
+                    seen = version
+                    plan.scan(now, self.meters())
                 next_scan = now + self.rescan
             free = self.concurrency - len(self.running)
             for entry in plan.take(now, free, self.wanted) if free > 0 else ():

@@ -214,6 +214,8 @@ class HeadEndConfig:
                      "max_parallel", "collect_attempts", "collect_history"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name}: at least 1")
+        if not self.collect_interval > 0:  # (NaN too)
+            raise ConfigurationError("collect_interval: more than 0 seconds")
         if not 0 <= self.shard_index < self.shard_count:
             raise ConfigurationError("shard_index: 0 .. shard_count - 1")
 
@@ -349,6 +351,7 @@ class HeadEnd:
         self._context: dict[str, dict[int, bytes]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending_writes: set[asyncio.Task[Any]] = set()
+        self._registrations = 0
         self.scheduler = Scheduler(
             Plan(config.collect_interval, attempts=config.collect_attempts,
                  log_interval=config.log_interval, history=config.collect_history,
@@ -356,6 +359,7 @@ class HeadEnd:
             meters=self._meters, wanted=self._wanted, concurrency=config.max_parallel,
             # looked up at each read, so a benchmark or test can wrap _collect_one
             read=lambda title, logs: self._collect_one(title, logs),
+            version=lambda: self._registrations,
         )
         self._status: dict[str, ReadStatus] = {}
         self._decoder: ProcessPoolExecutor | None = None  # started at the first decode
@@ -457,6 +461,7 @@ class HeadEnd:
         return reply.data, reply.close
 
     def _registered(self, node: Node) -> None:
+        self._registrations += 1  # the collector slots new meters in (Scheduler.version)
         now = dt.datetime.now(dt.timezone.utc)
         via = node.extra.get("via")
         record = NodeRecord(

@@ -261,3 +261,45 @@ def test_the_scheduler_bounds_concurrency_reads_each_meter_once_and_retrieves_al
     assert later.skipped == 1  # the silent meter's read still running
     assert attempts[meters[2]] == 1
     assert set(COUNTS) <= set(first.to_json())
+
+
+def test_a_meter_that_registers_mid_interval_is_read_in_it_when_its_slot_is_ahead() -> None:
+    late_slot = [t for t in TITLES if 2.4 < phase(t, 3.0) < 2.6]
+    first, second = late_slot[:2]
+    meters: list[str] = []
+    version = 0
+    reads: list[tuple[str, int]] = []
+
+    async def main() -> Plan:
+        nonlocal version
+        plan = Plan(3.0)
+        scheduler = Scheduler(
+            plan, meters=lambda: list(meters), wanted=ALL, concurrency=4,
+            read=lambda t, logs: _note(t), version=lambda: version)
+
+        async def _note(title: str) -> None:
+            assert plan.current is not None
+            reads.append((title, plan.current.number))
+
+        scheduler.read = lambda t, logs: _note(t)
+        task = asyncio.create_task(scheduler.run())
+        await asyncio.sleep(0.1)
+        meters.append(first)
+        version += 1  # a registration: the next rescan (within 0.75 s) slots it in
+        for _ in range(100):
+            if plan.current is not None and plan.current.due == 1:
+                break
+            await asyncio.sleep(0.02)
+        meters.append(second)  # no registration counted: not looked for until interval 2
+        for _ in range(200):
+            if len(plan.history) >= 2 and plan.history[1].read == 2:
+                break
+            await asyncio.sleep(0.05)
+        await scheduler.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return plan
+
+    plan = asyncio.run(main())
+    assert (first, 1) in reads and (second, 1) not in reads and (second, 2) in reads
+    assert plan.history[0].due == 1 and plan.history[1].due == 2
