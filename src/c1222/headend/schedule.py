@@ -339,19 +339,22 @@ class Scheduler:
         seen = None
         while not self._stopping:
             now = self.clock()
-            if now >= next_begin:
-                seen = self.version() if self.version is not None else None
-                self.on_interval(plan.begin(now, self.wall(), self.meters()))
-                # a stalled loop skips the intervals it missed rather than running them all
-                next_begin += plan.interval * max(1, int((now - next_begin) // plan.interval)
-                                                  + 1)
-                next_scan = now + self.rescan
-            elif now >= next_scan:
-                version = self.version() if self.version is not None else None
-                if version is None or version != seen:
-                    seen = version
-                    plan.scan(now, self.meters())
-                next_scan = now + self.rescan
+            try:
+                if now >= next_begin:
+                    # a stalled loop skips the intervals it missed rather than run them all
+                    next_begin += plan.interval * (int((now - next_begin) // plan.interval)
+                                                   + 1)
+                    next_scan = now + self.rescan
+                    seen = self.version() if self.version is not None else None
+                    self.on_interval(plan.begin(now, self.wall(), self.meters()))
+                elif now >= next_scan:
+                    next_scan = now + self.rescan
+                    version = self.version() if self.version is not None else None
+                    if version is None or version != seen:
+                        seen = version
+                        plan.scan(now, self.meters())
+            except Exception:  # a bug in a callback: say so, and keep collecting
+                log.exception("the collector's schedule failed to plan")
             free = self.concurrency - len(self.running)
             for entry in plan.take(now, free, self.wanted) if free > 0 else ():
                 task = asyncio.create_task(self.read(entry.ap_title, entry.logs))
