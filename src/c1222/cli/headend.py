@@ -46,6 +46,12 @@ MIN_COLLECT_INTERVAL = 0.1
               show_default=True, help="seconds between reads of each meter's present values")
 @click.option("--log-interval", type=seconds(zero=True), default=60.0, show_default=True,
               help="seconds between reads of load profile and event log (0: never)")
+@click.option("--collect-concurrency", type=click.IntRange(1, 4096), default=64,
+              show_default=True, help="meters read at once (the reads are spread over each "
+              "interval; docs/headend.md, Collecting)")
+@click.option("--collect-attempts", type=click.IntRange(1, 10), default=3, show_default=True,
+              help="attempts per meter per interval: a time-out or unreachable meter is "
+              "tried again after a back-off, within its interval")
 @click.option("--max-table-bytes", type=click.IntRange(1), default=1 << 20, show_default=True,
               help="bytes the collector reads from one table of a meter per collection")
 @click.option("--max-lp-blocks", type=click.IntRange(1), default=1024, show_default=True,
@@ -90,7 +96,8 @@ MIN_COLLECT_INTERVAL = 0.1
 @click.option("-v", "--verbose", count=True, help="-v: log every stored reading (acknowledged)")
 def headend(listen: Address, db: str, http: Address, ap_title: str, security_mode: int,
             keys: tuple[str, ...], key_id: int | None, user_id: int, password: str,
-            collect_interval: float, log_interval: float, max_table_bytes: int,
+            collect_interval: float, log_interval: float, collect_concurrency: int,
+            collect_attempts: int, max_table_bytes: int,
             max_lp_blocks: int, max_history_entries: int, reg_period: int, pcap: str | None,
             message_retention: float, max_messages: int, node_retention: float,
             prune_interval: float, max_nodes: int, max_registrations_per_address: int,
@@ -116,6 +123,7 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
             keys=table, security_mode=security_mode, key_id=key_id,
             user_id=user_id, password=password, collect_interval=collect_interval,
             log_interval=log_interval, reg_period=reg_period, pcap=pcap,
+            max_parallel=collect_concurrency, collect_attempts=collect_attempts,
             max_table_bytes=max_table_bytes, max_lp_blocks=max_lp_blocks,
             max_history_entries=max_history_entries,
             retention=Retention(message_age=message_retention, max_messages=max_messages,
