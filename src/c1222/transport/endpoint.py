@@ -235,14 +235,18 @@ class Endpoint:
 
     # ------------------------------------------------------------------ listening
 
-    async def listen(self, host: str = "127.0.0.1", port: int = C1222_PORT) -> Address:
-        """Listen on TCP and UDP ``host:port`` (port 0: one free port for both)."""
+    async def listen(self, host: str = "127.0.0.1", port: int = C1222_PORT, *,
+                     reuse_port: bool = False) -> Address:
+        """Listen on TCP and UDP ``host:port`` (port 0: one free port for both).
+
+        ``reuse_port``: SO_REUSEPORT on both, so that several processes share the port and
+        the kernel spreads connections and datagram flows over them (head-end workers)."""
         for _ in range(20):
             server = await asyncio.start_server(self._accept, host, port,
-                                                reuse_address=True)
+                                                reuse_address=True, reuse_port=reuse_port or None)
             bound = server.sockets[0].getsockname()[:2]
             try:
-                await self._open_udp((host, bound[1]))
+                await self._open_udp((host, bound[1]), reuse_port=reuse_port)
             except OSError:
                 server.close()
                 if port:
@@ -253,11 +257,13 @@ class Endpoint:
             return self.address
         raise ConfigurationError(f"no port free for both TCP and UDP on {host}")
 
-    async def _open_udp(self, local: Address | None, remote: Address | None = None) -> None:
+    async def _open_udp(self, local: Address | None, remote: Address | None = None, *,
+                        reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if local and ":" in local[0] else 0
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self), local_addr=local, remote_addr=remote, family=family)
+            lambda: _Datagrams(self), local_addr=local, remote_addr=remote, family=family,
+            reuse_port=reuse_port or None)
         # The kernel's default receive buffer (~208 KiB) holds ~160 datagrams of a secured
         # request: a burst is dropped there long before udp_queue fills. Ask for room for the
         # queue (the kernel caps it at net.core.rmem_max).
