@@ -410,8 +410,9 @@ class HeadEnd:
 
         A registration newer than ours (another worker's, or a move) replaces ours; a
         deregistration after our registration drops the node; a node storage no longer has
-        (retention on worker 0) is dropped once its registration here is not fresh (its own
-        write may still be on the way)."""
+        (retention, which runs on worker 0 alone) is dropped as retention would drop it here:
+        once its registration here expired too (a fresh one may still be on its way to storage,
+        or came after the pass)."""
         nodes = self.registrar.nodes
         stored = set()
         for record in records:
