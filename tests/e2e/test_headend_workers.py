@@ -151,3 +151,25 @@ def test_bad_workers_options_are_one_line_errors(tmp_path: Path, args: list[str]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_worker_console_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    from c1222.cli.params import bind_problem
+
+    with socket.socket() as held:  # port P + 1, worker 1's console; P itself free
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        if taken < 1025 or bind_problem(("127.0.0.1", taken - 1), udp=False):
+            pytest.skip("no free port below the held one this time")
+        done = subprocess.run([*C1222, "headend", "--workers", "2", "--listen", "127.0.0.1:0",
+                               "--http", f"127.0.0.1:{taken - 1}",
+                               "--db", "postgresql://u@127.0.0.1:1/x"],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2, done
+    assert done.stderr.strip() == (
+        "c1222 headend: error: Invalid value for '--http': worker 1's console: "
+        f"port {taken} is in use (on 127.0.0.1); pick another or stop what holds it"), done

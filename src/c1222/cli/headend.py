@@ -14,7 +14,7 @@ from c1222.cli.lifecycle import run_until_interrupted
 from c1222.cli.params import (
     AP_TITLE, APDU_SIZE, APDU_SIZE_HELP, KEY, KEY_ID, PASSWORD, SECURITY_MODE, SEGMENT_SIZE,
     SEGMENT_SIZE_HELP, USER_ID, AddressType, DatabaseUrlType, NatsUrlType, OutputFile,
-    check_keys, key_table, listening_socket, seconds,
+    bind_problem, check_keys, key_table, listening_socket, seconds,
 )
 from c1222.limits import DEFAULT_MAX_APDU_SIZE
 from c1222.errors import ConfigurationError
@@ -154,7 +154,7 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
         supervisor = Supervisor(_headend_args(invoked_args()), workers, listen, http, ap_title)
         asyncio.run(run_until_interrupted("headend", supervisor.start, supervisor.stop))
         return
-    shard = {}
+    shard: dict[str, Any] = {}
     if worker is not None:
         index, count, port = worker
         listen = (listen[0], port)
@@ -194,6 +194,11 @@ def _check_workers(workers: int, db: str, http: Address, master_relay: Address |
     if http[1] and http[1] + workers - 1 > 65535:
         raise click.BadParameter(f"worker i serves on --http port + i: {http[1]} + "
                                  f"{workers - 1} is over 65535", param_hint="'--workers'")
+    for index in range(1, workers if http[1] else 0):  # the option checked port + 0
+        problem = bind_problem((http[0], http[1] + index), udp=False)
+        if problem:
+            raise click.BadParameter(f"worker {index}'s console: {problem}",
+                                     param_hint="'--http'")
     if master_relay is not None:
         raise click.BadParameter("not with --master-relay (one notification host per "
                                  "AP title: run one process)", param_hint="'--workers'")

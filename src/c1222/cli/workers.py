@@ -53,6 +53,7 @@ class Worker:
     console: str = ""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     output: list[str] = field(default_factory=list)  # the latest lines, for an error report
+    readers: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def worker_argv(args: Sequence[str], index: int, count: int, listen: Address,
@@ -123,15 +124,19 @@ class Supervisor:
         worker.ready.clear()
         worker.proc = await asyncio.create_subprocess_exec(
             *worker.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=None,  # log lines go straight to ours (one write per line: not torn)
+            stderr=asyncio.subprocess.PIPE,
             # Own session: a Ctrl-C at the terminal reaches the supervisor only, which then
             # stops each worker once (a second signal would make a worker exit at once).
             start_new_session=True, preexec_fn=_die_with_parent,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         worker.started = time.monotonic()
-        self._tasks.append(asyncio.create_task(self._read(worker, worker.proc)))
+        worker.readers = [asyncio.create_task(self._read(worker, worker.proc)),
+                          asyncio.create_task(self._read_log(worker, worker.proc))]
+        self._tasks += worker.readers
 
     async def _read(self, worker: Worker, proc: asyncio.subprocess.Process) -> None:
+        """The worker's stdout: its ready lines (the supervisor prints its own), the rest
+        passed on with the worker's number."""
         assert proc.stdout is not None
         while line := await proc.stdout.readline():
             text = line.decode(errors="replace").rstrip("\n")
@@ -141,6 +146,14 @@ class Supervisor:
                 worker.ready.set()
             elif worker.ready.is_set() or not _READY.search(text):
                 click.echo(f"worker {worker.index}: {text}")
+
+    async def _read_log(self, worker: Worker, proc: asyncio.subprocess.Process) -> None:
+        """The worker's stderr (its log and errors) to ours, line by line with its number."""
+        assert proc.stderr is not None
+        while line := await proc.stderr.readline():
+            text = line.decode(errors="replace").rstrip("\n")
+            worker.output = [*worker.output[-40:], text]
+            click.echo(f"worker {worker.index}: {text}", err=True)
 
     async def start(self) -> list[str]:
         port, self._hold = reserve_port(self.listen)
@@ -168,14 +181,18 @@ class Supervisor:
         waiting.cancel()
         exited.cancel()
         if not worker.ready.is_set():
+            if exited in done:  # its last words
+                await asyncio.wait(worker.readers, timeout=5)
             await self.stop()
-            await asyncio.sleep(0.1)  # its last lines
-            why = next((line for line in reversed(worker.output) if "error" in line),
-                       "\n".join(worker.output[-5:]) or "no output")
-            raise click.ClickException(
-                f"worker {worker.index} did not start: {why.strip()}"
-                if exited in done else f"worker {worker.index} did not start in "
-                f"{START_TIMEOUT:.0f} s")
+            # its one-line error, as `c1222 headend` alone would have said it
+            why = next((line.split(": error: ", 1)[1] for line in reversed(worker.output)
+                        if ": error: " in line), None)
+            status = worker.proc.returncode
+            message = (f"worker {worker.index} did not start: {why or f'exit status {status}'}"
+                       if exited in done else
+                       f"worker {worker.index} did not start in {START_TIMEOUT:.0f} s")
+            # a usage error of the worker (a port taken since the check): the same status, 2
+            raise click.UsageError(message) if status == 2 else click.ClickException(message)
 
     async def _watch(self) -> None:
         """Restart each worker that ends while the supervisor is not stopping."""
