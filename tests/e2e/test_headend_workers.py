@@ -125,6 +125,51 @@ def test_kill_9_of_a_worker_loses_and_duplicates_nothing(stream: str, pg_base: s
                 conn.execute(f'DROP SCHEMA IF EXISTS "{db.split("=")[-1]}" CASCADE')
 
 
+def test_meters_on_udp_are_read_by_the_worker_that_owns_them(pg_base: str) -> None:
+    """Over UDP one fleet socket's datagrams all reach one worker (the kernel hashes the
+    flow); the other worker's requests go from a socket of its own, so their answers come
+    back to it: every meter is read, by its owner, and no read times out."""
+    import httpx
+
+    tag = uuid.uuid4().hex[:8]
+    db = f"{pg_base}?schema=c1222_wku_{tag}"
+    headend = Running(["headend", "--workers", "2", "--listen", "127.0.0.1:0",
+                       "--http", "127.0.0.1:0", "--db", db, "--collect-interval", "1",
+                       "--log-interval", "0", "--max-registrations-per-address", "0"])
+    fleet = None
+    try:
+        host, port = headend.address(90)
+        consoles = [m.group(1) for line in headend.lines
+                    if (m := re.search(r"worker \d pid \d+ console at http (\S+)", line))]
+        fleet = Running(["fleet", "--meters", "40", "--transport", "udp",
+                         "--headend", f"{host}:{port}"])
+        fleet.wait_for(r"all 40 meters registered", 90)
+        wait_until(lambda: len(latest(db)) == 40, "every meter read", timeout=90, proc=headend)
+
+        def outcomes() -> list[dict[str, float]]:
+            out = []
+            for console in consoles:
+                text = httpx.get(f"http://{console}/metrics", timeout=30).text
+                out.append({m.group(1): float(m.group(2)) for m in re.finditer(
+                    r'^c1222_headend_reads_total\{code="[^"]*",outcome="([^"]+)"\} (\S+)',
+                    text, re.M)})
+            return out
+
+        wait_until(lambda: all(o.get("ok", 0) >= 40 for o in outcomes()),
+                   "both workers reading", timeout=90, proc=headend)
+        assert all(o.get("timeout", 0) == 0 for o in outcomes()), outcomes()
+        assert fleet.stop() == 0
+        assert headend.stop() == 0
+    finally:
+        for proc in (fleet, headend):
+            if proc is not None and proc.proc.poll() is None:
+                proc.kill()
+        import psycopg
+
+        with psycopg.connect(pg_base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "c1222_wku_{tag}" CASCADE')
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--workers", "2", "--db", "sqlite:///x.db"], "need a postgresql:// --db"),
     (["--workers", "0"], "'--workers'"),

@@ -585,6 +585,9 @@ class HeadEnd:
                                      f"{node.extra['via']}, and no --master-relay is set")
             return self.master_link.current_link()
         link = self.endpoint.find_link(node.peer) if node.peer is not None else None
+        if link is not None and self.config.reuse_port and link.transport == "udp" \
+                and link.accepted:
+            link = None  # answers to the shared port may reach another worker: ask from ours
         if link is None:
             try:  # the peer wrote this address: never make the head-end look a name up for it
                 host, port = decode_native_address(node.native_address)  # IP literals only
