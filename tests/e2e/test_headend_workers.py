@@ -126,9 +126,11 @@ def test_kill_9_of_a_worker_loses_and_duplicates_nothing(stream: str, pg_base: s
 
 
 def test_meters_on_udp_are_read_by_the_worker_that_owns_them(pg_base: str) -> None:
-    """Over UDP one fleet socket's datagrams all reach one worker (the kernel hashes the
-    flow); the other worker's requests go from a socket of its own, so their answers come
-    back to it: every meter is read, by its owner, and no read times out."""
+    """Over UDP the registrations from the fleet's one socket all reach one worker (the
+    kernel hashes the flow); each worker still reads the meters it owns, from a link of its
+    own at their native address (never the shared port's flow, whose answers could reach the
+    other worker; tests/unit/transport/test_endpoint_reuse_port.py for UDP requests), and no
+    read times out."""
     import httpx
 
     tag = uuid.uuid4().hex[:8]
