@@ -420,12 +420,15 @@ class HeadEnd:
             stored.add(title)
             mine = nodes.get(title)
             if record.state == "registered":
-                theirs = _node_from_record(record)
-                if mine is None or (theirs.registered_at > mine.registered_at + 1 and (
-                        theirs.native_address, theirs.extra.get("via"))
-                        != (mine.native_address, mine.extra.get("via"))):
-                    nodes[title] = theirs
-                    self._context.pop(title, None)
+                if mine is None:
+                    nodes[title] = _node_from_record(record)
+                elif record.registered_at is not None \
+                        and record.registered_at.timestamp() > mine.registered_at + 1:
+                    theirs = _node_from_record(record)  # only then: 10,000 nodes a pass
+                    if (theirs.native_address, theirs.extra.get("via")) \
+                            != (mine.native_address, mine.extra.get("via")):
+                        nodes[title] = theirs
+                        self._context.pop(title, None)
             elif mine is not None and record.last_seen is not None \
                     and record.last_seen.timestamp() > mine.registered_at + 1:
                 self.registrar.forget([title])
