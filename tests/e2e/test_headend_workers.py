@@ -53,6 +53,14 @@ def all_readings(db: str) -> list[tuple]:  # type: ignore[type-arg]
     return sorted(query(db, "SELECT ap_title, kind, time, name, value FROM readings"))
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie has ended)."""
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
 def test_kill_9_of_a_worker_loses_and_duplicates_nothing(stream: str, pg_base: str) -> None:
     tag = uuid.uuid4().hex[:8]
     headend_db = f"{pg_base}?schema=c1222_wk_{tag}"
@@ -84,6 +92,7 @@ def test_kill_9_of_a_worker_loses_and_duplicates_nothing(stream: str, pg_base: s
         killed = time.time()
         restarted = headend.wait_for(r"worker 1 restarted: pid (\d+)", 90)
         assert int(restarted.group(1)) != pids[1]
+        pids[1] = int(restarted.group(1))
         ready = time.time()
         # Each of its meters is read again within two intervals of the new worker's start
         # (the issue's bound; the meter's clock has whole seconds, hence the second's slack).
@@ -98,6 +107,7 @@ def test_kill_9_of_a_worker_loses_and_duplicates_nothing(stream: str, pg_base: s
 
         assert fleet.stop() == 0
         assert headend.stop() == 0  # each worker sends its outbox before it ends
+        assert not any(alive(pid) for pid in pids.values())
         stored = all_readings(headend_db)
         keys = {(t, kind, when, name) for t, kind, when, name, _ in stored}
         assert len(stored) == len(keys)  # PostgreSQL: each natural key once
@@ -161,7 +171,12 @@ def test_meters_on_udp_are_read_by_the_worker_that_owns_them(pg_base: str) -> No
                    "both workers reading", timeout=90, proc=headend)
         assert all(o.get("timeout", 0) == 0 for o in outcomes()), outcomes()
         assert fleet.stop() == 0
-        assert headend.stop() == 0
+        # kill -9 of the supervisor: no worker outlives it holding the port
+        workers = [int(m.group(1)) for line in headend.lines
+                   if (m := re.search(r"worker \d pid (\d+)", line))]
+        headend.kill()
+        wait_until(lambda: not any(alive(pid) for pid in workers), "the workers ending",
+                   timeout=60)
     finally:
         for proc in (fleet, headend):
             if proc is not None and proc.proc.poll() is None:

@@ -247,6 +247,12 @@ class Supervisor:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for worker in self.workers:  # one being restarted just as the stop came
+            proc = worker.proc
+            if proc is not None and proc.returncode is None and proc not in running:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
         hold = getattr(self, "_hold", None)
         if hold is not None:
             hold.close()
