@@ -208,6 +208,11 @@ class HeadEndConfig:
     # (a stable hash of the title) is shard_index of shard_count.
     shard_index: int = 0
     shard_count: int = 1
+    # Head-end workers (docs/headend.md, "Workers"): share the C12.22 port with the other
+    # workers (SO_REUSEPORT), and every node_sync_interval seconds take into the registry
+    # the nodes that registered with another worker (0: never; one process alone).
+    reuse_port: bool = False
+    node_sync_interval: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("max_table_bytes", "max_lp_blocks", "max_history_entries",
@@ -391,14 +396,64 @@ class HeadEnd:
             await self.publisher.start()
         for node in await self.storage.list_nodes("registered"):
             self.registrar.nodes[node.ap_title] = _node_from_record(node)
-        self.address = await self.endpoint.listen(*self.config.listen)
+        self.address = await self.endpoint.listen(*self.config.listen,
+                                                  reuse_port=self.config.reuse_port)
         self._tasks.append(asyncio.create_task(self.scheduler.run()))
         if self.master_link is not None:
             self._tasks.append(asyncio.create_task(self.master_link.run()))
         self._tasks.append(asyncio.create_task(self._log_writer()))
-        self._tasks.append(asyncio.create_task(
-            retention_loop(self.storage, self.config.retention, self._forget_nodes)))
+        if self.config.shard_index == 0:  # one retention pass for all workers, not N racing
+            self._tasks.append(asyncio.create_task(
+                retention_loop(self.storage, self.config.retention, self._forget_nodes)))
+        if self.config.node_sync_interval > 0:
+            self._tasks.append(asyncio.create_task(self._node_sync()))
         return self.address
+
+    async def _node_sync(self) -> None:
+        """Workers: follow the registrations other workers stored, so that this one collects
+        the meters it owns wherever they registered, and its API lists every node."""
+        while True:
+            await asyncio.sleep(self.config.node_sync_interval)
+            try:
+                assert self.storage is not None
+                records = await self.storage.list_nodes()
+            except C1222Error as exc:
+                log.warning("node sync failed: %s", exc)
+                continue
+            self.sync_nodes(records, time.time())
+
+    def sync_nodes(self, records: Sequence[NodeRecord], now: float) -> None:
+        """Bring the registry in line with storage (every node, as ``list_nodes`` gives them).
+
+        A registration newer than ours (another worker's, or a move) replaces ours; a
+        deregistration after our registration drops the node; a node storage no longer has
+        (retention, which runs on worker 0 alone) is dropped as retention would drop it here:
+        once its registration here expired too (a fresh one may still be on its way to storage,
+        or came after the pass)."""
+        nodes = self.registrar.nodes
+        stored = set()
+        for record in records:
+            title = record.ap_title
+            stored.add(title)
+            mine = nodes.get(title)
+            if record.state == "registered":
+                if mine is None:
+                    nodes[title] = _node_from_record(record)
+                elif record.registered_at is not None \
+                        and record.registered_at.timestamp() > mine.registered_at + 1:
+                    theirs = _node_from_record(record)  # only then: 10,000 nodes a pass
+                    if (theirs.native_address, theirs.extra.get("via")) \
+                            != (mine.native_address, mine.extra.get("via")):
+                        nodes[title] = theirs
+                        self._context.pop(title, None)
+            elif mine is not None and record.last_seen is not None \
+                    and record.last_seen.timestamp() > mine.registered_at + 1:
+                self.registrar.forget([title])
+                self._context.pop(title, None)
+                self._status.pop(title, None)
+        gone = [t for t, n in nodes.items() if t not in stored and n.registered_at < now - 60]
+        if gone:
+            self._forget_nodes(gone)
 
     async def stop(self) -> None:
         self._stopping = True  # the reads cancelled now did not time out
@@ -552,6 +607,9 @@ class HeadEnd:
                                      f"{node.extra['via']}, and no --master-relay is set")
             return self.master_link.current_link()
         link = self.endpoint.find_link(node.peer) if node.peer is not None else None
+        if link is not None and self.config.reuse_port and link.transport == "udp" \
+                and link.accepted:
+            link = None  # answers to the shared port may reach another worker: ask from ours
         if link is None:
             try:  # the peer wrote this address: never make the head-end look a name up for it
                 host, port = decode_native_address(node.native_address)  # IP literals only
