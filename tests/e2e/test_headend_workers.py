@@ -102,6 +102,9 @@ def test_kill_9_of_a_worker_loses_and_duplicates_nothing(stream: str, pg_base: s
         late = {t: again[t].timestamp() - ready for t in victims
                 if again[t].timestamp() > ready + 2 * INTERVAL + 1}
         assert not late, f"read later than two intervals after the restart: {late}"
+        print(f"worker 1 restarted {ready - killed:.1f} s after the kill; its meters read "
+              f"again at most {max(again[t].timestamp() for t in victims) - ready:.1f} s "
+              "after that (meter clock, whole seconds)")
         # Worker 0's meters were read on through the kill.
         assert all(again[t] > before[t] for t in set(titles) - victims)
 
