@@ -157,7 +157,8 @@ def main() -> None:
     echo = echo_floor()
     lines = [machine(), "",
              f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
-             f"{load:.1f} at the start (the machine is shared); PostgreSQL on the same machine; "
+             f"{load:.1f} at the start and {os.getloadavg()[0]:.1f} at the end (the machine is "
+             "shared with other work); PostgreSQL on the same machine; "
              f"{args.meters:,} meters (`c1222 fleet`, one process) read flat out "
              f"(`--collect-interval 0.1`) for {args.seconds:.0f} s.", "",
              "| head-end | reads/s | failed | head-end CPU per read | head-end CPU "
@@ -172,7 +173,12 @@ def main() -> None:
     lines += ["", f"Echo floor, same run: a plain asyncio echo server answers {echo[0]:,.0f} "
               f"requests/s at 8 connections (p50 {echo[1]:.2f} ms, p99 {echo[2]:.2f} ms). A "
               "read is 4 request-response exchanges (Security and 3 table reads) plus its "
-              "store in PostgreSQL.", ""]
+              "store in PostgreSQL.", "",
+              "Read it with the head-end CPU column: a worker count helps only while the "
+              "head-end is CPU-bound and a core is free for the second worker; with a load "
+              "average above the 2 cores the head-end gets a fraction of a core either way, "
+              "and one process's storage calls (one PostgreSQL connection, each reading "
+              "committed before it is acknowledged) bound it before its CPU does.", ""]
     print("\n".join(lines))
     if not args.no_write:
         write_section("Head-end workers: 1 and 2 processes (benchmarks/workers.py)", lines)

@@ -102,6 +102,9 @@ def test_kill_9_of_a_worker_loses_and_duplicates_nothing(stream: str, pg_base: s
         late = {t: again[t].timestamp() - ready for t in victims
                 if again[t].timestamp() > ready + 2 * INTERVAL + 1}
         assert not late, f"read later than two intervals after the restart: {late}"
+        print(f"worker 1 restarted {ready - killed:.1f} s after the kill; its meters read "
+              f"again at most {max(again[t].timestamp() for t in victims) - ready:.1f} s "
+              "after that (meter clock, whole seconds)")
         # Worker 0's meters were read on through the kill.
         assert all(again[t] > before[t] for t in set(titles) - victims)
 
@@ -170,6 +173,15 @@ def test_meters_on_udp_are_read_by_the_worker_that_owns_them(pg_base: str) -> No
         wait_until(lambda: all(o.get("ok", 0) >= 40 for o in outcomes()),
                    "both workers reading", timeout=90, proc=headend)
         assert all(o.get("timeout", 0) == 0 for o in outcomes()), outcomes()
+        # Every worker's API lists every node and reads any of them (a meter registered
+        # with the other worker: through storage and its native address).
+        for console in consoles:
+            nodes = httpx.get(f"http://{console}/api/nodes", timeout=30).json()
+            assert len({n["ap_title"] for n in nodes}) == 40
+            for title in (f"{TITLE_BASE}.{FIRST}", f"{TITLE_BASE}.{FIRST + 1}"):
+                read = httpx.post(f"http://{console}/api/nodes/{title}/services/read",
+                                  json={"table": 1}, timeout=60).json()
+                assert read["error"] is None and read["response_codes"][-1] == "ok", read
         assert fleet.stop() == 0
         # kill -9 of the supervisor: no worker outlives it holding the port
         workers = [int(m.group(1)) for line in headend.lines
