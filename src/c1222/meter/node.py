@@ -47,8 +47,11 @@ log = logging.getLogger("c1222.meter")
 EVENT_CONTROL_POINT_CHANGED = 49
 #: Real seconds between state saves while running (and at every event).
 SAVE_INTERVAL = 1.0
-#: Simulated seconds measured per scheduler step at most, so serving never starves.
-MAX_SECONDS_PER_STEP = 2000
+#: Simulated seconds measured per scheduler step at most, so serving never starves: about
+#: 0.3 s of a free core (1.1 ms a simulated second). A meter that cannot keep up with its
+#: --speed (a loaded machine) falls behind its clock instead of leaving requests, registration
+#: answers and Ctrl-C unserved for seconds (2,000 a step did, at --speed 600 under load).
+MAX_SECONDS_PER_STEP = 250
 
 
 def utc(t: float) -> TimeDate:
