@@ -130,7 +130,7 @@ async def _credentials(request: Request) -> Credentials:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if kind == "application/x-www-form-urlencoded":
-            form = parse_qs(raw.decode("utf-8"), max_num_fields=10, strict_parsing=False)
+            form = parse_qs(raw.decode("utf-8"), max_num_fields=10, errors="strict")
             data: Any = {k: v[0] for k, v in form.items() if k in ("username", "password")}
         else:
             data = json.loads(raw)
