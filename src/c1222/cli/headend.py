@@ -16,7 +16,7 @@ from c1222.cli.params import (
     check_keys, key_table, listening_socket, seconds,
 )
 from c1222.limits import DEFAULT_MAX_APDU_SIZE
-from c1222.errors import ConfigurationError
+from c1222.errors import C1222Error, ConfigurationError
 from c1222.transport.endpoint import Address
 
 #: Shortest --collect-interval: each registered meter is read this often at most (a smaller or
@@ -183,7 +183,7 @@ async def _run(node: Any, web: tuple[str, int]) -> None:
             raise
         try:
             password = await app.state.auth.ready()
-        except ConfigurationError as exc:
+        except C1222Error as exc:  # a bad C1222_HEADEND_ADMIN_TOKEN, or the database failed
             web_socket.close()
             await node.stop()
             raise click.ClickException(str(exc)) from None

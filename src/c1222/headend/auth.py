@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from c1222.errors import ConfigurationError
-from c1222.headend.storage import ROLES, AuditRecord, UserRecord
+from c1222.headend.storage import ROLES, AuditRecord, StorageError, UserRecord
 
 from fastapi import Request  # at run time: FastAPI reads the guard's signature
 
@@ -304,9 +304,7 @@ class Auth:
             password = None
             if await storage.count_users() == 0:
                 password = new_password()
-                digest = await self.hash(password)
-                if not await storage.add_user(UserRecord(FIRST_ADMIN, "admin", digest,
-                                                         dt.datetime.now(dt.timezone.utc))):
+                if not await self._add(storage, FIRST_ADMIN, password):
                     password = None  # another head-end on this database made it first
             await self._provision_token(storage)
             self._ready = True
@@ -324,14 +322,28 @@ class Auth:
             return
         user = await storage.get_user(FIRST_ADMIN)
         if user is None:
-            await storage.add_user(UserRecord(FIRST_ADMIN, "admin",
-                                              await self.hash(new_password()),
-                                              dt.datetime.now(dt.timezone.utc)))
+            await self._add(storage, FIRST_ADMIN, new_password())
         elif user.role != "admin":
             raise ConfigurationError(f"{ADMIN_TOKEN_ENV}: account {FIRST_ADMIN!r} is not an "
                                      "admin")
-        await storage.add_token(FIRST_ADMIN, digest, ADMIN_TOKEN_ENV,
-                                dt.datetime.now(dt.timezone.utc))
+        try:
+            await storage.add_token(FIRST_ADMIN, digest, ADMIN_TOKEN_ENV,
+                                    dt.datetime.now(dt.timezone.utc))
+        except StorageError:  # another head-end on this database added it meanwhile
+            if await storage.token_user(digest) is None:
+                raise
+
+    async def _add(self, storage: Any, name: str, password: str) -> bool:
+        """Add an admin; False when the name exists (also when another head-end sharing the
+        database added it between our check and our insert)."""
+        record = UserRecord(name, "admin", await self.hash(password),
+                            dt.datetime.now(dt.timezone.utc))
+        try:
+            return bool(await storage.add_user(record))
+        except StorageError:
+            if await storage.get_user(name) is None:
+                raise
+            return False
 
     async def hash(self, password: str) -> str:
         async with self._hashing:
