@@ -98,6 +98,8 @@ def test_a_viewer_has_no_disconnect_button(context: Any, system: System) -> None
                    "service-read", "service-identify"):
         assert page.get_by_test_id(button).count() == 0, button
     assert page.get_by_test_id("collect-now").is_hidden()
+    page.get_by_test_id("notice-card").wait_for()
+    assert page.get_by_test_id("notice-send").is_hidden()  # notices: engineer and up
     assert page.get_by_test_id("audit-open").count() == 0  # the audit log: engineer and up
     assert errors == []
 
