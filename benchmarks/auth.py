@@ -104,8 +104,8 @@ def main() -> None:
     load = os.getloadavg()[0]
     lines = [machine(), "",
              f"In one process over httpx's ASGI transport (no sockets), the best of {ROUNDS} "
-             f"interleaved rounds of {REQUESTS} requests per case, SQLite storage; load average {load:.1f} at the end (2 cores shared with "
-             "other work).", "",
+             f"interleaved rounds of {REQUESTS} requests per case, SQLite storage; load "
+             f"average {load:.1f} at the end (2 cores shared with other work).", "",
              "| what | ms per call |", "|---|---:|",
              f"| Argon2id hash (19 MiB, 2 passes, 1 lane), median of {HASHES} | "
              f"{hashed * 1000:.1f} |",
@@ -113,8 +113,8 @@ def main() -> None:
     lines += [f"| {label} | {seconds * 1000:.2f} |" for label, seconds in times.items()]
     reference = times["GET /api/health (open: the reference)"]
     token = times["GET /api/me, bearer token"]
-    lines += ["", f"A request with a bearer token ({token * 1000:.2f} ms: the gate's lookup of the "
-              "token's hash on the storage thread, the role table, the route) against the open "
+    lines += ["", f"A request with a bearer token ({token * 1000:.2f} ms: the gate's lookup of "
+              "the token's hash on the storage thread, the role table, the route) against the open "
               f"health route ({reference * 1000:.2f} ms, no check): "
               + (f"the check costs at most {(token - reference) * 1000:.2f} ms"
                  if token > reference else "the check is below what this loaded machine can "

@@ -271,7 +271,8 @@ def user_add(name: str, role: str, password_stdin: bool, db: str) -> None:
     from c1222.headend.storage import UserRecord
 
     if password_stdin:
-        password = click.get_text_stream("stdin").readline(1024).rstrip("\r\n")
+        stdin: Any = click.get_text_stream("stdin")
+        password = str(stdin.readline(1024)).rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
