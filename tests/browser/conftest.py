@@ -214,9 +214,28 @@ def browser() -> Iterator[Any]:
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
         try:
-            yield b
+            yield SignedIn(b)
         finally:
             b.close()
+
+
+class SignedIn:
+    """The browser, whose contexts send the tests' API token (tests/auth.py) to every page:
+    the console tests see a console signed in as admin. ``new_context(anonymous=True)``: a
+    context without it, which signs in through the console's form."""
+
+    def __init__(self, browser: Any) -> None:
+        self._browser = browser
+
+    def new_context(self, *args: Any, anonymous: bool = False, **kwargs: Any) -> Any:
+        if not anonymous:
+            from tests.auth import AUTH
+
+            kwargs["extra_http_headers"] = {**AUTH, **kwargs.get("extra_http_headers", {})}
+        return self._browser.new_context(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._browser, name)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from c1222.cli import demo
+from tests.auth import anonymous
 
 REPO = Path(__file__).resolve().parents[2]
 DISPLAY = re.compile(r"In-home display:\s+(http://\S+)")
@@ -177,3 +178,27 @@ def test_demo_names_a_part_that_fails_to_start_with_its_error_line(tmp_path: Pat
                        r"Invalid value for '--pcap': '.*meter\.pcap' is a directory$")
     assert not any("Traceback" in line for line in lines), lines
     assert not parts_left, "the head-end and the display were not stopped"
+
+
+def test_demo_prints_the_console_credentials_and_they_sign_in(tmp_path: Path) -> None:
+    """A fresh password on every run (the demo's database keeps its accounts)."""
+    seen = []
+    for _ in range(2):
+        proc, lines = _demo(tmp_path, "--display-http", "127.0.0.1:0")
+        try:
+            found = _wait(proc, lines, r"Head-end console:\s+(http://\S+)\s+"
+                                       r"\(sign in as (\S+), password (\S+)\)")
+            console, user, password = found.groups()
+            with anonymous(base_url=console, timeout=10) as client:
+                assert client.get("api/nodes").status_code == 401
+                assert client.post("api/login", json={"username": user, "password": password}
+                                   ).status_code == 200
+                assert client.get("api/nodes").status_code == 200
+            seen.append(password)
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(45)
+            finally:
+                _kill(proc, tmp_path)
+    assert seen[0] != seen[1]

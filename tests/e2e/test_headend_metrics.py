@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.auth import AUTH
 from tests.e2e.procs import Running
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -114,13 +115,17 @@ def test_metrics_follow_registrations_reads_and_a_meter_that_stops(tmp_path: Pat
         assert not any("2.16.124" in v for _, labels in down for _, v in labels)
         assert httpx.post(f"{web}/metrics", timeout=10).status_code == 405
         host, port = found.group(1), int(found.group(2))
+        token = f"Host: h\r\nAuthorization: {AUTH['Authorization']}\r\n".encode()
         for raw, status in (
                 (b"GET /metrics?%ff%00&name[]=x&name[]=" + b"y" * 4000 + b" HTTP/1.1\r\n"
                  b"Host: h\r\nAccept: text/plain; version=\xff\xfe\r\n\r\n", 200),
                 (b"GET /metrics HTTP/1.1\r\nHost: h\r\nAccept: application/openmetrics-"
                  b"text; version=x.y\r\nAccept-Encoding: gzip\r\n\r\n", 200),
                 (b"BREW /metrics HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc", 405)):
-            assert raw_status(host, port, raw) == status, raw[:40]
+            # scraped with a bearer token (docs/headend.md, "Metrics"); without one: 401
+            assert raw_status(host, port, raw.replace(b"Host: h\r\n", token)) == status, \
+                raw[:40]
+            assert raw_status(host, port, raw) == 401, raw[:40]
     finally:
         if meter is not None:
             meter.stop()

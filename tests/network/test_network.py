@@ -73,10 +73,12 @@ def ask(net: Network, called: str, service: str, arg: str | None = None,
 
 def http(net: Network, url: str, method: str = "GET", body: dict | None = None) -> dict:
     """A request to the head-end's REST API, from the head-end's host (its only address)."""
-    script = ("import json, sys, urllib.request, urllib.error\n"
+    # with the tests' token (tests/auth.py), which the head-end's process provisions
+    script = ("import json, os, sys, urllib.request, urllib.error\n"
               "req = urllib.request.Request(sys.argv[1], method=sys.argv[2], data=None if "
               "sys.argv[3] == 'null' else sys.argv[3].encode(), headers={'content-type': "
-              "'application/json'})\n"
+              "'application/json', 'authorization': 'Bearer ' + "
+              "os.environ['C1222_HEADEND_ADMIN_TOKEN']})\n"
               "try:\n"
               "    print(urllib.request.urlopen(req, timeout=60).read().decode())\n"
               "except urllib.error.HTTPError as e:\n"

@@ -6,7 +6,8 @@ The demo starts each part as its own process, exactly as a user would (`c1222 re
 secured with EAX' (mode 2, a demo key), the head-end on SQLite, the meter running the household
 day profile faster than real time. The meter registers through the relay; the master relay tells
 the head-end, which reads the meter through both relays by its AP title (docs/network.md). It
-prints where to look; Ctrl-C stops every part cleanly. Every APDU the meter and the relays send
+prints where to look, and the console's credentials (``admin`` with a fresh password each
+run); Ctrl-C stops every part cleanly. Every APDU the meter and the relays send
 or receive is recorded in ``OUT/meter.pcap``, ``OUT/relay.pcap`` and ``OUT/master-relay.pcap``
 for Wireshark.
 """
@@ -128,6 +129,23 @@ class Part:
             self.proc.wait()
 
 
+def console_account(db_url: str) -> tuple[str, str]:
+    """The demo's console account: ``admin`` with a fresh password each run (the demo's
+    database is the demo's own); the user name and the password, to print."""
+    import datetime as dt
+
+    from c1222.headend.auth import FIRST_ADMIN, hash_password, new_password
+    from c1222.headend.storage import UserRecord, open_storage
+
+    password = new_password()
+    digest = hash_password(password)
+    with open_storage(db_url) as storage:
+        if not storage.add_user(UserRecord(FIRST_ADMIN, "admin", digest,
+                                           dt.datetime.now(dt.timezone.utc))):
+            storage.update_user(FIRST_ADMIN, role="admin", password_hash=digest)
+    return FIRST_ADMIN, password
+
+
 def _free(address: Address, avoid: str = "") -> tuple[str, bool]:
     """``HOST:PORT`` to ask for, and whether it was replaced: when the port is taken (or is
     ``avoid``, given to the other part), the next free one of the ten above it, else any."""
@@ -174,8 +192,9 @@ def demo(out: Path, speed: float, display_http: Address, console_http: Address) 
         parts.append(master)
         m = master.wait_for(ADDRESS)
         master_at = f"{m.group(1)}:{m.group(2)}"
-        headend = Part("headend", ["headend", "--listen", "127.0.0.1:0",
-                                   "--db", f"sqlite:///{(out / 'headend.db').resolve()}",
+        db_url = f"sqlite:///{(out / 'headend.db').resolve()}"
+        login = console_account(db_url)
+        headend = Part("headend", ["headend", "--listen", "127.0.0.1:0", "--db", db_url,
                                    "--http", console_at, "--collect-interval", "5",
                                    "--log-interval", "60", "--master-relay", master_at, *key])
         parts.append(headend)
@@ -209,7 +228,8 @@ def demo(out: Path, speed: float, display_http: Address, console_http: Address) 
             if moved:
                 click.echo(f"port {wanted[1]} is taken; the {what} is on {found.group(2)}")
         click.echo(f"In-home display:  http://{page.group(1)}:{page.group(2)}/")
-        click.echo(f"Head-end console: http://{console.group(1)}:{console.group(2)}/")
+        click.echo(f"Head-end console: http://{console.group(1)}:{console.group(2)}/  "
+                   f"(sign in as {login[0]}, password {login[1]})")
         click.echo(f"Network:          head-end -> master relay {master_at} -> relay {relay_at} "
                    "-> meter (the console's Network panel)")
         click.echo(f"Meter traffic:    {out / 'meter.pcap'} (key {DEMO_KEY})")

@@ -17,7 +17,7 @@ from c1222.cli.params import (
     bind_problem, check_keys, key_table, listening_socket, seconds,
 )
 from c1222.limits import DEFAULT_MAX_APDU_SIZE
-from c1222.errors import ConfigurationError
+from c1222.errors import C1222Error, ConfigurationError
 from c1222.transport.endpoint import Address
 
 #: Most --workers (each is a whole process with its own connections to PostgreSQL).
@@ -50,7 +50,30 @@ class WorkerType(click.ParamType):
 MIN_COLLECT_INTERVAL = 0.1
 
 
-@click.command()
+class _HeadendCommand(click.Command):
+    """``c1222 headend [OPTIONS]`` runs the server; ``c1222 headend user ...`` manages the
+    console's accounts (dispatched before the server's options are parsed, so checking
+    those, e.g. that the ports are free, never gets in the way)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] == "user":
+            ctx.meta["c1222.user_args"] = args[1:]
+            return []
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if "c1222.user_args" in ctx.meta:
+            with user.make_context("user", ctx.meta["c1222.user_args"], parent=ctx) as sub:
+                return user.invoke(sub)
+        return super().invoke(ctx)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_paragraph()
+        formatter.write_text("Accounts of the console and API: c1222 headend user "
+                             "add|list|remove|token --help")
+
+
+@click.command(cls=_HeadendCommand)
 @click.option("--listen", type=AddressType(listen=True), default="127.0.0.1:1153",
               show_default=True, help="HOST:PORT for C12.22 over TCP and UDP (port 0 picks one)")
 @click.option("--db", type=DatabaseUrlType(), default="sqlite:///headend.db", show_default=True,
@@ -137,7 +160,9 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
             worker: tuple[int, int, int] | None, verbose: int) -> None:
     """Run the metering server: accept registrations, read meters, store readings.
 
-    Prints the C12.22 address and the console's address once ready; Ctrl-C stops it.
+    Prints the C12.22 address and the console's address once ready; Ctrl-C stops it. On
+    the first start with no accounts it makes the account ``admin`` and prints its
+    generated password once (to stderr).
     """
     from c1222.headend.server import HeadEnd, HeadEndConfig
     from c1222.headend.storage import Retention
@@ -228,7 +253,8 @@ async def _run(node: Any, web: tuple[str, int]) -> None:
     from c1222.headend.web import create_app
     from c1222.transport.http import uvicorn_config
 
-    server = uvicorn.Server(uvicorn_config(create_app(node), web[0], web[1]))
+    app = create_app(node)
+    server = uvicorn.Server(uvicorn_config(app, web[0], web[1]))
     # Our event loop handles Ctrl-C and stops the server itself.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     serving: asyncio.Task[None] | None = None
@@ -245,6 +271,16 @@ async def _run(node: Any, web: tuple[str, int]) -> None:
         except BaseException:
             web_socket.close()
             raise
+        try:
+            password = await app.state.auth.ready()
+        except C1222Error as exc:  # a bad C1222_HEADEND_ADMIN_TOKEN, or the database failed
+            web_socket.close()
+            await node.stop()
+            raise click.ClickException(str(exc)) from None
+        if password is not None:
+            click.echo(f"no accounts yet: made user admin (role admin) with password "
+                       f"{password}  (shown once; add others with `c1222 headend user add`)",
+                       err=True)
         serving = asyncio.create_task(server.serve(sockets=[web_socket]))
         while not server.started and not serving.done():
             await asyncio.sleep(0.02)
@@ -263,3 +299,130 @@ async def _run(node: Any, web: tuple[str, int]) -> None:
         await node.stop()
 
     await run_until_interrupted("headend", start, stop)
+
+
+# ------------------------------------------------------------------------------ accounts
+
+_DB = click.option("--db", type=DatabaseUrlType(), default="sqlite:///headend.db",
+                   show_default=True, help="the head-end's storage (as `c1222 headend --db`)")
+
+
+@click.group()
+def user() -> None:
+    """Accounts of the head-end's console and REST API (docs/headend.md, "Sign-in and
+    roles"). Roles, weakest first: viewer, operator, engineer, admin."""
+
+
+def _storage(db: str) -> Any:
+    from c1222.headend.storage import open_storage
+
+    try:
+        return open_storage(db)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--db'") from None
+
+
+def _audit(storage: Any, action: str, name: str, status: int, result: str,
+           **params: str) -> None:
+    import datetime as dt
+    import getpass
+    import json
+
+    from c1222.headend.storage import AuditRecord
+
+    storage.log_audit(AuditRecord(
+        time=dt.datetime.now(dt.timezone.utc), user=None, address=f"cli:{getpass.getuser()}",
+        action=action, status=status, params=json.dumps({"name": name, **params}),
+        result=result))
+
+
+def _name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from c1222.headend.auth import check_name
+
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@user.command("add")
+@click.argument("name", callback=_name)
+@click.option("--role", type=click.Choice(["viewer", "operator", "engineer", "admin"]),
+              required=True, help="what the account may do")
+@click.option("--password-stdin", is_flag=True,
+              help="read the password from the first line of stdin (else: a prompt)")
+@_DB
+def user_add(name: str, role: str, password_stdin: bool, db: str) -> None:
+    """Add an account. The password is asked for (or read from stdin), never taken from
+    the command line."""
+    import datetime as dt
+
+    from c1222.headend.auth import check_password, hash_password
+    from c1222.headend.storage import UserRecord
+
+    if password_stdin:
+        stdin: Any = click.get_text_stream("stdin")
+        password = str(stdin.readline(1024)).rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_password(password)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="password") from None
+    with _storage(db) as storage:
+        record = UserRecord(name, role, hash_password(password),
+                            dt.datetime.now(dt.timezone.utc))
+        if not storage.add_user(record):
+            raise click.ClickException(f"user {name!r} exists (remove it first)")
+        _audit(storage, "add an account", name, 201, "ok", role=role)
+    click.echo(f"added {name} ({role})")
+
+
+@user.command("list")
+@_DB
+def user_list(db: str) -> None:
+    """The accounts: name, role, when made."""
+    with _storage(db) as storage:
+        users = storage.list_users()
+    if not users:
+        click.echo("no accounts (the head-end makes admin on its first start)")
+    for record in users:
+        click.echo(f"{record.name}\t{record.role}\t{record.created_at:%Y-%m-%d %H:%M:%SZ}")
+
+
+@user.command("remove")
+@click.argument("name")
+@_DB
+def user_remove(name: str, db: str) -> None:
+    """Remove an account and its API tokens (the last admin stays)."""
+    with _storage(db) as storage:
+        record = storage.get_user(name)
+        if record is None:
+            raise click.ClickException(f"no user {name!r}")
+        if record.role == "admin" and storage.count_users("admin") <= 1:
+            raise click.ClickException(f"{name!r} is the last admin: add another first")
+        storage.remove_user(name)
+        _audit(storage, "remove an account", name, 200, "ok")
+    click.echo(f"removed {name}")
+
+
+@user.command("token")
+@click.argument("name")
+@click.option("--label", default="", help="what the token is for (e.g. prometheus)")
+@_DB
+def user_token(name: str, label: str, db: str) -> None:
+    """Make an API token of an account (same role) and print it once: send it as
+    ``Authorization: Bearer TOKEN``. Only its hash is stored."""
+    import datetime as dt
+
+    from c1222.headend.auth import hash_token, new_token
+
+    if len(label) > 64:
+        raise click.BadParameter("at most 64 characters", param_hint="'--label'")
+    token = new_token()
+    with _storage(db) as storage:
+        if storage.add_token(name, hash_token(token), label,
+                             dt.datetime.now(dt.timezone.utc)) is None:
+            raise click.ClickException(f"no user {name!r}")
+        _audit(storage, "make an API token", name, 201, "ok", label=label)
+    click.echo(token)

@@ -16,8 +16,11 @@ Endpoints (docs/headend.md): ``GET /api/nodes``, ``GET /api/nodes/{ap_title}``,
 ``POST /api/nodes/{ap_title}/collect``, ``GET /api/messages``, ``GET /api/messages/{id}``,
 ``GET /api/events``, and ``PUT``/``DELETE``/``GET /api/nodes/{ap_title}/notice`` (notices to
 the household, :mod:`c1222.headend.notices`); ``/`` is the console and ``/static/...`` its
-files; ``GET /metrics`` the Prometheus metrics (:mod:`c1222.headend.metrics`), reachable like
-the rest (no sign-in).
+files; ``GET /metrics`` the Prometheus metrics (:mod:`c1222.headend.metrics`, any account's
+bearer token). Every route but ``/``, ``/static``, ``/api/login`` and the health check
+(``/api/health``, ``/healthz``) needs credentials and a role (:mod:`c1222.headend.auth`,
+whose one table :data:`~c1222.headend.auth.POLICY` says which; sign-in, accounts and the
+audit log are routes of :mod:`c1222.headend.auth_routes`).
 
 Hostile input: request bodies are read under :class:`~c1222.transport.http.HttpLimits`
 (413 over the cap, 408 when too slow); every malformed parameter is a 422 whose body never
@@ -39,7 +42,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Body, FastAPI, HTTPException, Path as PathParam, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response as HttpResponse, \
     StreamingResponse
@@ -507,15 +510,37 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
         yield
         streams.closing = True
 
+    from c1222.headend.auth import Auth, Gate
+    from c1222.headend.auth_routes import router as auth_routes
+
+    auth = Auth(lambda: storage())
+    # Every route, of this module and of the routers included below, passes the role check;
+    # the schema and its docs are routes of their own (below) so they do too.
     app = FastAPI(
         title="c1222 head-end", version="1", lifespan=lifespan,
+        dependencies=[Depends(auth.guard)], openapi_url=None, docs_url=None, redoc_url=None,
         description="The metering server's REST API: registered nodes and their readings, "
                     "every EPSEM service by name, the message log (each message as a tree and "
-                    "in hex) and live events. The console is at `/`.")
+                    "in hex) and live events. The console is at `/`. Sign in with "
+                    "`POST /api/login` (a session cookie; send its CSRF token in "
+                    "`X-CSRF-Token`) or send `Authorization: Bearer <token>`.")
     app.state.headend = headend
+    app.state.auth = auth
     app.state.c1222_streams = streams  # closed by uvicorn's shutdown (transport.sse)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    limit_body(app, http_limits)
+    app.add_middleware(Gate, auth=auth)
+    limit_body(app, http_limits)  # outermost: the gate reads a bounded body
+    app.include_router(auth_routes(auth))
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HttpResponse:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="c1222 head-end API")
 
     from c1222.headend.notices import router as notice_routes
 

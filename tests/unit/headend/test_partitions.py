@@ -116,7 +116,7 @@ def test_migrates_a_populated_version_3_database_keeping_every_row_and_id(
                                   "ORDER BY id").fetchall()
     assert len(before) == len(rows)
     with open_storage(url) as store:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION == 6
         assert store.count_readings() == len(rows)
         for ap in {r[0] for r in rows}:
             got = store.readings(ap)

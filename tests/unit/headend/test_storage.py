@@ -520,14 +520,14 @@ def test_migrates_a_version_1_database(target: Target) -> None:
         raw.execute("INSERT INTO readings (ap_title, kind, time, name, value) "
                     "VALUES (?, 'register', ?, 'wh', 42.0)", (AP, t))
     with target.open() as store:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION == 6
         assert store.get_node(AP) == NodeRecord(AP, "127.0.0.1:1", registered_at=T0)
         assert store.readings(AP) == [Reading("register", T0, "wh", 42.0)]
         assert store.store_readings(AP, [Reading("register", T0, "wh", 42.0)]) == 0
         assert store.message(store.log_message(_message(1))).summary == "message 1"
     with target.raw() as raw:
         versions = raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    assert [v[0] for v in versions] == [1, 2, 3, 4, 5]
+    assert [v[0] for v in versions] == [1, 2, 3, 4, 5, 6]
 
 
 # Version 2's message log as it was released (version 1 is built by the test above).
@@ -556,14 +556,14 @@ def test_migrates_a_version_2_database(target: Target) -> None:
         raw.execute("INSERT INTO messages (time, direction, peer, transport, raw) "
                     "VALUES (?, 'in', '127.0.0.1:1', 'udp', ?)", (t, b"\x60\x00"))
     with target.open() as store:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION == 6
         assert store.count_messages() == 1
         # The old rows are pruned by the new calls.
         assert store.prune_messages(before=T0 + timedelta(seconds=1)) == 1
         assert store.prune_nodes(T0 + timedelta(seconds=1)) == [AP]
     with target.raw() as raw:
         versions = raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
-    assert [v[0] for v in versions] == [1, 2, 3, 4, 5]
+    assert [v[0] for v in versions] == [1, 2, 3, 4, 5, 6]
 
 
 def test_reopening_keeps_data_and_does_not_migrate_again(target: Target) -> None:

@@ -493,11 +493,16 @@
     }
 
     // -------------------------------------------------------------- services
+    // Only the services the signed-in role may use (auth.js; the API refuses the rest).
+    const allowed = window.c1222Auth ? window.c1222Auth.allows : () => true;
     for (const group of SERVICES) {
+      const items = group.items.filter(allowed);
+      if (!items.length) continue;
       const box = el("div", { class: "svc-group" }, el("h3", { text: group.group }));
-      for (const s of group.items) box.append(serviceForm(s));
+      for (const s of items) box.append(serviceForm(s));
       r.services.append(box);
     }
+    if (window.c1222Auth && !window.c1222Auth.may.collect) r.collect.hidden = true;
 
     function serviceForm(s) {
       const id = s.id || s.name;
@@ -534,6 +539,12 @@
 
     let busy = 0;
     async function run(s, params, button) {
+      // Commands that change the meter or drop it ask first, naming it (auth.js).
+      if (window.c1222Auth && !(await window.c1222Auth.confirmCommand(s, apTitle, params))) {
+        r.status.className = "result-status";
+        r.status.textContent = `${s.label}: cancelled.`;
+        return;
+      }
       busy += 1;
       button.disabled = true;
       button.classList.add("busy");
@@ -829,5 +840,6 @@
     else metersView();
   }
   window.addEventListener("hashchange", route);
-  route();
+  // Views start once auth.js knows who is signed in (it shows the sign-in form otherwise).
+  (window.c1222Auth ? window.c1222Auth.ready : Promise.resolve()).then(route);
 })();

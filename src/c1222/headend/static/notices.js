@@ -127,6 +127,12 @@
       submit("PUT", body);
     });
     clear.addEventListener("click", () => submit("DELETE"));
+    // A role that may not send notices (auth.js) sees what the meter holds, not the form.
+    const auth = window.c1222Auth;
+    if (auth && auth.may && !auth.may.notices) {
+      form.hidden = true;
+      status.textContent = "Sending notices needs the engineer role.";
+    }
     refresh();
 
     return el("section", { class: "card notice-card", id: PANEL_ID, "data-testid": "notice-card" },

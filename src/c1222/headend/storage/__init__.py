@@ -23,6 +23,9 @@ from .core import (
 from .migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 from .records import (
     DIRECTIONS,
+    ROLES,
+    AuditRecord,
+    UserRecord,
     KINDS,
     NODE_STATES,
     TRANSPORTS,
@@ -37,6 +40,9 @@ from .retention import Pruned, Retention, prune_once, retention_loop
 
 __all__ = [
     "DIRECTIONS",
+    "ROLES",
+    "AuditRecord",
+    "UserRecord",
     "KINDS",
     "MIGRATIONS",
     "NODE_STATES",

@@ -28,7 +28,9 @@ from c1222.errors import C1222Error, ConfigurationError
 
 from .backends import PostgresBackend, SqliteBackend, redact_url
 from .migrations import MIGRATIONS, PARTITION_FUNCTION, SCHEMA_VERSION
-from .records import KINDS, MessageRecord, NodeRecord, Reading, _check_ap_title, utc
+from .records import (
+    KINDS, AuditRecord, MessageRecord, NodeRecord, Reading, UserRecord, _check_ap_title, utc,
+)
 
 __all__ = ["AsyncStorage", "SchemaTooNew", "Storage", "StorageError", "open_async_storage",
            "open_storage"]
@@ -553,6 +555,124 @@ class Storage:
                              transport=row[4], raw=bytes(row[5]), summary=row[6],
                              ap_title=row[7], json=row[8], id=int(row[0]))
 
+    # -- accounts, API tokens and the audit log (docs/headend.md, "Sign-in and roles") -------
+
+    def add_user(self, user: UserRecord) -> bool:
+        """Add an account; False (nothing changed) when the name is taken."""
+        with self._use("add_user") as db, db.transaction() as tx:
+            if tx.execute("SELECT 1 FROM users WHERE name = ?", (user.name,)).fetchone():
+                return False
+            tx.execute("INSERT INTO users (name, role, password_hash, created_at) "
+                       "VALUES (?, ?, ?, ?)", (user.name, user.role, user.password_hash,
+                                               db.time_in(user.created_at)))
+            return True
+
+    def update_user(self, name: str, *, role: str | None = None,
+                    password_hash: str | None = None) -> bool:
+        """Change an account's role and/or password hash; False if there is no such account."""
+        sets, params = [], []
+        if role is not None:
+            UserRecord(name, role, "", datetime.now(timezone.utc))  # checks the role
+            sets.append("role = ?")
+            params.append(role)
+        if password_hash is not None:
+            sets.append("password_hash = ?")
+            params.append(password_hash)
+        if not sets:
+            return self.get_user(name) is not None
+        with self._use("update_user") as db, db.transaction() as tx:
+            return tx.execute(f"UPDATE users SET {', '.join(sets)} WHERE name = ?",
+                              (*params, name)).rowcount > 0
+
+    def get_user(self, name: str) -> UserRecord | None:
+        with self._use("get_user") as db:
+            rows = db.query("SELECT name, role, password_hash, created_at FROM users "
+                            "WHERE name = ?", (name,))
+            return self._user(db, rows[0]) if rows else None
+
+    def list_users(self) -> list[UserRecord]:
+        """Every account, by name."""
+        with self._use("list_users") as db:
+            rows = db.query("SELECT name, role, password_hash, created_at FROM users "
+                            f"ORDER BY name COLLATE {db.binary_collation}")
+            return [self._user(db, row) for row in rows]
+
+    def count_users(self, role: str | None = None) -> int:
+        where, params = ("WHERE role = ?", (role,)) if role is not None else ("", ())
+        with self._use("count_users") as db:
+            return int(db.query(f"SELECT COUNT(*) FROM users {where}", params)[0][0])
+
+    def remove_user(self, name: str) -> bool:
+        """Remove an account and its API tokens; False if there is no such account."""
+        with self._use("remove_user") as db, db.transaction() as tx:
+            tx.execute("DELETE FROM api_tokens WHERE user_name = ?", (name,))
+            return tx.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
+
+    def add_token(self, user: str, token_hash: str, label: str, when: datetime) -> int | None:
+        """Store an API token's hash for ``user``; its id, or None if there is no such user."""
+        when_db = self._time(when, "token time")
+        with self._use("add_token") as db, db.transaction() as tx:
+            if not tx.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone():
+                return None
+            return db.insert_returning_id(
+                tx, "INSERT INTO api_tokens (user_name, token_hash, label, created_at) "
+                "VALUES (?, ?, ?, ?)", (user, token_hash, label, when_db))
+
+    def token_user(self, token_hash: str) -> UserRecord | None:
+        """The account an API token (by its hash) belongs to, or None."""
+        with self._use("token_user") as db:
+            rows = db.query("SELECT u.name, u.role, u.password_hash, u.created_at FROM "
+                            "api_tokens t JOIN users u ON u.name = t.user_name "
+                            "WHERE t.token_hash = ?", (token_hash,))
+            return self._user(db, rows[0]) if rows else None
+
+    def count_tokens(self, user: str | None = None) -> int:
+        where, params = ("WHERE user_name = ?", (user,)) if user is not None else ("", ())
+        with self._use("count_tokens") as db:
+            return int(db.query(f"SELECT COUNT(*) FROM api_tokens {where}", params)[0][0])
+
+    @staticmethod
+    def _user(db: Any, row: Sequence[Any]) -> UserRecord:
+        return UserRecord(row[0], row[1], row[2], db.time_out(row[3]))
+
+    def log_audit(self, record: AuditRecord) -> int:
+        """Append a command to the audit log (committed and synced: it is evidence)."""
+        with self._use("log_audit") as db, db.transaction() as tx:
+            return db.insert_returning_id(
+                tx, "INSERT INTO audit (time, user_name, address, action, ap_title, params, "
+                "status, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (db.time_in(record.time), record.user, record.address, record.action,
+                 record.ap_title, record.params, int(record.status), record.result))
+
+    def audit(self, user: str | None = None, ap_title: str | None = None,
+              since: datetime | None = None, until: datetime | None = None,
+              limit: int = 100, before_id: int | None = None) -> list[AuditRecord]:
+        """Audit entries with ``since <= time < until``, newest first (page with
+        ``before_id``)."""
+        where, params = [], []
+        for column, value in (("user_name = ?", user), ("ap_title = ?", ap_title)):
+            if value is not None:
+                where.append(column)
+                params.append(value)
+        if since is not None:
+            where.append("time >= ?")
+            params.append(self._time(since, "since"))
+        if until is not None:
+            where.append("time < ?")
+            params.append(self._time(until, "until"))
+        if before_id is not None:
+            where.append("id < ?")
+            params.append(int(before_id))
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        params.append(self._count(limit, "limit"))
+        with self._use("audit") as db:
+            rows = db.query("SELECT id, time, user_name, address, action, ap_title, params, "
+                            f"status, result FROM audit{clause} ORDER BY id DESC LIMIT ?",
+                            params)
+            return [AuditRecord(time=db.time_out(r[1]), user=r[2], address=r[3], action=r[4],
+                                ap_title=r[5], params=r[6], status=int(r[7]), result=r[8],
+                                id=int(r[0])) for r in rows]
+
 
 class AsyncStorage:
     """:class:`Storage` for asyncio: each call runs on one worker thread, in call order.
@@ -666,6 +786,42 @@ class AsyncStorage:
     async def prune_nodes(self, before: datetime,
                           max_deregistered: int | None = None) -> list[str]:
         return await self._call(self.storage.prune_nodes, before, max_deregistered)
+
+    async def add_user(self, user: UserRecord) -> bool:
+        return await self._call(self.storage.add_user, user)
+
+    async def update_user(self, name: str, *, role: str | None = None,
+                          password_hash: str | None = None) -> bool:
+        return await self._call(self.storage.update_user, name, role=role,
+                                password_hash=password_hash)
+
+    async def get_user(self, name: str) -> UserRecord | None:
+        return await self._call(self.storage.get_user, name)
+
+    async def list_users(self) -> list[UserRecord]:
+        return await self._call(self.storage.list_users)
+
+    async def count_users(self, role: str | None = None) -> int:
+        return await self._call(self.storage.count_users, role)
+
+    async def remove_user(self, name: str) -> bool:
+        return await self._call(self.storage.remove_user, name)
+
+    async def add_token(self, user: str, token_hash: str, label: str,
+                        when: datetime) -> int | None:
+        return await self._call(self.storage.add_token, user, token_hash, label, when)
+
+    async def token_user(self, token_hash: str) -> UserRecord | None:
+        return await self._call(self.storage.token_user, token_hash)
+
+    async def log_audit(self, record: AuditRecord) -> int:
+        return await self._call(self.storage.log_audit, record)
+
+    async def audit(self, user: str | None = None, ap_title: str | None = None,
+                    since: datetime | None = None, until: datetime | None = None,
+                    limit: int = 100, before_id: int | None = None) -> list[AuditRecord]:
+        return await self._call(self.storage.audit, user, ap_title, since, until, limit,
+                                before_id)
 
 
 async def open_async_storage(url: str, *, schema: str | None = None,

@@ -157,6 +157,41 @@ END $$""",
     )
 
 
+def _accounts(ident: str, time: str) -> tuple[str, ...]:
+    """Version 6: operator accounts, their API tokens and the audit log (docs/headend.md,
+    "Sign-in and roles"). Only hashes are stored: Argon2id for passwords, SHA-256 for the
+    tokens (random 256-bit values, so a fast hash loses nothing)."""
+    return (
+        f"""CREATE TABLE users (
+    name          TEXT PRIMARY KEY,
+    role          TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at    {time} NOT NULL
+)""",
+        f"""CREATE TABLE api_tokens (
+    id         {ident},
+    user_name  TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    token_hash TEXT NOT NULL UNIQUE,
+    label      TEXT NOT NULL DEFAULT '',
+    created_at {time} NOT NULL
+)""",
+        f"""CREATE TABLE audit (
+    id        {ident},
+    time      {time} NOT NULL,
+    user_name TEXT,
+    address   TEXT NOT NULL DEFAULT '',
+    action    TEXT NOT NULL,
+    ap_title  TEXT,
+    params    TEXT,
+    status    INTEGER NOT NULL,
+    result    TEXT NOT NULL DEFAULT ''
+)""",
+        "CREATE INDEX audit_by_time ON audit (time)",
+        "CREATE INDEX audit_by_user ON audit (user_name, id)",
+        "CREATE INDEX audit_by_node ON audit (ap_title, id)",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "registry and readings",
@@ -200,6 +235,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         # registered with the head-end itself); c1222-network.md, docs/headend.md "Network".
         sqlite=("ALTER TABLE nodes ADD COLUMN via TEXT",),
         postgresql=("ALTER TABLE nodes ADD COLUMN via TEXT",),
+    ),
+    Migration(
+        6, "operator accounts, API tokens and the audit log",
+        sqlite=_accounts("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT"),
+        postgresql=_accounts("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "TIMESTAMPTZ"),
     ),
 )
 

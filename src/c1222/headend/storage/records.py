@@ -210,3 +210,42 @@ class MessageRecord:
         object.__setattr__(self, "raw", bytes(self.raw))
         if self.ap_title is not None:
             _check_ap_title(self.ap_title)
+
+
+#: The roles of operator accounts, weakest first (docs/headend.md, "Sign-in and roles").
+ROLES = ("viewer", "operator", "engineer", "admin")
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """An operator account: its name, role and Argon2 password hash (never the password)."""
+
+    name: str
+    role: str
+    password_hash: str
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role {self.role!r} is not one of {', '.join(ROLES)}")
+        object.__setattr__(self, "created_at", utc(self.created_at, "created_at"))
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One command recorded in the audit log: who (``user``, None when not signed in), from
+    where, when, what (``action``, e.g. ``procedure``), on which meter, its parameters as
+    JSON text (secrets removed), the HTTP status and the result (e.g. response codes)."""
+
+    time: datetime
+    user: str | None
+    address: str
+    action: str
+    status: int
+    ap_title: str | None = None
+    params: str | None = None
+    result: str = ""
+    id: int | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time", utc(self.time, "audit time"))
