@@ -294,6 +294,14 @@ def _child(value: Any, node: Node | None, path: str, data: bytes, base: int,
     rows.append(_row(path, value, node, data, base, units))
 
 
+def _size(number: int, env: TableEnv) -> int | None:
+    """The table's size under ``env``; None when it depends on the table's own contents."""
+    try:
+        return table_size(number, env)
+    except (TypeError, KeyError):  # a count read from the table itself
+        return None
+
+
 def describe_table(number: int, data: bytes, context: Mapping[int, bytes], *,
                    offset: int | None = None) -> dict[str, Any]:
     """Table ``number``'s bytes ``data`` as values: a full read, or with ``offset`` the
@@ -320,13 +328,16 @@ def describe_table(number: int, data: bytes, context: Mapping[int, bytes], *,
         else:
             env, recs = _env(context, context_tables(number))
             units = _units(number, recs)
-            size = table_size(number, env)
+            size = _size(number, env) if offset is not None else None
         full = data
         span = None
         if offset is not None:
             # A partial read: decode it inside a blank table of the full size and keep
             # the elements wholly within the bytes read.
-            if size is None or offset + len(data) > size:
+            if size is None:
+                raise DecodeError("a partial read of this table cannot be decoded: its size "
+                                  "depends on its own contents", offset, f"table{number}")
+            if offset + len(data) > size:
                 raise DecodeError(f"bytes {offset}..{offset + len(data)} are past the end of "
                                   f"the table ({size} bytes under this meter's Table 0)",
                                   offset, f"table{number}")
