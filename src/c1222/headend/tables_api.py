@@ -50,6 +50,9 @@ REQUEST_SEARCH = 20
 MAX_EDITS = 1000
 #: Most events one request returns.
 MAX_EVENTS = 5000
+#: A table number in a path (2048 + n: manufacturer table MTn).
+TableNumber = Annotated[int, PathParam(ge=0, le=0xFFFF, description="table number "
+                                                                    "(2048 + n: MTn)")]
 _READS = ("full_read", "partial_read_offset")
 _WRITES = ("full_write", "partial_write_offset")
 
@@ -203,14 +206,12 @@ def router(headend: HeadEnd) -> APIRouter:
             raise HTTPException(502, body["error"] or "no response")
         return body
 
-    number_param = PathParam(ge=0, le=0xFFFF, description="table number (2048 + n: MTn)")
-
     @routes.get("/api/nodes/{ap_title}/tables/{number}", tags=["tables"],
                 summary="Read a table and show it as values",
                 responses={404: {}, 413: {}, 422: {}, 502: {}})
     async def get_table(
         ap_title: Annotated[str, PathParam(description="dotted AP title")],
-        number: Annotated[int, number_param],
+        number: TableNumber,
         offset: Annotated[int | None, Query(ge=0, le=0xFFFFFF)] = None,
         count: Annotated[int | None, Query(ge=1, le=0xFFFF)] = None,
     ) -> dict[str, Any]:
@@ -236,7 +237,7 @@ def router(headend: HeadEnd) -> APIRouter:
                 responses={404: {}, 409: {}, 413: {}, 422: {}, 502: {}})
     async def put_table(
         ap_title: Annotated[str, PathParam(description="dotted AP title")],
-        number: Annotated[int, number_param],
+        number: TableNumber,
         edits: Annotated[TableEdits, Body()],
     ) -> Any:
         """Reads the table, applies the edited fields, encodes it with the table engine and

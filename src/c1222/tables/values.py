@@ -464,7 +464,11 @@ def _replace(value: Any, segments: list[str | int], new: Any, path: str) -> Any:
     if not dataclasses.is_dataclass(value) or head not in {f.name for f in
                                                           dataclasses.fields(value)}:
         raise ValueError(f"{path}: no field {head!r}")
-    return dataclasses.replace(value, **{head: _replace(getattr(value, head), rest, new, path)})
+    changed = _replace(getattr(value, head), rest, new, path)
+    try:
+        return dataclasses.replace(value, **{head: changed})
+    except ValueError as exc:  # a record's own rule (MT2: a notice's kind and contents)
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def apply_edits(value: Any, edits: Mapping[str, Any]) -> Any:
