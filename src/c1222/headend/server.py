@@ -126,6 +126,7 @@ from c1222.tables.readings import (
     meter_values,
     unread_window,
 )
+from c1222.tables.decade6 import channel_status, common_status
 from c1222.tables.registry import decode_table
 from c1222.tables.store import TableStore
 from c1222.tables.types import DataAccessMethod
@@ -1079,8 +1080,12 @@ def _lp_readings(tables: dict[int, bytes], layout: LpLayout, data: bytes,
     """The readings of Table 64 blocks read incrementally (run in the decoder process)."""
     out: list[Reading] = []
     for interval in lp_intervals_from_bytes(tables, layout, data, first_seq):
-        out += interval_readings(interval["end"].replace(tzinfo=dt.timezone.utc),
-                                 {f"ch{k}": v for k, v in enumerate(interval["values"])})
+        values = {f"ch{k}": v for k, v in enumerate(interval["values"])}
+        eis = interval["status"]  # EXTENDED_INT_STATUS, when the meter keeps it
+        out += interval_readings(
+            interval["end"].replace(tzinfo=dt.timezone.utc), values,
+            common_status(eis) if eis else 0,
+            {f"ch{k}": channel_status(eis, k) for k in range(len(values))} if eis else None)
     return out
 
 
