@@ -277,3 +277,50 @@ def test_the_pcap_export_opens_in_tshark_with_every_message(client: httpx.Client
     log = client.get("/api/messages/export", params={"format": "json", "limit": 40}).json()
     assert sum(1 for f in frames if f.get("c1222.cmd")) >= sum(
         1 for m in log if m["direction"] == "out")
+
+
+# ------------------------------------------------------------------------------ a lying meter
+
+
+def test_malformed_tables_from_a_meter_are_shown_as_clean_errors(tmp_path: Path) -> None:
+    """A meter double serves a short Table 23, a Table 21 that claims 255 summations, and
+    garbage for Table 0: every Read answers 200 with the hex and the reason it does not
+    decode, never a 500; the write form refuses to write a table that does not decode."""
+    from c1222.headend.web import create_app
+    from tests.unit.headend.test_collector import TITLE, run
+
+    seen: dict[str, Any] = {}
+
+    async def body(headend: Any, meter: Any) -> None:
+        app = create_app(headend)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://h",
+                                     timeout=30) as c:
+            async def read(n: int) -> dict[str, Any]:
+                r = await c.post(f"/api/nodes/{TITLE}/services/read", json={"table": n})
+                assert r.status_code == 200, r.text
+                return r.json()
+
+            meter.lying.fake[23] = b"\x01\x02\x03"
+            seen["short"] = (await read(23))["tables"][0]
+            del meter.lying.fake[23]
+            headend._context.clear()
+            regs = bytearray(meter.store.get_bytes(21))
+            regs[3] = 255  # NBR_SUMMATIONS
+            meter.lying.fake[21] = bytes(regs)
+            seen["dims"] = (await read(23))["tables"][0]
+            r = await c.put(f"/api/nodes/{TITLE}/tables/23",
+                            json={"values": {"tot_data_block.summations[0]": 1}})
+            seen["put"] = (r.status_code, r.text)
+            del meter.lying.fake[21]
+            headend._context.clear()
+            meter.lying.fake[0] = b"\xff" * 5
+            seen["gen"] = (await read(23))["tables"][0]
+            seen["gen0"] = (await read(0))["tables"][0]
+
+    errors = run(tmp_path, body)
+    assert errors == []
+    assert "Truncated" in seen["short"]["error"] and seen["short"]["fields"] == []
+    assert seen["dims"]["error"] and seen["dims"]["fields"] == []
+    assert seen["put"][0] == 409 and "does not decode" in seen["put"][1]
+    assert seen["gen"]["error"] and seen["gen0"]["error"].startswith("Truncated")
