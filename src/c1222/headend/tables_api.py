@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 REQUEST_SEARCH = 20
 #: Most fields one write may change.
 MAX_EDITS = 1000
+#: Tables larger than this, and partial reads, are described off the event loop (Table 74's
+#: 1211 bytes take about 20 ms, a part of Table 64 as long as all of it: BENCHMARKS.md).
+OFF_LOOP_BYTES = 1024
 #: Most events one request returns.
 MAX_EVENTS = 5000
 #: A table number in a path (2048 + n: manufacturer table MTn).
@@ -92,11 +95,20 @@ def tables_of(request: Mapping[str, Any] | None, response: Mapping[str, Any] | N
     return out
 
 
-def _described(items: Sequence[tuple[int, int | None, bytes, str]],
-               context: Mapping[int, bytes], missing: str | None) -> list[dict[str, Any]]:
+async def _described(headend: HeadEnd, items: Sequence[tuple[int, int | None, bytes, str]],
+                     context: Mapping[int, bytes], missing: str | None) -> list[dict[str, Any]]:
     out = []
     for table, offset, data, kind in items:
-        body = describe_table(table, data, context, offset=offset)
+        # a big table, or a partial read (decoded inside the whole table): in the decoder
+        # process, off the event loop
+        if len(data) > OFF_LOOP_BYTES or (offset is not None and table in TABLES):
+            try:
+                body = await headend._decode(describe_table, table, data, dict(context), offset)
+            except C1222Error as exc:
+                body = describe_table(table, b"", {}, offset=offset)
+                body.update(count=len(data), error=f"not decoded: {exc}")
+        else:
+            body = describe_table(table, data, context, offset=offset)
         body["direction"] = kind
         if body["error"] and missing and table in TABLES:
             body["error"] = f"{missing}; {body['error']}"
@@ -120,7 +132,7 @@ async def exchange_tables(headend: HeadEnd, ap_title: str, exchange: Exchange
         except (C1222Error, OSError, ValueError, asyncio.TimeoutError) as exc:
             missing = f"the meter's context tables could not be read ({type(exc).__name__})"
             context = headend.cached_tables(ap_title)
-    return _described(items, context, missing)
+    return await _described(headend, items, context, missing)
 
 
 async def message_tables(headend: HeadEnd, record: MessageRecord) -> list[dict[str, Any]]:
@@ -152,7 +164,7 @@ async def message_tables(headend: HeadEnd, record: MessageRecord) -> list[dict[s
     items = tables_of(request, response)
     context = headend.cached_tables(record.ap_title)
     missing = None if 0 in context else "this meter's Table 0 has not been read yet"
-    return _described(items, context, missing)
+    return await _described(headend, items, context, missing)
 
 
 # ------------------------------------------------------------------------------ models
@@ -284,9 +296,10 @@ def router(headend: HeadEnd) -> APIRouter:
         exchange = await service(title, "write", params)
         body = answer(exchange, "write", title, started)
         body["tables"] = []
+        (table,) = await _described(headend, [(number, None, new, "write")], context, None)
         return {"written": {"offset": 0 if full else span[0],
                             "count": len(new) if full else span[1], "full": full},
-                "exchange": body, "table": describe_table(number, new, context)}
+                "exchange": body, "table": table}
 
     @routes.get("/api/nodes/{ap_title}/events", tags=["readings"],
                 summary="The meter's event log, named", responses={404: {}})

@@ -302,7 +302,7 @@ def _size(number: int, env: TableEnv) -> int | None:
         return None
 
 
-def describe_table(number: int, data: bytes, context: Mapping[int, bytes], *,
+def describe_table(number: int, data: bytes, context: Mapping[int, bytes],
                    offset: int | None = None) -> dict[str, Any]:
     """Table ``number``'s bytes ``data`` as values: a full read, or with ``offset`` the
     bytes of a partial read from that offset.

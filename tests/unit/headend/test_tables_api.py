@@ -324,3 +324,31 @@ def test_malformed_tables_from_a_meter_are_shown_as_clean_errors(tmp_path: Path)
     assert seen["dims"]["error"] and seen["dims"]["fields"] == []
     assert seen["put"][0] == 409 and "does not decode" in seen["put"][1]
     assert seen["gen"]["error"] and seen["gen0"]["error"].startswith("Truncated")
+
+
+def test_a_large_table_is_described_in_the_decoder_process(client: httpx.Client,
+                                                          system: System) -> None:
+    from c1222.headend import tables_api
+
+    assert system.headend is not None
+    calls: list[Any] = []
+    real = system.headend._decode
+
+    async def spy(fn: Any, *args: Any) -> Any:
+        calls.append(fn.__name__)
+        return await real(fn, *args)
+
+    system.headend._decode = spy  # type: ignore[method-assign]
+    try:
+        small = service(client, "read", {"table": 28}).json()["tables"][0]  # 30 bytes
+        assert calls == []
+        big = service(client, "read", {"table": 74}).json()["tables"][0]  # 1211 bytes
+        # a part of the load profile is decoded inside the whole table (39 kB)
+        part = service(client, "read", {"table": 64, "offset": 0, "count": 100}
+                       ).json()["tables"][0]
+    finally:
+        del system.headend._decode
+    assert small["count"] <= tables_api.OFF_LOOP_BYTES < big["count"]
+    assert calls == ["describe_table", "describe_table"]
+    assert part["error"] is None and part["fields"]
+    assert big["error"] is None and big["fields"][0]["path"]
