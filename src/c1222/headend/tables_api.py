@@ -68,6 +68,13 @@ def _table_id(service: Mapping[str, Any]) -> int | None:
     return table if isinstance(table, int) and not isinstance(table, bool) else None
 
 
+def _hex_bytes(value: Any) -> bytes | None:
+    try:
+        return bytes.fromhex(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def tables_of(request: Mapping[str, Any] | None, response: Mapping[str, Any] | None
               ) -> list[tuple[int, int | None, bytes, str]]:
     """The table data a message pair carries, from their canonical JSON: ``(table, offset
@@ -78,20 +85,22 @@ def tables_of(request: Mapping[str, Any] | None, response: Mapping[str, Any] | N
     for i, service in enumerate(asked):
         if not isinstance(service, dict):
             continue
-        name, table = service.get("service"), _table_id(service)
+        name, table = str(service.get("service") or ""), _table_id(service)
         if table is None:
             continue
         offset = service.get("offset") if name.startswith("partial") else None
+        if offset is not None and not isinstance(offset, int):
+            continue
         if name in _WRITES:
-            data = (service.get("table_data") or {}).get("data")
-            if isinstance(data, str):
-                out.append((table, offset, bytes.fromhex(data), "write"))
+            data = _hex_bytes((service.get("table_data") or {}).get("data"))
+            if data is not None:
+                out.append((table, offset, data, "write"))
         elif name in _READS and i < len(answered) and isinstance(answered[i], dict):
             reply = answered[i]
-            data = (reply.get("table_data") or {}).get("data") if reply.get(
+            data = _hex_bytes((reply.get("table_data") or {}).get("data")) if reply.get(
                 "response_code") == "ok" else None
-            if isinstance(data, str):
-                out.append((table, offset, bytes.fromhex(data), "read"))
+            if data is not None:
+                out.append((table, offset, data, "read"))
     return out
 
 
@@ -145,6 +154,8 @@ async def message_tables(headend: HeadEnd, record: MessageRecord) -> list[dict[s
         this = json.loads(record.json)
     except ValueError:
         return []
+    if not isinstance(this, dict):
+        return []
     services = this.get("services") or []
     is_response = any(isinstance(s, dict) and "response_code" in s for s in services)
     request, response = (None, this) if is_response else (this, None)
@@ -155,7 +166,12 @@ async def message_tables(headend: HeadEnd, record: MessageRecord) -> list[dict[s
         for m in earlier:
             if m.direction == record.direction or not m.json:
                 continue
-            other = json.loads(m.json)
+            try:
+                other = json.loads(m.json)
+            except ValueError:
+                continue
+            if not isinstance(other, dict):
+                continue
             if wanted is None or other.get("calling_ap_invocation_id") == wanted:
                 request = other
                 break

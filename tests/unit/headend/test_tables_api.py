@@ -352,3 +352,20 @@ def test_a_large_table_is_described_in_the_decoder_process(client: httpx.Client,
     assert calls == ["describe_table", "describe_table"]
     assert part["error"] is None and part["fields"]
     assert big["error"] is None and big["fields"][0]["path"]
+
+
+@pytest.mark.parametrize("request_json, response_json", [
+    (None, None), ({}, {}), ({"services": "x"}, None), ({"services": [None, 3, "x"]}, None),
+    ({"services": [{"service": None, "table_id": 1}]}, None),
+    ({"services": [{"service": "full_write", "table_id": 1, "table_data": {"data": "zz"}}]},
+     None),
+    ({"services": [{"service": "partial_read_offset", "table_id": 1, "offset": "9"}]},
+     {"services": [{"response_code": "ok", "table_data": {"data": "00"}}]}),
+    ({"services": [{"service": "full_read", "table_id": True}]},
+     {"services": [{"response_code": "ok", "table_data": {"data": "00"}}]}),
+])
+def test_logged_json_that_is_not_what_the_head_end_writes_gives_no_tables(
+        request_json: Any, response_json: Any) -> None:
+    from c1222.headend.tables_api import tables_of
+
+    assert tables_of(request_json, response_json) == []
