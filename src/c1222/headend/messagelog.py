@@ -233,7 +233,7 @@ def router(headend: HeadEnd) -> APIRouter:
             body = json.dumps([_json_line(m) for m in rows], ensure_ascii=False)
             headers["Content-Disposition"] = 'attachment; filename="c1222-messages.json"'
             return HttpResponse(body, media_type="application/json", headers=headers)
-        address = headend.address if getattr(headend, "address", None) else _UNKNOWN_PEER
+        address = headend.address or _UNKNOWN_PEER
         data = pcap_bytes(rows, (address[0], address[1]))
         headers["Content-Disposition"] = 'attachment; filename="c1222-messages.pcap"'
         return HttpResponse(data, media_type="application/vnd.tcpdump.pcap", headers=headers)

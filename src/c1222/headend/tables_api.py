@@ -278,6 +278,7 @@ def router(headend: HeadEnd) -> APIRouter:
         started = time.monotonic()
         read = await service(title, "read", {"table": number})
         answer(read, "read", title, started)
+        assert read.response is not None  # answer() is a 502 without one
         items = tables_of(text.to_json(read.request), text.to_json(read.response))
         if not items:
             codes = ", ".join(s.get("response_code", "?") for s in text.to_json(

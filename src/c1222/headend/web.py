@@ -15,7 +15,9 @@ Endpoints (docs/headend.md): ``GET /api/nodes``, ``GET /api/nodes/{ap_title}``,
 ``POST /api/nodes/{ap_title}/services/{name}``, ``GET /api/nodes/{ap_title}/readings``,
 ``POST /api/nodes/{ap_title}/collect``, ``GET /api/messages``, ``GET /api/messages/{id}``,
 ``GET /api/events``, and ``PUT``/``DELETE``/``GET /api/nodes/{ap_title}/notice`` (notices to
-the household, :mod:`c1222.headend.notices`); ``/`` is the console and ``/static/...`` its
+the household, :mod:`c1222.headend.notices`), the tables as values, the table editor, events
+and alarms (:mod:`c1222.headend.tables_api`) and the log's export
+(:mod:`c1222.headend.messagelog`); ``/`` is the console and ``/static/...`` its
 files; ``GET /metrics`` the Prometheus metrics (:mod:`c1222.headend.metrics`), reachable like
 the rest (no sign-in).
 

@@ -21,6 +21,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from enum import IntEnum
 from typing import Any
 
 from c1222.errors import C1222Error, DecodeError
@@ -64,7 +65,7 @@ EVENT_NAMES: dict[int, str] = {
     47: "tamper attempt", 49: "control point changed",
 }
 #: Bit-field members whose codes are Table 0 formats.
-_CODES: dict[str, type] = {"data_order": DataOrder, "char_format": CharFormat,
+_CODES: dict[str, type[IntEnum]] = {"data_order": DataOrder, "char_format": CharFormat,
                            "tm_format": TmFormat, "data_access_method": DataAccessMethod,
                            "int_format": IntFormat, "ni_format1": NiFormat,
                            "ni_format2": NiFormat}
@@ -234,8 +235,8 @@ def _row(path: str, value: Any, node: Node | None, data: bytes, base: int,
     if kind == "bits":
         row["text"] = _bits_text(value)
         if hasattr(value, "id_code") and hasattr(value, "time_base"):  # a Table 12 UOM entry
-            quantity, unit, _m = _unit_of(value)
-            row["text"] = f"{quantity}{f' ({unit})' if unit else ''}: {row['text']}"
+            quantity, uom_unit, _m = _unit_of(value)
+            row["text"] = f"{quantity}{f' ({uom_unit})' if uom_unit else ''}: {row['text']}"
     elif kind == "set":
         row["text"] = _set_text(re.sub(r"\[\d+\]", "", name), value)
     elif kind == "datetime":
@@ -466,7 +467,8 @@ def _replace(value: Any, segments: list[str | int], new: Any, path: str) -> Any:
         raise ValueError(f"{path}: no field {head!r}")
     changed = _replace(getattr(value, head), rest, new, path)
     try:
-        return dataclasses.replace(value, **{head: changed})
+        record: Any = value
+        return dataclasses.replace(record, **{head: changed})
     except ValueError as exc:  # a record's own rule (MT2: a notice's kind and contents)
         raise ValueError(f"{path}: {exc}") from None
 
