@@ -126,6 +126,9 @@ POLICY: dict[tuple[str, str], Rule | None] = {
     # a notice is a write of the meter's MT2: what an engineer may do
     ("PUT", "/api/nodes/{ap_title}/notice"): ("engineer", "send notice"),
     ("DELETE", "/api/nodes/{ap_title}/notice"): ("engineer", "clear notice"),
+    # reading a table (the table editor's start) is a Read of the meter; writing it back a Write
+    ("GET", "/api/nodes/{ap_title}/tables/{number}"): ("operator", "read a table"),
+    ("PUT", "/api/nodes/{ap_title}/tables/{number}"): ("engineer", "write a table"),
 }
 #: The routes anyone may use (none has a path parameter), and the static files' prefix.
 PUBLIC = frozenset(k for k, v in POLICY.items() if v is None)

@@ -109,6 +109,8 @@ def abilities(role: str) -> dict[str, Any]:
         "collect": can("POST", "/api/nodes/{ap_title}/collect"),
         "network": can("POST", "/api/network/nodes/{ap_title}/trace"),
         "notices": can("PUT", "/api/nodes/{ap_title}/notice"),
+        "tables_read": can("GET", "/api/nodes/{ap_title}/tables/{number}"),
+        "tables_write": can("PUT", "/api/nodes/{ap_title}/tables/{number}"),
         "audit": can("GET", "/api/audit"),
         "users": can("POST", "/api/users"),
     }

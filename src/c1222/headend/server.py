@@ -128,6 +128,7 @@ from c1222.tables.readings import (
     meter_values,
     unread_window,
 )
+from c1222.tables.decade6 import channel_status, common_status
 from c1222.tables.registry import decode_table
 from c1222.tables.store import TableStore
 from c1222.tables.types import DataAccessMethod
@@ -527,6 +528,8 @@ class HeadEnd:
             registered_at=now, last_seen=now, state="registered",
             via=via if isinstance(via, str) else None)
         assert self.storage is not None
+        # It may have restarted with other tables: decode its Reads with fresh ones.
+        self._context.pop(node.ap_title, None)
         self._spawn_write(self.storage.upsert_node(record))
         self._publish({"type": "registered", "node": self.node_json(node)})
         self.metrics.registered(node.node_type)
@@ -677,6 +680,8 @@ class HeadEnd:
         (the max size of an RQTL answer, remembered per node) or than MAX_APDU_SIZE."""
         services = await self._services(ap_title, name, params)
         node = self.node(ap_title)
+        if name == "write":  # a cached context table written: read it again when needed
+            self._context.get(ap_title, {}).pop(int(params["table"]), None)
         if name in ("resolve", "trace") and node.extra.get("via") and self.master_link:
             # Network services of a node behind the relays are the master relay's to answer
             # (an end device answers SNS): ask it, as the Network panel does.
@@ -851,6 +856,15 @@ class HeadEnd:
         """:func:`node_json` with the collector's status of the node."""
         status = self._status.get(node.ap_title)
         return node_json(node, status)
+
+    async def read_tables(self, ap_title: str, numbers: Sequence[int]) -> dict[int, bytes]:
+        """The meter's tables ``numbers`` (Table 0, dimension tables ...): read in one
+        request, cached per node until it registers again or one is written."""
+        return await self._tables(ap_title, numbers)
+
+    def cached_tables(self, ap_title: str) -> dict[int, bytes]:
+        """The tables :meth:`read_tables` holds for a node, without asking the meter."""
+        return dict(self._context.get(ap_title, {}))
 
     async def _tables(self, ap_title: str, numbers: Sequence[int]) -> dict[int, bytes]:
         """Full reads of ``numbers`` in one request; context tables are read once per node.
@@ -1149,8 +1163,12 @@ def _lp_readings(tables: dict[int, bytes], layout: LpLayout, data: bytes,
     """The readings of Table 64 blocks read incrementally (run in the decoder process)."""
     out: list[Reading] = []
     for interval in lp_intervals_from_bytes(tables, layout, data, first_seq):
-        out += interval_readings(interval["end"].replace(tzinfo=dt.timezone.utc),
-                                 {f"ch{k}": v for k, v in enumerate(interval["values"])})
+        values = {f"ch{k}": v for k, v in enumerate(interval["values"])}
+        eis = interval["status"]  # EXTENDED_INT_STATUS, when the meter keeps it
+        out += interval_readings(
+            interval["end"].replace(tzinfo=dt.timezone.utc), values,
+            common_status(eis) if eis else 0,
+            {f"ch{k}": channel_status(eis, k) for k in range(len(values))} if eis else None)
     return out
 
 

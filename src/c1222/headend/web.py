@@ -15,10 +15,12 @@ Endpoints (docs/headend.md): ``GET /api/nodes``, ``GET /api/nodes/{ap_title}``,
 ``POST /api/nodes/{ap_title}/services/{name}``, ``GET /api/nodes/{ap_title}/readings``,
 ``POST /api/nodes/{ap_title}/collect``, ``GET /api/messages``, ``GET /api/messages/{id}``,
 ``GET /api/events``, and ``PUT``/``DELETE``/``GET /api/nodes/{ap_title}/notice`` (notices to
-the household, :mod:`c1222.headend.notices`); ``/`` is the console and ``/static/...`` its
-files; ``GET /metrics`` the Prometheus metrics (:mod:`c1222.headend.metrics`, any account's
-bearer token). Every route but ``/``, ``/static``, ``/api/login`` and the health check
-(``/api/health``, ``/healthz``) needs credentials and a role (:mod:`c1222.headend.auth`,
+the household, :mod:`c1222.headend.notices`), the tables as values, the table editor, events
+and alarms (:mod:`c1222.headend.tables_api`), the log's export (:mod:`c1222.headend.messagelog`)
+and the collector's accounting (:mod:`c1222.headend.collection`); ``/`` is the console and
+``/static/...`` its files; ``GET /metrics`` the Prometheus metrics (:mod:`c1222.headend.metrics`,
+any account's bearer token). Every route but ``/``, ``/static``, ``/api/login`` and the health
+check (``/api/health``, ``/healthz``) needs credentials and a role (:mod:`c1222.headend.auth`,
 whose one table :data:`~c1222.headend.auth.POLICY` says which; sign-in, accounts and the
 audit log are routes of :mod:`c1222.headend.auth_routes`).
 
@@ -56,6 +58,7 @@ from c1222.codec.ber import Uid
 from c1222.codec.services import ErrorResponse, Response
 from c1222.codes import ResponseCode
 from c1222.errors import C1222Error, ConfigurationError, DecodeError, LimitExceeded
+from c1222.headend import messagelog, tables_api
 from c1222.headend.network import native_address_text
 from c1222.headend.server import Exchange, HeadEnd, summary
 from c1222.transport.http import HttpLimits, limit_body, metrics_exposition
@@ -210,6 +213,9 @@ class ExchangeOut(BaseModel):
     response_codes: list[str] = Field(description="one per service of the response, e.g. "
                                                   "['ok', 'sns']")
     elapsed_ms: float
+    tables: list[dict[str, Any]] | None = Field(
+        None, description="the tables read or written, as values (docs/headend.md, "
+                          "\"Tables as values\"; c1222.tables.values.describe_table)")
 
 
 class NoAnswer(ExchangeOut):
@@ -243,6 +249,9 @@ class MessageDetail(MessageOut):
     decrypted: bool = Field(False, description="the tree shows the plaintext of a mode-2 "
                                                "message")
     error: str | None = Field(None, description="why the message could not be parsed")
+    tables: list[dict[str, Any]] | None = Field(
+        None, description="the tables the message (or the request it answers) read or "
+                          "wrote, as values, decoded with the tables the head-end holds")
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -548,6 +557,8 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
     from c1222.headend.collection import router as collection_routes
 
     app.include_router(collection_routes(headend))  # the collector's accounting
+    app.include_router(tables_api.router(headend))  # tables as values, events, alarms
+    app.include_router(messagelog.router(headend))  # before /api/messages/{id}: the export
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -696,6 +707,7 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
         body = exchange_json(exchange, name.value, node.ap_title, time.monotonic() - started)
         if exchange.response is None:
             return no_answer(body)
+        body["tables"] = await tables_api.exchange_tables(headend, node.ap_title, exchange)
         return body
 
     def no_answer(body: dict[str, Any]) -> JSONResponse:
@@ -808,14 +820,22 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
     @app.get("/api/messages", response_model=list[MessageOut], tags=["messages"],
              summary="The message log, newest first")
     async def messages(
+        response: HttpResponse,
         ap_title: str | None = Query(None, description="only this node's messages"),
         limit: int = Query(100, ge=1, le=MAX_MESSAGES),
         before_id: int | None = Query(None, ge=1, le=MAX_ID,
                                       description="page: the last id seen"),
+        service: messagelog.ServiceQ = None, response_code: messagelog.CodeQ = None,
+        security_mode: messagelog.ModeQ = None, since: messagelog.SinceQ = None,
+        until: messagelog.UntilQ = None,
     ) -> list[dict[str, Any]]:
-        """Every C12.22 message the head-end sent or received, newest first."""
-        title = key(ap_title) if ap_title else None
-        rows = await storage().messages(title, limit=limit, before_id=before_id)
+        """Every C12.22 message the head-end sent or received, newest first; filtered by
+        node, service, response code, security mode and time (a filter scans at most
+        20000 messages: `X-C1222-Scan-Complete: false` when it stopped there)."""
+        flt = messagelog.make_filter(ap_title, service, response_code, security_mode, since,
+                                     until)
+        rows, complete = await messagelog.query(storage(), flt, limit, before_id)
+        response.headers["X-C1222-Scan-Complete"] = "true" if complete else "false"
         return [_message(m) for m in rows]
 
     @app.get("/api/messages/{message_id}", response_model=MessageDetail, tags=["messages"],
@@ -827,7 +847,9 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
         record = await storage().message(message_id)
         if record is None:
             raise HTTPException(404, f"no message {message_id}")
-        return _message_detail(record, headend)
+        body = _message_detail(record, headend)
+        body["tables"] = await tables_api.message_tables(headend, record)
+        return body
 
     # -------------------------------------------------------------------- live events
 

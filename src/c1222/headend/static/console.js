@@ -24,13 +24,13 @@
     ] },
     { group: "Tables", items: [
       { name: "read", label: "Read", fields: [
-        { key: "table", label: "table", type: "number", value: "0" },
+        { key: "table", label: "table", type: "number", value: "0", required: true },
         { key: "offset", label: "offset", type: "number", placeholder: "full" },
         { key: "count", label: "count", type: "number", placeholder: "full" }] },
       { name: "write", label: "Write", danger: true, fields: [
-        { key: "table", label: "table", type: "number", placeholder: "#" },
+        { key: "table", label: "table", type: "number", placeholder: "#", required: true },
         { key: "offset", label: "offset", type: "number", placeholder: "full" },
-        { key: "data", label: "data", placeholder: "hex", wide: true }] },
+        { key: "data", label: "data", placeholder: "hex", wide: true, required: true }] },
     ] },
     { group: "Procedures", items: [
       { name: "procedure", label: "Procedure", fields: [
@@ -285,6 +285,7 @@
     const query = (extra) => {
       const p = new URLSearchParams(extra);
       if (apTitle) p.set("ap_title", apTitle);
+      for (const [k, v] of Object.entries(state.filter || {})) if (v !== "" && v !== undefined) p.set(k, v);
       return `/api/messages?${p}`;
     };
 
@@ -318,6 +319,8 @@
       r.detail.dataset.id = String(m.id);
       renderHex(r["detail-hex"], m.hex);
       renderTree(r["detail-tree"], m.tree, r["detail-hex"], m.exact || m.decrypted);
+      // tables.js shows the tables it read or wrote as values
+      window.dispatchEvent(new CustomEvent("c1222:message", { detail: { message: m, container: r.detail } }));
     }
 
     r.older.addEventListener("click", older);
@@ -333,6 +336,17 @@
         state.timer = setTimeout(() => { state.timer = null; refresh(); }, 250);
       },
       refresh,
+      // new filter (the message log page's filter bar, tables.js): reload from the newest
+      async filter(f) {
+        state.filter = f;
+        state.rows.clear(); state.newest = 0; state.oldest = null;
+        r.messages.replaceChildren();
+        r.older.hidden = false;
+        const res = await api(query({ limit: 100 }));
+        if (res.ok) add(await res.json(), true);
+        r.older.hidden = state.rows.size < 100;
+        return res;
+      },
     };
   }
 
@@ -526,11 +540,19 @@
       form.addEventListener("submit", (e) => {
         e.preventDefault();
         const params = { ...(s.fixed || {}) };
+        const missing = [];
         for (const [k, { input, f }] of Object.entries(inputs)) {
           if (f.type === "checkbox") { if (input.checked) params[k] = true; continue; }
           const v = input.value.trim();
+          // a number field holding text reads as "" (validity.badInput): never a default
+          if (v === "" && (f.required || (input.validity && input.validity.badInput))) missing.push(f.label);
           if (v === "") continue;
           params[k] = f.type === "number" ? Number(v) : v;
+        }
+        if (missing.length) {
+          r.status.className = "result-status bad";
+          r.status.textContent = `${s.label}: not sent — ${missing.join(", ")}: empty or not a number`;
+          return;
         }
         run(s, params, button);
       });
@@ -603,6 +625,7 @@
         renderHex(r["response-hex"], "");
         r["response-tree"].replaceChildren(el("p", { class: "bad small", text: x.error || "no response" }));
       }
+      window.dispatchEvent(new CustomEvent("c1222:exchange", { detail: { exchange: x, container: result } }));
     }
 
     r.collect.addEventListener("click", async () => {
@@ -708,6 +731,8 @@
     const log = messageLog(r, null);
     listen("?types=message", { message: () => log.changed() }, () => log.refresh());
     log.load();
+    window.c1222MessageLog = log;   // the filter bar (tables.js) reloads it
+    teardown = () => { if (window.c1222MessageLog === log) window.c1222MessageLog = null; };
   }
 
   // ---------------------------------------------------------------- the network
