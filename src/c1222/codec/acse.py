@@ -530,7 +530,7 @@ def _user_information(data: bytes, start: int, stop: int, path: str
 
 def _authentication_value(data: bytes, start: int, stop: int, path: str) -> dict[str, object]:
     """Key id and IV from the C12.22 form of AC; any other form is kept raw (digest 2.4)."""
-    raw = {"authentication_value": bytes(data[start:stop])}
+    raw: dict[str, object] = {"authentication_value": bytes(data[start:stop])}
     try:
         tag, s, e = read_tlv(data, start, stop, path)
         if tag != 0xA2 or e != stop:
@@ -575,6 +575,8 @@ def shape_verdict(data: bytes | bytearray) -> bool | None:
     Only the elements before user-information's first content byte are read, so a
     stream is judged on its first hundred bytes or so, whatever the APDU's size.
     """
+    if not isinstance(data, bytes):  # a reader's bounded head buffer: the BER readers take bytes
+        data = bytes(data)
     have = len(data)
     if have < 2:
         return None if not have or data[0] == APDU_TAG else False

@@ -125,16 +125,19 @@ def decode(buf: bytes, pos: int, end: int, requests: Sequence[Request] | None = 
     """Decode the EPSEM in ``buf[pos:end]`` (the user-information octet string)."""
     ctl, body_end = control_and_mac(buf, pos, end, path)
     mode = (ctl >> 2) & 3
-    flags = dict(security_mode=mode, response_control=ctl & 3,
-                 recovery_session=bool(ctl & FLAG_RECOVERY_SESSION),
-                 proxy_service_used=bool(ctl & FLAG_PROXY_SERVICE_USED))
+    control = ctl & 3
+    recovery = bool(ctl & FLAG_RECOVERY_SESSION)
+    proxy = bool(ctl & FLAG_PROXY_SERVICE_USED)
     edc = bool(ctl & FLAG_ED_CLASS_INCLUDED)
     mac = bytes(buf[body_end:end]) if mode else None
     if mode == SecurityMode.CIPHERTEXT_AUTHENTICATED:
-        return Epsem(ed_class_included=edc, mac=mac, ciphertext=bytes(buf[pos + 1 : body_end]),
-                     **flags)
+        return Epsem(security_mode=mode, response_control=control, recovery_session=recovery,
+                     proxy_service_used=proxy, ed_class_included=edc, mac=mac,
+                     ciphertext=bytes(buf[pos + 1 : body_end]))
     ed_class, services, padding = decode_body(buf, pos + 1, body_end, edc, requests, path)
-    return Epsem(services, ed_class=ed_class, mac=mac, padding=padding, **flags)
+    return Epsem(services, security_mode=mode, response_control=control,
+                 recovery_session=recovery, proxy_service_used=proxy, ed_class=ed_class,
+                 mac=mac, padding=padding)
 
 
 def decode_body(buf: bytes, pos: int, end: int, ed_class_included: bool,

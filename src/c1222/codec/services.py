@@ -648,7 +648,7 @@ _NO_PARAMETERS: dict[int, Request] = {
     ServiceCode.LOGOFF: LogoffRequest(),
     ServiceCode.DEFAULT_READ: DefaultReadRequest(),
 }
-_AP_TITLE_REQUESTS = {
+_AP_TITLE_REQUESTS: dict[int, type[_ApTitleRequest]] = {
     ServiceCode.DEREGISTER: DeregisterRequest,
     ServiceCode.RESOLVE: ResolveRequest,
     ServiceCode.TRACE: TraceRequest,
@@ -695,7 +695,7 @@ def decode_response(buf: bytes, pos: int, end: int, request: Request | None = No
         _done(end, p + 1 + n, path)
         return ResolveResponse(native_address=bytes(buf[p + 1 : end]))
     if isinstance(request, TraceRequest):
-        titles = []
+        titles: list[Uid] = []
         q = p
         while q < end:
             if len(titles) >= limits.MAX_TRACE_HOPS:

@@ -235,7 +235,7 @@ def service_from_json(d: Any) -> sv.Service:
     if name is not None and not isinstance(name, str):
         raise LocalProtocolError("service: expected a service name")
     if "response_code" not in d:
-        cls = REQUESTS.get(name)  # type: ignore[arg-type]
+        cls: type | None = REQUESTS.get(name)  # type: ignore[arg-type]
         if cls is None:
             raise LocalProtocolError(f"unknown service {d.get('service')!r}")
         return _build(cls, d)
@@ -254,8 +254,8 @@ def service_from_json(d: Any) -> sv.Service:
         max_size = d.get("max_size")
         return sv.ErrorResponse(response_code=code,
                                 max_size=None if max_size is None else _int(max_size, "max_size"))
-    cls = TYPED_RESPONSES.get(name, sv.OkResponse)  # type: ignore[arg-type]
-    return _build(cls, d, skip=("response_code",))
+    response_cls: type = TYPED_RESPONSES.get(name, sv.OkResponse)  # type: ignore[arg-type]
+    return _build(response_cls, d, skip=("response_code",))
 
 
 def from_json(d: Any) -> Apdu:
