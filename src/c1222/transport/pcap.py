@@ -23,6 +23,7 @@ objects per frame costs several times more than the rest of the reader.
 from __future__ import annotations
 
 import heapq
+import io
 import os
 import socket
 import struct
@@ -736,7 +737,7 @@ class PcapWriter:
             with open(path, "rb") as existing:
                 head = existing.read(24)
             try:
-                reader = dpkt.pcap.Reader(_Prefixed(head, _Empty()))
+                reader = dpkt.pcap.Reader(io.BytesIO(head))
             except (dpkt.Error, ValueError, struct.error) as exc:
                 raise ConfigurationError(f"{os.fspath(path)}: not a pcap file ({exc})") from None
             if reader.datalink() != dpkt.pcap.DLT_EN10MB:
@@ -835,13 +836,6 @@ class PcapWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _Empty:
-    """A file with nothing more in it (lets dpkt check a header we already read)."""
-
-    def read(self, size: int = -1) -> bytes:
-        return b""
 
 
 class TcpConnection:
