@@ -512,6 +512,12 @@ def _segment(data: bytes, elements: dict[int, tuple[int, int, int]], span: tuple
 
 def _user_information(data: bytes, start: int, stop: int, path: str
                       ) -> tuple[tuple[int, int], int | None]:
+    # The form nearly every message has, read inline: BE <l> 28 <l> 81 <l> <EPSEM>, short
+    # lengths, no indirect reference. Anything else takes the general path below.
+    if 4 <= stop - start < 0x82 and data[start] == TAG_EXTERNAL \
+            and data[start + 1] == stop - start - 2 and data[start + 2] == TAG_OCTET_ALIGNED \
+            and data[start + 3] == stop - start - 4:
+        return (start + 4, stop), None
     tag, pos, end = read_tlv(data, start, stop, path)
     if tag != TAG_EXTERNAL or end != stop:
         raise BerError("user-information must hold one EXTERNAL (28)", start, path)

@@ -155,7 +155,11 @@ def decode_body(buf: bytes, pos: int, end: int, ed_class_included: bool,
         pos += ED_CLASS_SIZE
     services: list[Service] = []
     while pos < end:
-        n, start = read_length(buf, pos, end, f"{path}.services[{len(services)}].length")
+        n = buf[pos]
+        if n < 0x80:  # the short form, inline (the error paths are built only on error)
+            start = pos + 1
+        else:
+            n, start = read_length(buf, pos, end, f"{path}.services[{len(services)}].length")
         if n == 0:
             return ed_class, tuple(services), bytes(buf[pos:end])
         if start + n > end:
