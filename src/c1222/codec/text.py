@@ -50,10 +50,10 @@ _EPSEM_FLAGS = ("security_mode", "response_control", "recovery_session", "proxy_
 
 def response_code_name(code: int) -> str | int:
     """``"ok"``, ``"isss"`` ...; an undefined status stays a number."""
-    try:
-        return ResponseCode(code).name.lower()
-    except ValueError:
-        return code
+    return _CODE_NAMES.get(code, code)
+
+
+_CODE_NAMES: dict[int, str] = {int(c): c.name.lower() for c in ResponseCode}
 
 
 def _value(v: Any) -> Any:
