@@ -181,15 +181,16 @@ class Uid:
             object.__setattr__(self, "_text", text)
         return text
 
-    def absolute(self, base: tuple[int, ...] = AP_TITLE_BASE) -> Uid:
-        """This identifier as an absolute OID (relative ones are expanded under ``base``)."""
+    def absolute(self, base: tuple[int, ...] | None = None) -> Uid:
+        """This identifier as an absolute OID (relative ones are expanded under ``base``,
+        by default the C12.22 AP-title base)."""
         if not self.relative:
             return self
-        if base is not AP_TITLE_BASE:
+        if base is not None and base != AP_TITLE_BASE:
             return Uid(base + self.arcs)
         found = self._absolute
         if found is None:
-            found = Uid(base + self.arcs)
+            found = Uid(AP_TITLE_BASE + self.arcs)
             object.__setattr__(self, "_absolute", found)
         return found
 
