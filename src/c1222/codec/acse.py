@@ -369,8 +369,12 @@ def decode_header(data: bytes) -> Header:
                 if itag != TAG_INTEGER:
                     raise BerError(f"expected INTEGER, found tag {itag:#04x}", start,
                                    _PATHS[tag])
-                fields[name] = decode_unsigned(content, istart, _PATHS[tag],
-                                               limits.MAX_INVOCATION_ID_BYTES)
+                size = istop - istart
+                if size == 1 or 1 < size <= limits.MAX_INVOCATION_ID_BYTES and content[0]:
+                    fields[name] = int.from_bytes(content, "big")  # minimal: decode_unsigned's
+                else:  # its errors, with their reasons
+                    fields[name] = decode_unsigned(content, istart, _PATHS[tag],
+                                                   limits.MAX_INVOCATION_ID_BYTES)
         pos = stop
     if TAG_CALLING_AP_INVOCATION_ID not in seen:
         raise BerError("calling-AP-invocation-id (A8) is mandatory", end, "apdu")
