@@ -225,19 +225,21 @@ def _pcap_records(fileobj: IO[bytes] | _Prefixed, header: struct.Struct, nano: b
     unpack = header.unpack_from
     buf = b""
     pos = 0
+    base = 24  # file offset of buf[0], for the errors
     while True:
         if len(buf) - pos < 16:
             more = fileobj.read(_READ_BLOCK)
+            base += pos
             buf, pos = buf[pos:] + more, 0
             if len(buf) < 16:
                 if more:
                     continue  # a short read from a pipe: read on
                 if buf:
-                    raise Truncated("capture file ends inside a record header", 0, "capture")
+                    raise Truncated("capture file ends inside a record header", base, "capture")
                 return
         sec, frac, caplen, _ = unpack(buf, pos)
         if caplen > MAX_RECORD:
-            raise Truncated(f"capture record of {caplen} bytes: the file is damaged", 0,
+            raise Truncated(f"capture record of {caplen} bytes: the file is damaged", base + pos,
                             "capture")
         stop = pos + 16 + caplen
         while stop > len(buf):
@@ -247,6 +249,7 @@ def _pcap_records(fileobj: IO[bytes] | _Prefixed, header: struct.Struct, nano: b
                 yield ((sec * 1_000_000_000 + frac) / 1_000_000_000 if nano
                        else sec + frac / 1e6), buf[pos + 16 :]
                 return
+            base += pos
             buf, stop, pos = buf[pos:] + more, stop - pos, 0
         yield ((sec * 1_000_000_000 + frac) / 1_000_000_000 if nano
                else sec + frac / 1e6), buf[pos + 16 : stop]
