@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import click
 import msgspec
@@ -72,8 +72,9 @@ def _capture(path: Path | IO[bytes], ports: tuple[int, ...] | None,
              heuristic: bool) -> Iterator[Source]:
     from c1222.transport.pcap import read_capture
 
-    for rec in read_capture(path, ports=ports, heuristic=heuristic):
-        yield Source(rec.frame, rec.data, rec.time, rec.src, rec.dst, rec.transport, rec.error)
+    # A CapturedApdu has every field of a Source, by the same names: passed on as it is
+    # (building a Source per message cost about 1 µs of 25).
+    return cast("Iterator[Source]", read_capture(path, ports=ports, heuristic=heuristic))
 
 
 def _text_file(name: str, head: bytes, lines: Iterable[bytes]) -> Iterator[Source]:
