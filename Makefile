@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test system-deps venv bench clean
+.PHONY: demo test system-deps venv bench clean compile uncompile
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || $(MAKE) --no-print-directory apt-python
@@ -67,3 +67,13 @@ bench: system-deps $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
+
+# Opt-in: the decode path compiled with mypyc (setup.py, docs/messages.md). Python loads the
+# extensions before the .py files beside them: after editing those modules, compile again or
+# uncompile.
+compile: $(STAMP)
+	C1222_COMPILE=1 $(BIN)/pip install -q --no-deps -e .
+
+uncompile:
+	find src -name '*.so' -delete
+	rm -rf build

@@ -1,12 +1,18 @@
 """Decode speed: `c1222 decode --json` beside `tshark -T fields` on the same 100,000-message capture.
 
-Run: `.venv/bin/python benchmarks/decode.py [--messages N]`. Writes its section of BENCHMARKS.md.
+Run: `.venv/bin/python benchmarks/decode.py [--messages N] [--runs N] [--no-compile]`. Writes its
+section of BENCHMARKS.md. Ours runs from this checkout's src/ (pure Python) and, unless
+--no-compile or mypyc is missing, from a copy of it with setup.py's modules compiled by mypyc
+(built in a temporary directory, the checkout untouched); every command runs in turn, once per
+round, so a load burst hits all of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -49,106 +55,157 @@ def build_capture(path: Path, count: int) -> int:
 
 
 def stages(pcap: Path) -> list[tuple[str, float]]:
-    """Where our time goes: each stage of `decode --json` measured alone, in this process.
+    """Where our time goes: each stage of `decode --json` measured alone, in this process
+    (CPU time, best of 3).
 
     The collector is paused: holding 100,000 decoded messages at once (which the streaming
     command never does) would otherwise bill its full passes to whichever stage runs.
     """
     import gc
-    import json
 
+    from c1222.cli.codec import json_lines, read_sources, record
     from c1222.codec import text
     from c1222.session.dissect import Dissector
-    from c1222.transport.pcap import read_capture
 
+    best: dict[str, float] = {}
+    clock = time.process_time
     gc.disable()
-    start = time.perf_counter()
-    records = list(read_capture(pcap))
-    t_read = time.perf_counter() - start
-    dissector = Dissector()
-    start = time.perf_counter()
-    apdus = [dissector.dissect(r.data, r.src, r.dst).apdu for r in records]
-    t_decode = time.perf_counter() - start
-    start = time.perf_counter()
-    values = [text.to_json(a) for a in apdus]
-    t_json = time.perf_counter() - start
-    start = time.perf_counter()
-    encode = json.JSONEncoder(separators=(",", ":")).encode
-    "\n".join(encode(v) for v in values)
-    t_dump = time.perf_counter() - start
-    gc.enable()
-    return [("read pcap and reassemble TCP (transport.pcap)", t_read),
-            ("decode ACSE + EPSEM + services, pair responses (session.dissect)", t_decode),
-            ("build the canonical JSON values (codec.text)", t_json),
-            ("serialise to JSON text (json, C encoder)", t_dump)]
+    try:
+        for _ in range(3):
+            start = clock()
+            sources = list(read_sources([pcap], (1153,), True))
+            read = clock() - start
+            dissector = Dissector()
+            start = clock()
+            results = [dissector.dissect(s.data, s.src, s.dst) for s in sources]
+            decode = clock() - start
+            start = clock()
+            for r in results:
+                text.to_json(r.apdu)
+            values = clock() - start
+            records = [record(s, r) for s, r in zip(sources, results)]
+            start = clock()
+            json_lines(records)
+            dump = clock() - start
+            for name, t in (("read", read), ("decode", decode), ("values", values),
+                            ("text", dump)):
+                best[name] = min(best.get(name, t), t)
+            del sources, results, records
+            gc.collect()
+    finally:
+        gc.enable()
+    return [("read pcap and reassemble TCP (transport.pcap)", best["read"]),
+            ("decode ACSE + EPSEM + services, pair responses (session.dissect)", best["decode"]),
+            ("build the canonical JSON values (codec.text)", best["values"]),
+            ("serialise to JSON text (msgspec)", best["text"])]
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, bytes]:
+def compiled_copy(root: Path, into: Path) -> Path | None:
+    """A copy of ``root``/src with setup.py's COMPILED modules built by mypyc; None without it."""
+    if shutil.which("mypyc", path=str(Path(sys.executable).parent)) is None:
+        return None
+    tree = ast.parse((root / "setup.py").read_text())
+    modules = next(ast.literal_eval(node.value) for node in tree.body
+                   if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "COMPILED")
+    src = into / "src"
+    shutil.copytree(root / "src", src, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    mypyc = str(Path(sys.executable).with_name("mypyc"))
+    start = time.perf_counter()
+    subprocess.run([mypyc, "--ignore-missing-imports", *(m.removeprefix("src/") for m in modules)],
+                   cwd=src, check=True, stdout=subprocess.DEVNULL)
+    print(f"compiled {len(modules)} modules in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return src
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, bytes]:
+    """Wall seconds, CPU seconds (user + system of the child and its workers), output."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, check=True)
-    return time.perf_counter() - start, out.stdout
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, out.stdout
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-compile", action="store_true",
+                        help="only the pure Python build (no mypyc copy)")
     args = parser.parse_args()
     tshark = shutil.which("tshark")
     if tshark is None:
         sys.exit("tshark is needed as the reference (apt-get install tshark)")
-    c1222 = str(Path(sys.executable).with_name("c1222"))
+    root = Path(__file__).resolve().parents[1]
+    workers = min(len(os.sched_getaffinity(0)), 8)
     with tempfile.TemporaryDirectory() as tmp:
         pcap = Path(tmp) / "mixed.pcap"
         count = build_capture(pcap, args.messages)
         size = pcap.stat().st_size
+        builds = {"pure Python": root / "src"}
+        compiled = None if args.no_compile else compiled_copy(root, Path(tmp) / "compiled")
+        if compiled is not None:
+            builds["compiled (mypyc)"] = compiled
         env = {**os.environ, "HOME": tmp, "WIRESHARK_CONFIG_DIR": tmp}
-        ours, one_core, theirs = [], [], []
-        tshark_cmd = [tshark, "-n", "-r", str(pcap), "-T", "fields", "-e", "c1222.cmd",
-                      "-e", "c1222.err", "-Y", "c1222"]
+        commands: dict[str, tuple[list[str], dict[str, str]]] = {
+            "tshark": ([tshark, "-n", "-r", str(pcap), "-T", "fields", "-e", "c1222.cmd",
+                        "-e", "c1222.err", "-Y", "c1222"], env)}
+        for build, src in builds.items():
+            for jobs in (1, workers):
+                commands[f"{build}, --jobs {jobs}"] = (
+                    [sys.executable, "-m", "c1222.cli", "decode", "--json", "--jobs", str(jobs),
+                     str(pcap)], {**env, "PYTHONPATH": str(src)})
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        cpus: dict[str, list[float]] = {name: [] for name in commands}
         loads = [os.getloadavg()[0]]
-        workers = min(len(os.sched_getaffinity(0)), 8)
-        for _ in range(args.runs):  # interleaved: A B C A B C, so load bursts hit all three
-            t, out = timed([c1222, "decode", "--json", "--jobs", str(workers), str(pcap)])
-            ours.append(t)
-            assert out.count(b"\n") == count, (out.count(b"\n"), count)
-            t, out_one = timed([c1222, "decode", "--json", "--jobs", "1", str(pcap)])
-            one_core.append(t)
-            assert out_one == out
-            t, out = timed(tshark_cmd, env)
-            theirs.append(t)
+        reference = None
+        for _ in range(args.runs):  # interleaved: A B C ... A B C, so load bursts hit all
+            for name, (cmd, cmd_env) in commands.items():
+                wall, cpu, out = timed(cmd, cmd_env)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+                if name != "tshark":
+                    assert out.count(b"\n") == count, (name, out.count(b"\n"), count)
+                    reference = reference or out
+                    assert out == reference, f"{name}: other output than the first build"
             loads.append(os.getloadavg()[0])
         split = stages(pcap)
-    best_ours, best_one, best_theirs = min(ours), min(one_core), min(theirs)
-    ratios = sorted(b / a for a, b in zip(ours, theirs))
-    ratios_one = sorted(b / a for a, b in zip(one_core, theirs))
     rows = [
         f"Capture: {count:,} C12.22 messages (every service of `c1222.codec.samples`, requests "
-        f"and responses) on 50 TCP connections, {size / 1e6:.1f} MB. Best of {args.runs} runs, "
-        f"the three commands interleaved; load average {min(loads):.1f} to {max(loads):.1f} "
-        f"during the runs ({os.cpu_count()} cores shared with other work).",
+        f"and responses) on 50 TCP connections, {size / 1e6:.1f} MB. Every command once per "
+        f"round, {args.runs} rounds; best wall time and best CPU time (user + system, workers "
+        f"included) of each; load average {min(loads):.1f} to {max(loads):.1f} during the runs "
+        f"({os.cpu_count()} cores shared with other work). Ours: `python -m c1222.cli decode "
+        f"--json --jobs N`, the same bytes from every build.",
         "",
-        "| command | seconds | messages/s |",
-        "|---|---:|---:|",
-        f"| `c1222 decode --json --jobs {workers}` (worker processes, split by connection) | "
-        f"{best_ours:.2f} | {count / best_ours:,.0f} |",
-        f"| `c1222 decode --json --jobs 1` (one process; the default below 4 cores) | "
-        f"{best_one:.2f} | "
-        f"{count / best_one:,.0f} |",
-        f"| `tshark -T fields -e c1222.cmd -e c1222.err -Y c1222` | {best_theirs:.2f} | "
-        f"{count / best_theirs:,.0f} |",
+        "| command | wall s | CPU s | messages/s (wall) | ratio, wall (tshark / ours) "
+        "| ratio, CPU |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in commands:
+        ratio = statistics.median(t / o for t, o in zip(walls["tshark"], walls[name]))
+        ratio_cpu = statistics.median(t / o for t, o in zip(cpus["tshark"], cpus[name]))
+        label = "`tshark -T fields -e c1222.cmd -e c1222.err -Y c1222`" if name == "tshark" \
+            else f"ours, {name}"
+        rows.append(f"| {label} | {min(walls[name]):.2f} | {min(cpus[name]):.2f} | "
+                    f"{count / min(walls[name]):,.0f} | {ratio:.2f}x | {ratio_cpu:.2f}x |")
+    one = "pure Python, --jobs 1"
+    rows += [
         "",
-        f"Ratio (tshark time / ours, median of the side-by-side runs): "
-        f"**{statistics.median(ratios):.2f}x** with workers, "
-        f"**{statistics.median(ratios_one):.2f}x** on one core (above 1: we are faster).",
+        "Ratios are medians over the rounds of tshark's time / ours in the same round (above 1: "
+        "we are faster). CPU time is what one core would need; wall time on 2 busy cores "
+        "depends on what else runs.",
         "",
-        "Where our time goes on one core (each stage alone, same capture, in one process):",
+        "Where our time goes on one core (pure Python build, each stage alone in one process, "
+        "CPU time, best of 3):",
         "",
         "| stage | seconds | µs/message |",
         "|---|---:|---:|",
         *[f"| {name} | {t:.2f} | {t / count * 1e6:.1f} |" for name, t in split],
-        f"| process start-up, imports, output, the rest | "
-        f"{max(0.0, best_one - sum(t for _, t in split)):.2f} | |",
+        f"| process start-up, imports, writing, the rest | "
+        f"{max(0.0, min(cpus[one]) - sum(t for _, t in split)):.2f} | |",
     ]
     write_section("Decoding a capture (benchmarks/decode.py)", [machine(), "", *rows])
     print("\n".join(rows))

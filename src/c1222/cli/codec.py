@@ -10,9 +10,10 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import click
+import msgspec
 
 from c1222.codec import text
 from c1222.codec.acse import Apdu
@@ -71,8 +72,9 @@ def _capture(path: Path | IO[bytes], ports: tuple[int, ...] | None,
              heuristic: bool) -> Iterator[Source]:
     from c1222.transport.pcap import read_capture
 
-    for rec in read_capture(path, ports=ports, heuristic=heuristic):
-        yield Source(rec.frame, rec.data, rec.time, rec.src, rec.dst, rec.transport, rec.error)
+    # A CapturedApdu has every field of a Source, by the same names: passed on as it is
+    # (building a Source per message cost about 1 µs of 25).
+    return cast("Iterator[Source]", read_capture(path, ports=ports, heuristic=heuristic))
 
 
 def _text_file(name: str, head: bytes, lines: Iterable[bytes]) -> Iterator[Source]:
@@ -301,8 +303,29 @@ def _header(source: Source) -> str:
     return f"message {source.frame} ({len(source.data)} bytes)"
 
 
-# The standard library's C encoder: on this workload it beat orjson (benchmarks/decode.py).
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
+# msgspec's encoder: 5-9x faster than the standard library's C encoder on these records, and
+# 3-6x faster than orjson (benchmarks/decode.py); the same bytes for ASCII text and integers of
+# any size. It writes non-ASCII as UTF-8 rather than \u escapes, and floats in the shortest
+# exponent form (1e-6, not 1e-06): the same JSON values. A string it refuses (a lone surrogate)
+# falls back to the standard library for that record.
+_encoder = msgspec.json.Encoder()
+_std_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _dumps(value: Any) -> str:
+    """One record as compact JSON text."""
+    try:
+        return _encoder.encode(value).decode()
+    except (UnicodeEncodeError, TypeError, OverflowError):
+        return _std_dumps(value)
+
+
+def json_lines(values: list[Any]) -> bytes:
+    """Records as JSON lines, each ending in a newline, encoded in one call."""
+    try:
+        return _encoder.encode_lines(values)
+    except (UnicodeEncodeError, TypeError, OverflowError):
+        return "".join(_dumps(v) + "\n" for v in values).encode()
 
 
 def _reader_gone() -> None:
@@ -316,10 +339,16 @@ def _reader_gone() -> None:
     sys.exit(EXIT_OK)
 
 
-def _flush_json(buffer: list[str]) -> None:
+def _flush_json(buffer: list[Any], out: IO[str]) -> None:
     if buffer:
-        sys.stdout.write("\n".join(buffer) + "\n")
+        data = json_lines(buffer)
         buffer.clear()
+        raw = getattr(out, "buffer", None)
+        if raw is None:
+            out.write(data.decode())
+        else:  # straight to the bytes below: no text layer to encode 84 MB again
+            out.flush()
+            raw.write(data)
 
 
 #: A capture from this size on, on a machine with this many cores, is decoded by worker
@@ -431,7 +460,7 @@ def decode(inputs: tuple[str, ...], verbose: bool, as_json: bool, ports: tuple[i
         port_filter, heuristic = (1153,), True
     out = sys.stdout
     arrow = "\u2192" if (out.encoding or "").lower().replace("-", "") == "utf8" else "->"
-    buffer: list[str] = []
+    buffer: list[dict[str, Any]] = []
     failures = seen = 0
     t0: float | None = None
     status = EXIT_OK
@@ -457,9 +486,9 @@ def decode(inputs: tuple[str, ...], verbose: bool, as_json: bool, ports: tuple[i
                                        or not wanted(result.apdu)):
                 continue
             if as_json:
-                buffer.append(_dumps(record(source, result)))
+                buffer.append(record(source, result))
                 if len(buffer) >= 4096:
-                    _flush_json(buffer)
+                    _flush_json(buffer, out)
             elif not verbose:
                 out.write(one_line(source, result, t0, arrow) + "\n")
             else:
@@ -480,7 +509,7 @@ def decode(inputs: tuple[str, ...], verbose: bool, as_json: bool, ports: tuple[i
     except BrokenPipeError:
         _reader_gone()
     try:
-        _flush_json(buffer)
+        _flush_json(buffer, out)
         out.flush()
     except BrokenPipeError:
         _reader_gone()

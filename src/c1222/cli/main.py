@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -11,7 +12,40 @@ import click
 from c1222 import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Each subcommand's module, imported only when the command runs (or help lists it): `decode`
+#: does not pay for the head-end's web stack, asyncio, the tables engine (python -X importtime).
+_COMMANDS = {
+    "decode": ("c1222.cli.codec", "decode"),
+    "encode": ("c1222.cli.codec", "encode"),
+    "demo": ("c1222.cli.demo", "demo"),
+    "samples": ("c1222.cli.demo", "samples_command"),
+    "tables": ("c1222.cli.tables", "tables"),
+    "meter": ("c1222.cli.meter", "meter"),
+    "headend": ("c1222.cli.headend", "headend"),
+    "ihd": ("c1222.cli.ihd", "ihd"),
+    "tariff": ("c1222.cli.tariff", "tariff"),
+    "conformance": ("c1222.cli.conformance", "conformance"),
+    "relay": ("c1222.cli.relay", "relay"),
+    "sink": ("c1222.cli.sink", "sink"),
+    "fleet": ("c1222.cli.fleet", "fleet"),
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*_COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            module, attr = _COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="c1222")
 def cli() -> None:
     """ANSI C12.22 metering: codec, security, tables, meter, head-end and in-home display."""
@@ -75,24 +109,3 @@ def _command_path(argv: list[str]) -> str:
         path.append(arg)
         command = sub
     return " ".join(path)
-
-
-def _register_commands() -> None:
-    from c1222.cli.codec import decode, encode
-    from c1222.cli.conformance import conformance
-    from c1222.cli.demo import demo, samples_command
-    from c1222.cli.fleet import fleet
-    from c1222.cli.headend import headend
-    from c1222.cli.ihd import ihd
-    from c1222.cli.meter import meter
-    from c1222.cli.relay import relay
-    from c1222.cli.sink import sink
-    from c1222.cli.tables import tables
-    from c1222.cli.tariff import tariff
-
-    for command in (decode, encode, demo, samples_command, tables, meter, headend, ihd,
-                    tariff, conformance, relay, sink, fleet):
-        cli.add_command(command)
-
-
-_register_commands()

@@ -369,8 +369,12 @@ def decode_header(data: bytes) -> Header:
                 if itag != TAG_INTEGER:
                     raise BerError(f"expected INTEGER, found tag {itag:#04x}", start,
                                    _PATHS[tag])
-                fields[name] = decode_unsigned(content, istart, _PATHS[tag],
-                                               limits.MAX_INVOCATION_ID_BYTES)
+                size = istop - istart
+                if size == 1 or 1 < size <= limits.MAX_INVOCATION_ID_BYTES and content[0]:
+                    fields[name] = int.from_bytes(content, "big")  # minimal: decode_unsigned's
+                else:  # its errors, with their reasons
+                    fields[name] = decode_unsigned(content, istart, _PATHS[tag],
+                                                   limits.MAX_INVOCATION_ID_BYTES)
         pos = stop
     if TAG_CALLING_AP_INVOCATION_ID not in seen:
         raise BerError("calling-AP-invocation-id (A8) is mandatory", end, "apdu")
@@ -512,6 +516,12 @@ def _segment(data: bytes, elements: dict[int, tuple[int, int, int]], span: tuple
 
 def _user_information(data: bytes, start: int, stop: int, path: str
                       ) -> tuple[tuple[int, int], int | None]:
+    # The form nearly every message has, read inline: BE <l> 28 <l> 81 <l> <EPSEM>, short
+    # lengths, no indirect reference. Anything else takes the general path below.
+    if 4 <= stop - start < 0x82 and data[start] == TAG_EXTERNAL \
+            and data[start + 1] == stop - start - 2 and data[start + 2] == TAG_OCTET_ALIGNED \
+            and data[start + 3] == stop - start - 4:
+        return (start + 4, stop), None
     tag, pos, end = read_tlv(data, start, stop, path)
     if tag != TAG_EXTERNAL or end != stop:
         raise BerError("user-information must hold one EXTERNAL (28)", start, path)
@@ -530,7 +540,7 @@ def _user_information(data: bytes, start: int, stop: int, path: str
 
 def _authentication_value(data: bytes, start: int, stop: int, path: str) -> dict[str, object]:
     """Key id and IV from the C12.22 form of AC; any other form is kept raw (digest 2.4)."""
-    raw = {"authentication_value": bytes(data[start:stop])}
+    raw: dict[str, object] = {"authentication_value": bytes(data[start:stop])}
     try:
         tag, s, e = read_tlv(data, start, stop, path)
         if tag != 0xA2 or e != stop:
@@ -575,6 +585,8 @@ def shape_verdict(data: bytes | bytearray) -> bool | None:
     Only the elements before user-information's first content byte are read, so a
     stream is judged on its first hundred bytes or so, whatever the APDU's size.
     """
+    if not isinstance(data, bytes):  # a reader's bounded head buffer: the BER readers take bytes
+        data = bytes(data)
     have = len(data)
     if have < 2:
         return None if not have or data[0] == APDU_TAG else False

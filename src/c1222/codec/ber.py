@@ -7,7 +7,7 @@ anything is sliced, and no value is allocated from a length alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from c1222 import limits
 from c1222.codes import AP_TITLE_BASE
@@ -148,6 +148,10 @@ class Uid:
 
     arcs: tuple[int, ...]
     relative: bool = False
+    # Its dotted text and absolute form, computed once: decoded titles are shared objects
+    # (decode_uid_content's cache), so every message naming a title reuses them.
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)
+    _absolute: Uid | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.arcs) > limits.MAX_OID_ARCS:
@@ -170,23 +174,24 @@ class Uid:
         return cls(arcs, relative)
 
     def __str__(self) -> str:
-        text = _TEXT_CACHE.get(self)
+        text = self._text
         if text is None:
             dotted = ".".join(map(str, self.arcs))
             text = "." + dotted if self.relative else dotted
-            _remember(_TEXT_CACHE, self, text)
+            object.__setattr__(self, "_text", text)
         return text
 
-    def absolute(self, base: tuple[int, ...] = AP_TITLE_BASE) -> Uid:
-        """This identifier as an absolute OID (relative ones are expanded under ``base``)."""
+    def absolute(self, base: tuple[int, ...] | None = None) -> Uid:
+        """This identifier as an absolute OID (relative ones are expanded under ``base``,
+        by default the C12.22 AP-title base)."""
         if not self.relative:
             return self
-        if base is not AP_TITLE_BASE:
+        if base is not None and base != AP_TITLE_BASE:
             return Uid(base + self.arcs)
-        found = _ABSOLUTE_CACHE.get(self)
+        found = self._absolute
         if found is None:
-            found = Uid(base + self.arcs)
-            _remember(_ABSOLUTE_CACHE, self, found)
+            found = Uid(AP_TITLE_BASE + self.arcs)
+            object.__setattr__(self, "_absolute", found)
         return found
 
     def content(self) -> bytes:
@@ -205,8 +210,6 @@ class Uid:
 # text are cached (bounded: cleared when full).
 _CACHE_SIZE = 4096
 _UID_CACHE: dict[tuple[int, bytes], Uid] = {}
-_TEXT_CACHE: dict[Uid, str] = {}
-_ABSOLUTE_CACHE: dict[Uid, Uid] = {}
 
 
 def _remember(cache: dict, key: object, value: object) -> None:

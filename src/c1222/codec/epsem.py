@@ -26,6 +26,11 @@ FLAG_PROXY_SERVICE_USED = 0x20
 FLAG_ED_CLASS_INCLUDED = 0x10
 
 
+# Plain ints for the per-message tests (an IntEnum member is an attribute lookup each time).
+_CLEARTEXT = int(SecurityMode.CLEARTEXT)
+_CIPHERTEXT = int(SecurityMode.CIPHERTEXT_AUTHENTICATED)
+
+
 @dataclass(frozen=True, slots=True)
 class Epsem:
     """One EPSEM. ``ed_class_included`` follows ``ed_class`` unless the body is still ciphertext.
@@ -69,13 +74,13 @@ class Epsem:
 
     @property
     def secured(self) -> bool:
-        return self.security_mode != SecurityMode.CLEARTEXT
+        return self.security_mode != _CLEARTEXT
 
     def encode(self) -> bytes:
         """The octet-string contents: control byte, body (or ciphertext) and MAC."""
         if self.ciphertext is not None:
             body = self.ciphertext
-        elif self.security_mode == SecurityMode.CIPHERTEXT_AUTHENTICATED:
+        elif self.security_mode == _CIPHERTEXT:
             raise LocalProtocolError("security mode 2 needs the ciphertext (crypto/policy makes it)")
         else:
             body = encode_body(self)
@@ -113,7 +118,7 @@ def control_and_mac(buf: bytes, pos: int, end: int, path: str = "epsem") -> tupl
     mode = (ctl >> 2) & 3
     if mode == 3:
         raise UnknownCode("security mode 3 is not defined", pos, path + ".control")
-    if mode == SecurityMode.CLEARTEXT:
+    if mode == _CLEARTEXT:
         return ctl, end
     if end - pos - 1 < MAC_SIZE:
         raise Truncated("secured EPSEM shorter than its MAC", pos, path + ".mac")
@@ -125,16 +130,19 @@ def decode(buf: bytes, pos: int, end: int, requests: Sequence[Request] | None = 
     """Decode the EPSEM in ``buf[pos:end]`` (the user-information octet string)."""
     ctl, body_end = control_and_mac(buf, pos, end, path)
     mode = (ctl >> 2) & 3
-    flags = dict(security_mode=mode, response_control=ctl & 3,
-                 recovery_session=bool(ctl & FLAG_RECOVERY_SESSION),
-                 proxy_service_used=bool(ctl & FLAG_PROXY_SERVICE_USED))
+    control = ctl & 3
+    recovery = bool(ctl & FLAG_RECOVERY_SESSION)
+    proxy = bool(ctl & FLAG_PROXY_SERVICE_USED)
     edc = bool(ctl & FLAG_ED_CLASS_INCLUDED)
     mac = bytes(buf[body_end:end]) if mode else None
-    if mode == SecurityMode.CIPHERTEXT_AUTHENTICATED:
-        return Epsem(ed_class_included=edc, mac=mac, ciphertext=bytes(buf[pos + 1 : body_end]),
-                     **flags)
+    if mode == _CIPHERTEXT:
+        return Epsem(security_mode=mode, response_control=control, recovery_session=recovery,
+                     proxy_service_used=proxy, ed_class_included=edc, mac=mac,
+                     ciphertext=bytes(buf[pos + 1 : body_end]))
     ed_class, services, padding = decode_body(buf, pos + 1, body_end, edc, requests, path)
-    return Epsem(services, ed_class=ed_class, mac=mac, padding=padding, **flags)
+    return Epsem(services, security_mode=mode, response_control=control,
+                 recovery_session=recovery, proxy_service_used=proxy, ed_class=ed_class,
+                 mac=mac, padding=padding)
 
 
 def decode_body(buf: bytes, pos: int, end: int, ed_class_included: bool,
@@ -152,7 +160,11 @@ def decode_body(buf: bytes, pos: int, end: int, ed_class_included: bool,
         pos += ED_CLASS_SIZE
     services: list[Service] = []
     while pos < end:
-        n, start = read_length(buf, pos, end, f"{path}.services[{len(services)}].length")
+        n = buf[pos]
+        if n < 0x80:  # the short form, inline (the error paths are built only on error)
+            start = pos + 1
+        else:
+            n, start = read_length(buf, pos, end, f"{path}.services[{len(services)}].length")
         if n == 0:
             return ed_class, tuple(services), bytes(buf[pos:end])
         if start + n > end:

@@ -47,20 +47,10 @@ class Dissector:
         """Decode one APDU sent from ``src`` to ``dst`` (any hashable endpoint names)."""
         try:
             conversation = frozenset((src, dst))
-            found: list[tuple[Hashable, int] | None] = [None]
-
-            def lookup(called_id: int | None, calling_id: int) -> list[Request] | None:
-                # A response carries A4 = the request's A8. Some generators (the scapy-made
-                # captures) echo A8 instead, so without A4 try A8: harmless for a request,
-                # whose services do not depend on it.
-                key = (conversation, calling_id if called_id is None else called_id)
-                requests = self._pending.get(key)
-                found[0] = key if requests is not None else None
-                return requests
-
             header = acse.decode_header(data)  # once: the segment test, then the decode
+            fields = header.fields
             segment = None
-            if "called_ae_qualifier" in header.fields:  # A3: a segment (rare)
+            if "called_ae_qualifier" in fields:  # A3: a segment (rare)
                 try:
                     segment = acse.segment_header(data)
                 except DecodeError:
@@ -72,10 +62,16 @@ class Dissector:
                                   f"offset {segment.offset} of a {segment.total}-byte APDU, "
                                   f"A8 {segment.calling_ap_invocation_id}",
                                   0, "apdu.called_ae_qualifier")
-            apdu = acse.decode_rest(data, header, lookup)
+            # A response carries A4 = the request's A8. Some generators (the scapy-made
+            # captures) echo A8 instead, so without A4 try A8: harmless for a request,
+            # whose services do not depend on it.
+            called = header.called_ap_invocation_id
+            key = (conversation, header.calling_ap_invocation_id if called is None else called)
+            pending = self._pending.get(key)
+            apdu = acse.decode_rest(data, header, pending)
             requests = None
-            if found[0] is not None and _answers(apdu):
-                requests = self._pending.pop(found[0])
+            if pending is not None and _answers(apdu):
+                requests = self._pending.pop(key)
             verified = None
             if self._unprotect is not None and apdu.epsem.secured:
                 apdu, verified = self._unprotect(data, apdu, requests)

@@ -23,6 +23,7 @@ objects per frame costs several times more than the rest of the reader.
 from __future__ import annotations
 
 import heapq
+import io
 import os
 import socket
 import struct
@@ -193,7 +194,66 @@ def _open_container(fileobj: IO[bytes]) -> tuple[int, Iterator[tuple[float, byte
             reader = dpkt.pcap.Reader(source)
     except (dpkt.Error, ValueError, struct.error) as exc:
         raise DecodeError(f"not a pcap or pcapng file ({exc})", 0, "capture") from None
+    layout = _PCAP_LAYOUTS.get(magic)
+    if layout is not None:  # dpkt read and checked the file header; the records are ours
+        return reader.datalink(), _pcap_records(source, *layout)
     return reader.datalink(), iter(reader)
+
+
+#: Classic pcap magic (as the file's first bytes) -> (record header layout, nanoseconds).
+_PCAP_LAYOUTS = {
+    b"\xd4\xc3\xb2\xa1": (struct.Struct("<IIII"), False),
+    b"\xa1\xb2\xc3\xd4": (struct.Struct(">IIII"), False),
+    b"\x4d\x3c\xb2\xa1": (struct.Struct("<IIII"), True),
+    b"\xa1\xb2\x3c\x4d": (struct.Struct(">IIII"), True),
+}
+#: Bytes read from the file at a time by the classic pcap reader.
+_READ_BLOCK = 1 << 20
+#: No link-layer frame is larger (libpcap's largest snapshot length is 256 KiB): a record
+#: claiming more is a damaged file, refused before its bytes are buffered.
+MAX_RECORD = 1 << 22
+
+
+def _pcap_records(fileobj: IO[bytes] | _Prefixed, header: struct.Struct, nano: bool
+                  ) -> Iterator[tuple[float, bytes]]:
+    """The (time, frame) records of a classic pcap file after its 24-byte header.
+
+    dpkt builds a header object and makes two reads per record; this reads 1 MiB blocks and
+    slices them (a third of the reader's time on a 100,000-message capture). The times are
+    dpkt's to the bit: seconds + microseconds / 1e6, or the nanosecond value correctly rounded.
+    """
+    unpack = header.unpack_from
+    buf = b""
+    pos = 0
+    base = 24  # file offset of buf[0], for the errors
+    while True:
+        if len(buf) - pos < 16:
+            more = fileobj.read(_READ_BLOCK)
+            base += pos
+            buf, pos = buf[pos:] + more, 0
+            if len(buf) < 16:
+                if more:
+                    continue  # a short read from a pipe: read on
+                if buf:
+                    raise Truncated("capture file ends inside a record header", base, "capture")
+                return
+        sec, frac, caplen, _ = unpack(buf, pos)
+        if caplen > MAX_RECORD:
+            raise Truncated(f"capture record of {caplen} bytes: the file is damaged", base + pos,
+                            "capture")
+        stop = pos + 16 + caplen
+        while stop > len(buf):
+            more = fileobj.read(max(_READ_BLOCK, stop - len(buf)))
+            if not more:
+                # as dpkt: a record cut short by the end of the file is what is there
+                yield ((sec * 1_000_000_000 + frac) / 1_000_000_000 if nano
+                       else sec + frac / 1e6), buf[pos + 16 :]
+                return
+            base += pos
+            buf, stop, pos = buf[pos:] + more, stop - pos, 0
+        yield ((sec * 1_000_000_000 + frac) / 1_000_000_000 if nano
+               else sec + frac / 1e6), buf[pos + 16 : stop]
+        pos = stop
 
 
 def _records(records: Iterator[tuple[float, bytes]]) -> Iterator[tuple[float, bytes]]:
@@ -680,7 +740,7 @@ class PcapWriter:
             with open(path, "rb") as existing:
                 head = existing.read(24)
             try:
-                reader = dpkt.pcap.Reader(_Prefixed(head, _Empty()))
+                reader = dpkt.pcap.Reader(io.BytesIO(head))
             except (dpkt.Error, ValueError, struct.error) as exc:
                 raise ConfigurationError(f"{os.fspath(path)}: not a pcap file ({exc})") from None
             if reader.datalink() != dpkt.pcap.DLT_EN10MB:
@@ -779,13 +839,6 @@ class PcapWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _Empty:
-    """A file with nothing more in it (lets dpkt check a header we already read)."""
-
-    def read(self, size: int = -1) -> bytes:
-        return b""
 
 
 class TcpConnection:

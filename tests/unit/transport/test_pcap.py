@@ -708,3 +708,55 @@ def test_writer_split_sizes() -> None:
     assert [len(p) for p in payloads] == [1, 2, 3, 75]
     with pytest.raises(ValueError):
         capture(lambda w: w.tcp_connection(CLIENT, SERVER).send(EX8_REQUEST, split=0))
+
+
+# --------------------------------------------------------------------------- the record reader
+
+
+def _classic(records: list[tuple[int, int, bytes]], magic: bytes) -> bytes:
+    """A classic pcap in the byte order and time unit of ``magic``, written by hand."""
+    order = "<" if magic[0] in (0xD4, 0x4D) else ">"
+    out = magic + struct.pack(order + "HHiIII", 2, 4, 0, 0, 65535, 1)
+    for sec, frac, frame in records:
+        out += struct.pack(order + "IIII", sec, frac, len(frame), len(frame)) + frame
+    return out
+
+
+@pytest.mark.parametrize("magic", [b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4",
+                                   b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 999_999_999)),
+                min_size=1, max_size=5))
+def test_record_times_are_dpkts(magic: bytes, times: list[tuple[int, int]]) -> None:
+    """Our classic pcap reader gives dpkt's times to the bit, in every byte order and unit,
+    and the same frames, across the reader's block boundaries."""
+    from c1222.transport import pcap
+
+    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    frames = [(sec, frac if nano else frac % 1_000_000, bytes([i]) * (i * 700))
+              for i, (sec, frac) in enumerate(times)]
+    data = _classic(frames, magic)
+    expected = [(float(ts), bytes(buf)) for ts, buf in dpkt.pcap.Reader(io.BytesIO(data))]
+    old = pcap._READ_BLOCK
+    pcap._READ_BLOCK = 1000  # records and headers straddle blocks
+    try:
+        _, records = pcap._open_container(io.BytesIO(data))
+        assert list(records) == expected
+    finally:
+        pcap._READ_BLOCK = old
+
+
+def test_record_cut_short_and_damaged() -> None:
+    """A record header cut short raises Truncated; a frame cut short is what is there (as
+    dpkt); a record claiming gigabytes is refused before anything is buffered."""
+    from c1222.transport import pcap
+
+    frame = dpkt.ethernet.Ethernet(data=b"\x00" * 30).pack()
+    data = _classic([(1, 2, frame), (3, 4, frame)], b"\xd4\xc3\xb2\xa1")
+    with pytest.raises(Truncated):
+        list(pcap._open_container(io.BytesIO(data[:-len(frame) - 5]))[1])
+    cut = list(pcap._open_container(io.BytesIO(data[:-5]))[1])
+    assert [len(f) for _, f in cut] == [len(frame), len(frame) - 5]
+    huge = data[:24] + struct.pack("<IIII", 1, 0, 0xFFFFFFF0, 0xFFFFFFF0) + b"\x00" * 64
+    with pytest.raises(Truncated, match="damaged"):
+        read(huge)
