@@ -10,17 +10,7 @@
   const ROWS = 10;
   const POLL_MS = 5000;
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "class") node.className = v;
-      else if (k === "text") node.textContent = v;
-      else node.setAttribute(k, v === true ? "" : v);
-    }
-    for (const c of children) if (c !== null && c !== undefined) node.append(c);
-    return node;
-  }
+  const { el } = window.c1222Dom;
 
   function clock(unix) {
     return new Date(unix * 1000).toLocaleTimeString([], { hour12: false });

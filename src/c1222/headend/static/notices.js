@@ -7,17 +7,7 @@
 
   const PANEL_ID = "notice-card";
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "class") node.className = v;
-      else if (k === "text") node.textContent = v;
-      else node.setAttribute(k, v === true ? "" : v);
-    }
-    for (const c of children) if (c !== null && c !== undefined) node.append(c);
-    return node;
-  }
+  const { el } = window.c1222Dom;
 
   function field(label, input, extra) {
     return el("label", { class: `field${extra ? ` ${extra}` : ""}` }, el("span", { text: label }),

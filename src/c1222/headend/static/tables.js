@@ -13,18 +13,7 @@
   const EVENTS_SHOWN = 100;
   const EDITABLE = new Set(["int", "number", "text", "binary", "bool", "datetime", "set"]);
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "class") node.className = v;
-      else if (k === "text") node.textContent = v;
-      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v === true ? "" : v);
-    }
-    for (const c of children) if (c !== null && c !== undefined) node.append(c);
-    return node;
-  }
+  const { el } = window.c1222Dom;
   const api = (path, init) => fetch(path, { headers: { Accept: "application/json" }, ...(init || {}) });
   const spaced = (hex) => (hex || "").replace(/(..)(?=.)/g, "$1 ");
   const pad = (n) => String(n).padStart(2, "0");
