@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import math
-import os
 import re
 import socket
 import tempfile

@@ -20,6 +20,7 @@ from c1222.headend.auth import (
     hash_token, may, new_token, principal_of, required_role,
 )
 from c1222.headend.storage import AuditRecord, UserRecord
+from c1222.headend.params import utc_query
 
 if TYPE_CHECKING:
     from c1222.headend.storage import AuditRecord as AuditRow
@@ -280,19 +281,9 @@ def router(auth: Auth) -> APIRouter:
         the parameters (secrets hidden), the HTTP status and the meter's response codes."""
         from c1222.headend.auth import _title
 
-        def aware(when: dt.datetime | None, name: str) -> dt.datetime | None:
-            if when is None:
-                return None
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=dt.timezone.utc)
-            try:
-                return when.astimezone(dt.timezone.utc)
-            except (OverflowError, ValueError):
-                raise HTTPException(422, [{"loc": ["query", name], "type": "value_error",
-                                           "msg": "out of the range of UTC times"}]) from None
 
         rows = await storage().audit(user=user, ap_title=_title(ap_title) if ap_title else None,
-                                     since=aware(since, "since"), until=aware(until, "until"),
+                                     since=utc_query(since, "since"), until=utc_query(until, "until"),
                                      limit=limit, before_id=before_id)
         return [_audit_json(r) for r in rows]
 

@@ -26,6 +26,7 @@ from fastapi.responses import Response as HttpResponse
 from c1222.codec.ber import Uid
 from c1222.errors import C1222Error
 from c1222.transport.pcap import PcapWriter
+from c1222.headend.params import utc_query
 
 if TYPE_CHECKING:
     from c1222.headend.server import HeadEnd
@@ -113,17 +114,6 @@ async def query(storage: Any, flt: Filter, limit: int, before_id: int | None = N
     return out, True
 
 
-def _aware(when: dt.datetime | None, name: str) -> dt.datetime | None:
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    try:
-        return when.astimezone(dt.timezone.utc)
-    except (OverflowError, ValueError):
-        raise HTTPException(422, [{"loc": ["query", name], "type": "value_error",
-                                   "msg": "out of the range of UTC times"}]) from None
-
 
 def make_filter(ap_title: str | None, service: str | None, response_code: str | None,
                 security_mode: int | None, since: dt.datetime | None,
@@ -136,7 +126,7 @@ def make_filter(ap_title: str | None, service: str | None, response_code: str | 
             title = str(Uid.parse(ap_title).absolute())
         except (C1222Error, ValueError):
             raise HTTPException(404, f"{ap_title[:80]!r} is not an AP title") from None
-    since, until = _aware(since, "since"), _aware(until, "until")
+    since, until = utc_query(since, "since"), utc_query(until, "until")
     if since is not None and until is not None and until <= since:
         raise HTTPException(422, [{"loc": ["query", "until"], "type": "value_error",
                                    "msg": "until must be after since"}])

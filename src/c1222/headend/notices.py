@@ -28,7 +28,6 @@ from fastapi import APIRouter, Body, HTTPException, Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from c1222.codec.ber import Uid
 from c1222.codec.services import (
     FullReadRequest, FullWriteRequest, ReadResponse, Response, TableData,
 )
@@ -39,6 +38,7 @@ from c1222.tables.notice import (
 from c1222.tables.readings import meter_time
 from c1222.tables.registry import decode_table, encode_table, make_env
 from c1222.tables.types import TimeDate
+from c1222.headend.params import registered_node
 
 if TYPE_CHECKING:
     from c1222.headend.server import Exchange, HeadEnd
@@ -164,13 +164,7 @@ def router(headend: HeadEnd) -> APIRouter:
                                                 "intelligibly)"}}
 
     def registered(ap_title: str) -> str:
-        try:
-            title = str(Uid.parse(ap_title).absolute())
-        except (C1222Error, ValueError):
-            raise HTTPException(404, f"{ap_title!r} is not an AP title") from None
-        if title not in headend.registrar.nodes:
-            raise HTTPException(404, f"{ap_title} is not registered")
-        return title
+        return registered_node(headend, ap_title).ap_title
 
     async def context(title: str, clock: bool) -> tuple[Any, float | None]:
         """The meter's Table 0 as an env (and its clock), read with the head-end's Security."""

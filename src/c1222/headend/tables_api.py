@@ -39,6 +39,7 @@ from c1222.tables.types import DataAccessMethod
 from c1222.tables.values import (
     apply_edits, changed_span, context_tables, decode_for_edit, describe_table, event_name,
 )
+from c1222.headend.params import registered_node
 
 if TYPE_CHECKING:
     from c1222.headend.server import Exchange, HeadEnd
@@ -207,13 +208,7 @@ def router(headend: HeadEnd) -> APIRouter:
     routes = APIRouter()
 
     def registered(ap_title: str) -> str:
-        try:
-            title = str(Uid.parse(ap_title).absolute())
-        except (C1222Error, ValueError):
-            raise HTTPException(404, f"{ap_title!r} is not an AP title") from None
-        if title not in headend.registrar.nodes:
-            raise HTTPException(404, f"{ap_title} is not registered")
-        return title
+        return registered_node(headend, ap_title).ap_title
 
     async def service(title: str, name: str, params: dict[str, Any]) -> Exchange:
         try:

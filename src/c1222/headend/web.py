@@ -63,6 +63,7 @@ from c1222.headend.network import native_address_text
 from c1222.headend.server import Exchange, HeadEnd, summary
 from c1222.transport.http import HttpLimits, limit_body, metrics_exposition
 from c1222.transport.sse import Streams, close_streams, hook_uvicorn_shutdown, sse
+from c1222.headend.params import registered_node, title_key, utc_query
 
 if TYPE_CHECKING:
     from c1222.headend.registry import Node
@@ -569,17 +570,10 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
             raise HTTPException(503, "the head-end is not started")
         return headend.storage
 
-    def key(ap_title: str) -> str:
-        try:
-            return str(Uid.parse(ap_title).absolute())
-        except (C1222Error, ValueError):
-            raise HTTPException(404, f"{ap_title!r} is not an AP title") from None
+    key = title_key
 
     def registered(ap_title: str) -> Node:
-        node = headend.registrar.nodes.get(key(ap_title))
-        if node is None:
-            raise HTTPException(404, f"{ap_title} is not registered")
-        return node
+        return registered_node(headend, ap_title)
 
     def connected(node: Node) -> bool:
         return node.peer is not None and headend.endpoint.find_link(node.peer) is not None
@@ -732,19 +726,8 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
         value is one row: a present snapshot is one row per quantity at one time."""
         title = (await known(ap_title))["ap_title"]
 
-        def aware(when: dt.datetime | None, name: str) -> dt.datetime | None:
-            if when is None:
-                return None
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=dt.timezone.utc)
-            try:  # year 1 at +01:00 is before year 1 in UTC: no storage can hold it
-                return when.astimezone(dt.timezone.utc)
-            except (OverflowError, ValueError):
-                raise HTTPException(422, [{"loc": ["query", name], "type": "value_error",
-                                           "msg": "out of the range of UTC times"}]) from None
-
-        rows = await storage().readings(title, kind=kind, since=aware(since, "since"),
-                                        until=aware(until, "until"), limit=limit,
+        rows = await storage().readings(title, kind=kind, since=utc_query(since, "since"),
+                                        until=utc_query(until, "until"), limit=limit,
                                         newest_first=newest_first)
         return [_reading(r) for r in rows]
 
