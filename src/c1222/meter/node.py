@@ -191,7 +191,8 @@ class Meter:
         if self.tracer is not None:
             self.tracer.close()
 
-    async def _on_request(self, data: bytes, link: Link) -> tuple[bytes | None, bool]:
+    def _on_request(self, data: bytes, link: Link) -> tuple[bytes | None, bool]:
+        # A plain function: the endpoint answers in the read that brought the request.
         self._measure_until(self.sim_now())  # a read sees values as of now
         self.responder.expire(self.wall())
         reply = self.responder.receive(data, link.id, self.wall())
