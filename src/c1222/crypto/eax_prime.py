@@ -151,9 +151,9 @@ class EaxPrime:
         low = counter & 0xFF
         if low + blocks <= 0x100:
             # the common case: only the last byte of the counter block moves
-            counters: bytes | bytearray = bytearray(
-                counter.to_bytes(BLOCK_SIZE, "big") * blocks)
-            counters[BLOCK_SIZE - 1 :: BLOCK_SIZE] = bytes(range(low, low + blocks))
+            spread_out = bytearray(counter.to_bytes(BLOCK_SIZE, "big") * blocks)
+            spread_out[BLOCK_SIZE - 1 :: BLOCK_SIZE] = bytes(range(low, low + blocks))
+            counters: bytes | bytearray = spread_out
         elif blocks <= _CTR_BLOCKS_CACHED and counter + blocks <= _MASK_128:
             spread = _COUNTER_SPREAD.get(blocks)
             if spread is None:
