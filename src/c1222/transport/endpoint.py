@@ -4,7 +4,11 @@ An :class:`Endpoint` is one node's network presence. It listens on TCP and UDP o
 connects out, and carries APDUs both ways on every association (a :class:`Link`): a meter that
 opened a connection to register can be read over that same connection. Each arriving APDU is
 either a response (it has A4, digest 2.6) handed to the request waiting for it, or a request
-handed to ``on_request``, whose reply goes back on the same link.
+handed to ``on_request``, whose reply goes back on the same link. A TCP link is an
+:class:`asyncio.Protocol` (no task and no time-out per read): a plain-function ``on_request``
+(the meter's) is answered in the read that brought the request, and the answers of one read
+leave in one write; a coroutine ``on_request`` is awaited in a task while the link is not read,
+so a link's requests are always answered in order.
 
 Hostile peers are bounded here, before any protocol work:
 
@@ -17,6 +21,7 @@ Hostile peers are bounded here, before any protocol work:
   buffered (``StreamFramer``);
 * a started APDU must complete within ``message_timeout`` seconds (a byte-a-second drip is
   cut off), and a connection idle for ``idle_timeout`` seconds is closed;
+* a peer that does not read its answers is not read either (``_Stream.pause_writing``);
 * UDP requests wait in a bounded queue; a flood beyond it is dropped, not buffered;
 * nothing a peer sends raises out of the endpoint: a broken link is closed, the others go on.
 
