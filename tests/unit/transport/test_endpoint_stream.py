@@ -147,10 +147,17 @@ def test_a_peer_that_does_not_read_its_answers_is_not_read_either() -> None:
         reader, writer = await asyncio.open_connection(sock=sock)
         total = 4000  # 64 MB of answers if all were buffered
         writer.write(b"".join(_apdu(n) for n in range(total)))
-        await asyncio.sleep(1.0)
+        for _ in range(400):  # a busy machine may take a while to fill the buffers
+            await asyncio.sleep(0.05)
+            links = list(endpoint._tcp_links)
+            if links and links[0]._stream is not None \
+                    and not links[0]._stream.transport.is_reading():  # type: ignore[union-attr]
+                break
         (link,) = endpoint._tcp_links
         stream = link._stream
         assert stream is not None and stream.transport is not None
+        assert not stream.transport.is_reading()
+        await asyncio.sleep(0.5)  # and it stays so
         assert not stream.transport.is_reading()
         buffered = stream.transport.get_write_buffer_size()
         assert buffered < 8 * 1024 * 1024, buffered  # not 64 MB
