@@ -214,6 +214,9 @@ class Link:
 
 #: Answers gathered in one pump are written together up to this many bytes at a time.
 _BATCH = 64 * 1024
+#: Loop iterations a lost connection's link stays open, so that the requests answered in its
+#: last bytes complete first (``exchange`` resumes through wait_for and shield).
+_CLOSE_AFTER_STEPS = 4
 
 
 class _Stream(asyncio.Protocol):
@@ -309,8 +312,19 @@ class _Stream(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self._wake_drainers()
-        if self.link is not None:
-            self.link.close()
+        if self.link is not None and not self.link.closed:
+            # A peer that answers and closes at once delivers both in one loop iteration: the
+            # task waiting for that answer must run (and see its link open, as with a stream
+            # reader) before the link is closed and on_link_closed is told.
+            self.endpoint._spawn(self._close_soon(self.link))
+
+    @staticmethod
+    async def _close_soon(link: Link) -> None:
+        try:
+            for _ in range(_CLOSE_AFTER_STEPS):
+                await asyncio.sleep(0)
+        finally:
+            link.close()
 
     def pause_writing(self) -> None:
         self._write_paused = True
