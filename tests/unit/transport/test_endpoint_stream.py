@@ -190,3 +190,37 @@ def test_an_idle_link_is_closed_by_its_timer_and_an_active_one_is_not() -> None:
         writer.close()
 
     _run(handler, check, EndpointLimits(idle_timeout=0.5, message_timeout=0.5))
+
+
+def test_an_answer_and_the_close_right_after_it_reach_the_caller_in_that_order() -> None:
+    """A peer that answers and closes at once (both in one read): the caller waiting for the
+    answer gets it and runs on before the link is reported closed, as with a stream reader
+    (the fleet re-registers from on_link_closed only once its registration completed)."""
+    from c1222.codec.acse import Apdu
+    from c1222.codec.epsem import Epsem
+    from c1222.codec.services import OkResponse
+
+    answer = Apdu(Epsem((OkResponse(),)), calling_ap_invocation_id=9,
+                  called_ap_invocation_id=5).encode()
+    events: list[str] = []
+
+    def handler(data: bytes, link: Link) -> tuple[bytes | None, bool]:
+        return answer, True
+
+    async def check(endpoint: Endpoint, address: tuple[str, int]) -> None:
+        client = Endpoint(on_link_closed=lambda link: events.append("closed"))
+        try:
+            for _ in range(20):
+                link = await client.connect(*address)
+                got = await client.exchange(link, _apdu(1), 5, timeout=10)
+                events.append("answered" if got == answer else "wrong")
+                for _ in range(100):
+                    if link.closed:
+                        break
+                    await asyncio.sleep(0.01)
+                assert link.closed
+        finally:
+            await client.close()
+        assert events == ["answered", "closed"] * 20
+
+    _run(handler, check)
