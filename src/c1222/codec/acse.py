@@ -200,8 +200,15 @@ def title_element(tag: int, title: Uid) -> bytes:
     return out
 
 
+#: The canonical C12.22 AC element up to the key id: AC 0F A2 0D A0 0B A1 09 80 01.
+_AC_PREFIX = bytes.fromhex("ac0fa20da00ba1098001")
+
+
 def authentication_element(key_id: int | None, iv: bytes | None) -> bytes:
     """The C12.22 AC element; with both fields it is the canonical 17 bytes (digest 2.4)."""
+    if key_id is not None and iv is not None and 0 <= key_id <= 255 and len(iv) == 4:
+        # every secured message: one concatenation instead of four nested TLVs
+        return b"".join((_AC_PREFIX, bytes((key_id,)), b"\x81\x04", iv))
     inner = b""
     if key_id is not None:
         if not 0 <= key_id <= 255:

@@ -11,6 +11,7 @@ This module is pure: no I/O, no clock, no randomness, no logging. AES comes from
 from __future__ import annotations
 
 import hmac
+from typing import NoReturn
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -99,7 +100,7 @@ class EaxPrime:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         # Pickling would copy the key into whatever stores the pickle; refuse.
         raise TypeError("EaxPrime objects hold key material and cannot be pickled")
 
@@ -150,8 +151,9 @@ class EaxPrime:
         low = counter & 0xFF
         if low + blocks <= 0x100:
             # the common case: only the last byte of the counter block moves
-            counters = bytearray(counter.to_bytes(BLOCK_SIZE, "big") * blocks)
-            counters[BLOCK_SIZE - 1 :: BLOCK_SIZE] = bytes(range(low, low + blocks))
+            spread_out = bytearray(counter.to_bytes(BLOCK_SIZE, "big") * blocks)
+            spread_out[BLOCK_SIZE - 1 :: BLOCK_SIZE] = bytes(range(low, low + blocks))
+            counters: bytes | bytearray = spread_out
         elif blocks <= _CTR_BLOCKS_CACHED and counter + blocks <= _MASK_128:
             spread = _COUNTER_SPREAD.get(blocks)
             if spread is None:

@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import NoReturn
 
 from c1222.crypto.eax_prime import KEY_SIZE, EaxPrime
 from c1222.errors import ConfigurationError, SecurityError
@@ -199,7 +200,7 @@ class KeyTable:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("KeyTable objects hold key material and cannot be pickled")
 
     # -- export -----------------------------------------------------------------------

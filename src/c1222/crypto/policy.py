@@ -73,8 +73,6 @@ __all__ = [
 
 #: BER contents of 2.16.124.113620.1.22.0, prefixed to relative AP titles (digest 1.5).
 AP_TITLE_BASE_CONTENT = bytes.fromhex("607c86f754011600")
-#: The C12.22 AC element as every implementation sends it (digest 2.4), up to the key id.
-_AC_PREFIX = bytes.fromhex("ac0fa20da00ba1098001")  # AC 0F A2 0D A0 0B A1 09 80 01
 #: Elements of N before the user-information header, in this order (digest 5.2 items 1-7).
 _CLEARTEXT_HEAD = (TAG_ASO_CONTEXT, TAG_CALLED_AP_TITLE, TAG_CALLED_AP_INVOCATION_ID,
                    TAG_CALLING_AE_QUALIFIER, TAG_CALLING_AP_INVOCATION_ID, TAG_MECHANISM_NAME,
@@ -213,7 +211,8 @@ def protect(apdu: Apdu, keys: KeyTable, *, key_id: int | None = None,
     # the header elements as sent (titles encoded once per title), the user-information
     # header up to the control byte (its lengths already count the final MAC), then A6.
     elements = acse.header_elements(apdu)
-    elements[TAG_CALLING_AUTHENTICATION_VALUE] = _ac_element(kid, kiv)  # always last of them
+    if apdu.key_id is None or apdu.iv is None:  # else header_elements encoded it already
+        elements[TAG_CALLING_AUTHENTICATION_VALUE] = acse.authentication_element(kid, kiv)
     size = 1 + len(plaintext) + MAC_SIZE
     be_head = _user_information_head(apdu.indirect_reference, size)
     ctl = bytes((epsem.control,))
@@ -238,12 +237,6 @@ def protect(apdu: Apdu, keys: KeyTable, *, key_id: int | None = None,
         body, mac = plaintext, cipher.authenticate(cleartext, plaintext)
     content = b"".join((*elements.values(), be_head, ctl, body, mac))
     return tlv(acse.APDU_TAG, content)
-
-
-def _ac_element(key_id: int, iv: bytes) -> bytes:
-    if not 0 <= key_id <= 255 or len(iv) != 4:
-        return acse.authentication_element(key_id, iv)  # raises LocalProtocolError
-    return _AC_PREFIX + bytes((key_id,)) + b"\x81\x04" + iv
 
 
 def _user_information_head(indirect_reference: int | None, size: int) -> bytes:

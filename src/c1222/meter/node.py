@@ -135,6 +135,7 @@ class Meter:
                                  on_link_closed=lambda link: self.responder.close(link.id),
                                  on_segment_error=self._segment_error)
         self._real_base = monotonic()
+        self._expired_at = float("-inf")  # when the responder last ended idle sessions
         self._tasks: list[asyncio.Task[None]] = []
         self.registration: Any = None
         self.han: Any = None
@@ -194,10 +195,16 @@ class Meter:
         if self.tracer is not None:
             self.tracer.close()
 
-    async def _on_request(self, data: bytes, link: Link) -> tuple[bytes | None, bool]:
+    def _on_request(self, data: bytes, link: Link) -> tuple[bytes | None, bool]:
+        # A plain function: the endpoint answers in the read that brought the request.
         self._measure_until(self.sim_now())  # a read sees values as of now
-        self.responder.expire(self.wall())
-        reply = self.responder.receive(data, link.id, self.wall())
+        now = self.wall()
+        if now - self._expired_at >= 1.0 or now < self._expired_at:
+            # Other associations' sessions: a walk over all of them (up to MAX_SESSIONS), so
+            # at most once a second; the requester's own session is checked on every request.
+            self._expired_at = now
+            self.responder.expire(now)
+        reply = self.responder.receive(data, link.id, now)
         if self._dirty:
             self._save()
         self._compact_journal()

@@ -4,7 +4,11 @@ An :class:`Endpoint` is one node's network presence. It listens on TCP and UDP o
 connects out, and carries APDUs both ways on every association (a :class:`Link`): a meter that
 opened a connection to register can be read over that same connection. Each arriving APDU is
 either a response (it has A4, digest 2.6) handed to the request waiting for it, or a request
-handed to ``on_request``, whose reply goes back on the same link.
+handed to ``on_request``, whose reply goes back on the same link. A TCP link is an
+:class:`asyncio.Protocol` (no task and no time-out per read): a plain-function ``on_request``
+(the meter's) is answered in the read that brought the request, and the answers of one read
+leave in one write; a coroutine ``on_request`` is awaited in a task while the link is not read,
+so a link's requests are always answered in order.
 
 Hostile peers are bounded here, before any protocol work:
 
@@ -17,6 +21,7 @@ Hostile peers are bounded here, before any protocol work:
   buffered (``StreamFramer``);
 * a started APDU must complete within ``message_timeout`` seconds (a byte-a-second drip is
   cut off), and a connection idle for ``idle_timeout`` seconds is closed;
+* a peer that does not read its answers is not read either (``_Stream.pause_writing``);
 * UDP requests wait in a bounded queue; a flood beyond it is dropped, not buffered;
 * nothing a peer sends raises out of the endpoint: a broken link is closed, the others go on.
 
@@ -35,6 +40,7 @@ segments as sent and received, never the reassembled APDU.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -147,7 +153,7 @@ class Link:
         #: Largest APDU sent on this link unsegmented (None: never segment); a relay may set
         #: it per link (c1222-network.md).
         self.max_apdu_size: int | None = endpoint.limits.segment_size
-        self._writer: asyncio.StreamWriter | None = None
+        self._stream: _Stream | None = None
         self._datagram: asyncio.DatagramTransport | None = None
 
     def __repr__(self) -> str:
@@ -158,9 +164,9 @@ class Link:
         """The peer as ``host:port`` (the native address a node registers with)."""
         return f"{self.peer[0]}:{self.peer[1]}"
 
-    async def send(self, data: bytes) -> None:
-        """Send one whole APDU, as segments when it is larger than ``max_apdu_size``.
-        TransportError when the link is closed or lost, or the APDU cannot be segmented."""
+    def _parts(self, data: bytes) -> list[bytes]:
+        """``data`` as the APDUs that go on the wire (segments beyond ``max_apdu_size``),
+        traced; TransportError when the link is closed or the APDU cannot be segmented."""
         if self.closed:
             raise TransportError(f"{self.transport} link to {self.name} is closed")
         parts = [data]
@@ -175,28 +181,281 @@ class Link:
             for part in parts:
                 tracer.apdu(self, part, sent=True)
         self.last_active = time.monotonic()
+        return parts
+
+    def send_nowait(self, data: bytes) -> None:
+        """Queue one whole APDU for sending (as :meth:`send`) without waiting for the peer to
+        take it: what the endpoint answers requests with. A peer that does not read its
+        answers stops being read (``_Stream.pause_writing``), so the queue stays bounded."""
+        parts = self._parts(data)
         if self._datagram is not None:
             for part in parts:
                 self._datagram.sendto(part, self.peer)
             return
-        assert self._writer is not None
-        try:
-            self._writer.writelines(parts)
-            await self._writer.drain()
-        except (ConnectionError, OSError) as exc:
-            self.close()
-            raise TransportError(f"lost the connection to {self.name}: {exc}") from None
+        assert self._stream is not None
+        self._stream.write(parts)
+
+    async def send(self, data: bytes) -> None:
+        """Send one whole APDU, as segments when it is larger than ``max_apdu_size``, and wait
+        until the kernel took it (TCP flow control). TransportError when the link is closed or
+        lost, or the APDU cannot be segmented."""
+        self.send_nowait(data)
+        if self._stream is not None:
+            await self._stream.drain()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        if self._writer is not None:
-            self._writer.close()
+        if self._stream is not None:
+            self._stream.close()
         self.endpoint._link_closed(self)
 
 
-RequestHandler = Callable[[bytes, Link], Awaitable[tuple[bytes | None, bool]]]
+#: Answers gathered in one pump are written together up to this many bytes at a time.
+_BATCH = 64 * 1024
+#: Loop iterations a lost connection's link stays open, so that the requests answered in its
+#: last bytes complete first (``exchange`` resumes through wait_for and shield).
+_CLOSE_AFTER_STEPS = 4
+
+
+class _Stream(asyncio.Protocol):
+    """One TCP connection's bytes: ``data_received`` -> framer -> the endpoint's dispatch ->
+    ``transport.write``, with no task and no time-out per read.
+
+    One timer per connection enforces ``idle_timeout`` and ``message_timeout``: it is not
+    re-armed on every read (that would cost a timer per request) but, when it fires, checks
+    the time of the last bytes and the start of a message still incomplete and re-arms itself
+    for whichever comes first. A request handler that must await (a coroutine) runs in a task
+    while the connection is not read, so requests on one connection are served in order, as
+    a peer that does not read its answers is not read either (``pause_writing``).
+    """
+
+    def __init__(self, endpoint: Endpoint, *, accepted: bool) -> None:
+        self.endpoint = endpoint
+        self.accepted = accepted
+        self.link: Link | None = None
+        self.transport: asyncio.Transport | None = None
+        self.framer = StreamFramer(endpoint.limits.max_frame)
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._last = 0.0  # loop time of the last bytes received (or the end of a request)
+        self._begun: float | None = None  # when the message now being received started
+        #: APDUs received and not yet served: behind an awaited request, or answers the peer
+        #: does not take (reading stops then, so this holds at most one read's APDUs)
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._awaiting = False  # a coroutine handler's request is being served
+        self._batch: list[bytes] | None = None  # answers collected within one pump
+        self._batched = 0
+        self._write_paused = False
+        self._drainers: list[asyncio.Future[None]] = []
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        endpoint = self.endpoint
+        peer = transport.get_extra_info("peername")[:2]
+        if self.accepted and not endpoint._admit(peer):
+            transport.close()
+            return
+        link = Link(endpoint, "tcp", peer, transport.get_extra_info("sockname")[:2],
+                    accepted=self.accepted)
+        link._stream = self
+        self.link = link
+        endpoint._tcp_links.add(link)
+        if self.accepted:
+            endpoint._per_address[peer[0]] = endpoint._per_address.get(peer[0], 0) + 1
+        if endpoint.tracer is not None:
+            # now: a connecting caller sends its first APDU as soon as connect() returns
+            endpoint.tracer.opened(link)
+        self._last = self._loop.time()
+        self._timer = self._loop.call_at(self._last + endpoint.limits.idle_timeout, self._tick)
+
+    def data_received(self, data: bytes) -> None:
+        link = self.link
+        if link is None or link.closed:
+            return
+        now = self._loop.time()
+        self._last = link.last_active = now
+        framer = self.framer
+        try:
+            apdus = framer.feed(data)
+        except DecodeError as exc:
+            self.endpoint.stats["frames_refused"] += 1
+            log.info("closing %r: %s", link, exc)
+            link.close()
+            return
+        if framer.buffered:
+            # A message begun must finish within message_timeout of its first byte, however
+            # the bytes trickle in (drip defence); the next message's clock starts with its
+            # own bytes.
+            if self._begun is None or apdus:
+                self._begun = now
+                deadline = now + self.endpoint.limits.message_timeout
+                if self._timer is not None and deadline < self._timer.when():
+                    self._timer.cancel()
+                    self._timer = self._loop.call_at(deadline, self._tick)
+        else:
+            self._begun = None
+        if not apdus:
+            link.receiving = framer.buffered > 0 or self._awaiting
+            return
+        link.receiving = True  # until its requests are answered, too
+        self._queue.extend(apdus)
+        if not self._awaiting:
+            self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._wake_drainers()
+        if self.link is not None and not self.link.closed:
+            # A peer that answers and closes at once delivers both in one loop iteration: the
+            # task waiting for that answer must run (and see its link open, as with a stream
+            # reader) before the link is closed and on_link_closed is told.
+            self.endpoint._spawn(self._close_soon(self.link))
+
+    @staticmethod
+    async def _close_soon(link: Link) -> None:
+        try:
+            for _ in range(_CLOSE_AFTER_STEPS):
+                await asyncio.sleep(0)
+        finally:
+            link.close()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._reading(False)
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drainers()
+        if not self._awaiting and self.link is not None and not self.link.closed:
+            self._pump()
+        self._reading(True)
+
+    # -- serving ---------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Serve the queued APDUs in order until none is left, a handler must be awaited, or
+        the peer stops taking its answers (then ``resume_writing`` pumps again). Answers
+        served in one go leave in one write (up to ``_BATCH`` bytes each)."""
+        link = self.link
+        assert link is not None
+        queue = self._queue
+        self._batch = []
+        self._batched = 0
+        try:
+            while queue and not link.closed:
+                if self._write_paused:
+                    return
+                pending = self.endpoint._handle(queue.popleft(), link)
+                if pending is not None:
+                    self._awaiting = True
+                    self._reading(False)
+                    self.endpoint._spawn(self._finish(pending))
+                    return
+                if self._batched >= _BATCH:
+                    self._flush()
+                    self._batch = []
+                    self._batched = 0
+        finally:
+            self._flush()
+        link.receiving = self.framer.buffered > 0
+
+    async def _finish(self, pending: Awaitable[None]) -> None:
+        """Await a request's handler, then serve what arrived meanwhile."""
+        try:
+            await pending
+        finally:
+            self._awaiting = False
+            self._last = self._loop.time()
+        link = self.link
+        if link is not None and not link.closed:
+            self._pump()
+            self._reading(True)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(batch)
+
+    def write(self, parts: list[bytes]) -> None:
+        if self._batch is not None:
+            self._batch.extend(parts)
+            self._batched += sum(map(len, parts))
+            return
+        assert self.transport is not None
+        if self.transport.is_closing():
+            raise TransportError("the connection is closing")
+        self.transport.writelines(parts)
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is below its high-water mark."""
+        if not self._write_paused:
+            return
+        waiter = self._loop.create_future()
+        self._drainers.append(waiter)
+        await waiter
+        if self.link is None or self.link.closed:
+            raise TransportError("lost the connection")
+
+    def _wake_drainers(self) -> None:
+        drainers, self._drainers = self._drainers, []
+        for waiter in drainers:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _reading(self, on: bool) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if on and not self._write_paused and not self._awaiting:
+            if not transport.is_reading():
+                transport.resume_reading()
+        elif not on and transport.is_reading():
+            transport.pause_reading()
+
+    # -- time-outs -------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """The connection's one timer: close it when a time-out passed, else re-arm."""
+        self._timer = None
+        link = self.link
+        if link is None or link.closed:
+            return
+        limits_ = self.endpoint.limits
+        now = self._loop.time()
+        if self._awaiting:  # a request being served: its handler keeps its own time
+            deadline = now + limits_.idle_timeout
+        elif self._begun is not None and self.framer.buffered:
+            deadline = self._begun + limits_.message_timeout
+        else:
+            deadline = self._last + limits_.idle_timeout
+        if now >= deadline:
+            self.endpoint.stats["timeouts"] += 1
+            link.close()
+            return
+        self._timer = self._loop.call_at(deadline, self._tick)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._flush()
+        if self.transport is not None:
+            self.transport.close()  # what was written still goes out, then FIN
+        self._wake_drainers()
+
+
+#: (APDU, link) -> (the answer or None, close the link after it). A plain function answers at
+#: once, in the read that brought the request (no task); a coroutine function is awaited in a
+#: task of its link.
+RequestHandler = Callable[[bytes, Link], Awaitable[tuple[bytes | None, bool]]
+                          | tuple[bytes | None, bool]]
 #: (the segment, its link, SGERR / RQTL / SGNP) -> the bytes to answer with, or None.
 SegmentErrorHandler = Callable[[bytes, Link, ResponseCode], bytes | None]
 
@@ -248,8 +507,9 @@ class Endpoint:
         ``reuse_port``: SO_REUSEPORT on both, so that several processes share the port and
         the kernel spreads connections and datagram flows over them (head-end workers)."""
         for _ in range(20):
-            server = await asyncio.start_server(self._accept, host, port,
-                                                reuse_address=True, reuse_port=reuse_port or None)
+            server = await asyncio.get_running_loop().create_server(
+                lambda: _Stream(self, accepted=True), host, port, reuse_address=True,
+                reuse_port=reuse_port or None)
             bound = server.sockets[0].getsockname()[:2]
             try:
                 await self._open_udp((host, bound[1]), reuse_port=reuse_port)
@@ -281,19 +541,14 @@ class Endpoint:
         self._udp_queue = asyncio.Queue(self.limits.udp_queue)
         self._spawn(self._serve_udp())
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")[:2]
-        local = writer.get_extra_info("sockname")[:2]
+    def _admit(self, peer: Address) -> bool:
+        """Whether an accepted TCP connection from ``peer`` gets a slot (counted if not)."""
         if (self._per_address.get(peer[0], 0) >= self.limits.max_per_address
                 or (len(self._tcp_links) >= self.limits.max_connections
                     and not self._evict_idlest())):
             self.stats["connections_refused"] += 1
-            writer.close()
-            return
-        link = Link(self, "tcp", peer, local, accepted=True)
-        link._writer = writer
-        self._per_address[peer[0]] = self._per_address.get(peer[0], 0) + 1
-        await self._run_tcp(link, reader)
+            return False
+        return True
 
     def _evict_idlest(self) -> bool:
         """Close the accepted TCP connection idle the longest to free a slot; False when
@@ -330,18 +585,15 @@ class Endpoint:
                                                                type=socket.SOCK_DGRAM)
             return self._udp_link(info[0][4][:2], out=self._reuse_port)
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            _, stream = await asyncio.wait_for(asyncio.get_running_loop().create_connection(
+                lambda: _Stream(self, accepted=False), host, port), timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             raise TransportError(f"cannot connect to {host}:{port}: {exc or 'time-out'}") \
                 from None
-        link = Link(self, "tcp", writer.get_extra_info("peername")[:2],
-                    writer.get_extra_info("sockname")[:2], accepted=False)
-        link._writer = writer
-        if self.tracer is not None:
-            # now, not in the reading task: the caller sends its first APDU before that runs
-            self.tracer.opened(link)
-        self._spawn(self._run_tcp(link, reader))
-        return link
+        assert isinstance(stream, _Stream) and stream.link is not None
+        if stream.link.closed:  # lost before connect() returned
+            raise TransportError(f"lost the connection to {host}:{port}")
+        return stream.link
 
     async def exchange(self, link: Link, data: bytes, invocation_id: int, *,
                        timeout: float = 30.0, retries: int = 2) -> bytes:
@@ -371,50 +623,6 @@ class Endpoint:
             if future.done() and not future.cancelled():
                 future.exception()
         raise AssertionError("unreachable")
-
-    # ------------------------------------------------------------------ TCP
-
-    async def _run_tcp(self, link: Link, reader: asyncio.StreamReader) -> None:
-        self._tcp_links.add(link)
-        if self.tracer is not None and link.accepted:  # connect() traced its own already
-            self.tracer.opened(link)
-        framer = StreamFramer(self.limits.max_frame)
-        loop = asyncio.get_running_loop()
-        begun: float | None = None  # when the message now being received started
-        try:
-            while not link.closed:
-                # A message already begun must finish within message_timeout of its first
-                # byte, however the bytes trickle in (drip defence); otherwise idle_timeout.
-                if framer.buffered:
-                    begun = loop.time() if begun is None else begun
-                    wait = begun + self.limits.message_timeout - loop.time()
-                else:
-                    begun = None
-                    wait = self.limits.idle_timeout
-                try:
-                    chunk = await asyncio.wait_for(reader.read(65536), wait)
-                except asyncio.TimeoutError:
-                    self.stats["timeouts"] += 1
-                    break
-                if not chunk:
-                    break
-                link.last_active = time.monotonic()
-                try:
-                    apdus = framer.feed(chunk)
-                except DecodeError as exc:
-                    self.stats["frames_refused"] += 1
-                    log.info("closing %r: %s", link, exc)
-                    break
-                if apdus:
-                    begun = None  # the next message's clock starts with its own bytes
-                link.receiving = True  # until its requests are answered, too
-                for apdu in apdus:
-                    await self._dispatch(apdu, link)
-                link.receiving = framer.buffered > 0
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            link.close()
 
     # ------------------------------------------------------------------ UDP
 
@@ -458,6 +666,14 @@ class Endpoint:
     # ------------------------------------------------------------------ both
 
     async def _dispatch(self, data: bytes, link: Link) -> None:
+        pending = self._handle(data, link)
+        if pending is not None:
+            await pending
+
+    def _handle(self, data: bytes, link: Link) -> Awaitable[None] | None:
+        """Route one received APDU: reassemble a segment, hand a response to its waiter, serve
+        a request. Answers at once when ``on_request`` is a plain function; otherwise returns
+        what to await for the answer (the caller keeps the link's requests in order)."""
         if self.tracer is not None:
             self.tracer.apdu(link, data, sent=False)
         try:
@@ -465,9 +681,9 @@ class Endpoint:
         except DecodeError:
             header = None  # not even a header: on_request refuses it as it does today
         if header is not None:
-            whole = await self._reassemble(data, header, link)
+            whole = self._reassemble(data, header, link)
             if whole is None:
-                return
+                return None
             data = whole
         try:
             a4 = called_invocation_id(data)
@@ -478,11 +694,30 @@ class Endpoint:
             future = self._waiters.get((link.id, a4))
             if future is not None and not future.done():
                 future.set_result(data)
-                return
+                return None
         if self.on_request is None:
-            return
+            return None
         try:
-            reply, close = await self.on_request(data, link)
+            result = self.on_request(data, link)
+        except Exception:  # the node's bug must not take the link down with it
+            log.exception("request handler failed on %r", link)
+            return None
+        if isinstance(result, tuple):
+            self._answer(link, *result)
+            return None
+        return self._answer_later(result, link)
+
+    def _answer(self, link: Link, reply: bytes | None, close: bool) -> None:
+        if reply is not None and not link.closed:
+            with contextlib.suppress(TransportError):
+                link.send_nowait(reply)
+        if close and link.transport == "tcp":
+            link.close()
+
+    async def _answer_later(self, pending: Awaitable[tuple[bytes | None, bool]],
+                            link: Link) -> None:
+        try:
+            reply, close = await pending
         except Exception:  # the node's bug must not take the link down with it
             log.exception("request handler failed on %r", link)
             return
@@ -492,7 +727,7 @@ class Endpoint:
         if close and link.transport == "tcp":
             link.close()
 
-    async def _reassemble(self, data: bytes, header: SegmentHeader, link: Link) -> bytes | None:
+    def _reassemble(self, data: bytes, header: SegmentHeader, link: Link) -> bytes | None:
         """The whole APDU when ``data`` completes one, else None (an error answered)."""
         self.stats["segments_received"] += 1
         try:
@@ -511,9 +746,7 @@ class Endpoint:
             except Exception:  # the node's bug must not take the link down with it
                 log.exception("segment error handler failed on %r", link)
                 return None
-            if reply is not None and not link.closed:
-                with contextlib.suppress(TransportError):
-                    await link.send(reply)
+            self._answer(link, reply, False)
             return None
 
     def _link_closed(self, link: Link) -> None:
