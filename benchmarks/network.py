@@ -16,8 +16,17 @@ Three parts, each a section of BENCHMARKS.md (docs/network-testbed.md):
   asyncio TCP forwarder in front of it (the reference: a byte pipe per connection), and through
   ``c1222 relay --master`` (the meter registered through it); request rates and the relay's and
   the forwarder's CPU time per forwarded read, measured in the same run.
+- **fleet**: ``c1222 fleet --relay`` (``--meters``, 1,000 by default) on a host behind
+  ``c1222 relay``, across the shaped WAN from the master relay and ``c1222 headend`` (its CLI,
+  SQLite, collector every ``--interval`` s), mode 2. Every meter registers with the empty title
+  through the relays; then ``--intervals`` collection intervals are accounted from the head-end's
+  own /metrics (scraped from its host every second): meters due, read, failed, skipped per
+  interval, the p50/p99 of a meter's collection and of one exchange (interpolated in the
+  histogram's buckets), the bytes each way through the WAN (tc's counters at both ends) against
+  the link's rate, TCP retransmissions, and the CPU and memory of every node.
 
-    .venv/bin/python benchmarks/network.py [--part all|link|wan|loopback] [--reads 1000]
+    .venv/bin/python benchmarks/network.py [--part all|link|wan|loopback|fleet] [--reads 1000]
+                                           [--meters 1000] [--interval 60] [--intervals 3]
 
 The network parts need root, ip, tc and iptables (as the network tests).
 """
@@ -306,6 +315,262 @@ def part_wan(reads: int, concurrency: int, timeout: float, retries: int) -> list
     ]
 
 
+# ---------------------------------------------------------------------------- fleet over the WAN
+
+#: The scraper run in the head-end's host: one JSON line a second with the head-end's metrics.
+SCRAPER = """
+import json, sys, time, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+url, until = sys.argv[1], time.monotonic() + float(sys.argv[2])
+while time.monotonic() < until:
+    try:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    except OSError as exc:
+        print(json.dumps({"error": str(exc)}), flush=True)
+        time.sleep(1)
+        continue
+    out = {"t": time.time()}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                out.setdefault(sample.name, {})[sample.labels["le"]] = sample.value
+            elif not sample.labels:
+                out[sample.name] = sample.value
+    print(json.dumps(out), flush=True)
+    time.sleep(1)
+"""
+M = "c1222_headend_"
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    total = 0.0
+    for p in tree_pids(pid):
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            pass
+    return total
+
+
+def tree_rss_kib(pid: int) -> int:
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def sent_bytes(host, ifname: str) -> int:
+    """Bytes the interface's root qdisc (the tbf) sent: what went onto the WAN from there."""
+    text = host.run("tc", "-s", "qdisc", "show", "dev", ifname).stdout
+    found = re.search(r"Sent (\d+) bytes", text)
+    return int(found.group(1)) if found else 0
+
+
+def bucket_percentile(before: dict, after: dict, p: float) -> float:
+    """The p-quantile (seconds) of what a Prometheus histogram counted between two scrapes,
+    linear within a bucket (the buckets are 0.1, 0.25, 0.5, 1, 2.5, 5, 10 ... s)."""
+    bounds = sorted((float(le), after.get(le, 0) - before.get(le, 0)) for le in after)
+    total = bounds[-1][1] if bounds else 0
+    if not total:
+        return float("nan")
+    want, lower, below = p * total, 0.0, 0.0
+    for upper, count in bounds:
+        if count >= want:
+            if upper == float("inf"):
+                return lower
+            inside = count - below
+            return lower + (upper - lower) * ((want - below) / inside if inside else 1.0)
+        lower, below = upper, count
+    return lower
+
+
+def exchange_latencies(db: Path, since: float, until: float) -> list[float]:
+    """Request -> response times from the head-end's message log (each logged with its time):
+    per AP title, an "in" message pairs with the "out" message before it."""
+    import datetime as dt
+    import sqlite3
+
+    lo = dt.datetime.fromtimestamp(since, dt.timezone.utc).isoformat()
+    hi = dt.datetime.fromtimestamp(until, dt.timezone.utc).isoformat()
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
+        rows = con.execute("SELECT ap_title, direction, time FROM messages WHERE time >= ? "
+                           "AND time < ? ORDER BY id", (lo, hi)).fetchall()
+    sent: dict[str, float] = {}
+    out = []
+    for title, direction, when in rows:
+        stamp = dt.datetime.fromisoformat(str(when)).timestamp()
+        if direction == "out":
+            sent[title] = stamp
+        elif title in sent:
+            out.append(stamp - sent.pop(title))
+    return sorted(out)
+
+
+def part_fleet(meters: int, interval: float, intervals: int, timeout: float) -> list[str]:
+    from tests.network import nodes
+    from tests.network.netbed import Bed, WanShape, build_network, sweep_stale
+
+    sweep_stale()
+    shape = WanShape()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="c1222-bench-fleet-") as tmp, Bed() as bed:
+        net = build_network(bed, meters=1, deep_meters=0, shape=shape)
+        assert net.wan is not None
+        master = nodes.master_relay(net.master, MODE, *nodes.FLEET_RELAY)
+        master.address(60)
+        headend = nodes.headend(net.headend, net.master.ip, Path(tmp), MODE,
+                                "--collect-interval", f"{interval:g}", "--log-interval", "0",
+                                *nodes.FLEET_HEADEND)
+        headend.address(60)
+        web = "http://{}:{}".format(*headend.wait_for(r"console at http (\S+):(\d+)", 60)
+                                    .groups())
+        relay = nodes.relay(net.relay, net.master.ip, nodes.RELAY_TITLE, MODE,
+                            *nodes.FLEET_RELAY)
+        relay.address(60)
+        scraper = net.headend.start([sys.executable, "-c", SCRAPER, f"{web}/metrics",
+                                     str(timeout)])
+        hosts = list(bed.hosts.values())
+        fleet = nodes.fleet(net.meters[0], net.relay.ip, meters, MODE)
+        fleet.wait_for(r"fleet: all [\d,]+ meters registered", timeout)
+        registered_in = time.monotonic() - started
+
+        def scrapes() -> list[dict]:
+            return [json.loads(line) for line in list(scraper.lines)
+                    if line.startswith("{") and '"t"' in line]
+
+        # interval boundaries: the due counter grows when an interval begins
+        def boundaries() -> list[dict]:
+            seen, out = None, []
+            for row in scrapes():
+                due = row.get(M + "collection_meters_due_total")
+                if due is not None and due != seen:
+                    out.append(row)
+                    seen = due
+            return out
+
+        def full_start() -> int | None:
+            """The first boundary whose interval has every meter due."""
+            marks = boundaries()
+            for k in range(1, len(marks)):
+                if marks[k][M + "collection_meters_due_total"] \
+                        - marks[k - 1][M + "collection_meters_due_total"] >= meters:
+                    return k - 1
+            return None
+
+        deadline = time.monotonic() + timeout
+        while full_start() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("never an interval with every meter due:\n"
+                                   + "\n".join(headend.lines[-20:]))
+            time.sleep(1)
+        first = full_start()
+        assert first is not None
+        wan_before = (sent_bytes(net.gateway, net.wan.a_if), sent_bytes(net.relay, net.wan.b_if))
+        retrans_before = retransmissions(hosts)
+        pids = {"head-end": headend.proc.pid, "master relay": master.proc.pid,
+                "relay": relay.proc.pid, "fleet": fleet.proc.pid}
+        cpu_before = {name: tree_cpu(pid) for name, pid in pids.items()}
+        window_start, wall_start = time.monotonic(), time.time()
+        # interval k runs from boundary k to k+1; its gauges are published at k+1
+        while len(boundaries()) < first + intervals + 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError("time-box reached while reading")
+            time.sleep(1)
+        window = time.monotonic() - window_start
+        wan_after = (sent_bytes(net.gateway, net.wan.a_if), sent_bytes(net.relay, net.wan.b_if))
+        retrans = retransmissions(hosts) - retrans_before
+        cpu = {name: tree_cpu(pid) - cpu_before[name] for name, pid in pids.items()}
+        rss = {name: tree_rss_kib(pid) for name, pid in pids.items()}
+        marks = boundaries()
+        exchanges = exchange_latencies(Path(tmp) / "headend.db", wall_start, time.time())
+        fleet.stop()
+        summary = [line for line in fleet.lines if line.startswith(("fleet summary", "  "))]
+    rows = []
+    for k in range(first + 2, first + intervals + 2):
+        row = marks[k]
+        rows.append({name: int(row.get(f"{M}collection_last_meters_{name}", 0))
+                     for name in ("due", "read", "failed", "skipped")})
+    start, end = marks[first + 1], marks[first + intervals + 1]
+    read_bucket = M + "read_duration_seconds_bucket"
+    reads = sum(r["read"] for r in rows)
+    down = (wan_after[0] - wan_before[0]) * 8 / window / 1000
+    up = (wan_after[1] - wan_before[1]) * 8 / window / 1000
+    worst = min(rows, key=lambda r: r["read"] / max(1, r["due"]))
+    result = {"meters": meters, "registered_in": registered_in, "intervals": rows,
+              "collection_p50": bucket_percentile(start[read_bucket], end[read_bucket], .5),
+              "collection_p99": bucket_percentile(start[read_bucket], end[read_bucket], .99),
+              "exchanges": len(exchanges),
+              "exchange_p50": exchanges[int(.5 * len(exchanges))] if exchanges else float("nan"),
+              "exchange_p99": exchanges[min(len(exchanges) - 1, int(.99 * len(exchanges)))]
+              if exchanges else float("nan"),
+              "down_kbit_s": down, "up_kbit_s": up, "retransmissions": retrans,
+              "cpu": cpu, "rss": rss, "window": window}
+    print(json.dumps(result))
+    print("\n".join(summary))
+    success = ", ".join(f"{r['read'] / max(1, r['due']):.2%}" for r in rows)
+    per_read = {name: seconds / max(1, reads) * 1000 for name, seconds in cpu.items()}
+    return [
+        machine(),
+        "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
+        f"{os.getloadavg()[0]:.1f} at the end. `c1222 fleet --relay` ({meters:,} meters, one "
+        "process, TCP: each meter keeps its registration connection to the relay) on a host "
+        "behind `c1222 relay`, across the test bed's shaped WAN (150 ms ± 50 ms each way, 1 % "
+        f"loss each way, {shape.rate_kbit} kbit/s each way; sections above) from `c1222 relay "
+        "--master` and `c1222 headend --master-relay` (SQLite, collector every "
+        f"{interval:g} s: one request of Security and Full Reads of Tables 23, 28, 52 per "
+        "meter (and of the context tables the first time), 64 meters at a time, 10 s time-out), mode 2. Every meter registers with the empty title through the relay and gets its "
+        "title from the master relay, which tells the head-end; the head-end reads each meter "
+        "by title through the master relay, the WAN and the relay. Accounted from the "
+        "head-end's /metrics, scraped every second in its host.",
+        "",
+        "| meters | all registered after | read success per interval (read / due) | worst: "
+        "failed / skipped | collection p50 / p99 | exchange p50 / p99 | WAN use, down / up "
+        "(of the rate) | TCP retransmissions | CPU ms/read: head-end, master, relay, fleet |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        f"| {meters:,} | {registered_in:.0f} s | {success} | {worst['failed']} / "
+        f"{worst['skipped']} "
+        f"| {result['collection_p50'] * 1e3:.0f} / {result['collection_p99'] * 1e3:.0f} ms "
+        f"| {result['exchange_p50'] * 1e3:.0f} / {result['exchange_p99'] * 1e3:.0f} ms "
+        f"| {down:.0f} / {up:.0f} kbit/s ({down / shape.rate_kbit:.0%} / "
+        f"{up / shape.rate_kbit:.0%}) | {retrans:,} "
+        f"| {per_read['head-end']:.2f}, {per_read['master relay']:.2f}, "
+        f"{per_read['relay']:.2f}, {per_read['fleet']:.2f} |",
+        "",
+        f"Memory (RSS) at the end: head-end {rss['head-end'] / 1024:.0f} MiB, master relay "
+        f"{rss['master relay'] / 1024:.0f} MiB, relay {rss['relay'] / 1024:.0f} MiB, fleet "
+        f"{rss['fleet'] / 1024:.0f} MiB. Down = the gateway's tbf toward the field (requests), "
+        "up = the relay's toward the utility (responses), over the measured "
+        f"{window:.0f} s. Exchange = request sent to response received, from the head-end's "
+        f"message log ({len(exchanges):,} exchanges); collection = a meter's whole collection "
+        "(the exchange, decoding, storing), interpolated inside the head-end's histogram "
+        "buckets (0.1, 0.25, 0.5, 1, 2.5, 5, 10 s), so coarse. A read counts in the interval "
+        "it finished in.",
+        "",
+        f"Run: `benchmarks/network.py --part fleet --meters {meters} --interval {interval:g} "
+        f"--intervals {intervals}` (as root).",
+    ]
+
+
 class Proc:
     """A subprocess on loopback that prints ``listening on tcp+udp HOST:PORT``."""
 
@@ -428,7 +693,12 @@ def part_loopback(requests: int, rounds: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["all", "link", "wan", "loopback"], default="all")
+    parser.add_argument("--part", choices=["all", "link", "wan", "loopback", "fleet"],
+                        default="all")
+    parser.add_argument("--meters", type=int, default=1000, help="fleet: meters")
+    parser.add_argument("--interval", type=float, default=60.0, help="fleet: collect interval")
+    parser.add_argument("--intervals", type=int, default=3, help="fleet: intervals measured")
+    parser.add_argument("--time-box", type=float, default=1800.0, help="fleet: time-box, s")
     parser.add_argument("--reads", type=int, default=1000, help="reads over the WAN")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=10.0,
@@ -453,6 +723,10 @@ def main() -> None:
         write_section("Network: 1,000 reads through relays over the shaped WAN "
                       "(benchmarks/network.py)",
                       part_wan(args.reads, args.concurrency, args.timeout, args.retries))
+    if args.part in ("all", "fleet"):
+        write_section("Network: a fleet through a relay over the shaped WAN "
+                      "(benchmarks/network.py)",
+                      part_fleet(args.meters, args.interval, args.intervals, args.time_box))
     if args.part in ("all", "loopback"):
         write_section("Network: the relay's forwarding cost on loopback (benchmarks/network.py)",
                       part_loopback(args.requests, args.rounds))
