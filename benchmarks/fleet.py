@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _metrics  # noqa: E402
 import meter as meter_bench  # noqa: E402
 from _report import machine, write_section  # noqa: E402
 
@@ -220,6 +222,242 @@ async def measure(count: int, interval: float, intervals: int, timeout: float,
                   transport)
 
 
+# ---------------------------------------------------------------------------- the matrix
+
+@dataclass
+class CliResult:
+    """One size × head-end workers, the head-end run as `c1222 headend --workers W`."""
+
+    meters: int
+    headend_workers: int
+    registration_rate: float
+    intervals: list[dict]     # per interval, summed over the workers: due/read/failed/skipped
+    exchange: list[float]     # p50, p99 seconds (the message log)
+    collection: list[float]   # p50, p99 seconds (the head-end's histogram, interpolated)
+    headend_kib: float
+    fleet_kib: float
+    headend_cpu: float
+    fleet_cpu: float
+    reads: int
+    transport: str = "tcp"
+    summary: list[str] = field(default_factory=list)
+
+    @property
+    def worst(self) -> float:
+        return min((i["read"] / i["due"] if i["due"] else 0.0) for i in self.intervals) \
+            if self.intervals else 0.0
+
+
+def _pg_base() -> str:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.servers import PG_DEFAULT
+
+    return os.environ.get("C1222_TEST_POSTGRES", PG_DEFAULT)
+
+
+def measure_cli(count: int, interval: float, intervals: int, timeout: float,
+                fleet_workers: int, transport: str, headend_workers: int,
+                pg_base: str) -> CliResult:
+    """`c1222 headend --workers W` over PostgreSQL (a schema of this run's own) and `c1222
+    fleet`, both as a user starts them; every worker's /metrics scraped each second."""
+    import psycopg
+
+    schema = f"c1222_bench_{os.getpid()}_{headend_workers}"
+    db = f"{pg_base}?schema={schema}"
+    caps = str(min(65535, count + 1024))
+    args = [sys.executable, "-m", "c1222.cli", "headend", "--listen", "127.0.0.1:0",
+            "--http", "127.0.0.1:0", "--db", db, "--collect-interval", f"{interval:g}",
+            "--log-interval", "0", "--max-registrations-per-address", "0",
+            "--max-nodes", str(count + 100), "--max-connections", caps,
+            "--max-connections-per-address", caps]
+    if headend_workers > 1:
+        args += ["--workers", str(headend_workers)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    headend = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env, start_new_session=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(
+        line.rstrip() for line in headend.stdout), daemon=True).start()  # type: ignore[union-attr]
+    fleet: subprocess.Popen | None = None
+    fleet_lines: list[str] = []
+    scrapes: list[list[dict]] = []
+    stop = threading.Event()
+    deadline = time.monotonic() + timeout
+    try:
+        def wait_for(pattern: str, source: list[str], proc: subprocess.Popen) -> re.Match:
+            while True:
+                for line in list(source):
+                    found = re.search(pattern, line)
+                    if found:
+                        return found
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"no {pattern!r}:\n" + "\n".join(source[-20:]))
+                time.sleep(0.2)
+
+        host, port = wait_for(r"listening on tcp\S* (\S+):(\d+)", lines, headend).groups()
+        wait_for(r"console at http (\S+):(\d+)", lines, headend)
+        if headend_workers > 1:
+            wait_for(rf"worker {headend_workers - 1} pid \d+ console", lines, headend)
+            consoles = [m.groups() for m in (re.search(r"worker \d+ pid \d+ console at http "
+                                                       r"(\S+):(\d+)", x) for x in lines) if m]
+        else:
+            consoles = [wait_for(r"console at http (\S+):(\d+)", lines, headend).groups()]
+        urls = [f"http://{h}:{p}/metrics" for h, p in consoles]
+
+        def scraper() -> None:
+            while not stop.is_set():
+                try:
+                    scrapes.append([_metrics.scrape(url) for url in urls])
+                except OSError:
+                    pass
+                stop.wait(1.0)
+
+        threading.Thread(target=scraper, daemon=True).start()
+        rss_before = _metrics.tree_rss_kib(headend.pid)
+        fleet = subprocess.Popen(
+            [sys.executable, "-m", "c1222.cli", "fleet", "--meters", str(count), "--workers",
+             str(fleet_workers), "--headend", f"{host}:{port}", "--ramp", "0",
+             "--transport", transport],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        threading.Thread(target=lambda: fleet_lines.extend(
+            line.rstrip() for line in fleet.stdout), daemon=True).start()  # type: ignore
+        done = wait_for(r"fleet: all [\d,]+ meters registered in ([\d.]+) s", fleet_lines,
+                        fleet)
+        reg_rate = count / max(0.001, float(done.group(1)))
+        # each worker takes the others' registrations within 10 s: measure from the first
+        # interval of each worker that begins after that
+        settled = time.time() + (10 if headend_workers > 1 else 0)
+
+        def starts() -> list[int | None]:
+            out: list[int | None] = []
+            for w in range(len(urls)):
+                marks = _metrics.boundaries([row[w] for row in list(scrapes)])
+                out.append(next((k for k, m in enumerate(marks) if m["t"] > settled), None))
+            return out
+
+        while None in starts():
+            if time.monotonic() > deadline:
+                raise RuntimeError("no interval began after every meter registered")
+            time.sleep(0.5)
+        first = starts()
+        cpu0 = _metrics.tree_cpu(headend.pid), _metrics.tree_cpu(fleet.pid)
+        wall0 = time.time()
+
+        def complete() -> bool:
+            return all(len(_metrics.boundaries([row[w] for row in list(scrapes)]))
+                       > first[w] + intervals for w in range(len(urls)))  # type: ignore
+
+        while not complete():
+            if time.monotonic() > deadline:
+                raise RuntimeError("time-box reached while reading")
+            time.sleep(0.5)
+        cpu1 = _metrics.tree_cpu(headend.pid), _metrics.tree_cpu(fleet.pid)
+        wall1 = time.time()
+        headend_kib = (_metrics.tree_rss_kib(headend.pid) - rss_before) / count
+        fleet_kib = _metrics.tree_rss_kib(fleet.pid) / count
+        stop.set()
+        rows = [{"due": 0, "read": 0, "failed": 0, "skipped": 0} for _ in range(intervals)]
+        buckets_start: dict = {}
+        buckets_end: dict = {}
+        name = _metrics.M + "read_duration_seconds_bucket"
+        for w in range(len(urls)):
+            marks = _metrics.boundaries([row[w] for row in list(scrapes)])
+            k = first[w]
+            assert k is not None
+            for j, row in enumerate(_metrics.interval_rows(marks, k, intervals)):
+                for key, value in row.items():
+                    rows[j][key] += value
+            for le, value in marks[k].get(name, {}).items():
+                buckets_start[le] = buckets_start.get(le, 0) + value
+            for le, value in marks[k + intervals].get(name, {}).items():
+                buckets_end[le] = buckets_end.get(le, 0) + value
+        with psycopg.connect(pg_base, autocommit=True) as conn:
+            found = conn.execute(
+                f'SELECT ap_title, direction, time FROM "{schema}".messages WHERE time >= '
+                "to_timestamp(%s) AND time < to_timestamp(%s) ORDER BY id",
+                (wall0, wall1)).fetchall()
+        exchanges = _metrics.pair_exchanges(found)
+    finally:
+        stop.set()
+        for proc in (fleet, headend):
+            if proc is None:
+                continue
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        with contextlib.suppress(Exception), psycopg.connect(pg_base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    return CliResult(
+        count, headend_workers, reg_rate, rows,
+        [_metrics.percentile(exchanges, .5), _metrics.percentile(exchanges, .99)],
+        [_metrics.bucket_percentile(buckets_start, buckets_end, .5),
+         _metrics.bucket_percentile(buckets_start, buckets_end, .99)],
+        headend_kib, fleet_kib, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1],
+        sum(r["read"] for r in rows), transport,
+        [line for line in fleet_lines if line.startswith(("fleet summary", "  "))])
+
+
+def report_matrix(results: list[CliResult], interval: float, intervals: int,
+                  echo: tuple[float, float, float], missing: list[str],
+                  load_start: float) -> list[str]:
+    lines = [machine(), "", f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load "
+             f"average at the start {load_start:.1f}, at the end {os.getloadavg()[0]:.1f} (a "
+             "shared machine: other sessions' work runs beside it; absolute figures move by "
+             "tens of per cent between runs).", "",
+             f"`c1222 headend --workers W` (W = 1: one process) over PostgreSQL (one schema a "
+             f"run), collector every {interval:g} s, and `c1222 fleet --workers 2 --ramp 0` "
+             "on the same 2 cores, loopback TCP (UDP where marked), both started as a user "
+             "starts them. Each worker's /metrics is scraped every second; per interval, "
+             "summed over the workers (each counts its own intervals, measured from the first "
+             f"that began after every meter registered, {intervals} intervals): meters due, "
+             "read (finished within the interval), failed, skipped. Exchange = request sent to "
+             "response received, from the head-end's message log; collection = one meter's "
+             "whole collection, interpolated in the histogram's buckets (coarse). CPU: the "
+             "head-end's process tree and the fleet's, over the measured intervals, per read; "
+             "memory: the head-end's RSS growth from before the fleet started, the fleet's "
+             "whole RSS, per meter.", "",
+             "| meters | head-end workers | registrations/s | read success per interval | "
+             "worst: failed / skipped | exchange p50 / p99 ms | collection p50 / p99 ms | "
+             "head-end KiB/meter | fleet KiB/meter | CPU ms/read (head-end + fleet) |",
+             "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        worst = min(r.intervals, key=lambda i: i["read"] / max(1, i["due"]))
+        success = ", ".join(f"{i['read'] / max(1, i['due']):.2%}" for i in r.intervals)
+        per = lambda cpu: cpu / max(1, r.reads) * 1000  # noqa: E731
+        lines.append(
+            f"| {r.meters:,}{' (UDP)' if r.transport == 'udp' else ''} | {r.headend_workers} "
+            f"| {r.registration_rate:,.0f} | {success} | {worst['failed']} / "
+            f"{worst['skipped']} | {r.exchange[0] * 1e3:.1f} / {r.exchange[1] * 1e3:.1f} "
+            f"| {r.collection[0] * 1e3:.0f} / {r.collection[1] * 1e3:.0f} "
+            f"| {r.headend_kib:.1f} | {r.fleet_kib:.1f} "
+            f"| {per(r.headend_cpu + r.fleet_cpu):.2f} ({per(r.headend_cpu):.2f} + "
+            f"{per(r.fleet_cpu):.2f}) |")
+    lines += ["", f"Echo floor, same run: a plain asyncio echo server answers {echo[0]:,.0f} "
+              f"requests/s at 8 connections (p50 {echo[1]:.2f} ms, p99 {echo[2]:.2f} ms).", ""]
+    if results:
+        lines += ["How the cost grows (text plot: CPU ms per read, head-end + fleet; "
+                  "matplotlib is not installed):", "", "```"]
+        top = max((r.headend_cpu + r.fleet_cpu) / max(1, r.reads) for r in results) or 1
+        for r in results:
+            cost = (r.headend_cpu + r.fleet_cpu) / max(1, r.reads)
+            bar = "#" * max(1, round(40 * cost / top))
+            lines.append(f"{r.meters:>7,} meters, {r.headend_workers} worker"
+                         f"{'s' if r.headend_workers > 1 else ' '}  {bar:<40} "
+                         f"{cost * 1000:6.2f} ms/read  success {100 * r.worst:6.2f} %")
+        lines += ["```", ""]
+    if missing:
+        lines += ["Not measured in this run: " + "; ".join(missing) + ".", ""]
+    sizes = ",".join(dict.fromkeys(str(r.meters) for r in results))
+    workers = ",".join(dict.fromkeys(str(r.headend_workers) for r in results))
+    lines.append(f"Run: `.venv/bin/python benchmarks/fleet.py --meters {sizes} "
+                 f"--headend-workers {workers} --interval {interval:g} --intervals "
+                 f"{intervals}`.")
+    return lines
+
+
 def echo_floor() -> tuple[float, float, float]:
     """The plain asyncio echo server: requests/s and p50/p99 ms at 8 connections."""
     requester, pending = meter_bench.build(0, 4000)
@@ -287,6 +525,36 @@ def report(results: list[Result], interval: float, echo: tuple[float, float, flo
     return lines
 
 
+def matrix(args: argparse.Namespace) -> None:
+    """Every size × every head-end worker count, each in a fresh head-end and fleet."""
+    pg = args.pg or _pg_base()
+    transports = dict(item.split("=") for item in args.transport.split(",") if "=" in item)
+    default = next((t for t in args.transport.split(",") if "=" not in t), "tcp")
+    results: list[CliResult] = []
+    missing: list[str] = []
+    load_start = os.getloadavg()[0]
+    for count in (int(x) for x in args.meters.split(",")):
+        for workers in (int(x) for x in args.headend_workers.split(",")):
+            try:
+                result = measure_cli(count, args.interval, args.intervals, args.timeout,
+                                     args.fleet_workers, transports.get(str(count), default),
+                                     workers, pg)
+            except (RuntimeError, OSError) as exc:
+                print(f"{count} meters, {workers} workers: {exc}", file=sys.stderr)
+                missing.append(f"{count:,} meters with {workers} worker(s) "
+                               f"({str(exc).splitlines()[0]})")
+                continue
+            results.append(result)
+            print(f"{count} meters, {workers} workers: success {result.worst:.4f}, "
+                  f"reads {result.reads}, {dataclasses.asdict(result)}", flush=True)
+    echo = echo_floor()
+    lines = report_matrix(results, args.interval, args.intervals, echo, missing, load_start)
+    if not args.no_write:
+        write_section("Fleet: meters × head-end workers (benchmarks/fleet.py "
+                      "--headend-workers)", lines)
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--meters", default="1000,5000,10000")
@@ -296,12 +564,20 @@ def main() -> None:
     parser.add_argument("--fleet-workers", type=int, default=2)
     parser.add_argument("--transport", default="tcp",
                         help="tcp, udp, or SIZE=udp,... per size (e.g. 20000=udp)")
+    parser.add_argument("--headend-workers",
+                        help="the matrix: run `c1222 headend --workers W` over PostgreSQL for "
+                        "each W of this list (e.g. 1,2) and each size (its own section)")
+    parser.add_argument("--pg", help="PostgreSQL for --headend-workers [C1222_TEST_POSTGRES "
+                        "or postgresql://postgres@127.0.0.1:5432/test]")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, JSON out
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if args.headend_workers:
+        matrix(args)
+        return
     results: list[Result] = []
     missing = ["`c1222 headend --workers 2` (the head-end has no workers yet: 1 head-end "
                "process only)", "kill -9 of a head-end worker, PostgreSQL and JetStream "

@@ -56,6 +56,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT / "src"), str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                                       if p])
 
+import _metrics  # noqa: E402
 from _report import machine, write_section  # noqa: E402
 
 from c1222.codec.ber import Uid  # noqa: E402
@@ -317,90 +318,11 @@ def part_wan(reads: int, concurrency: int, timeout: float, retries: int) -> list
 
 # ---------------------------------------------------------------------------- fleet over the WAN
 
-#: The scraper run in the head-end's host: one JSON line a second with the head-end's metrics.
-SCRAPER = """
-import json, sys, time, urllib.request
-from prometheus_client.parser import text_string_to_metric_families
-url, until = sys.argv[1], time.monotonic() + float(sys.argv[2])
-while time.monotonic() < until:
-    try:
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
-    except OSError as exc:
-        print(json.dumps({"error": str(exc)}), flush=True)
-        time.sleep(1)
-        continue
-    out = {"t": time.time()}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name.endswith("_bucket"):
-                out.setdefault(sample.name, {})[sample.labels["le"]] = sample.value
-            elif not sample.labels:
-                out[sample.name] = sample.value
-    print(json.dumps(out), flush=True)
-    time.sleep(1)
-"""
-M = "c1222_headend_"
-
-
-def tree_pids(pid: int) -> list[int]:
-    """``pid`` and every process below it."""
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        try:
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return out
-
-
-def tree_cpu(pid: int) -> float:
-    total = 0.0
-    for p in tree_pids(pid):
-        try:
-            total += cpu_seconds(p)
-        except OSError:
-            pass
-    return total
-
-
-def tree_rss_kib(pid: int) -> int:
-    total = 0
-    for p in tree_pids(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
 def sent_bytes(host, ifname: str) -> int:
     """Bytes the interface's root qdisc (the tbf) sent: what went onto the WAN from there."""
     text = host.run("tc", "-s", "qdisc", "show", "dev", ifname).stdout
     found = re.search(r"Sent (\d+) bytes", text)
     return int(found.group(1)) if found else 0
-
-
-def bucket_percentile(before: dict, after: dict, p: float) -> float:
-    """The p-quantile (seconds) of what a Prometheus histogram counted between two scrapes,
-    linear within a bucket (the buckets are 0.1, 0.25, 0.5, 1, 2.5, 5, 10 ... s)."""
-    bounds = sorted((float(le), after.get(le, 0) - before.get(le, 0)) for le in after)
-    total = bounds[-1][1] if bounds else 0
-    if not total:
-        return float("nan")
-    want, lower, below = p * total, 0.0, 0.0
-    for upper, count in bounds:
-        if count >= want:
-            if upper == float("inf"):
-                return lower
-            inside = count - below
-            return lower + (upper - lower) * ((want - below) / inside if inside else 1.0)
-        lower, below = upper, count
-    return lower
 
 
 def exchange_latencies(db: Path, since: float, until: float) -> list[float]:
@@ -414,15 +336,7 @@ def exchange_latencies(db: Path, since: float, until: float) -> list[float]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
         rows = con.execute("SELECT ap_title, direction, time FROM messages WHERE time >= ? "
                            "AND time < ? ORDER BY id", (lo, hi)).fetchall()
-    sent: dict[str, float] = {}
-    out = []
-    for title, direction, when in rows:
-        stamp = dt.datetime.fromisoformat(str(when)).timestamp()
-        if direction == "out":
-            sent[title] = stamp
-        elif title in sent:
-            out.append(stamp - sent.pop(title))
-    return sorted(out)
+    return _metrics.pair_exchanges(rows)
 
 
 def part_fleet(meters: int, interval: float, intervals: int, timeout: float) -> list[str]:
@@ -446,7 +360,7 @@ def part_fleet(meters: int, interval: float, intervals: int, timeout: float) -> 
         relay = nodes.relay(net.relay, net.master.ip, nodes.RELAY_TITLE, MODE,
                             *nodes.FLEET_RELAY)
         relay.address(60)
-        scraper = net.headend.start([sys.executable, "-c", SCRAPER, f"{web}/metrics",
+        scraper = net.headend.start([sys.executable, _metrics.__file__, f"{web}/metrics",
                                      str(timeout)])
         hosts = list(bed.hosts.values())
         fleet = nodes.fleet(net.meters[0], net.relay.ip, meters, MODE)
@@ -454,27 +368,14 @@ def part_fleet(meters: int, interval: float, intervals: int, timeout: float) -> 
         registered_in = time.monotonic() - started
 
         def scrapes() -> list[dict]:
-            return [json.loads(line) for line in list(scraper.lines)
-                    if line.startswith("{") and '"t"' in line]
+            return [json.loads(line)[0] for line in list(scraper.lines)
+                    if line.startswith("[")]
 
-        # interval boundaries: the due counter grows when an interval begins
         def boundaries() -> list[dict]:
-            seen, out = None, []
-            for row in scrapes():
-                due = row.get(M + "collection_meters_due_total")
-                if due is not None and due != seen:
-                    out.append(row)
-                    seen = due
-            return out
+            return _metrics.boundaries(scrapes())
 
         def full_start() -> int | None:
-            """The first boundary whose interval has every meter due."""
-            marks = boundaries()
-            for k in range(1, len(marks)):
-                if marks[k][M + "collection_meters_due_total"] \
-                        - marks[k - 1][M + "collection_meters_due_total"] >= meters:
-                    return k - 1
-            return None
+            return _metrics.full_start(boundaries(), meters)
 
         deadline = time.monotonic() + timeout
         while full_start() is None:
@@ -488,7 +389,7 @@ def part_fleet(meters: int, interval: float, intervals: int, timeout: float) -> 
         retrans_before = retransmissions(hosts)
         pids = {"head-end": headend.proc.pid, "master relay": master.proc.pid,
                 "relay": relay.proc.pid, "fleet": fleet.proc.pid}
-        cpu_before = {name: tree_cpu(pid) for name, pid in pids.items()}
+        cpu_before = {name: _metrics.tree_cpu(pid) for name, pid in pids.items()}
         window_start, wall_start = time.monotonic(), time.time()
         # interval k runs from boundary k to k+1; its gauges are published at k+1
         while len(boundaries()) < first + intervals + 2:
@@ -498,30 +399,27 @@ def part_fleet(meters: int, interval: float, intervals: int, timeout: float) -> 
         window = time.monotonic() - window_start
         wan_after = (sent_bytes(net.gateway, net.wan.a_if), sent_bytes(net.relay, net.wan.b_if))
         retrans = retransmissions(hosts) - retrans_before
-        cpu = {name: tree_cpu(pid) - cpu_before[name] for name, pid in pids.items()}
-        rss = {name: tree_rss_kib(pid) for name, pid in pids.items()}
+        cpu = {name: _metrics.tree_cpu(pid) - cpu_before[name] for name, pid in pids.items()}
+        rss = {name: _metrics.tree_rss_kib(pid) for name, pid in pids.items()}
         marks = boundaries()
         exchanges = exchange_latencies(Path(tmp) / "headend.db", wall_start, time.time())
         fleet.stop()
         summary = [line for line in fleet.lines if line.startswith(("fleet summary", "  "))]
-    rows = []
-    for k in range(first + 2, first + intervals + 2):
-        row = marks[k]
-        rows.append({name: int(row.get(f"{M}collection_last_meters_{name}", 0))
-                     for name in ("due", "read", "failed", "skipped")})
+    rows = _metrics.interval_rows(marks, first + 1, intervals)
     start, end = marks[first + 1], marks[first + intervals + 1]
-    read_bucket = M + "read_duration_seconds_bucket"
+    read_bucket = _metrics.M + "read_duration_seconds_bucket"
     reads = sum(r["read"] for r in rows)
     down = (wan_after[0] - wan_before[0]) * 8 / window / 1000
     up = (wan_after[1] - wan_before[1]) * 8 / window / 1000
     worst = min(rows, key=lambda r: r["read"] / max(1, r["due"]))
     result = {"meters": meters, "registered_in": registered_in, "intervals": rows,
-              "collection_p50": bucket_percentile(start[read_bucket], end[read_bucket], .5),
-              "collection_p99": bucket_percentile(start[read_bucket], end[read_bucket], .99),
+              "collection_p50": _metrics.bucket_percentile(start[read_bucket],
+                                                           end[read_bucket], .5),
+              "collection_p99": _metrics.bucket_percentile(start[read_bucket],
+                                                           end[read_bucket], .99),
               "exchanges": len(exchanges),
-              "exchange_p50": exchanges[int(.5 * len(exchanges))] if exchanges else float("nan"),
-              "exchange_p99": exchanges[min(len(exchanges) - 1, int(.99 * len(exchanges)))]
-              if exchanges else float("nan"),
+              "exchange_p50": _metrics.percentile(exchanges, .5),
+              "exchange_p99": _metrics.percentile(exchanges, .99),
               "down_kbit_s": down, "up_kbit_s": up, "retransmissions": retrans,
               "cpu": cpu, "rss": rss, "window": window}
     print(json.dumps(result))
@@ -538,7 +436,9 @@ def part_fleet(meters: int, interval: float, intervals: int, timeout: float) -> 
         f"loss each way, {shape.rate_kbit} kbit/s each way; sections above) from `c1222 relay "
         "--master` and `c1222 headend --master-relay` (SQLite, collector every "
         f"{interval:g} s: one request of Security and Full Reads of Tables 23, 28, 52 per "
-        "meter (and of the context tables the first time), 64 meters at a time, 10 s time-out), mode 2. Every meter registers with the empty title through the relay and gets its "
+        "meter (and of the context tables the first time), 64 meters at a time, 10 s "
+        "time-out), mode 2. Every meter registers with the empty title through the relay and "
+        "gets its "
         "title from the master relay, which tells the head-end; the head-end reads each meter "
         "by title through the master relay, the WAN and the relay. Accounted from the "
         "head-end's /metrics, scraped every second in its host.",
