@@ -2,14 +2,15 @@
 the head-end (issue 12: "through the shaped WAN and a relay"; benchmarks/network.py `--part
 fleet` measures 1,000 meters):
 
-    headend host --+                                  +-- fleet host: 100 meters, one port
-                   +-- gw ==== shaped WAN ==== relay --+
+    headend host --+                                  +-- fleet host: 100 meters, 2 workers
+                   +-- gw ==== shaped WAN ==== relay --+   (ports 1153 and 1154)
     master relay --+
 
-Every meter registers with the empty title through the relay, the master relay assigns each a
-title of its branch and tells the head-end, and the head-end's collector reads every one of them
-through the master relay, the WAN and the relay (mode 2). No timing is asserted: each step has a
-generous time-out.
+Every meter registers with the empty title through the relay (over TCP, a connection per
+meter, or over UDP, its worker's socket), the master relay assigns each a title of its branch
+and tells the head-end, and the head-end's collector reads every one of them through the
+master relay, the WAN and the relay (mode 2). No timing is asserted: each step has a generous
+time-out.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ MODE = 2
 METERS = 100
 
 
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
 def test_a_fleet_behind_a_relay_across_the_wan_registers_and_every_meter_is_read(
-        tmp_path: Path) -> None:
+        tmp_path: Path, transport: str) -> None:
     require_netbed()
     with Bed() as bed:
         net = build_network(bed, meters=1, deep_meters=0)
@@ -45,7 +47,9 @@ def test_a_fleet_behind_a_relay_across_the_wan_registers_and_every_meter_is_read
         relay = nodes.relay(net.relay, net.master.ip, nodes.RELAY_TITLE, MODE,
                             "--forward-timeout", "8", *nodes.FLEET_RELAY)
         relay.address(60)
-        fleet = nodes.fleet(net.meters[0], net.relay.ip, METERS, MODE, "--ramp", "5")
+        # two worker processes: ports 1153 and 1154, each worker's meters registering its own
+        fleet = nodes.fleet(net.meters[0], net.relay.ip, METERS, MODE, "--ramp", "5",
+                            "--workers", "2", "--transport", transport)
         fleet.wait_for(rf"fleet: all {METERS} meters registered", 90)
 
         def read_all() -> list[dict] | None:
