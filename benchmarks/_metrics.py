@@ -70,6 +70,18 @@ def interval_rows(marks: list[dict], start: int, intervals: int) -> list[dict]:
     return rows
 
 
+def collection_history(console: str) -> list[dict] | None:
+    """The collector's intervals from ``GET /api/collection`` (the current one and the
+    history, each with number, start, end, due, read, failed, late, skipped), or None when
+    the head-end has no such API (a head-end older than its collection scheduler)."""
+    try:
+        with urllib.request.urlopen(f"{console}/api/collection?history=60", timeout=10) as r:
+            body = json.loads(r.read())
+    except (OSError, ValueError):
+        return None
+    return [i for i in [body.get("current"), *body.get("history", [])] if i]
+
+
 def bucket_percentile(before: dict, after: dict, p: float) -> float:
     """The p-quantile (seconds) of what a Prometheus histogram counted between two scrapes,
     linear within a bucket (coarse: the head-end's buckets are 0.1, 0.25, 0.5, 1, 2.5 ... s)."""

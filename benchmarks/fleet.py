@@ -328,49 +328,69 @@ def measure_cli(count: int, interval: float, intervals: int, timeout: float,
         # interval of each worker that begins after that
         settled = time.time() + (10 if headend_workers > 1 else 0)
 
-        def starts() -> list[int | None]:
-            out: list[int | None] = []
-            for w in range(len(urls)):
-                marks = _metrics.boundaries([row[w] for row in list(scrapes)])
-                out.append(next((k for k, m in enumerate(marks) if m["t"] > settled), None))
-            return out
+        consoles_http = [f"http://{h}:{p}" for h, p in consoles]
+        api = _metrics.collection_history(consoles_http[0]) is not None
 
-        while None in starts():
+        def worker_rows(w: int, more: int = 1) -> tuple[bool, list[dict] | None]:
+            """(an interval began after ``settled``, the ``intervals`` measured ones once
+            they and ``more`` are over: with one more, the last one's late reads are in)."""
+            if api:  # the collector's own accounting: GET /api/collection
+                history = _metrics.collection_history(consoles_http[w]) or []
+                after = sorted((i for i in history if i["start"] >= settled),
+                               key=lambda i: i["number"])
+                ended = [i for i in after if i["end"] <= time.time()]
+                began = bool(after)
+                if len(ended) < intervals + more:
+                    return began, None
+                return began, [{"due": i["due"], "read": i["read"] - i.get("late", 0),
+                                "failed": i["failed"], "skipped": i["skipped"],
+                                "late": i.get("late", 0)} for i in ended[:intervals]]
+            marks = _metrics.boundaries([row[w] for row in list(scrapes)])
+            k = next((k for k, m in enumerate(marks) if m["t"] > settled), None)
+            if k is None:
+                return False, None
+            if len(marks) <= k + intervals:
+                return True, None
+            return True, _metrics.interval_rows(marks, k, intervals)
+
+        while not all(worker_rows(w)[0] for w in range(len(urls))):
             if time.monotonic() > deadline:
                 raise RuntimeError("no interval began after every meter registered")
-            time.sleep(0.5)
-        first = starts()
+            time.sleep(1)
         cpu0 = _metrics.tree_cpu(headend.pid), _metrics.tree_cpu(fleet.pid)
         wall0 = time.time()
-
-        def complete() -> bool:
-            return all(len(_metrics.boundaries([row[w] for row in list(scrapes)]))
-                       > first[w] + intervals for w in range(len(urls)))  # type: ignore
-
-        while not complete():
-            if time.monotonic() > deadline:
-                raise RuntimeError("time-box reached while reading")
-            time.sleep(0.5)
-        cpu1 = _metrics.tree_cpu(headend.pid), _metrics.tree_cpu(fleet.pid)
-        wall1 = time.time()
-        headend_kib = (_metrics.tree_rss_kib(headend.pid) - rss_before) / count
-        fleet_kib = _metrics.tree_rss_kib(fleet.pid) / count
+        # CPU over the measured intervals; then (scheduler) one interval more for late reads
+        for more in (0, 1) if api else (0,):
+            while True:
+                done_rows = [worker_rows(w, more)[1] for w in range(len(urls))]
+                if all(r is not None for r in done_rows):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("time-box reached while reading")
+                time.sleep(1)
+            if not more:
+                cpu1 = _metrics.tree_cpu(headend.pid), _metrics.tree_cpu(fleet.pid)
+                wall1 = time.time()
+                headend_kib = (_metrics.tree_rss_kib(headend.pid) - rss_before) / count
+                fleet_kib = _metrics.tree_rss_kib(fleet.pid) / count
         stop.set()
-        rows = [{"due": 0, "read": 0, "failed": 0, "skipped": 0} for _ in range(intervals)]
+        rows = [{"due": 0, "read": 0, "failed": 0, "skipped": 0, "late": 0}
+                for _ in range(intervals)]
+        for worker in done_rows:
+            for j, row in enumerate(worker or []):
+                for key, value in row.items():
+                    rows[j][key] = rows[j].get(key, 0) + value
+        # the collection histogram between the scrapes nearest the measured window, summed
         buckets_start: dict = {}
         buckets_end: dict = {}
         name = _metrics.M + "read_duration_seconds_bucket"
-        for w in range(len(urls)):
-            marks = _metrics.boundaries([row[w] for row in list(scrapes)])
-            k = first[w]
-            assert k is not None
-            for j, row in enumerate(_metrics.interval_rows(marks, k, intervals)):
-                for key, value in row.items():
-                    rows[j][key] += value
-            for le, value in marks[k].get(name, {}).items():
-                buckets_start[le] = buckets_start.get(le, 0) + value
-            for le, value in marks[k + intervals].get(name, {}).items():
-                buckets_end[le] = buckets_end.get(le, 0) + value
+        taken = list(scrapes)
+        begin = next((row for row in taken if row[0]["t"] >= wall0), taken[-1])
+        finish = [row for row in taken if row[0]["t"] <= wall1][-1]
+        for edge, into in ((begin, buckets_start), (finish, buckets_end)):
+            for worker in edge:
+                for le, value in worker.get(name, {}).items():
+                    into[le] = into.get(le, 0) + value
         with psycopg.connect(pg_base, autocommit=True) as conn:
             found = conn.execute(
                 f'SELECT ap_title, direction, time FROM "{schema}".messages WHERE time >= '

