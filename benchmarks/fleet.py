@@ -439,13 +439,14 @@ def report_matrix(results: list[CliResult], interval: float, intervals: int,
              "head-end's process tree and the fleet's, over the measured intervals, per read; "
              "memory: the head-end's RSS growth from before the fleet started, the fleet's "
              "whole RSS, per meter.", "",
-             "| meters | head-end workers | registrations/s | read success per interval | "
+             "| meters | head-end workers | registrations/s | read success per interval (of due) | "
              "worst: failed / skipped | exchange p50 / p99 ms | collection p50 / p99 ms | "
              "head-end KiB/meter | fleet KiB/meter | CPU ms/read (head-end + fleet) |",
              "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         worst = min(r.intervals, key=lambda i: i["read"] / max(1, i["due"]))
-        success = ", ".join(f"{i['read'] / max(1, i['due']):.2%}" for i in r.intervals)
+        success = ", ".join(f"{i['read'] / max(1, i['due']):.2%} of {i['due']:,}"
+                            for i in r.intervals)
         per = lambda cpu: cpu / max(1, r.reads) * 1000  # noqa: E731
         lines.append(
             f"| {r.meters:,}{' (UDP)' if r.transport == 'udp' else ''} | {r.headend_workers} "
