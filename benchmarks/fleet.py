@@ -439,7 +439,8 @@ def report_matrix(results: list[CliResult], interval: float, intervals: int,
              "head-end's process tree and the fleet's, over the measured intervals, per read; "
              "memory: the head-end's RSS growth from before the fleet started, the fleet's "
              "whole RSS, per meter.", "",
-             "| meters | head-end workers | registrations/s | read success per interval (of due) | "
+             "| meters | head-end workers | registrations/s | read success per interval "
+             "(of due) | "
              "worst: failed / skipped | exchange p50 / p99 ms | collection p50 / p99 ms | "
              "head-end KiB/meter | fleet KiB/meter | CPU ms/read (head-end + fleet) |",
              "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
