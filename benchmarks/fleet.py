@@ -555,25 +555,30 @@ def matrix(args: argparse.Namespace) -> None:
     results: list[CliResult] = []
     missing: list[str] = []
     load_start = os.getloadavg()[0]
-    for count in (int(x) for x in args.meters.split(",")):
-        for workers in (int(x) for x in args.headend_workers.split(",")):
-            try:
-                result = measure_cli(count, args.interval, args.intervals, args.timeout,
-                                     args.fleet_workers, transports.get(str(count), default),
-                                     workers, pg)
-            except (RuntimeError, OSError) as exc:
-                print(f"{count} meters, {workers} workers: {exc}", file=sys.stderr)
-                missing.append(f"{count:,} meters with {workers} worker(s) "
-                               f"({str(exc).splitlines()[0]})")
-                continue
+    echo = echo_floor()  # first: the section is written after every run, so a run stopped
+    # at its time-box keeps what it measured
+    runs = [(int(count), int(workers)) for count in args.meters.split(",")
+            for workers in args.headend_workers.split(",")]
+    for index, (count, workers) in enumerate(runs):
+        try:
+            result = measure_cli(count, args.interval, args.intervals, args.timeout,
+                                 args.fleet_workers, transports.get(str(count), default),
+                                 workers, pg)
+        except (RuntimeError, OSError) as exc:
+            print(f"{count} meters, {workers} workers: {exc}", file=sys.stderr)
+            missing.append(f"{count:,} meters with {workers} worker(s) "
+                           f"({str(exc).splitlines()[0]})")
+        else:
             results.append(result)
             print(f"{count} meters, {workers} workers: success {result.worst:.4f}, "
                   f"reads {result.reads}, {dataclasses.asdict(result)}", flush=True)
-    echo = echo_floor()
-    lines = report_matrix(results, args.interval, args.intervals, echo, missing, load_start)
-    if not args.no_write:
-        write_section("Fleet: meters × head-end workers (benchmarks/fleet.py "
-                      "--headend-workers)", lines)
+        later = [f"{c:,} meters with {w} worker(s) (not reached: the run was stopped)"
+                 for c, w in runs[index + 1:]]
+        lines = report_matrix(results, args.interval, args.intervals, echo,
+                              missing + later, load_start)
+        if not args.no_write:
+            write_section("Fleet: meters × head-end workers (benchmarks/fleet.py "
+                          "--headend-workers)", lines)
     print("\n".join(lines))
 
 
