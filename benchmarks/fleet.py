@@ -550,6 +550,8 @@ def report(results: list[Result], interval: float, echo: tuple[float, float, flo
 def matrix(args: argparse.Namespace) -> None:
     """Every size × every head-end worker count, each in a fresh head-end and fleet."""
     pg = args.pg or _pg_base()
+    # SIGTERM (a time-box from outside) stops the head-end and fleet of the run under way too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     transports = dict(item.split("=") for item in args.transport.split(",") if "=" in item)
     default = next((t for t in args.transport.split(",") if "=" not in t), "tcp")
     results: list[CliResult] = []
