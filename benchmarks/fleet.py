@@ -1,24 +1,36 @@
 """A utility's fleet on one machine: `c1222 fleet` against the head-end, read every interval.
 
 The head-end (:class:`c1222.headend.server.HeadEnd`, SQLite in a temporary folder, its
-collector as the CLI runs it: ``max_parallel`` 64, 10 s time-out; load profile and event log
-off) runs in this process with its connection caps raised to the fleet's size; the fleet is
+collector as the CLI runs it: each meter read at its slot, the slots spread over the first
+90 % of the interval, 64 reads at once, up to 3 attempts, 10 s time-out; load profile and
+event log off) runs in this process with its connection caps raised to the fleet's size; the fleet is
 ``c1222 fleet --meters N --workers 2 --ramp 0`` started as a user would. For each size the
 meters register as fast as the head-end answers (no ramp; 200 in flight per fleet worker),
 then the collector reads every meter once per interval (60 s by
-default) for ``--intervals`` intervals, each accounted: meters due, read within the interval,
-read late (finished after the next interval began), failed, skipped (the previous read still
-running).
+default) for ``--intervals`` intervals, each accounted by the collector's scheduler itself
+(``HeadEnd.scheduler.plan``, what GET /api/collection shows): meters due, read within the
+interval, read late (after its interval ended), failed, skipped (a read of an earlier interval
+still owed), retries.
 
 Figures per size: registrations per second, read success per interval (the worst interval),
-p50/p99 request-response latency (head-end side) and p50/p99 of a whole collection (Security +
-3 reads), RSS per meter of the head-end (growth from before the fleet) and of the fleet's
+p50/p99 request-response latency (head-end side) and p50/p99 of a whole collection of one
+meter (Security + 3 reads, from its start to its end), RSS per meter of the head-end (growth from before the fleet) and of the fleet's
 workers (their whole RSS / N), CPU per read (head-end, fleet), and the plain asyncio echo
 floor measured in the same run (benchmarks/meter.py's echo server, 8 connections). A text
 plot of how the cost grows with N follows the table (matplotlib is not installed).
 
     .venv/bin/python benchmarks/fleet.py [--meters 1000,5000,10000] [--interval 60]
                                          [--intervals 2] [--timeout 900]
+
+**The matrix** (``--headend-workers 1,2``): for each size and each W, ``c1222 headend
+--workers W`` (W = 1: one process) over PostgreSQL (a schema of the run's own, dropped after;
+``--pg`` or C1222_TEST_POSTGRES, else 127.0.0.1:5432/test) and ``c1222 fleet``, both started
+as a user would. Every worker's /metrics is scraped each second (benchmarks/_metrics.py); the
+intervals are each worker's own, from the first that began after every meter registered,
+summed over the workers (due, read, failed, skipped); exchange p50/p99 from the head-end's
+message log; CPU and memory of the head-end's and the fleet's process trees. Its own section
+of BENCHMARKS.md, with the echo floor measured in the same run and a text plot (matplotlib is
+not installed).
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -86,17 +99,19 @@ def workers_of(pid: int) -> list[int]:
 
 @dataclass
 class Interval:
-    start: float
+    """One interval as the scheduler accounted it (``schedule.IntervalStats``)."""
+
     due: int
-    spawned: int = 0
-    ok: int = 0      # started at this interval's start and read within it
-    done: int = 0    # reads that completed within the interval, whenever started
-    late: int = 0
-    failed: int = 0
+    read: int = 0     # read, within the interval or late
+    late: int = 0     # read after the interval ended
+    failed: int = 0   # every attempt failed
+    skipped: int = 0  # a read of an earlier interval still owed
+    retries: int = 0
 
     @property
-    def skipped(self) -> int:
-        return self.due - self.spawned
+    def done(self) -> int:
+        """Meters read within the interval."""
+        return self.read - self.late
 
 
 @dataclass
@@ -141,22 +156,18 @@ async def measure(count: int, interval: float, intervals: int, timeout: float,
         original = headend.registrar.on_registered
         headend.registrar.on_registered = lambda node: (registered.append(time.perf_counter()),
                                                         original(node))
-        starts: list[Interval] = []
-        interval_hook = headend.metrics.interval
-
-        def on_interval(due: int, skipped: int) -> None:
-            starts.append(Interval(time.monotonic(), due))
-            interval_hook(due=due, skipped=skipped)
-
-        headend.metrics.interval = on_interval  # type: ignore[method-assign]
+        # the scheduler's IntervalStats (filled in as reads end), with the meters due as each
+        # began (meters that register mid-interval add to it)
+        starts: list[tuple[Any, int]] = []
+        headend.scheduler.on_interval = lambda stats: starts.append((stats, stats.due))
         records: list[tuple[float, float, bool]] = []
         collect_one = headend._collect_one
 
-        async def recorded(ap_title: str, logs: bool) -> None:
+        async def recorded(ap_title: str, logs: bool) -> BaseException | None:
             began = time.monotonic()
-            failures = headend.stats["read_failures"]
-            await collect_one(ap_title, logs)
-            records.append((began, time.monotonic(), headend.stats["read_failures"] == failures))
+            failure = await collect_one(ap_title, logs)
+            records.append((began, time.monotonic(), failure is None))
+            return failure
 
         headend._collect_one = recorded  # type: ignore[method-assign]
         proc = subprocess.Popen(
@@ -177,14 +188,16 @@ async def measure(count: int, interval: float, intervals: int, timeout: float,
                 await asyncio.sleep(0.2)
             reg_rate = (count - 1) / (registered[-1] - registered[0]) if count > 1 else 0.0
             # the first interval that starts with every meter registered, then `intervals`
-            while not starts or starts[-1].due < count:
+            while not starts or starts[-1][1] < count:
                 await asyncio.sleep(0.1)
             first = len(starts) - 1
+            began = time.monotonic()
             headend.latencies.clear()
             workers = workers_of(proc.pid)
             cpu0 = time.process_time(), sum(cpu_seconds(w) for w in workers)
             reads0 = headend.stats["reads"]
-            while len(starts) < first + intervals + 1:
+            # one interval more, so that the late reads of the last measured one are in
+            while len(starts) < first + intervals + 2:
                 if time.monotonic() > deadline:
                     raise RuntimeError("time-box reached while reading")
                 await asyncio.sleep(0.2)
@@ -201,22 +214,10 @@ async def measure(count: int, interval: float, intervals: int, timeout: float,
                 proc.kill()
                 proc.wait()
             await headend.stop()
-    measured = starts[first:first + intervals + 1]
-    for k, span in enumerate(measured[:-1]):
-        end = measured[k + 1].start
-        for began, ended, ok in records:
-            span.done += ok and span.start <= ended < end
-            if span.start <= began < end:
-                span.spawned += 1
-                if not ok:
-                    span.failed += 1
-                elif ended < end:
-                    span.ok += 1
-                else:
-                    span.late += 1
-    collections = [ended - began for began, ended, ok in records
-                   if ok and measured[0].start <= began < measured[-1].start]
-    return Result(count, reg_rate, measured[:-1], latency, collections, headend_kib, fleet_kib,
+    measured = [Interval(s.due, s.read, s.late, s.failed, s.skipped, s.retries)
+                for s, _due in starts[first:first + intervals]]
+    collections = [ended - start for start, ended, ok in records if ok and start >= began]
+    return Result(count, reg_rate, measured, latency, collections, headend_kib, fleet_kib,
                   cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], reads,
                   [line for line in lines if line.startswith(("fleet summary", "  "))],
                   transport)
@@ -498,18 +499,18 @@ def report(results: list[Result], interval: float, echo: tuple[float, float, flo
              f"(a shared machine: absolute figures "
              "move by tens of per cent between runs).", "",
              f"`c1222 fleet --workers 2` and the head-end (one process, SQLite, its current "
-             f"collector: every meter each {interval:g} s, 64 reads at once, Security + Tables "
+             f"collector: every meter each {interval:g} s at its slot, the slots spread over the "
+             "first 90 % of the interval, 64 reads at once, up to 3 attempts, Security + Tables "
              "28, 23, 52) on the same 2 cores, loopback TCP (UDP where marked: each meter's "
              "registration connection is a file descriptor on both sides, and this machine's "
-             "hard limit is 20,000). Success = meters whose read completed within the interval / "
-             "meters due, the worst measured interval (a meter is read at most once an "
-             "interval); late = started at the interval's start and read after the next one "
-             "began, skipped = not started because the previous read of that meter was still "
-             "running. The "
-             "collector starts every meter's read at the interval's start, 64 at a time, so "
-             "the time to a meter's read includes its wait for a slot.", "",
+             "hard limit is 20,000). Each interval as the collector's scheduler accounts it "
+             "(GET /api/collection): success = meters read within the interval / meters due, "
+             "the worst measured interval (a meter is read at most once an interval); late = "
+             "read after its interval ended, skipped = not read because a read of an earlier "
+             "interval was still owed. A collection = one meter's Security + 3 reads, from "
+             "its start to its end (no wait for a slot: reads start at their slot).", "",
              "| meters | registrations/s | read success (worst interval) | late / failed / "
-             "skipped | exchange p50 / p99 ms | read done after the interval began, p50 / p99 "
+             "skipped | exchange p50 / p99 ms | collection p50 / p99 "
              "ms | head-end KiB/meter | fleet KiB/meter | CPU ms/read (head-end + fleet) |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
@@ -529,7 +530,7 @@ def report(results: list[Result], interval: float, echo: tuple[float, float, flo
               "collection is 4 exchanges.", ""]
     if results:
         lines += ["How the cost grows (text plot; CPU ms per read, head-end + fleet, and p99 of "
-                  "the time from the interval's start to a meter's read done):", "", "```"]
+                  "a meter's collection):", "", "```"]
         top = max((r.headend_cpu + r.fleet_cpu) / max(1, r.reads) for r in results) or 1
         for r in results:
             cost = (r.headend_cpu + r.fleet_cpu) / max(1, r.reads)
@@ -608,10 +609,10 @@ def main() -> None:
         matrix(args)
         return
     results: list[Result] = []
-    missing = ["`c1222 headend --workers 2` (the head-end has no workers yet: 1 head-end "
-               "process only)", "kill -9 of a head-end worker, PostgreSQL and JetStream "
-               "counts (other branches)", "1,000 meters through the shaped WAN and a relay "
-               "(the relay and network branches are not merged)"]
+    missing = ["head-end workers (this section is one in-process head-end over SQLite: "
+               "`--headend-workers 1,2` measures `c1222 headend --workers`, its own section)",
+               "kill -9 of a head-end worker (tests/e2e/test_headend_workers.py)",
+               "the shaped WAN and a relay (benchmarks/network.py --part fleet)"]
     default, transports = "tcp", {}
     for item in args.transport.split(","):
         size, _, kind = item.rpartition("=")

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tests.interop.tshark import _missing
+from tests.servers import free_port
 
 MACHINE_BROKER = ("127.0.0.1", 1883)
 
@@ -38,12 +39,6 @@ def answers(host: str, port: int, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Mosquitto:

@@ -47,9 +47,18 @@ def missing(reason: str) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free for both TCP and UDP on 127.0.0.1 right now (for a server given its port
+    before it starts: C12.22 listens on both)."""
+    for _ in range(50):
+        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no port free for both TCP and UDP")
 
 
 def _wait(check: Callable[[], bool], what: str, proc: subprocess.Popen | None = None) -> None:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -38,6 +37,7 @@ from c1222.transport.endpoint import Address, Endpoint, Link
 from c1222.transport.pcap import read_capture
 from tests.e2e.procs import Running
 from tests.interop.tshark import require_tshark, tshark_fields
+from tests.servers import free_port
 
 KEY_HEX = "000102030405060708090A0B0C0D0E0F"
 KEY = {2: bytes.fromhex(KEY_HEX)}
@@ -68,20 +68,6 @@ class Conformance(Running):
 def start_meter(tmp: Path, mode: int, *extra: str, listen: str = "127.0.0.1:0") -> Running:
     return Running(["meter", "--listen", listen, "--state-dir", str(tmp / "meter"),
                     "--security-mode", str(mode), "--key", f"2:{KEY_HEX}", *extra])
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (for a --listen chosen before start)."""
-    for _ in range(50):
-        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port")
 
 
 def judge(report: dict, *, mode: int) -> None:

@@ -5,7 +5,6 @@ either peer going away and coming back."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from c1222.transport.client import Client, responses
 from c1222.transport.endpoint import Endpoint, Link
 from tests.e2e.procs import Running
 from tests.e2e.test_meter import HEADEND, KEY_HEX, KEYS, METER
+from tests.servers import free_port
 
 IHD = Uid.parse("2.16.124.113620.1.22.0.123.8437.1")
 
@@ -41,20 +41,6 @@ class Peer:
     async def start(self) -> int:
         _, self.port = await self.endpoint.listen("127.0.0.1", self.port)
         return self.port
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP right now (the meter is started before its peer)."""
-    while True:
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
 
 
 async def wait_until(check, timeout: float, what: str) -> None:

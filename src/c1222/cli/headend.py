@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any
 
 import click
@@ -13,11 +14,36 @@ from c1222.cli.lifecycle import run_until_interrupted
 from c1222.cli.params import (
     AP_TITLE, APDU_SIZE, APDU_SIZE_HELP, KEY, KEY_ID, PASSWORD, SECURITY_MODE, SEGMENT_SIZE,
     SEGMENT_SIZE_HELP, USER_ID, AddressType, DatabaseUrlType, NatsUrlType, OutputFile,
-    add_master_keys, check_keys, key_table, listening_socket, seconds,
+    add_master_keys, bind_problem, check_keys, key_table, listening_socket, seconds,
 )
 from c1222.limits import DEFAULT_MAX_APDU_SIZE
 from c1222.errors import ConfigurationError
 from c1222.transport.endpoint import Address
+
+#: Most --workers (each is a whole process with its own connections to PostgreSQL).
+MAX_WORKERS = 64
+#: Longest gap between a worker's looks at the nodes the others registered (shorter with a
+#: short --collect-interval).
+NODE_SYNC_MAX = 10.0
+
+
+class WorkerType(click.ParamType):
+    """``I/N:PORT``: this process is worker I of N on the shared C12.22 port PORT."""
+
+    name = "I/N:PORT"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[int, int, int]:
+        if isinstance(value, tuple):
+            return value
+        found = re.fullmatch(r"(\d{1,3})/(\d{1,3}):(\d{1,5})", str(value))
+        if not found:
+            self.fail("expected I/N:PORT", param, ctx)
+        index, count, port = (int(g) for g in found.groups())
+        if not (0 <= index < count <= MAX_WORKERS and 0 < port < 65536):
+            self.fail("I in 0 .. N - 1, N at most 64, PORT 1 .. 65535", param, ctx)
+        return index, count, port
+
 
 #: Shortest --collect-interval: each registered meter is read this often at most (a smaller or
 #: negative interval was a busy loop).
@@ -49,6 +75,12 @@ MIN_COLLECT_INTERVAL = 0.1
               show_default=True, help="seconds between reads of each meter's present values")
 @click.option("--log-interval", type=seconds(zero=True), default=60.0, show_default=True,
               help="seconds between reads of load profile and event log (0: never)")
+@click.option("--collect-concurrency", type=click.IntRange(1, 4096), default=64,
+              show_default=True, help="meters read at once (the reads are spread over each "
+              "interval; docs/headend.md, Collecting)")
+@click.option("--collect-attempts", type=click.IntRange(1, 10), default=3, show_default=True,
+              help="attempts per meter per interval: a time-out or unreachable meter is "
+              "tried again after a back-off, within its interval")
 @click.option("--max-table-bytes", type=click.IntRange(1), default=1 << 20, show_default=True,
               help="bytes the collector reads from one table of a meter per collection")
 @click.option("--max-lp-blocks", type=click.IntRange(1), default=1024, show_default=True,
@@ -90,16 +122,22 @@ MIN_COLLECT_INTERVAL = 0.1
               "nats://HOST:PORT[?stream=NAME&prefix=A.B]")
 @click.option("--reading-retention", type=seconds(86400.0, maximum=3650 * 86400.0),
               help="seconds readings are kept, in whole days (default: for ever)")
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
+              help="head-end processes sharing the C12.22 port, collection sharded by AP "
+              "title; 2 or more need a postgresql:// --db (docs/headend.md, Workers)")
+@click.option("--worker", type=WorkerType(), hidden=True)  # set by the supervisor only
 @click.option("-v", "--verbose", count=True, help="-v: log every stored reading (acknowledged)")
 def headend(listen: Address, db: str, http: Address, ap_title: str, security_mode: int,
-            keys: tuple[str, ...], master_keys: tuple[str, ...], key_id: int | None, user_id: int, password: str,
-            collect_interval: float, log_interval: float, max_table_bytes: int,
+            keys: tuple[str, ...], master_keys: tuple[str, ...], key_id: int | None,
+            user_id: int, password: str, collect_interval: float, log_interval: float,
+            collect_concurrency: int, collect_attempts: int, max_table_bytes: int,
             max_lp_blocks: int, max_history_entries: int, reg_period: int, pcap: str | None,
             message_retention: float, max_messages: int, node_retention: float,
             prune_interval: float, max_nodes: int, max_registrations_per_address: int,
             max_connections: int, max_connections_per_address: int,
             master_relay: Address | None, segment_size: int | None, max_apdu_size: int,
-            publish: Any, reading_retention: float | None, verbose: int) -> None:
+            publish: Any, reading_retention: float | None, workers: int,
+            worker: tuple[int, int, int] | None, verbose: int) -> None:
     """Run the metering server: accept registrations, read meters, store readings.
 
     Prints the C12.22 address and the console's address once ready; Ctrl-C stops it.
@@ -112,6 +150,27 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
     check_keys(table, key_id, security_mode, what="head-end")
     if listen[1] and listen == http:
         raise click.BadParameter("the console cannot share the C12.22 port", param_hint="'--http'")
+    if workers > 1:
+        _check_workers(workers, db, http, master_relay, pcap)
+        from c1222.cli.main import invoked_args
+        from c1222.cli.workers import Supervisor
+        from c1222.errors import C1222Error
+        from c1222.headend.storage import open_storage
+
+        try:  # reachable, and migrated once here rather than by N workers at once
+            open_storage(db).close()
+        except C1222Error as exc:
+            raise click.BadParameter(str(exc), param_hint="'--db'") from None
+
+        supervisor = Supervisor(_headend_args(invoked_args()), workers, listen, http, ap_title)
+        asyncio.run(run_until_interrupted("headend", supervisor.start, supervisor.stop))
+        return
+    shard: dict[str, Any] = {}
+    if worker is not None:
+        index, count, port = worker
+        listen = (listen[0], port)
+        shard = {"shard_index": index, "shard_count": count, "reuse_port": True,
+                 "node_sync_interval": min(max(collect_interval, 1.0), NODE_SYNC_MAX)}
     logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -120,6 +179,7 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
             keys=table, security_mode=security_mode, key_id=key_id,
             user_id=user_id, password=password, collect_interval=collect_interval,
             log_interval=log_interval, reg_period=reg_period, pcap=pcap,
+            max_parallel=collect_concurrency, collect_attempts=collect_attempts,
             max_table_bytes=max_table_bytes, max_lp_blocks=max_lp_blocks,
             max_history_entries=max_history_entries,
             retention=Retention(message_age=message_retention, max_messages=max_messages,
@@ -129,11 +189,41 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
             max_connections=max_connections,
             max_connections_per_address=max_connections_per_address,
             master_relay=master_relay, segment_size=segment_size,
-            max_apdu_size=max_apdu_size, publish=publish)
+            max_apdu_size=max_apdu_size, publish=publish, **shard)
         node = HeadEnd(config)
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
     asyncio.run(_run(node, http))
+
+
+def _check_workers(workers: int, db: str, http: Address, master_relay: Address | None,
+                   pcap: str | None) -> None:
+    """What --workers N (N >= 2) needs, refused with one line before anything starts."""
+    if not db.startswith(("postgresql://", "postgres://")):
+        raise click.BadParameter(f"{workers} workers need a postgresql:// --db (one database "
+                                 "all of them write; SQLite is for one process)",
+                                 param_hint="'--workers'")
+    if http[1] and http[1] + workers - 1 > 65535:
+        raise click.BadParameter(f"worker i serves on --http port + i: {http[1]} + "
+                                 f"{workers - 1} is over 65535", param_hint="'--workers'")
+    for index in range(1, workers if http[1] else 0):  # the option checked port + 0
+        problem = bind_problem((http[0], http[1] + index), udp=False)
+        if problem:
+            raise click.BadParameter(f"worker {index}'s console: {problem}",
+                                     param_hint="'--http'")
+    if master_relay is not None:
+        raise click.BadParameter("not with --master-relay (one notification host per "
+                                 "AP title: run one process)", param_hint="'--workers'")
+    if pcap is not None:
+        raise click.BadParameter("not with --pcap (one file per process would be torn)",
+                                 param_hint="'--workers'")
+
+
+def _headend_args(argv: list[str]) -> list[str]:
+    """The options given to `headend`, from the whole command line."""
+    if "headend" not in argv:
+        raise click.ClickException("--workers: run it as `c1222 headend --workers N ...`")
+    return argv[argv.index("headend") + 1:]
 
 
 async def _run(node: Any, web: tuple[str, int]) -> None:

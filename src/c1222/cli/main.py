@@ -17,10 +17,20 @@ def cli() -> None:
     """ANSI C12.22 metering: codec, security, tables, meter, head-end and in-home display."""
 
 
+_ARGV: list[str] = []
+
+
+def invoked_args() -> list[str]:
+    """The arguments this run of `c1222` was given (`headend --workers` starts its workers
+    with the same options)."""
+    return list(_ARGV)
+
+
 def main(args: list[str] | None = None) -> None:
     """Run the command; a usage or runtime error is one line on stderr,
     ``c1222 CMD: error: ...``, with click's exit status (2 for a bad option or argument)."""
     argv = sys.argv[1:] if args is None else list(args)
+    _ARGV[:] = argv
     try:
         status = cli.main(argv, prog_name="c1222", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:

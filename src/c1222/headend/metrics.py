@@ -16,8 +16,11 @@ series: the number of series is fixed by the code, not by the network.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -44,7 +47,7 @@ from c1222.headend.storage import StorageError
 from c1222.transport.endpoint import Endpoint
 from c1222.transport.metrics import LATENCY_BUCKETS, EndpointCollector, code_label, service_label
 
-__all__ = ["NODE_KINDS", "PREFIX", "READ_OUTCOMES", "HeadEndMetrics", "node_kind",
+__all__ = ["CollectionCounts", "NODE_KINDS", "PREFIX", "READ_OUTCOMES", "HeadEndMetrics", "node_kind",
            "read_outcome"]
 
 PREFIX = "c1222_headend"
@@ -126,19 +129,6 @@ class HeadEndMetrics:
         self.meters_failing = Gauge(
             f"{p}_meters_failing", "registered meters whose latest collection failed",
             registry=r)
-        # per collection interval: counters of every pass, gauges of the last whole interval
-        self._interval = {"due": 0, "read": 0, "failed": 0, "skipped": 0}
-        self._interval_total: dict[str, Counter] = {}
-        self._interval_last: dict[str, Gauge] = {}
-        for name, text in (("due", "meters the collector set out to read"),
-                           ("read", "scheduled collections that succeeded"),
-                           ("failed", "scheduled collections that failed"),
-                           ("skipped", "meters passed over, still busy with an earlier read")):
-            self._interval_total[name] = Counter(
-                f"{p}_collection_meters_{name}", f"{text}, every interval", registry=r)
-            self._interval_last[name] = Gauge(
-                f"{p}_collection_last_meters_{name}", f"{text}, in the last whole interval",
-                registry=r)
         self.requests = Counter(
             f"{p}_requests", "EPSEM request services in messages sent (out) and received "
             "(in), by service", ["direction", "service"], registry=r)
@@ -169,10 +159,13 @@ class HeadEndMetrics:
 
     def watch(self, *, endpoint: Endpoint, nodes: Callable[[], float],
               over_limit: Callable[[], float], failing: Callable[[], float],
-              log_queue: Callable[[], float]) -> None:
-        """Read these when scraped: the endpoint's connections and refusals, and the gauges
-        of the head-end's state."""
+              log_queue: Callable[[], float],
+              collection: Callable[[], CollectionCounts] | None = None) -> None:
+        """Read these when scraped: the endpoint's connections and refusals, the gauges
+        of the head-end's state, and the collector's accounting."""
         self.registry.register(EndpointCollector(endpoint, PREFIX))
+        if collection is not None:
+            self.registry.register(CollectionCollector(collection))
         self.nodes_registered.set_function(nodes)
         self.meters_over_limit.set_function(over_limit)
         self.meters_failing.set_function(failing)
@@ -217,17 +210,58 @@ class HeadEndMetrics:
         elif outcome == "storage_error":
             self.storage_errors.labels("readings").inc()
 
-    def interval(self, due: int, skipped: int) -> None:
-        """The collector starts a pass: the interval before it is whole (its gauges are
-        set), and ``due`` meters are to be read, ``skipped`` of them still busy."""
-        for name, value in self._interval.items():
-            self._interval_last[name].set(value)
-        self._interval = {"due": due, "read": 0, "failed": 0, "skipped": skipped}
-        self._interval_total["due"].inc(due)
-        self._interval_total["skipped"].inc(skipped)
 
-    def scheduled(self, ok: bool) -> None:
-        """A scheduled collection ended (counted in the interval it ended in)."""
-        name = "read" if ok else "failed"
-        self._interval[name] += 1
-        self._interval_total[name].inc()
+@dataclass
+class CollectionCounts:
+    """What the collector's scheduler counted (:mod:`c1222.headend.schedule`): ``totals``
+    over all intervals and ``last`` of the last whole interval, by count name (due, read,
+    failed, late, skipped, retries, gone, in a fixed order); failed reads by reason
+    (``timeout``, ``refused:isc``, ...); reads running and owed now."""
+
+    totals: dict[str, int]
+    last: dict[str, int]
+    reasons: dict[str, int]
+    running: int
+    owed: int
+
+
+class CollectionCollector(Collector):
+    """The collection series, read from the scheduler's counts when scraped (the counts
+    live in one place, the plan; the pure planner stays free of Prometheus). The ``reason``
+    of a failure is split into the ``outcome`` and ``code`` labels of ``reads_total``, a
+    fixed set."""
+
+    HELP = {"due": "meters the collector set out to read (owned, registered meters, once "
+                   "an interval)",
+            "read": "meters read (after retries), counted in the interval they were due in",
+            "failed": "meters whose reads failed after every attempt of their interval",
+            "late": "meters read after their interval ended",
+            "skipped": "meters passed over, a read of an earlier interval still owed",
+            "retries": "attempts after a meter's first in an interval",
+            "gone": "due meters that left (deregistered, forgotten) before being read"}
+
+    def __init__(self, counts: Callable[[], CollectionCounts]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        c, p = self.counts(), PREFIX
+        for name, value in c.totals.items():
+            yield CounterMetricFamily(f"{p}_collection_meters_{name}",
+                                      f"{self.HELP.get(name, name)}, every interval",
+                                      value=value)
+        for name, value in c.last.items():
+            yield GaugeMetricFamily(f"{p}_collection_last_meters_{name}",
+                                    f"{self.HELP.get(name, name)}, in the last whole interval "
+                                    "(late reads still add to it)", value=value)
+        failures = CounterMetricFamily(
+            f"{p}_collection_failures", "meters whose scheduled reads failed, by the reason "
+            "of the last attempt", labels=["outcome", "code"])
+        for reason, value in c.reasons.items():
+            outcome, _, code = reason.partition(":")
+            failures.add_metric([outcome, code], value)
+        yield failures
+        yield GaugeMetricFamily(f"{p}_collection_reads_running", "scheduled reads under way",
+                                value=c.running)
+        yield GaugeMetricFamily(f"{p}_collection_reads_owed", "meters whose read of this "
+                                "or an earlier interval is queued, waiting to retry or "
+                                "running", value=c.owed)

@@ -35,6 +35,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 import multiprocessing
+import random
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -85,7 +86,7 @@ from c1222.errors import (
     RemoteProtocolError,
     TransportError,
 )
-from c1222.headend.metrics import HeadEndMetrics
+from c1222.headend.metrics import CollectionCounts, HeadEndMetrics
 from c1222.headend.network import (
     MasterRelay,
     MasterRelayLink,
@@ -93,6 +94,7 @@ from c1222.headend.network import (
     relay_refusal,
 )
 from c1222.headend.registry import Node, RegistrarServices
+from c1222.headend.schedule import ATTEMPTS, COUNTS, HISTORY, Plan, Scheduler
 from c1222.headend.storage import (
     AsyncStorage,
     MessageRecord,
@@ -173,7 +175,11 @@ class HeadEndConfig:
     collect_interval: float = 5.0
     log_interval: float = 60.0  # 0: never read load profile and event log
     timeout: float = 10.0
+    # The collector (docs/headend.md, "Collecting"): reads at once, attempts per meter per
+    # interval, intervals whose accounting is kept.
     max_parallel: int = 64
+    collect_attempts: int = ATTEMPTS
+    collect_history: int = HISTORY
     pcap: str | None = None
     # Bounds on what the collector reads from one meter (a meter whose tables claim more is
     # flagged "over-limit" and read only within them): bytes of one table per collection
@@ -202,11 +208,19 @@ class HeadEndConfig:
     # (a stable hash of the title) is shard_index of shard_count.
     shard_index: int = 0
     shard_count: int = 1
+    # Head-end workers (docs/headend.md, "Workers"): share the C12.22 port with the other
+    # workers (SO_REUSEPORT), and every node_sync_interval seconds take into the registry
+    # the nodes that registered with another worker (0: never; one process alone).
+    reuse_port: bool = False
+    node_sync_interval: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("max_table_bytes", "max_lp_blocks", "max_history_entries"):
+        for name in ("max_table_bytes", "max_lp_blocks", "max_history_entries",
+                     "max_parallel", "collect_attempts", "collect_history"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name}: at least 1")
+        if not self.collect_interval > 0:  # (NaN too)
+            raise ConfigurationError("collect_interval: more than 0 seconds")
         if not 0 <= self.shard_index < self.shard_count:
             raise ConfigurationError("shard_index: 0 .. shard_count - 1")
 
@@ -340,10 +354,18 @@ class HeadEnd:
         self.address: Address | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._context: dict[str, dict[int, bytes]] = {}
-        self._collecting: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending_writes: set[asyncio.Task[Any]] = set()
-        self._limit = asyncio.Semaphore(config.max_parallel)
+        self._registrations = 0
+        self.scheduler = Scheduler(
+            Plan(config.collect_interval, attempts=config.collect_attempts,
+                 log_interval=config.log_interval, history=config.collect_history,
+                 random=random.random),
+            meters=self._meters, wanted=self._wanted, concurrency=config.max_parallel,
+            # looked up at each read, so a benchmark or test can wrap _collect_one
+            read=lambda title, logs: self._collect_one(title, logs),
+            version=lambda: self._registrations,
+        )
         self._status: dict[str, ReadStatus] = {}
         self._decoder: ProcessPoolExecutor | None = None  # started at the first decode
         self.stats = {"reads": 0, "read_failures": 0, "stored": 0}
@@ -358,7 +380,7 @@ class HeadEnd:
                                    if s.limits and t in self.registrar.nodes),
             failing=lambda: sum(1 for t, s in list(self._status.items())
                                 if s.consecutive_failures and t in self.registrar.nodes),
-            log_queue=lambda: len(self._log_queue))
+            log_queue=lambda: len(self._log_queue), collection=self._collection_counts)
         self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -374,20 +396,71 @@ class HeadEnd:
             await self.publisher.start()
         for node in await self.storage.list_nodes("registered"):
             self.registrar.nodes[node.ap_title] = _node_from_record(node)
-        self.address = await self.endpoint.listen(*self.config.listen)
-        self._tasks.append(asyncio.create_task(self._collector()))
+        self.address = await self.endpoint.listen(*self.config.listen,
+                                                  reuse_port=self.config.reuse_port)
+        self._tasks.append(asyncio.create_task(self.scheduler.run()))
         if self.master_link is not None:
             self._tasks.append(asyncio.create_task(self.master_link.run()))
         self._tasks.append(asyncio.create_task(self._log_writer()))
-        self._tasks.append(asyncio.create_task(
-            retention_loop(self.storage, self.config.retention, self._forget_nodes)))
+        if self.config.shard_index == 0:  # one retention pass for all workers, not N racing
+            self._tasks.append(asyncio.create_task(
+                retention_loop(self.storage, self.config.retention, self._forget_nodes)))
+        if self.config.node_sync_interval > 0:
+            self._tasks.append(asyncio.create_task(self._node_sync()))
         return self.address
+
+    async def _node_sync(self) -> None:
+        """Workers: follow the registrations other workers stored, so that this one collects
+        the meters it owns wherever they registered, and its API lists every node."""
+        while True:
+            await asyncio.sleep(self.config.node_sync_interval)
+            try:
+                assert self.storage is not None
+                records = await self.storage.list_nodes()
+            except C1222Error as exc:
+                log.warning("node sync failed: %s", exc)
+                continue
+            self.sync_nodes(records, time.time())
+
+    def sync_nodes(self, records: Sequence[NodeRecord], now: float) -> None:
+        """Bring the registry in line with storage (every node, as ``list_nodes`` gives them).
+
+        A registration newer than ours (another worker's, or a move) replaces ours; a
+        deregistration after our registration drops the node; a node storage no longer has
+        (retention, which runs on worker 0 alone) is dropped as retention would drop it here:
+        once its registration here expired too (a fresh one may still be on its way to storage,
+        or came after the pass)."""
+        nodes = self.registrar.nodes
+        stored = set()
+        for record in records:
+            title = record.ap_title
+            stored.add(title)
+            mine = nodes.get(title)
+            if record.state == "registered":
+                if mine is None:
+                    nodes[title] = _node_from_record(record)
+                elif record.registered_at is not None \
+                        and record.registered_at.timestamp() > mine.registered_at + 1:
+                    theirs = _node_from_record(record)  # only then: 10,000 nodes a pass
+                    if (theirs.native_address, theirs.extra.get("via")) \
+                            != (mine.native_address, mine.extra.get("via")):
+                        nodes[title] = theirs
+                        self._context.pop(title, None)
+            elif mine is not None and record.last_seen is not None \
+                    and record.last_seen.timestamp() > mine.registered_at + 1:
+                self.registrar.forget([title])
+                self._context.pop(title, None)
+                self._status.pop(title, None)
+        gone = [t for t, n in nodes.items() if t not in stored and n.registered_at < now - 60]
+        if gone:
+            self._forget_nodes(gone)
 
     async def stop(self) -> None:
         self._stopping = True  # the reads cancelled now did not time out
-        for task in [*self._tasks, *self._collecting.values()]:
+        await self.scheduler.stop()  # the reads under way, cancelled and awaited
+        for task in self._tasks:
             task.cancel()
-        for task in [*self._tasks, *self._collecting.values()]:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._pending_writes:
@@ -443,6 +516,7 @@ class HeadEnd:
         return reply.data, reply.close
 
     def _registered(self, node: Node) -> None:
+        self._registrations += 1  # the collector slots new meters in (Scheduler.version)
         now = dt.datetime.now(dt.timezone.utc)
         via = node.extra.get("via")
         record = NodeRecord(
@@ -533,6 +607,9 @@ class HeadEnd:
                                      f"{node.extra['via']}, and no --master-relay is set")
             return self.master_link.current_link()
         link = self.endpoint.find_link(node.peer) if node.peer is not None else None
+        if link is not None and self.config.reuse_port and link.transport == "udp" \
+                and link.accepted:
+            link = None  # answers to the shared port may reach another worker: ask from ours
         if link is None:
             try:  # the peer wrote this address: never make the head-end look a name up for it
                 host, port = decode_native_address(node.native_address)  # IP literals only
@@ -999,60 +1076,66 @@ class HeadEnd:
         self._spawn_write(self.storage.mark_seen(ap_title, dt.datetime.now(dt.timezone.utc)))
         return stored
 
-    async def _collect_one(self, ap_title: str, logs: bool) -> None:
-        """One scheduled collection: every failure is counted, logged and kept in the meter's
-        status, so that no collector task ends with an exception nobody retrieves."""
-        async with self._limit:
-            # An operator hears of a meter that stops being read (wrong password or key,
-            # unreachable) at the default level once, not every interval, and of its recovery.
-            failures = self.status(ap_title).consecutive_failures
-            try:
-                # asyncio.timeout, not wait_for: the collection runs in this task, so there is
-                # no inner task whose exception could go unretrieved when it is cancelled
-                async with asyncio.timeout(self.config.timeout * 2):
-                    await self.collect(ap_title, logs=logs)
-                self.stats["reads"] += 1
-                self.metrics.scheduled(ok=True)
-                if failures:
-                    log.warning("reading %s works again, after %d failed collections",
-                                ap_title, failures)
-            except (C1222Error, asyncio.TimeoutError, OSError, ValueError) as exc:
-                self.stats["read_failures"] += 1
-                self.metrics.scheduled(ok=False)
-                log.log(logging.INFO if failures else logging.WARNING,
-                        "collecting %s failed: %s", ap_title, exc or "time-out")
-                self._context.pop(ap_title, None)  # re-read the context next time
-            except Exception:  # a bug: say so loudly, but keep collecting the others
-                self.stats["read_failures"] += 1
-                self.metrics.scheduled(ok=False)
-                log.exception("collecting %s failed unexpectedly", ap_title)
-                self._context.pop(ap_title, None)
-            finally:
-                self._collecting.pop(ap_title, None)
+    async def _collect_one(self, ap_title: str, logs: bool) -> BaseException | None:
+        """One scheduled collection: its failure (None: it succeeded), counted, logged and
+        kept in the meter's status, never raised (only a cancellation propagates), so no
+        collector task ends with an exception nobody retrieves."""
+        # An operator hears of a meter that stops being read (wrong password or key,
+        # unreachable) at the default level once, not every interval, and of its recovery.
+        failures = self.status(ap_title).consecutive_failures
+        try:
+            # asyncio.timeout, not wait_for: the collection runs in this task, so there is
+            # no inner task whose exception could go unretrieved when it is cancelled
+            async with asyncio.timeout(self.config.timeout * 2):
+                await self.collect(ap_title, logs=logs)
+        except (C1222Error, TimeoutError, OSError, ValueError) as exc:
+            self.stats["read_failures"] += 1
+            log.log(logging.INFO if failures else logging.WARNING,
+                    "collecting %s failed: %s", ap_title, exc or "time-out")
+            self._context.pop(ap_title, None)  # re-read the context next time
+            return exc
+        except Exception as exc:  # a bug: say so loudly, but keep collecting the others
+            self.stats["read_failures"] += 1
+            log.exception("collecting %s failed unexpectedly", ap_title)
+            self._context.pop(ap_title, None)
+            return exc
+        self.stats["reads"] += 1
+        if failures:
+            log.warning("reading %s works again, after %d failed collections",
+                        ap_title, failures)
+        return None
 
-    async def _collector(self) -> None:
-        last_logs: dict[str, float] = {}
-        while True:
-            now = time.monotonic()
-            for gone in last_logs.keys() - self.registrar.nodes.keys():
-                del last_logs[gone]  # forgotten by retention: keep no state per past title
-            # relays and hosts the master relay told us of have no meter tables to read
-            meters = [title for title, node in self.registrar.nodes.items()
-                      if self.owns(title) and not (node.node_type & NOT_METERS
-                              and not node.node_type & NodeType.END_DEVICE)]
-            busy = self._collecting.keys() & set(meters)
-            self.metrics.interval(due=len(meters), skipped=len(busy))
-            for ap_title in meters:
-                if ap_title in self._collecting:
-                    continue  # still busy with a slow meter: do not pile up reads
-                interval = self.config.log_interval
-                logs = interval > 0 and (ap_title not in last_logs
-                                         or now - last_logs[ap_title] >= interval)
-                if logs:
-                    last_logs[ap_title] = now
-                self._collecting[ap_title] = asyncio.create_task(
-                    self._collect_one(ap_title, logs))
-            await asyncio.sleep(self.config.collect_interval)
+    def _meters(self) -> list[str]:
+        """The titles this process collects: registered end devices it owns (relays and
+        hosts the master relay told of have no meter tables to read)."""
+        return [title for title, node in self.registrar.nodes.items()
+                if self.owns(title) and not (node.node_type & NOT_METERS
+                                             and not node.node_type & NodeType.END_DEVICE)]
+
+    def _wanted(self, ap_title: str) -> bool:
+        return ap_title in self.registrar.nodes and self.owns(ap_title)
+
+    def _collection_counts(self) -> CollectionCounts:
+        plan = self.scheduler.plan
+        last = plan.last_whole()
+        return CollectionCounts(
+            totals={name: plan.totals[name] for name in COUNTS},
+            last={name: getattr(last, name) if last is not None else 0 for name in COUNTS},
+            reasons=dict(plan.reason_totals), running=len(self.scheduler.running),
+            owed=len(plan.entries))
+
+    def collection(self) -> dict[str, Any]:
+        """The collector's accounting (GET /api/collection): its settings, the reads owed
+        and running now, the current interval and the previous ones, newest first."""
+        plan = self.scheduler.plan
+        history = [s.to_json() for s in reversed(plan.history)]
+        return {"interval": plan.interval, "concurrency": self.scheduler.concurrency,
+                "attempts": plan.attempts, "spread": plan.spread,
+                "log_interval": plan.log_interval, "running": len(self.scheduler.running),
+                "queued": plan.queued, "owed": len(plan.entries),
+                "current": history[0] if history else None, "history": history[1:],
+                "totals": {name: plan.totals[name] for name in COUNTS},
+                "reasons": dict(sorted(plan.reason_totals.items()))}
 
 
 def _refused(number: int, code: int) -> C1222Error:

@@ -520,6 +520,9 @@ def create_app(headend: HeadEnd, http_limits: HttpLimits | None = None) -> FastA
     from c1222.headend.notices import router as notice_routes
 
     app.include_router(notice_routes(headend))  # notices to the household (MT2)
+    from c1222.headend.collection import router as collection_routes
+
+    app.include_router(collection_routes(headend))  # the collector's accounting
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

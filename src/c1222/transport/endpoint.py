@@ -217,7 +217,13 @@ class Endpoint:
         self.address: Address | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._udp: asyncio.DatagramTransport | None = None
-        self._udp_links: OrderedDict[Address, Link] = OrderedDict()
+        # With a shared port (listen's reuse_port), requests this endpoint starts over UDP go
+        # from a socket of its own: the kernel would hand the answers arriving on the shared
+        # port to whichever process their flow hashes to, not to the one that asked.
+        self._reuse_port = False
+        self._udp_out: asyncio.DatagramTransport | None = None
+        # UDP links by (peer, whether over _udp_out)
+        self._udp_links: OrderedDict[tuple[Address, bool], Link] = OrderedDict()
         self._udp_queue: asyncio.Queue[tuple[bytes, Link]] | None = None
         self._tcp_links: set[Link] = set()
         self._per_address: dict[str, int] = {}  # accepted TCP connections per peer IP
@@ -235,29 +241,36 @@ class Endpoint:
 
     # ------------------------------------------------------------------ listening
 
-    async def listen(self, host: str = "127.0.0.1", port: int = C1222_PORT) -> Address:
-        """Listen on TCP and UDP ``host:port`` (port 0: one free port for both)."""
+    async def listen(self, host: str = "127.0.0.1", port: int = C1222_PORT, *,
+                     reuse_port: bool = False) -> Address:
+        """Listen on TCP and UDP ``host:port`` (port 0: one free port for both).
+
+        ``reuse_port``: SO_REUSEPORT on both, so that several processes share the port and
+        the kernel spreads connections and datagram flows over them (head-end workers)."""
         for _ in range(20):
             server = await asyncio.start_server(self._accept, host, port,
-                                                reuse_address=True)
+                                                reuse_address=True, reuse_port=reuse_port or None)
             bound = server.sockets[0].getsockname()[:2]
             try:
-                await self._open_udp((host, bound[1]))
+                await self._open_udp((host, bound[1]), reuse_port=reuse_port)
             except OSError:
                 server.close()
                 if port:
                     raise
                 continue  # the kernel's TCP port is taken for UDP: pick another
             self._servers.append(server)
+            self._reuse_port = reuse_port
             self.address = (bound[0], bound[1])
             return self.address
         raise ConfigurationError(f"no port free for both TCP and UDP on {host}")
 
-    async def _open_udp(self, local: Address | None, remote: Address | None = None) -> None:
+    async def _open_udp(self, local: Address | None, remote: Address | None = None, *,
+                        reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if local and ":" in local[0] else 0
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self), local_addr=local, remote_addr=remote, family=family)
+            lambda: _Datagrams(self), local_addr=local, remote_addr=remote, family=family,
+            reuse_port=reuse_port or None)
         # The kernel's default receive buffer (~208 KiB) holds ~160 datagrams of a secured
         # request: a burst is dropped there long before udp_queue fills. Ask for room for the
         # queue (the kernel caps it at net.core.rmem_max).
@@ -309,9 +322,13 @@ class Endpoint:
             if self._udp is None:
                 await self._open_udp(("::" if ":" in host else "0.0.0.0", 0))
             assert self._udp is not None
+            if self._reuse_port and self._udp_out is None:
+                self._udp_out, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                    lambda: _Datagrams(self, out=True),
+                    local_addr=("::" if ":" in host else "0.0.0.0", 0))
             info = await asyncio.get_running_loop().getaddrinfo(host, port,
                                                                type=socket.SOCK_DGRAM)
-            return self._udp_link(info[0][4][:2])
+            return self._udp_link(info[0][4][:2], out=self._reuse_port)
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
         except (OSError, asyncio.TimeoutError) as exc:
@@ -401,28 +418,30 @@ class Endpoint:
 
     # ------------------------------------------------------------------ UDP
 
-    def _udp_link(self, peer: Address) -> Link:
-        link = self._udp_links.get(peer)
+    def _udp_link(self, peer: Address, out: bool = False) -> Link:
+        key = (peer, out)
+        link = self._udp_links.get(key)
         if link is None:
-            assert self._udp is not None
-            local = self._udp.get_extra_info("sockname")[:2]
-            link = Link(self, "udp", peer, local, accepted=True)
-            link._datagram = self._udp
-            self._udp_links[peer] = link
+            sock = self._udp_out if out else self._udp
+            assert sock is not None
+            local = sock.get_extra_info("sockname")[:2]
+            link = Link(self, "udp", peer, local, accepted=not out)
+            link._datagram = sock
+            self._udp_links[key] = link
             while len(self._udp_links) > self.limits.udp_links:
                 _, old = self._udp_links.popitem(last=False)
                 old.close()
-        self._udp_links.move_to_end(peer)
+        self._udp_links.move_to_end(key)
         return link
 
-    def _datagram(self, data: bytes, peer: Address) -> None:
+    def _datagram(self, data: bytes, peer: Address, out: bool = False) -> None:
         try:
             if apdu_size(data, 0, self.limits.max_frame) != len(data):
                 raise DecodeError("a datagram must hold exactly one APDU", 0, "apdu")
         except DecodeError:
             self.stats["frames_refused"] += 1
             return
-        link = self._udp_link(peer[:2])
+        link = self._udp_link(peer[:2], out)
         assert self._udp_queue is not None
         try:
             self._udp_queue.put_nowait((data, link))
@@ -538,6 +557,8 @@ class Endpoint:
             link.close()
         if self._udp is not None:
             self._udp.close()
+        if self._udp_out is not None:
+            self._udp_out.close()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -550,11 +571,12 @@ class Endpoint:
 
 
 class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, out: bool = False) -> None:
         self.endpoint = endpoint
+        self.out = out  # the socket of requests this endpoint starts (shared port)
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
-        self.endpoint._datagram(data, addr)
+        self.endpoint._datagram(data, addr, self.out)
 
     def error_received(self, exc: Exception) -> None:  # ICMP port unreachable and the like
         log.debug("UDP error: %s", exc)

@@ -342,3 +342,49 @@ def test_a_meter_that_stops_being_read_is_a_warning_once_and_so_is_its_recovery(
     assert len([w for w in warnings if "failed" in w and "source 9" in w]) == 1
     assert len(infos) == 2  # the repeats stay below the default level
     assert any("works again, after 3 failed collections" in w for w in warnings)
+
+
+# ------------------------------------------------------------------ the scheduler's accounting
+
+
+def test_every_interval_is_accounted_in_the_api_and_metrics(tmp_path: Path) -> None:
+    from c1222.headend.web import create_app
+
+    async def body(headend: HeadEnd, meter: MeterDouble) -> None:
+        app = create_app(headend)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://headend") as client:
+            async def until(check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+                for _ in range(400):
+                    view = (await client.get("/api/collection")).json()
+                    if check(view):
+                        return view
+                    await asyncio.sleep(0.05)
+                raise AssertionError(view)
+
+            view = await until(lambda v: len(v["history"]) >= 3)
+            assert view["interval"] == 0.4 and view["concurrency"] == 64
+            assert view["attempts"] == 3
+            for past in view["history"][:-1]:  # the first began before the meter was known
+                assert (past["due"], past["read"], past["failed"], past["pending"]) \
+                    == (1, 1, 0, 0), view
+                assert past["end"] - past["start"] == pytest.approx(0.4)
+            # the meter goes away: its reads fail as unreachable, after retries
+            node = headend.registrar.nodes[TITLE]
+            await meter.stop()
+            node.native_address = f"{meter.address[0]}:{meter.address[1]}".encode()
+            node.peer = None
+            view = await until(lambda v: any(p["failed"] for p in v["history"])
+                               and v["totals"]["retries"] >= 1)
+            failed = next(p for p in view["history"] if p["failed"])
+            assert failed["reasons"] == {"unreachable": 1} and failed["retries"] <= 2
+            assert view["reasons"] == {"unreachable": view["totals"]["failed"]}
+            assert len((await client.get("/api/collection?history=1")).json()["history"]) == 1
+            for bad in ("-1", "61", "many", "1e9"):
+                assert (await client.get(f"/api/collection?history={bad}")).status_code == 422
+            text = (await client.get("/metrics")).text
+            assert 'c1222_headend_collection_failures_total{code="",outcome="unreachable"}' \
+                in text
+            assert "c1222_headend_collection_meters_retries_total" in text
+
+    assert run(tmp_path, body, collect_interval=0.4) == []
