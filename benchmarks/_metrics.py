@@ -17,6 +17,9 @@ from pathlib import Path
 
 M = "c1222_headend_"
 DUE = M + "collection_meters_due_total"
+READS = M + "reads_total"
+#: What :func:`parse` calls the successful collections (whatever interval they were due in).
+READS_OK = READS + ":ok"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -32,6 +35,9 @@ def parse(text: str) -> dict:
                 out.setdefault(sample.name, {})[sample.labels["le"]] = sample.value
             elif not sample.labels:
                 out[sample.name] = sample.value
+            elif sample.name == READS:  # collections by outcome: ok ones are reads done
+                key = f"{READS}:{sample.labels.get('outcome', '')}"
+                out[key] = out.get(key, 0) + sample.value
     return out
 
 

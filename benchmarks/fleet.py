@@ -392,6 +392,9 @@ def measure_cli(count: int, interval: float, intervals: int, timeout: float,
             for worker in edge:
                 for le, value in worker.get(name, {}).items():
                     into[le] = into.get(le, 0) + value
+        # every read done in the window, late ones of earlier intervals too: the CPU's work
+        done_reads = int(sum(w.get(_metrics.READS_OK, 0) for w in finish)
+                         - sum(w.get(_metrics.READS_OK, 0) for w in begin))
         with psycopg.connect(pg_base, autocommit=True) as conn:
             found = conn.execute(
                 f'SELECT ap_title, direction, time FROM "{schema}".messages WHERE time >= '
@@ -417,7 +420,7 @@ def measure_cli(count: int, interval: float, intervals: int, timeout: float,
         [_metrics.bucket_percentile(buckets_start, buckets_end, .5),
          _metrics.bucket_percentile(buckets_start, buckets_end, .99)],
         headend_kib, fleet_kib, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1],
-        sum(r["read"] for r in rows), transport,
+        done_reads, transport,
         [line for line in fleet_lines if line.startswith(("fleet summary", "  "))])
 
 
@@ -434,7 +437,11 @@ def report_matrix(results: list[CliResult], interval: float, intervals: int,
              "starts them. Each worker's /metrics is scraped every second; per interval, "
              "summed over the workers (each counts its own intervals, measured from the first "
              f"that began after every meter registered, {intervals} intervals): meters due, "
-             "read (finished within the interval), failed, skipped. Exchange = request sent to "
+             "read within the interval (success), read late (after it ended), failed, skipped "
+             "(a read of an earlier interval still owed) — the collector's own accounting "
+             "(GET /api/collection). Reads done = every successful collection in the measured "
+             "window, late ones of earlier intervals included; CPU per read divides by it. "
+             "Exchange = request sent to "
              "response received, from the head-end's message log; collection = one meter's "
              "whole collection, interpolated in the histogram's buckets (coarse). CPU: the "
              "head-end's process tree and the fleet's, over the measured intervals, per read; "
@@ -442,18 +449,20 @@ def report_matrix(results: list[CliResult], interval: float, intervals: int,
              "whole RSS, per meter.", "",
              "| meters | head-end workers | registrations/s | read success per interval "
              "(of due) | "
-             "worst: failed / skipped | exchange p50 / p99 ms | collection p50 / p99 ms | "
-             "head-end KiB/meter | fleet KiB/meter | CPU ms/read (head-end + fleet) |",
-             "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+             "worst: late / failed / skipped | reads done | exchange p50 / p99 ms | "
+             "collection p50 / p99 ms | head-end KiB/meter | fleet KiB/meter | "
+             "CPU ms/read (head-end + fleet) |",
+             "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         worst = min(r.intervals, key=lambda i: i["read"] / max(1, i["due"]))
+        late = worst.get("late", 0)
         success = ", ".join(f"{i['read'] / max(1, i['due']):.2%} of {i['due']:,}"
                             for i in r.intervals)
         per = lambda cpu: cpu / max(1, r.reads) * 1000  # noqa: E731
         lines.append(
             f"| {r.meters:,}{' (UDP)' if r.transport == 'udp' else ''} | {r.headend_workers} "
-            f"| {r.registration_rate:,.0f} | {success} | {worst['failed']} / "
-            f"{worst['skipped']} | {r.exchange[0] * 1e3:.1f} / {r.exchange[1] * 1e3:.1f} "
+            f"| {r.registration_rate:,.0f} | {success} | {late} / {worst['failed']} / "
+            f"{worst['skipped']} | {r.reads:,} | {r.exchange[0] * 1e3:.1f} / {r.exchange[1] * 1e3:.1f} "
             f"| {r.collection[0] * 1e3:.0f} / {r.collection[1] * 1e3:.0f} "
             f"| {r.headend_kib:.1f} | {r.fleet_kib:.1f} "
             f"| {per(r.headend_cpu + r.fleet_cpu):.2f} ({per(r.headend_cpu):.2f} + "
