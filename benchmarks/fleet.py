@@ -41,6 +41,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -53,6 +54,7 @@ from typing import Any
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _metrics  # noqa: E402
 import meter as meter_bench  # noqa: E402
 from _report import machine, write_section  # noqa: E402
 
@@ -221,6 +223,273 @@ async def measure(count: int, interval: float, intervals: int, timeout: float,
                   transport)
 
 
+# ---------------------------------------------------------------------------- the matrix
+
+@dataclass
+class CliResult:
+    """One size × head-end workers, the head-end run as `c1222 headend --workers W`."""
+
+    meters: int
+    headend_workers: int
+    registration_rate: float
+    intervals: list[dict]     # per interval, summed over the workers: due/read/failed/skipped
+    exchange: list[float]     # p50, p99 seconds (the message log)
+    collection: list[float]   # p50, p99 seconds (the head-end's histogram, interpolated)
+    headend_kib: float
+    fleet_kib: float
+    headend_cpu: float
+    fleet_cpu: float
+    reads: int
+    transport: str = "tcp"
+    summary: list[str] = field(default_factory=list)
+
+    @property
+    def worst(self) -> float:
+        return min((i["read"] / i["due"] if i["due"] else 0.0) for i in self.intervals) \
+            if self.intervals else 0.0
+
+
+def _pg_base() -> str:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.servers import PG_DEFAULT
+
+    return os.environ.get("C1222_TEST_POSTGRES", PG_DEFAULT)
+
+
+def measure_cli(count: int, interval: float, intervals: int, timeout: float,
+                fleet_workers: int, transport: str, headend_workers: int,
+                pg_base: str) -> CliResult:
+    """`c1222 headend --workers W` over PostgreSQL (a schema of this run's own) and `c1222
+    fleet`, both as a user starts them; every worker's /metrics scraped each second."""
+    import psycopg
+
+    schema = f"c1222_bench_{os.getpid()}_{headend_workers}"
+    db = f"{pg_base}?schema={schema}"
+    caps = str(min(65535, count + 1024))
+    args = [sys.executable, "-m", "c1222.cli", "headend", "--listen", "127.0.0.1:0",
+            "--http", "127.0.0.1:0", "--db", db, "--collect-interval", f"{interval:g}",
+            "--log-interval", "0", "--max-registrations-per-address", "0",
+            "--max-nodes", str(count + 100), "--max-connections", caps,
+            "--max-connections-per-address", caps]
+    if headend_workers > 1:
+        args += ["--workers", str(headend_workers)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    headend = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env, start_new_session=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(
+        line.rstrip() for line in headend.stdout), daemon=True).start()  # type: ignore[union-attr]
+    fleet: subprocess.Popen | None = None
+    fleet_lines: list[str] = []
+    scrapes: list[list[dict]] = []
+    stop = threading.Event()
+    deadline = time.monotonic() + timeout
+    try:
+        def wait_for(pattern: str, source: list[str], proc: subprocess.Popen) -> re.Match:
+            while True:
+                for line in list(source):
+                    found = re.search(pattern, line)
+                    if found:
+                        return found
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"no {pattern!r}:\n" + "\n".join(source[-20:]))
+                time.sleep(0.2)
+
+        host, port = wait_for(r"listening on tcp\S* (\S+):(\d+)", lines, headend).groups()
+        wait_for(r"console at http (\S+):(\d+)", lines, headend)
+        if headend_workers > 1:
+            wait_for(rf"worker {headend_workers - 1} pid \d+ console", lines, headend)
+            consoles = [m.groups() for m in (re.search(r"worker \d+ pid \d+ console at http "
+                                                       r"(\S+):(\d+)", x) for x in lines) if m]
+        else:
+            consoles = [wait_for(r"console at http (\S+):(\d+)", lines, headend).groups()]
+        urls = [f"http://{h}:{p}/metrics" for h, p in consoles]
+
+        def scraper() -> None:
+            while not stop.is_set():
+                try:
+                    scrapes.append([_metrics.scrape(url) for url in urls])
+                except OSError:
+                    pass
+                stop.wait(1.0)
+
+        threading.Thread(target=scraper, daemon=True).start()
+        rss_before = _metrics.tree_rss_kib(headend.pid)
+        fleet = subprocess.Popen(
+            [sys.executable, "-m", "c1222.cli", "fleet", "--meters", str(count), "--workers",
+             str(fleet_workers), "--headend", f"{host}:{port}", "--ramp", "0",
+             "--transport", transport],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        threading.Thread(target=lambda: fleet_lines.extend(
+            line.rstrip() for line in fleet.stdout), daemon=True).start()  # type: ignore
+        done = wait_for(r"fleet: all [\d,]+ meters registered in ([\d.]+) s", fleet_lines,
+                        fleet)
+        reg_rate = count / max(0.001, float(done.group(1)))
+        # each worker takes the others' registrations within 10 s: measure from the first
+        # interval of each worker that begins after that
+        settled = time.time() + (10 if headend_workers > 1 else 0)
+
+        consoles_http = [f"http://{h}:{p}" for h, p in consoles]
+        api = _metrics.collection_history(consoles_http[0]) is not None
+
+        def worker_rows(w: int, more: int = 1) -> tuple[bool, list[dict] | None]:
+            """(an interval began after ``settled``, the ``intervals`` measured ones once
+            they and ``more`` are over: with one more, the last one's late reads are in)."""
+            if api:  # the collector's own accounting: GET /api/collection
+                history = _metrics.collection_history(consoles_http[w]) or []
+                after = sorted((i for i in history if i["start"] >= settled),
+                               key=lambda i: i["number"])
+                ended = [i for i in after if i["end"] <= time.time()]
+                began = bool(after)
+                if len(ended) < intervals + more:
+                    return began, None
+                return began, [{"due": i["due"], "read": i["read"] - i.get("late", 0),
+                                "failed": i["failed"], "skipped": i["skipped"],
+                                "late": i.get("late", 0)} for i in ended[:intervals]]
+            marks = _metrics.boundaries([row[w] for row in list(scrapes)])
+            k = next((k for k, m in enumerate(marks) if m["t"] > settled), None)
+            if k is None:
+                return False, None
+            if len(marks) <= k + intervals:
+                return True, None
+            return True, _metrics.interval_rows(marks, k, intervals)
+
+        while not all(worker_rows(w)[0] for w in range(len(urls))):
+            if time.monotonic() > deadline:
+                raise RuntimeError("no interval began after every meter registered")
+            time.sleep(1)
+        cpu0 = _metrics.tree_cpu(headend.pid), _metrics.tree_cpu(fleet.pid)
+        wall0 = time.time()
+        # CPU over the measured intervals; then (scheduler) one interval more for late reads
+        for more in (0, 1) if api else (0,):
+            while True:
+                done_rows = [worker_rows(w, more)[1] for w in range(len(urls))]
+                if all(r is not None for r in done_rows):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("time-box reached while reading")
+                time.sleep(1)
+            if not more:
+                cpu1 = _metrics.tree_cpu(headend.pid), _metrics.tree_cpu(fleet.pid)
+                wall1 = time.time()
+                headend_kib = (_metrics.tree_rss_kib(headend.pid) - rss_before) / count
+                fleet_kib = _metrics.tree_rss_kib(fleet.pid) / count
+        stop.set()
+        rows = [{"due": 0, "read": 0, "failed": 0, "skipped": 0, "late": 0}
+                for _ in range(intervals)]
+        for worker in done_rows:
+            for j, row in enumerate(worker or []):
+                for key, value in row.items():
+                    rows[j][key] = rows[j].get(key, 0) + value
+        # the collection histogram between the scrapes nearest the measured window, summed
+        buckets_start: dict = {}
+        buckets_end: dict = {}
+        name = _metrics.M + "read_duration_seconds_bucket"
+        taken = list(scrapes)
+        begin = next((row for row in taken if row[0]["t"] >= wall0), taken[-1])
+        finish = [row for row in taken if row[0]["t"] <= wall1][-1]
+        for edge, into in ((begin, buckets_start), (finish, buckets_end)):
+            for worker in edge:
+                for le, value in worker.get(name, {}).items():
+                    into[le] = into.get(le, 0) + value
+        # every read done in the window, late ones of earlier intervals too: the CPU's work
+        done_reads = int(sum(w.get(_metrics.READS_OK, 0) for w in finish)
+                         - sum(w.get(_metrics.READS_OK, 0) for w in begin))
+        with psycopg.connect(pg_base, autocommit=True) as conn:
+            found = conn.execute(
+                f'SELECT ap_title, direction, time FROM "{schema}".messages WHERE time >= '
+                "to_timestamp(%s) AND time < to_timestamp(%s) ORDER BY id",
+                (wall0, wall1)).fetchall()
+        exchanges = _metrics.pair_exchanges(found)
+    finally:
+        stop.set()
+        for proc in (fleet, headend):
+            if proc is None:
+                continue
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        with contextlib.suppress(Exception), psycopg.connect(pg_base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    return CliResult(
+        count, headend_workers, reg_rate, rows,
+        [_metrics.percentile(exchanges, .5), _metrics.percentile(exchanges, .99)],
+        [_metrics.bucket_percentile(buckets_start, buckets_end, .5),
+         _metrics.bucket_percentile(buckets_start, buckets_end, .99)],
+        headend_kib, fleet_kib, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1],
+        done_reads, transport,
+        [line for line in fleet_lines if line.startswith(("fleet summary", "  "))])
+
+
+def report_matrix(results: list[CliResult], interval: float, intervals: int,
+                  echo: tuple[float, float, float], missing: list[str],
+                  load_start: float) -> list[str]:
+    lines = [machine(), "", f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load "
+             f"average at the start {load_start:.1f}, at the end {os.getloadavg()[0]:.1f} (a "
+             "shared machine: other sessions' work runs beside it; absolute figures move by "
+             "tens of per cent between runs).", "",
+             f"`c1222 headend --workers W` (W = 1: one process) over PostgreSQL (one schema a "
+             f"run), collector every {interval:g} s, and `c1222 fleet --workers 2 --ramp 0` "
+             "on the same 2 cores, loopback TCP (UDP where marked), both started as a user "
+             "starts them. Each worker's /metrics is scraped every second; per interval, "
+             "summed over the workers (each counts its own intervals, measured from the first "
+             f"that began after every meter registered, {intervals} intervals): meters due, "
+             "read within the interval (success), read late (after it ended), failed, skipped "
+             "(a read of an earlier interval still owed) — the collector's own accounting "
+             "(GET /api/collection). Reads done = every successful collection in the measured "
+             "window, late ones of earlier intervals included; CPU per read divides by it. "
+             "Exchange = request sent to "
+             "response received, from the head-end's message log; collection = one meter's "
+             "whole collection, interpolated in the histogram's buckets (coarse). CPU: the "
+             "head-end's process tree and the fleet's, over the measured intervals, per read; "
+             "memory: the head-end's RSS growth from before the fleet started, the fleet's "
+             "whole RSS, per meter.", "",
+             "| meters | head-end workers | registrations/s | read success per interval "
+             "(of due) | "
+             "worst: late / failed / skipped | reads done | exchange p50 / p99 ms | "
+             "collection p50 / p99 ms | head-end KiB/meter | fleet KiB/meter | "
+             "CPU ms/read (head-end + fleet) |",
+             "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        worst = min(r.intervals, key=lambda i: i["read"] / max(1, i["due"]))
+        late = worst.get("late", 0)
+        success = ", ".join(f"{i['read'] / max(1, i['due']):.2%} of {i['due']:,}"
+                            for i in r.intervals)
+        per = lambda cpu: cpu / max(1, r.reads) * 1000  # noqa: E731
+        lines.append(
+            f"| {r.meters:,}{' (UDP)' if r.transport == 'udp' else ''} | {r.headend_workers} "
+            f"| {r.registration_rate:,.0f} | {success} | {late} / {worst['failed']} / "
+            f"{worst['skipped']} | {r.reads:,} | {r.exchange[0] * 1e3:.1f} / {r.exchange[1] * 1e3:.1f} "
+            f"| {r.collection[0] * 1e3:.0f} / {r.collection[1] * 1e3:.0f} "
+            f"| {r.headend_kib:.1f} | {r.fleet_kib:.1f} "
+            f"| {per(r.headend_cpu + r.fleet_cpu):.2f} ({per(r.headend_cpu):.2f} + "
+            f"{per(r.fleet_cpu):.2f}) |")
+    lines += ["", f"Echo floor, same run: a plain asyncio echo server answers {echo[0]:,.0f} "
+              f"requests/s at 8 connections (p50 {echo[1]:.2f} ms, p99 {echo[2]:.2f} ms).", ""]
+    if results:
+        lines += ["How the cost grows (text plot: CPU ms per read, head-end + fleet; "
+                  "matplotlib is not installed):", "", "```"]
+        top = max((r.headend_cpu + r.fleet_cpu) / max(1, r.reads) for r in results) or 1
+        for r in results:
+            cost = (r.headend_cpu + r.fleet_cpu) / max(1, r.reads)
+            bar = "#" * max(1, round(40 * cost / top))
+            lines.append(f"{r.meters:>7,} meters, {r.headend_workers} worker"
+                         f"{'s' if r.headend_workers > 1 else ' '}  {bar:<40} "
+                         f"{cost * 1000:6.2f} ms/read  success {100 * r.worst:6.2f} %")
+        lines += ["```", ""]
+    if missing:
+        lines += ["Not measured in this run: " + "; ".join(missing) + ".", ""]
+    sizes = ",".join(dict.fromkeys(str(r.meters) for r in results))
+    workers = ",".join(dict.fromkeys(str(r.headend_workers) for r in results))
+    lines.append(f"Run: `.venv/bin/python benchmarks/fleet.py --meters {sizes} "
+                 f"--headend-workers {workers} --interval {interval:g} --intervals "
+                 f"{intervals}`.")
+    return lines
+
+
 def echo_floor() -> tuple[float, float, float]:
     """The plain asyncio echo server: requests/s and p50/p99 ms at 8 connections."""
     requester, pending = meter_bench.build(0, 4000)
@@ -288,6 +557,43 @@ def report(results: list[Result], interval: float, echo: tuple[float, float, flo
     return lines
 
 
+def matrix(args: argparse.Namespace) -> None:
+    """Every size × every head-end worker count, each in a fresh head-end and fleet."""
+    pg = args.pg or _pg_base()
+    # SIGTERM (a time-box from outside) stops the head-end and fleet of the run under way too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    transports = dict(item.split("=") for item in args.transport.split(",") if "=" in item)
+    default = next((t for t in args.transport.split(",") if "=" not in t), "tcp")
+    results: list[CliResult] = []
+    missing: list[str] = []
+    load_start = os.getloadavg()[0]
+    echo = echo_floor()  # first: the section is written after every run, so a run stopped
+    # at its time-box keeps what it measured
+    runs = [(int(count), int(workers)) for count in args.meters.split(",")
+            for workers in args.headend_workers.split(",")]
+    for index, (count, workers) in enumerate(runs):
+        try:
+            result = measure_cli(count, args.interval, args.intervals, args.timeout,
+                                 args.fleet_workers, transports.get(str(count), default),
+                                 workers, pg)
+        except (RuntimeError, OSError) as exc:
+            print(f"{count} meters, {workers} workers: {exc}", file=sys.stderr)
+            missing.append(f"{count:,} meters with {workers} worker(s) "
+                           f"({str(exc).splitlines()[0]})")
+        else:
+            results.append(result)
+            print(f"{count} meters, {workers} workers: success {result.worst:.4f}, "
+                  f"reads {result.reads}, {dataclasses.asdict(result)}", flush=True)
+        later = [f"{c:,} meters with {w} worker(s) (not reached: the run was stopped)"
+                 for c, w in runs[index + 1:]]
+        lines = report_matrix(results, args.interval, args.intervals, echo,
+                              missing + later, load_start)
+        if not args.no_write:
+            write_section("Fleet: meters × head-end workers (benchmarks/fleet.py "
+                          "--headend-workers)", lines)
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--meters", default="1000,5000,10000")
@@ -297,12 +603,20 @@ def main() -> None:
     parser.add_argument("--fleet-workers", type=int, default=2)
     parser.add_argument("--transport", default="tcp",
                         help="tcp, udp, or SIZE=udp,... per size (e.g. 20000=udp)")
+    parser.add_argument("--headend-workers",
+                        help="the matrix: run `c1222 headend --workers W` over PostgreSQL for "
+                        "each W of this list (e.g. 1,2) and each size (its own section)")
+    parser.add_argument("--pg", help="PostgreSQL for --headend-workers [C1222_TEST_POSTGRES "
+                        "or postgresql://postgres@127.0.0.1:5432/test]")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, JSON out
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if args.headend_workers:
+        matrix(args)
+        return
     results: list[Result] = []
     missing = ["head-end workers (this section is one in-process head-end over SQLite: "
                "`--headend-workers 1,2` measures `c1222 headend --workers`, its own section)",

@@ -16,8 +16,17 @@ Three parts, each a section of BENCHMARKS.md (docs/network-testbed.md):
   asyncio TCP forwarder in front of it (the reference: a byte pipe per connection), and through
   ``c1222 relay --master`` (the meter registered through it); request rates and the relay's and
   the forwarder's CPU time per forwarded read, measured in the same run.
+- **fleet**: ``c1222 fleet --relay`` (``--meters``, 1,000 by default) on a host behind
+  ``c1222 relay``, across the shaped WAN from the master relay and ``c1222 headend`` (its CLI,
+  SQLite, collector every ``--interval`` s), mode 2. Every meter registers with the empty title
+  through the relays; then ``--intervals`` collection intervals are accounted from the head-end's
+  own /metrics (scraped from its host every second): meters due, read, failed, skipped per
+  interval, the p50/p99 of a meter's collection and of one exchange (interpolated in the
+  histogram's buckets), the bytes each way through the WAN (tc's counters at both ends) against
+  the link's rate, TCP retransmissions, and the CPU and memory of every node.
 
-    .venv/bin/python benchmarks/network.py [--part all|link|wan|loopback] [--reads 1000]
+    .venv/bin/python benchmarks/network.py [--part all|link|wan|loopback|fleet] [--reads 1000]
+                                           [--meters 1000] [--interval 60] [--intervals 3]
 
 The network parts need root, ip, tc and iptables (as the network tests).
 """
@@ -47,6 +56,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT / "src"), str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                                       if p])
 
+import _metrics  # noqa: E402
 from _report import machine, write_section  # noqa: E402
 
 from c1222.codec.ber import Uid  # noqa: E402
@@ -306,6 +316,161 @@ def part_wan(reads: int, concurrency: int, timeout: float, retries: int) -> list
     ]
 
 
+# ---------------------------------------------------------------------------- fleet over the WAN
+
+def sent_bytes(host, ifname: str) -> int:
+    """Bytes the interface's root qdisc (the tbf) sent: what went onto the WAN from there."""
+    text = host.run("tc", "-s", "qdisc", "show", "dev", ifname).stdout
+    found = re.search(r"Sent (\d+) bytes", text)
+    return int(found.group(1)) if found else 0
+
+
+def exchange_latencies(db: Path, since: float, until: float) -> list[float]:
+    """Request -> response times from the head-end's message log (each logged with its time):
+    per AP title, an "in" message pairs with the "out" message before it."""
+    import datetime as dt
+    import sqlite3
+
+    lo = dt.datetime.fromtimestamp(since, dt.timezone.utc).isoformat()
+    hi = dt.datetime.fromtimestamp(until, dt.timezone.utc).isoformat()
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
+        rows = con.execute("SELECT ap_title, direction, time FROM messages WHERE time >= ? "
+                           "AND time < ? ORDER BY id", (lo, hi)).fetchall()
+    return _metrics.pair_exchanges(rows)
+
+
+def part_fleet(meters: int, interval: float, intervals: int, timeout: float) -> list[str]:
+    from tests.network import nodes
+    from tests.network.netbed import Bed, WanShape, build_network, sweep_stale
+
+    sweep_stale()
+    shape = WanShape()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="c1222-bench-fleet-") as tmp, Bed() as bed:
+        net = build_network(bed, meters=1, deep_meters=0, shape=shape)
+        assert net.wan is not None
+        master = nodes.master_relay(net.master, MODE, *nodes.FLEET_RELAY)
+        master.address(60)
+        headend = nodes.headend(net.headend, net.master.ip, Path(tmp), MODE,
+                                "--collect-interval", f"{interval:g}", "--log-interval", "0",
+                                *nodes.FLEET_HEADEND)
+        headend.address(60)
+        web = "http://{}:{}".format(*headend.wait_for(r"console at http (\S+):(\d+)", 60)
+                                    .groups())
+        relay = nodes.relay(net.relay, net.master.ip, nodes.RELAY_TITLE, MODE,
+                            *nodes.FLEET_RELAY)
+        relay.address(60)
+        scraper = net.headend.start([sys.executable, _metrics.__file__, f"{web}/metrics",
+                                     str(timeout)])
+        hosts = list(bed.hosts.values())
+        fleet = nodes.fleet(net.meters[0], net.relay.ip, meters, MODE)
+        fleet.wait_for(r"fleet: all [\d,]+ meters registered", timeout)
+        registered_in = time.monotonic() - started
+
+        def scrapes() -> list[dict]:
+            return [json.loads(line)[0] for line in list(scraper.lines)
+                    if line.startswith("[")]
+
+        def boundaries() -> list[dict]:
+            return _metrics.boundaries(scrapes())
+
+        def full_start() -> int | None:
+            return _metrics.full_start(boundaries(), meters)
+
+        deadline = time.monotonic() + timeout
+        while full_start() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("never an interval with every meter due:\n"
+                                   + "\n".join(headend.lines[-20:]))
+            time.sleep(1)
+        first = full_start()
+        assert first is not None
+        wan_before = (sent_bytes(net.gateway, net.wan.a_if), sent_bytes(net.relay, net.wan.b_if))
+        retrans_before = retransmissions(hosts)
+        pids = {"head-end": headend.proc.pid, "master relay": master.proc.pid,
+                "relay": relay.proc.pid, "fleet": fleet.proc.pid}
+        cpu_before = {name: _metrics.tree_cpu(pid) for name, pid in pids.items()}
+        window_start, wall_start = time.monotonic(), time.time()
+        # interval k runs from boundary k to k+1; its gauges are published at k+1
+        while len(boundaries()) < first + intervals + 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError("time-box reached while reading")
+            time.sleep(1)
+        window = time.monotonic() - window_start
+        wan_after = (sent_bytes(net.gateway, net.wan.a_if), sent_bytes(net.relay, net.wan.b_if))
+        retrans = retransmissions(hosts) - retrans_before
+        cpu = {name: _metrics.tree_cpu(pid) - cpu_before[name] for name, pid in pids.items()}
+        rss = {name: _metrics.tree_rss_kib(pid) for name, pid in pids.items()}
+        marks = boundaries()
+        exchanges = exchange_latencies(Path(tmp) / "headend.db", wall_start, time.time())
+        fleet.stop()
+        summary = [line for line in fleet.lines if line.startswith(("fleet summary", "  "))]
+    rows = _metrics.interval_rows(marks, first + 1, intervals)
+    start, end = marks[first + 1], marks[first + intervals + 1]
+    read_bucket = _metrics.M + "read_duration_seconds_bucket"
+    reads = sum(r["read"] for r in rows)
+    down = (wan_after[0] - wan_before[0]) * 8 / window / 1000
+    up = (wan_after[1] - wan_before[1]) * 8 / window / 1000
+    worst = min(rows, key=lambda r: r["read"] / max(1, r["due"]))
+    result = {"meters": meters, "registered_in": registered_in, "intervals": rows,
+              "collection_p50": _metrics.bucket_percentile(start[read_bucket],
+                                                           end[read_bucket], .5),
+              "collection_p99": _metrics.bucket_percentile(start[read_bucket],
+                                                           end[read_bucket], .99),
+              "exchanges": len(exchanges),
+              "exchange_p50": _metrics.percentile(exchanges, .5),
+              "exchange_p99": _metrics.percentile(exchanges, .99),
+              "down_kbit_s": down, "up_kbit_s": up, "retransmissions": retrans,
+              "cpu": cpu, "rss": rss, "window": window}
+    print(json.dumps(result))
+    print("\n".join(summary))
+    success = ", ".join(f"{r['read'] / max(1, r['due']):.2%}" for r in rows)
+    per_read = {name: seconds / max(1, reads) * 1000 for name, seconds in cpu.items()}
+    return [
+        machine(),
+        "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
+        f"{os.getloadavg()[0]:.1f} at the end. `c1222 fleet --relay` ({meters:,} meters, one "
+        "process, TCP: each meter keeps its registration connection to the relay) on a host "
+        "behind `c1222 relay`, across the test bed's shaped WAN (150 ms ± 50 ms each way, 1 % "
+        f"loss each way, {shape.rate_kbit} kbit/s each way; sections above) from `c1222 relay "
+        "--master` and `c1222 headend --master-relay` (SQLite, collector every "
+        f"{interval:g} s: one request of Security and Full Reads of Tables 23, 28, 52 per "
+        "meter (and of the context tables the first time), 64 meters at a time, 10 s "
+        "time-out), mode 2. Every meter registers with the empty title through the relay and "
+        "gets its "
+        "title from the master relay, which tells the head-end; the head-end reads each meter "
+        "by title through the master relay, the WAN and the relay. Accounted from the "
+        "head-end's /metrics, scraped every second in its host.",
+        "",
+        "| meters | all registered after | read success per interval (read / due) | worst: "
+        "failed / skipped | collection p50 / p99 | exchange p50 / p99 | WAN use, down / up "
+        "(of the rate) | TCP retransmissions | CPU ms/read: head-end, master, relay, fleet |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        f"| {meters:,} | {registered_in:.0f} s | {success} | {worst['failed']} / "
+        f"{worst['skipped']} "
+        f"| {result['collection_p50'] * 1e3:.0f} / {result['collection_p99'] * 1e3:.0f} ms "
+        f"| {result['exchange_p50'] * 1e3:.0f} / {result['exchange_p99'] * 1e3:.0f} ms "
+        f"| {down:.0f} / {up:.0f} kbit/s ({down / shape.rate_kbit:.0%} / "
+        f"{up / shape.rate_kbit:.0%}) | {retrans:,} "
+        f"| {per_read['head-end']:.2f}, {per_read['master relay']:.2f}, "
+        f"{per_read['relay']:.2f}, {per_read['fleet']:.2f} |",
+        "",
+        f"Memory (RSS) at the end: head-end {rss['head-end'] / 1024:.0f} MiB, master relay "
+        f"{rss['master relay'] / 1024:.0f} MiB, relay {rss['relay'] / 1024:.0f} MiB, fleet "
+        f"{rss['fleet'] / 1024:.0f} MiB. Down = the gateway's tbf toward the field (requests), "
+        "up = the relay's toward the utility (responses), over the measured "
+        f"{window:.0f} s. Exchange = request sent to response received, from the head-end's "
+        f"message log ({len(exchanges):,} exchanges); collection = a meter's whole collection "
+        "(the exchange, decoding, storing), interpolated inside the head-end's histogram "
+        "buckets (0.1, 0.25, 0.5, 1, 2.5, 5, 10 s), so coarse. A read counts in the interval "
+        "it finished in.",
+        "",
+        f"Run: `benchmarks/network.py --part fleet --meters {meters} --interval {interval:g} "
+        f"--intervals {intervals}` (as root).",
+    ]
+
+
 class Proc:
     """A subprocess on loopback that prints ``listening on tcp+udp HOST:PORT``."""
 
@@ -428,7 +593,12 @@ def part_loopback(requests: int, rounds: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["all", "link", "wan", "loopback"], default="all")
+    parser.add_argument("--part", choices=["all", "link", "wan", "loopback", "fleet"],
+                        default="all")
+    parser.add_argument("--meters", type=int, default=1000, help="fleet: meters")
+    parser.add_argument("--interval", type=float, default=60.0, help="fleet: collect interval")
+    parser.add_argument("--intervals", type=int, default=3, help="fleet: intervals measured")
+    parser.add_argument("--time-box", type=float, default=1800.0, help="fleet: time-box, s")
     parser.add_argument("--reads", type=int, default=1000, help="reads over the WAN")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=10.0,
@@ -453,6 +623,10 @@ def main() -> None:
         write_section("Network: 1,000 reads through relays over the shaped WAN "
                       "(benchmarks/network.py)",
                       part_wan(args.reads, args.concurrency, args.timeout, args.retries))
+    if args.part in ("all", "fleet"):
+        write_section("Network: a fleet through a relay over the shaped WAN "
+                      "(benchmarks/network.py)",
+                      part_fleet(args.meters, args.interval, args.intervals, args.time_box))
     if args.part in ("all", "loopback"):
         write_section("Network: the relay's forwarding cost on loopback (benchmarks/network.py)",
                       part_loopback(args.requests, args.rounds))

@@ -60,10 +60,10 @@ def summary(run: Running) -> dict[str, int]:
             "registered": number(end.group(1))}
 
 
-def start_headend(tmp: Path) -> tuple[Running, tuple[str, int], str]:
+def start_headend(tmp: Path, *extra: str) -> tuple[Running, tuple[str, int], str]:
     headend = Running(["headend", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
                        "--db", f"sqlite:///{tmp}/headend.db", "--collect-interval", "1",
-                       "--log-interval", "0"])
+                       "--log-interval", "0", *extra])
     address = headend.address()
     web = headend.wait_for(r"console at http (\S+):(\d+)")
     return headend, address, f"http://{web.group(1)}:{web.group(2)}"
@@ -288,3 +288,51 @@ def test_through_a_relay_meters_send_empty_titles_and_answer_to_the_assigned_one
         finally:
             status = run.stop()
     assert status == 0, "\n".join(run.lines)
+
+
+MASTER = "2:000102030405060708090A0B0C0D0E0F"
+OTHER_MASTER = "2:0F0E0D0C0B0A09080706050403020100"
+
+
+def test_a_mode_2_fleet_with_per_meter_keys_is_read_by_a_head_end_that_derives_them(
+        tmp_path: Path) -> None:
+    """`c1222 headend --master-key` derives each meter's key as `c1222 fleet --master-key`
+    does (crypto.keys.derive_key): every meter registers and is read in mode 2. A head-end with
+    another master, or holding the master as a plain shared key, registers none of them."""
+    headend, address, web = start_headend(tmp_path, "--security-mode", "2",
+                                          "--master-key", MASTER,
+                                          "--max-registrations-per-address", "0")
+    run = fleet("--meters", "20", "--workers", "2", "--headend", f"{address[0]}:{address[1]}",
+                "--ramp", "0", "--security-mode", "2", "--master-key", MASTER)
+    try:
+        run.wait_for(r"fleet: all 20 meters registered", 60)
+
+        def read_all() -> bool:
+            nodes = httpx.get(f"{web}/api/nodes", timeout=10).json()
+            return len(nodes) == 20 and all(n["latest"] for n in nodes)
+
+        poll(read_all, 60, "the head-end lists 20 nodes with readings")
+    finally:
+        status = run.stop()
+        headend.stop()
+    assert status == 0, "\n".join(run.lines)
+    assert summary(run)["failed"] == 0
+    # the wrong secret: another master, or the master used as every meter's key
+    for wrong, flag in ((OTHER_MASTER, "--master-key"), (MASTER, "--key")):
+        name = f"wrong{flag.strip('-')}"
+        (tmp_path / name).mkdir()
+        other, other_address, other_web = start_headend(
+            tmp_path / name, "--security-mode", "2", flag, wrong,
+            "--max-registrations-per-address", "0")
+        run = fleet("--meters", "3", "--headend", f"{other_address[0]}:{other_address[1]}",
+                    "--ramp", "0", "--security-mode", "2", "--master-key", MASTER)
+        try:
+            run.wait_for(r"fleet worker 0 listening", 60)
+            time.sleep(4)  # a few registration attempts each (1 s back-off, doubling)
+            assert httpx.get(f"{other_web}/api/nodes", timeout=10).json() == []
+        finally:
+            status = run.stop()
+            other.stop()
+        assert status == 0, "\n".join(run.lines)
+        counts = summary(run)
+        assert counts["ok"] == 0 and counts["registered"] == 0 and counts["failed"] >= 3, counts

@@ -25,6 +25,10 @@ BAD = [
      "no --key with id 3"),
     (["relay", "--ap-title", TITLE, "--master", "--multicast", "1.2.3.x"], "'--multicast'"),
     (["relay", "--ap-title", TITLE, "--master", "--segment-size", "1"], "'--segment-size'"),
+    (["relay", "--ap-title", TITLE, "--master", "--max-connections", "0"],
+     "'--max-connections'"),
+    (["relay", "--ap-title", TITLE, "--master", "--max-connections-per-address", "70000"],
+     "'--max-connections-per-address'"),
     (["meter", "--relay", "h:p"], "'--relay'"),
     (["meter", "--relay", "127.0.0.1:1", "--headend", "127.0.0.1:2"], "one or the other"),
 ]

@@ -65,3 +65,20 @@ def headend(host: Host, master_ip: str, work: Path, mode: int = 0, *extra: str) 
                       "--ap-title", HEADEND_TITLE, "--listen", f"{host.ip}:{PORT}",
                       "--http", f"{host.ip}:0", "--db", f"sqlite:///{work / 'headend.db'}",
                       *_security(mode), *extra, cwd=work)
+
+
+def fleet(host: Host, relay_ip: str, meters: int, mode: int = 0, *extra: str) -> HostRunning:
+    """``c1222 fleet --relay``: ``meters`` simulated meters on ``host``, port 1153, registering
+    through the relay with the empty title (the master relay assigns each one). Over TCP each
+    meter keeps its registration connection to the relay, so the relay's connection caps and
+    ``--max-per-source`` must admit them (:func:`relay` with :data:`FLEET_RELAY`)."""
+    return host.c1222("fleet", "--meters", str(meters), "--relay", f"{relay_ip}:{PORT}",
+                      "--listen", f"{host.ip}:{PORT}", *_security(mode), *extra)
+
+
+#: What a relay (and the master relay) needs to take a fleet host's meters: no cap on titles
+#: per source address, a TCP connection per meter.
+FLEET_RELAY = ("--max-per-source", "0", "--max-connections", "4000",
+               "--max-connections-per-address", "4000")
+#: What the head-end needs: the nodes the master relay reports, all from its one address.
+FLEET_HEADEND = ("--max-registrations-per-address", "0")

@@ -14,7 +14,7 @@ from c1222.cli.lifecycle import run_until_interrupted
 from c1222.cli.params import (
     AP_TITLE, APDU_SIZE, APDU_SIZE_HELP, KEY, KEY_ID, PASSWORD, SECURITY_MODE, SEGMENT_SIZE,
     SEGMENT_SIZE_HELP, USER_ID, AddressType, DatabaseUrlType, NatsUrlType, OutputFile,
-    bind_problem, check_keys, key_table, listening_socket, seconds,
+    add_master_keys, bind_problem, check_keys, key_table, listening_socket, seconds,
 )
 from c1222.limits import DEFAULT_MAX_APDU_SIZE
 from c1222.errors import C1222Error, ConfigurationError
@@ -86,6 +86,9 @@ class _HeadendCommand(click.Command):
 @click.option("--security-mode", type=SECURITY_MODE, default=0, show_default=True,
               help="mode of the head-end's requests, and the weakest it accepts")
 @click.option("--key", "keys", type=KEY, multiple=True, help="a C12.22 key; repeatable")
+@click.option("--master-key", "master_keys", type=KEY, multiple=True,
+              help="ID:HEX master secret: each meter's key for this id is derived from its AP "
+              "title, as `c1222 fleet --master-key` derives it (docs/fleet.md, Keys); repeatable")
 @click.option("--key-id", type=KEY_ID, help="key id to send with [the first key]")
 @click.option("--user-id", type=USER_ID, default=2, show_default=True,
               help="user id of the Security service sent with each read")
@@ -148,9 +151,9 @@ class _HeadendCommand(click.Command):
 @click.option("--worker", type=WorkerType(), hidden=True)  # set by the supervisor only
 @click.option("-v", "--verbose", count=True, help="-v: log every stored reading (acknowledged)")
 def headend(listen: Address, db: str, http: Address, ap_title: str, security_mode: int,
-            keys: tuple[str, ...], key_id: int | None, user_id: int, password: str,
-            collect_interval: float, log_interval: float, collect_concurrency: int,
-            collect_attempts: int, max_table_bytes: int,
+            keys: tuple[str, ...], master_keys: tuple[str, ...], key_id: int | None,
+            user_id: int, password: str, collect_interval: float, log_interval: float,
+            collect_concurrency: int, collect_attempts: int, max_table_bytes: int,
             max_lp_blocks: int, max_history_entries: int, reg_period: int, pcap: str | None,
             message_retention: float, max_messages: int, node_retention: float,
             prune_interval: float, max_nodes: int, max_registrations_per_address: int,
@@ -168,6 +171,7 @@ def headend(listen: Address, db: str, http: Address, ap_title: str, security_mod
     from c1222.headend.storage import Retention
 
     table = key_table(keys)
+    add_master_keys(table, master_keys)
     check_keys(table, key_id, security_mode, what="head-end")
     if listen[1] and listen == http:
         raise click.BadParameter("the console cannot share the C12.22 port", param_hint="'--http'")

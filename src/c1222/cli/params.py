@@ -161,6 +161,16 @@ def key_table(keys: tuple[str, ...]) -> KeyTable:
     return KeyTable.from_cli(keys)
 
 
+def add_master_keys(keys: KeyTable, masters: tuple[str, ...]) -> None:
+    """Add ``--master-key`` values (checked by :class:`KeyType`) as masters of per-node keys;
+    an id that is also a ``--key``, or given twice, is a UsageError."""
+    for key_id, secret in map(parse_key_spec, masters):
+        if key_id in keys:
+            raise click.BadParameter(f"key id {key_id} is given twice (--key or --master-key)",
+                                     param_hint="'--master-key'")
+        keys.set_master(key_id, secret)
+
+
 def check_keys(keys: KeyTable, key_id: int | None, security_mode: int, *,
                what: str) -> None:
     """A secured mode needs a key, and ``--key-id`` one of the keys (UsageError otherwise)."""

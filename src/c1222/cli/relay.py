@@ -56,6 +56,12 @@ METRICS_PORT = 9122
 @click.option("--max-per-source", type=click.IntRange(0, 10_000_000), default=64,
               show_default=True,
               help="titles one address may register through this relay (0: no cap)")
+@click.option("--max-connections", type=click.IntRange(1, 65535), default=1024,
+              show_default=True, help="TCP connections at once (raise it for a fleet of "
+              "simulated meters registering over TCP through this relay)")
+@click.option("--max-connections-per-address", "max_per_address",
+              type=click.IntRange(1, 65535), default=256, show_default=True,
+              help="TCP connections at once from one IP address")
 @click.option("--multicast", "multicast", type=AP_TITLE, multiple=True,
               help="a multicast AP title the relay also answers to (Table 122); repeatable")
 @click.option("--security-mode", type=SECURITY_MODE, default=0, show_default=True,

@@ -13,24 +13,40 @@ hex digits, unquoted. On the command line the form is ``ID:HEX`` with a *decimal
 
 Key bytes never appear in a ``repr``, ``str`` or error message. File errors name the line
 number but never echo the line, because a misplaced key could be anywhere in it.
+
+**Per-node keys derived from a master** (docs/fleet.md, "Keys"): a key id may hold a master
+secret instead of a key (:meth:`KeyTable.set_master`); the key for a node is then derived from
+the master and the node's AP title, so the fleet (``c1222 fleet --master-key``) and the
+head-end (``c1222 headend --master-key``) agree with no key list between them::
+
+    key(title) = HMAC-SHA256(master, b"c1222-fleet-key/" + absolute dotted title)[:16]
+
+This module is the one place of that derivation (:func:`derive_key`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import NoReturn
 
+from c1222.codec.ber import Uid
 from c1222.crypto.eax_prime import KEY_SIZE, EaxPrime
 from c1222.errors import ConfigurationError, SecurityError
 
 __all__ = [
+    "DERIVED_KEY_LABEL",
+    "MAX_DERIVED_CIPHERS",
     "MAX_KEY_FILE_SIZE",
     "MAX_KEY_ID",
     "TSHARK_UAT_NAME",
     "KeyTable",
+    "derive_key",
     "parse_key_spec",
 ]
 
@@ -45,6 +61,22 @@ TSHARK_UAT_NAME = "c1222_decryption_table"
 _UAT_LINE = re.compile(r'\s*"([0-9A-Fa-f]{1,8})"\s*,\s*([0-9A-Fa-f]{32})\s*')
 _CLI_SPEC = re.compile(r"\s*([0-9]{1,3})\s*:\s*([0-9A-Fa-f]{32})\s*")
 _CLI_FORM = "expected ID:HEX with a decimal key id 0-255 and 32 hex digits"
+
+#: The HMAC label of per-node keys (the module docstring); changing it changes every key.
+DERIVED_KEY_LABEL = b"c1222-fleet-key/"
+#: Derived ciphers a table keeps (least recently used dropped first): a head-end of 1,000,000
+#: meters re-derives (HMAC + EAX' subkeys, tens of microseconds) rather than hold them all.
+MAX_DERIVED_CIPHERS = 16_384
+
+
+def derive_key(master: bytes, ap_title: Uid) -> bytes:
+    """The 16-byte AES key of the node titled ``ap_title`` under ``master`` (a relative title
+    is taken in its absolute form, so ``.123.100000`` and ``2.16.124.113620.1.22.0.123.100000``
+    get the same key)."""
+    if len(master) != KEY_SIZE:
+        raise ValueError(f"master: {KEY_SIZE} bytes (an AES-128 key)")
+    text = str(ap_title.absolute()).encode("ascii")
+    return hmac.new(master, DERIVED_KEY_LABEL + text, hashlib.sha256).digest()[:KEY_SIZE]
 
 
 def _check_key_id(key_id: int) -> int:
@@ -82,11 +114,13 @@ class KeyTable:
     from a bad MAC.
     """
 
-    __slots__ = ("_ciphers", "_keys")
+    __slots__ = ("_ciphers", "_derived", "_keys", "_masters")
 
     def __init__(self, keys: Mapping[int, bytes] | Iterable[tuple[int, bytes]] = ()) -> None:
         self._keys: dict[int, bytes] = {}
         self._ciphers: dict[int, EaxPrime] = {}
+        self._masters: dict[int, bytes] = {}
+        self._derived: OrderedDict[tuple[int, Uid], EaxPrime] = OrderedDict()
         items = keys.items() if isinstance(keys, Mapping) else keys
         for key_id, key in items:
             self.set(key_id, key)
@@ -149,54 +183,98 @@ class KeyTable:
     def set(self, key_id: int, key: bytes) -> None:
         """Add or replace the key for ``key_id`` (drops its cached cipher)."""
         key_id = _check_key_id(key_id)
-        self._keys[key_id] = _check_key(key)
-        self._ciphers.pop(key_id, None)
+        key = _check_key(key)
+        self.discard(key_id)
+        self._keys[key_id] = key
+
+    def set_master(self, key_id: int, master: bytes) -> None:
+        """Make ``key_id`` a master: each node's key is :func:`derive_key` of it and the node's
+        AP title (the calling title of what a node sends, the called title of what we send)."""
+        key_id = _check_key_id(key_id)
+        master = _check_key(master)
+        self.discard(key_id)
+        self._masters[key_id] = master
+
+    def is_master(self, key_id: int) -> bool:
+        """Whether ``key_id`` derives per-node keys (:meth:`set_master`)."""
+        return key_id in self._masters
 
     def discard(self, key_id: int) -> None:
-        """Remove ``key_id`` if present."""
+        """Remove ``key_id`` (a key or a master) if present."""
         self._keys.pop(key_id, None)
         self._ciphers.pop(key_id, None)
+        if self._masters.pop(key_id, None) is not None:
+            for entry in [e for e in self._derived if e[0] == key_id]:
+                del self._derived[entry]
 
     def update(self, other: KeyTable) -> None:
         """Copy every entry of ``other`` into this table (``other`` wins), e.g. CLI over file."""
         for key_id in other.key_ids():
-            self.set(key_id, other.key(key_id))
+            if other.is_master(key_id):
+                self.set_master(key_id, other._masters[key_id])
+            else:
+                self.set(key_id, other.key(key_id))
 
-    def key(self, key_id: int) -> bytes:
-        """The raw key for ``key_id``; SecurityError (generic) when there is none."""
+    def key(self, key_id: int, ap_title: Uid | None = None) -> bytes:
+        """The raw key for ``key_id`` (for a master: the key derived for ``ap_title``);
+        SecurityError (generic) when there is none, or a master is asked with no title."""
         try:
-            return self._keys[key_id]
-        except (KeyError, TypeError):
+            found = self._keys.get(key_id)
+            master = self._masters.get(key_id) if found is None else None
+        except TypeError:  # unhashable id: unknown like any other
             raise SecurityError() from None
+        if found is not None:
+            return found
+        if master is None or ap_title is None:
+            raise SecurityError()
+        return derive_key(master, ap_title)
 
-    def cipher(self, key_id: int) -> EaxPrime:
-        """The :class:`EaxPrime` for ``key_id``, built once and cached.
+    def cipher(self, key_id: int, ap_title: Uid | None = None) -> EaxPrime:
+        """The :class:`EaxPrime` for ``key_id``, built once and cached; for a master, the
+        cipher of the key derived for ``ap_title`` (the last :data:`MAX_DERIVED_CIPHERS` kept).
 
-        Unknown key id -> SecurityError with the generic message.
+        Unknown key id, or a master without a title -> SecurityError with the generic message.
         """
         try:
             cipher = self._ciphers.get(key_id)
+            derives = cipher is None and key_id in self._masters
         except TypeError:  # unhashable id: unknown like any other
             raise SecurityError() from None
-        if cipher is None:
+        if cipher is not None:
+            return cipher
+        if not derives:
             cipher = self._ciphers[key_id] = EaxPrime(self.key(key_id))
+            return cipher
+        if ap_title is None:
+            raise SecurityError()
+        entry = (key_id, ap_title.absolute())
+        cipher = self._derived.get(entry)
+        if cipher is None:
+            cipher = EaxPrime(self.key(key_id, ap_title))
+            self._derived[entry] = cipher
+            if len(self._derived) > MAX_DERIVED_CIPHERS:
+                self._derived.popitem(last=False)
+        else:
+            self._derived.move_to_end(entry)
         return cipher
 
     def key_ids(self) -> list[int]:
-        """The key ids present, ascending."""
-        return sorted(self._keys)
+        """The key ids present (keys and masters), ascending."""
+        return sorted((*self._keys, *self._masters))
 
     def __contains__(self, key_id: object) -> bool:
-        return key_id in self._keys
+        return key_id in self._keys or key_id in self._masters
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._keys) + len(self._masters)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.key_ids())
 
     def __repr__(self) -> str:
-        return f"KeyTable(key_ids={self.key_ids()})"
+        masters = sorted(self._masters)
+        return (f"KeyTable(key_ids={self.key_ids()}"
+                + (f", masters={masters})" if masters else ")"))
 
     __str__ = __repr__
 
@@ -208,7 +286,8 @@ class KeyTable:
     def to_wireshark_text(self) -> str:
         """This table in Wireshark's ``c1222_decryption_table`` format (hex ids)."""
         lines = ["# C12.22 keys: \"key id in hex\",key (Wireshark c1222_decryption_table)"]
-        lines += [f'"{key_id:x}",{self._keys[key_id].hex()}' for key_id in self.key_ids()]
+        # a master has no one key to write: Wireshark derives nothing
+        lines += [f'"{key_id:x}",{self._keys[key_id].hex()}' for key_id in sorted(self._keys)]
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -230,6 +309,6 @@ class KeyTable:
         bytes*: pass it as an argument list, never log it.
         """
         options: list[str] = []
-        for key_id in self.key_ids():
+        for key_id in sorted(self._keys):
             options += ["-o", f'uat:{TSHARK_UAT_NAME}:"{key_id:x}",{self._keys[key_id].hex()}']
         return options

@@ -205,7 +205,11 @@ def protect(apdu: Apdu, keys: KeyTable, *, key_id: int | None = None,
     kiv = bytes(kiv)
     if kid not in keys:
         raise ConfigurationError(f"no key for key id {kid}")
-    cipher = keys.cipher(kid)
+    if keys.is_master(kid) and apdu.called_ap_title is None:
+        raise ConfigurationError(f"key id {kid} derives per-node keys: the message needs a "
+                                 "called AP title")
+    # a master key id: the key derived for the node we send to (crypto.keys.derive_key)
+    cipher = keys.cipher(kid, apdu.called_ap_title)
     plaintext = encode_body(epsem)
     # The message is built from its parts, so N comes from the same parts with no decode:
     # the header elements as sent (titles encoded once per title), the user-information
@@ -281,7 +285,11 @@ def _check(data: bytes, header: acse.Header, keys: KeyTable,
     key_id, iv = found
     if key_id not in keys:
         return _Checked("unknown-key", key_id, iv)
-    cipher = keys.cipher(key_id)
+    # a master key id: the key derived for the node that sent it (its calling AP title)
+    try:
+        cipher = keys.cipher(key_id, header.calling_ap_title)
+    except SecurityError:  # a master, and no calling title to derive from
+        return _Checked("unknown-key", key_id, iv)
     cleartext = _cleartext_of(data, header, key_id, iv)
     body = data[ctl_pos + 1 : mac_pos]
     mac = data[mac_pos:end]

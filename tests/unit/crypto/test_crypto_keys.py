@@ -252,3 +252,57 @@ def test_tshark_options() -> None:
         f'uat:c1222_decryption_table:"10",{SECRET_HEX}',
     ]
     assert KeyTable().tshark_options() == []
+
+
+# -- per-node keys derived from a master (docs/fleet.md, Keys) ----------------------------
+
+MASTER = bytes(range(16))
+
+
+def test_a_master_derives_the_documented_key_per_title() -> None:
+    import hashlib
+    import hmac
+
+    from c1222.codec.ber import Uid
+    from c1222.crypto.keys import derive_key
+
+    title = Uid.parse("2.16.124.113620.1.22.0.123.100000")
+    expected = hmac.new(MASTER, b"c1222-fleet-key/2.16.124.113620.1.22.0.123.100000",
+                        hashlib.sha256).digest()[:16]
+    table = KeyTable()
+    table.set_master(2, MASTER)
+    assert 2 in table and len(table) == 1 and table.is_master(2) and table.key_ids() == [2]
+    assert table.key(2, title) == expected == derive_key(MASTER, title)
+    assert table.key(2, Uid.parse(".123.100000")) == expected  # relative = its absolute form
+    other = Uid.parse("2.16.124.113620.1.22.0.123.100001")
+    assert table.key(2, other) != expected
+    assert table.cipher(2, title) is table.cipher(2, title)  # cached
+    # a master asked without a title: the generic security error, no key
+    with pytest.raises(SecurityError):
+        table.cipher(2)
+    with pytest.raises(SecurityError):
+        table.key(2)
+    # neither the master nor a derived key in the text forms; Wireshark gets no line for it
+    assert MASTER.hex() not in repr(table) and "masters=[2]" in repr(table)
+    assert MASTER.hex() not in table.to_wireshark_text() and table.tshark_options() == []
+
+
+def test_derived_ciphers_are_bounded_and_a_key_replaces_a_master() -> None:
+    from c1222.codec.ber import Uid
+    from c1222.crypto import keys as keys_module
+
+    table = KeyTable()
+    table.set_master(5, MASTER)
+    bound = keys_module.MAX_DERIVED_CIPHERS
+    first = Uid.parse("2.16.124.113620.1.22.0.123.0")
+    kept = table.cipher(5, first)
+    for i in range(1, bound + 10):
+        table.cipher(5, Uid.parse(f"2.16.124.113620.1.22.0.123.{i}"))
+    assert len(table._derived) == bound
+    assert table.cipher(5, first) is not kept  # dropped, derived again: the same key
+    table.set(5, bytes(16))
+    assert not table.is_master(5) and not table._derived and table.key(5) == bytes(16)
+    copy = KeyTable()
+    table.set_master(6, MASTER)
+    copy.update(table)
+    assert copy.is_master(6) and copy.key(5) == bytes(16)

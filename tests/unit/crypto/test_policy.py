@@ -411,3 +411,43 @@ def test_property_round_trip(case: tuple[Apdu, list[sv.Request]]) -> None:
     assert protect(back, _ALL_KEYS) == data
     step = make_unprotect(_ALL_KEYS)
     assert step(data, acse.decode(data), requests if apdu.is_response else None)[1] is True
+
+
+def test_a_master_key_id_seals_and_opens_with_each_node_s_derived_key() -> None:
+    """The head-end side holds the master (``--master-key``); each meter holds its derived
+    key. What the head-end sends to a meter opens with that meter's key only; what a meter
+    sends opens at the head-end (derived from its calling title)."""
+    from c1222.crypto.keys import derive_key
+
+    master = bytes(range(16))
+    headend = KeyTable()
+    headend.set_master(2, master)
+    meter_title, other_title = Uid.parse("2.16.124.113620.1.22.0.123.100000"), Uid.parse(
+        "2.16.124.113620.1.22.0.123.100001")
+    headend_title = Uid.parse("2.16.124.113620.1.22.0.123.4")
+    meter = KeyTable({2: derive_key(master, meter_title)})
+    other = KeyTable({2: derive_key(master, other_title)})
+    request = Apdu(called_ap_title=meter_title, calling_ap_title=headend_title,
+                   calling_ap_invocation_id=7, key_id=2, iv=H("01020304"),
+                   epsem=Epsem(services=(sv.IdentifyRequest(),), security_mode=MODE2))
+    sealed = protect(request, headend)
+    assert unprotect(sealed, meter).epsem.services == (sv.IdentifyRequest(),)
+    with pytest.raises(SecurityError):
+        unprotect(sealed, other)
+    reply = dataclasses.replace(request, called_ap_title=headend_title,
+                                calling_ap_title=meter_title)
+    assert unprotect(protect(reply, meter), headend).epsem.services == (sv.IdentifyRequest(),)
+    # a node claiming another's title: the head-end derives that title's key, the MAC fails
+    forged = dataclasses.replace(reply, calling_ap_title=other_title)
+    reasons: list[str] = []
+    with pytest.raises(SecurityError):
+        unprotect(protect(forged, meter), headend, debug=reasons.append)
+    assert reasons == ["MAC mismatch"]
+    # no calling title to derive from: unknown key; no called title to seal for: our error
+    anonymous = dataclasses.replace(reply, calling_ap_title=None)
+    reasons.clear()
+    with pytest.raises(SecurityError):
+        unprotect(protect(anonymous, meter), headend, debug=reasons.append)
+    assert reasons == ["unknown key id"]
+    with pytest.raises(ConfigurationError):
+        protect(dataclasses.replace(request, called_ap_title=None), headend)
