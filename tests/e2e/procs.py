@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import signal
@@ -14,6 +15,16 @@ from pathlib import Path
 
 C1222 = [sys.executable, "-m", "c1222.cli"]
 ADDRESS = re.compile(r"(?:listening on tcp\+udp|http) (\S+):(\d+)")
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@atexit.register
+def _kill_survivors() -> None:
+    """A test that failed before stopping its processes leaves none running once pytest exits
+    (they held ports and a share of the CPU for whatever ran next)."""
+    for proc in _STARTED:
+        if proc.poll() is None:
+            proc.kill()
 
 
 class Running:
@@ -25,6 +36,7 @@ class Running:
         self.proc = subprocess.Popen(
             C1222 + self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        _STARTED[:] = [p for p in _STARTED if p.poll() is None] + [self.proc]
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
