@@ -258,7 +258,7 @@ def _pg_base() -> str:
 
 def measure_cli(count: int, interval: float, intervals: int, timeout: float,
                 fleet_workers: int, transport: str, headend_workers: int,
-                pg_base: str) -> CliResult:
+                pg_base: str, concurrency: int | None = None) -> CliResult:
     """`c1222 headend --workers W` over PostgreSQL (a schema of this run's own) and `c1222
     fleet`, both as a user starts them; every worker's /metrics scraped each second."""
     import psycopg
@@ -273,6 +273,8 @@ def measure_cli(count: int, interval: float, intervals: int, timeout: float,
             "--max-connections-per-address", caps]
     if headend_workers > 1:
         args += ["--workers", str(headend_workers)]
+    if concurrency is not None:
+        args += ["--collect-concurrency", str(concurrency)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     headend = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env=env, start_new_session=True)
@@ -426,13 +428,14 @@ def measure_cli(count: int, interval: float, intervals: int, timeout: float,
 
 def report_matrix(results: list[CliResult], interval: float, intervals: int,
                   echo: tuple[float, float, float], missing: list[str],
-                  load_start: float) -> list[str]:
+                  load_start: float, concurrency: int | None = None) -> list[str]:
     lines = [machine(), "", f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load "
              f"average at the start {load_start:.1f}, at the end {os.getloadavg()[0]:.1f} (a "
              "shared machine: other sessions' work runs beside it; absolute figures move by "
              "tens of per cent between runs).", "",
              f"`c1222 headend --workers W` (W = 1: one process) over PostgreSQL (one schema a "
-             f"run), collector every {interval:g} s, and `c1222 fleet --workers 2 --ramp 0` "
+             f"run), collector every {interval:g} s, at most "
+             f"{concurrency or 64} reads at once per worker (--collect-concurrency), and `c1222 fleet --workers 2 --ramp 0` "
              "on the same 2 cores, loopback TCP (UDP where marked), both started as a user "
              "starts them. Each worker's /metrics is scraped every second; per interval, "
              "summed over the workers (each counts its own intervals, measured from the first "
@@ -575,7 +578,7 @@ def matrix(args: argparse.Namespace) -> None:
         try:
             result = measure_cli(count, args.interval, args.intervals, args.timeout,
                                  args.fleet_workers, transports.get(str(count), default),
-                                 workers, pg)
+                                 workers, pg, args.collect_concurrency)
         except (RuntimeError, OSError) as exc:
             print(f"{count} meters, {workers} workers: {exc}", file=sys.stderr)
             missing.append(f"{count:,} meters with {workers} worker(s) "
@@ -587,7 +590,7 @@ def matrix(args: argparse.Namespace) -> None:
         later = [f"{c:,} meters with {w} worker(s) (not reached: the run was stopped)"
                  for c, w in runs[index + 1:]]
         lines = report_matrix(results, args.interval, args.intervals, echo,
-                              missing + later, load_start)
+                              missing + later, load_start, args.collect_concurrency)
         if not args.no_write:
             write_section("Fleet: meters × head-end workers (benchmarks/fleet.py "
                           "--headend-workers)", lines)
@@ -608,6 +611,8 @@ def main() -> None:
                         "each W of this list (e.g. 1,2) and each size (its own section)")
     parser.add_argument("--pg", help="PostgreSQL for --headend-workers [C1222_TEST_POSTGRES "
                         "or postgresql://postgres@127.0.0.1:5432/test]")
+    parser.add_argument("--collect-concurrency", type=int,
+                        help="the head-end's --collect-concurrency (default: its own, 64)")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, JSON out
     args = parser.parse_args()
