@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 import time
 import urllib.request
@@ -21,6 +22,17 @@ READS = M + "reads_total"
 #: What :func:`parse` calls the successful collections (whatever interval they were due in).
 READS_OK = READS + ":ok"
 TICKS = os.sysconf("SC_CLK_TCK")
+#: The head-end's API needs credentials (docs/headend.md, "Sign-in and roles"): a head-end
+#: started by a benchmark inherits this environment variable and provisions it as an admin
+#: API token, and every scrape here sends it (a scraper in a namespace inherits it too).
+TOKEN = os.environ.setdefault("C1222_HEADEND_ADMIN_TOKEN", secrets.token_hex(32))
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def get(url: str, timeout: float = 10) -> bytes:
+    """``GET url`` with the benchmark's admin token."""
+    with urllib.request.urlopen(urllib.request.Request(url, headers=AUTH), timeout=timeout) as r:
+        return r.read()
 
 
 def parse(text: str) -> dict:
@@ -43,7 +55,7 @@ def parse(text: str) -> dict:
 
 def scrape(url: str) -> dict:
     """One scrape of ``url``, with the wall time it was taken (``t``)."""
-    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    text = get(url).decode()
     return {"t": time.time(), **parse(text)}
 
 
@@ -81,8 +93,7 @@ def collection_history(console: str) -> list[dict] | None:
     history, each with number, start, end, due, read, failed, late, skipped), or None when
     the head-end has no such API (a head-end older than its collection scheduler)."""
     try:
-        with urllib.request.urlopen(f"{console}/api/collection?history=60", timeout=10) as r:
-            body = json.loads(r.read())
+        body = json.loads(get(f"{console}/api/collection?history=60"))
     except (OSError, ValueError):
         return None
     return [i for i in [body.get("current"), *body.get("history", [])] if i]

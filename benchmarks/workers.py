@@ -26,11 +26,11 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, write_section  # noqa: E402
 from fleet import cpu_seconds, echo_floor  # noqa: E402
+import _metrics  # noqa: E402
 
 C1222 = [sys.executable, "-m", "c1222.cli"]
 CONSOLE = re.compile(r"console at http (\S+:\d+)")
@@ -89,7 +89,7 @@ def descendants(pid: int) -> list[int]:
 def reads(consoles: list[str]) -> tuple[float, float]:
     ok = failed = 0.0
     for console in consoles:
-        text = httpx.get(f"http://{console}/metrics", timeout=30).text
+        text = _metrics.get(f"http://{console}/metrics", timeout=30).decode()
         ok += sum(float(v) for v in OK.findall(text))
         failed += sum(float(v) for v in FAILED.findall(text))
     return ok, failed
