@@ -98,7 +98,7 @@ class _HeadendCommand(click.Command):
               show_default=True, help="seconds between reads of each meter's present values")
 @click.option("--log-interval", type=seconds(zero=True), default=60.0, show_default=True,
               help="seconds between reads of load profile and event log (0: never)")
-@click.option("--collect-concurrency", type=click.IntRange(1, 4096), default=64,
+@click.option("--collect-concurrency", type=click.IntRange(1, 4096), default=256,
               show_default=True, help="meters read at once (the reads are spread over each "
               "interval; docs/headend.md, Collecting)")
 @click.option("--collect-attempts", type=click.IntRange(1, 10), default=3, show_default=True,

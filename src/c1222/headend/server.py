@@ -178,7 +178,9 @@ class HeadEndConfig:
     timeout: float = 10.0
     # The collector (docs/headend.md, "Collecting"): reads at once, attempts per meter per
     # interval, intervals whose accounting is kept.
-    max_parallel: int = 64
+    # Reads at once: 64 capped 10,000 meters a minute at ~40 reads/s when a collection takes
+    # 1.6 s (a contended PostgreSQL); 256 read them all (BENCHMARKS.md, the fleet matrix).
+    max_parallel: int = 256
     collect_attempts: int = ATTEMPTS
     collect_history: int = HISTORY
     pcap: str | None = None
