@@ -274,6 +274,15 @@ class Storage:
         return NodeRecord(row[0], row[1], int(row[2]), int(row[3]), row[4], row[5], int(row[6]),
                           db.time_out(row[7]), db.time_out(row[8]), row[9], row[10])
 
+    def _time_window(self, where: list[str], params: list[Any], since: Any, until: Any) -> None:
+        """Add ``since <= time < until`` (either end optional) to a query's conditions."""
+        if since is not None:
+            where.append("time >= ?")
+            params.append(self._time(since, "since"))
+        if until is not None:
+            where.append("time < ?")
+            params.append(self._time(until, "until"))
+
     def _time(self, when: datetime, what: str) -> Any:
         return self._db.time_in(utc(when, what))
 
@@ -422,12 +431,7 @@ class Storage:
             self._check_kind(kind)
             where.append("kind = ?")
             params.append(kind)
-        if since is not None:
-            where.append("time >= ?")
-            params.append(self._time(since, "since"))
-        if until is not None:
-            where.append("time < ?")
-            params.append(self._time(until, "until"))
+        self._time_window(where, params, since, until)
         order = "time DESC, kind DESC, id DESC" if newest_first else "time, kind, id"
         sql = (f"SELECT {_READING_COLUMNS} FROM readings WHERE {' AND '.join(where)} "
                f"ORDER BY {order}")
@@ -654,12 +658,7 @@ class Storage:
             if value is not None:
                 where.append(column)
                 params.append(value)
-        if since is not None:
-            where.append("time >= ?")
-            params.append(self._time(since, "since"))
-        if until is not None:
-            where.append("time < ?")
-            params.append(self._time(until, "until"))
+        self._time_window(where, params, since, until)
         if before_id is not None:
             where.append("id < ?")
             params.append(int(before_id))
