@@ -5,20 +5,42 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The hot modules setup.py compiles with mypyc (its COMPILED list), and the stamp of their build:
+# they are compiled again whenever one of them (or setup.py) changes.
+COMPILED := $(shell sed -n 's/^ *"\(src\/c1222\/[^"]*\.py\)",.*/\1/p' setup.py)
+BUILT    := $(VENV)/.compiled
 
-.PHONY: demo test system-deps venv bench clean compile uncompile
+.PHONY: demo test system-deps venv bench clean compile uncompile build-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || $(MAKE) --no-print-directory apt-python
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --upgrade pip 'setuptools>=77'
+	$(BIN)/pip install -q -e '.[test,compile]'
 	@touch $(STAMP)
 
-venv: $(STAMP)
+# The package is built compiled (mypyc, C extensions beside the .py files: setup.py,
+# docs/performance.md); `make uncompile` goes back to pure Python, which is what a plain
+# `pip install` without C1222_COMPILE=1 gives.
+$(BUILT): $(STAMP) setup.py $(COMPILED)
+	@$(MAKE) --no-print-directory build-deps
+	cd src && find . -name '*.so' -delete
+	C1222_COMPILE=1 $(BIN)/python setup.py -q build_ext --inplace -j 2
+	@touch $(BUILT)
+
+venv: $(BUILT)
+compile: $(BUILT)
 
 apt-python:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip
+
+# A C compiler and Python's headers for the compiled build; installed only when missing.
+build-deps:
+	@command -v cc >/dev/null 2>&1 && $(BIN)/python -c "import sysconfig, os, sys; \
+	  sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" || { \
+	  echo "installing gcc and python3-dev (Debian packages; the compiled build needs them)"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-dev >/dev/null; }
 
 # Tools the tests use as independent judges, and the network test bed's ip, tc and iptables
 # (tests/network: hosts in network namespaces). Installed only when missing.
@@ -51,13 +73,13 @@ system-deps:
 	  apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null; }
 
-test: system-deps $(STAMP)
+test: system-deps $(BUILT)
 	$(BIN)/python -m pytest -q
 
-demo: $(STAMP)
+demo: $(BUILT)
 	$(BIN)/c1222 demo $(DEMO_ARGS)
 
-bench: system-deps $(STAMP)
+bench: system-deps $(BUILT)
 	$(BIN)/python benchmarks/decode.py
 	$(BIN)/python benchmarks/crypto.py
 	$(BIN)/python benchmarks/metrology.py
@@ -66,14 +88,9 @@ bench: system-deps $(STAMP)
 	$(BIN)/python benchmarks/network.py
 
 clean:
+	find src -name '*.so' -delete
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
-
-# Opt-in: the decode path compiled with mypyc (setup.py, docs/messages.md). Python loads the
-# extensions before the .py files beside them: after editing those modules, compile again or
-# uncompile.
-compile: $(STAMP)
-	C1222_COMPILE=1 $(BIN)/pip install -q --no-deps -e .
 
 uncompile:
 	find src -name '*.so' -delete
-	rm -rf build
+	rm -rf build $(BUILT)

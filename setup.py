@@ -1,19 +1,20 @@
-"""Opt-in compiled decode path: ``C1222_COMPILE=1`` compiles the hot modules with mypyc.
+"""The compiled build: ``C1222_COMPILE=1`` compiles the hot modules below with mypyc.
 
-Without it this file adds nothing and the package is pure Python (the default, and what CI
-tests). With it, ``make compile`` (or ``C1222_COMPILE=1 python setup.py build_ext --inplace``)
-puts a C extension beside each module below; Python imports an extension before the ``.py``
-of the same name, so after editing one of these modules run ``make compile`` again or
-``make uncompile`` (BENCHMARKS.md: "Compiling the codec").
+``make`` builds this way (``make venv``, ``make test``, ``make demo``: C extensions beside the
+``.py`` files, rebuilt when one of these modules changes; docs/performance.md). Without the
+variable, as a plain ``pip install`` does, this file adds nothing and the package is pure Python:
+the same behaviour and bytes, slower (tests/unit/test_pure_build.py runs the codec, crypto and
+session tests on it). Python imports an extension before the ``.py`` of the same name, so a
+module edited outside ``make`` needs ``make compile`` (or ``make uncompile``); the tests refuse to
+run on a stale extension (tests/conftest.py).
 """
 
 import os
 
 from setuptools import setup
 
-#: The modules `c1222 decode` spends its time in (benchmarks/decode.py). codec/services.py is
-#: not among them: mypyc 2.x hands a dataclass's ClassVar to @dataclass as a plain annotation,
-#: which turns `service`/`code` into fields.
+#: The modules a message's decode, security and service spend their time in (benchmarks/).
+#: The Makefile reads this list (one quoted path per line) for its rebuild rule.
 COMPILED = [
     "src/c1222/codec/ber.py",
     "src/c1222/codec/acse.py",

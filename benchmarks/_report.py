@@ -20,8 +20,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    from c1222 import build
+
     return (f"Machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}.")
+            f"{platform.system()} {platform.release()}; c1222 {build.describe()}.")
 
 
 def write_section(title: str, lines: list[str]) -> None:
