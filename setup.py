@@ -11,9 +11,9 @@ import os
 
 from setuptools import setup
 
-#: The modules `c1222 decode` spends its time in (benchmarks/decode.py). codec/services.py is
-#: not among them: mypyc 2.x hands a dataclass's ClassVar to @dataclass as a plain annotation,
-#: which turns `service`/`code` into fields.
+#: The modules `c1222 decode` (benchmarks/decode.py) and the security layer (benchmarks/crypto.py)
+#: spend their time in. crypto/nonce_source.py stays Python: a compiled Protocol class is not
+#: runtime-checkable.
 COMPILED = [
     "src/c1222/codec/ber.py",
     "src/c1222/codec/acse.py",
@@ -22,6 +22,14 @@ COMPILED = [
     "src/c1222/codec/text.py",
     "src/c1222/session/dissect.py",
     "src/c1222/transport/pcap.py",
+    "src/c1222/codec/services.py",
+    "src/c1222/codec/native.py",
+    "src/c1222/codec/segments.py",
+    "src/c1222/crypto/eax_prime.py",
+    "src/c1222/crypto/policy.py",
+    "src/c1222/crypto/replay.py",
+    "src/c1222/crypto/nonces.py",
+    "src/c1222/crypto/keys.py",
 ]
 
 if os.environ.get("C1222_COMPILE") == "1":
