@@ -564,6 +564,28 @@ TraceResponse.service = "trace"
 
 Service = Request | Response
 
+#: The field types that are not a plain class, as the classes declare them. A build compiled
+#: with mypyc keeps only plain classes in a class's annotations (``type`` for ``X | None``,
+#: bare ``tuple`` for ``tuple[Uid, ...]``), and text's ``from_json`` reads them through
+#: ``typing.get_type_hints``; so such a build gets these put back (below). A test checks the
+#: table against the classes' own annotations in the pure build.
+FIELD_TYPES: dict[type, dict[str, object]] = {
+    TableData: {"checksums": bytes | None},
+    RegisterRequest: {"domain_pattern": bytes | None},
+    PartialReadIndexRequest: {"indices": tuple[int, ...]},
+    PartialWriteIndexRequest: {"indices": tuple[int, ...]},
+    SecurityRequest: {"user_id": int | None},
+    ErrorResponse: {"max_size": int | None},
+    IdentifyResponse: {"security_mechanisms": tuple[Uid, ...], "session_ctrl": int | None,
+                       "device_class": Uid | None, "device_identity": DeviceIdentity | None},
+    TraceResponse: {"ap_titles": tuple[Uid, ...]},
+}
+for _cls, _types in FIELD_TYPES.items():
+    _annotations = _cls.__annotations__  # the class's own (Python >= 3.10)
+    for _name, _type in _types.items():
+        if not isinstance(_annotations[_name], str):  # pure Python keeps the source's text
+            _annotations[_name] = _type
+
 
 # --------------------------------------------------------------------------- helpers
 

@@ -38,6 +38,8 @@ _CTR_BLOCKS_CACHED = 256
 #: blocks -> (0101..01, 00..01..02..) as integers of that many 16-byte blocks (bounded by
 #: _CTR_BLOCKS_CACHED entries, 2 MiB at most).
 _COUNTER_SPREAD: dict[int, tuple[int, int]] = {}
+#: 00 01 .. FF: the last bytes of up to 256 consecutive counter blocks, sliced (not built).
+_RAMP = bytes(range(256))
 
 
 def _counter_spread(blocks: int) -> tuple[int, int]:
@@ -162,7 +164,7 @@ class EaxPrime:
         if low + blocks <= 0x100:
             # the common case: only the last byte of the counter block moves
             spread_out = bytearray(counter.to_bytes(BLOCK_SIZE, "big") * blocks)
-            spread_out[BLOCK_SIZE - 1 :: BLOCK_SIZE] = bytes(range(low, low + blocks))
+            spread_out[BLOCK_SIZE - 1 :: BLOCK_SIZE] = _RAMP[low : low + blocks]
             counters: bytes | bytearray = spread_out
         elif blocks <= _CTR_BLOCKS_CACHED and counter + blocks <= _MASK_128:
             spread = _COUNTER_SPREAD.get(blocks)
