@@ -580,11 +580,17 @@ FIELD_TYPES: dict[type, dict[str, object]] = {
                        "device_class": Uid | None, "device_identity": DeviceIdentity | None},
     TraceResponse: {"ap_titles": tuple[Uid, ...]},
 }
-for _cls, _types in FIELD_TYPES.items():
-    _annotations = _cls.__annotations__  # the class's own (Python >= 3.10)
-    for _name, _type in _types.items():
-        if not isinstance(_annotations[_name], str):  # pure Python keeps the source's text
-            _annotations[_name] = _type
+
+
+def _restore_field_types() -> None:
+    for cls, types in FIELD_TYPES.items():
+        annotations = cls.__annotations__  # the class's own (Python >= 3.10)
+        for name, hint in types.items():
+            if not isinstance(annotations[name], str):  # pure Python keeps the source's text
+                annotations[name] = hint
+
+
+_restore_field_types()
 
 
 # --------------------------------------------------------------------------- helpers
