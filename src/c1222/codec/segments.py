@@ -283,7 +283,8 @@ def _merge(ranges: list[tuple[int, bytearray]], start: int, data: bytes, max_ran
             raise SGERR(f"more than {max_ranges} separate ranges of one APDU")
         ranges.insert(i, (start, bytearray(data)))
         return len(data)
-    sources = sorted([(start, data), *touching], key=lambda item: item[0])
+    sources: list[tuple[int, bytes | bytearray]] = sorted([(start, data), *touching],
+                                                          key=lambda item: item[0])
     first_start, first = sources[0]
     # In-order arrival (the usual case) extends the first range in place: no quadratic copy.
     merged = first if isinstance(first, bytearray) else bytearray(first)

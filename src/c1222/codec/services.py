@@ -115,12 +115,22 @@ def read_table_data(buf: bytes, pos: int, end: int, path: str) -> tuple[TableDat
 # --------------------------------------------------------------------------- requests
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """Base of every request service."""
+class _RequestKind:
+    """What every request class says about itself: its JSON name and service code.
 
+    Declared here, on a plain class, and set on each subclass by an assignment after its
+    body: a build compiled with mypyc hands @dataclass every name assigned in a dataclass's
+    body as an annotated one (``ClassVar`` dropped), which would make them dataclass fields.
+    """
+
+    __slots__ = ()
     service: ClassVar[str] = "request"
     code: ClassVar[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Request(_RequestKind):
+    """Base of every request service."""
 
     def encode(self) -> bytes:
         try:
@@ -134,32 +144,42 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class IdentifyRequest(Request):
-    service: ClassVar[str] = "identify"
-    code: ClassVar[int] = ServiceCode.IDENTIFY
+    """Identify: no parameters."""
+
+
+IdentifyRequest.service, IdentifyRequest.code = "identify", ServiceCode.IDENTIFY
 
 
 @dataclass(frozen=True, slots=True)
 class TerminateRequest(Request):
-    service: ClassVar[str] = "terminate"
-    code: ClassVar[int] = ServiceCode.TERMINATE
+    """Terminate: no parameters."""
+
+
+TerminateRequest.service, TerminateRequest.code = "terminate", ServiceCode.TERMINATE
 
 
 @dataclass(frozen=True, slots=True)
 class DisconnectRequest(Request):
-    service: ClassVar[str] = "disconnect"
-    code: ClassVar[int] = ServiceCode.DISCONNECT
+    """Disconnect: no parameters."""
+
+
+DisconnectRequest.service, DisconnectRequest.code = "disconnect", ServiceCode.DISCONNECT
 
 
 @dataclass(frozen=True, slots=True)
 class LogoffRequest(Request):
-    service: ClassVar[str] = "logoff"
-    code: ClassVar[int] = ServiceCode.LOGOFF
+    """Logoff: no parameters."""
+
+
+LogoffRequest.service, LogoffRequest.code = "logoff", ServiceCode.LOGOFF
 
 
 @dataclass(frozen=True, slots=True)
 class DefaultReadRequest(Request):
-    service: ClassVar[str] = "default_read"
-    code: ClassVar[int] = ServiceCode.DEFAULT_READ
+    """Default read: no parameters."""
+
+
+DefaultReadRequest.service, DefaultReadRequest.code = "default_read", ServiceCode.DEFAULT_READ
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,28 +192,32 @@ class _ApTitleRequest(Request):
 
 @dataclass(frozen=True, slots=True)
 class DeregisterRequest(_ApTitleRequest):
-    service: ClassVar[str] = "deregister"
-    code: ClassVar[int] = ServiceCode.DEREGISTER
+    """Deregister (digest 7.2): the AP title it names."""
+
+
+DeregisterRequest.service, DeregisterRequest.code = "deregister", ServiceCode.DEREGISTER
 
 
 @dataclass(frozen=True, slots=True)
 class ResolveRequest(_ApTitleRequest):
-    service: ClassVar[str] = "resolve"
-    code: ClassVar[int] = ServiceCode.RESOLVE
+    """Resolve (digest 7.2): the AP title it names."""
+
+
+ResolveRequest.service, ResolveRequest.code = "resolve", ServiceCode.RESOLVE
 
 
 @dataclass(frozen=True, slots=True)
 class TraceRequest(_ApTitleRequest):
-    service: ClassVar[str] = "trace"
-    code: ClassVar[int] = ServiceCode.TRACE
+    """Trace (digest 7.2): the AP title it names."""
+
+
+TraceRequest.service, TraceRequest.code = "trace", ServiceCode.TRACE
 
 
 @dataclass(frozen=True, slots=True)
 class RegisterRequest(Request):
     """Register (digest 7.2). ``domain_pattern`` is present exactly when node_type bit 7 is set."""
 
-    service: ClassVar[str] = "register"
-    code: ClassVar[int] = ServiceCode.REGISTER
     node_type: int
     connection_type: int
     device_class: bytes
@@ -221,21 +245,24 @@ class RegisterRequest(Request):
         return out
 
 
+RegisterRequest.service, RegisterRequest.code = "register", ServiceCode.REGISTER
+
+
 @dataclass(frozen=True, slots=True)
 class FullReadRequest(Request):
-    service: ClassVar[str] = "full_read"
-    code: ClassVar[int] = ServiceCode.FULL_READ
     table_id: int
 
     def encode_parameters(self) -> bytes:
         return _u16(self.table_id)
 
 
+FullReadRequest.service, FullReadRequest.code = "full_read", ServiceCode.FULL_READ
+
+
 @dataclass(frozen=True, slots=True)
 class PartialReadIndexRequest(Request):
     """Partial read by index: code 0x30 + number of indices (1..9)."""
 
-    service: ClassVar[str] = "partial_read_index"
     table_id: int
     indices: tuple[int, ...]
     element_count: int
@@ -248,10 +275,11 @@ class PartialReadIndexRequest(Request):
         return _u16(self.table_id) + b"".join(map(_u16, self.indices)) + _u16(self.element_count)
 
 
+PartialReadIndexRequest.service = "partial_read_index"
+
+
 @dataclass(frozen=True, slots=True)
 class PartialReadOffsetRequest(Request):
-    service: ClassVar[str] = "partial_read_offset"
-    code: ClassVar[int] = ServiceCode.PARTIAL_READ_OFFSET
     table_id: int
     offset: int
     octet_count: int
@@ -260,10 +288,12 @@ class PartialReadOffsetRequest(Request):
         return _u16(self.table_id) + _u24(self.offset) + _u16(self.octet_count)
 
 
+PartialReadOffsetRequest.service = "partial_read_offset"
+PartialReadOffsetRequest.code = ServiceCode.PARTIAL_READ_OFFSET
+
+
 @dataclass(frozen=True, slots=True)
 class FullWriteRequest(Request):
-    service: ClassVar[str] = "full_write"
-    code: ClassVar[int] = ServiceCode.FULL_WRITE
     table_id: int
     table_data: TableData
 
@@ -271,11 +301,13 @@ class FullWriteRequest(Request):
         return _u16(self.table_id) + self.table_data.encode()
 
 
+FullWriteRequest.service, FullWriteRequest.code = "full_write", ServiceCode.FULL_WRITE
+
+
 @dataclass(frozen=True, slots=True)
 class PartialWriteIndexRequest(Request):
     """Partial write by index: code 0x40 + number of indices (1..9)."""
 
-    service: ClassVar[str] = "partial_write_index"
     table_id: int
     indices: tuple[int, ...]
     table_data: TableData
@@ -288,10 +320,11 @@ class PartialWriteIndexRequest(Request):
         return _u16(self.table_id) + b"".join(map(_u16, self.indices)) + self.table_data.encode()
 
 
+PartialWriteIndexRequest.service = "partial_write_index"
+
+
 @dataclass(frozen=True, slots=True)
 class PartialWriteOffsetRequest(Request):
-    service: ClassVar[str] = "partial_write_offset"
-    code: ClassVar[int] = ServiceCode.PARTIAL_WRITE_OFFSET
     table_id: int
     offset: int
     table_data: TableData
@@ -300,12 +333,14 @@ class PartialWriteOffsetRequest(Request):
         return _u16(self.table_id) + _u24(self.offset) + self.table_data.encode()
 
 
+PartialWriteOffsetRequest.service = "partial_write_offset"
+PartialWriteOffsetRequest.code = ServiceCode.PARTIAL_WRITE_OFFSET
+
+
 @dataclass(frozen=True, slots=True)
 class LogonRequest(Request):
     """Logon: user id, 10-byte user name (space padded), requested idle time-out in seconds."""
 
-    service: ClassVar[str] = "logon"
-    code: ClassVar[int] = ServiceCode.LOGON
     user_id: int
     user: bytes
     req_session_idle_timeout: int
@@ -316,12 +351,13 @@ class LogonRequest(Request):
         return _u16(self.user_id) + self.user + _u16(self.req_session_idle_timeout)
 
 
+LogonRequest.service, LogonRequest.code = "logon", ServiceCode.LOGON
+
+
 @dataclass(frozen=True, slots=True)
 class SecurityRequest(Request):
     """Security: 20-byte password, then a user id in sessionless use (digest 4.1)."""
 
-    service: ClassVar[str] = "security"
-    code: ClassVar[int] = ServiceCode.SECURITY
     password: bytes
     user_id: int | None = None
 
@@ -331,10 +367,11 @@ class SecurityRequest(Request):
         return self.password + (b"" if self.user_id is None else _u16(self.user_id))
 
 
+SecurityRequest.service, SecurityRequest.code = "security", ServiceCode.SECURITY
+
+
 @dataclass(frozen=True, slots=True)
 class WaitRequest(Request):
-    service: ClassVar[str] = "wait"
-    code: ClassVar[int] = ServiceCode.WAIT
     seconds: int
 
     def encode_parameters(self) -> bytes:
@@ -343,11 +380,13 @@ class WaitRequest(Request):
         return bytes((self.seconds,))
 
 
+WaitRequest.service, WaitRequest.code = "wait", ServiceCode.WAIT
+
+
 @dataclass(frozen=True, slots=True)
 class UnknownRequest(Request):
     """A request code whose parameters this codec does not define; bytes kept as they are."""
 
-    service: ClassVar[str] = "unknown"
     request_code: int = 0
     data: bytes = b""
 
@@ -359,15 +398,24 @@ class UnknownRequest(Request):
         return self.data
 
 
+UnknownRequest.service = "unknown"
+
+
 # --------------------------------------------------------------------------- responses
 # Keyword-only, so that each response names its fields and the status code defaults to OK.
 
 
+class _ResponseKind:
+    """A response class's JSON name (None: a generic response), set as :class:`_RequestKind`'s."""
+
+    __slots__ = ()
+    service: ClassVar[str | None] = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Response:
+class Response(_ResponseKind):
     """Base of every response: the status code (< 0x20)."""
 
-    service: ClassVar[str | None] = None
     response_code: int = ResponseCode.OK
 
     def encode(self) -> bytes:
@@ -414,20 +462,24 @@ class OkResponse(Response):
 class ReadResponse(Response):
     """OK + table data, for any read."""
 
-    service: ClassVar[str | None] = "read"
     table_data: TableData
 
     def encode_parameters(self) -> bytes:
         return self.table_data.encode()
 
 
+ReadResponse.service = "read"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogonResponse(Response):
-    service: ClassVar[str | None] = "logon"
     resp_session_idle_timeout: int
 
     def encode_parameters(self) -> bytes:
         return _u16(self.resp_session_idle_timeout)
+
+
+LogonResponse.service = "logon"
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,7 +494,6 @@ class DeviceIdentity:
 class IdentifyResponse(Response):
     """OK + ``<std> <ver> <rev> {feature} 00`` (digest 4.2)."""
 
-    service: ClassVar[str | None] = "identify"
     std: int = 3
     ver: int = 1
     rev: int = 0
@@ -469,9 +520,11 @@ class IdentifyResponse(Response):
         return bytes(out)
 
 
+IdentifyResponse.service = "identify"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegisterResponse(Response):
-    service: ClassVar[str | None] = "register"
     reg_ap_title: Uid
     reg_delay: int
     reg_period: int
@@ -482,9 +535,11 @@ class RegisterResponse(Response):
                 + bytes((self.reg_info,)))
 
 
+RegisterResponse.service = "register"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResolveResponse(Response):
-    service: ClassVar[str | None] = "resolve"
     native_address: bytes
 
     def encode_parameters(self) -> bytes:
@@ -493,16 +548,49 @@ class ResolveResponse(Response):
         return bytes((len(self.native_address),)) + self.native_address
 
 
+ResolveResponse.service = "resolve"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TraceResponse(Response):
-    service: ClassVar[str | None] = "trace"
     ap_titles: tuple[Uid, ...]
 
     def encode_parameters(self) -> bytes:
         return b"".join(t.encode() for t in self.ap_titles)
 
 
+TraceResponse.service = "trace"
+
+
 Service = Request | Response
+
+#: The field types that are not a plain class, as the classes declare them. A build compiled
+#: with mypyc keeps only plain classes in a class's annotations (``type`` for ``X | None``,
+#: bare ``tuple`` for ``tuple[Uid, ...]``), and text's ``from_json`` reads them through
+#: ``typing.get_type_hints``; so such a build gets these put back (below). A test checks the
+#: table against the classes' own annotations in the pure build.
+FIELD_TYPES: dict[type, dict[str, object]] = {
+    TableData: {"checksums": bytes | None},
+    RegisterRequest: {"domain_pattern": bytes | None},
+    PartialReadIndexRequest: {"indices": tuple[int, ...]},
+    PartialWriteIndexRequest: {"indices": tuple[int, ...]},
+    SecurityRequest: {"user_id": int | None},
+    ErrorResponse: {"max_size": int | None},
+    IdentifyResponse: {"security_mechanisms": tuple[Uid, ...], "session_ctrl": int | None,
+                       "device_class": Uid | None, "device_identity": DeviceIdentity | None},
+    TraceResponse: {"ap_titles": tuple[Uid, ...]},
+}
+
+
+def _restore_field_types() -> None:
+    for cls, types in FIELD_TYPES.items():
+        annotations = cls.__annotations__  # the class's own (Python >= 3.10)
+        for name, hint in types.items():
+            if not isinstance(annotations[name], str):  # pure Python keeps the source's text
+                annotations[name] = hint
+
+
+_restore_field_types()
 
 
 # --------------------------------------------------------------------------- helpers

@@ -17,7 +17,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from c1222.errors import ConfigurationError, SecurityError
 
-__all__ = ["BLOCK_SIZE", "KEY_SIZE", "MAC_SIZE", "EaxPrime", "dbl"]
+__all__ = ["BLOCK_SIZE", "KEY_SIZE", "MAC_SIZE", "BytesLike", "EaxPrime", "dbl"]
+
+#: What the public methods take for bytes. Compiled with mypyc, a ``bytes`` parameter refuses
+#: a bytearray or memoryview (a TypeError), which pure Python accepted.
+BytesLike = bytes | bytearray | memoryview
 
 #: AES block size in bytes.
 BLOCK_SIZE = 16
@@ -34,6 +38,8 @@ _CTR_BLOCKS_CACHED = 256
 #: blocks -> (0101..01, 00..01..02..) as integers of that many 16-byte blocks (bounded by
 #: _CTR_BLOCKS_CACHED entries, 2 MiB at most).
 _COUNTER_SPREAD: dict[int, tuple[int, int]] = {}
+#: 00 01 .. FF: the last bytes of up to 256 consecutive counter blocks, sliced (not built).
+_RAMP = bytes(range(256))
 
 
 def _counter_spread(blocks: int) -> tuple[int, int]:
@@ -41,6 +47,11 @@ def _counter_spread(blocks: int) -> tuple[int, int]:
     repeat = int.from_bytes(repeat.to_bytes(16, "big") * blocks, "big")
     steps = int.from_bytes(b"".join(i.to_bytes(16, "big") for i in range(blocks)), "big")
     return repeat, steps
+
+
+def _bytes(data: BytesLike) -> bytes:
+    """``data`` as bytes: bytes as they are (no copy), a bytearray or memoryview copied."""
+    return data if isinstance(data, bytes) else bytes(data)
 
 
 def dbl(block: bytes) -> bytes:
@@ -79,7 +90,7 @@ class EaxPrime:
 
     __slots__ = ("_aes", "_d", "_q", "_d_int", "_q_int", "_ecb", "_cbc", "_chain")
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: BytesLike) -> None:
         key = bytes(key)
         if len(key) != KEY_SIZE:
             # The length is not secret; the bytes are, so they stay out of the message.
@@ -98,7 +109,8 @@ class EaxPrime:
     def __repr__(self) -> str:
         return "EaxPrime(key=<hidden>)"
 
-    __str__ = __repr__
+    def __str__(self) -> str:  # a def, not ``__str__ = __repr__``: mypyc cannot alias methods
+        return self.__repr__()
 
     def __reduce__(self) -> NoReturn:
         # Pickling would copy the key into whatever stores the pickle; refuse.
@@ -152,7 +164,7 @@ class EaxPrime:
         if low + blocks <= 0x100:
             # the common case: only the last byte of the counter block moves
             spread_out = bytearray(counter.to_bytes(BLOCK_SIZE, "big") * blocks)
-            spread_out[BLOCK_SIZE - 1 :: BLOCK_SIZE] = bytes(range(low, low + blocks))
+            spread_out[BLOCK_SIZE - 1 :: BLOCK_SIZE] = _RAMP[low : low + blocks]
             counters: bytes | bytearray = spread_out
         elif blocks <= _CTR_BLOCKS_CACHED and counter + blocks <= _MASK_128:
             spread = _COUNTER_SPREAD.get(blocks)
@@ -176,23 +188,24 @@ class EaxPrime:
 
     # -- security mode 2 --------------------------------------------------------------
 
-    def encrypt(self, cleartext: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
+    def encrypt(self, cleartext: BytesLike, plaintext: BytesLike) -> tuple[bytes, bytes]:
         """Encrypt ``plaintext`` bound to ``cleartext``; return ``(ciphertext, mac)``.
 
         The ciphertext has the plaintext's length; the MAC is 4 bytes (digest 5.3, Encrypt).
         """
-        n_prime = self._cmac(self._d, cleartext)
+        n_prime = self._cmac(self._d, _bytes(cleartext))
         if not plaintext:
             return b"", n_prime[-MAC_SIZE:]
-        ciphertext = self._ctr(n_prime, plaintext)
+        ciphertext = self._ctr(n_prime, _bytes(plaintext))
         return ciphertext, self._tag(n_prime, ciphertext)
 
-    def decrypt(self, cleartext: bytes, ciphertext: bytes, mac: bytes) -> bytes:
+    def decrypt(self, cleartext: BytesLike, ciphertext: BytesLike, mac: BytesLike) -> bytes:
         """Verify ``mac`` over ``cleartext`` and ``ciphertext``, then decrypt (digest 5.3).
 
         The MAC is checked *before* any decryption; a mismatch raises SecurityError.
         """
-        n_prime = self._cmac(self._d, cleartext)
+        n_prime = self._cmac(self._d, _bytes(cleartext))
+        ciphertext = _bytes(ciphertext)
         if not hmac.compare_digest(self._tag(n_prime, ciphertext), bytes(mac)):
             raise SecurityError()
         if not ciphertext:
@@ -201,14 +214,14 @@ class EaxPrime:
 
     # -- security mode 1 --------------------------------------------------------------
 
-    def authenticate(self, cleartext: bytes, body: bytes = b"") -> bytes:
+    def authenticate(self, cleartext: BytesLike, body: BytesLike = b"") -> bytes:
         """Mode-1 MAC: EAX' over ``cleartext ‖ body`` with empty plaintext (digest 5.2).
 
         ``body`` is the EPSEM after the control byte (``[ed-class] services``), sent in clear.
         """
         return self._cmac(self._d, bytes(cleartext) + bytes(body))[-MAC_SIZE:]
 
-    def verify(self, cleartext: bytes, body: bytes, mac: bytes) -> None:
+    def verify(self, cleartext: BytesLike, body: BytesLike, mac: BytesLike) -> None:
         """Check a mode-1 MAC; raise SecurityError when it does not match."""
         if not hmac.compare_digest(self.authenticate(cleartext, body), bytes(mac)):
             raise SecurityError()

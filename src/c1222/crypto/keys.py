@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from c1222.codec.ber import Uid
-from c1222.crypto.eax_prime import KEY_SIZE, EaxPrime
+from c1222.crypto.eax_prime import KEY_SIZE, BytesLike, EaxPrime
 from c1222.errors import ConfigurationError, SecurityError
 
 __all__ = [
@@ -69,23 +69,25 @@ DERIVED_KEY_LABEL = b"c1222-fleet-key/"
 MAX_DERIVED_CIPHERS = 16_384
 
 
-def derive_key(master: bytes, ap_title: Uid) -> bytes:
+def derive_key(master: BytesLike, ap_title: Uid) -> bytes:
     """The 16-byte AES key of the node titled ``ap_title`` under ``master`` (a relative title
     is taken in its absolute form, so ``.123.100000`` and ``2.16.124.113620.1.22.0.123.100000``
     get the same key)."""
+    master = bytes(master)
     if len(master) != KEY_SIZE:
         raise ValueError(f"master: {KEY_SIZE} bytes (an AES-128 key)")
     text = str(ap_title.absolute()).encode("ascii")
     return hmac.new(master, DERIVED_KEY_LABEL + text, hashlib.sha256).digest()[:KEY_SIZE]
 
 
-def _check_key_id(key_id: int) -> int:
+def _check_key_id(key_id: object) -> int:
+    # ``object``, not ``int``: compiled with mypyc, an ``int`` parameter turns True into 1.
     if isinstance(key_id, bool) or not isinstance(key_id, int) or not 0 <= key_id <= MAX_KEY_ID:
         raise ConfigurationError(f"key id must be an integer 0-{MAX_KEY_ID}")
     return key_id
 
 
-def _check_key(key: bytes) -> bytes:
+def _check_key(key: BytesLike) -> bytes:
     key = bytes(key)
     if len(key) != KEY_SIZE:
         raise ConfigurationError(f"key must be {KEY_SIZE} bytes (AES-128), got {len(key)}")
@@ -180,14 +182,14 @@ class KeyTable:
 
     # -- access -----------------------------------------------------------------------
 
-    def set(self, key_id: int, key: bytes) -> None:
+    def set(self, key_id: object, key: BytesLike) -> None:
         """Add or replace the key for ``key_id`` (drops its cached cipher)."""
         key_id = _check_key_id(key_id)
         key = _check_key(key)
         self.discard(key_id)
         self._keys[key_id] = key
 
-    def set_master(self, key_id: int, master: bytes) -> None:
+    def set_master(self, key_id: object, master: BytesLike) -> None:
         """Make ``key_id`` a master: each node's key is :func:`derive_key` of it and the node's
         AP title (the calling title of what a node sends, the called title of what we send)."""
         key_id = _check_key_id(key_id)
@@ -215,31 +217,29 @@ class KeyTable:
             else:
                 self.set(key_id, other.key(key_id))
 
-    def key(self, key_id: int, ap_title: Uid | None = None) -> bytes:
+    def key(self, key_id: object, ap_title: Uid | None = None) -> bytes:
         """The raw key for ``key_id`` (for a master: the key derived for ``ap_title``);
         SecurityError (generic) when there is none, or a master is asked with no title."""
-        try:
-            found = self._keys.get(key_id)
-            master = self._masters.get(key_id) if found is None else None
-        except TypeError:  # unhashable id: unknown like any other
-            raise SecurityError() from None
+        if not isinstance(key_id, int):  # a peer's id of any type: unknown like any other
+            raise SecurityError()
+        found = self._keys.get(key_id)
+        master = self._masters.get(key_id) if found is None else None
         if found is not None:
             return found
         if master is None or ap_title is None:
             raise SecurityError()
         return derive_key(master, ap_title)
 
-    def cipher(self, key_id: int, ap_title: Uid | None = None) -> EaxPrime:
+    def cipher(self, key_id: object, ap_title: Uid | None = None) -> EaxPrime:
         """The :class:`EaxPrime` for ``key_id``, built once and cached; for a master, the
         cipher of the key derived for ``ap_title`` (the last :data:`MAX_DERIVED_CIPHERS` kept).
 
         Unknown key id, or a master without a title -> SecurityError with the generic message.
         """
-        try:
-            cipher = self._ciphers.get(key_id)
-            derives = cipher is None and key_id in self._masters
-        except TypeError:  # unhashable id: unknown like any other
-            raise SecurityError() from None
+        if not isinstance(key_id, int):  # a peer's id of any type: unknown like any other
+            raise SecurityError()
+        cipher = self._ciphers.get(key_id)
+        derives = cipher is None and key_id in self._masters
         if cipher is not None:
             return cipher
         if not derives:
@@ -276,7 +276,8 @@ class KeyTable:
         return (f"KeyTable(key_ids={self.key_ids()}"
                 + (f", masters={masters})" if masters else ")"))
 
-    __str__ = __repr__
+    def __str__(self) -> str:  # a def, not ``__str__ = __repr__``: mypyc cannot alias methods
+        return self.__repr__()
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("KeyTable objects hold key material and cannot be pickled")

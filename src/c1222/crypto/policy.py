@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from c1222.codec import acse
 from c1222.codec.acse import (
@@ -78,6 +77,14 @@ _CLEARTEXT_HEAD = (TAG_ASO_CONTEXT, TAG_CALLED_AP_TITLE, TAG_CALLED_AP_INVOCATIO
                    TAG_CALLING_AE_QUALIFIER, TAG_CALLING_AP_INVOCATION_ID, TAG_MECHANISM_NAME,
                    TAG_CALLING_AUTHENTICATION_VALUE)
 _EPSEM_PATH = "apdu.user_information.epsem"
+# Plain ints for the per-message tests (an IntEnum member is an attribute lookup each time).
+_CLEARTEXT = int(SecurityMode.CLEARTEXT)
+_AUTHENTICATED = int(SecurityMode.CLEARTEXT_AUTHENTICATED)
+_CIPHERTEXT = int(SecurityMode.CIPHERTEXT_AUTHENTICATED)
+#: The one-byte tags of the user-information header, as bytes.
+_BE = bytes((TAG_USER_INFORMATION,))
+_EXTERNAL = bytes((TAG_EXTERNAL,))
+_OCTET_ALIGNED = bytes((TAG_OCTET_ALIGNED,))
 
 #: Receives the reason for a SecurityError (never key bytes); for logs in non-pure callers.
 DebugHook = Callable[[str], None]
@@ -95,15 +102,17 @@ def _header_fields(apdu: Apdu) -> dict[str, object]:
             "key_id": apdu.key_id, "iv": apdu.iv}
 
 
-#: (element tag, title) -> A2/A6 with the title absolute, as N holds it (bounded cache).
-_ABSOLUTE_ELEMENTS: dict[tuple[int, Uid], bytes] = {}
+#: (element tag, title text) -> A2/A6 with the title absolute, as N holds it (bounded cache).
+#: Keyed by the title's text, which a Uid keeps once made, since a Uid's own hash is
+#: recomputed from its arcs at every lookup.
+_ABSOLUTE_ELEMENTS: dict[tuple[int, str], bytes] = {}
 
 
 def _absolute_element(tag: int, title: Uid) -> bytes:
     """A2/A6 as ``tag L 06 L <absolute OID>`` (digest 5.2: relative titles are expanded under
     2.16.124.113620.1.22.0). The decoder accepts minimal forms only, so an absolute title
     as received is byte for byte this encoding. Encoded once per title."""
-    key = (tag, title)
+    key = (tag, str(title))
     out = _ABSOLUTE_ELEMENTS.get(key)
     if out is None:
         if len(_ABSOLUTE_ELEMENTS) >= 1024:
@@ -190,9 +199,9 @@ def protect(apdu: Apdu, keys: KeyTable, *, key_id: int | None = None,
     """
     epsem = apdu.epsem
     mode = epsem.security_mode
-    if mode == SecurityMode.CLEARTEXT:
+    if mode == _CLEARTEXT:
         return acse.encode(apdu)
-    if mode not in (SecurityMode.CLEARTEXT_AUTHENTICATED, SecurityMode.CIPHERTEXT_AUTHENTICATED):
+    if mode != _AUTHENTICATED and mode != _CIPHERTEXT:
         raise LocalProtocolError(f"security mode {mode} is not defined")
     if epsem.ciphertext is not None:
         raise LocalProtocolError("the EPSEM is still ciphertext: unprotect it before protecting")
@@ -235,7 +244,7 @@ def protect(apdu: Apdu, keys: KeyTable, *, key_id: int | None = None,
     parts.append(bytes((kid,)))
     parts.append(kiv)
     cleartext = b"".join(parts)
-    if mode == SecurityMode.CIPHERTEXT_AUTHENTICATED:
+    if mode == _CIPHERTEXT:
         body, mac = cipher.encrypt(cleartext, plaintext)
     else:
         body, mac = plaintext, cipher.authenticate(cleartext, plaintext)
@@ -245,23 +254,31 @@ def protect(apdu: Apdu, keys: KeyTable, *, key_id: int | None = None,
 
 def _user_information_head(indirect_reference: int | None, size: int) -> bytes:
     """``BE L 28 L [02 ..] 81 L`` in front of an EPSEM of ``size`` bytes."""
-    inner = b"" if indirect_reference is None else acse.integer_element(indirect_reference)
-    inner += bytes((TAG_OCTET_ALIGNED,)) + encode_length(size)
-    external = bytes((TAG_EXTERNAL,)) + encode_length(len(inner) + size) + inner
-    return bytes((TAG_USER_INFORMATION,)) + encode_length(len(external) + size) + external
+    inner = _OCTET_ALIGNED + encode_length(size)
+    if indirect_reference is not None:
+        inner = acse.integer_element(indirect_reference) + inner
+    external = _EXTERNAL + encode_length(len(inner) + size) + inner
+    return _BE + encode_length(len(external) + size) + external
 
 
 # --------------------------------------------------------------------------- receiver
 
 
-@dataclass(frozen=True, slots=True)
 class _Checked:
-    """Outcome of the MAC check. ``status``: ok, cleartext, no-ac, unknown-key or bad-mac."""
+    """Outcome of the MAC check. ``status``: ok, cleartext, no-ac, unknown-key or bad-mac.
 
-    status: str
-    key_id: int | None = None
-    iv: bytes | None = None
-    plaintext: bytes | None = None  # mode 2 only, once the MAC verified
+    A plain class, not a frozen dataclass: it is made for every secured message, and a
+    dataclass's generated ``__init__`` stays interpreted in a compiled build.
+    """
+
+    __slots__ = ("iv", "key_id", "plaintext", "status")
+
+    def __init__(self, status: str, key_id: int | None = None, iv: bytes | None = None,
+                 plaintext: bytes | None = None) -> None:
+        self.status = status
+        self.key_id = key_id
+        self.iv = iv
+        self.plaintext = plaintext  # mode 2 only, once the MAC verified
 
 
 def _check(data: bytes, header: acse.Header, keys: KeyTable,
@@ -275,7 +292,7 @@ def _check(data: bytes, header: acse.Header, keys: KeyTable,
     ctl_pos, end = header.spans.epsem
     ctl, mac_pos = control_and_mac(data, ctl_pos, end, _EPSEM_PATH)
     mode = (ctl >> 2) & 3
-    if mode == SecurityMode.CLEARTEXT:
+    if mode == _CLEARTEXT:
         return _Checked("cleartext")
     found = _key_id_iv(header)
     if found is None and not header.has(TAG_CALLING_AUTHENTICATION_VALUE):
@@ -294,13 +311,20 @@ def _check(data: bytes, header: acse.Header, keys: KeyTable,
     body = data[ctl_pos + 1 : mac_pos]
     mac = data[mac_pos:end]
     try:
-        if mode == SecurityMode.CIPHERTEXT_AUTHENTICATED:
+        if mode == _CIPHERTEXT:
             plaintext = cipher.decrypt(cleartext, body, mac)
             return _Checked("ok", key_id, iv, plaintext)
         cipher.verify(cleartext, body, mac)
     except SecurityError:
         return _Checked("bad-mac", key_id, iv)
     return _Checked("ok", key_id, iv)
+
+
+def _refuse(debug: DebugHook | None, reason: str) -> SecurityError:
+    """The generic SecurityError, its reason told to ``debug`` only."""
+    if debug is not None:
+        debug(reason)
+    return SecurityError()
 
 
 _REASONS = {
@@ -394,40 +418,35 @@ def unprotect(
     if replay is not None and now is None:
         raise LocalProtocolError("a replay check needs `now`")
 
-    def refuse(reason: str) -> SecurityError:
-        if debug is not None:
-            debug(reason)
-        return SecurityError()
-
     if header is None:
         header = _header(data)
     elif header.spans.epsem[0] == header.spans.epsem[1]:
         raise Truncated("empty EPSEM", header.spans.epsem[0], _EPSEM_PATH)
     checked = _check(data, header, keys, session_key)
     if checked.status == "cleartext":
-        if minimum_mode > SecurityMode.CLEARTEXT:
-            raise refuse(f"security mode 0 below the required mode {minimum_mode}")
+        if minimum_mode > _CLEARTEXT:
+            raise _refuse(debug, f"security mode 0 below the required mode {minimum_mode}")
         return acse.decode_rest(data, header, requests)
     if checked.status != "ok":
-        raise refuse(_REASONS[checked.status])
+        raise _refuse(debug, _REASONS[checked.status])
     ctl_pos, end = header.spans.epsem
     ctl = data[ctl_pos]
     mode = (ctl >> 2) & 3
     if mode < minimum_mode:
-        raise refuse(f"security mode {mode} below the required mode {minimum_mode}")
+        raise _refuse(debug, f"security mode {mode} below the required mode {minimum_mode}")
     assert checked.key_id is not None and checked.iv is not None
     in_session = not header.has(TAG_CALLING_AUTHENTICATION_VALUE)
     if in_session and session_order is not None:
         try:
             session_order(header.calling_ap_invocation_id)
         except SecurityError:
-            raise refuse("session invocation id not above the previous one") from None
+            raise _refuse(debug, "session invocation id not above the previous one") from None
     elif replay is not None:
         assert now is not None
         try:
             replay.accept(_header_message_id(header, checked.key_id, checked.iv), now)
         except SecurityError:
-            raise refuse("replayed or stale message") from None
+            raise _refuse(debug, "replayed or stale message") from None
     if header.key_id is None:  # verified with the session's key id and IV
         header = acse.Header({**header.fields, "key_id": checked.key_id, "iv": checked.iv},
                              header.spans)

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from c1222.crypto.eax_prime import BytesLike
 from c1222.errors import LocalProtocolError, SecurityError
 
 __all__ = [
@@ -37,7 +38,7 @@ DEFAULT_MAX_AGE = 900.0
 DEFAULT_IV_TOLERANCE = 900.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class MessageId:
     """What makes a secured message unique for replay detection.
 
@@ -50,14 +51,21 @@ class MessageId:
     iv: bytes
     invocation_id: int
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "iv", bytes(self.iv))  # hashable even if given a bytearray
-        if not 0 <= self.key_id <= 0xFF:
+    def __init__(self, calling_ap_title: str, key_id: int, iv: BytesLike,
+                 invocation_id: int) -> None:
+        # Written out rather than the dataclass's: the IV is made bytes (hashable) before it
+        # is stored, since compiled code refuses a bytearray for a ``bytes`` field.
+        iv = bytes(iv)
+        if not 0 <= key_id <= 0xFF:
             raise LocalProtocolError("key id must be 0-255")
-        if len(self.iv) > 4:
+        if len(iv) > 4:
             raise LocalProtocolError("IV must be at most 4 bytes")
-        if not 0 <= self.invocation_id <= 0xFFFFFFFF:
+        if not 0 <= invocation_id <= 0xFFFFFFFF:
             raise LocalProtocolError("invocation id must fit in 4 bytes")
+        object.__setattr__(self, "calling_ap_title", calling_ap_title)
+        object.__setattr__(self, "key_id", key_id)
+        object.__setattr__(self, "iv", iv)
+        object.__setattr__(self, "invocation_id", invocation_id)
 
 
 class ReplayWindow:
@@ -209,7 +217,7 @@ class ReplayWindow:
         return f"ReplayWindow(entries={len(self._seen)}, max_entries={self._max_entries}, {mode})"
 
 
-def iv_skew(iv: bytes, now_unix: float) -> float:
+def iv_skew(iv: BytesLike, now_unix: float) -> float:
     """Seconds by which a time-based IV (big-endian Unix seconds, digest 2.4) leads ``now``.
 
     Negative when the IV is in the past. The 32-bit value is read modulo 2**32 around
@@ -224,7 +232,7 @@ def iv_skew(iv: bytes, now_unix: float) -> float:
 
 
 def check_iv_freshness(
-    iv: bytes, now_unix: float, tolerance: float = DEFAULT_IV_TOLERANCE
+    iv: BytesLike, now_unix: float, tolerance: float = DEFAULT_IV_TOLERANCE
 ) -> None:
     """Refuse a time-based IV more than ``tolerance`` s from ``now_unix``.
 

@@ -152,3 +152,44 @@ def test_tree_of_a_decrypted_message_shows_the_plaintext_services():
     rows = text.tree(apdu)
     assert (3, "service=full_read code=48 table_id=1", bytes.fromhex("03300001")) in rows
     assert rows[-1] == (2, "mac", b"\x01\x02\x03\x04")
+
+
+def _service_dataclasses() -> list[type]:
+    import dataclasses
+
+    return [c for c in vars(sv).values()
+            if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == sv.__name__]
+
+
+def test_every_service_class_names_itself_and_has_only_its_own_fields():
+    """``service`` and ``code`` are class attributes, never dataclass fields (a mypyc build
+    would make them fields if they were assigned in the dataclass bodies)."""
+    import dataclasses
+
+    for cls in text.REQUESTS.values():
+        assert cls.service in text.REQUESTS and text.REQUESTS[cls.service] is cls
+    assert sv.IdentifyRequest.code == 0x20 and sv.IdentifyRequest().encode() == b"\x20"
+    assert sv.PartialReadIndexRequest(3, (1, 2), 4).code == 0x32
+    for cls in _service_dataclasses():
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert not names & {"service", "code"}, cls
+
+
+def test_field_types_written_out_match_the_service_classes():
+    """services.FIELD_TYPES says what the classes declare (checked in the pure build), and
+    every other field is of a plain class; a compiled build reads these hints back."""
+    import dataclasses
+    import typing
+
+    listed = set()
+    for cls in _service_dataclasses():
+        hints = typing.get_type_hints(cls)
+        for name in (f.name for f in dataclasses.fields(cls)):
+            hint = hints[name]
+            expected = sv.FIELD_TYPES.get(cls, {}).get(name)
+            if expected is None:
+                assert isinstance(hint, type) and typing.get_origin(hint) is None, (cls, name)
+            else:
+                assert hint == expected, (cls, name)
+                listed.add((cls, name))
+    assert listed == {(cls, name) for cls, types in sv.FIELD_TYPES.items() for name in types}
