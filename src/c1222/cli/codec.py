@@ -151,7 +151,7 @@ def record(source: Source, result: Dissected | None) -> dict[str, Any]:
         out["hex"] = source.data.hex()
         return out
     assert result is not None and result.apdu is not None
-    out.update(text.to_json(result.apdu))
+    text.to_json(result.apdu, out)
     out["mac_verified"] = result.mac_verified
     return out
 
