@@ -151,7 +151,7 @@ def record(source: Source, result: Dissected | None) -> dict[str, Any]:
         out["hex"] = source.data.hex()
         return out
     assert result is not None and result.apdu is not None
-    out.update(text.to_json(result.apdu))
+    text.to_json(result.apdu, out)
     out["mac_verified"] = result.mac_verified
     return out
 
@@ -352,10 +352,11 @@ def _flush_json(buffer: list[Any], out: IO[str]) -> None:
 
 
 #: A capture from this size on, on a machine with this many cores, is decoded by worker
-#: processes (--jobs 0). On 2 cores the split measured slower than one process (BENCHMARKS.md:
-#: the main process reads and writes while two workers decode, three processes on two cores).
+#: processes (--jobs 0). The main process reads, deals out and writes (about a sixth of the
+#: work), so from 4 cores it keeps one core and each other core runs a worker; on 2 or 3 every
+#: core runs a worker beside it (BENCHMARKS.md, "Decoding a capture").
 PARALLEL_FROM_BYTES = 2_000_000
-PARALLEL_FROM_CORES = 4
+PARALLEL_FROM_CORES = 2
 
 
 def _workers(jobs: int, inputs: list[str | Path]) -> int:
@@ -375,7 +376,7 @@ def _workers(jobs: int, inputs: list[str | Path]) -> int:
     cores = len(os.sched_getaffinity(0))
     if size < PARALLEL_FROM_BYTES or cores < PARALLEL_FROM_CORES:
         return 1
-    return min(cores - 1, 8)  # the main process keeps a core: it reads, merges and writes
+    return min(cores if cores < 4 else cores - 1, 8)
 
 
 def _key_options(command: Any) -> Any:
@@ -423,8 +424,8 @@ def load_keys(key_specs: tuple[str, ...], keys_file: str | None) -> KeyTable | N
               help="Only messages in this security mode (0, 1, 2).")
 @click.option("--jobs", "-j", type=click.IntRange(0, 64), default=0, show_default=True,
               help="Worker processes for a large capture (split by connection, output in "
-                   "capture order); 0: one per core but one on a machine of 4 cores or more "
-                   "when the capture is over 2 MB; 1: none.")
+                   "capture order); 0: one per core (but one on a machine of 4 cores or "
+                   "more) when the capture is over 2 MB; 1: none.")
 @_key_options
 def decode(inputs: tuple[str, ...], verbose: bool, as_json: bool, ports: tuple[int, ...],
            all_ports: bool, services: tuple[str, ...], titles: tuple[str, ...],

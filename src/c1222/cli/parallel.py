@@ -41,31 +41,50 @@ class WorkerFailed(RuntimeError):
     """A worker process died (killed, out of memory): the output would have a hole."""
 
 
+class _Message:
+    """What :func:`c1222.cli.codec.record` and ``one_line`` read of a Source, built cheaper
+    (a frozen dataclass's ``__init__`` cost a worker about 1 µs per message)."""
+
+    __slots__ = ("frame", "data", "time", "src", "dst", "transport", "error")
+
+    def __init__(self, frame: int, data: bytes, time: float | None, src: str | None,
+                 dst: str | None, transport: str | None) -> None:
+        self.frame, self.data, self.time = frame, data, time
+        self.src, self.dst, self.transport, self.error = src, dst, transport, None
+
+
 def _worker(number: int, inbox: Any, outbox: Any, settings: Settings) -> None:
-    from c1222.cli.codec import Source, _dumps, load_keys, make_filter, one_line, record
+    from c1222.cli.codec import json_lines, load_keys, make_filter, one_line, record
     from c1222.crypto.policy import make_unprotect
     from c1222.session.dissect import Dissector
 
     keys = load_keys(settings.key_specs, settings.keys_file)
     dissector = Dissector(unprotect=None if keys is None else make_unprotect(keys))
+    dissect = dissector.dissect
     wanted = make_filter(*settings.filters)
+    as_json, arrow = settings.as_json, settings.arrow
     while True:
         message = inbox.get()
         if message is None:
             return
         chunk, t0, items = message
-        lines: list[tuple[int, str | None, bool]] = []
+        shown: list[int] = []  # index in the chunk of each line, in order
+        lines: list[Any] = []
+        failures = 0
         for index, frame, data, time, src, dst, transport in items:
-            source = Source(frame, data, time, src, dst, transport)
-            result = dissector.dissect(data, src, dst)
-            failed = result.error is not None
+            source: Any = _Message(frame, data, time, src, dst, transport)
+            result = dissect(data, src, dst)
+            if result.error is not None:
+                failures += 1
             if wanted is not None and (result.apdu is None or not wanted(result.apdu)):
-                lines.append((index, None, failed))
-            elif settings.as_json:
-                lines.append((index, _dumps(record(source, result)), failed))
-            else:
-                lines.append((index, one_line(source, result, t0, settings.arrow), failed))
-        outbox.put((chunk, number, lines))
+                continue
+            shown.append(index)
+            lines.append(record(source, result) if as_json
+                         else one_line(source, result, t0, arrow))
+        # JSON: the chunk's records encoded in one call, one line each (JSON text holds no
+        # raw newline, so the main process splits it back); text lines go as they are.
+        payload: bytes | list[str] = json_lines(lines) if as_json else lines
+        outbox.put((chunk, number, shown, payload, failures))
 
 
 def _chunks(sources: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -89,8 +108,9 @@ def decode(sources: Iterable[Any], workers: int, settings: Settings, out: IO[str
     """
     from c1222.cli.codec import _dumps, one_line, record
 
-    context = multiprocessing.get_context("fork" if "fork" in
-                                          multiprocessing.get_all_start_methods() else "spawn")
+    # Any: typeshed's BaseContext has no Process (the concrete contexts have)
+    context: Any = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     inboxes = [context.Queue() for _ in range(workers)]
     outbox = context.Queue()
     procs = [context.Process(target=_worker, args=(i, inboxes[i], outbox, settings),
@@ -98,30 +118,41 @@ def decode(sources: Iterable[Any], workers: int, settings: Settings, out: IO[str
              for i in range(workers)]
     for proc in procs:
         proc.start()
-    arrived: dict[int, dict[int, list[tuple[int, str | None, bool]]]] = {}
-    flight: list[tuple[int, list[str | None], set[int]]] = []
+    #: chunk -> worker -> (indices shown, JSON lines as one bytes or text lines, failures)
+    arrived: dict[int, dict[int, tuple[list[int], bytes | list[str], int]]] = {}
+    flight: list[tuple[int, list[Any], set[int]]] = []
     seen = failures = 0
     t0: float | None = None
     owner: dict[Any, int] = {}  # conversation -> worker (bounded by the reader's streams)
+    raw = getattr(out, "buffer", None) if settings.as_json else None
 
     def collect() -> None:
         nonlocal failures
         chunk, lines, busy = flight.pop(0)
         while not busy.issubset(arrived.get(chunk, {})):
             try:
-                got, number, result = outbox.get(timeout=POLL_SECONDS)
+                got, number, shown, payload, failed = outbox.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 if not all(p.is_alive() for p in procs):
                     raise WorkerFailed("a decoding worker process died") from None
                 continue
-            arrived.setdefault(got, {})[number] = result
-        for result in arrived.pop(chunk).values():
-            for index, line, failed in result:
+            arrived.setdefault(got, {})[number] = (shown, payload, failed)
+        for shown, payload, failed in arrived.pop(chunk).values():
+            failures += failed
+            # zip stops at the last index: the JSON blob's final newline adds one empty part
+            parts = payload.split(b"\n") if isinstance(payload, bytes) else payload
+            for index, line in zip(shown, parts):
                 lines[index] = line
-                failures += failed
-        shown = [line for line in lines if line is not None]
-        if shown:
-            out.write("\n".join(shown) + "\n")
+        kept = [line for line in lines if line is not None]
+        if not kept:
+            return
+        if not settings.as_json:
+            out.write("\n".join(kept) + "\n")
+        elif raw is not None:  # straight to the bytes below, as the serial path writes
+            out.flush()
+            raw.write(b"\n".join(kept) + b"\n")
+        else:
+            out.write(b"\n".join(kept).decode() + "\n")
 
     error: list[Exception] = []
 
@@ -133,7 +164,7 @@ def decode(sources: Iterable[Any], workers: int, settings: Settings, out: IO[str
 
     try:
         for number, chunk in enumerate(_chunks(reading(), CHUNK)):
-            lines: list[str | None] = [None] * len(chunk)
+            lines: list[Any] = [None] * len(chunk)  # bytes (JSON) or str per message
             parts: list[list[Item]] = [[] for _ in range(workers)]
             for index, source in enumerate(chunk):
                 seen += 1
@@ -143,7 +174,7 @@ def decode(sources: Iterable[Any], workers: int, settings: Settings, out: IO[str
                     failures += 1
                     if settings.filters and any(settings.filters):
                         continue  # filters choose among decoded messages only
-                    lines[index] = (_dumps(record(source, None)) if settings.as_json
+                    lines[index] = (_dumps(record(source, None)).encode() if settings.as_json
                                     else one_line(source, None, t0, settings.arrow))
                     continue
                 conversation = frozenset((source.src, source.dst))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from c1222 import limits
 from c1222.codec import epsem as epsem_codec
@@ -85,6 +86,11 @@ class Spans:
     elements: tuple[Span, ...]
     epsem: tuple[int, int]
 
+    def __init__(self, elements: tuple[Span, ...], epsem: tuple[int, int]) -> None:
+        # written out for mypyc, as Apdu's
+        object.__setattr__(self, "elements", elements)
+        object.__setattr__(self, "epsem", epsem)
+
     def element(self, tag: int) -> Span | None:
         for span in self.elements:
             if span[0] == tag:
@@ -104,6 +110,11 @@ class Header:
 
     fields: dict[str, object]
     spans: Spans
+
+    def __init__(self, fields: dict[str, object], spans: Spans) -> None:
+        # written out for mypyc, as Apdu's
+        object.__setattr__(self, "fields", fields)
+        object.__setattr__(self, "spans", spans)
 
     @property
     def called_ap_title(self) -> Uid | None:
@@ -159,6 +170,32 @@ class Apdu:
     #: Where each element sat in the bytes this APDU was decoded from (None for an APDU made
     #: in code; ``dataclasses.replace`` drops it, since a changed APDU has other bytes).
     spans: Spans | None = field(default=None, init=False, compare=False, repr=False)
+
+    # The dataclass's own __init__, written out: @dataclass keeps an __init__ the class
+    # defines, and compiled by mypyc each ``object.__setattr__`` becomes a native store (the
+    # generated one stays interpreted: 1.8 of the 2 µs it took to build a decoded Apdu).
+    def __init__(self, epsem: Epsem, calling_ap_invocation_id: int,
+                 called_ap_title: Uid | None = None, calling_ap_title: Uid | None = None,
+                 called_ap_invocation_id: int | None = None,
+                 calling_ae_qualifier: int | None = None, aso_context: Uid | None = None,
+                 mechanism_name: Uid | None = None, key_id: int | None = None,
+                 iv: bytes | None = None, authentication_value: bytes | None = None,
+                 called_ae_qualifier: int | None = None,
+                 indirect_reference: int | None = None) -> None:
+        object.__setattr__(self, "epsem", epsem)
+        object.__setattr__(self, "calling_ap_invocation_id", calling_ap_invocation_id)
+        object.__setattr__(self, "called_ap_title", called_ap_title)
+        object.__setattr__(self, "calling_ap_title", calling_ap_title)
+        object.__setattr__(self, "called_ap_invocation_id", called_ap_invocation_id)
+        object.__setattr__(self, "calling_ae_qualifier", calling_ae_qualifier)
+        object.__setattr__(self, "aso_context", aso_context)
+        object.__setattr__(self, "mechanism_name", mechanism_name)
+        object.__setattr__(self, "key_id", key_id)
+        object.__setattr__(self, "iv", iv)
+        object.__setattr__(self, "authentication_value", authentication_value)
+        object.__setattr__(self, "called_ae_qualifier", called_ae_qualifier)
+        object.__setattr__(self, "indirect_reference", indirect_reference)
+        object.__setattr__(self, "spans", None)
 
     @property
     def is_response(self) -> bool:
@@ -299,7 +336,14 @@ def decode_rest(data: bytes, header: Header,
 
 def with_epsem(header: Header, epsem: Epsem) -> Apdu:
     """The APDU of ``header`` with ``epsem`` (decoded, or decrypted by crypto/policy)."""
-    apdu = Apdu(epsem=epsem, **header.fields)  # type: ignore[arg-type]
+    f: dict[str, Any] = header.fields
+    # each field by position: compiled, a direct call of Apdu's __init__ (``**fields`` had
+    # twelve keywords parsed per message)
+    apdu = Apdu(epsem, f["calling_ap_invocation_id"], f.get("called_ap_title"),
+                f.get("calling_ap_title"), f.get("called_ap_invocation_id"),
+                f.get("calling_ae_qualifier"), f.get("aso_context"), f.get("mechanism_name"),
+                f.get("key_id"), f.get("iv"), f.get("authentication_value"),
+                f.get("called_ae_qualifier"), f.get("indirect_reference"))
     object.__setattr__(apdu, "spans", header.spans)
     return apdu
 

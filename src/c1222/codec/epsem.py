@@ -51,15 +51,33 @@ class Epsem:
     ciphertext: bytes | None = None
     padding: bytes = b""
 
-    def __post_init__(self) -> None:
-        if self.ed_class is not None:
-            if len(self.ed_class) != ED_CLASS_SIZE:
+    # The dataclass's __init__ and __post_init__ in one, written out: @dataclass keeps an
+    # __init__ the class defines, and compiled by mypyc each ``object.__setattr__`` becomes a
+    # native store (the generated one stays interpreted, about 1 µs per decoded message).
+    def __init__(self, services: tuple[Service, ...] = (),
+                 security_mode: int = SecurityMode.CLEARTEXT,
+                 response_control: int = ResponseControl.ALWAYS, recovery_session: bool = False,
+                 proxy_service_used: bool = False, ed_class: bytes | None = None,
+                 ed_class_included: bool = False, mac: bytes | None = None,
+                 ciphertext: bytes | None = None, padding: bytes = b"") -> None:
+        if ed_class is not None:
+            if len(ed_class) != ED_CLASS_SIZE:
                 raise LocalProtocolError("ed-class is 4 bytes")
-            object.__setattr__(self, "ed_class_included", True)
-        elif self.ciphertext is None and self.ed_class_included:
+            ed_class_included = True
+        elif ciphertext is None and ed_class_included:
             raise LocalProtocolError("ed-class flag without an ed-class")
-        if self.mac is not None and len(self.mac) != MAC_SIZE:
+        if mac is not None and len(mac) != MAC_SIZE:
             raise LocalProtocolError("MAC is 4 bytes")
+        object.__setattr__(self, "services", services)
+        object.__setattr__(self, "security_mode", security_mode)
+        object.__setattr__(self, "response_control", response_control)
+        object.__setattr__(self, "recovery_session", recovery_session)
+        object.__setattr__(self, "proxy_service_used", proxy_service_used)
+        object.__setattr__(self, "ed_class", ed_class)
+        object.__setattr__(self, "ed_class_included", ed_class_included)
+        object.__setattr__(self, "mac", mac)
+        object.__setattr__(self, "ciphertext", ciphertext)
+        object.__setattr__(self, "padding", padding)
 
     @property
     def control(self) -> int:

@@ -104,39 +104,41 @@ def service_to_json(service: sv.Service) -> dict[str, Any]:
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
-def to_json(apdu: Apdu) -> dict[str, Any]:
-    """The canonical JSON value of one message (ACSE fields, EPSEM flags, services)."""
-    # Written out field by field: this is the hot path of `c1222 decode --json`.
+def to_json(apdu: Apdu, into: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The canonical JSON value of one message (ACSE fields, EPSEM flags, services); with
+    ``into``, its keys are added to that dict (after the keys it holds) and it is returned."""
+    # Written out field by field: this is the hot path of `c1222 decode --json`, whose records
+    # put a capture's fields first (``into`` spares them a second dict and its copy).
+    out: dict[str, Any] = {} if into is None else into
     called, calling = apdu.called_ap_title, apdu.calling_ap_title
     iv, auth = apdu.iv, apdu.authentication_value
     epsem = apdu.epsem
     ed_class, ciphertext, mac = epsem.ed_class, epsem.ciphertext, epsem.mac
-    return {
-        "aso_context": None if apdu.aso_context is None else str(apdu.aso_context),
-        "called_ap_title": None if called is None else str(called),
-        "called_ae_qualifier": apdu.called_ae_qualifier,
-        "called_ap_invocation_id": apdu.called_ap_invocation_id,
-        "calling_ap_title": None if calling is None else str(calling),
-        "calling_ae_qualifier": apdu.calling_ae_qualifier,
-        "calling_ap_invocation_id": apdu.calling_ap_invocation_id,
-        "mechanism_name": None if apdu.mechanism_name is None else str(apdu.mechanism_name),
-        "key_id": apdu.key_id,
-        "iv": None if iv is None else iv.hex(),
-        "authentication_value": None if auth is None else auth.hex(),
-        "indirect_reference": apdu.indirect_reference,
-        "called_ap_title_absolute": None if called is None else str(called.absolute()),
-        "calling_ap_title_absolute": None if calling is None else str(calling.absolute()),
-        "security_mode": int(epsem.security_mode),
-        "response_control": int(epsem.response_control),
-        "recovery_session": epsem.recovery_session,
-        "proxy_service_used": epsem.proxy_service_used,
-        "ed_class_included": epsem.ed_class_included,
-        "ed_class": None if ed_class is None else ed_class.hex(),
-        "padding": epsem.padding.hex(),
-        "ciphertext": None if ciphertext is None else ciphertext.hex(),
-        "mac": None if mac is None else mac.hex(),
-        "services": [service_to_json(s) for s in epsem.services],
-    }
+    out["aso_context"] = None if apdu.aso_context is None else str(apdu.aso_context)
+    out["called_ap_title"] = None if called is None else str(called)
+    out["called_ae_qualifier"] = apdu.called_ae_qualifier
+    out["called_ap_invocation_id"] = apdu.called_ap_invocation_id
+    out["calling_ap_title"] = None if calling is None else str(calling)
+    out["calling_ae_qualifier"] = apdu.calling_ae_qualifier
+    out["calling_ap_invocation_id"] = apdu.calling_ap_invocation_id
+    out["mechanism_name"] = None if apdu.mechanism_name is None else str(apdu.mechanism_name)
+    out["key_id"] = apdu.key_id
+    out["iv"] = None if iv is None else iv.hex()
+    out["authentication_value"] = None if auth is None else auth.hex()
+    out["indirect_reference"] = apdu.indirect_reference
+    out["called_ap_title_absolute"] = None if called is None else str(called.absolute())
+    out["calling_ap_title_absolute"] = None if calling is None else str(calling.absolute())
+    out["security_mode"] = int(epsem.security_mode)
+    out["response_control"] = int(epsem.response_control)
+    out["recovery_session"] = epsem.recovery_session
+    out["proxy_service_used"] = epsem.proxy_service_used
+    out["ed_class_included"] = epsem.ed_class_included
+    out["ed_class"] = None if ed_class is None else ed_class.hex()
+    out["padding"] = epsem.padding.hex()
+    out["ciphertext"] = None if ciphertext is None else ciphertext.hex()
+    out["mac"] = None if mac is None else mac.hex()
+    out["services"] = [service_to_json(s) for s in epsem.services]
+    return out
 
 
 # --------------------------------------------------------------------------- from JSON

@@ -34,6 +34,14 @@ class Dissected:
     error: DecodeError | None = None
     mac_verified: bool | None = None
 
+    def __init__(self, data: bytes, apdu: Apdu | None = None, error: DecodeError | None = None,
+                 mac_verified: bool | None = None) -> None:
+        # written out: compiled by mypyc, native stores (codec.acse.Apdu says why)
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "apdu", apdu)
+        object.__setattr__(self, "error", error)
+        object.__setattr__(self, "mac_verified", mac_verified)
+
 
 class Dissector:
     """Decodes messages in order, pairing each response with its request."""

@@ -113,6 +113,17 @@ class CapturedApdu:
     data: bytes
     error: DecodeError | None = field(default=None, compare=False)
 
+    def __init__(self, frame: int, time: float, src: str, dst: str, transport: str,
+                 data: bytes, error: DecodeError | None = None) -> None:
+        # written out: compiled by mypyc, native stores (codec.acse.Apdu says why)
+        object.__setattr__(self, "frame", frame)
+        object.__setattr__(self, "time", time)
+        object.__setattr__(self, "src", src)
+        object.__setattr__(self, "dst", dst)
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "error", error)
+
     @property
     def ok(self) -> bool:
         """True for an APDU, False for an error record."""
@@ -455,7 +466,6 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max
     # Heuristic verdicts per conversation (the smaller of the two flow keys): True once it
     # looked like C12.22, False once its TCP bytes could not start an APDU.
     verdicts: dict[bytes, bool] = {}
-    record = CapturedApdu
     frame = 0
     for ts, buf in _records(container):
         frame += 1
@@ -584,9 +594,9 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max
                 _reject(streams, verdicts, key)  # not C12.22 after all: say nothing
                 continue
             for apdu in out:
-                yield record(frame, ts, stream.src, stream.dst, "tcp", apdu)
+                yield CapturedApdu(frame, ts, stream.src, stream.dst, "tcp", apdu)
             stream.give_up()
-            yield record(frame, ts, stream.src, stream.dst, "tcp", payload, exc)
+            yield CapturedApdu(frame, ts, stream.src, stream.dst, "tcp", payload, exc)
             continue
         if stream.guessing and stream.head:
             verdict = acse.shape_verdict(stream.head)
@@ -602,7 +612,7 @@ def _read(fileobj: IO[bytes], ports: frozenset[int] | None, heuristic: bool, max
             if other is not None:
                 other.guessing = False
         for apdu in out:
-            yield record(frame, ts, stream.src, stream.dst, "tcp", apdu)
+            yield CapturedApdu(frame, ts, stream.src, stream.dst, "tcp", apdu)
     for stream in streams.values():
         yield from _finish(stream)
 

@@ -89,7 +89,7 @@ def test_jobs_zero_uses_workers_only_for_a_large_capture(tmp_path: Path,
     assert codec_cli._workers(0, ["60"]) == 1
     monkeypatch.setattr(codec_cli, "PARALLEL_FROM_BYTES", 1)
     monkeypatch.setattr(codec_cli.os, "sched_getaffinity", lambda pid: set(range(2)))
-    assert codec_cli._workers(0, [path]) == 1  # two cores: the split measured slower
+    assert codec_cli._workers(0, [path]) == 2  # two cores: a worker on each, the reader beside
     monkeypatch.setattr(codec_cli.os, "sched_getaffinity", lambda pid: set(range(6)))
     assert codec_cli._workers(0, [path]) == 5
     assert codec_cli._workers(4, [path]) == 4

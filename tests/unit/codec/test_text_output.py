@@ -61,3 +61,14 @@ def test_field_types_written_out_match_the_classes() -> None:
         if type in declared.values():  # mypyc writes `type` for what it cannot express
             pytest.skip("a compiled build: the classes' annotations are mypyc's")
         assert text._FIELD_TYPES[cls] == declared
+
+
+def test_to_json_into_a_dict_adds_the_message_after_its_keys() -> None:
+    from c1222.codec import samples
+
+    apdu = samples.messages()[1]
+    record = {"frame": 3}
+    out = text.to_json(apdu, record)
+    assert out is record
+    assert list(out) == ["frame", *text.to_json(apdu)]
+    assert {k: v for k, v in out.items() if k != "frame"} == text.to_json(apdu)
