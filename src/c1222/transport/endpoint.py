@@ -49,6 +49,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 from c1222 import limits
 from c1222.codec.acse import SegmentHeader, called_invocation_id, segment_header
@@ -253,8 +254,8 @@ class _Stream(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
         endpoint = self.endpoint
         peer = transport.get_extra_info("peername")[:2]
         if self.accepted and not endpoint._admit(peer):
