@@ -62,44 +62,81 @@ class MeterServices:
         self.device_class = device_class
         self.on_deregistered = on_deregistered
         self.on_changed = on_changed  # persist after anything a request changed
+        self._served: dict[type[Request], Callable[[Request, ServiceContext], Response]] = {
+            IdentifyRequest: self._identify, FullReadRequest: self._full_read,
+            PartialReadOffsetRequest: self._partial_read_offset,
+            PartialReadIndexRequest: self._partial_read_index,
+            DefaultReadRequest: self._default_read, FullWriteRequest: self._full_write,
+            PartialWriteOffsetRequest: self._partial_write_offset,
+            PartialWriteIndexRequest: self._partial_write_index,
+            DeregisterRequest: self._deregister, DisconnectRequest: self._disconnect,
+        }
 
     def handle(self, request: Request, ctx: ServiceContext) -> Response:
-        store, who, now = self.store, ctx.principal, self.clock()
-        if isinstance(request, IdentifyRequest):
-            return self.identify()
-        if isinstance(request, FullReadRequest):
-            return _read(store.full_read(request.table_id, principal=who, now=now))
-        if isinstance(request, PartialReadOffsetRequest):
-            return _read(store.partial_read_offset(request.table_id, request.offset,
-                                                   request.octet_count, principal=who, now=now))
-        if isinstance(request, PartialReadIndexRequest):
-            return _read(store.partial_read_index(request.table_id, request.indices,
-                                                  request.element_count, principal=who,
-                                                  now=now))
-        if isinstance(request, DefaultReadRequest):
-            return _read(store.full_read(DEFAULT_READ_TABLE, principal=who, now=now))
-        if isinstance(request, FullWriteRequest):
-            store.full_write(request.table_id, _verified(request.table_data), principal=who,
-                             now=now)
-            return self._written()
-        if isinstance(request, PartialWriteOffsetRequest):
-            store.partial_write_offset(request.table_id, request.offset,
-                                       _verified(request.table_data), principal=who, now=now)
-            return self._written()
-        if isinstance(request, PartialWriteIndexRequest):
-            store.partial_write_index(request.table_id, request.indices,
-                                      _verified(request.table_data), principal=who, now=now)
-            return self._written()
-        if isinstance(request, DeregisterRequest):
-            if request.ap_title.absolute() != self.ap_title.absolute():
-                raise UAT(f"{request.ap_title} is not this meter")
-            if self.on_deregistered is not None:
-                self.on_deregistered()
-            return OkResponse()
-        if isinstance(request, DisconnectRequest):
-            ctx.close = True  # the transport closes the association after the response
-            return OkResponse()
-        raise SNS(f"{request.service} is not served by an end device")
+        serve = self._served.get(type(request))
+        if serve is None:
+            raise SNS(f"{request.service} is not served by an end device")
+        return serve(request, ctx)
+
+    # One method per service, found by the request's exact type (a dict look-up per request
+    # instead of a chain of isinstance tests). ``who`` is the principal the session layer
+    # established; ``self.clock()`` the meter's time for the store's hooks.
+
+    def _identify(self, request: Request, ctx: ServiceContext) -> Response:
+        return self.identify()
+
+    def _full_read(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, FullReadRequest)
+        return _read(self.store.full_read(request.table_id, principal=ctx.principal,
+                                          now=self.clock()))
+
+    def _default_read(self, request: Request, ctx: ServiceContext) -> Response:
+        return _read(self.store.full_read(DEFAULT_READ_TABLE, principal=ctx.principal,
+                                          now=self.clock()))
+
+    def _partial_read_offset(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, PartialReadOffsetRequest)
+        return _read(self.store.partial_read_offset(
+            request.table_id, request.offset, request.octet_count, principal=ctx.principal,
+            now=self.clock()))
+
+    def _partial_read_index(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, PartialReadIndexRequest)
+        return _read(self.store.partial_read_index(
+            request.table_id, request.indices, request.element_count, principal=ctx.principal,
+            now=self.clock()))
+
+    def _full_write(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, FullWriteRequest)
+        self.store.full_write(request.table_id, _verified(request.table_data),
+                              principal=ctx.principal, now=self.clock())
+        return self._written()
+
+    def _partial_write_offset(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, PartialWriteOffsetRequest)
+        self.store.partial_write_offset(request.table_id, request.offset,
+                                        _verified(request.table_data), principal=ctx.principal,
+                                        now=self.clock())
+        return self._written()
+
+    def _partial_write_index(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, PartialWriteIndexRequest)
+        self.store.partial_write_index(request.table_id, request.indices,
+                                       _verified(request.table_data), principal=ctx.principal,
+                                       now=self.clock())
+        return self._written()
+
+    def _deregister(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, DeregisterRequest)
+        if request.ap_title.absolute() != self.ap_title.absolute():
+            raise UAT(f"{request.ap_title} is not this meter")
+        if self.on_deregistered is not None:
+            self.on_deregistered()
+        return OkResponse()
+
+    def _disconnect(self, request: Request, ctx: ServiceContext) -> Response:
+        ctx.close = True  # the transport closes the association after the response
+        return OkResponse()
 
     def identify(self) -> IdentifyResponse:
         profile = self.tables.profile

@@ -41,6 +41,14 @@ def pad_password(password: bytes | str) -> bytes:
 
 
 @dataclass(frozen=True)
+class Principal:
+    """Who is asking: a logged-on user (with the groups their password opened)."""
+
+    user_id: int
+    groups: int
+
+
+@dataclass(frozen=True)
 class User:
     """One Table 42 entry with its user id (the Logon / Security service user-id)."""
 
@@ -48,9 +56,12 @@ class User:
     password: bytes
     groups: int
     name: str = ""
+    #: Made once: what a Security service with this user's password yields.
+    principal: Principal = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "password", pad_password(self.password))
+        object.__setattr__(self, "principal", Principal(self.user_id, self.groups))
 
     def __repr__(self) -> str:  # never print a password
         return f"User(user_id={self.user_id}, groups={self.groups:#04x}, name={self.name!r})"
@@ -64,14 +75,6 @@ class Permission:
     write_groups: int = 0
     any_user_read: bool = False  # FLAG1
     any_user_write: bool = False  # FLAG2
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking: a logged-on user (with the groups their password opened)."""
-
-    user_id: int
-    groups: int
 
 
 @dataclass(frozen=True)
@@ -93,18 +96,21 @@ class AccessPolicy:
 
     def authenticate(self, user_id: int, password: bytes | str) -> Principal:
         """The principal for a Security service (user-id, password), or :class:`ISC`."""
-        given = pad_password(password) if len(password) <= PASSWORD_LEN else b""
+        if isinstance(password, bytes) and len(password) == PASSWORD_LEN:
+            given = password  # as the Security service carries it: already padded
+        else:
+            given = pad_password(password) if len(password) <= PASSWORD_LEN else b""
         for user in self.users:
             # compare_digest: the time taken does not tell how much of a password matched.
             if user.user_id == user_id and hmac.compare_digest(user.password, given):
-                return Principal(user.user_id, user.groups)
+                return user.principal
         raise ISC("password not accepted")
 
     def principal(self, user_id: int) -> Principal:
         """The principal for a user authenticated by other means (a C12.22 key)."""
         for user in self.users:
             if user.user_id == user_id:
-                return Principal(user.user_id, user.groups)
+                return user.principal
         raise ISC(f"unknown user {user_id}")
 
     # ------------------------------------------------------------------ checks
