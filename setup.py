@@ -11,7 +11,8 @@ import os
 
 from setuptools import setup
 
-#: The modules `c1222 decode` spends its time in (benchmarks/decode.py). codec/services.py is
+#: The modules `c1222 decode` spends its time in (benchmarks/decode.py), then the meter's
+#: serving path. codec/services.py is
 #: not among them: mypyc 2.x hands a dataclass's ClassVar to @dataclass as a plain annotation,
 #: which turns `service`/`code` into fields.
 COMPILED = [
@@ -22,6 +23,14 @@ COMPILED = [
     "src/c1222/codec/text.py",
     "src/c1222/session/dissect.py",
     "src/c1222/transport/pcap.py",
+    # The meter's serving path (benchmarks/meter.py): the responder, the meter's service
+    # dispatcher, the table store and its access control. Responder allows interpreted
+    # subclasses (c1222/_mypyc.py); the others cannot be subclassed or have their methods
+    # replaced on an instance once compiled (tests wrap them instead).
+    "src/c1222/session/responder.py",
+    "src/c1222/meter/services.py",
+    "src/c1222/tables/store.py",
+    "src/c1222/tables/access.py",
 ]
 
 if os.environ.get("C1222_COMPILE") == "1":

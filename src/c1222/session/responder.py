@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from c1222 import limits
+from c1222._mypyc import mypyc_attr
 from c1222.codec import acse
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
@@ -156,6 +157,8 @@ class ResponderConfig:
     aliases: tuple[Uid, ...] = ()
 
 
+# A node may specialise the responder (a test double of another stack overrides _serve).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Responder:
     """Serves requests for one node. Not thread-safe: one event loop owns it."""
 
@@ -170,6 +173,10 @@ class Responder:
         self._title = config.ap_title
         self._absolute_title = config.ap_title.absolute()
         self._aliases = frozenset(t.absolute() for t in config.aliases)
+        # The decoder hands out one shared Uid per title it has seen: the last one found to
+        # name us is remembered, so most requests pass the A2 check on identity alone (a
+        # Uid's == is a Python-level dataclass method even when the codec is compiled).
+        self._ours: Uid | None = None
         self._sessions: OrderedDict[Hashable, Session] = OrderedDict()
         self._sent: OrderedDict[tuple[Hashable, bytes], tuple[float, bytes]] = OrderedDict()
         # The services this layer serves itself, by exact type: one dict look-up per request
@@ -185,6 +192,7 @@ class Responder:
         self.config.ap_title = title
         self._title = title
         self._absolute_title = title.absolute()
+        self._ours = None
 
     # ------------------------------------------------------------------ associations
 
@@ -220,9 +228,8 @@ class Responder:
             # from the same header's spans and decodes only the EPSEM.
             header = acse.decode_header(data)
             called = header.called_ap_title
-            if called is not None and called is not self._title and (
-                    (absolute := called.absolute()) != self._absolute_title
-                    and absolute not in self._aliases):
+            if called is not None and not self._names_us(called) \
+                    and called.absolute() not in self._aliases:
                 self.handler.notice("unknown_title", None, str(called))
                 return self._refuse(data, ErrorResponse(response_code=ResponseCode.UAT),
                                     digest=digest, now=now)
@@ -250,6 +257,15 @@ class Responder:
             ctx.session.last_active = now
         answer, response = self._answer(apdu, responses, secured=True, digest=digest, now=now)
         return Reply(answer, ctx.close, apdu, response)
+
+    def _names_us(self, title: Uid) -> bool:
+        """``title`` is our AP title, in relative or absolute form."""
+        if title is self._title or title is self._ours:
+            return True
+        if title.absolute() == self._absolute_title:
+            self._ours = title
+            return True
+        return False
 
     def _live_session(self, peer: Hashable, now: float) -> Session | None:
         sess = self._sessions.get(peer)
@@ -354,8 +370,8 @@ class Responder:
         request = Apdu(epsem=Epsem(), calling_ap_invocation_id=header.calling_ap_invocation_id,
                        called_ap_title=header.called_ap_title,
                        calling_ap_title=header.calling_ap_title)
-        data, answer = self._answer(request, [response], secured=False, digest=None, now=0.0)
-        return Reply(data, response=answer)
+        sent, answer = self._answer(request, [response], secured=False, digest=None, now=0.0)
+        return Reply(sent, response=answer)
 
     def _refuse(self, data: bytes, response: Response, *,
                 digest: tuple[Hashable, bytes] | None = None, now: float = 0.0) -> Reply:
@@ -367,8 +383,8 @@ class Responder:
             return Reply(None)
         if header.is_response:
             return Reply(None)
-        data, answer = self._answer(header, [response], secured=False, digest=digest, now=now)
-        return Reply(data, response=answer)
+        sent, answer = self._answer(header, [response], secured=False, digest=digest, now=now)
+        return Reply(sent, response=answer)
 
     def _answer(self, request: Apdu, responses: list[Response], *, secured: bool,
                 digest: tuple[Hashable, bytes] | None,
@@ -384,8 +400,7 @@ class Responder:
         # another node's title (UAT) is answered with our configured title, never theirs.
         config = self.config
         ours = request.called_ap_title
-        if ours is None or (ours is not self._title
-                            and ours.absolute() != self._absolute_title):
+        if ours is None or not self._names_us(ours):
             ours = config.ap_title
         ed_class = config.ed_class
         response = Apdu(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from c1222.errors import ISC, ConfigurationError
 from c1222.tables.decade4 import (
@@ -53,7 +54,8 @@ class User:
     """One Table 42 entry with its user id (the Logon / Security service user-id)."""
 
     user_id: int
-    password: bytes
+    #: Given as bytes or str (Latin-1); kept as the 20 padded bytes (:func:`pad_password`).
+    password: bytes | str
     groups: int
     name: str = ""
     #: Made once: what a Security service with this user's password yields.
@@ -102,7 +104,7 @@ class AccessPolicy:
             given = pad_password(password) if len(password) <= PASSWORD_LEN else b""
         for user in self.users:
             # compare_digest: the time taken does not tell how much of a password matched.
-            if user.user_id == user_id and hmac.compare_digest(user.password, given):
+            if user.user_id == user_id and hmac.compare_digest(cast(bytes, user.password), given):
                 return user.principal
         raise ISC("password not accepted")
 
@@ -156,7 +158,7 @@ class AccessPolicy:
         ]
         limits = SecurityLimitingRcd(nbr_passwords=len(self.users), password_len=PASSWORD_LEN,
                                      nbr_keys=0, key_len=0, nbr_perm_used=len(entries))
-        security = Security(tuple(PasswordEntryRcd(u.password, u.groups) for u in self.users))
+        security = Security(tuple(PasswordEntryRcd(cast(bytes, u.password), u.groups) for u in self.users))
         return limits, security, AccessControl(tuple(entries))
 
 

@@ -62,21 +62,33 @@ class Nonces:
         return self.n
 
 
+class Noted:
+    """The meter's services, with every notice also written down (a wrapper: the services
+    may be compiled, and a compiled object's methods cannot be replaced)."""
+
+    def __init__(self, services: MeterServices) -> None:
+        self.services = services
+        self.notices: list[str] = []
+
+    def handle(self, request, ctx):
+        return self.services.handle(request, ctx)
+
+    def authenticate(self, user_id, password):
+        return self.services.authenticate(user_id, password)
+
+    def notice(self, event, ctx, detail=""):
+        self.notices.append(event)
+        self.services.notice(event, ctx, detail)
+
+
 def make(minimum_mode: int = 0, **config: object) -> tuple[Responder, MeterServices, list]:
     tables = build_tables(MeterProfile(ap_title=str(METER)), now=TimeDate(2026, 1, 1, 0, 0, 0))
     services = MeterServices(tables, METER, clock=lambda: TimeDate(2026, 1, 1, 0, 0, 0))
-    notices: list[str] = []
-    original = services.notice
-
-    def notice(event, ctx, detail=""):
-        notices.append(event)
-        original(event, ctx, detail)
-
-    services.notice = notice  # type: ignore[method-assign]
+    noted = Noted(services)
     responder = Responder(ResponderConfig(ap_title=METER, keys=KEYS, minimum_mode=minimum_mode,
                                           **config),  # type: ignore[arg-type]
-                          services, Nonces(1000))
-    return responder, services, notices
+                          noted, Nonces(1000))
+    return responder, services, noted.notices
 
 
 def requester(mode: int = 0) -> Requester:
