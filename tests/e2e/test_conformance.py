@@ -26,10 +26,10 @@ from click.testing import CliRunner
 from c1222.cli.main import cli
 from c1222.codec import acse
 from c1222.codec.ber import Uid
+from c1222.codec.services import Request, Response
 from c1222.crypto.keys import KeyTable
 from c1222.crypto.nonces import RandomNonceSource
 from c1222.meter.services import MeterServices
-from c1222.codec.services import Request, Response
 from c1222.session.responder import Responder, ResponderConfig, ServiceContext
 from c1222.tables.access import GROUP_ALL, Principal
 from c1222.tables.profile import MeterProfile, build_tables

@@ -404,12 +404,12 @@ class Responder:
             ours = config.ap_title
         ed_class = config.ed_class
         response = Apdu(
-            Epsem(tuple(responses), mode, ed_class=ed_class,
-                  ed_class_included=ed_class is not None),
-            self.nonces.invocation_id(),
-            request.calling_ap_title,
-            ours,
-            request.calling_ap_invocation_id,
+            epsem=Epsem(services=tuple(responses), security_mode=mode, ed_class=ed_class,
+                        ed_class_included=ed_class is not None),
+            calling_ap_invocation_id=self.nonces.invocation_id(),
+            called_ap_title=request.calling_ap_title,
+            calling_ap_title=ours,
+            called_ap_invocation_id=request.calling_ap_invocation_id,
             key_id=request.key_id if mode else None,
             iv=self.nonces.iv() if mode else None,
         )

@@ -156,6 +156,20 @@ def test_the_answer_uses_the_titles_in_the_form_the_request_used(mode, called, c
     assert req.accept(acse.encode(answer), pending, NOW).epsem.services[0].response_code == 0
 
 
+def test_a_new_title_is_answered_and_the_old_one_refused_though_it_was_just_served() -> None:
+    """The responder remembers the decoded title that last named it: a title assigned at
+    registration (set_ap_title) must make it forget that one."""
+    responder, _, _ = make()
+    req = requester()
+    assert exchange(responder, req, [IdentifyRequest()])[0].response_code == ResponseCode.OK
+    assert exchange(responder, req, [IdentifyRequest()])[0].response_code == ResponseCode.OK
+    new = Uid.parse("2.16.124.113620.1.22.0.123.5555")
+    responder.set_ap_title(new)
+    assert exchange(responder, req, [IdentifyRequest()])[0].response_code == ResponseCode.UAT
+    assert exchange(responder, req, [IdentifyRequest()],
+                    called=new)[0].response_code == ResponseCode.OK
+
+
 def test_uat_is_answered_from_our_own_title_not_the_one_asked_for() -> None:
     responder, _, _ = make()
     req = requester()
