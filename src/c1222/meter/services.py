@@ -62,6 +62,7 @@ class MeterServices:
         self.device_class = device_class
         self.on_deregistered = on_deregistered
         self.on_changed = on_changed  # persist after anything a request changed
+        self._reads: dict[int, ReadResponse] = {}  # the latest full read of each table
         self._served: dict[type[Request], Callable[[Request, ServiceContext], Response]] = {
             IdentifyRequest: self._identify, FullReadRequest: self._full_read,
             PartialReadOffsetRequest: self._partial_read_offset,
@@ -87,12 +88,20 @@ class MeterServices:
 
     def _full_read(self, request: Request, ctx: ServiceContext) -> Response:
         assert isinstance(request, FullReadRequest)
-        return _read(self.store.full_read(request.table_id, principal=ctx.principal,
-                                          now=self.clock()))
+        return self._whole(request.table_id, ctx)
 
     def _default_read(self, request: Request, ctx: ServiceContext) -> Response:
-        return _read(self.store.full_read(DEFAULT_READ_TABLE, principal=ctx.principal,
-                                          now=self.clock()))
+        return self._whole(DEFAULT_READ_TABLE, ctx)
+
+    def _whole(self, table_id: int, ctx: ServiceContext) -> ReadResponse:
+        data = self.store.full_read(table_id, principal=ctx.principal, now=self.clock())
+        # The store hands out the same bytes object until the table changes: its response
+        # (an immutable value) is made once per version of the table, not once per read.
+        kept = self._reads.get(table_id)
+        if kept is not None and kept.table_data.data is data:
+            return kept
+        response = self._reads[table_id] = _read(data)
+        return response
 
     def _partial_read_offset(self, request: Request, ctx: ServiceContext) -> Response:
         assert isinstance(request, PartialReadOffsetRequest)

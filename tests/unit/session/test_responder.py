@@ -208,6 +208,23 @@ def test_reader_may_not_write() -> None:
     assert [r.response_code for r in got] == [0, ResponseCode.ISC]
 
 
+def test_a_full_read_after_a_write_gives_the_new_bytes() -> None:
+    """The meter keeps the response of a table's latest full read; a write makes a new one."""
+    responder, services, _ = make()
+    req = requester()
+    login = SecurityRequest(pad_password("PASSWORD"), 2)
+    before = services.store.get_bytes(6)
+    for _ in range(2):
+        got = exchange(responder, req, [login, FullReadRequest(6)])
+        assert got[1].table_data.data == before
+    after = bytes([before[0] ^ 1]) + before[1:]
+    got = exchange(responder, req, [login, FullWriteRequest(6, TableData(after)),
+                                    FullReadRequest(6)])
+    assert [r.response_code for r in got] == [0, 0, 0]
+    assert got[2].table_data.data == after != before
+    assert exchange(responder, req, [login, FullReadRequest(6)])[1].table_data.data == after
+
+
 def test_bad_checksum_is_err_and_changes_nothing() -> None:
     responder, services, _ = make()
     before = services.store.get_bytes(6)
