@@ -8,7 +8,8 @@ code. A meter is an end device, so the relay services (Register, Resolve, Trace)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from c1222.codec.ber import Uid
 from c1222.codec.services import (
@@ -33,7 +34,7 @@ from c1222.codec.services import (
 from c1222.codes import EAX_PRIME_MECHANISM
 from c1222.errors import ERR, SNS, UAT, ChecksumMismatch
 from c1222.session.responder import ServiceContext
-from c1222.tables.access import Principal
+from c1222.tables.access import AccessPolicy, Principal
 from c1222.tables.lists import append_history
 from c1222.tables.profile import MeterTables
 from c1222.tables.types import TimeDate
@@ -48,6 +49,36 @@ EVENT_TAMPER_ATTEMPT = 47
 DEFAULT_READ_TABLE = 28
 
 
+class ServedTables(Protocol):
+    """What the dispatcher asks of its table store: the service methods of
+    :class:`~c1222.tables.store.TableStore` (a test double may stand in for it, as the
+    head-end's tests do)."""
+
+    policy: AccessPolicy
+
+    def full_read(self, table: int, *, principal: Principal | None = None,
+                  now: TimeDate | None = None) -> bytes: ...
+
+    def partial_read_offset(self, table: int, offset: int, count: int, *,
+                            principal: Principal | None = None,
+                            now: TimeDate | None = None) -> bytes: ...
+
+    def partial_read_index(self, table: int, indices: Sequence[int], count: int, *,
+                           principal: Principal | None = None,
+                           now: TimeDate | None = None) -> bytes: ...
+
+    def full_write(self, table: int, data: bytes, *, principal: Principal | None = None,
+                   now: TimeDate | None = None) -> None: ...
+
+    def partial_write_offset(self, table: int, offset: int, data: bytes, *,
+                             principal: Principal | None = None,
+                             now: TimeDate | None = None) -> None: ...
+
+    def partial_write_index(self, table: int, indices: Sequence[int], data: bytes, *,
+                            principal: Principal | None = None,
+                            now: TimeDate | None = None) -> None: ...
+
+
 class MeterServices:
     """Serves one meter's tables. ``clock`` gives the meter's time as a TimeDate."""
 
@@ -56,7 +87,7 @@ class MeterServices:
                  on_deregistered: Callable[[], None] | None = None,
                  on_changed: Callable[[], None] | None = None) -> None:
         self.tables = tables
-        self.store = tables.store
+        self.store: ServedTables = tables.store
         self.ap_title = ap_title
         self.clock = clock
         self.device_class = device_class
@@ -170,7 +201,8 @@ class MeterServices:
             self.log_event(EVENT_TAMPER_ATTEMPT, user_id=user)
 
     def log_event(self, code: int, *, user_id: int = 0, argument: bytes = b"") -> None:
-        if append_history(self.store, self.clock(), code, user_id=user_id, argument=argument):
+        if append_history(self.tables.store, self.clock(), code, user_id=user_id,
+                          argument=argument):
             if self.on_changed is not None:
                 self.on_changed()
 
