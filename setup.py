@@ -32,6 +32,14 @@ COMPILED = [
     "src/c1222/crypto/replay.py",
     "src/c1222/crypto/nonces.py",
     "src/c1222/crypto/keys.py",
+    # The meter's serving path (benchmarks/meter.py): the responder, the meter's service
+    # dispatcher, the table store and its access control. Responder allows interpreted
+    # subclasses (c1222/_mypyc.py); the others cannot be subclassed or have their methods
+    # replaced on an instance once compiled (tests wrap them instead).
+    "src/c1222/session/responder.py",
+    "src/c1222/meter/services.py",
+    "src/c1222/tables/store.py",
+    "src/c1222/tables/access.py",
 ]
 
 if os.environ.get("C1222_COMPILE") == "1":

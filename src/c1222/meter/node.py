@@ -99,6 +99,7 @@ class Meter:
             profile = replace(profile, writable_tables=frozenset(config.writable_tables))
         self.sim_start = float(saved["sim_time"]) if saved else (
             config.start_time if config.start_time is not None else wall())
+        self._clock_second, self._clock_value = int(self.sim_start), utc(self.sim_start)
         self.tables: MeterTables = build_tables(profile, now=utc(self.sim_start))
         self.store: TableStore = self.tables.store
         self.metrology = _MeterMetrology(config)
@@ -153,7 +154,11 @@ class Meter:
         return self.sim_start + (self.monotonic() - self._real_base) * self.config.speed
 
     def clock(self) -> TimeDate:
-        return utc(self.sim_now())
+        # TimeDate has whole seconds: made once per simulated second, not once per request.
+        second = int(self.sim_now())
+        if second != self._clock_second:
+            self._clock_second, self._clock_value = second, utc(second)
+        return self._clock_value
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -8,7 +8,8 @@ code. A meter is an end device, so the relay services (Register, Resolve, Trace)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from c1222.codec.ber import Uid
 from c1222.codec.services import (
@@ -33,7 +34,7 @@ from c1222.codec.services import (
 from c1222.codes import EAX_PRIME_MECHANISM
 from c1222.errors import ERR, SNS, UAT, ChecksumMismatch
 from c1222.session.responder import ServiceContext
-from c1222.tables.access import Principal
+from c1222.tables.access import AccessPolicy, Principal
 from c1222.tables.lists import append_history
 from c1222.tables.profile import MeterTables
 from c1222.tables.types import TimeDate
@@ -48,6 +49,36 @@ EVENT_TAMPER_ATTEMPT = 47
 DEFAULT_READ_TABLE = 28
 
 
+class ServedTables(Protocol):
+    """What the dispatcher asks of its table store: the service methods of
+    :class:`~c1222.tables.store.TableStore` (a test double may stand in for it, as the
+    head-end's tests do)."""
+
+    policy: AccessPolicy
+
+    def full_read(self, table: int, *, principal: Principal | None = None,
+                  now: TimeDate | None = None) -> bytes: ...
+
+    def partial_read_offset(self, table: int, offset: int, count: int, *,
+                            principal: Principal | None = None,
+                            now: TimeDate | None = None) -> bytes: ...
+
+    def partial_read_index(self, table: int, indices: Sequence[int], count: int, *,
+                           principal: Principal | None = None,
+                           now: TimeDate | None = None) -> bytes: ...
+
+    def full_write(self, table: int, data: bytes, *, principal: Principal | None = None,
+                   now: TimeDate | None = None) -> None: ...
+
+    def partial_write_offset(self, table: int, offset: int, data: bytes, *,
+                             principal: Principal | None = None,
+                             now: TimeDate | None = None) -> None: ...
+
+    def partial_write_index(self, table: int, indices: Sequence[int], data: bytes, *,
+                            principal: Principal | None = None,
+                            now: TimeDate | None = None) -> None: ...
+
+
 class MeterServices:
     """Serves one meter's tables. ``clock`` gives the meter's time as a TimeDate."""
 
@@ -56,50 +87,96 @@ class MeterServices:
                  on_deregistered: Callable[[], None] | None = None,
                  on_changed: Callable[[], None] | None = None) -> None:
         self.tables = tables
-        self.store = tables.store
+        self.store: ServedTables = tables.store
         self.ap_title = ap_title
         self.clock = clock
         self.device_class = device_class
         self.on_deregistered = on_deregistered
         self.on_changed = on_changed  # persist after anything a request changed
+        self._reads: dict[int, ReadResponse] = {}  # the latest full read of each table
+        self._served: dict[type[Request], Callable[[Request, ServiceContext], Response]] = {
+            IdentifyRequest: self._identify, FullReadRequest: self._full_read,
+            PartialReadOffsetRequest: self._partial_read_offset,
+            PartialReadIndexRequest: self._partial_read_index,
+            DefaultReadRequest: self._default_read, FullWriteRequest: self._full_write,
+            PartialWriteOffsetRequest: self._partial_write_offset,
+            PartialWriteIndexRequest: self._partial_write_index,
+            DeregisterRequest: self._deregister, DisconnectRequest: self._disconnect,
+        }
 
     def handle(self, request: Request, ctx: ServiceContext) -> Response:
-        store, who, now = self.store, ctx.principal, self.clock()
-        if isinstance(request, IdentifyRequest):
-            return self.identify()
-        if isinstance(request, FullReadRequest):
-            return _read(store.full_read(request.table_id, principal=who, now=now))
-        if isinstance(request, PartialReadOffsetRequest):
-            return _read(store.partial_read_offset(request.table_id, request.offset,
-                                                   request.octet_count, principal=who, now=now))
-        if isinstance(request, PartialReadIndexRequest):
-            return _read(store.partial_read_index(request.table_id, request.indices,
-                                                  request.element_count, principal=who,
-                                                  now=now))
-        if isinstance(request, DefaultReadRequest):
-            return _read(store.full_read(DEFAULT_READ_TABLE, principal=who, now=now))
-        if isinstance(request, FullWriteRequest):
-            store.full_write(request.table_id, _verified(request.table_data), principal=who,
-                             now=now)
-            return self._written()
-        if isinstance(request, PartialWriteOffsetRequest):
-            store.partial_write_offset(request.table_id, request.offset,
-                                       _verified(request.table_data), principal=who, now=now)
-            return self._written()
-        if isinstance(request, PartialWriteIndexRequest):
-            store.partial_write_index(request.table_id, request.indices,
-                                      _verified(request.table_data), principal=who, now=now)
-            return self._written()
-        if isinstance(request, DeregisterRequest):
-            if request.ap_title.absolute() != self.ap_title.absolute():
-                raise UAT(f"{request.ap_title} is not this meter")
-            if self.on_deregistered is not None:
-                self.on_deregistered()
-            return OkResponse()
-        if isinstance(request, DisconnectRequest):
-            ctx.close = True  # the transport closes the association after the response
-            return OkResponse()
-        raise SNS(f"{request.service} is not served by an end device")
+        serve = self._served.get(type(request))
+        if serve is None:
+            raise SNS(f"{request.service} is not served by an end device")
+        return serve(request, ctx)
+
+    # One method per service, found by the request's exact type (a dict look-up per request
+    # instead of a chain of isinstance tests). ``who`` is the principal the session layer
+    # established; ``self.clock()`` the meter's time for the store's hooks.
+
+    def _identify(self, request: Request, ctx: ServiceContext) -> Response:
+        return self.identify()
+
+    def _full_read(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, FullReadRequest)
+        return self._whole(request.table_id, ctx)
+
+    def _default_read(self, request: Request, ctx: ServiceContext) -> Response:
+        return self._whole(DEFAULT_READ_TABLE, ctx)
+
+    def _whole(self, table_id: int, ctx: ServiceContext) -> ReadResponse:
+        data = self.store.full_read(table_id, principal=ctx.principal, now=self.clock())
+        # The store hands out the same bytes object until the table changes: its response
+        # (an immutable value) is made once per version of the table, not once per read.
+        kept = self._reads.get(table_id)
+        if kept is not None and kept.table_data.data is data:
+            return kept
+        response = self._reads[table_id] = _read(data)
+        return response
+
+    def _partial_read_offset(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, PartialReadOffsetRequest)
+        return _read(self.store.partial_read_offset(
+            request.table_id, request.offset, request.octet_count, principal=ctx.principal,
+            now=self.clock()))
+
+    def _partial_read_index(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, PartialReadIndexRequest)
+        return _read(self.store.partial_read_index(
+            request.table_id, request.indices, request.element_count, principal=ctx.principal,
+            now=self.clock()))
+
+    def _full_write(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, FullWriteRequest)
+        self.store.full_write(request.table_id, _verified(request.table_data),
+                              principal=ctx.principal, now=self.clock())
+        return self._written()
+
+    def _partial_write_offset(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, PartialWriteOffsetRequest)
+        self.store.partial_write_offset(request.table_id, request.offset,
+                                        _verified(request.table_data), principal=ctx.principal,
+                                        now=self.clock())
+        return self._written()
+
+    def _partial_write_index(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, PartialWriteIndexRequest)
+        self.store.partial_write_index(request.table_id, request.indices,
+                                       _verified(request.table_data), principal=ctx.principal,
+                                       now=self.clock())
+        return self._written()
+
+    def _deregister(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, DeregisterRequest)
+        if request.ap_title.absolute() != self.ap_title.absolute():
+            raise UAT(f"{request.ap_title} is not this meter")
+        if self.on_deregistered is not None:
+            self.on_deregistered()
+        return OkResponse()
+
+    def _disconnect(self, request: Request, ctx: ServiceContext) -> Response:
+        ctx.close = True  # the transport closes the association after the response
+        return OkResponse()
 
     def identify(self) -> IdentifyResponse:
         profile = self.tables.profile
@@ -124,7 +201,8 @@ class MeterServices:
             self.log_event(EVENT_TAMPER_ATTEMPT, user_id=user)
 
     def log_event(self, code: int, *, user_id: int = 0, argument: bytes = b"") -> None:
-        if append_history(self.store, self.clock(), code, user_id=user_id, argument=argument):
+        if append_history(self.tables.store, self.clock(), code, user_id=user_id,
+                          argument=argument):
             if self.on_changed is not None:
                 self.on_changed()
 

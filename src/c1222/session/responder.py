@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from c1222 import limits
+from c1222._mypyc import mypyc_attr
 from c1222.codec import acse
 from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
@@ -70,6 +71,13 @@ MAX_SESSIONS = 1024
 #: Responses remembered for byte-identical resends (digest 6.2), and for how long (seconds).
 RESEND_CACHE_SIZE = 256
 RESEND_CACHE_AGE = 60.0
+
+# Plain ints for the per-request comparisons: reading an IntEnum member is an attribute look-up
+# through the enum class each time.
+_OK = int(ResponseCode.OK)
+_NEVER = int(ResponseControl.NEVER)
+_ON_EXCEPTION = int(ResponseControl.ON_EXCEPTION)
+_CLEARTEXT = int(SecurityMode.CLEARTEXT)
 
 
 @dataclass
@@ -149,6 +157,8 @@ class ResponderConfig:
     aliases: tuple[Uid, ...] = ()
 
 
+# A node may specialise the responder (a test double of another stack overrides _serve).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Responder:
     """Serves requests for one node. Not thread-safe: one event loop owns it."""
 
@@ -163,14 +173,26 @@ class Responder:
         self._title = config.ap_title
         self._absolute_title = config.ap_title.absolute()
         self._aliases = frozenset(t.absolute() for t in config.aliases)
+        # The decoder hands out one shared Uid per title it has seen: the last one found to
+        # name us is remembered, so most requests pass the A2 check on identity alone (a
+        # Uid's == is a Python-level dataclass method even when the codec is compiled).
+        self._ours: Uid | None = None
         self._sessions: OrderedDict[Hashable, Session] = OrderedDict()
         self._sent: OrderedDict[tuple[Hashable, bytes], tuple[float, bytes]] = OrderedDict()
+        # The services this layer serves itself, by exact type: one dict look-up per request
+        # instead of six isinstance tests before a handler's service is reached.
+        self._own: dict[type[Request], Callable[[Request, ServiceContext], Response]] = {
+            UnknownRequest: self._unknown, LogonRequest: self._logon,
+            SecurityRequest: self._security, LogoffRequest: self._logoff,
+            TerminateRequest: self._terminate, WaitRequest: self._wait,
+        }
 
     def set_ap_title(self, title: Uid) -> None:
         """Answer to ``title`` from now on (a title assigned at registration, digest 7.2)."""
         self.config.ap_title = title
         self._title = title
         self._absolute_title = title.absolute()
+        self._ours = None
 
     # ------------------------------------------------------------------ associations
 
@@ -206,9 +228,8 @@ class Responder:
             # from the same header's spans and decodes only the EPSEM.
             header = acse.decode_header(data)
             called = header.called_ap_title
-            if (called is not None and called is not self._title
-                    and called.absolute() != self._absolute_title
-                    and called.absolute() not in self._aliases):
+            if called is not None and not self._names_us(called) \
+                    and called.absolute() not in self._aliases:
                 self.handler.notice("unknown_title", None, str(called))
                 return self._refuse(data, ErrorResponse(response_code=ResponseCode.UAT),
                                     digest=digest, now=now)
@@ -228,14 +249,23 @@ class Responder:
         if apdu.is_response:
             self._debug("a response arrived at the responder; ignored")
             return Reply(None)
-        ctx = ServiceContext(peer=peer, now=now, apdu=apdu, session=sess,
-                             principal=sess.principal if sess is not None else None)
-        responses = [self._serve(request, ctx) for request in apdu.epsem.services
+        ctx = ServiceContext(peer, now, apdu, sess.principal if sess is not None else None, sess)
+        serve = self._serve
+        responses = [serve(request, ctx) for request in apdu.epsem.services
                      if isinstance(request, Request)]
         if ctx.session is not None:
             ctx.session.last_active = now
-        reply = self._answer(apdu, responses, secured=True, digest=digest, now=now)
-        return Reply(reply.data, ctx.close, apdu, reply.response)
+        answer, response = self._answer(apdu, responses, secured=True, digest=digest, now=now)
+        return Reply(answer, ctx.close, apdu, response)
+
+    def _names_us(self, title: Uid) -> bool:
+        """``title`` is our AP title, in relative or absolute form."""
+        if title is self._title or title is self._ours:
+            return True
+        if title.absolute() == self._absolute_title:
+            self._ours = title
+            return True
+        return False
 
     def _live_session(self, peer: Hashable, now: float) -> Session | None:
         sess = self._sessions.get(peer)
@@ -247,22 +277,9 @@ class Responder:
 
     def _serve(self, request: Request, ctx: ServiceContext) -> Response:
         try:
-            if isinstance(request, UnknownRequest):
-                raise SNS(f"service {request.request_code:#04x} is not supported")
-            if isinstance(request, LogonRequest):
-                return self._logon(request, ctx)
-            if isinstance(request, SecurityRequest):
-                return self._security(request, ctx)
-            if isinstance(request, LogoffRequest):
-                return self._logoff(ctx)
-            if isinstance(request, TerminateRequest):
-                self._end_session(ctx)
-                return OkResponse()
-            if isinstance(request, WaitRequest):
-                if ctx.session is None:
-                    raise ISSS("Wait outside a session")
-                ctx.session.idle_timeout = max(ctx.session.idle_timeout, request.seconds)
-                return OkResponse()
+            own = self._own.get(type(request))
+            if own is not None:
+                return own(request, ctx)
             return self.handler.handle(request, ctx)
         except ServiceError as exc:
             return ErrorResponse(response_code=exc.code)
@@ -271,7 +288,23 @@ class Responder:
             self._debug(f"{request.service} failed: {exc}")
             return ErrorResponse(response_code=ResponseCode.ERR)
 
-    def _logon(self, request: LogonRequest, ctx: ServiceContext) -> Response:
+    def _unknown(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, UnknownRequest)
+        raise SNS(f"service {request.request_code:#04x} is not supported")
+
+    def _terminate(self, request: Request, ctx: ServiceContext) -> Response:
+        self._end_session(ctx)
+        return OkResponse()
+
+    def _wait(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, WaitRequest)
+        if ctx.session is None:
+            raise ISSS("Wait outside a session")
+        ctx.session.idle_timeout = max(ctx.session.idle_timeout, request.seconds)
+        return OkResponse()
+
+    def _logon(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, LogonRequest)
         if ctx.session is not None:
             raise ISSS("already logged on")
         timeout = request.req_session_idle_timeout
@@ -288,7 +321,8 @@ class Responder:
         self.handler.notice("logon", ctx, f"user {request.user_id}")
         return LogonResponse(resp_session_idle_timeout=timeout)
 
-    def _security(self, request: SecurityRequest, ctx: ServiceContext) -> Response:
+    def _security(self, request: Request, ctx: ServiceContext) -> Response:
+        assert isinstance(request, SecurityRequest)
         user_id = request.user_id
         if user_id is None:
             if ctx.session is None:
@@ -304,7 +338,7 @@ class Responder:
             ctx.session.principal = principal
         return OkResponse()
 
-    def _logoff(self, ctx: ServiceContext) -> Response:
+    def _logoff(self, request: Request, ctx: ServiceContext) -> Response:
         if ctx.session is None:
             raise ISSS("Logoff without a Logon")
         self._end_session(ctx)
@@ -336,7 +370,8 @@ class Responder:
         request = Apdu(epsem=Epsem(), calling_ap_invocation_id=header.calling_ap_invocation_id,
                        called_ap_title=header.called_ap_title,
                        calling_ap_title=header.calling_ap_title)
-        return self._answer(request, [response], secured=False, digest=None, now=0.0)
+        sent, answer = self._answer(request, [response], secured=False, digest=None, now=0.0)
+        return Reply(sent, response=answer)
 
     def _refuse(self, data: bytes, response: Response, *,
                 digest: tuple[Hashable, bytes] | None = None, now: float = 0.0) -> Reply:
@@ -348,26 +383,29 @@ class Responder:
             return Reply(None)
         if header.is_response:
             return Reply(None)
-        return self._answer(header, [response], secured=False, digest=digest, now=now)
+        sent, answer = self._answer(header, [response], secured=False, digest=digest, now=now)
+        return Reply(sent, response=answer)
 
     def _answer(self, request: Apdu, responses: list[Response], *, secured: bool,
-                digest: tuple[Hashable, bytes] | None, now: float) -> Reply:
+                digest: tuple[Hashable, bytes] | None,
+                now: float) -> tuple[bytes | None, Apdu | None]:
+        """The response's bytes and Apdu (None, None: response control says no answer)."""
         control = request.epsem.response_control
-        failed = any(r.response_code != ResponseCode.OK for r in responses)
-        if control == ResponseControl.NEVER or (control == ResponseControl.ON_EXCEPTION
-                                                and not failed):
-            return Reply(None)
-        mode = request.epsem.security_mode if secured else SecurityMode.CLEARTEXT
+        if control == _NEVER or (control == _ON_EXCEPTION
+                                 and all(r.response_code == _OK for r in responses)):
+            return None, None
+        mode = request.epsem.security_mode if secured else _CLEARTEXT
         # Our title in the form the request used (digest 12): MeteringSDK compares titles as
         # sent and takes an absolute answer to `.123.8437` for tampering. A request for
         # another node's title (UAT) is answered with our configured title, never theirs.
+        config = self.config
         ours = request.called_ap_title
-        if ours is None or ours.absolute() != self._absolute_title:
-            ours = self.config.ap_title
+        if ours is None or not self._names_us(ours):
+            ours = config.ap_title
+        ed_class = config.ed_class
         response = Apdu(
-            epsem=Epsem(services=tuple(responses), security_mode=mode,
-                        ed_class=self.config.ed_class,
-                        ed_class_included=self.config.ed_class is not None),
+            epsem=Epsem(services=tuple(responses), security_mode=mode, ed_class=ed_class,
+                        ed_class_included=ed_class is not None),
             calling_ap_invocation_id=self.nonces.invocation_id(),
             called_ap_title=request.calling_ap_title,
             calling_ap_title=ours,
@@ -375,18 +413,19 @@ class Responder:
             key_id=request.key_id if mode else None,
             iv=self.nonces.iv() if mode else None,
         )
-        data = protect(response, self.config.keys)
-        if len(data) > self.config.max_response_size:
+        data = protect(response, config.keys)
+        if len(data) > config.max_response_size:
             too_large = ErrorResponse(response_code=ResponseCode.RSTL,
-                                      max_size=self.config.max_response_size)
+                                      max_size=config.max_response_size)
             response = dataclasses.replace(
                 response, epsem=dataclasses.replace(response.epsem, services=(too_large,)))
-            data = protect(response, self.config.keys)
+            data = protect(response, config.keys)
         if digest is not None:
-            self._sent[digest] = (now, data)
-            while len(self._sent) > RESEND_CACHE_SIZE:
-                self._sent.popitem(last=False)
-        return Reply(data, response=response)
+            sent = self._sent
+            sent[digest] = (now, data)
+            if len(sent) > RESEND_CACHE_SIZE:
+                sent.popitem(last=False)
+        return data, response
 
     def _debug(self, message: str) -> None:
         if self.debug is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from c1222.errors import ISC, ConfigurationError
 from c1222.tables.decade4 import (
@@ -41,16 +42,28 @@ def pad_password(password: bytes | str) -> bytes:
 
 
 @dataclass(frozen=True)
+class Principal:
+    """Who is asking: a logged-on user (with the groups their password opened)."""
+
+    user_id: int
+    groups: int
+
+
+@dataclass(frozen=True)
 class User:
     """One Table 42 entry with its user id (the Logon / Security service user-id)."""
 
     user_id: int
-    password: bytes
+    #: Given as bytes or str (Latin-1); kept as the 20 padded bytes (:func:`pad_password`).
+    password: bytes | str
     groups: int
     name: str = ""
+    #: Made once: what a Security service with this user's password yields.
+    principal: Principal = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "password", pad_password(self.password))
+        object.__setattr__(self, "principal", Principal(self.user_id, self.groups))
 
     def __repr__(self) -> str:  # never print a password
         return f"User(user_id={self.user_id}, groups={self.groups:#04x}, name={self.name!r})"
@@ -64,14 +77,6 @@ class Permission:
     write_groups: int = 0
     any_user_read: bool = False  # FLAG1
     any_user_write: bool = False  # FLAG2
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking: a logged-on user (with the groups their password opened)."""
-
-    user_id: int
-    groups: int
 
 
 @dataclass(frozen=True)
@@ -93,18 +98,21 @@ class AccessPolicy:
 
     def authenticate(self, user_id: int, password: bytes | str) -> Principal:
         """The principal for a Security service (user-id, password), or :class:`ISC`."""
-        given = pad_password(password) if len(password) <= PASSWORD_LEN else b""
+        if isinstance(password, bytes) and len(password) == PASSWORD_LEN:
+            given = password  # as the Security service carries it: already padded
+        else:
+            given = pad_password(password) if len(password) <= PASSWORD_LEN else b""
         for user in self.users:
             # compare_digest: the time taken does not tell how much of a password matched.
-            if user.user_id == user_id and hmac.compare_digest(user.password, given):
-                return Principal(user.user_id, user.groups)
+            if user.user_id == user_id and hmac.compare_digest(cast(bytes, user.password), given):
+                return user.principal
         raise ISC("password not accepted")
 
     def principal(self, user_id: int) -> Principal:
         """The principal for a user authenticated by other means (a C12.22 key)."""
         for user in self.users:
             if user.user_id == user_id:
-                return Principal(user.user_id, user.groups)
+                return user.principal
         raise ISC(f"unknown user {user_id}")
 
     # ------------------------------------------------------------------ checks
@@ -150,7 +158,7 @@ class AccessPolicy:
         ]
         limits = SecurityLimitingRcd(nbr_passwords=len(self.users), password_len=PASSWORD_LEN,
                                      nbr_keys=0, key_len=0, nbr_perm_used=len(entries))
-        security = Security(tuple(PasswordEntryRcd(u.password, u.groups) for u in self.users))
+        security = Security(tuple(PasswordEntryRcd(cast(bytes, u.password), u.groups) for u in self.users))
         return limits, security, AccessControl(tuple(entries))
 
 

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
 
 from c1222 import limits
 from c1222.errors import (
@@ -145,7 +145,13 @@ class FieldType:
 
 
 def _const_or(expr: int | Expr) -> Expr:
-    return expr if callable(expr) else (lambda _s, _v=expr: _v)
+    if callable(expr):
+        return expr
+
+    def const(_s: Any, _v: int = expr) -> int:
+        return _v
+
+    return const
 
 
 class UInt(FieldType):
@@ -623,16 +629,22 @@ def fld(ftype: Any, *, when: Expr | None = None, count: int | Expr | None = None
     return field(metadata={"c12": spec})
 
 
-def record(cls: type) -> type:
+_C = TypeVar("_C", bound=type)
+
+
+# dataclass_transform: type checkers (and mypyc) see the records and bitfields as the frozen
+# dataclasses they are, with their members as __init__ parameters.
+@dataclass_transform(frozen_default=True, field_specifiers=(field, fld))
+def record(cls: _C) -> _C:
     """Make ``cls`` a frozen dataclass whose members are all declared with :func:`fld`."""
-    dc = dataclass(frozen=True)(cls)
+    dc: Any = dataclass(frozen=True)(cls)
     specs = []
     for f in dataclasses.fields(dc):
         spec = f.metadata.get("c12")
         if spec is None:
             raise TypeError(f"{cls.__name__}.{f.name} is not declared with fld()")
         specs.append((f.name, spec))
-    dc.__c12_specs__ = tuple(specs)  # type: ignore[attr-defined]
+    dc.__c12_specs__ = tuple(specs)
     return dc
 
 
@@ -646,17 +658,20 @@ def bits(lo: int, hi: int) -> Any:
     return field(default=0, metadata={"bits": (lo, hi, False)})
 
 
-def bitfield(nbytes: int) -> Callable[[type], type]:
+# No field specifiers here: every member is a flag() or bits() with a default, and a type
+# checker takes a call it does not know as that default.
+@dataclass_transform(frozen_default=True)
+def bitfield(nbytes: int) -> Callable[[_C], _C]:
     """Make ``cls`` a frozen dataclass coded as a BFLD of ``nbytes`` bytes (section 3.5)."""
 
-    def wrap(cls: type) -> type:
-        dc = dataclass(frozen=True)(cls)
+    def wrap(cls: _C) -> _C:
+        dc: Any = dataclass(frozen=True)(cls)
         members = []
         for f in dataclasses.fields(dc):
             lo, hi, is_flag = f.metadata["bits"]
             members.append((f.name, lo, hi, is_flag))
-        dc.__c12_bits__ = tuple(members)  # type: ignore[attr-defined]
-        dc.__c12_size__ = nbytes  # type: ignore[attr-defined]
+        dc.__c12_bits__ = tuple(members)
+        dc.__c12_size__ = nbytes
         return dc
 
     return wrap

@@ -263,6 +263,7 @@ def build_records(p: MeterProfile, now: TimeDate | None = None) -> dict[int, obj
          d6.LpSourceSelRcd(d6.ChnlFlag(), SRC_VOLTAGE, SRC_VOLTAGE)),
         4, None, None), None, None, None)
     lp_memory = table_size(64, env)
+    assert lp_memory is not None  # Table 64 has a layout
     recs[60] = recs[61] = d6.LpSetRcd(lp_memory, lp_flags, d6.LpFmats(inv_uint32_flag=True),
                                       lp_set, None, None, None)
     recs[63] = d6.LpStatus(d6.LpSetStatusRcd(

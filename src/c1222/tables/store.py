@@ -51,7 +51,9 @@ class TableStore:
     def __init__(self, tables: Mapping[int, bytes], *, policy: AccessPolicy | None = None) -> None:
         if 0 not in tables:
             raise LocalProtocolError("a table store needs Table 0")
-        self._data: dict[int, bytearray] = {n: bytearray(b) for n, b in tables.items()}
+        # Immutable bytes: a write replaces a table's bytes whole, so a read hands them out
+        # without a copy.
+        self._data: dict[int, bytes] = {n: bytes(b) for n, b in tables.items()}
         self.policy = policy if policy is not None else AccessPolicy(public_read=frozenset(tables),
                                                                      public_write=frozenset(tables))
         self._decoded: dict[int, Any] = {}
@@ -85,7 +87,7 @@ class TableStore:
         return number in self._data
 
     def get_bytes(self, number: int) -> bytes:
-        return bytes(self._data[number])
+        return self._data[number]
 
     def get(self, number: int) -> Any:
         """The decoded value of a table (cached until the table changes)."""
@@ -105,7 +107,7 @@ class TableStore:
                 and len(data) != len(self._data[number]):
             raise LocalProtocolError(
                 f"table {number}: {len(data)} bytes, the table has {len(self._data[number])}")
-        self._data[number] = bytearray(data)
+        self._data[number] = bytes(data)
         self._changed(number)
 
     def _changed(self, number: int) -> None:
@@ -142,15 +144,16 @@ class TableStore:
     # ------------------------------------------------------------------ checks
 
     def _key(self, table: TableRef) -> int:
-        if not isinstance(table, TableId):
-            # Package numbering: 0-2039 standard, 2048 + n manufacturer; nothing above.
-            if not 0 <= table < 2 * MFG_BASE:
-                raise SNS(f"table {table} not supported")
-            table = TableId(table % MFG_BASE, table >= MFG_BASE)
-        tid = table
-        if tid.pending or tid.user_defined:
-            raise SNS(f"pending / user-defined table {tid.number} not supported")
-        key = tid.key
+        if isinstance(table, TableId):
+            if table.pending or table.user_defined:
+                raise SNS(f"pending / user-defined table {table.number} not supported")
+            key = table.key
+        # Package numbering: 0-2039 standard, 2048 + n manufacturer; nothing above. A number
+        # in range is its own key (TableId(n % MFG_BASE, n >= MFG_BASE).key == n).
+        elif 0 <= table < 2 * MFG_BASE:
+            key = table
+        else:
+            raise SNS(f"table {table} not supported")
         if key not in self._data:
             raise SNS(f"table {key} not supported")
         return key
@@ -172,8 +175,10 @@ class TableStore:
                     now: TimeDate | None) -> int:
         key = self._key(table)
         self.policy.check_table(key, principal, write=False)
-        for hook in self._read_hooks.get(key, ()):
-            hook(self, key, now)
+        hooks = self._read_hooks.get(key)
+        if hooks:
+            for hook in hooks:
+                hook(self, key, now)
         if key in self._not_ready:
             raise DNR(f"table {key} has no data yet")
         return key
@@ -193,7 +198,7 @@ class TableStore:
                   now: TimeDate | None = None) -> bytes:
         """Full read (0x30)."""
         key = self._check_read(table, principal, now)
-        return bytes(self._data[key])
+        return self._data[key]
 
     def partial_read_offset(self, table: TableRef, offset: int, count: int, *,
                             principal: Principal | None = None,
@@ -205,7 +210,7 @@ class TableStore:
         if offset < 0 or count < 0 or offset + count > len(data):
             raise IAR(f"table {key}: bytes {offset}..{offset + count} outside its "
                       f"{len(data)} bytes")
-        return bytes(data[offset : offset + count])
+        return data[offset : offset + count]
 
     def partial_read_index(self, table: TableRef, indices: Sequence[int], count: int, *,
                            principal: Principal | None = None,
@@ -215,7 +220,7 @@ class TableStore:
         self._access_method(offset=False)
         key = self._check_read(table, principal, now)
         start, end = self.element_span(key, indices, count)
-        return bytes(self._data[key][start:end])
+        return self._data[key][start:end]
 
     def element_span(self, number: int, indices: Sequence[int], count: int = 1) -> tuple[int, int]:
         """Byte range of ``count`` consecutive elements starting at the element path ``indices``.
@@ -256,7 +261,7 @@ class TableStore:
                 decode_table(key, new, self.env if key else None)
             except DecodeError as exc:
                 raise IAR(f"table {key}: data does not decode ({exc.reason})") from None
-        self._data[key] = bytearray(new)
+        self._data[key] = bytes(new)
         self._changed(key)
         self._not_ready.discard(key)
         for hook in self._write_hooks.get(key, ()):

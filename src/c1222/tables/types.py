@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import IntEnum
-from typing import Any
+from typing import Any, Literal
 
 from c1222.errors import DecodeError, LocalProtocolError, Truncated, UnknownCode
 
@@ -117,7 +117,7 @@ class TableContext:
     id_form: int = 0
 
     @property
-    def byteorder(self) -> str:
+    def byteorder(self) -> Literal["little", "big"]:
         return "big" if self.data_order & 1 else "little"
 
     @property

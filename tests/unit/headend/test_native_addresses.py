@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
+from c1222.codec.epsem import Epsem
 from c1222.codec.services import RegisterRequest, ResolveRequest, ResolveResponse
 from c1222.headend.registry import RegistrarServices
 from c1222.session.responder import ServiceContext
+
+#: The request a service handler is handed in these tests (the handlers do not read it).
+NO_APDU = Apdu(epsem=Epsem(), calling_ap_invocation_id=1)
 
 HEADEND = Uid.parse("2.16.124.113620.1.22.0.123.4")
 METER = Uid.parse("2.16.124.113620.1.22.0.5.1")
@@ -13,7 +18,7 @@ METER = Uid.parse("2.16.124.113620.1.22.0.5.1")
 
 def _register(native: bytes) -> RegistrarServices:
     registrar = RegistrarServices(HEADEND)
-    ctx = ServiceContext(peer=1, now=1000.0, apdu=None)  # type: ignore[arg-type]
+    ctx = ServiceContext(peer=1, now=1000.0, apdu=NO_APDU)
     registrar.handle(RegisterRequest(node_type=0x20, connection_type=0x40,
                                      device_class=b"SIMU", ap_title=METER,
                                      serial_number=Uid.parse(".1"), native_address=native,
@@ -22,7 +27,7 @@ def _register(native: bytes) -> RegistrarServices:
 
 
 def _resolve(registrar: RegistrarServices) -> bytes:
-    ctx = ServiceContext(peer=2, now=1001.0, apdu=None)  # type: ignore[arg-type]
+    ctx = ServiceContext(peer=2, now=1001.0, apdu=NO_APDU)
     answer = registrar.handle(ResolveRequest(METER), ctx)
     assert isinstance(answer, ResolveResponse)
     return answer.native_address

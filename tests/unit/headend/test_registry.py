@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
+from c1222.codec.epsem import Epsem
 from c1222.codec.services import (
     DeregisterRequest,
     OkResponse,
@@ -19,6 +21,9 @@ from c1222.codes import ResponseCode
 from c1222.errors import ServiceError
 from c1222.headend.registry import ASSIGNED_BASE, Node, RegistrarServices
 from c1222.session.responder import ServiceContext
+
+#: The request a service handler is handed in these tests (the handlers do not read it).
+NO_APDU = Apdu(epsem=Epsem(), calling_ap_invocation_id=1)
 
 HEADEND = Uid.parse("2.16.124.113620.1.22.0.123.4")
 #: Link ids and the host each stands for (what the head-end's endpoint would say).
@@ -37,7 +42,7 @@ def register(t: Uid | str, *, period: int = 60) -> RegisterRequest:
 
 
 def ctx(peer: int, now: float = 1000.0) -> ServiceContext:
-    return ServiceContext(peer=peer, now=now, apdu=None)  # type: ignore[arg-type]
+    return ServiceContext(peer=peer, now=now, apdu=NO_APDU)
 
 
 def code(registrar: RegistrarServices, request: Any, context: ServiceContext) -> ResponseCode:

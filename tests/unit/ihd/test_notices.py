@@ -86,7 +86,7 @@ def test_a_notice_that_does_not_decode_is_iar_changes_nothing_and_is_not_resent(
     before = board.node.services.tables[NOTICE_TABLE]
     raw = bytearray(store.get_bytes(NOTICE_TABLE))
     raw[22] = 0xFF  # not UTF-8 (a meter whose table was corrupted; its store would refuse it)
-    store._data[NOTICE_TABLE] = raw
+    store._data[NOTICE_TABLE] = bytes(raw)  # the store keeps immutable bytes
     codes = feed(board.node, han)
     assert codes == [IAR, 0, 0, 0] and board.node.services.refused == {"notice": 1}
     assert board.node.services.tables[NOTICE_TABLE] == before and len(board.got) == 1

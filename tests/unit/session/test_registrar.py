@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from c1222.codec.acse import Apdu
 from c1222.codec.ber import Uid
+from c1222.codec.epsem import Epsem
 from c1222.codec.services import RegisterRequest, RegisterResponse
 from c1222.errors import ONP
 from c1222.session.registrar import (
@@ -25,7 +27,8 @@ def register(title: Uid = EMPTY, period: int = 60) -> RegisterRequest:
 
 
 def ctx(peer: int, now: float = 1000.0) -> ServiceContext:
-    return ServiceContext(peer=peer, now=now, apdu=None)  # type: ignore[arg-type]
+    return ServiceContext(peer=peer, now=now, apdu=Apdu(epsem=Epsem(),
+                                                       calling_ap_invocation_id=1))
 
 
 def test_titles_come_from_the_branch_and_skip_held_ones() -> None:

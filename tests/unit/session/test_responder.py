@@ -62,21 +62,33 @@ class Nonces:
         return self.n
 
 
+class Noted:
+    """The meter's services, with every notice also written down (a wrapper: the services
+    may be compiled, and a compiled object's methods cannot be replaced)."""
+
+    def __init__(self, services: MeterServices) -> None:
+        self.services = services
+        self.notices: list[str] = []
+
+    def handle(self, request, ctx):
+        return self.services.handle(request, ctx)
+
+    def authenticate(self, user_id, password):
+        return self.services.authenticate(user_id, password)
+
+    def notice(self, event, ctx, detail=""):
+        self.notices.append(event)
+        self.services.notice(event, ctx, detail)
+
+
 def make(minimum_mode: int = 0, **config: object) -> tuple[Responder, MeterServices, list]:
     tables = build_tables(MeterProfile(ap_title=str(METER)), now=TimeDate(2026, 1, 1, 0, 0, 0))
     services = MeterServices(tables, METER, clock=lambda: TimeDate(2026, 1, 1, 0, 0, 0))
-    notices: list[str] = []
-    original = services.notice
-
-    def notice(event, ctx, detail=""):
-        notices.append(event)
-        original(event, ctx, detail)
-
-    services.notice = notice  # type: ignore[method-assign]
+    noted = Noted(services)
     responder = Responder(ResponderConfig(ap_title=METER, keys=KEYS, minimum_mode=minimum_mode,
                                           **config),  # type: ignore[arg-type]
-                          services, Nonces(1000))
-    return responder, services, notices
+                          noted, Nonces(1000))
+    return responder, services, noted.notices
 
 
 def requester(mode: int = 0) -> Requester:
@@ -144,6 +156,20 @@ def test_the_answer_uses_the_titles_in_the_form_the_request_used(mode, called, c
     assert req.accept(acse.encode(answer), pending, NOW).epsem.services[0].response_code == 0
 
 
+def test_a_new_title_is_answered_and_the_old_one_refused_though_it_was_just_served() -> None:
+    """The responder remembers the decoded title that last named it: a title assigned at
+    registration (set_ap_title) must make it forget that one."""
+    responder, _, _ = make()
+    req = requester()
+    assert exchange(responder, req, [IdentifyRequest()])[0].response_code == ResponseCode.OK
+    assert exchange(responder, req, [IdentifyRequest()])[0].response_code == ResponseCode.OK
+    new = Uid.parse("2.16.124.113620.1.22.0.123.5555")
+    responder.set_ap_title(new)
+    assert exchange(responder, req, [IdentifyRequest()])[0].response_code == ResponseCode.UAT
+    assert exchange(responder, req, [IdentifyRequest()],
+                    called=new)[0].response_code == ResponseCode.OK
+
+
 def test_uat_is_answered_from_our_own_title_not_the_one_asked_for() -> None:
     responder, _, _ = make()
     req = requester()
@@ -180,6 +206,23 @@ def test_reader_may_not_write() -> None:
         SecurityRequest(pad_password("READER"), 1),
         FullWriteRequest(6, TableData(before))])
     assert [r.response_code for r in got] == [0, ResponseCode.ISC]
+
+
+def test_a_full_read_after_a_write_gives_the_new_bytes() -> None:
+    """The meter keeps the response of a table's latest full read; a write makes a new one."""
+    responder, services, _ = make()
+    req = requester()
+    login = SecurityRequest(pad_password("PASSWORD"), 2)
+    before = services.store.get_bytes(6)
+    for _ in range(2):
+        got = exchange(responder, req, [login, FullReadRequest(6)])
+        assert got[1].table_data.data == before
+    after = bytes([before[0] ^ 1]) + before[1:]
+    got = exchange(responder, req, [login, FullWriteRequest(6, TableData(after)),
+                                    FullReadRequest(6)])
+    assert [r.response_code for r in got] == [0, 0, 0]
+    assert got[2].table_data.data == after != before
+    assert exchange(responder, req, [login, FullReadRequest(6)])[1].table_data.data == after
 
 
 def test_bad_checksum_is_err_and_changes_nothing() -> None:

@@ -33,6 +33,14 @@ def test_passwords_are_padded_and_checked() -> None:
     assert "READER" not in repr(POLICY.users[0])  # never print a password
 
 
+def test_a_user_keeps_its_padded_password_and_its_principal() -> None:
+    user = User(2, "WRITER", GROUP_READ | GROUP_WRITE)
+    assert user.password == b"WRITER" + b" " * 14  # a str is taken as Latin-1 and padded
+    assert user.principal == Principal(2, GROUP_READ | GROUP_WRITE)
+    assert user == User(2, b"WRITER", GROUP_READ | GROUP_WRITE)
+    assert POLICY.authenticate(2, "WRITER") == POLICY.principal(2) == Principal(2, 3)
+
+
 def test_public_tables_need_no_logon() -> None:
     assert POLICY.may_access_table(0, None, write=False)
     assert not POLICY.may_access_table(3, None, write=False)
