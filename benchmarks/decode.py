@@ -1,10 +1,10 @@
 """Decode speed: `c1222 decode --json` beside `tshark -T fields` on the same 100,000-message capture.
 
 Run: `.venv/bin/python benchmarks/decode.py [--messages N] [--runs N] [--no-compile]`. Writes its
-section of BENCHMARKS.md. Ours runs from this checkout's src/ (pure Python) and, unless
---no-compile or mypyc is missing, from a copy of it with setup.py's modules compiled by mypyc
-(built in a temporary directory, the checkout untouched); every command runs in turn, once per
-round, so a load burst hits all of them.
+section of BENCHMARKS.md. Ours runs as `make` built this checkout (compiled with mypyc; when the
+checkout is pure Python, from a copy compiled in a temporary directory, unless --no-compile or
+mypyc is missing) and from a pure-Python copy of it (what a plain `pip install` gives); every
+command runs in turn, once per round, so a load burst hits all of them.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _builds import pure_src  # noqa: E402
 from _report import machine, write_section  # noqa: E402
 
+from c1222 import build as package_build  # noqa: E402
 from c1222.codec import samples  # noqa: E402
 from c1222.transport.pcap import PcapWriter  # noqa: E402
 
@@ -144,8 +146,9 @@ def main() -> None:
         pcap = Path(tmp) / "mixed.pcap"
         count = build_capture(pcap, args.messages)
         size = pcap.stat().st_size
-        builds = {"pure Python": root / "src"}
-        compiled = None if args.no_compile else compiled_copy(root, Path(tmp) / "compiled")
+        builds = {"pure Python": pure_src(Path(tmp))}
+        compiled = root / "src" if package_build.compiled() else \
+            None if args.no_compile else compiled_copy(root, Path(tmp) / "compiled")
         if compiled is not None:
             builds["compiled (mypyc)"] = compiled
         env = {**os.environ, "HOME": tmp, "WIRESHARK_CONFIG_DIR": tmp}
@@ -191,15 +194,15 @@ def main() -> None:
             else f"ours, {name}"
         rows.append(f"| {label} | {min(walls[name]):.2f} | {min(cpus[name]):.2f} | "
                     f"{count / min(walls[name]):,.0f} | {ratio:.2f}x | {ratio_cpu:.2f}x |")
-    one = "pure Python, --jobs 1"
+    one = f"{'compiled (mypyc)' if package_build.compiled() else 'pure Python'}, --jobs 1"
     rows += [
         "",
         "Ratios are medians over the rounds of tshark's time / ours in the same round (above 1: "
         "we are faster). CPU time is what one core would need; wall time on 2 busy cores "
         "depends on what else runs.",
         "",
-        "Where our time goes on one core (pure Python build, each stage alone in one process, "
-        "CPU time, best of 3):",
+        f"Where our time goes on one core (this checkout's build: "
+        f"{package_build.describe()}; each stage alone in one process, CPU time, best of 3):",
         "",
         "| stage | seconds | µs/message |",
         "|---|---:|---:|",

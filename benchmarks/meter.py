@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _builds import env_for, pure_src  # noqa: E402
 from _report import machine, write_section  # noqa: E402
 
 from c1222.codec.ber import Uid  # noqa: E402
@@ -70,11 +71,12 @@ Address = tuple[str, int]
 class Server:
     """A subprocess that prints ``... listening on tcp... HOST:PORT`` once ready."""
 
-    def __init__(self, args: list[str], response: bytes = b"") -> None:
+    def __init__(self, args: list[str], response: bytes = b"",
+                 env: dict[str, str] | None = None) -> None:
         self.args_response = response  # what an echo server answers with
         self.proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env=env or {**os.environ, "PYTHONUNBUFFERED": "1"})
         assert self.proc.stdout is not None
         seen = []
         for line in self.proc.stdout:
@@ -98,9 +100,11 @@ class Server:
             return int(f.read().split()[0]) / 1e9
 
 
-def meter_server(mode: int, state_dir: str) -> Server:
+def meter_server(mode: int, state_dir: str, src: Path | None = None) -> Server:
+    """A meter from this checkout as built, or from ``src`` (the pure-Python copy)."""
     return Server(["-m", "c1222.cli", "meter", "--listen", "127.0.0.1:0", "--state-dir",
-                   state_dir, "--security-mode", str(mode), "--key", KEY])
+                   state_dir, "--security-mode", str(mode), "--key", KEY],
+                  env=None if src is None else env_for(src))
 
 
 def echo_server(response: bytes) -> Server:
@@ -270,7 +274,7 @@ def main() -> None:
     if args.endpoint:
         asyncio.run(_endpoint(bytes.fromhex(args.endpoint)))
         return
-    names = ("meter", "endpoint", "echo")
+    names = ("meter", "pure", "endpoint", "echo")
     servers: dict[tuple[int, str], Server] = {}
     best: dict[tuple[int, int, str], Run] = {}
     ratios: dict[tuple[int, int], list[float]] = {}
@@ -279,6 +283,8 @@ def main() -> None:
         try:
             for mode in MODES:
                 meter = servers[mode, "meter"] = meter_server(mode, str(Path(tmp) / f"m{mode}"))
+                servers[mode, "pure"] = meter_server(mode, str(Path(tmp) / f"p{mode}"),
+                                                     pure_src(Path(tmp)))
                 requester, warm = build(mode, 200)
                 warm_run = load(meter.address, [p.data for p in warm], 1)
                 verify(requester, warm, warm_run.answers)
@@ -299,7 +305,7 @@ def main() -> None:
                             cpu = server.cpu()
                             run = load(server.address, [p.data for p in pending], conns)
                             run.cpu = (server.cpu() - cpu) / run.requests
-                            if name == "meter":
+                            if name in ("meter", "pure"):
                                 verify(requester, pending, run.answers)
                             else:
                                 assert all(a == recorded for a in run.answers)
@@ -309,7 +315,7 @@ def main() -> None:
                                 best[key] = run
                             cpus.setdefault(key, []).append(run.cpu)
                         ratios.setdefault((mode, conns), []).append(
-                            this["echo"].rate / this["meter"].rate)
+                            this["meter"].rate / this["echo"].rate)
                 print(f"round {round_ + 1}: " + ", ".join(
                     f"{name} mode {m} x{c} {run.rate:,.0f}/s"
                     for (m, c, name), run in best.items()), flush=True)
@@ -343,14 +349,16 @@ def report(rows: list[tuple[int, int, dict[str, Run], float]],
         "each connection waiting for its answer before sending the next request. "
         f"{args.requests:,} requests per figure and round, each built beforehand with a fresh "
         "invocation id (and IV); every answer of the meter verified afterwards (A4, MAC, OK). "
+        "The meter runs as `make` built it (compiled with mypyc); the pure-Python meter is the "
+        "same code from a copy without the extensions (what a plain `pip install` gives). "
         "Echo = a plain asyncio server in a subprocess (`start_server`, `StreamFramer`, "
         "`write` + `drain`) answering every APDU with the bytes the meter sent for the same "
         "request; Endpoint = our transport (`c1222.transport.endpoint.Endpoint`, default "
         "limits) answering with the same bytes, no node behind it. Same client, same "
         f"concurrency. Rates and latencies: the best of {args.rounds} rounds, every server "
-        "and mode run in every round; the ratio: the median over the rounds of echo rate / "
-        f"meter rate measured side by side. Client and servers share the machine's "
-        f"{os.cpu_count()} cores.",
+        "and mode run in every round; the ratio: the median over the rounds of meter rate / "
+        "echo rate measured side by side (issue 11's figure). Client and servers share the "
+        f"machine's {os.cpu_count()} cores.",
         "",
         "Server CPU per request: CPU time the server process used during a run "
         "(/proc/PID/schedstat) over its requests, the least of the rounds; it leaves out the "
@@ -358,17 +366,17 @@ def report(rows: list[tuple[int, int, dict[str, Run], float]],
         "Echo CPU / meter CPU is the share of the echo server's rate one meter reaches when "
         "the server's core is the bottleneck.",
         "",
-        "| mode | connections | meter req/s | meter p50 / p99 ms | Endpoint req/s "
-        "| Endpoint p50 / p99 ms | echo req/s | echo p50 / p99 ms "
-        "| meter / echo, time per request | server CPU µs/request: meter / Endpoint / echo "
-        "| echo CPU / meter CPU |",
+        "| mode | connections | meter req/s | meter p50 / p99 ms | pure-Python meter req/s "
+        "| Endpoint req/s | echo req/s | echo p50 / p99 ms | **meter rate / echo rate** "
+        "| server CPU µs/request: meter / pure meter / Endpoint / echo | echo CPU / meter CPU |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, conns, runs, ratio in rows:
-        us = [cpu[mode, conns, name] * 1e6 for name in ("meter", "endpoint", "echo")]
-        lines.append(f"| {mode} | {conns} | {cell(runs['meter'])} | {cell(runs['endpoint'])} "
-                     f"| {cell(runs['echo'])} | {ratio:.1f}x "
-                     f"| {us[0]:.0f} / {us[1]:.0f} / {us[2]:.0f} | {us[2] / us[0]:.0%} |")
+        us = [cpu[mode, conns, name] * 1e6 for name in ("meter", "pure", "endpoint", "echo")]
+        lines.append(f"| {mode} | {conns} | {cell(runs['meter'])} | {runs['pure'].rate:,.0f} "
+                     f"| {runs['endpoint'].rate:,.0f} | {cell(runs['echo'])} | {ratio:.0%} "
+                     f"| {us[0]:.0f} / {us[1]:.0f} / {us[2]:.0f} / {us[3]:.0f} "
+                     f"| {us[3] / us[0]:.0%} |")
     sizes = {mode: len(runs["meter"].answers[0]) for mode, _, runs, _ in rows}
     lines += [
         "",

@@ -188,3 +188,39 @@ def test_time_iv_source_with_sized_invocation_ids() -> None:
     assert all(len(encode_unsigned(two.invocation_id())) == 2 for _ in range(200))
     with pytest.raises(LocalProtocolError):
         TimeIvSource(lambda: 0.0, invocation_id_size=5)
+
+
+# --------------------------------------------------------------------- the default randomness
+
+
+def test_default_randomness_is_drawn_in_blocks_and_never_repeats_a_block():
+    from c1222.crypto.nonces import _Urandom
+
+    source = _Urandom()
+    drawn = [source(4) for _ in range(3 * _Urandom.BLOCK // 4 + 7)]  # crosses two refills
+    assert all(len(d) == 4 for d in drawn)
+    assert len(set(drawn)) > len(drawn) - 3  # 4-byte values: a collision or two at most
+    assert len(source(_Urandom.BLOCK + 1)) == _Urandom.BLOCK + 1  # larger than a block
+
+
+def test_a_forked_child_does_not_reuse_the_parents_random_block():
+    import os
+
+    from c1222.crypto.nonces import _Urandom
+
+    source = _Urandom()
+    source(4)  # the parent's block is drawn
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next bytes, then exit at once
+        os.write(write, source(16))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 16)
+    os.waitpid(pid, 0)
+    assert child != source(16)  # the parent's next 16 bytes
+
+
+def test_the_sources_use_the_blocked_randomness_by_default():
+    ids = {RandomNonceSource().invocation_id() for _ in range(2000)}
+    assert len(ids) > 1990 and all(is_recommended_invocation_id(i) for i in ids)
