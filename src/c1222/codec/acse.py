@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from c1222 import limits
 from c1222.codec import epsem as epsem_codec
@@ -36,21 +36,21 @@ from c1222.errors import (
     Truncated,
 )
 
-APDU_TAG = 0x60
-TAG_ASO_CONTEXT = 0xA1
-TAG_CALLED_AP_TITLE = 0xA2
-TAG_CALLED_AE_QUALIFIER = 0xA3  # segments only: total size of the unsegmented APDU
-TAG_CALLED_AP_INVOCATION_ID = 0xA4
-TAG_CALLING_AP_TITLE = 0xA6
-TAG_CALLING_AE_QUALIFIER = 0xA7
-TAG_CALLING_AP_INVOCATION_ID = 0xA8
-TAG_MECHANISM_NAME = 0x8B
-TAG_CALLING_AUTHENTICATION_VALUE = 0xAC
-TAG_USER_INFORMATION = 0xBE
-TAG_EXTERNAL = 0x28
-TAG_OCTET_ALIGNED = 0x81
+APDU_TAG: Final = 0x60
+TAG_ASO_CONTEXT: Final = 0xA1
+TAG_CALLED_AP_TITLE: Final = 0xA2
+TAG_CALLED_AE_QUALIFIER: Final = 0xA3  # segments only: total size of the unsegmented APDU
+TAG_CALLED_AP_INVOCATION_ID: Final = 0xA4
+TAG_CALLING_AP_TITLE: Final = 0xA6
+TAG_CALLING_AE_QUALIFIER: Final = 0xA7
+TAG_CALLING_AP_INVOCATION_ID: Final = 0xA8
+TAG_MECHANISM_NAME: Final = 0x8B
+TAG_CALLING_AUTHENTICATION_VALUE: Final = 0xAC
+TAG_USER_INFORMATION: Final = 0xBE
+TAG_EXTERNAL: Final = 0x28
+TAG_OCTET_ALIGNED: Final = 0x81
 
-ELEMENT_NAMES: dict[int, str] = {
+ELEMENT_NAMES: Final[dict[int, str]] = {
     TAG_ASO_CONTEXT: "aso_context",
     TAG_CALLED_AP_TITLE: "called_ap_title",
     TAG_CALLED_AE_QUALIFIER: "called_ae_qualifier",
@@ -62,11 +62,11 @@ ELEMENT_NAMES: dict[int, str] = {
     TAG_CALLING_AUTHENTICATION_VALUE: "calling_authentication_value",
     TAG_USER_INFORMATION: "user_information",
 }
-_PATHS = {tag: f"apdu.{name}" for tag, name in ELEMENT_NAMES.items()}
+_PATHS: Final = {tag: f"apdu.{name}" for tag, name in ELEMENT_NAMES.items()}
 #: The C12.22 AC element as every implementation sends it (digest 2.4), up to the key id:
 #: ``AC 0F A2 0D A0 0B A1 09 80 01 <key id> 81 04 <IV>``.
-_AC_PREFIX = bytes.fromhex("ac0fa20da00ba1098001")
-_AC_SIZE = 17
+_AC_PREFIX: Final = bytes.fromhex("ac0fa20da00ba1098001")
+_AC_SIZE: Final = 17
 
 
 #: One element as received: (tag, TLV start, value start, value end) in the APDU's bytes.
@@ -235,10 +235,6 @@ def title_element(tag: int, title: Uid) -> bytes:
             _TITLE_ELEMENTS.clear()
         out = _TITLE_ELEMENTS[key] = tlv(tag, _ap_title(title))
     return out
-
-
-#: The canonical C12.22 AC element up to the key id: AC 0F A2 0D A0 0B A1 09 80 01.
-_AC_PREFIX = bytes.fromhex("ac0fa20da00ba1098001")
 
 
 def authentication_element(key_id: int | None, iv: bytes | None) -> bytes:
@@ -492,11 +488,11 @@ class SegmentHeader:
 
 #: Elements a segment never carries: the MAC and authentication are over the whole APDU, and
 #: A4 is read from the reassembled one.
-_NOT_IN_SEGMENTS = (TAG_CALLED_AP_INVOCATION_ID, TAG_MECHANISM_NAME,
+_NOT_IN_SEGMENTS: Final = (TAG_CALLED_AP_INVOCATION_ID, TAG_MECHANISM_NAME,
                     TAG_CALLING_AUTHENTICATION_VALUE)
 
 
-_SEGMENT_FIELDS = (TAG_ASO_CONTEXT, TAG_CALLED_AP_TITLE, TAG_CALLED_AE_QUALIFIER,
+_SEGMENT_FIELDS: Final = (TAG_ASO_CONTEXT, TAG_CALLED_AP_TITLE, TAG_CALLED_AE_QUALIFIER,
                    TAG_CALLING_AP_TITLE, TAG_CALLING_AP_INVOCATION_ID)
 
 

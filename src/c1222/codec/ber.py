@@ -8,15 +8,16 @@ anything is sliced, and no value is allocated from a length alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from c1222 import limits
 from c1222.codes import AP_TITLE_BASE
 from c1222.errors import BerError, DecodeLimitExceeded, LocalProtocolError, Truncated
 
-TAG_OID = 0x06
-TAG_RELATIVE_OID = 0x0D  # universal RELATIVE-OID: UIDs inside EPSEM and table data
-TAG_RELATIVE_OID_ACSE = 0x80  # [0] IMPLICIT RELATIVE-OID: AP titles inside ACSE elements
-TAG_INTEGER = 0x02
+TAG_OID: Final = 0x06
+TAG_RELATIVE_OID: Final = 0x0D  # universal RELATIVE-OID: UIDs inside EPSEM and table data
+TAG_RELATIVE_OID_ACSE: Final = 0x80  # [0] IMPLICIT RELATIVE-OID: AP titles inside ACSE elements
+TAG_INTEGER: Final = 0x02
 
 
 def read_length(buf: bytes, pos: int, end: int, path: str = "") -> tuple[int, int]:
@@ -208,7 +209,7 @@ class Uid:
 
 # The same few AP titles recur in nearly every message, so decoded identifiers and their
 # text are cached (bounded: cleared when full).
-_CACHE_SIZE = 4096
+_CACHE_SIZE: Final = 4096
 _UID_CACHE: dict[tuple[int, bytes], Uid] = {}
 
 

@@ -6,10 +6,12 @@ written back to back, so the outer BER length is the frame boundary.
 
 from __future__ import annotations
 
+from typing import Final
+
 from c1222 import limits
 from c1222.errors import BerError, DecodeError, DecodeLimitExceeded
 
-APDU_TAG = 0x60
+APDU_TAG: Final = 0x60
 
 
 def apdu_size(buf: bytes | bytearray | memoryview, pos: int = 0,

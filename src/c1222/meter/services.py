@@ -9,7 +9,7 @@ code. A meter is an end device, so the relay services (Register, Resolve, Trace)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from c1222.codec.ber import Uid
 from c1222.codec.services import (
@@ -41,12 +41,12 @@ from c1222.tables.types import TimeDate
 
 #: Identify session-ctrl byte: bit 7 session-based services supported, bits 0-6 the number of
 #: sessions at once (digest 4.2) [UNVERIFIED bit meaning; the value Wireshark shows as given].
-SESSION_CTRL = 0x81
+SESSION_CTRL: Final = 0x81
 #: C12.19 event codes this dispatcher logs (spec c1219 11.6).
-EVENT_TAMPER_ATTEMPT = 47
+EVENT_TAMPER_ATTEMPT: Final = 47
 #: The table a Default Read (0x3E) returns: the present values, what a reader most wants
 #: [UNVERIFIED: the digest does not say which table a device designates].
-DEFAULT_READ_TABLE = 28
+DEFAULT_READ_TABLE: Final = 28
 
 
 class ServedTables(Protocol):

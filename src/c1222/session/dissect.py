@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Final
 
 from c1222.codec import acse
 from c1222.codec.acse import Apdu
 from c1222.codec.services import Request
 from c1222.errors import DecodeError
 
-MAX_PENDING = 4096
+MAX_PENDING: Final = 4096
 
 #: An optional security step: given the raw bytes and the decoded APDU (with its
 #: requests known), return the APDU with its EPSEM verified/decrypted and whether

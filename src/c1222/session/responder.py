@@ -28,7 +28,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from c1222 import limits
 from c1222._mypyc import mypyc_attr
@@ -65,19 +65,19 @@ from c1222.errors import (
 from c1222.tables.access import Principal
 
 #: Longest idle time-out granted to a Logon (seconds); 0 ("never") is capped to it as well.
-MAX_SESSION_IDLE = 600
+MAX_SESSION_IDLE: Final = 600
 #: Sessions kept at once; the least recently used is dropped beyond it.
-MAX_SESSIONS = 1024
+MAX_SESSIONS: Final = 1024
 #: Responses remembered for byte-identical resends (digest 6.2), and for how long (seconds).
-RESEND_CACHE_SIZE = 256
-RESEND_CACHE_AGE = 60.0
+RESEND_CACHE_SIZE: Final = 256
+RESEND_CACHE_AGE: Final = 60.0
 
 # Plain ints for the per-request comparisons: reading an IntEnum member is an attribute look-up
 # through the enum class each time.
-_OK = int(ResponseCode.OK)
-_NEVER = int(ResponseControl.NEVER)
-_ON_EXCEPTION = int(ResponseControl.ON_EXCEPTION)
-_CLEARTEXT = int(SecurityMode.CLEARTEXT)
+_OK: Final = int(ResponseCode.OK)
+_NEVER: Final = int(ResponseControl.NEVER)
+_ON_EXCEPTION: Final = int(ResponseControl.ON_EXCEPTION)
+_CLEARTEXT: Final = int(SecurityMode.CLEARTEXT)
 
 
 @dataclass

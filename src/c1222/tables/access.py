@@ -12,25 +12,29 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Final, cast
 
 from c1222.errors import ISC, ConfigurationError
 from c1222.tables.decade4 import (
-    AccessControl, AccessControlEntryRcd, PasswordEntryRcd, Security, SecurityLimitingRcd,
+    AccessControl,
+    AccessControlEntryRcd,
+    PasswordEntryRcd,
+    Security,
+    SecurityLimitingRcd,
     TableIdcBfld,
 )
 
 #: C12.18/C12.22 Security-service passwords are 20 bytes, space padded (c1222 digest, Example 8).
-PASSWORD_LEN = 20
+PASSWORD_LEN: Final = 20
 #: Procedure keys: standard procedure n is n, manufacturer procedure n is MFG_PROC_BASE + n.
-MFG_PROC_BASE = 2048
+MFG_PROC_BASE: Final = 2048
 
 # Access groups used by the default profile (bits of the Table 42 ACCESS_PERMISSION byte).
-GROUP_READ = 0x01
-GROUP_WRITE = 0x02
-GROUP_PROCEDURE = 0x04
-GROUP_CONTROL = 0x08
-GROUP_ALL = 0xFF
+GROUP_READ: Final = 0x01
+GROUP_WRITE: Final = 0x02
+GROUP_PROCEDURE: Final = 0x04
+GROUP_CONTROL: Final = 0x08
+GROUP_ALL: Final = 0xFF
 
 
 def pad_password(password: bytes | str) -> bytes:

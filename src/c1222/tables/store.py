@@ -23,21 +23,26 @@ access and bypass access control. Nothing here reads a clock: ``now`` is an argu
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from c1222.errors import DLK, DNR, IAR, SNS, DecodeError, LocalProtocolError
 from c1222.tables.access import AccessPolicy, Principal
 from c1222.tables.decade0 import GenConfig
 from c1222.tables.engine import Node, TableEnv
 from c1222.tables.registry import (
-    DIMENSION_TABLES, MFG_BASE, TableId, decode_table, encode_table, table_elements,
+    DIMENSION_TABLES,
+    MFG_BASE,
+    TableId,
+    decode_table,
+    encode_table,
+    table_elements,
 )
 from c1222.tables.types import DataAccessMethod, TimeDate
 
 #: Tables whose size varies with their content (section 5.7).
-VARIABLE_SIZE_TABLES = frozenset({7, 8})
-PROC_INITIATE = 7
-PROC_RESPONSE = 8
+VARIABLE_SIZE_TABLES: Final = frozenset({7, 8})
+PROC_INITIATE: Final = 7
+PROC_RESPONSE: Final = 8
 
 WriteHook = Callable[["TableStore", int, Principal | None, TimeDate | None], None]
 ReadHook = Callable[["TableStore", int, TimeDate | None], None]

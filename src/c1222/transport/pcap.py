@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Final
 
 import dpkt
 
@@ -56,42 +56,42 @@ __all__ = [
 ]
 
 #: The registered port of C12.22 over TCP and UDP (digest 6.1).
-C1222_PORT = 1153
+C1222_PORT: Final = 1153
 #: Out-of-order bytes held per TCP direction before the stream is given up.
-MAX_PENDING_BYTES = 16 * 1024 * 1024
+MAX_PENDING_BYTES: Final = 16 * 1024 * 1024
 #: Out-of-order segments held per TCP direction (many tiny segments cost more than their bytes).
-MAX_PENDING_SEGMENTS = 65536
+MAX_PENDING_SEGMENTS: Final = 65536
 #: Heuristic reading: a stream off the C12.22 ports is judged on at most its first GUESS_BYTES
 #: (C12.22's header elements take far fewer), holding at most GUESS_PENDING_BYTES out of order
 #: meanwhile; the verdicts of at most MAX_VERDICTS conversations are kept (oldest forgotten).
-GUESS_BYTES = 512
-GUESS_PENDING_BYTES = 256 * 1024
-MAX_VERDICTS = 65536
+GUESS_BYTES: Final = 512
+GUESS_PENDING_BYTES: Final = 256 * 1024
+MAX_VERDICTS: Final = 65536
 
-_MASK32 = 0xFFFFFFFF
-_HALF32 = 0x80000000
+_MASK32: Final = 0xFFFFFFFF
+_HALF32: Final = 0x80000000
 _TCP_FIN, _TCP_SYN, _TCP_RST, _TCP_PSH, _TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _ETH_IPV4, _ETH_IPV6 = 0x0800, 0x86DD
-_ETH_VLAN = frozenset((0x8100, 0x88A8, 0x9100))
+_ETH_VLAN: Final = frozenset((0x8100, 0x88A8, 0x9100))
 # BSD loopback address families for IPv6 differ by OS (Linux, NetBSD/OpenBSD, FreeBSD, macOS).
-_AF_INET6_VALUES = frozenset((10, 24, 28, 30))
+_AF_INET6_VALUES: Final = frozenset((10, 24, 28, 30))
 # IPv6 extension headers that may precede TCP/UDP: hop-by-hop, routing, destination, AH, fragment.
-_IPV6_EXT = frozenset((0, 43, 60, 51, 44))
+_IPV6_EXT: Final = frozenset((0, 43, 60, 51, 44))
 
-_LINK_ETHERNET = 1
-_LINK_NULL = 0
-_LINK_LOOP = 108
-_LINK_SLL = 113
-_LINK_SLL2 = 276
-_LINK_RAW = frozenset((101, 12, 14))
-_LINK_RAW4 = 228
-_LINK_RAW6 = 229
-SUPPORTED_LINK_TYPES = frozenset(
+_LINK_ETHERNET: Final = 1
+_LINK_NULL: Final = 0
+_LINK_LOOP: Final = 108
+_LINK_SLL: Final = 113
+_LINK_SLL2: Final = 276
+_LINK_RAW: Final = frozenset((101, 12, 14))
+_LINK_RAW4: Final = 228
+_LINK_RAW6: Final = 229
+SUPPORTED_LINK_TYPES: Final = frozenset(
     {_LINK_ETHERNET, _LINK_NULL, _LINK_LOOP, _LINK_SLL, _LINK_SLL2, _LINK_RAW4, _LINK_RAW6}
     | _LINK_RAW
 )
 
-_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+_PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,17 +212,17 @@ def _open_container(fileobj: IO[bytes]) -> tuple[int, Iterator[tuple[float, byte
 
 
 #: Classic pcap magic (as the file's first bytes) -> (record header layout, nanoseconds).
-_PCAP_LAYOUTS = {
+_PCAP_LAYOUTS: Final = {
     b"\xd4\xc3\xb2\xa1": (struct.Struct("<IIII"), False),
     b"\xa1\xb2\xc3\xd4": (struct.Struct(">IIII"), False),
     b"\x4d\x3c\xb2\xa1": (struct.Struct("<IIII"), True),
     b"\xa1\xb2\x3c\x4d": (struct.Struct(">IIII"), True),
 }
 #: Bytes read from the file at a time by the classic pcap reader.
-_READ_BLOCK = 1 << 20
+_READ_BLOCK: Final = 1 << 20
 #: No link-layer frame is larger (libpcap's largest snapshot length is 256 KiB): a record
 #: claiming more is a damaged file, refused before its bytes are buffered.
-MAX_RECORD = 1 << 22
+MAX_RECORD: Final = 1 << 22
 
 
 def _pcap_records(fileobj: IO[bytes] | _Prefixed, header: struct.Struct, nano: bool
