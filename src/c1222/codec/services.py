@@ -65,6 +65,8 @@ class TableData:
         return sizes if len(self.data) >= CHUNK_MAX else [len(self.data)]
 
     def computed_checksums(self) -> bytes:
+        if len(self.data) < CHUNK_MAX:  # one chunk, as nearly every table: no chunk list
+            return bytes((checksum(self.data),))
         out, pos = bytearray(), 0
         for size in self.chunk_sizes():
             out.append(checksum(self.data[pos : pos + size]))
