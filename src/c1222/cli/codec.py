@@ -478,11 +478,12 @@ def decode(inputs: tuple[str, ...], verbose: bool, as_json: bool, ports: tuple[i
                 read_sources(checked, port_filter, heuristic), workers,
                 parallel.Settings(as_json, arrow, (services, titles, codes, modes),
                                   key_specs, keys_file), out)
+        dissect = dissector.dissect  # bound once: this loop runs per message
         for source in () if workers > 1 else read_sources(checked, port_filter, heuristic):
             seen += 1
             result = None
             if source.error is None:
-                result = dissector.dissect(source.data, source.src, source.dst)
+                result = dissect(source.data, source.src, source.dst)
             failed = result is None or result.error is not None
             failures += failed
             if t0 is None:

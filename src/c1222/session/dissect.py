@@ -78,13 +78,15 @@ class Dissector:
             key = (conversation, header.calling_ap_invocation_id if called is None else called)
             pending = self._pending.get(key)
             apdu = acse.decode_rest(data, header, pending)
+            answers = _answers(apdu)
             requests = None
-            if pending is not None and _answers(apdu):
+            if pending is not None and answers:
                 requests = self._pending.pop(key)
             verified = None
             if self._unprotect is not None and apdu.epsem.secured:
                 apdu, verified = self._unprotect(data, apdu, requests)
-            if not _answers(apdu):
+                answers = _answers(apdu)  # decrypted, its services are known
+            if not answers:
                 self._remember(conversation, apdu)
             return Dissected(data, apdu, mac_verified=verified)
         except DecodeError as exc:
