@@ -22,7 +22,7 @@ from c1222.codec.ber import Uid
 from c1222.codec.services import Response, Service
 from c1222.codes import ResponseCode
 from c1222.errors import C1222Error, DecodeError, LocalProtocolError
-from c1222.session.dissect import Dissected, Dissector, record  # record: this module's too
+from c1222.session.dissect import Dissected, Dissector, record  # record: compiled, per message
 
 if TYPE_CHECKING:  # crypto (and `cryptography`) is imported only when keys are given
     from c1222.crypto.keys import KeyTable
