@@ -52,12 +52,21 @@ class TableData:
     data: bytes
     checksums: bytes | None = None
 
+    # Each service class writes its dataclass __init__ out, so that mypyc compiles it to
+    # native stores (codec.acse.Apdu says why; tests/unit/codec/test_written_inits.py checks
+    # each against the dataclass's fields).
+    def __init__(self, data: bytes, checksums: bytes | None = None) -> None:
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "checksums", checksums)
+
     def chunk_sizes(self) -> list[int]:
         sizes = [CHUNK_MAX] * (len(self.data) // CHUNK_MAX)
         sizes.append(len(self.data) % CHUNK_MAX)  # a final short (possibly empty) chunk
         return sizes if len(self.data) >= CHUNK_MAX else [len(self.data)]
 
     def computed_checksums(self) -> bytes:
+        if len(self.data) < CHUNK_MAX:  # one chunk, as nearly every table: no chunk list
+            return bytes((checksum(self.data),))
         out, pos = bytearray(), 0
         for size in self.chunk_sizes():
             out.append(checksum(self.data[pos : pos + size]))
@@ -186,11 +195,14 @@ DefaultReadRequest.service, DefaultReadRequest.code = "default_read", ServiceCod
 class _ApTitleRequest(Request):
     ap_title: Uid
 
+    def __init__(self, ap_title: Uid) -> None:  # written out (TableData says why)
+        object.__setattr__(self, "ap_title", ap_title)
+
     def encode_parameters(self) -> bytes:
         return self.ap_title.encode()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # _ApTitleRequest's __init__
 class DeregisterRequest(_ApTitleRequest):
     """Deregister (digest 7.2): the AP title it names."""
 
@@ -198,7 +210,7 @@ class DeregisterRequest(_ApTitleRequest):
 DeregisterRequest.service, DeregisterRequest.code = "deregister", ServiceCode.DEREGISTER
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # _ApTitleRequest's __init__
 class ResolveRequest(_ApTitleRequest):
     """Resolve (digest 7.2): the AP title it names."""
 
@@ -206,7 +218,7 @@ class ResolveRequest(_ApTitleRequest):
 ResolveRequest.service, ResolveRequest.code = "resolve", ServiceCode.RESOLVE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # _ApTitleRequest's __init__
 class TraceRequest(_ApTitleRequest):
     """Trace (digest 7.2): the AP title it names."""
 
@@ -226,6 +238,19 @@ class RegisterRequest(Request):
     native_address: bytes
     registration_period: int
     domain_pattern: bytes | None = None
+
+    def __init__(self, node_type: int, connection_type: int, device_class: bytes, ap_title: Uid,
+                 serial_number: Uid, native_address: bytes, registration_period: int,
+                 domain_pattern: bytes | None = None) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "node_type", node_type)
+        object.__setattr__(self, "connection_type", connection_type)
+        object.__setattr__(self, "device_class", device_class)
+        object.__setattr__(self, "ap_title", ap_title)
+        object.__setattr__(self, "serial_number", serial_number)
+        object.__setattr__(self, "native_address", native_address)
+        object.__setattr__(self, "registration_period", registration_period)
+        object.__setattr__(self, "domain_pattern", domain_pattern)
 
     def encode_parameters(self) -> bytes:
         if len(self.device_class) != 4:
@@ -252,6 +277,10 @@ RegisterRequest.service, RegisterRequest.code = "register", ServiceCode.REGISTER
 class FullReadRequest(Request):
     table_id: int
 
+    def __init__(self, table_id: int) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "table_id", table_id)
+
     def encode_parameters(self) -> bytes:
         return _u16(self.table_id)
 
@@ -266,6 +295,12 @@ class PartialReadIndexRequest(Request):
     table_id: int
     indices: tuple[int, ...]
     element_count: int
+
+    def __init__(self, table_id: int, indices: tuple[int, ...], element_count: int) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "table_id", table_id)
+        object.__setattr__(self, "indices", indices)
+        object.__setattr__(self, "element_count", element_count)
 
     @property
     def code(self) -> int:  # type: ignore[override]
@@ -284,6 +319,12 @@ class PartialReadOffsetRequest(Request):
     offset: int
     octet_count: int
 
+    def __init__(self, table_id: int, offset: int, octet_count: int) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "table_id", table_id)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "octet_count", octet_count)
+
     def encode_parameters(self) -> bytes:
         return _u16(self.table_id) + _u24(self.offset) + _u16(self.octet_count)
 
@@ -296,6 +337,11 @@ PartialReadOffsetRequest.code = ServiceCode.PARTIAL_READ_OFFSET
 class FullWriteRequest(Request):
     table_id: int
     table_data: TableData
+
+    def __init__(self, table_id: int, table_data: TableData) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "table_id", table_id)
+        object.__setattr__(self, "table_data", table_data)
 
     def encode_parameters(self) -> bytes:
         return _u16(self.table_id) + self.table_data.encode()
@@ -311,6 +357,12 @@ class PartialWriteIndexRequest(Request):
     table_id: int
     indices: tuple[int, ...]
     table_data: TableData
+
+    def __init__(self, table_id: int, indices: tuple[int, ...], table_data: TableData) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "table_id", table_id)
+        object.__setattr__(self, "indices", indices)
+        object.__setattr__(self, "table_data", table_data)
 
     @property
     def code(self) -> int:  # type: ignore[override]
@@ -329,6 +381,12 @@ class PartialWriteOffsetRequest(Request):
     offset: int
     table_data: TableData
 
+    def __init__(self, table_id: int, offset: int, table_data: TableData) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "table_id", table_id)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "table_data", table_data)
+
     def encode_parameters(self) -> bytes:
         return _u16(self.table_id) + _u24(self.offset) + self.table_data.encode()
 
@@ -344,6 +402,12 @@ class LogonRequest(Request):
     user_id: int
     user: bytes
     req_session_idle_timeout: int
+
+    def __init__(self, user_id: int, user: bytes, req_session_idle_timeout: int) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "user_id", user_id)
+        object.__setattr__(self, "user", user)
+        object.__setattr__(self, "req_session_idle_timeout", req_session_idle_timeout)
 
     def encode_parameters(self) -> bytes:
         if len(self.user) != 10:
@@ -361,6 +425,11 @@ class SecurityRequest(Request):
     password: bytes
     user_id: int | None = None
 
+    def __init__(self, password: bytes, user_id: int | None = None) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "password", password)
+        object.__setattr__(self, "user_id", user_id)
+
     def encode_parameters(self) -> bytes:
         if len(self.password) != 20:
             raise LocalProtocolError("security password is 20 bytes")
@@ -373,6 +442,10 @@ SecurityRequest.service, SecurityRequest.code = "security", ServiceCode.SECURITY
 @dataclass(frozen=True, slots=True)
 class WaitRequest(Request):
     seconds: int
+
+    def __init__(self, seconds: int) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "seconds", seconds)
 
     def encode_parameters(self) -> bytes:
         if not 0 <= self.seconds <= 255:
@@ -389,6 +462,11 @@ class UnknownRequest(Request):
 
     request_code: int = 0
     data: bytes = b""
+
+    def __init__(self, request_code: int = 0, data: bytes = b"") -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "request_code", request_code)
+        object.__setattr__(self, "data", data)
 
     @property
     def code(self) -> int:  # type: ignore[override]
@@ -434,6 +512,11 @@ class RawResponse(Response):
 
     data: bytes = b""
 
+    def __init__(self, *, response_code: int = ResponseCode.OK, data: bytes = b"") -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "response_code", response_code)
+        object.__setattr__(self, "data", data)
+
     def encode_parameters(self) -> bytes:
         return self.data
 
@@ -444,6 +527,12 @@ class ErrorResponse(Response):
 
     response_code: int = ResponseCode.ERR
     max_size: int | None = None
+
+    def __init__(self, *, response_code: int = ResponseCode.ERR,
+                 max_size: int | None = None) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "response_code", response_code)
+        object.__setattr__(self, "max_size", max_size)
 
     def encode_parameters(self) -> bytes:
         if self.max_size is None:
@@ -457,12 +546,21 @@ class ErrorResponse(Response):
 class OkResponse(Response):
     """OK with no data: Terminate, Disconnect, Deregister, writes, Security, Logoff, Wait."""
 
+    def __init__(self, *, response_code: int = ResponseCode.OK) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "response_code", response_code)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReadResponse(Response):
     """OK + table data, for any read."""
 
     table_data: TableData
+
+    def __init__(self, *, response_code: int = ResponseCode.OK, table_data: TableData) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "response_code", response_code)
+        object.__setattr__(self, "table_data", table_data)
 
     def encode_parameters(self) -> bytes:
         return self.table_data.encode()
@@ -474,6 +572,12 @@ ReadResponse.service = "read"
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogonResponse(Response):
     resp_session_idle_timeout: int
+
+    def __init__(self, *, response_code: int = ResponseCode.OK,
+                 resp_session_idle_timeout: int) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "response_code", response_code)
+        object.__setattr__(self, "resp_session_idle_timeout", resp_session_idle_timeout)
 
     def encode_parameters(self) -> bytes:
         return _u16(self.resp_session_idle_timeout)
@@ -489,6 +593,11 @@ class DeviceIdentity:
     format: int
     identity: bytes
 
+    def __init__(self, format: int, identity: bytes) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "format", format)
+        object.__setattr__(self, "identity", identity)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IdentifyResponse(Response):
@@ -501,6 +610,20 @@ class IdentifyResponse(Response):
     session_ctrl: int | None = None
     device_class: Uid | None = None
     device_identity: DeviceIdentity | None = None
+
+    def __init__(self, *, response_code: int = ResponseCode.OK, std: int = 3, ver: int = 1,
+                 rev: int = 0, security_mechanisms: tuple[Uid, ...] = (),
+                 session_ctrl: int | None = None, device_class: Uid | None = None,
+                 device_identity: DeviceIdentity | None = None) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "response_code", response_code)
+        object.__setattr__(self, "std", std)
+        object.__setattr__(self, "ver", ver)
+        object.__setattr__(self, "rev", rev)
+        object.__setattr__(self, "security_mechanisms", security_mechanisms)
+        object.__setattr__(self, "session_ctrl", session_ctrl)
+        object.__setattr__(self, "device_class", device_class)
+        object.__setattr__(self, "device_identity", device_identity)
 
     def encode_parameters(self) -> bytes:
         out = bytearray((self.std, self.ver, self.rev))
@@ -530,6 +653,15 @@ class RegisterResponse(Response):
     reg_period: int
     reg_info: int
 
+    def __init__(self, *, response_code: int = ResponseCode.OK, reg_ap_title: Uid,
+                 reg_delay: int, reg_period: int, reg_info: int) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "response_code", response_code)
+        object.__setattr__(self, "reg_ap_title", reg_ap_title)
+        object.__setattr__(self, "reg_delay", reg_delay)
+        object.__setattr__(self, "reg_period", reg_period)
+        object.__setattr__(self, "reg_info", reg_info)
+
     def encode_parameters(self) -> bytes:
         return (self.reg_ap_title.encode() + _u16(self.reg_delay) + _u24(self.reg_period)
                 + bytes((self.reg_info,)))
@@ -541,6 +673,11 @@ RegisterResponse.service = "register"
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResolveResponse(Response):
     native_address: bytes
+
+    def __init__(self, *, response_code: int = ResponseCode.OK, native_address: bytes) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "response_code", response_code)
+        object.__setattr__(self, "native_address", native_address)
 
     def encode_parameters(self) -> bytes:
         if len(self.native_address) > 255:
@@ -554,6 +691,12 @@ ResolveResponse.service = "resolve"
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TraceResponse(Response):
     ap_titles: tuple[Uid, ...]
+
+    def __init__(self, *, response_code: int = ResponseCode.OK,
+                 ap_titles: tuple[Uid, ...]) -> None:
+        # written out (TableData says why)
+        object.__setattr__(self, "response_code", response_code)
+        object.__setattr__(self, "ap_titles", ap_titles)
 
     def encode_parameters(self) -> bytes:
         return b"".join(t.encode() for t in self.ap_titles)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from c1222.codec import acse
+from c1222.codec import acse, text
 from c1222.codec.acse import Apdu
 from c1222.codec.services import Request
 from c1222.errors import DecodeError
@@ -78,13 +78,15 @@ class Dissector:
             key = (conversation, header.calling_ap_invocation_id if called is None else called)
             pending = self._pending.get(key)
             apdu = acse.decode_rest(data, header, pending)
+            answers = _answers(apdu)
             requests = None
-            if pending is not None and _answers(apdu):
+            if pending is not None and answers:
                 requests = self._pending.pop(key)
             verified = None
             if self._unprotect is not None and apdu.epsem.secured:
                 apdu, verified = self._unprotect(data, apdu, requests)
-            if not _answers(apdu):
+                answers = _answers(apdu)  # decrypted, its services are known
+            if not answers:
                 self._remember(conversation, apdu)
             return Dissected(data, apdu, mac_verified=verified)
         except DecodeError as exc:
@@ -105,3 +107,27 @@ def _answers(apdu: Apdu) -> bool:
     """A response: it carries A4, or its services are responses."""
     services = apdu.epsem.services
     return apdu.is_response or bool(services) and not isinstance(services[0], Request)
+
+
+def record(source: Any, result: Dissected | None) -> dict[str, Any]:
+    """The JSON record of one observed message (``c1222 decode --json``, docs/messages.md):
+    where it was seen, then the message or its error.
+
+    ``source`` is what the reader saw: a transport.pcap.CapturedApdu, or the CLI's Source,
+    which has the same fields (frame, time, src, dst, transport, data, error). It is here,
+    compiled with the dissector, because it runs once per message (interpreted, it cost as
+    much as building the message's JSON values).
+    """
+    data: bytes = source.data
+    out: dict[str, Any] = {"frame": source.frame, "time": source.time, "src": source.src,
+                           "dst": source.dst, "transport": source.transport,
+                           "length": len(data)}
+    error = source.error if result is None else result.error
+    if error is not None:
+        out["error"] = {"reason": error.reason, "offset": error.offset, "path": error.path}
+        out["hex"] = data.hex()
+        return out
+    assert result is not None and result.apdu is not None
+    text.to_json(result.apdu, out)
+    out["mac_verified"] = result.mac_verified
+    return out

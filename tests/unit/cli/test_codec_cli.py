@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -27,6 +28,14 @@ def test_decode_verbose_is_a_tree_with_hex_beside_it():
     assert "called_ap_title .123.8437 (2.16.124.113620.1.22.0.123.8437)" in result.output
     assert "a2 05 80 03 7b c1 75" in result.output
     assert "service=full_read code=48 table_id=0" in result.output
+
+
+def test_decode_leaves_the_collector_as_it_found_it():
+    # decode raises the collection threshold for its loop (cli/codec.py says why), and
+    # restores it for a caller that goes on
+    before = gc.get_threshold()
+    assert _run("decode", "--json", READ_T0).exit_code == 0
+    assert gc.get_threshold() == before
 
 
 def test_decode_json_pairs_the_response_with_its_request():

@@ -190,3 +190,21 @@ def test_hostile_traffic_on_other_ports_gives_records_never_a_traceback(
     result = CliRunner().invoke(cli, ["decode", str(path)])
     assert result.exit_code in (0, 1), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_json_records_come_whole_and_in_order_across_writes(tmp_path: Path) -> None:
+    # more messages than one write holds (cli/codec.py JSON_BATCH), serially and by workers
+    from c1222.cli.codec import JSON_BATCH
+
+    messages = [m.encode() for m in samples.messages()]
+    count = 2 * JSON_BATCH + 3
+    path = tmp_path / "many.pcap"
+    with PcapWriter.open(path) as writer:
+        conn = writer.tcp_connection(C, ("10.0.0.2", 1153))
+        for i in range(count):
+            conn.send(messages[i % len(messages)], from_client=i % 2 == 0)
+    for jobs in ("1", "2"):
+        records = _records(_run("decode", "--json", "--jobs", jobs, str(path)))
+        assert len(records) == count
+        frames = [r["frame"] for r in records]
+        assert frames == sorted(frames) and all("error" not in r for r in records)

@@ -1,4 +1,4 @@
-"""The hot frozen dataclasses whose ``__init__`` is written out (so that mypyc compiles it)
+"""The hot frozen dataclasses (the decoded message, the services) whose ``__init__`` is written out (so that mypyc compiles it)
 still behave as the generated one would: every init field by name and position, its
 default, the rest set, frozen, ``dataclasses.replace``. A field added to one of them and not
 to its ``__init__`` fails here, in the pure build and the compiled one alike."""
@@ -9,9 +9,11 @@ import dataclasses
 
 import pytest
 
+from c1222.codec import services as sv
 from c1222.codec.acse import Apdu, Header, Spans
 from c1222.codec.ber import Uid
 from c1222.codec.epsem import Epsem
+from c1222.codes import ResponseCode
 from c1222.errors import DecodeError, LocalProtocolError
 from c1222.session.dissect import Dissected
 from c1222.transport.pcap import CapturedApdu
@@ -30,13 +32,37 @@ VALUES: dict[str, object] = {
     "spans": Spans(((0xBE, 0, 2, 5),), (4, 5)), "data": b"\x60\x00",
     "apdu": Apdu(Epsem(), 1), "error": DecodeError("x", 0, "apdu"), "mac_verified": False,
     "frame": 12, "time": 1.5, "src": "10.0.0.1:1", "dst": "10.0.0.2:1153", "transport": "tcp",
+    # the services
+    "checksums": b"\x07", "ap_title": Uid.parse(".5.6"), "node_type": 0x80,
+    "connection_type": 1, "device_class": b"DCLS", "serial_number": Uid.parse(".7"),
+    "native_address": b"\x0a\x00", "registration_period": 60, "domain_pattern": b"dom",
+    "table_id": 23, "indices": (1, 2), "element_count": 3, "offset": 4, "octet_count": 5,
+    "table_data": sv.TableData(b"td"), "user_id": 6, "user": b"operator  ",
+    "req_session_idle_timeout": 7, "password": b"p" * 20, "seconds": 8, "request_code": 0x7E,
+    "response_code": 0x0B, "max_size": 900, "resp_session_idle_timeout": 9, "format": 1,
+    "identity": b"id", "std": 4, "ver": 2, "rev": 1, "security_mechanisms": (Uid.parse("1.2"),),
+    "session_ctrl": 0x81, "device_identity": sv.DeviceIdentity(1, b"me"),
+    "reg_ap_title": Uid.parse(".9"), "reg_delay": 10, "reg_period": 11, "reg_info": 12,
+    "ap_titles": (Uid.parse(".1"), Uid.parse(".2")),
 }
 
-CLASSES = [Apdu, Epsem, Spans, Header, Dissected, CapturedApdu]
+CLASSES = [Apdu, Epsem, Spans, Header, Dissected, CapturedApdu,
+           sv.TableData, sv.DeviceIdentity, sv.DeregisterRequest, sv.ResolveRequest,
+           sv.TraceRequest, sv.RegisterRequest, sv.FullReadRequest, sv.PartialReadIndexRequest,
+           sv.PartialReadOffsetRequest, sv.FullWriteRequest, sv.PartialWriteIndexRequest,
+           sv.PartialWriteOffsetRequest, sv.LogonRequest, sv.SecurityRequest, sv.WaitRequest,
+           sv.UnknownRequest, sv.RawResponse, sv.ErrorResponse, sv.OkResponse, sv.ReadResponse,
+           sv.LogonResponse, sv.IdentifyResponse, sv.RegisterResponse, sv.ResolveResponse,
+           sv.TraceResponse]
+#: Fields whose value in VALUES is of another field's type of the same name.
+OWN_VALUES: dict[tuple[type, str], object] = {
+    (Spans, "epsem"): (4, 5),  # a span
+    (sv.IdentifyResponse, "device_class"): Uid.parse("1.3"),  # a Uid, Register's is 4 bytes
+}
 
 
 def _value(cls: type, name: str) -> object:
-    return (4, 5) if (cls, name) == (Spans, "epsem") else VALUES[name]  # Spans.epsem: a span
+    return OWN_VALUES.get((cls, name), VALUES[name])
 
 
 def _init_fields(cls: type) -> list[dataclasses.Field]:  # type: ignore[type-arg]
@@ -47,10 +73,13 @@ def _init_fields(cls: type) -> list[dataclasses.Field]:  # type: ignore[type-arg
 def test_every_field_by_keyword_and_by_position(cls: type) -> None:
     fields = _init_fields(cls)
     by_name = cls(**{f.name: _value(cls, f.name) for f in fields})
-    by_position = cls(*(_value(cls, f.name) for f in fields))
     for f in fields:
         assert getattr(by_name, f.name) == _value(cls, f.name), f.name
-    assert by_name == by_position
+    if fields[0].kw_only:  # the responses: keywords only, as the dataclass made them
+        with pytest.raises(TypeError):
+            cls(*(_value(cls, f.name) for f in fields))
+    else:
+        assert by_name == cls(*(_value(cls, f.name) for f in fields))
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(by_name, fields[0].name, _value(cls, fields[0].name))
 
@@ -63,6 +92,17 @@ def test_defaults_are_the_dataclass_defaults(cls: type) -> None:
     for f in dataclasses.fields(cls):
         if f.name not in required:
             assert getattr(made, f.name) == f.default, f.name  # init=False ones too
+
+
+def test_the_services_keep_their_kind() -> None:
+    # the subclasses that take _ApTitleRequest's __init__ and the ClassVars set after the bodies
+    request = sv.ResolveRequest(Uid.parse(".5"))
+    assert (request.service, request.code) == ("resolve", 0x25)
+    assert request.encode() == b"\x25\x0d\x01\x05"
+    assert sv.ErrorResponse().response_code == ResponseCode.ERR
+    assert sv.OkResponse().service is None
+    assert dataclasses.replace(sv.ReadResponse(table_data=sv.TableData(b"x")),
+                               response_code=0x0B).response_code == 0x0B
 
 
 def test_replace_goes_through_the_written_init() -> None:
