@@ -371,7 +371,7 @@ class Meter:
 
     def _compact_journal(self) -> None:
         journal = self._journal
-        if journal is not None and journal.appended >= persisted.COMPACT_AFTER:
+        if journal is not None and journal.compaction_due(self.responder.replay):
             try:
                 journal.rewrite(self.responder.replay)
             except OSError as exc:  # the append-only file stays valid; try again later

@@ -8,6 +8,7 @@ new one, never a torn mix. The tables are kept as their bytes (hex), exactly as 
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import errno
 import json
@@ -75,8 +76,12 @@ def load(state_dir: Path) -> dict[str, Any] | None:
 REPLAY_JOURNAL = "replay-journal"
 #: A journal larger than this is not read (it is compacted long before it gets there).
 MAX_JOURNAL_BYTES = 64 * 1024 * 1024
-#: Appended lines before the journal is rewritten with only what the window still holds.
+#: Appended lines before the journal is rewritten with only what the window still holds
+#: (at least; see :meth:`ReplayJournal.compaction_due`).
 COMPACT_AFTER = 4096
+#: ... and at least this many times the entries a rewrite would keep, so the lines a rewrite
+#: writes stay below half a line per served request however full the window is.
+COMPACT_RATIO = 2
 #: Seconds at most between an append and its ``fdatasync`` (the meter's sync task).
 SYNC_INTERVAL = 0.05
 
@@ -90,8 +95,10 @@ class ReplayJournal:
     (:meth:`sync`), so a power cut can forget the requests of that last moment only. (One
     ``fdatasync`` per request, on the event loop, halved the meter's mode-2 serving rate.) A
     restart reads the journal back into the window. The file is rewritten atomically
-    (temporary file, fsync, rename, fsync of the directory) with only the live entries every
-    :data:`COMPACT_AFTER` lines, and at start.
+    (temporary file, fsync, rename, fsync of the directory) with only the live entries at
+    start, and once the lines appended since the last rewrite number both
+    :data:`COMPACT_AFTER` and :data:`COMPACT_RATIO` times the live entries (so the file holds
+    at most about ``1 + COMPACT_RATIO`` times the window, a few MiB for a full one).
 
     Lines: ``F <floor> <latest now>`` (the window's time-mode floor; ``-`` for none) first,
     then ``A <now> <key id> <iv hex> <A8> <calling AP title or ->`` per message. A last line
@@ -104,6 +111,8 @@ class ReplayJournal:
         self._fd: int | None = None
         self.appended = 0
         self.unsynced = False  # appended since the last fdatasync
+        # calling AP title -> its bytes in a line ("-" for none): a meter's peers are few
+        self._titles: dict[str, bytes] = {}
 
     def load(self) -> tuple[int | None, float | None, list[tuple[MessageId, float]]]:
         """(floor, latest now, entries) as :meth:`ReplayWindow.restore` takes them."""
@@ -140,19 +149,34 @@ class ReplayJournal:
                                          f"({exc})") from None
         return floor, now_high, entries
 
+    def _line(self, message: MessageId, when: float) -> bytes:
+        """``A <now> <key id> <iv hex> <A8> <title or ->`` and its newline, as bytes (built
+        with bytes formatting: one per served request)."""
+        title = message.calling_ap_title
+        encoded = self._titles.get(title)
+        if encoded is None:
+            if len(self._titles) >= 1024:
+                self._titles.clear()
+            encoded = self._titles[title] = title.encode("ascii") if title else b"-"
+        return b"A %.3f %d %b %d %b\n" % (when, message.key_id, binascii.hexlify(message.iv),
+                                           message.invocation_id, encoded)
+
     def append(self, message: MessageId, now: float) -> None:
         """Write one accepted message (it survives the process; :meth:`sync` puts it on the
         disk); OSError when the disk refuses."""
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        title = message.calling_ap_title or "-"
-        line = (f"A {now:.3f} {message.key_id} {message.iv.hex()} {message.invocation_id} "
-                f"{title}\n").encode("ascii")
+        line = self._line(message, now)
         written = os.write(self._fd, line)
         if written != len(line):  # a short write (disk full): the line is torn, refuse
             raise OSError(errno.ENOSPC, "short write to the replay journal")
         self.unsynced = True
         self.appended += 1
+
+    def compaction_due(self, window: ReplayWindow) -> bool:
+        """True when :meth:`rewrite` is worth its cost: appended lines are at least
+        :data:`COMPACT_AFTER` and :data:`COMPACT_RATIO` times what ``window`` keeps."""
+        return self.appended >= COMPACT_AFTER and self.appended >= COMPACT_RATIO * len(window)
 
     def sync(self) -> None:
         """Flush what was appended to the disk (``fdatasync``); OSError when it cannot."""
@@ -164,11 +188,10 @@ class ReplayJournal:
         """Replace the journal atomically with what ``window`` still remembers."""
         floor, now_high, entries = window.snapshot()
         out = [f"F {'-' if floor is None else floor} "
-               f"{'-' if now_high is None else f'{now_high:.3f}'}\n"]
-        for message, when in entries:
-            out.append(f"A {when:.3f} {message.key_id} {message.iv.hex()} "
-                       f"{message.invocation_id} {message.calling_ap_title or '-'}\n")
-        _replace(self.path, "".join(out).encode("ascii"))
+               f"{'-' if now_high is None else f'{now_high:.3f}'}\n".encode("ascii")]
+        line = self._line
+        out.extend([line(message, when) for message, when in entries])
+        _replace(self.path, b"".join(out))
         self.close()  # the next append opens the new file
         self.appended = 0
 

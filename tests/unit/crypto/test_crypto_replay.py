@@ -47,6 +47,16 @@ def test_bytearray_iv_equals_bytes_iv() -> None:
         window.accept(msg(iv=bytearray(b"\x01\x02\x03\x04")), now=0.0)  # type: ignore[arg-type]
 
 
+def test_message_ids_compare_and_hash_by_value() -> None:
+    a, b = msg(), msg(iv=bytearray(b"\x48\xf3\xd0\x61"))  # type: ignore[arg-type]
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a != msg(invocation_id=4) and a != msg(key_id=1) and a != msg(title="")
+    assert a != (TITLE, 2, b"\x48\xf3\xd0\x61", 3)  # only another MessageId is equal
+    assert repr(a).startswith("MessageId(calling_ap_title=")
+    with pytest.raises(AttributeError):
+        a.key_id = 1  # type: ignore[misc]
+
+
 def test_eviction_by_age() -> None:
     window = ReplayWindow(max_age=60.0)
     window.accept(msg(), now=1000.0)

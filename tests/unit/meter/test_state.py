@@ -87,6 +87,44 @@ def test_a_rewrite_keeps_only_the_live_entries_and_the_floor(tmp_path: Path) -> 
         again.accept(msg(T0, 1), T0 + 4900)
 
 
+def test_lines_keep_the_format_older_runs_wrote(tmp_path: Path) -> None:
+    """A journal written before the lines were built as bytes loads, and new lines are the
+    same text."""
+    old = (b"F 1699999100 1700000000.250\n"
+           b"A 1700000000.250 2 6553f100 7 2.16.124.113620.1.22.0.123.4\n"
+           b"A 1700000000.500 2 6553f100 8 -\n")
+    path = tmp_path / state.REPLAY_JOURNAL
+    path.write_bytes(old)
+    floor, now_high, entries = state.ReplayJournal(tmp_path).load()
+    assert (floor, now_high) == (1699999100, 1700000000.25)
+    assert entries == [(msg(T0, 7), 1700000000.25), (msg(T0, 8, ""), 1700000000.5)]
+    path.write_bytes(old[: old.index(b"\n") + 1])
+    journal = state.ReplayJournal(tmp_path)
+    for message, when in entries:
+        journal.append(message, when)
+    journal.close()
+    assert path.read_bytes() == old
+
+
+def test_compaction_waits_for_enough_lines_to_pay_for_the_rewrite(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    monkeypatch.setattr(state, "COMPACT_AFTER", 10)
+    journal = state.ReplayJournal(tmp_path)
+    window = ReplayWindow(max_age=60.0, record=journal.append)  # window mode
+    for n in range(1, 10):
+        window.accept(msg(T0, n), T0)
+    assert not journal.compaction_due(window)  # fewer than COMPACT_AFTER lines
+    for n in range(10, 20):
+        window.accept(msg(T0, n), T0)
+    # 19 lines for 19 live entries: a rewrite would write as much as it saves
+    assert not journal.compaction_due(window)
+    window.accept(msg(T0, 20), T0 + 100)  # the first 19 expire: one entry is live
+    assert journal.compaction_due(window)
+    journal.rewrite(window)
+    assert journal.appended == 0 and not journal.compaction_due(window)
+    journal.close()
+
+
 def test_no_journal_is_an_empty_window(tmp_path: Path) -> None:
     assert state.ReplayJournal(tmp_path).load() == (None, None, [])
 
