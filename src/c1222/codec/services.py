@@ -709,9 +709,8 @@ Service = Request | Response
 
 #: The field types that are not a plain class, as the classes declare them. A build compiled
 #: with mypyc keeps only plain classes in a class's annotations (``type`` for ``X | None``,
-#: bare ``tuple`` for ``tuple[Uid, ...]``), and text's ``from_json`` reads them through
-#: ``typing.get_type_hints``; so such a build gets these put back (below). A test checks the
-#: table against the classes' own annotations in the pure build.
+#: bare ``tuple`` for ``tuple[Uid, ...]``); text's ``from_json`` takes these instead (one
+#: look-up, ``text._hints``). A test checks the table against the classes' own annotations.
 FIELD_TYPES: dict[type, dict[str, object]] = {
     TableData: {"checksums": bytes | None},
     RegisterRequest: {"domain_pattern": bytes | None},
@@ -723,17 +722,6 @@ FIELD_TYPES: dict[type, dict[str, object]] = {
                        "device_class": Uid | None, "device_identity": DeviceIdentity | None},
     TraceResponse: {"ap_titles": tuple[Uid, ...]},
 }
-
-
-def _restore_field_types() -> None:
-    for cls, types in FIELD_TYPES.items():
-        annotations = cls.__annotations__  # the class's own (Python >= 3.10)
-        for name, hint in types.items():
-            if not isinstance(annotations[name], str):  # pure Python keeps the source's text
-                annotations[name] = hint
-
-
-_restore_field_types()
 
 
 # --------------------------------------------------------------------------- helpers

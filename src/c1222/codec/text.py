@@ -208,10 +208,12 @@ def _convert(hint: Any, v: Any, name: str) -> Any:
     raise LocalProtocolError(f"{name}: unsupported field type")
 
 
-#: The field types of Apdu and Epsem, written out: a build compiled with mypyc keeps no
-#: ``X | None`` in a class's annotations (tests/unit/codec/test_text_output.py checks these
-#: against the classes' own annotations in the pure build).
+#: Field types written out where a build compiled with mypyc keeps only a plain class in the
+#: annotations (``type`` for ``X | None``): Apdu's and Epsem's here, the services' in
+#: ``services.FIELD_TYPES`` (tests/unit/codec/test_text_output.py and test_messages.py check
+#: both against the classes' own annotations).
 _FIELD_TYPES: dict[type, dict[str, Any]] = {
+    **sv.FIELD_TYPES,
     Apdu: {"epsem": Epsem, "calling_ap_invocation_id": int, "called_ap_title": Uid | None,
            "calling_ap_title": Uid | None, "called_ap_invocation_id": int | None,
            "calling_ae_qualifier": int | None, "aso_context": Uid | None,
@@ -227,7 +229,7 @@ _FIELD_TYPES: dict[type, dict[str, Any]] = {
 
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
-    return _FIELD_TYPES.get(cls) or typing.get_type_hints(cls)
+    return {**typing.get_type_hints(cls), **_FIELD_TYPES.get(cls, {})}
 
 
 def _build(cls: type, d: dict[str, Any], skip: tuple[str, ...] = (), **given: Any) -> Any:

@@ -111,8 +111,6 @@ class ReplayJournal:
         self._fd: int | None = None
         self.appended = 0
         self.unsynced = False  # appended since the last fdatasync
-        # calling AP title -> its bytes in a line ("-" for none): a meter's peers are few
-        self._titles: dict[str, bytes] = {}
 
     def load(self) -> tuple[int | None, float | None, list[tuple[MessageId, float]]]:
         """(floor, latest now, entries) as :meth:`ReplayWindow.restore` takes them."""
@@ -152,14 +150,9 @@ class ReplayJournal:
     def _line(self, message: MessageId, when: float) -> bytes:
         """``A <now> <key id> <iv hex> <A8> <title or ->`` and its newline, as bytes (built
         with bytes formatting: one per served request)."""
-        title = message.calling_ap_title
-        encoded = self._titles.get(title)
-        if encoded is None:
-            if len(self._titles) >= 1024:
-                self._titles.clear()
-            encoded = self._titles[title] = title.encode("ascii") if title else b"-"
+        title = message.calling_ap_title.encode("ascii") if message.calling_ap_title else b"-"
         return b"A %.3f %d %b %d %b\n" % (when, message.key_id, binascii.hexlify(message.iv),
-                                           message.invocation_id, encoded)
+                                           message.invocation_id, title)
 
     def append(self, message: MessageId, now: float) -> None:
         """Write one accepted message (it survives the process; :meth:`sync` puts it on the
