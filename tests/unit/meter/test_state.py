@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,107 @@ def test_appends_reach_the_file_at_once_and_the_disk_in_one_batched_flush(
     journal.sync()  # nothing new: no second flush
     assert len(flushed) == 1 and not journal.unsynced
     journal.close()
+
+
+def test_a_journal_left_by_a_kill_holds_zeros_after_its_lines_and_loads(tmp_path: Path) -> None:
+    """Appends go into a memory map with space reserved ahead: the file a kill -9 leaves has
+    zeros after its lines (and maybe a torn line in them); it loads, and a reopened journal
+    goes on after its last whole line. A clean close cuts the zeros off."""
+    journal = run(tmp_path, (msg(T0, 1), T0), (msg(T0, 2), T0))
+    path = tmp_path / state.REPLAY_JOURNAL
+    raw = path.read_bytes()  # no close: what a kill -9 leaves
+    lines = raw.rstrip(b"\0")
+    assert len(raw) >= state.RESERVE and lines.count(b"\n") == 2 and lines.endswith(b"\n")
+    torn = lines + b"A 1700000001.000 2 65"  # a crash in the middle of the next line
+    path.write_bytes(torn + b"\0" * 100)
+    journal._map = None  # forget the map and the file without touching it (kill -9)
+    journal._fd = None
+    assert [m for m, _ in state.ReplayJournal(tmp_path).load()[2]] == [msg(T0, 1), msg(T0, 2)]
+    reopened = state.ReplayJournal(tmp_path)
+    reopened.append(msg(T0, 3), T0)  # over the torn line
+    reopened.close()
+    assert [m for m, _ in state.ReplayJournal(tmp_path).load()[2]] == \
+        [msg(T0, 1), msg(T0, 2), msg(T0, 3)]
+    assert b"\0" not in path.read_bytes() and path.read_bytes().endswith(b"\n")
+
+
+def test_a_journal_grows_past_its_reservation(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(state, "RESERVE", 100)  # a line or two per reservation
+    journal = run(tmp_path, *((msg(T0, n), T0) for n in range(1, 40)))
+    journal.close()
+    assert [m.invocation_id for m, _ in state.ReplayJournal(tmp_path).load()[2]] == \
+        list(range(1, 40))
+
+
+def test_a_line_after_the_zeros_is_not_a_journal(tmp_path: Path) -> None:
+    (tmp_path / state.REPLAY_JOURNAL).write_bytes(b"F - -\n\0\0A 1.0 2 00000001 1 -\n")
+    with pytest.raises(ConfigurationError, match="after the zeros"):
+        state.ReplayJournal(tmp_path).load()
+
+
+def test_a_full_disk_refuses_the_append_and_keeps_the_journal(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """The space is reserved before a line is stored: a full disk is an OSError for the
+    caller (the meter refuses the request), never a SIGBUS in a store to the map."""
+    monkeypatch.setattr(state, "RESERVE", 100)
+    journal = run(tmp_path, (msg(T0, 1), T0))
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(state.os, "posix_fallocate", full)
+    with pytest.raises(OSError):
+        for n in range(2, 10):  # past the reservation
+            journal.append(msg(T0, n), T0)
+    monkeypatch.undo()
+    journal.close()
+    kept = [m.invocation_id for m, _ in state.ReplayJournal(tmp_path).load()[2]]
+    assert kept[0] == 1 and kept == list(range(1, len(kept) + 1))  # whole lines, in order
+
+
+def test_a_meter_whose_journal_cannot_be_written_refuses_secured_requests_and_recovers(
+        tmp_path: Path, monkeypatch) -> None:
+    """Disk full: the request is answered SME (it was not recorded, so it is not served), the
+    meter keeps serving, and once the disk has room again the same kind of request is OK."""
+    from dataclasses import dataclass
+
+    from c1222.codec.ber import Uid
+    from c1222.codec.services import FullReadRequest
+    from c1222.codes import ResponseCode
+    from c1222.crypto.keys import KeyTable
+    from c1222.crypto.nonces import TimeIvSource
+    from c1222.meter.config import MeterConfig
+    from c1222.meter.node import Meter
+    from c1222.session.requester import Requester
+    from c1222.transport.client import responses
+
+    @dataclass
+    class Link:
+        id: int
+
+    keys = KeyTable.from_cli(["2:" + "00112233445566778899aabbccddeeff"])
+    monkeypatch.setattr(state, "RESERVE", 100)
+    meter = Meter(MeterConfig(state_dir=tmp_path, security_mode=2, keys=keys))
+    requester = Requester(Uid.parse(TITLE), TimeIvSource(meter.wall), keys=keys,
+                          security_mode=2, key_id=2)
+
+    def ask() -> list[int]:
+        pending = requester.request([FullReadRequest(1)], meter.ap_title)
+        data, _ = meter._on_request(pending.data, Link(1))  # the endpoint's call
+        assert data is not None
+        return [r.response_code for r in responses(requester.accept(data, pending,
+                                                                    meter.wall()))]
+
+    assert ask() == [ResponseCode.OK]
+    real = state.os.posix_fallocate
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(state.os, "posix_fallocate", full)
+    codes = [ask() for _ in range(5)]
+    assert [ResponseCode.SME] in codes  # refused once the reservation ran out
+    monkeypatch.setattr(state.os, "posix_fallocate", real)
+    assert ask() == [ResponseCode.OK]
+    served = len(state.ReplayJournal(tmp_path).load()[2])
+    assert served == 2 + codes.count([ResponseCode.OK])  # every served request, journaled
