@@ -139,7 +139,7 @@ def _encode_arc(arc: int) -> bytes:
     return bytes(out)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Uid:
     """A universal identifier: an absolute OID or one relative to the C12.22 AP-title base.
 
@@ -153,6 +153,16 @@ class Uid:
     # (decode_uid_content's cache), so every message naming a title reuses them.
     _text: str | None = field(default=None, init=False, repr=False, compare=False)
     _absolute: Uid | None = field(default=None, init=False, repr=False, compare=False)
+
+    # Written out (eq=False) rather than the dataclass's: the generated ones are made with
+    # exec and stay interpreted in a compiled build, and a title is hashed on every request.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Uid):
+            return NotImplemented
+        return self.arcs == other.arcs and self.relative == other.relative
+
+    def __hash__(self) -> int:
+        return hash((self.arcs, self.relative))
 
     def __post_init__(self) -> None:
         if len(self.arcs) > limits.MAX_OID_ARCS:

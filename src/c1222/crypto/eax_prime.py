@@ -11,7 +11,7 @@ This module is pure: no I/O, no clock, no randomness, no logging. AES comes from
 from __future__ import annotations
 
 import hmac
-from typing import NoReturn
+from typing import Final, NoReturn
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -24,22 +24,24 @@ __all__ = ["BLOCK_SIZE", "KEY_SIZE", "MAC_SIZE", "BytesLike", "EaxPrime", "dbl"]
 BytesLike = bytes | bytearray | memoryview
 
 #: AES block size in bytes.
-BLOCK_SIZE = 16
+BLOCK_SIZE: Final = 16
 #: C12.22 uses AES-128 only (digest 5.1).
-KEY_SIZE = 16
+KEY_SIZE: Final = 16
 #: EAX' tags are 4 bytes, taken from the end of the 16-byte value (digest 5.3).
-MAC_SIZE = 4
+MAC_SIZE: Final = 4
 
-_MASK_128 = (1 << 128) - 1
+_MASK_128: Final = (1 << 128) - 1
+#: The low 4 bytes of a 16-byte value as an integer: the MAC (digest 5.3).
+_MAC_MASK: Final = (1 << 32) - 1
 #: Clears the top bit of bytes 12 and 14 of N' to make the first counter (digest 5.3 step 3).
-_CTR_MASK = _MASK_128 ^ (0x80 << 24) ^ (0x80 << 8)
+_CTR_MASK: Final = _MASK_128 ^ (0x80 << 24) ^ (0x80 << 8)
 #: Texts up to this many blocks (4 KiB) take their CTR keystream from the ECB context.
-_CTR_BLOCKS_CACHED = 256
+_CTR_BLOCKS_CACHED: Final = 256
 #: blocks -> (0101..01, 00..01..02..) as integers of that many 16-byte blocks (bounded by
 #: _CTR_BLOCKS_CACHED entries, 2 MiB at most).
 _COUNTER_SPREAD: dict[int, tuple[int, int]] = {}
 #: 00 01 .. FF: the last bytes of up to 256 consecutive counter blocks, sliced (not built).
-_RAMP = bytes(range(256))
+_RAMP: Final = bytes(range(256))
 
 
 def _counter_spread(blocks: int) -> tuple[int, int]:
@@ -119,36 +121,39 @@ class EaxPrime:
     # -- primitives -------------------------------------------------------------------
 
     def _cmac(self, start: bytes, data: bytes) -> bytes:
-        """CMAC'(S, M): CBC-MAC with IV = S and the CMAC last-block rule (digest 5.3).
+        """CMAC'(S, M) as 16 bytes (digest 5.3); :meth:`_cmac_int` is the working form."""
+        return self._cmac_int(int.from_bytes(start, "big"), data).to_bytes(BLOCK_SIZE, "big")
+
+    def _cmac_int(self, start: int, data: bytes) -> int:
+        """CMAC'(S, M): CBC-MAC with IV = S and the CMAC last-block rule (digest 5.3), with
+        S and the result as integers.
 
         A complete last block is XORed with D; otherwise ``80 00..`` padding and Q. The
-        message is padded, its last block XORed with D or Q and its first block with S and
-        the context's chaining value (CBC with IV = S is CBC with IV = 0 over a first block
-        XORed with S), all as one integer, then encrypted by one ``update`` of the long-lived
-        CBC context; its last output block is the MAC and the next chaining value.
+        message is padded and read as one integer, its last block XORed with D or Q and its
+        first block with S and the context's chaining value (CBC with IV = S is CBC with
+        IV = 0 over a first block XORed with S) in one integer XOR, then encrypted by one
+        ``update`` of the long-lived CBC context; its last output block is the MAC and the
+        next chaining value.
         """
         n = len(data)
         if n and n % BLOCK_SIZE == 0:
-            cut, subkey = n - BLOCK_SIZE, self._d_int
-            last = int.from_bytes(data[cut:], "big")
+            size, subkey = n, self._d_int
+            message = int.from_bytes(data, "big")
         else:
-            cut, subkey = n - n % BLOCK_SIZE, self._q_int
-            # 80 00.. padding: the tail shifted up, with a 1 bit just after it
-            bits = 8 * (BLOCK_SIZE - (n - cut)) - 1
-            last = ((int.from_bytes(data[cut:], "big") << 1) | 1) << bits
-        start_int = int.from_bytes(start, "big")
-        if cut:  # first and last blocks differ: XOR only those, copy the middle as it is
-            first = int.from_bytes(data[:BLOCK_SIZE], "big") ^ start_int ^ self._chain
-            message = b"".join((first.to_bytes(BLOCK_SIZE, "big"), data[BLOCK_SIZE:cut],
-                                (last ^ subkey).to_bytes(BLOCK_SIZE, "big")))
-        else:
-            message = (last ^ subkey ^ start_int ^ self._chain).to_bytes(BLOCK_SIZE, "big")
-        out = self._cbc.update(message)
-        mac = out[-BLOCK_SIZE:]
-        self._chain = int.from_bytes(mac, "big")
+            size, subkey = n - n % BLOCK_SIZE + BLOCK_SIZE, self._q_int
+            # 80 00.. padding: the text shifted up, with a 1 bit just after it
+            message = ((int.from_bytes(data, "big") << 1) | 1) << (8 * (size - n) - 1)
+        message ^= ((start ^ self._chain) << (8 * (size - BLOCK_SIZE))) ^ subkey
+        out = self._cbc.update(message.to_bytes(size, "big"))
+        mac = int.from_bytes(out[-BLOCK_SIZE:], "big")
+        self._chain = mac
         return mac
 
     def _ctr(self, n_prime: bytes, data: bytes) -> bytes:
+        """CTR keystream from N' (digest 5.3 step 3); :meth:`_ctr_int` is the working form."""
+        return self._ctr_int(int.from_bytes(n_prime, "big"), data)
+
+    def _ctr_int(self, n_prime: int, data: bytes) -> bytes:
         """CTR keystream from N' with the top bit of bytes 12 and 14 cleared (digest 5.3 step 3).
 
         The whole 128-bit counter block is incremented big-endian, as WS-eax does. The
@@ -157,7 +162,7 @@ class EaxPrime:
         as one integer (N' times 0101..01 plus 00..01..02..); a CTR context takes what is
         left (long texts, a counter about to wrap).
         """
-        counter = int.from_bytes(n_prime, "big") & _CTR_MASK
+        counter = n_prime & _CTR_MASK
         n = len(data)
         blocks = -(-n // BLOCK_SIZE)
         low = counter & 0xFF
@@ -175,42 +180,41 @@ class EaxPrime:
         else:
             enc = Cipher(self._aes, modes.CTR(counter.to_bytes(BLOCK_SIZE, "big"))).encryptor()
             return enc.update(data) + enc.finalize()
-        stream = self._ecb.update(counters)[:n]
-        return (int.from_bytes(stream, "big") ^ int.from_bytes(data, "big")).to_bytes(n, "big")
-
-    def _tag(self, n_prime: bytes, ciphertext: bytes) -> bytes:
-        """The 4-byte MAC: last 4 bytes of N' ⊕ C', or of N' alone for an empty text."""
-        if not ciphertext:
-            return n_prime[-MAC_SIZE:]
-        c_prime = self._cmac(self._q, ciphertext)
-        return (int.from_bytes(n_prime[-MAC_SIZE:], "big")
-                ^ int.from_bytes(c_prime[-MAC_SIZE:], "big")).to_bytes(MAC_SIZE, "big")
+        stream = self._ecb.update(counters)
+        # the keystream's first n bytes, XORed with the text as integers
+        keystream = int.from_bytes(stream, "big") >> (8 * (blocks * BLOCK_SIZE - n))
+        return (keystream ^ int.from_bytes(data, "big")).to_bytes(n, "big")
 
     # -- security mode 2 --------------------------------------------------------------
 
     def encrypt(self, cleartext: BytesLike, plaintext: BytesLike) -> tuple[bytes, bytes]:
         """Encrypt ``plaintext`` bound to ``cleartext``; return ``(ciphertext, mac)``.
 
-        The ciphertext has the plaintext's length; the MAC is 4 bytes (digest 5.3, Encrypt).
+        The ciphertext has the plaintext's length; the MAC is 4 bytes (digest 5.3, Encrypt):
+        the last 4 bytes of N' XOR C' (N' alone for an empty text).
         """
-        n_prime = self._cmac(self._d, _bytes(cleartext))
+        n_prime = self._cmac_int(self._d_int, _bytes(cleartext))
         if not plaintext:
-            return b"", n_prime[-MAC_SIZE:]
-        ciphertext = self._ctr(n_prime, _bytes(plaintext))
-        return ciphertext, self._tag(n_prime, ciphertext)
+            return b"", (n_prime & _MAC_MASK).to_bytes(MAC_SIZE, "big")
+        ciphertext = self._ctr_int(n_prime, _bytes(plaintext))
+        c_prime = self._cmac_int(self._q_int, ciphertext)
+        return ciphertext, ((n_prime ^ c_prime) & _MAC_MASK).to_bytes(MAC_SIZE, "big")
 
     def decrypt(self, cleartext: BytesLike, ciphertext: BytesLike, mac: BytesLike) -> bytes:
         """Verify ``mac`` over ``cleartext`` and ``ciphertext``, then decrypt (digest 5.3).
 
         The MAC is checked *before* any decryption; a mismatch raises SecurityError.
         """
-        n_prime = self._cmac(self._d, _bytes(cleartext))
+        n_prime = self._cmac_int(self._d_int, _bytes(cleartext))
         ciphertext = _bytes(ciphertext)
-        if not hmac.compare_digest(self._tag(n_prime, ciphertext), bytes(mac)):
+        tag = n_prime
+        if ciphertext:
+            tag ^= self._cmac_int(self._q_int, ciphertext)
+        if not hmac.compare_digest((tag & _MAC_MASK).to_bytes(MAC_SIZE, "big"), bytes(mac)):
             raise SecurityError()
         if not ciphertext:
             return b""
-        return self._ctr(n_prime, ciphertext)
+        return self._ctr_int(n_prime, ciphertext)
 
     # -- security mode 1 --------------------------------------------------------------
 
@@ -219,7 +223,8 @@ class EaxPrime:
 
         ``body`` is the EPSEM after the control byte (``[ed-class] services``), sent in clear.
         """
-        return self._cmac(self._d, bytes(cleartext) + bytes(body))[-MAC_SIZE:]
+        mac = self._cmac_int(self._d_int, bytes(cleartext) + bytes(body)) & _MAC_MASK
+        return mac.to_bytes(MAC_SIZE, "big")
 
     def verify(self, cleartext: BytesLike, body: BytesLike, mac: BytesLike) -> None:
         """Check a mode-1 MAC; raise SecurityError when it does not match."""

@@ -115,6 +115,18 @@ class ServiceContext:
     session: Session | None = None
     close: bool = False  # set by a handler (Disconnect) to ask the transport to close
 
+    def __init__(self, peer: Hashable, now: float, apdu: Apdu,
+                 principal: Principal | None = None, session: Session | None = None,
+                 close: bool = False) -> None:
+        # Written out: a dataclass's generated __init__ stays interpreted in a compiled
+        # build (one per request; tests/unit/codec/test_written_inits.py checks it).
+        self.peer = peer
+        self.now = now
+        self.apdu = apdu
+        self.principal = principal
+        self.session = session
+        self.close = close
+
 
 class ServiceHandler(Protocol):
     """The node behind the responder: serves every service the session layer does not."""
@@ -138,6 +150,14 @@ class Reply:
     close: bool = False
     request: Apdu | None = None
     response: Apdu | None = None
+
+    def __init__(self, data: bytes | None, close: bool = False, request: Apdu | None = None,
+                 response: Apdu | None = None) -> None:
+        # written out, as ServiceContext's
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "close", close)
+        object.__setattr__(self, "request", request)
+        object.__setattr__(self, "response", response)
 
 
 @dataclass
