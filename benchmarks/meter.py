@@ -100,6 +100,25 @@ class Server:
             return int(f.read().split()[0]) / 1e9
 
 
+def cores() -> tuple[int, int] | None:
+    """(client CPU, server CPU) when this process may use two or more, else None."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    usable = sorted(os.sched_getaffinity(0))
+    return (usable[0], usable[1]) if len(usable) >= 2 else None
+
+
+def pin(client: int, server: int, servers: list[Server]) -> None:
+    """The client (this process) on one CPU, every server on another: a served request then
+    costs what it costs when the client is another machine. Unpinned, the scheduler sometimes
+    puts the client and the server on one core, where the echo server answers a whole batch
+    per wake-up: its rate at 8 connections swung between about 32,000 and 90,000/s from run
+    to run on a 2-core machine (2026-12-06), and with it every ratio to it."""
+    os.sched_setaffinity(0, {client})
+    for one in servers:
+        os.sched_setaffinity(one.proc.pid, {server})
+
+
 def meter_server(mode: int, state_dir: str, src: Path | None = None) -> Server:
     """A meter from this checkout as built, or from ``src`` (the pure-Python copy)."""
     return Server(["-m", "c1222.cli", "meter", "--listen", "127.0.0.1:0", "--state-dir",
@@ -265,6 +284,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000,
                         help="requests per figure and round")
     parser.add_argument("--rounds", type=int, default=5, help="best of this many rounds")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="leave the client and the servers wherever the scheduler puts them")
     parser.add_argument("--echo", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -291,6 +312,9 @@ def main() -> None:
                 recorded = warm_run.answers[-1]
                 servers[mode, "endpoint"] = endpoint_server(recorded)
                 servers[mode, "echo"] = echo_server(recorded)
+            placed = None if args.no_pin else cores()
+            if placed is not None:
+                pin(*placed, list(servers.values()))
             # Every round runs every server in every mode, so a burst of someone else's work
             # on a shared machine does not land on one figure only; each figure keeps its
             # best round, and the ratio is the median of the rounds' side-by-side ratios.
@@ -325,16 +349,17 @@ def main() -> None:
     rows = [(mode, conns, {name: best[mode, conns, name] for name in names},
              statistics.median(ratios[mode, conns])) for mode in MODES for conns in CONCURRENCY]
     cpu = {key: min(values) for key, values in cpus.items()}
-    split = {mode: responder_cost(mode, 3000) for mode in MODES}
+    split = {mode: responder_cost(mode, 9000) for mode in MODES}
     metro = metrology_cost()
-    lines = report(rows, cpu, split, metro, args, os.getloadavg()[0])
+    lines = report(rows, cpu, split, metro, args, os.getloadavg()[0], placed)
     print("\n".join(lines))
     write_section(TITLE, lines)
 
 
 def report(rows: list[tuple[int, int, dict[str, Run], float]],
-           cpu: dict[tuple[int, int, str], float], split: dict[int, float], metro: dict[str, float | int | str], args: argparse.Namespace,
-           load_average: float) -> list[str]:
+           cpu: dict[tuple[int, int, str], float], split: dict[int, float],
+           metro: dict[str, float | int | str], args: argparse.Namespace,
+           load_average: float, placed: tuple[int, int] | None) -> list[str]:
     def cell(run: Run) -> str:
         return (f"{run.rate:,.0f} | {run.percentile(0.5) * 1e3:.2f} / "
                 f"{run.percentile(0.99) * 1e3:.2f}")
@@ -357,8 +382,13 @@ def report(rows: list[tuple[int, int, dict[str, Run], float]],
         "limits) answering with the same bytes, no node behind it. Same client, same "
         f"concurrency. Rates and latencies: the best of {args.rounds} rounds, every server "
         "and mode run in every round; the ratio: the median over the rounds of meter rate / "
-        "echo rate measured side by side (issue 11's figure). Client and servers share the "
-        f"machine's {os.cpu_count()} cores.",
+        "echo rate measured side by side (issue 11's figure). "
+        + (f"The client runs on CPU {placed[0]} and every server on CPU {placed[1]} (pinned: "
+           "unpinned, the scheduler sometimes puts client and server on one core, where the "
+           "echo server answers a whole batch per wake-up and its rate, and every ratio to "
+           "it, swings by a factor of 2 to 3 from run to run; `--no-pin` leaves them free)."
+           if placed is not None else
+           f"Client and servers share the machine's {os.cpu_count()} cores (not pinned)."),
         "",
         "Server CPU per request: CPU time the server process used during a run "
         "(/proc/PID/schedstat) over its requests, the least of the rounds; it leaves out the "
@@ -384,7 +414,8 @@ def report(rows: list[tuple[int, int, dict[str, Run], float]],
         "machine (and includes the client's own cost); Endpoint adds our transport (the framer "
         "and the A4 look-up in the read callback, the link bookkeeping); the meter adds the "
         "responder and the node. The responder alone (`Responder.receive` of an in-process "
-        "meter on the same requests, CPU time, best of 3: ACSE decode, MAC and decryption in "
+        "meter on the same requests, CPU time, best of 3 runs of 3,000: ACSE decode, MAC and "
+        "decryption in "
         "mode 2, password check, the Table 28 read, encoding and securing the answer) costs "
         + "; ".join(f"{t * 1e6:,.0f} µs in mode {m} (answer {sizes[m]} bytes)"
                     for m, t in split.items()) + ".",
@@ -399,7 +430,7 @@ def report(rows: list[tuple[int, int, dict[str, Run], float]],
         "second (`--speed`), before serving anything.",
         "",
         f"Run: `.venv/bin/python benchmarks/meter.py --requests {args.requests} "
-        f"--rounds {args.rounds}`.",
+        f"--rounds {args.rounds}{' --no-pin' if args.no_pin else ''}`.",
     ]
     return lines
 

@@ -224,3 +224,41 @@ def test_an_answer_and_the_close_right_after_it_reach_the_caller_in_that_order()
         assert events == ["answered", "closed"] * 20
 
     _run(handler, check)
+
+
+def test_answers_of_one_loop_iteration_leave_together_after_every_link_was_served() -> None:
+    """Requests read in one loop iteration on several links are all served before any answer
+    is written (one wake-up of the peers for the lot, not one per answer); each link still
+    gets its own answers, in order. Seen from the peers: while the handler serves the later
+    links, no earlier link has its answer yet."""
+    clients: list[socket.socket] = []
+    answered_early: list[bool] = []
+
+    def handler(data: bytes, link: Link) -> tuple[bytes | None, bool]:
+        # Has any client received an answer already? (peek; never blocks)
+        early = False
+        for sock in clients:
+            try:
+                early |= bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            except BlockingIOError:
+                pass
+        answered_early.append(early)
+        return _apdu(_number(data) + 1000), False
+
+    async def check(endpoint: Endpoint, address: tuple[str, int]) -> None:
+        for _ in range(4):
+            clients.append(socket.create_connection(address))
+        await asyncio.sleep(0.1)  # every connection accepted
+        for n, sock in enumerate(clients):  # all four are readable at the next select
+            sock.sendall(_apdu(n) + _apdu(n + 10))
+        loop = asyncio.get_running_loop()
+        for n, sock in enumerate(clients):
+            sock.setblocking(False)
+            framer, got = StreamFramer(1 << 16), []
+            while len(got) < 2:
+                got.extend(framer.feed(await asyncio.wait_for(loop.sock_recv(sock, 4096), 20)))
+            assert [_number(a) for a in got] == [n + 1000, n + 1010]
+            sock.close()
+        assert answered_early == [False] * 8
+
+    _run(handler, check)
