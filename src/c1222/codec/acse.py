@@ -214,9 +214,6 @@ def integer_element(value: int) -> bytes:
     return tlv(TAG_INTEGER, encode_unsigned(value, limits.MAX_INVOCATION_ID_BYTES))
 
 
-_integer = integer_element
-
-
 def _ap_title(title: Uid) -> bytes:
     return title.encode(TAG_RELATIVE_OID_ACSE)
 
@@ -263,17 +260,17 @@ def header_elements(apdu: Apdu) -> dict[int, bytes]:
         out[TAG_CALLED_AP_TITLE] = title_element(TAG_CALLED_AP_TITLE, apdu.called_ap_title)
     if apdu.called_ae_qualifier is not None:
         out[TAG_CALLED_AE_QUALIFIER] = tlv(TAG_CALLED_AE_QUALIFIER,
-                                           _integer(apdu.called_ae_qualifier))
+                                           integer_element(apdu.called_ae_qualifier))
     if apdu.called_ap_invocation_id is not None:
         out[TAG_CALLED_AP_INVOCATION_ID] = tlv(TAG_CALLED_AP_INVOCATION_ID,
-                                               _integer(apdu.called_ap_invocation_id))
+                                               integer_element(apdu.called_ap_invocation_id))
     if apdu.calling_ap_title is not None:
         out[TAG_CALLING_AP_TITLE] = title_element(TAG_CALLING_AP_TITLE, apdu.calling_ap_title)
     if apdu.calling_ae_qualifier is not None:
         out[TAG_CALLING_AE_QUALIFIER] = tlv(TAG_CALLING_AE_QUALIFIER,
-                                            _integer(apdu.calling_ae_qualifier))
+                                            integer_element(apdu.calling_ae_qualifier))
     out[TAG_CALLING_AP_INVOCATION_ID] = tlv(TAG_CALLING_AP_INVOCATION_ID,
-                                            _integer(apdu.calling_ap_invocation_id))
+                                            integer_element(apdu.calling_ap_invocation_id))
     if apdu.mechanism_name is not None:
         out[TAG_MECHANISM_NAME] = tlv(TAG_MECHANISM_NAME, apdu.mechanism_name.content())
     if apdu.authentication_value is not None:
@@ -288,7 +285,7 @@ def header_elements(apdu: Apdu) -> dict[int, bytes]:
 
 def user_information(octets: bytes, indirect_reference: int | None = None) -> bytes:
     """``BE <len> 28 <len> [02 ..] 81 <len> <octets>``."""
-    inner = b"" if indirect_reference is None else _integer(indirect_reference)
+    inner = b"" if indirect_reference is None else integer_element(indirect_reference)
     inner += bytes((TAG_OCTET_ALIGNED,)) + encode_length(len(octets)) + octets
     return tlv(TAG_USER_INFORMATION, tlv(TAG_EXTERNAL, inner))
 

@@ -149,10 +149,11 @@ class Uid:
 
     arcs: tuple[int, ...]
     relative: bool = False
-    # Its dotted text and absolute form, computed once: decoded titles are shared objects
-    # (decode_uid_content's cache), so every message naming a title reuses them.
+    # Its dotted text, absolute form and hash, computed once: decoded titles are shared
+    # objects (decode_uid_content's cache), so every message naming a title reuses them.
     _text: str | None = field(default=None, init=False, repr=False, compare=False)
     _absolute: Uid | None = field(default=None, init=False, repr=False, compare=False)
+    _hash: int | None = field(default=None, init=False, repr=False, compare=False)
 
     # Written out (eq=False) rather than the dataclass's: the generated ones are made with
     # exec and stay interpreted in a compiled build, and a title is hashed on every request.
@@ -162,7 +163,11 @@ class Uid:
         return self.arcs == other.arcs and self.relative == other.relative
 
     def __hash__(self) -> int:
-        return hash((self.arcs, self.relative))
+        found = self._hash
+        if found is None:
+            found = hash((self.arcs, self.relative))
+            object.__setattr__(self, "_hash", found)
+        return found
 
     def __post_init__(self) -> None:
         if len(self.arcs) > limits.MAX_OID_ARCS:

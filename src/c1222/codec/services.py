@@ -84,6 +84,9 @@ class TableData:
         return self
 
     def encode(self) -> bytes:
+        data = self.data
+        if len(data) < CHUNK_MAX and self.checksums is None:  # nearly every table: one chunk
+            return b"".join((len(data).to_bytes(2, "big"), data, bytes((checksum(data),))))
         sums = self.checksums if self.checksums is not None else self.computed_checksums()
         sizes = self.chunk_sizes()
         if len(sums) != len(sizes):
