@@ -16,11 +16,13 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from c1222.crypto.eax_prime import BytesLike
 from c1222.errors import LocalProtocolError, SecurityError
 
 __all__ = [
+    "BURST",
     "DEFAULT_IV_TOLERANCE",
     "DEFAULT_MAX_AGE",
     "DEFAULT_MAX_ENTRIES",
@@ -32,6 +34,9 @@ __all__ = [
 
 #: Default number of remembered messages (each entry is about 200 bytes).
 DEFAULT_MAX_ENTRIES = 10_000
+#: Time mode: messages of the latest two IV seconds are kept beyond ``max_entries``, up to this
+#: many times it (a burst faster than ``max_entries`` a second is served, not refused).
+BURST: Final = 8
 #: Default age, in seconds, after which an accepted message is forgotten.
 DEFAULT_MAX_AGE = 900.0
 #: MSDK's comment: the IV (Unix time) should be within +-15 minutes of UTC (digest 2.4).
@@ -95,9 +100,11 @@ class ReplayWindow:
     * **time** (``iv_tolerance`` in seconds): the IV must be the sender's Unix time within
       ``iv_tolerance`` of ``now`` (digest 2.4, MSDK's +-15 minutes), and above a *floor* that
       only rises: ``now - iv_tolerance`` for the latest ``now`` seen, and the IV of any entry
-      pushed out by ``max_entries``. A message is remembered while its IV is above the floor,
-      and refused by the floor afterwards, so no message is ever accepted twice, however old
-      the replay and whatever the clock does later. ``now`` must then be Unix time.
+      pushed out by ``max_entries`` (entries of the latest two seconds are not pushed out
+      until the window holds :data:`BURST` times ``max_entries``). A message is remembered
+      while its IV is above the floor, and refused by the floor afterwards, so no message is
+      ever accepted twice, however old the replay and whatever the clock does later. ``now``
+      must then be Unix time.
 
     ``record`` (if given) is called with each message and ``now`` after the checks and before
     :meth:`accept` returns; a persistent receiver writes it durably there, so a message is on
@@ -194,12 +201,21 @@ class ReplayWindow:
         self._add(message, now)
 
     def _add(self, message: MessageId, now: float) -> None:
-        self._seen[message] = now
-        while len(self._seen) > self._max_entries:
-            old, _ = self._seen.popitem(last=False)
+        seen = self._seen
+        seen[message] = now
+        while len(seen) > self._max_entries:
             if self._iv_tolerance is not None:
-                # Forgotten before its time: everything up to its IV is refused from now on.
-                self._raise_floor(self._iv_time(old) + 1)
+                assert self._now_high is not None
+                iv_time = self._iv_time(next(iter(seen)))
+                # Forgotten before its time, an entry takes everything up to its IV second
+                # with it: the floor passes that second. For an entry of the latest two seconds
+                # that would refuse the fresh requests of a burst (SME for the rest of the
+                # second), so such entries are kept, up to BURST times the window's size.
+                if (iv_time >= int(self._now_high) - 1
+                        and len(seen) <= BURST * self._max_entries):
+                    return
+                self._raise_floor(iv_time + 1)
+            seen.popitem(last=False)
 
     def snapshot(self) -> tuple[int | None, float | None, list[tuple[MessageId, float]]]:
         """(floor, latest now, entries with their acceptance time) — what :meth:`restore`

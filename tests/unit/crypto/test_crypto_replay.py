@@ -230,3 +230,30 @@ def test_time_mode_iv_wraps_in_2106() -> None:
     window.accept(msg(iv=tiv(wrap + 3)), now=wrap + 5)
     with pytest.raises(SecurityError):
         window.accept(msg(iv=tiv(wrap - 5)), now=wrap + 6)
+
+
+def test_time_mode_serves_a_burst_beyond_its_size_within_the_current_seconds() -> None:
+    """More messages within one IV second than ``max_entries``: all are served (the window
+    keeps the latest two seconds up to BURST times its size) and each is still refused when
+    replayed; once the clock moves on the window shrinks back and the floor passes the burst."""
+    from c1222.crypto.replay import BURST
+
+    window = ReplayWindow(max_entries=100, iv_tolerance=900.0)
+    for i in range(300):  # three times the window, one IV second
+        window.accept(msg(iv=tiv(T0), invocation_id=i + 1), now=T0 + 0.5)
+    assert len(window) == 300 and window.floor == T0 - 899  # the tolerance, nothing more
+    for i in (0, 150, 299):
+        with pytest.raises(SecurityError):
+            window.accept(msg(iv=tiv(T0), invocation_id=i + 1), now=T0 + 0.9)
+    window.accept(msg(iv=tiv(T0 + 3), invocation_id=1), now=T0 + 3)  # the clock moved on
+    assert len(window) == 100 and window.floor == T0 + 1
+    with pytest.raises(SecurityError):  # forgotten, and below the floor
+        window.accept(msg(iv=tiv(T0), invocation_id=1), now=T0 + 3)
+    # Past BURST times the size within one second, the floor passes it after all (bounded).
+    flood = ReplayWindow(max_entries=10, iv_tolerance=900.0)
+    for i in range(BURST * 10):
+        flood.accept(msg(iv=tiv(T0), invocation_id=i + 1), now=T0)
+    flood.accept(msg(iv=tiv(T0), invocation_id=10_000), now=T0)
+    assert len(flood) <= BURST * 10 and flood.floor == T0 + 1
+    with pytest.raises(SecurityError):
+        flood.accept(msg(iv=tiv(T0), invocation_id=10_001), now=T0)
