@@ -37,6 +37,8 @@ _MAC_MASK: Final = (1 << 32) - 1
 _CTR_MASK: Final = _MASK_128 ^ (0x80 << 24) ^ (0x80 << 8)
 #: Texts up to this many blocks (4 KiB) take their CTR keystream from the ECB context.
 _CTR_BLOCKS_CACHED: Final = 256
+#: Texts up to this many bytes go through CMAC' as one integer; longer ones as three parts.
+_WHOLE: Final = 128
 #: blocks -> (0101..01, 00..01..02..) as integers of that many 16-byte blocks (bounded by
 #: _CTR_BLOCKS_CACHED entries, 2 MiB at most).
 _COUNTER_SPREAD: dict[int, tuple[int, int]] = {}
@@ -129,22 +131,35 @@ class EaxPrime:
         S and the result as integers.
 
         A complete last block is XORed with D; otherwise ``80 00..`` padding and Q. The
-        message is padded and read as one integer, its last block XORed with D or Q and its
-        first block with S and the context's chaining value (CBC with IV = S is CBC with
-        IV = 0 over a first block XORed with S) in one integer XOR, then encrypted by one
-        ``update`` of the long-lived CBC context; its last output block is the MAC and the
-        next chaining value.
+        message's last block is XORed with D or Q and its first block with S and the
+        context's chaining value (CBC with IV = S is CBC with IV = 0 over a first block XORed
+        with S), then it is encrypted by one ``update`` of the long-lived CBC context; its
+        last output block is the MAC and the next chaining value. A short text is padded and
+        XORed as one integer (fewest steps); a long one has only its first and last blocks
+        converted (no pass over the middle).
         """
         n = len(data)
         if n and n % BLOCK_SIZE == 0:
-            size, subkey = n, self._d_int
-            message = int.from_bytes(data, "big")
+            cut, subkey = n - BLOCK_SIZE, self._d_int
         else:
-            size, subkey = n - n % BLOCK_SIZE + BLOCK_SIZE, self._q_int
-            # 80 00.. padding: the text shifted up, with a 1 bit just after it
-            message = ((int.from_bytes(data, "big") << 1) | 1) << (8 * (size - n) - 1)
-        message ^= ((start ^ self._chain) << (8 * (size - BLOCK_SIZE))) ^ subkey
-        out = self._cbc.update(message.to_bytes(size, "big"))
+            cut, subkey = n - n % BLOCK_SIZE, self._q_int
+        size = cut + BLOCK_SIZE
+        first = start ^ self._chain
+        if n <= _WHOLE:  # short (a header, a small service): the text as one integer
+            if subkey == self._d_int:
+                message = int.from_bytes(data, "big")
+            else:  # 80 00.. padding: the text shifted up, with a 1 bit just after it
+                message = ((int.from_bytes(data, "big") << 1) | 1) << (8 * (size - n) - 1)
+            block = (message ^ (first << (8 * cut)) ^ subkey).to_bytes(size, "big")
+        else:  # long: only the first and last blocks are XORed, the middle is copied
+            if subkey == self._d_int:
+                last = int.from_bytes(data[cut:], "big")
+            else:
+                last = ((int.from_bytes(data[cut:], "big") << 1) | 1) << (8 * (size - n) - 1)
+            first ^= int.from_bytes(data[:BLOCK_SIZE], "big")
+            block = b"".join((first.to_bytes(BLOCK_SIZE, "big"), data[BLOCK_SIZE:cut],
+                              (last ^ subkey).to_bytes(BLOCK_SIZE, "big")))
+        out = self._cbc.update(block)
         mac = int.from_bytes(out[-BLOCK_SIZE:], "big")
         self._chain = mac
         return mac
