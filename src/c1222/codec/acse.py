@@ -14,10 +14,12 @@ from typing import Any, Final
 from c1222 import limits
 from c1222.codec import epsem as epsem_codec
 from c1222.codec.ber import (
+    BYTES,
     TAG_INTEGER,
     TAG_OID,
     TAG_RELATIVE_OID_ACSE,
     Uid,
+    as_bytes,
     decode_uid_content,
     decode_unsigned,
     encode_length,
@@ -238,7 +240,7 @@ def authentication_element(key_id: int | None, iv: bytes | None) -> bytes:
     """The C12.22 AC element; with both fields it is the canonical 17 bytes (digest 2.4)."""
     if key_id is not None and iv is not None and 0 <= key_id <= 255 and len(iv) == 4:
         # every secured message: one concatenation instead of four nested TLVs
-        return b"".join((_AC_PREFIX, bytes((key_id,)), b"\x81\x04", iv))
+        return b"".join((_AC_PREFIX, BYTES[key_id], b"\x81\x04", iv))
     inner = b""
     if key_id is not None:
         if not 0 <= key_id <= 255:
@@ -388,7 +390,7 @@ def decode_header(data: bytes) -> Header:
             if stop - pos == _AC_SIZE and data[pos:pos + 10] == _AC_PREFIX \
                     and data[pos + 11:pos + 13] == b"\x81\x04":
                 fields["key_id"] = data[pos + 10]  # the C12.22 form every implementation sends
-                fields["iv"] = bytes(data[pos + 13:stop])
+                fields["iv"] = as_bytes(data[pos + 13:stop])
             else:
                 fields.update(_authentication_value(data, start, stop, _PATHS[tag]))
         elif tag == TAG_MECHANISM_NAME:

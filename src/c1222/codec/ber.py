@@ -18,6 +18,22 @@ TAG_OID: Final = 0x06
 TAG_RELATIVE_OID: Final = 0x0D  # universal RELATIVE-OID: UIDs inside EPSEM and table data
 TAG_RELATIVE_OID_ACSE: Final = 0x80  # [0] IMPLICIT RELATIVE-OID: AP titles inside ACSE elements
 TAG_INTEGER: Final = 0x02
+#: ``BYTES[n]`` is ``bytes((n,))``, made once: building a tuple and calling the bytes type
+#: costs several times a tuple index when compiled, and a message makes dozens of these.
+BYTES: Final = tuple(bytes((i,)) for i in range(256))
+
+
+def as_bytes(data: bytes | bytearray | memoryview) -> bytes:
+    """``data`` as bytes: bytes as they are (no call to the bytes type, which costs as much as
+    a copy when compiled), a bytearray or memoryview copied."""
+    return data if isinstance(data, bytes) else bytes(data)
+
+
+def byte(value: int) -> bytes:
+    """``bytes((value,))`` from :data:`BYTES`; ValueError outside 0..255, as bytes() raises."""
+    if 0 <= value < 256:
+        return BYTES[value]
+    raise ValueError("byte must be in range(0, 256)")
 
 
 def read_length(buf: bytes, pos: int, end: int, path: str = "") -> tuple[int, int]:
@@ -50,11 +66,11 @@ def encode_length(n: int) -> bytes:
     if n < 0x80:
         if n < 0:
             raise LocalProtocolError("negative length")
-        return bytes((n,))
+        return BYTES[n]
     size = (n.bit_length() + 7) // 8
     if size > limits.MAX_LENGTH_OCTETS:
         raise LocalProtocolError(f"length {n} too large")
-    return bytes((0x80 | size,)) + n.to_bytes(size, "big")
+    return BYTES[0x80 | size] + n.to_bytes(size, "big")
 
 
 def read_tlv(buf: bytes, pos: int, end: int, path: str = "") -> tuple[int, int, int]:
@@ -73,7 +89,10 @@ def read_tlv(buf: bytes, pos: int, end: int, path: str = "") -> tuple[int, int, 
 
 def tlv(tag: int, content: bytes) -> bytes:
     """Encode one tag-length-value with a minimal length."""
-    return bytes((tag,)) + encode_length(len(content)) + content
+    n = len(content)
+    if n < 0x80:  # every element but a long one: no call for the length
+        return byte(tag) + BYTES[n] + content
+    return byte(tag) + encode_length(n) + content
 
 
 def decode_unsigned(content: bytes, pos: int, path: str, max_bytes: int = 4) -> int:
@@ -129,7 +148,7 @@ def _encode_arc(arc: int) -> bytes:
     if arc < 0x80:
         if arc < 0:
             raise LocalProtocolError(f"negative OID arc {arc}")
-        return bytes((arc,))
+        return BYTES[arc]
     out = [arc & 0x7F]
     arc >>= 7
     while arc:

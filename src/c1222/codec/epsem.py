@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from c1222 import limits
-from c1222.codec.ber import encode_length, read_length
+from c1222.codec.ber import as_bytes, byte, encode_length, read_length
 from c1222.codec.services import Request, Service, decode_service
 from c1222.codes import ResponseControl, SecurityMode
 from c1222.errors import BerError, DecodeLimitExceeded, LocalProtocolError, Truncated, UnknownCode
@@ -105,21 +105,21 @@ class Epsem:
         if self.secured:
             if self.mac is None:
                 raise LocalProtocolError("a secured EPSEM needs a MAC (crypto/policy adds it)")
-            return bytes((self.control,)) + body + self.mac
+            return b"".join((byte(self.control), body, self.mac))
         if self.mac is not None:
             raise LocalProtocolError("a cleartext EPSEM carries no MAC")
-        return bytes((self.control,)) + body
+        return byte(self.control) + body
 
 
 def encode_body(epsem: Epsem) -> bytes:
     """ed-class and services: the plaintext that security mode 2 encrypts."""
-    out = bytearray(epsem.ed_class or b"")
+    parts = [epsem.ed_class] if epsem.ed_class else []
     for service in epsem.services:
         data = service.encode()
-        out += encode_length(len(data))
-        out += data
-    out += epsem.padding
-    return bytes(out)
+        parts.append(encode_length(len(data)))
+        parts.append(data)
+    parts.append(epsem.padding)
+    return b"".join(parts)
 
 
 def control_and_mac(buf: bytes, pos: int, end: int, path: str = "epsem") -> tuple[int, int]:
@@ -152,11 +152,11 @@ def decode(buf: bytes, pos: int, end: int, requests: Sequence[Request] | None = 
     recovery = bool(ctl & FLAG_RECOVERY_SESSION)
     proxy = bool(ctl & FLAG_PROXY_SERVICE_USED)
     edc = bool(ctl & FLAG_ED_CLASS_INCLUDED)
-    mac = bytes(buf[body_end:end]) if mode else None
+    mac = as_bytes(buf[body_end:end]) if mode else None
     if mode == _CIPHERTEXT:
         return Epsem(security_mode=mode, response_control=control, recovery_session=recovery,
                      proxy_service_used=proxy, ed_class_included=edc, mac=mac,
-                     ciphertext=bytes(buf[pos + 1 : body_end]))
+                     ciphertext=as_bytes(buf[pos + 1 : body_end]))
     ed_class, services, padding = decode_body(buf, pos + 1, body_end, edc, requests, path)
     return Epsem(services, security_mode=mode, response_control=control,
                  recovery_session=recovery, proxy_service_used=proxy, ed_class=ed_class,
@@ -174,7 +174,7 @@ def decode_body(buf: bytes, pos: int, end: int, ed_class_included: bool,
     if ed_class_included:
         if end - pos < ED_CLASS_SIZE:
             raise Truncated("ed-class cut short", pos, path + ".ed_class")
-        ed_class = bytes(buf[pos : pos + ED_CLASS_SIZE])
+        ed_class = as_bytes(buf[pos : pos + ED_CLASS_SIZE])
         pos += ED_CLASS_SIZE
     services: list[Service] = []
     while pos < end:
@@ -184,7 +184,7 @@ def decode_body(buf: bytes, pos: int, end: int, ed_class_included: bool,
         else:
             n, start = read_length(buf, pos, end, f"{path}.services[{len(services)}].length")
         if n == 0:
-            return ed_class, tuple(services), bytes(buf[pos:end])
+            return ed_class, tuple(services), as_bytes(buf[pos:end])
         if start + n > end:
             raise Truncated(f"service claims {n} bytes, {end - start} left", pos,
                             f"{path}.services[{len(services)}]")

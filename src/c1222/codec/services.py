@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from c1222 import limits
-from c1222.codec.ber import Uid, read_uid
+from c1222.codec.ber import BYTES, Uid, byte, read_uid
 from c1222.codes import IdentifyFeature, ResponseCode, ServiceCode
 from c1222.errors import (
     BerError,
@@ -66,7 +66,7 @@ class TableData:
 
     def computed_checksums(self) -> bytes:
         if len(self.data) < CHUNK_MAX:  # one chunk, as nearly every table: no chunk list
-            return bytes((checksum(self.data),))
+            return BYTES[checksum(self.data)]
         out, pos = bytearray(), 0
         for size in self.chunk_sizes():
             out.append(checksum(self.data[pos : pos + size]))
@@ -86,7 +86,7 @@ class TableData:
     def encode(self) -> bytes:
         data = self.data
         if len(data) < CHUNK_MAX and self.checksums is None:  # nearly every table: one chunk
-            return b"".join((len(data).to_bytes(2, "big"), data, bytes((checksum(data),))))
+            return b"".join((len(data).to_bytes(2, "big"), data, BYTES[checksum(data)]))
         sums = self.checksums if self.checksums is not None else self.computed_checksums()
         sizes = self.chunk_sizes()
         if len(sums) != len(sizes):
@@ -146,7 +146,7 @@ class Request(_RequestKind):
 
     def encode(self) -> bytes:
         try:
-            return bytes((self.code,)) + self.encode_parameters()
+            return byte(self.code) + self.encode_parameters()
         except (ValueError, OverflowError) as exc:
             raise _out_of_range(self.service, exc) from None
 
@@ -501,7 +501,7 @@ class Response(_ResponseKind):
 
     def encode(self) -> bytes:
         try:
-            return bytes((self.response_code,)) + self.encode_parameters()
+            return byte(self.response_code) + self.encode_parameters()
         except (ValueError, OverflowError) as exc:
             raise _out_of_range(self.service or "response", exc) from None
 

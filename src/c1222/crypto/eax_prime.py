@@ -15,6 +15,7 @@ from typing import Final, NoReturn
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from c1222.codec.ber import as_bytes
 from c1222.errors import ConfigurationError, SecurityError
 
 __all__ = ["BLOCK_SIZE", "KEY_SIZE", "MAC_SIZE", "BytesLike", "EaxPrime", "dbl"]
@@ -51,11 +52,6 @@ def _counter_spread(blocks: int) -> tuple[int, int]:
     repeat = int.from_bytes(repeat.to_bytes(16, "big") * blocks, "big")
     steps = int.from_bytes(b"".join(i.to_bytes(16, "big") for i in range(blocks)), "big")
     return repeat, steps
-
-
-def _bytes(data: BytesLike) -> bytes:
-    """``data`` as bytes: bytes as they are (no copy), a bytearray or memoryview copied."""
-    return data if isinstance(data, bytes) else bytes(data)
 
 
 def dbl(block: bytes) -> bytes:
@@ -208,10 +204,10 @@ class EaxPrime:
         The ciphertext has the plaintext's length; the MAC is 4 bytes (digest 5.3, Encrypt):
         the last 4 bytes of N' XOR C' (N' alone for an empty text).
         """
-        n_prime = self._cmac_int(self._d_int, _bytes(cleartext))
+        n_prime = self._cmac_int(self._d_int, as_bytes(cleartext))
         if not plaintext:
             return b"", (n_prime & _MAC_MASK).to_bytes(MAC_SIZE, "big")
-        ciphertext = self._ctr_int(n_prime, _bytes(plaintext))
+        ciphertext = self._ctr_int(n_prime, as_bytes(plaintext))
         c_prime = self._cmac_int(self._q_int, ciphertext)
         return ciphertext, ((n_prime ^ c_prime) & _MAC_MASK).to_bytes(MAC_SIZE, "big")
 
@@ -220,12 +216,12 @@ class EaxPrime:
 
         The MAC is checked *before* any decryption; a mismatch raises SecurityError.
         """
-        n_prime = self._cmac_int(self._d_int, _bytes(cleartext))
-        ciphertext = _bytes(ciphertext)
+        n_prime = self._cmac_int(self._d_int, as_bytes(cleartext))
+        ciphertext = as_bytes(ciphertext)
         tag = n_prime
         if ciphertext:
             tag ^= self._cmac_int(self._q_int, ciphertext)
-        if not hmac.compare_digest((tag & _MAC_MASK).to_bytes(MAC_SIZE, "big"), bytes(mac)):
+        if not hmac.compare_digest((tag & _MAC_MASK).to_bytes(MAC_SIZE, "big"), as_bytes(mac)):
             raise SecurityError()
         if not ciphertext:
             return b""

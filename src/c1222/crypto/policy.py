@@ -43,7 +43,7 @@ from c1222.codec.acse import (
     Apdu,
     RequestLookup,
 )
-from c1222.codec.ber import TAG_OID, Uid, encode_length, tlv
+from c1222.codec.ber import TAG_OID, Uid, as_bytes, byte, encode_length, tlv
 from c1222.codec.epsem import (
     FLAG_ED_CLASS_INCLUDED,
     FLAG_PROXY_SERVICE_USED,
@@ -140,7 +140,7 @@ def _cleartext_of(data: bytes, header: acse.Header, key_id: int, iv: bytes) -> b
     calling = fields.get("calling_ap_title")
     if calling is not None:
         out.append(_absolute_element(TAG_CALLING_AP_TITLE, calling))  # type: ignore[arg-type]
-    out.append(bytes((key_id,)))
+    out.append(byte(key_id))
     out.append(iv)
     return b"".join(out)
 
@@ -172,7 +172,7 @@ def authenticated_cleartext(data: bytes) -> bytes:
 
     DecodeError for broken structure; SecurityError when there is no C12.22 AC element.
     """
-    data = bytes(data)
+    data = as_bytes(data)
     header = _header(data)
     found = _key_id_iv(header)
     if found is None:
@@ -211,7 +211,7 @@ def protect(apdu: Apdu, keys: KeyTable, *, key_id: int | None = None,
     kiv = apdu.iv if apdu.iv is not None else iv
     if kid is None or kiv is None:
         raise LocalProtocolError("a secured message needs a key id and an IV")
-    kiv = bytes(kiv)
+    kiv = as_bytes(kiv)
     if kid not in keys:
         raise ConfigurationError(f"no key for key id {kid}")
     if keys.is_master(kid) and apdu.called_ap_title is None:
@@ -228,7 +228,7 @@ def protect(apdu: Apdu, keys: KeyTable, *, key_id: int | None = None,
         elements[TAG_CALLING_AUTHENTICATION_VALUE] = acse.authentication_element(kid, kiv)
     size = 1 + len(plaintext) + MAC_SIZE
     be_head = _user_information_head(apdu.indirect_reference, size)
-    ctl = bytes((epsem.control,))
+    ctl = byte(epsem.control)
     parts = []
     for tag in _CLEARTEXT_HEAD:
         element = elements.get(tag)
@@ -241,7 +241,7 @@ def protect(apdu: Apdu, keys: KeyTable, *, key_id: int | None = None,
     parts.append(ctl)
     if apdu.calling_ap_title is not None:
         parts.append(_absolute_element(TAG_CALLING_AP_TITLE, apdu.calling_ap_title))
-    parts.append(bytes((kid,)))
+    parts.append(byte(kid))
     parts.append(kiv)
     cleartext = b"".join(parts)
     if mode == _CIPHERTEXT:
@@ -414,7 +414,7 @@ def unprotect(
     ``header``: :func:`c1222.codec.acse.decode_header` of ``data`` when the caller already
     read it (a node checks A2 first), so the header is decoded once.
     """
-    data = bytes(data)
+    data = as_bytes(data)
     if replay is not None and now is None:
         raise LocalProtocolError("a replay check needs `now`")
 
@@ -454,7 +454,7 @@ def unprotect(
         return acse.decode_rest(data, header, requests)
     if callable(requests):
         requests = requests(header.called_ap_invocation_id, header.calling_ap_invocation_id)
-    return _decrypted(header, bool(ctl & FLAG_ED_CLASS_INCLUDED), bytes(data[end - MAC_SIZE:end]),
+    return _decrypted(header, bool(ctl & FLAG_ED_CLASS_INCLUDED), data[end - MAC_SIZE:end],
                       ctl, checked.plaintext, requests)
 
 
@@ -472,7 +472,7 @@ def make_unprotect(
 
     def unprotect_step(raw: bytes, apdu: Apdu, requests: Sequence[Request] | None
                        ) -> tuple[Apdu, bool | None]:
-        raw = bytes(raw)
+        raw = as_bytes(raw)
         spans = apdu.spans
         header = _header(raw) if spans is None else acse.Header(_header_fields(apdu), spans)
         checked = _check(raw, header, keys)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from c1222.codec.ber import as_bytes
 from c1222.crypto.eax_prime import BytesLike
 from c1222.errors import LocalProtocolError, SecurityError
 
@@ -60,7 +61,7 @@ class MessageId:
                  invocation_id: int) -> None:
         # Written out rather than the dataclass's: the IV is made bytes (hashable) before it
         # is stored, since compiled code refuses a bytearray for a ``bytes`` field.
-        iv = bytes(iv)
+        iv = as_bytes(iv)
         if not 0 <= key_id <= 0xFF:
             raise LocalProtocolError("key id must be 0-255")
         if len(iv) > 4:

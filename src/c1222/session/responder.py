@@ -34,7 +34,7 @@ from c1222 import limits
 from c1222._mypyc import mypyc_attr
 from c1222.codec import acse
 from c1222.codec.acse import Apdu
-from c1222.codec.ber import Uid
+from c1222.codec.ber import Uid, as_bytes
 from c1222.codec.epsem import Epsem
 from c1222.codec.services import (
     ErrorResponse,
@@ -234,7 +234,7 @@ class Responder:
 
     def receive(self, data: bytes, peer: Hashable, now: float) -> Reply:
         """Serve one received APDU. Never raises for anything the peer sent."""
-        data = bytes(data)
+        data = as_bytes(data)
         # A resend is the same bytes on the same association; another peer is served anew.
         digest = (peer, hashlib.blake2b(data, digest_size=16).digest())
         cached = self._sent.get(digest)
