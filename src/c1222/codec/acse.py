@@ -222,7 +222,7 @@ def _ap_title(title: Uid) -> bytes:
 
 #: (element tag, title) -> the encoded element: a node's own title and its peers' recur in
 #: every message (bounded: cleared when full).
-_TITLE_ELEMENTS: dict[tuple[int, Uid], bytes] = {}
+_TITLE_ELEMENTS: Final[dict[tuple[int, Uid], bytes]] = {}
 
 
 def title_element(tag: int, title: Uid) -> bytes:

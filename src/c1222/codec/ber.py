@@ -244,7 +244,7 @@ class Uid:
 # The same few AP titles recur in nearly every message, so decoded identifiers and their
 # text are cached (bounded: cleared when full).
 _CACHE_SIZE: Final = 4096
-_UID_CACHE: dict[tuple[int, bytes], Uid] = {}
+_UID_CACHE: Final[dict[tuple[int, bytes], Uid]] = {}
 
 
 def _remember(cache: dict, key: object, value: object) -> None:

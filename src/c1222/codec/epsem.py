@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from c1222 import limits
 from c1222.codec.ber import as_bytes, byte, encode_length, read_length
@@ -17,18 +18,18 @@ from c1222.codec.services import Request, Service, decode_service
 from c1222.codes import ResponseControl, SecurityMode
 from c1222.errors import BerError, DecodeLimitExceeded, LocalProtocolError, Truncated, UnknownCode
 
-MAC_SIZE = 4
-ED_CLASS_SIZE = 4
+MAC_SIZE: Final = 4
+ED_CLASS_SIZE: Final = 4
 
-FLAG_RESERVED = 0x80  # always 1
-FLAG_RECOVERY_SESSION = 0x40
-FLAG_PROXY_SERVICE_USED = 0x20
-FLAG_ED_CLASS_INCLUDED = 0x10
+FLAG_RESERVED: Final = 0x80  # always 1
+FLAG_RECOVERY_SESSION: Final = 0x40
+FLAG_PROXY_SERVICE_USED: Final = 0x20
+FLAG_ED_CLASS_INCLUDED: Final = 0x10
 
 
 # Plain ints for the per-message tests (an IntEnum member is an attribute lookup each time).
-_CLEARTEXT = int(SecurityMode.CLEARTEXT)
-_CIPHERTEXT = int(SecurityMode.CIPHERTEXT_AUTHENTICATED)
+_CLEARTEXT: Final = int(SecurityMode.CLEARTEXT)
+_CIPHERTEXT: Final = int(SecurityMode.CIPHERTEXT_AUTHENTICATED)
 
 
 @dataclass(frozen=True, slots=True)

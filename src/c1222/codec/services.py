@@ -13,7 +13,7 @@ Each class carries ``service``, the name used in the canonical JSON form
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from c1222 import limits
 from c1222.codec.ber import BYTES, Uid, byte, read_uid
@@ -28,7 +28,7 @@ from c1222.errors import (
     UnknownCode,
 )
 
-CHUNK_MAX = 0xFFFF  # a table-data chunk of this count is followed by another (digest 4.3)
+CHUNK_MAX: Final = 0xFFFF  # a table-data chunk of this count is followed by another (digest 4.3)
 
 
 def checksum(data: bytes) -> int:
@@ -768,31 +768,31 @@ def _done(end: int, pos: int, path: str) -> None:
 
 # Plain ints for the decoders below: reading an IntEnum member costs an attribute lookup
 # through the enum class (0.1-0.3 µs) at every comparison of every message.
-_FEATURE_DEVICE_CLASS = int(IdentifyFeature.DEVICE_CLASS)
-_FEATURE_DEVICE_IDENTITY = int(IdentifyFeature.DEVICE_IDENTITY)
-_FEATURE_END = int(IdentifyFeature.END)
-_FEATURE_SECURITY_MECHANISM = int(IdentifyFeature.SECURITY_MECHANISM)
-_FEATURE_SESSION_CTRL = int(IdentifyFeature.SESSION_CTRL)
-_OK = int(ResponseCode.OK)
-_RQTL = int(ResponseCode.RQTL)
-_RSTL = int(ResponseCode.RSTL)
-_DEFAULT_READ = int(ServiceCode.DEFAULT_READ)
-_DEREGISTER = int(ServiceCode.DEREGISTER)
-_DISCONNECT = int(ServiceCode.DISCONNECT)
-_FULL_READ = int(ServiceCode.FULL_READ)
-_FULL_WRITE = int(ServiceCode.FULL_WRITE)
-_IDENTIFY = int(ServiceCode.IDENTIFY)
-_LOGOFF = int(ServiceCode.LOGOFF)
-_LOGON = int(ServiceCode.LOGON)
-_PARTIAL_READ_OFFSET = int(ServiceCode.PARTIAL_READ_OFFSET)
-_PARTIAL_WRITE_OFFSET = int(ServiceCode.PARTIAL_WRITE_OFFSET)
-_REGISTER = int(ServiceCode.REGISTER)
-_RESOLVE = int(ServiceCode.RESOLVE)
-_SECURITY = int(ServiceCode.SECURITY)
-_TERMINATE = int(ServiceCode.TERMINATE)
-_TRACE = int(ServiceCode.TRACE)
-_WAIT = int(ServiceCode.WAIT)
-_MAX_RESPONSE_CODE = int(max(ResponseCode))
+_FEATURE_DEVICE_CLASS: Final = int(IdentifyFeature.DEVICE_CLASS)
+_FEATURE_DEVICE_IDENTITY: Final = int(IdentifyFeature.DEVICE_IDENTITY)
+_FEATURE_END: Final = int(IdentifyFeature.END)
+_FEATURE_SECURITY_MECHANISM: Final = int(IdentifyFeature.SECURITY_MECHANISM)
+_FEATURE_SESSION_CTRL: Final = int(IdentifyFeature.SESSION_CTRL)
+_OK: Final = int(ResponseCode.OK)
+_RQTL: Final = int(ResponseCode.RQTL)
+_RSTL: Final = int(ResponseCode.RSTL)
+_DEFAULT_READ: Final = int(ServiceCode.DEFAULT_READ)
+_DEREGISTER: Final = int(ServiceCode.DEREGISTER)
+_DISCONNECT: Final = int(ServiceCode.DISCONNECT)
+_FULL_READ: Final = int(ServiceCode.FULL_READ)
+_FULL_WRITE: Final = int(ServiceCode.FULL_WRITE)
+_IDENTIFY: Final = int(ServiceCode.IDENTIFY)
+_LOGOFF: Final = int(ServiceCode.LOGOFF)
+_LOGON: Final = int(ServiceCode.LOGON)
+_PARTIAL_READ_OFFSET: Final = int(ServiceCode.PARTIAL_READ_OFFSET)
+_PARTIAL_WRITE_OFFSET: Final = int(ServiceCode.PARTIAL_WRITE_OFFSET)
+_REGISTER: Final = int(ServiceCode.REGISTER)
+_RESOLVE: Final = int(ServiceCode.RESOLVE)
+_SECURITY: Final = int(ServiceCode.SECURITY)
+_TERMINATE: Final = int(ServiceCode.TERMINATE)
+_TRACE: Final = int(ServiceCode.TRACE)
+_WAIT: Final = int(ServiceCode.WAIT)
+_MAX_RESPONSE_CODE: Final = int(max(ResponseCode))
 
 
 def decode_request(buf: bytes, pos: int, end: int, path: str = "service") -> Request:
@@ -892,19 +892,19 @@ def _decode_register(buf: bytes, p: int, end: int, path: str) -> RegisterRequest
                            period, pattern)
 
 
-_NO_PARAMETERS: dict[int, Request] = {
+_NO_PARAMETERS: Final[dict[int, Request]] = {
     _IDENTIFY: IdentifyRequest(),
     _TERMINATE: TerminateRequest(),
     _DISCONNECT: DisconnectRequest(),
     _LOGOFF: LogoffRequest(),
     _DEFAULT_READ: DefaultReadRequest(),
 }
-_AP_TITLE_REQUESTS: dict[int, type[_ApTitleRequest]] = {
+_AP_TITLE_REQUESTS: Final[dict[int, type[_ApTitleRequest]]] = {
     _DEREGISTER: DeregisterRequest,
     _RESOLVE: ResolveRequest,
     _TRACE: TraceRequest,
 }
-_READS = (FullReadRequest, PartialReadIndexRequest, PartialReadOffsetRequest, DefaultReadRequest)
+_READS: Final = (FullReadRequest, PartialReadIndexRequest, PartialReadOffsetRequest, DefaultReadRequest)
 
 
 def decode_response(buf: bytes, pos: int, end: int, request: Request | None = None,

@@ -33,7 +33,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import Final, NoReturn
 
 from c1222.codec.ber import Uid
 from c1222.crypto.eax_prime import KEY_SIZE, BytesLike, EaxPrime
@@ -51,22 +51,22 @@ __all__ = [
 ]
 
 #: Key ids are one byte (AC key-id-element, digest 2.4).
-MAX_KEY_ID = 0xFF
+MAX_KEY_ID: Final = 0xFF
 #: A key file larger than this is refused before it is read (architecture rule 3).
-MAX_KEY_FILE_SIZE = 1024 * 1024
+MAX_KEY_FILE_SIZE: Final = 1024 * 1024
 #: Name of Wireshark's C12.22 key table (a UAT) in profiles and in ``-o uat:`` options.
-TSHARK_UAT_NAME = "c1222_decryption_table"
+TSHARK_UAT_NAME: Final = "c1222_decryption_table"
 
 # One Wireshark UAT record: "hex id",32 hex digits; blanks around the fields are tolerated.
-_UAT_LINE = re.compile(r'\s*"([0-9A-Fa-f]{1,8})"\s*,\s*([0-9A-Fa-f]{32})\s*')
-_CLI_SPEC = re.compile(r"\s*([0-9]{1,3})\s*:\s*([0-9A-Fa-f]{32})\s*")
-_CLI_FORM = "expected ID:HEX with a decimal key id 0-255 and 32 hex digits"
+_UAT_LINE: Final = re.compile(r'\s*"([0-9A-Fa-f]{1,8})"\s*,\s*([0-9A-Fa-f]{32})\s*')
+_CLI_SPEC: Final = re.compile(r"\s*([0-9]{1,3})\s*:\s*([0-9A-Fa-f]{32})\s*")
+_CLI_FORM: Final = "expected ID:HEX with a decimal key id 0-255 and 32 hex digits"
 
 #: The HMAC label of per-node keys (the module docstring); changing it changes every key.
-DERIVED_KEY_LABEL = b"c1222-fleet-key/"
+DERIVED_KEY_LABEL: Final = b"c1222-fleet-key/"
 #: Derived ciphers a table keeps (least recently used dropped first): a head-end of 1,000,000
 #: meters re-derives (HMAC + EAX' subkeys, tens of microseconds) rather than hold them all.
-MAX_DERIVED_CIPHERS = 16_384
+MAX_DERIVED_CIPHERS: Final = 16_384
 
 
 def derive_key(master: BytesLike, ap_title: Uid) -> bytes:

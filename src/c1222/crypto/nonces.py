@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from c1222.crypto.nonce_source import NonceSource
 from c1222.errors import LocalProtocolError
@@ -26,9 +26,9 @@ __all__ = [
 ]
 
 #: The AC iv-element is 4 octets (digest 2.4).
-IV_SIZE = 4
+IV_SIZE: Final = 4
 #: Largest invocation id a source hands out: 4 bytes with the top bit clear (digest 1.2).
-MAX_INVOCATION_ID = 0x7FFF_FFFF
+MAX_INVOCATION_ID: Final = 0x7FFF_FFFF
 
 
 class _Urandom:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from c1222.codec import acse
 from c1222.codec.acse import (
@@ -71,20 +72,20 @@ __all__ = [
 ]
 
 #: BER contents of 2.16.124.113620.1.22.0, prefixed to relative AP titles (digest 1.5).
-AP_TITLE_BASE_CONTENT = bytes.fromhex("607c86f754011600")
+AP_TITLE_BASE_CONTENT: Final = bytes.fromhex("607c86f754011600")
 #: Elements of N before the user-information header, in this order (digest 5.2 items 1-7).
-_CLEARTEXT_HEAD = (TAG_ASO_CONTEXT, TAG_CALLED_AP_TITLE, TAG_CALLED_AP_INVOCATION_ID,
+_CLEARTEXT_HEAD: Final = (TAG_ASO_CONTEXT, TAG_CALLED_AP_TITLE, TAG_CALLED_AP_INVOCATION_ID,
                    TAG_CALLING_AE_QUALIFIER, TAG_CALLING_AP_INVOCATION_ID, TAG_MECHANISM_NAME,
                    TAG_CALLING_AUTHENTICATION_VALUE)
-_EPSEM_PATH = "apdu.user_information.epsem"
+_EPSEM_PATH: Final = "apdu.user_information.epsem"
 # Plain ints for the per-message tests (an IntEnum member is an attribute lookup each time).
-_CLEARTEXT = int(SecurityMode.CLEARTEXT)
-_AUTHENTICATED = int(SecurityMode.CLEARTEXT_AUTHENTICATED)
-_CIPHERTEXT = int(SecurityMode.CIPHERTEXT_AUTHENTICATED)
+_CLEARTEXT: Final = int(SecurityMode.CLEARTEXT)
+_AUTHENTICATED: Final = int(SecurityMode.CLEARTEXT_AUTHENTICATED)
+_CIPHERTEXT: Final = int(SecurityMode.CIPHERTEXT_AUTHENTICATED)
 #: The one-byte tags of the user-information header, as bytes.
-_BE = bytes((TAG_USER_INFORMATION,))
-_EXTERNAL = bytes((TAG_EXTERNAL,))
-_OCTET_ALIGNED = bytes((TAG_OCTET_ALIGNED,))
+_BE: Final = bytes((TAG_USER_INFORMATION,))
+_EXTERNAL: Final = bytes((TAG_EXTERNAL,))
+_OCTET_ALIGNED: Final = bytes((TAG_OCTET_ALIGNED,))
 
 #: Receives the reason for a SecurityError (never key bytes); for logs in non-pure callers.
 DebugHook = Callable[[str], None]
@@ -105,7 +106,7 @@ def _header_fields(apdu: Apdu) -> dict[str, object]:
 #: (element tag, title text) -> A2/A6 with the title absolute, as N holds it (bounded cache).
 #: Keyed by the title's text, which a Uid keeps once made, since a Uid's own hash is
 #: recomputed from its arcs at every lookup.
-_ABSOLUTE_ELEMENTS: dict[tuple[int, str], bytes] = {}
+_ABSOLUTE_ELEMENTS: Final[dict[tuple[int, str], bytes]] = {}
 
 
 def _absolute_element(tag: int, title: Uid) -> bytes:
@@ -327,7 +328,7 @@ def _refuse(debug: DebugHook | None, reason: str) -> SecurityError:
     return SecurityError()
 
 
-_REASONS = {
+_REASONS: Final = {
     "no-ac": "secured message without a C12.22 key id/IV (AC) element",
     "unknown-key": "unknown key id",
     "bad-mac": "MAC mismatch",

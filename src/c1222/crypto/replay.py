@@ -34,14 +34,14 @@ __all__ = [
 ]
 
 #: Default number of remembered messages (each entry is about 200 bytes).
-DEFAULT_MAX_ENTRIES = 10_000
+DEFAULT_MAX_ENTRIES: Final = 10_000
 #: Time mode: messages of the latest two IV seconds are kept beyond ``max_entries``, up to this
 #: many times it (a burst faster than ``max_entries`` a second is served, not refused).
 BURST: Final = 8
 #: Default age, in seconds, after which an accepted message is forgotten.
-DEFAULT_MAX_AGE = 900.0
+DEFAULT_MAX_AGE: Final = 900.0
 #: MSDK's comment: the IV (Unix time) should be within +-15 minutes of UTC (digest 2.4).
-DEFAULT_IV_TOLERANCE = 900.0
+DEFAULT_IV_TOLERANCE: Final = 900.0
 
 
 @dataclass(frozen=True, slots=True, init=False, eq=False)
