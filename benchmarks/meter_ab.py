@@ -82,7 +82,9 @@ def main() -> None:
               f"(least {min(cpus[name]):6.1f})   rate median {statistics.median(rates[name]):9,.0f}/s")
     for name in ("base", "this"):
         ratios = [a / b for a, b in zip(rates[name], rates["echo"], strict=True)]
-        print(f"{name:9s} rate / echo rate, median of rounds {statistics.median(ratios):.0%}")
+        shares = [a / b for a, b in zip(cpus["echo"], cpus[name], strict=True)]
+        print(f"{name:9s} rate / echo rate, median of rounds {statistics.median(ratios):.0%}; "
+              f"echo CPU / its CPU {statistics.median(shares):.0%}")
 
 
 if __name__ == "__main__":

@@ -126,3 +126,54 @@ def test_a_non_minimal_invocation_id_in_an_apdu_is_a_decode_error():
     padded = bytes([padded[0], padded[1] + 1]) + padded[2:]
     with pytest.raises(BerError, match="non-minimal"):
         acse.decode(padded)
+
+
+# ---------------------------------------------------------------------------- byte helpers
+# The compiled codec takes one-byte values from a table and leaves bytes as they are instead
+# of calling the bytes type (docs/performance.md); these keep bytes()'s answers and errors.
+
+
+def test_the_byte_table_is_bytes_of_each_value():
+    from c1222.codec.ber import BYTES, byte
+
+    assert len(BYTES) == 256
+    assert all(BYTES[n] == bytes((n,)) == byte(n) for n in range(256))
+
+
+@pytest.mark.parametrize("value", [-1, 256, 1 << 40])
+def test_byte_refuses_what_bytes_refuses(value):
+    from c1222.codec.ber import byte
+
+    with pytest.raises(ValueError):
+        bytes((value,))
+    with pytest.raises(ValueError):
+        byte(value)  # never BYTES[-1], which would be 0xFF
+
+
+@pytest.mark.parametrize("code", [-1, 256])
+def test_a_response_code_out_of_a_byte_is_a_local_error_not_a_wrapped_byte(code):
+    from c1222.codec.services import OkResponse
+
+    with pytest.raises(LocalProtocolError, match="does not fit"):
+        OkResponse(response_code=code).encode()
+
+
+def test_as_bytes_keeps_bytes_and_copies_the_rest():
+    from c1222.codec.ber import as_bytes
+
+    data = b"\x01\x02\x03"
+    assert as_bytes(data) is data
+    for other in (bytearray(data), memoryview(data)):
+        copied = as_bytes(other)
+        assert type(copied) is bytes and copied == data
+
+
+def test_tlv_heads_short_and_long_contents():
+    from c1222.codec.ber import tlv
+
+    assert tlv(0xA4, b"\x02\x01\x05") == bytes.fromhex("a403020105")
+    assert tlv(0x81, bytes(127))[:2] == bytes.fromhex("817f")
+    assert tlv(0x81, bytes(128))[:3] == bytes.fromhex("818180")
+    assert tlv(0x81, bytes(300))[:4] == bytes.fromhex("8182012c")
+    with pytest.raises(ValueError):
+        tlv(0x100, b"")
