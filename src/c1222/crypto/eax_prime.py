@@ -42,7 +42,7 @@ _CTR_BLOCKS_CACHED: Final = 256
 _WHOLE: Final = 128
 #: blocks -> (0101..01, 00..01..02..) as integers of that many 16-byte blocks (bounded by
 #: _CTR_BLOCKS_CACHED entries, 2 MiB at most).
-_COUNTER_SPREAD: dict[int, tuple[int, int]] = {}
+_COUNTER_SPREAD: Final[dict[int, tuple[int, int]]] = {}
 #: 00 01 .. FF: the last bytes of up to 256 consecutive counter blocks, sliced (not built).
 _RAMP: Final = bytes(range(256))
 
@@ -234,10 +234,10 @@ class EaxPrime:
 
         ``body`` is the EPSEM after the control byte (``[ed-class] services``), sent in clear.
         """
-        mac = self._cmac_int(self._d_int, bytes(cleartext) + bytes(body)) & _MAC_MASK
+        mac = self._cmac_int(self._d_int, as_bytes(cleartext) + as_bytes(body)) & _MAC_MASK
         return mac.to_bytes(MAC_SIZE, "big")
 
     def verify(self, cleartext: BytesLike, body: BytesLike, mac: BytesLike) -> None:
         """Check a mode-1 MAC; raise SecurityError when it does not match."""
-        if not hmac.compare_digest(self.authenticate(cleartext, body), bytes(mac)):
+        if not hmac.compare_digest(self.authenticate(cleartext, body), as_bytes(mac)):
             raise SecurityError()
