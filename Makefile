@@ -83,10 +83,14 @@ demo: $(BUILT)
 	$(BIN)/c1222 demo $(DEMO_ARGS)
 
 bench: system-deps $(BUILT)
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  echo "installing valgrind (Debian package; benchmarks/responder_instructions.py counts with it)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
 	$(BIN)/python benchmarks/decode.py
 	$(BIN)/python benchmarks/crypto.py
 	$(BIN)/python benchmarks/metrology.py
 	$(BIN)/python benchmarks/meter.py
+	$(BIN)/python benchmarks/responder_instructions.py
 	$(BIN)/python benchmarks/headend.py
 	$(BIN)/python benchmarks/network.py
 
