@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import machine, write_section
 
+THIS_SRC = Path(__file__).resolve().parents[1] / "src"
 #: The compiled ``Responder.receive`` as Python calls it: collection is on inside it only.
 RECEIVE = "CPyPy_responder___Responder___receive"
 #: (row, callgrind symbols summed) of the stages reported, each inclusive of what it calls.
@@ -58,15 +59,22 @@ CRYPTO_UPDATE = re.compile(r"PyCipherContext>::__pymethod_update__$")
 ROW = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S+)")
 
 
-def child(mode: int, requests_file: Path) -> None:
+def child(mode: int, requests_file: Path, src: Path, key: str) -> None:
     """Serve the pickled requests with one meter's responder (run under valgrind)."""
-    from meter import KEYS
-
+    # Not through benchmarks/meter.py, which puts this checkout's src first on sys.path: the
+    # compiled modules share one extension, found on sys.path, so the build counted is the
+    # one PYTHONPATH names only if nothing else is put before it.
+    from c1222.crypto.keys import KeyTable
     from c1222.meter.config import MeterConfig
     from c1222.meter.node import Meter
 
+    loaded = [str(getattr(m, "__file__", "")) for name, m in sys.modules.items()
+              if name.endswith("__mypyc")]
+    if not loaded or any(Path(f).resolve().parent != src.resolve() for f in loaded):
+        sys.exit(f"the compiled c1222 came from {loaded}, not from {src}")
     requests = pickle.loads(requests_file.read_bytes())
-    responder = Meter(MeterConfig(security_mode=mode, keys=KEYS)).responder
+    keys = KeyTable.from_cli([key])
+    responder = Meter(MeterConfig(security_mode=mode, keys=keys)).responder
     if mode:  # cipher contexts are set up once per key (meter.build's key id 2): not counted
         responder.config.keys.cipher(2)
     unanswered = sum(1 for data in requests if not responder.receive(data, 1, time.time()).data)
@@ -74,13 +82,15 @@ def child(mode: int, requests_file: Path) -> None:
         sys.exit(f"{unanswered} requests were not answered")
 
 
-def count(mode: int, requests_file: Path, src: Path | None, out: Path) -> dict[str, int]:
+def count(mode: int, requests_file: Path, src: Path | None, key: str,
+          out: Path) -> dict[str, int]:
     """Inclusive instructions per function name over all the requests (valgrind + annotate)."""
     env = {**os.environ, "PYTHONPATH": str(src)} if src is not None else None
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
          f"--toggle-collect={RECEIVE}", sys.executable, __file__, "--child", str(mode),
-         str(requests_file)], env=env, capture_output=True, text=True, check=False)
+         str(requests_file), str(src or THIS_SRC), key], env=env, capture_output=True,
+        text=True, check=False)
     if done.returncode:
         sys.exit(f"the counted run failed:\n{done.stderr[-3000:]}")
     annotated = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
@@ -110,10 +120,10 @@ def main() -> None:
     parser.add_argument("--mode", type=int, choices=(0, 1, 2), action="append")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--base", type=Path, help="another checkout's compiled src directory")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(int(args.child[0]), Path(args.child[1]))
+        child(int(args.child[0]), Path(args.child[1]), Path(args.child[2]), args.child[3])
         return
     for tool in ("valgrind", "callgrind_annotate"):
         if shutil.which(tool) is None:
@@ -126,7 +136,7 @@ def main() -> None:
         parser.error(f"{args.base} holds no compiled c1222 responder")
     if args.requests < 1:
         parser.error("--requests must be at least 1")
-    from meter import build
+    from meter import KEY, build  # the requests of benchmarks/meter.py, built here
 
     modes = args.mode or [0, 2]
     results: list[tuple[int, dict[str, float], dict[str, float] | None]] = []
@@ -134,10 +144,10 @@ def main() -> None:
         for mode in modes:
             requests_file = Path(tmp) / f"requests-{mode}"
             requests_file.write_bytes(pickle.dumps([p.data for p in build(mode, args.requests)[1]]))
-            this = figures(count(mode, requests_file, None, Path(tmp) / "this"), args.requests)
+            this = figures(count(mode, requests_file, None, KEY, Path(tmp) / "this"), args.requests)
             base = None
             if args.base is not None:
-                base = figures(count(mode, requests_file, args.base, Path(tmp) / "base"),
+                base = figures(count(mode, requests_file, args.base, KEY, Path(tmp) / "base"),
                                args.requests)
             results.append((mode, this, base))
     lines = report(results, args.requests)

@@ -15,6 +15,7 @@ from c1222 import limits
 from c1222.codec import epsem as epsem_codec
 from c1222.codec.ber import (
     BYTES,
+    FROM_BYTES,
     TAG_INTEGER,
     TAG_OID,
     TAG_RELATIVE_OID_ACSE,
@@ -417,7 +418,7 @@ def decode_header(data: bytes) -> Header:
                                    _PATHS[tag])
                 size = istop - istart
                 if size == 1 or 1 < size <= limits.MAX_INVOCATION_ID_BYTES and content[0]:
-                    fields[name] = int.from_bytes(content, "big")  # minimal: decode_unsigned's
+                    fields[name] = FROM_BYTES(content, "big")  # minimal: decode_unsigned's
                 else:  # its errors, with their reasons
                     fields[name] = decode_unsigned(content, istart, _PATHS[tag],
                                                    limits.MAX_INVOCATION_ID_BYTES)

@@ -21,6 +21,9 @@ TAG_INTEGER: Final = 0x02
 #: ``BYTES[n]`` is ``bytes((n,))``, made once: building a tuple and calling the bytes type
 #: costs several times a tuple index when compiled, and a message makes dozens of these.
 BYTES: Final = tuple(bytes((i,)) for i in range(256))
+#: ``int.from_bytes``, bound once: compiled code spells ``int.from_bytes(...)`` as a look-up on
+#: ``int`` that binds a new method object at every call (docs/performance.md).
+FROM_BYTES: Final = int.from_bytes
 
 
 def as_bytes(data: bytes | bytearray | memoryview) -> bytes:
@@ -55,7 +58,7 @@ def read_length(buf: bytes, pos: int, end: int, path: str = "") -> tuple[int, in
         raise BerError(f"length of {count} octets", pos, path)
     if pos + 1 + count > end:
         raise Truncated("length octets cut short", pos, path)
-    value = int.from_bytes(buf[pos + 1 : pos + 1 + count], "big")
+    value = FROM_BYTES(buf[pos + 1 : pos + 1 + count], "big")
     if value < 0x80 or value >> (8 * (count - 1)) == 0:
         raise BerError("non-minimal length", pos, path)
     return value, pos + 1 + count
@@ -109,7 +112,7 @@ def decode_unsigned(content: bytes, pos: int, path: str, max_bytes: int = 4) -> 
         raise BerError("non-minimal integer (leading 00 octet)", pos, path)
     if len(content) > max_bytes:
         raise DecodeLimitExceeded(f"integer of {len(content)} bytes", pos, path)
-    return int.from_bytes(content, "big")
+    return FROM_BYTES(content, "big")
 
 
 def encode_unsigned(value: int, max_bytes: int = 4) -> bytes:

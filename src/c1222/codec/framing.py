@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from c1222 import limits
+from c1222.codec.ber import FROM_BYTES
 from c1222.errors import BerError, DecodeError, DecodeLimitExceeded
 
 APDU_TAG: Final = 0x60
@@ -37,7 +38,7 @@ def apdu_size(buf: bytes | bytearray | memoryview, pos: int = 0,
             raise BerError("bad APDU length form", pos + 1, "apdu")
         if have < 2 + count:
             return None
-        length = int.from_bytes(buf[pos + 2 : pos + 2 + count], "big")
+        length = FROM_BYTES(buf[pos + 2 : pos + 2 + count], "big")
         if length < 0x80 or length >> (8 * (count - 1)) == 0:
             raise BerError("non-minimal APDU length", pos + 1, "apdu")
         size = 2 + count + length

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from c1222 import limits
-from c1222.codec.ber import BYTES, Uid, byte, read_uid
+from c1222.codec.ber import BYTES, FROM_BYTES, Uid, byte, read_uid
 from c1222.codes import IdentifyFeature, ResponseCode, ServiceCode
 from c1222.errors import (
     BerError,
@@ -810,8 +810,8 @@ def decode_request(buf: bytes, pos: int, end: int, path: str = "service") -> Req
         _need(end, p, 7, "partial read", path)
         _done(end, p + 7, path)
         return PartialReadOffsetRequest(
-            int.from_bytes(buf[p : p + 2], "big"), int.from_bytes(buf[p + 2 : p + 5], "big"),
-            int.from_bytes(buf[p + 5 : p + 7], "big"))
+            FROM_BYTES(buf[p : p + 2], "big"), FROM_BYTES(buf[p + 2 : p + 5], "big"),
+            FROM_BYTES(buf[p + 5 : p + 7], "big"))
     if 0x31 <= code <= 0x39:
         n = code - 0x30
         _need(end, p, 4 + 2 * n, "partial read", path)
@@ -834,19 +834,19 @@ def decode_request(buf: bytes, pos: int, end: int, path: str = "service") -> Req
         _need(end, p, 5, "partial write", path)
         data, q = read_table_data(buf, p + 5, end, path + ".table_data")
         _done(end, q, path)
-        return PartialWriteOffsetRequest(int.from_bytes(buf[p : p + 2], "big"),
-                                         int.from_bytes(buf[p + 2 : p + 5], "big"), data)
+        return PartialWriteOffsetRequest(FROM_BYTES(buf[p : p + 2], "big"),
+                                         FROM_BYTES(buf[p + 2 : p + 5], "big"), data)
     if code == _LOGON:
         _need(end, p, 14, "logon", path)
         _done(end, p + 14, path)
-        return LogonRequest(int.from_bytes(buf[p : p + 2], "big"), bytes(buf[p + 2 : p + 12]),
-                            int.from_bytes(buf[p + 12 : p + 14], "big"))
+        return LogonRequest(FROM_BYTES(buf[p : p + 2], "big"), bytes(buf[p + 2 : p + 12]),
+                            FROM_BYTES(buf[p + 12 : p + 14], "big"))
     if code == _SECURITY:
         # 21 bytes: no user id (session use); 23: sessionless, user id follows (digest 4.1).
         if end - p == 20:
             return SecurityRequest(bytes(buf[p:end]))
         if end - p == 22:
-            return SecurityRequest(bytes(buf[p : p + 20]), int.from_bytes(buf[p + 20 : end], "big"))
+            return SecurityRequest(bytes(buf[p : p + 20]), FROM_BYTES(buf[p + 20 : end], "big"))
         raise BerError(f"security service of {end - pos} bytes, not 21 or 23", pos, path)
     if code == _WAIT:
         _need(end, p, 1, "wait", path)
@@ -878,7 +878,7 @@ def _decode_register(buf: bytes, p: int, end: int, path: str) -> RegisterRequest
     _need(end, q + 1, n + 3, "native address and period", path)
     address = bytes(buf[q + 1 : q + 1 + n])
     q += 1 + n
-    period = int.from_bytes(buf[q : q + 3], "big")
+    period = FROM_BYTES(buf[q : q + 3], "big")
     q += 3
     pattern = None
     if node_type & 0x80:
@@ -916,7 +916,7 @@ def decode_response(buf: bytes, pos: int, end: int, request: Request | None = No
         raise UnknownCode(f"service code {code:#04x} where a response was expected", pos, path)
     if code != _OK:
         if code in (_RQTL, _RSTL) and end - p == 4:
-            return ErrorResponse(response_code=code, max_size=int.from_bytes(buf[p:end], "big"))
+            return ErrorResponse(response_code=code, max_size=FROM_BYTES(buf[p:end], "big"))
         if end == p and code <= _MAX_RESPONSE_CODE:
             return ErrorResponse(response_code=code)
         return RawResponse(response_code=code, data=bytes(buf[p:end]))
@@ -931,13 +931,13 @@ def decode_response(buf: bytes, pos: int, end: int, request: Request | None = No
     if isinstance(request, LogonRequest):
         _need(end, p, 2, "logon response", path)
         _done(end, p + 2, path)
-        return LogonResponse(resp_session_idle_timeout=int.from_bytes(buf[p : p + 2], "big"))
+        return LogonResponse(resp_session_idle_timeout=FROM_BYTES(buf[p : p + 2], "big"))
     if isinstance(request, RegisterRequest):
         title, q = read_uid(buf, p, end, path + ".reg_ap_title")
         _need(end, q, 6, "register response", path)
         _done(end, q + 6, path)
-        return RegisterResponse(reg_ap_title=title, reg_delay=int.from_bytes(buf[q : q + 2], "big"),
-                                reg_period=int.from_bytes(buf[q + 2 : q + 5], "big"),
+        return RegisterResponse(reg_ap_title=title, reg_delay=FROM_BYTES(buf[q : q + 2], "big"),
+                                reg_period=FROM_BYTES(buf[q + 2 : q + 5], "big"),
                                 reg_info=buf[q + 5])
     if isinstance(request, ResolveRequest):
         _need(end, p, 1, "resolve response", path)

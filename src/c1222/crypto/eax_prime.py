@@ -15,7 +15,7 @@ from typing import Final, NoReturn
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from c1222.codec.ber import as_bytes
+from c1222.codec.ber import FROM_BYTES, as_bytes
 from c1222.errors import ConfigurationError, SecurityError
 
 __all__ = ["BLOCK_SIZE", "KEY_SIZE", "MAC_SIZE", "BytesLike", "EaxPrime", "dbl"]
@@ -43,14 +43,14 @@ _WHOLE: Final = 128
 #: blocks -> (0101..01, 00..01..02..) as integers of that many 16-byte blocks (bounded by
 #: _CTR_BLOCKS_CACHED entries, 2 MiB at most).
 _COUNTER_SPREAD: Final[dict[int, tuple[int, int]]] = {}
-#: 00 01 .. FF: the last bytes of up to 256 consecutive counter blocks, sliced (not built).
-_RAMP: Final = bytes(range(256))
+#: CMAC' padding of a text ``k`` bytes short of a whole block: ``80 00..`` (k bytes), by k.
+_PADDING: Final = tuple(b"\x80" + bytes(k - 1) if k else b"" for k in range(BLOCK_SIZE + 1))
 
 
 def _counter_spread(blocks: int) -> tuple[int, int]:
-    repeat = int.from_bytes(b"\x00" * 15 + b"\x01", "big")
-    repeat = int.from_bytes(repeat.to_bytes(16, "big") * blocks, "big")
-    steps = int.from_bytes(b"".join(i.to_bytes(16, "big") for i in range(blocks)), "big")
+    repeat = FROM_BYTES(b"\x00" * 15 + b"\x01", "big")
+    repeat = FROM_BYTES(repeat.to_bytes(16, "big") * blocks, "big")
+    steps = FROM_BYTES(b"".join(i.to_bytes(16, "big") for i in range(blocks)), "big")
     return repeat, steps
 
 
@@ -62,7 +62,7 @@ def dbl(block: bytes) -> bytes:
     """
     if len(block) != BLOCK_SIZE:
         raise ValueError("dbl needs one 16-byte block")
-    v = int.from_bytes(block, "little") << 1
+    v = FROM_BYTES(block, "little") << 1
     if v >> 128:
         v = (v & _MASK_128) ^ 0x87
     return v.to_bytes(BLOCK_SIZE, "little")
@@ -101,8 +101,8 @@ class EaxPrime:
         l_block = self._ecb.update(bytes(BLOCK_SIZE))
         self._d = dbl(l_block)
         self._q = dbl(self._d)
-        self._d_int = int.from_bytes(self._d, "big")
-        self._q_int = int.from_bytes(self._q, "big")
+        self._d_int = FROM_BYTES(self._d, "big")
+        self._q_int = FROM_BYTES(self._q, "big")
         self._cbc = Cipher(self._aes, modes.CBC(bytes(BLOCK_SIZE))).encryptor()
         self._chain = 0  # the CBC context's chaining value (its last output block), as int
 
@@ -120,7 +120,7 @@ class EaxPrime:
 
     def _cmac(self, start: bytes, data: bytes) -> bytes:
         """CMAC'(S, M) as 16 bytes (digest 5.3); :meth:`_cmac_int` is the working form."""
-        return self._cmac_int(int.from_bytes(start, "big"), data).to_bytes(BLOCK_SIZE, "big")
+        return self._cmac_int(FROM_BYTES(start, "big"), data).to_bytes(BLOCK_SIZE, "big")
 
     def _cmac_int(self, start: int, data: bytes) -> int:
         """CMAC'(S, M): CBC-MAC with IV = S and the CMAC last-block rule (digest 5.3), with
@@ -142,59 +142,45 @@ class EaxPrime:
         size = cut + BLOCK_SIZE
         first = start ^ self._chain
         if n <= _WHOLE:  # short (a header, a small service): the text as one integer
-            if subkey == self._d_int:
-                message = int.from_bytes(data, "big")
-            else:  # 80 00.. padding: the text shifted up, with a 1 bit just after it
-                message = ((int.from_bytes(data, "big") << 1) | 1) << (8 * (size - n) - 1)
+            # 80 00.. padding appended before the conversion: one integer made, none shifted
+            message = FROM_BYTES(data + _PADDING[size - n], "big")
             block = (message ^ (first << (8 * cut)) ^ subkey).to_bytes(size, "big")
         else:  # long: only the first and last blocks are XORed, the middle is copied
-            if subkey == self._d_int:
-                last = int.from_bytes(data[cut:], "big")
-            else:
-                last = ((int.from_bytes(data[cut:], "big") << 1) | 1) << (8 * (size - n) - 1)
-            first ^= int.from_bytes(data[:BLOCK_SIZE], "big")
+            last = FROM_BYTES(data[cut:] + _PADDING[size - n], "big")
+            first ^= FROM_BYTES(data[:BLOCK_SIZE], "big")
             block = b"".join((first.to_bytes(BLOCK_SIZE, "big"), data[BLOCK_SIZE:cut],
                               (last ^ subkey).to_bytes(BLOCK_SIZE, "big")))
         out = self._cbc.update(block)
-        mac = int.from_bytes(out[-BLOCK_SIZE:], "big")
+        mac = FROM_BYTES(out[-BLOCK_SIZE:], "big")
         self._chain = mac
         return mac
 
     def _ctr(self, n_prime: bytes, data: bytes) -> bytes:
         """CTR keystream from N' (digest 5.3 step 3); :meth:`_ctr_int` is the working form."""
-        return self._ctr_int(int.from_bytes(n_prime, "big"), data)
+        return self._ctr_int(FROM_BYTES(n_prime, "big"), data)
 
     def _ctr_int(self, n_prime: int, data: bytes) -> bytes:
         """CTR keystream from N' with the top bit of bytes 12 and 14 cleared (digest 5.3 step 3).
 
         The whole 128-bit counter block is incremented big-endian, as WS-eax does. The
-        keystream comes from the long-lived ECB context over the counter blocks: built by
-        writing the last byte of each copy of the first block when no carry leaves it, else
-        as one integer (N' times 0101..01 plus 00..01..02..); a CTR context takes what is
-        left (long texts, a counter about to wrap).
+        keystream comes from the long-lived ECB context over the counter blocks, made as one
+        integer (N' times 0101..01 plus 00..01..02..: carries move as the increment's do); a
+        CTR context takes what is left (long texts, a counter about to wrap).
         """
         counter = n_prime & _CTR_MASK
         n = len(data)
         blocks = -(-n // BLOCK_SIZE)
-        low = counter & 0xFF
-        if low + blocks <= 0x100:
-            # the common case: only the last byte of the counter block moves
-            spread_out = bytearray(counter.to_bytes(BLOCK_SIZE, "big") * blocks)
-            spread_out[BLOCK_SIZE - 1 :: BLOCK_SIZE] = _RAMP[low : low + blocks]
-            counters: bytes | bytearray = spread_out
-        elif blocks <= _CTR_BLOCKS_CACHED and counter + blocks <= _MASK_128:
-            spread = _COUNTER_SPREAD.get(blocks)
-            if spread is None:
-                spread = _COUNTER_SPREAD[blocks] = _counter_spread(blocks)
-            repeat, steps = spread
-            counters = (counter * repeat + steps).to_bytes(blocks * BLOCK_SIZE, "big")
-        else:
+        if blocks > _CTR_BLOCKS_CACHED or counter + blocks > _MASK_128:
             enc = Cipher(self._aes, modes.CTR(counter.to_bytes(BLOCK_SIZE, "big"))).encryptor()
             return enc.update(data) + enc.finalize()
-        stream = self._ecb.update(counters)
+        spread = _COUNTER_SPREAD.get(blocks)
+        if spread is None:
+            spread = _COUNTER_SPREAD[blocks] = _counter_spread(blocks)
+        repeat, steps = spread
+        stream = self._ecb.update((counter * repeat + steps).to_bytes(blocks * BLOCK_SIZE, "big"))
         # the keystream's first n bytes, XORed with the text as integers
-        keystream = int.from_bytes(stream, "big") >> (8 * (blocks * BLOCK_SIZE - n))
-        return (keystream ^ int.from_bytes(data, "big")).to_bytes(n, "big")
+        keystream = FROM_BYTES(stream[:n], "big")
+        return (keystream ^ FROM_BYTES(data, "big")).to_bytes(n, "big")
 
     # -- security mode 2 --------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import ClassVar, Final
 
+from c1222.codec.ber import FROM_BYTES
 from c1222.crypto.nonce_source import NonceSource
 from c1222.errors import LocalProtocolError
 
@@ -75,7 +76,7 @@ def is_recommended_invocation_id(value: int) -> bool:
 
 def _invocation_id_from(raw: bytes) -> int:
     # Deterministic mapping (no retry loop, so a degenerate injected source cannot hang).
-    value = int.from_bytes(raw, "big") & MAX_INVOCATION_ID
+    value = FROM_BYTES(raw, "big") & MAX_INVOCATION_ID
     if value.bit_length() % 8 == 0:
         value >>= 1  # leading byte 0x80-0xFF becomes 0x40-0x7F; 0 stays 0
     return value or 1
@@ -91,7 +92,7 @@ def _sized_span(size: int) -> tuple[int, int]:
 
 def _sized_invocation_id(raw: bytes, size: int) -> int:
     low, count = _sized_span(size)
-    return low + int.from_bytes(raw, "big") % count
+    return low + FROM_BYTES(raw, "big") % count
 
 
 def _next_sized(value: int, size: int) -> int:
@@ -127,7 +128,7 @@ class RandomNonceSource:
     def iv(self) -> bytes:
         iv = self._randbytes(IV_SIZE)
         if iv == self._last_iv:
-            iv = ((int.from_bytes(iv, "big") + 1) & 0xFFFFFFFF).to_bytes(IV_SIZE, "big")
+            iv = ((FROM_BYTES(iv, "big") + 1) & 0xFFFFFFFF).to_bytes(IV_SIZE, "big")
         self._last_iv = iv
         return iv
 

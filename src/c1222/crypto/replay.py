@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from c1222.codec.ber import as_bytes
+from c1222.codec.ber import FROM_BYTES, as_bytes
 from c1222.crypto.eax_prime import BytesLike
 from c1222.errors import LocalProtocolError, SecurityError
 
@@ -255,7 +255,7 @@ def iv_skew(iv: BytesLike, now_unix: float) -> float:
     """
     if len(iv) != 4:
         raise LocalProtocolError("IV must be 4 bytes")
-    diff = (int.from_bytes(iv, "big") - int(now_unix)) % (1 << 32)
+    diff = (FROM_BYTES(iv, "big") - int(now_unix)) % (1 << 32)
     if diff >= 1 << 31:
         diff -= 1 << 32
     return float(diff) + (int(now_unix) - now_unix)
