@@ -103,22 +103,27 @@ def _header_fields(apdu: Apdu) -> dict[str, object]:
             "key_id": apdu.key_id, "iv": apdu.iv}
 
 
-#: (element tag, title text) -> A2/A6 with the title absolute, as N holds it (bounded cache).
-#: Keyed by the title's text, which a Uid keeps once made, since a Uid's own hash is
-#: recomputed from its arcs at every lookup.
-_ABSOLUTE_ELEMENTS: Final[dict[tuple[int, str], bytes]] = {}
+#: Title text -> A2 (called) / A6 (calling) with the title absolute, as N holds it (bounded
+#: caches). Keyed by the title's text, which a Uid keeps once made, since a Uid's own hash is
+#: recomputed from its arcs at every lookup; one dict per tag, so the key is the text alone.
+_ABSOLUTE_CALLED: Final[dict[str, bytes]] = {}
+_ABSOLUTE_CALLING: Final[dict[str, bytes]] = {}
+#: Where each element of N's head goes in it (digest 5.2 items 1-7), by tag.
+_HEAD_INDEX: Final = {tag: i for i, tag in enumerate(_CLEARTEXT_HEAD)}
+_CALLED_INDEX: Final = _HEAD_INDEX[TAG_CALLED_AP_TITLE]
 
 
 def _absolute_element(tag: int, title: Uid) -> bytes:
     """A2/A6 as ``tag L 06 L <absolute OID>`` (digest 5.2: relative titles are expanded under
     2.16.124.113620.1.22.0). The decoder accepts minimal forms only, so an absolute title
     as received is byte for byte this encoding. Encoded once per title."""
-    key = (tag, str(title))
-    out = _ABSOLUTE_ELEMENTS.get(key)
+    cache = _ABSOLUTE_CALLED if tag == TAG_CALLED_AP_TITLE else _ABSOLUTE_CALLING
+    text = str(title)
+    out = cache.get(text)
     if out is None:
-        if len(_ABSOLUTE_ELEMENTS) >= 1024:
-            _ABSOLUTE_ELEMENTS.clear()
-        out = _ABSOLUTE_ELEMENTS[key] = tlv(tag, tlv(TAG_OID, title.absolute().content()))
+        if len(cache) >= 1024:
+            cache.clear()
+        out = cache[text] = tlv(tag, tlv(TAG_OID, title.absolute().content()))
     return out
 
 
@@ -127,23 +132,22 @@ def _cleartext_of(data: bytes, header: acse.Header, key_id: int, iv: bytes) -> b
     walk here, architecture rule 7): elements as received, titles absolute, the
     user-information header up to and including the EPSEM control byte."""
     fields = header.fields
-    elements = {tag: (start, stop) for tag, start, _, stop in header.spans.elements}
-    out: list[bytes] = []
-    for tag in _CLEARTEXT_HEAD:
-        span = elements.get(tag)
-        if span is None:
-            continue
-        if tag == TAG_CALLED_AP_TITLE:
-            out.append(_absolute_element(tag, fields["called_ap_title"]))  # type: ignore[arg-type]
-        else:
-            out.append(data[span[0] : span[1]])
-    out.append(data[header.spans.user_information : header.spans.epsem[0] + 1])
+    spans = header.spans
+    head = [b"", b"", b"", b"", b"", b"", b""]  # one per _CLEARTEXT_HEAD tag; absent: empty
+    for tag, pos, _, stop in spans.elements:
+        index = _HEAD_INDEX.get(tag)
+        if index is not None:
+            head[index] = data[pos:stop]
+    if head[_CALLED_INDEX]:
+        head[_CALLED_INDEX] = _absolute_element(
+            TAG_CALLED_AP_TITLE, fields["called_ap_title"])  # type: ignore[arg-type]
+    head.append(data[spans.user_information : spans.epsem[0] + 1])
     calling = fields.get("calling_ap_title")
     if calling is not None:
-        out.append(_absolute_element(TAG_CALLING_AP_TITLE, calling))  # type: ignore[arg-type]
-    out.append(byte(key_id))
-    out.append(iv)
-    return b"".join(out)
+        head.append(_absolute_element(TAG_CALLING_AP_TITLE, calling))  # type: ignore[arg-type]
+    head.append(byte(key_id))
+    head.append(iv)
+    return b"".join(head)
 
 
 def _key_id_iv(header: acse.Header) -> tuple[int, bytes] | None:
