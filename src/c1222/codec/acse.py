@@ -221,19 +221,22 @@ def _ap_title(title: Uid) -> bytes:
     return title.encode(TAG_RELATIVE_OID_ACSE)
 
 
-#: (element tag, title) -> the encoded element: a node's own title and its peers' recur in
-#: every message (bounded: cleared when full).
-_TITLE_ELEMENTS: Final[dict[tuple[int, Uid], bytes]] = {}
+#: Title text -> the encoded A2 / A6: a node's own title and its peers' recur in every message
+#: (bounded: cleared when full). Keyed by the text a Uid keeps once made (a Uid's hash is
+#: recomputed from its arcs at every look-up), one dict per tag.
+_TITLE_ELEMENTS: Final[dict[int, dict[str, bytes]]] = {TAG_CALLED_AP_TITLE: {},
+                                                        TAG_CALLING_AP_TITLE: {}}
 
 
 def title_element(tag: int, title: Uid) -> bytes:
     """A2 or A6 holding ``title`` (relative titles as ``80 L ..``), encoded once per title."""
-    key = (tag, title)
-    out = _TITLE_ELEMENTS.get(key)
+    cache = _TITLE_ELEMENTS[tag]
+    text = str(title)
+    out = cache.get(text)
     if out is None:
-        if len(_TITLE_ELEMENTS) >= 1024:
-            _TITLE_ELEMENTS.clear()
-        out = _TITLE_ELEMENTS[key] = tlv(tag, _ap_title(title))
+        if len(cache) >= 1024:
+            cache.clear()
+        out = cache[text] = tlv(tag, _ap_title(title))
     return out
 
 

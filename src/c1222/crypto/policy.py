@@ -253,8 +253,9 @@ def protect(apdu: Apdu, keys: KeyTable, *, key_id: int | None = None,
         body, mac = cipher.encrypt(cleartext, plaintext)
     else:
         body, mac = plaintext, cipher.authenticate(cleartext, plaintext)
-    content = b"".join((*elements.values(), be_head, ctl, body, mac))
-    return tlv(acse.APDU_TAG, content)
+    content = list(elements.values())
+    content += (be_head, ctl, body, mac)
+    return tlv(acse.APDU_TAG, b"".join(content))
 
 
 def _user_information_head(indirect_reference: int | None, size: int) -> bytes:
