@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import signal
@@ -84,7 +85,38 @@ class Running:
         return self.proc.returncode
 
     def kill(self) -> None:
-        """kill -9: no chance to save anything."""
+        """kill -9: no chance to save anything. The processes it had started (the head-end's
+        decoders) must end soon after it: none is left behind (c1222.workers)."""
+        children = _children(self.proc.pid)
         self.proc.kill()
         self.proc.wait()
         self._reader.join(5)
+        deadline = time.monotonic() + 15
+        while left := [pid for pid in children if _alive(pid)]:
+            if time.monotonic() > deadline:
+                for pid in left:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"{self.args}: processes {left} outlived it by 15 s")
+            time.sleep(0.1)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc; none found elsewhere)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"  # a zombie has ended

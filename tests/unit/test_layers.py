@@ -17,14 +17,15 @@ ALLOWED = {
     "session": BASE | {"codec", "crypto", "tables"},
     "transport": BASE | {"codec", "crypto", "tables", "session"},
     "meter": BASE | {"codec", "crypto", "tables", "session", "transport"},
-    "headend": BASE | {"codec", "crypto", "tables", "session", "transport"},
+    # workers: the processes a layer starts end with it (threads and polling: impure)
+    "headend": BASE | {"codec", "crypto", "tables", "session", "transport", "workers"},
     "relay": BASE | {"codec", "crypto", "tables", "session", "transport"},
     "ihd": BASE | {"codec", "crypto", "tables", "session", "transport"},
     # the fleet runs many meters: it builds on the meter's public pieces (loads, metrology,
     # services), never on the head-end's
-    "fleet": BASE | {"codec", "crypto", "tables", "session", "transport", "meter"},
+    "fleet": BASE | {"codec", "crypto", "tables", "session", "transport", "meter", "workers"},
     "cli": BASE | {"codec", "crypto", "tables", "session", "transport", "meter", "headend",
-                   "relay", "ihd", "fleet"},
+                   "relay", "ihd", "fleet", "workers"},
 }
 PURE = {"codec", "crypto", "tables", "session"}
 IMPURE_MODULES = {"socket", "asyncio", "threading", "logging", "time", "random", "selectors",

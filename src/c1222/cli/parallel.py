@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from c1222.workers import exit_with_parent
+
 #: Messages per chunk, and chunks in flight (read ahead while the workers decode).
 CHUNK = 4096
 IN_FLIGHT = 3
@@ -58,6 +60,7 @@ def _worker(number: int, inbox: Any, outbox: Any, settings: Settings) -> None:
     from c1222.crypto.policy import make_unprotect
     from c1222.session.dissect import Dissector
 
+    exit_with_parent()
     keys = load_keys(settings.key_specs, settings.keys_file)
     dissector = Dissector(unprotect=None if keys is None else make_unprotect(keys))
     dissect = dissector.dissect

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import re
 import signal
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 import click
 
 from c1222.transport.endpoint import Address
+from c1222.workers import signal_with_parent
 
 #: Seconds a worker may take to start (open storage, listen) before the supervisor gives up.
 START_TIMEOUT = 60.0
@@ -101,13 +101,6 @@ def reserve_port(listen: Address) -> tuple[int, socket.socket]:
     raise click.ClickException(f"no port free for both TCP and UDP on {host}")
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the supervisor dies, even by kill -9 (Linux
-    prctl PR_SET_PDEATHSIG), so no worker outlives it holding the port."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-
-
 class Supervisor:
     def __init__(self, args: Sequence[str], count: int, listen: Address, http: Address,
                  ap_title: str) -> None:
@@ -127,7 +120,7 @@ class Supervisor:
             stderr=asyncio.subprocess.PIPE,
             # Own session: a Ctrl-C at the terminal reaches the supervisor only, which then
             # stops each worker once (a second signal would make a worker exit at once).
-            start_new_session=True, preexec_fn=_die_with_parent,
+            start_new_session=True, preexec_fn=signal_with_parent,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         worker.started = time.monotonic()
         worker.readers = [asyncio.create_task(self._read(worker, worker.proc)),

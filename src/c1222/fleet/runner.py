@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any
 
 from c1222.fleet.node import FleetWorker, WorkerConfig
+from c1222.workers import exit_with_parent
 
 #: Seconds a worker may take to build its meters and listen.
 START_TIMEOUT = 300.0
@@ -55,6 +56,7 @@ def split(config: WorkerConfig, meters: int, workers: int) -> list[WorkerConfig]
 
 def worker_main(config: WorkerConfig, reports: Any, number: int, verbose: int) -> None:
     """Entry of a worker process."""
+    exit_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):  # a connection per meter, and the head-end's

@@ -133,6 +133,7 @@ from c1222.tables.registry import decode_table
 from c1222.tables.store import TableStore
 from c1222.tables.types import DataAccessMethod
 from c1222.transport.endpoint import Address, Endpoint, EndpointLimits, Link, PcapTracer
+from c1222.workers import exit_with_parent
 
 log = logging.getLogger("c1222.headend")
 
@@ -942,7 +943,8 @@ class HeadEnd:
         if self._decoder is None:
             # spawn: a fork would copy the loop's threads and sockets into the child
             self._decoder = ProcessPoolExecutor(
-                DECODE_PROCESSES, mp_context=multiprocessing.get_context("spawn"))
+                DECODE_PROCESSES, mp_context=multiprocessing.get_context("spawn"),
+                initializer=exit_with_parent)
         try:
             return await asyncio.get_running_loop().run_in_executor(self._decoder, fn, *args)
         except BrokenProcessPool:  # the decoder died (killed, out of memory): a new one next
