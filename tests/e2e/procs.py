@@ -87,12 +87,12 @@ class Running:
     def kill(self) -> None:
         """kill -9: no chance to save anything. The processes it had started (the head-end's
         decoders) must end soon after it: none is left behind (c1222.workers)."""
-        children = _children(self.proc.pid)
+        started = children(self.proc.pid)
         self.proc.kill()
         self.proc.wait()
         self._reader.join(5)
         deadline = time.monotonic() + 15
-        while left := [pid for pid in children if _alive(pid)]:
+        while left := [pid for pid in started if alive(pid)]:
             if time.monotonic() > deadline:
                 for pid in left:
                     with contextlib.suppress(ProcessLookupError):
@@ -101,8 +101,9 @@ class Running:
             time.sleep(0.1)
 
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (Linux /proc; none found elsewhere)."""
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, whichever of its threads started them (Linux
+    /proc; none found elsewhere)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -114,9 +115,9 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie has ended)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
-    return fields[0] != "Z"  # a zombie has ended

@@ -32,7 +32,7 @@ from c1222.errors import ISC
 from c1222.session.requester import Requester
 from c1222.session.responder import Responder, ResponderConfig
 from c1222.transport.endpoint import Endpoint, Link
-from tests.e2e.procs import Running
+from tests.e2e.procs import Running, children
 from tests.e2e.test_fleet import HEADEND, fleet, poll, workers
 
 INTERVAL = 8.0
@@ -231,6 +231,5 @@ def test_a_fleet_is_read_spread_over_accounted_intervals_with_failures_by_reason
 
 def _worker_pids(run: Running) -> list[int]:
     """The fleet's worker processes (multiprocessing spawn children)."""
-    children = Path(f"/proc/{run.proc.pid}/task/{run.proc.pid}/children").read_text().split()
-    return [int(c) for c in children
-            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return [pid for pid in children(run.proc.pid)
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]

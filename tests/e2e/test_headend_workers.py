@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from c1222.headend.server import shard_of
-from tests.e2e.procs import C1222, Running
+from tests.e2e.procs import C1222, Running, alive
 from tests.e2e.test_nats import (  # noqa: F401 - the stream fixture
     start_sink, stream, stream_messages, wait_until,
 )
@@ -51,14 +51,6 @@ def latest(db: str) -> dict[str, dt.datetime]:
 def all_readings(db: str) -> list[tuple]:  # type: ignore[type-arg]
     """Every reading, by its natural key (with its value), in one order."""
     return sorted(query(db, "SELECT ap_title, kind, time, name, value FROM readings"))
-
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie has ended)."""
-    try:
-        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
 
 
 def test_kill_9_of_a_worker_loses_and_duplicates_nothing(stream: str, pg_base: str) -> None:

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.e2e.procs import alive
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 # A parent that starts one worker, the way the head-end starts its decoders (a spawned
@@ -27,14 +29,6 @@ if __name__ == "__main__":
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
-
-
 def _orphan_after_kill_9(tmp_path: Path, mode: str) -> int:
     """Start the parent, kill -9 it once its worker runs; the worker's pid."""
     script = tmp_path / "parent.py"
@@ -51,7 +45,7 @@ def _orphan_after_kill_9(tmp_path: Path, mode: str) -> int:
 def test_a_worker_ends_soon_after_its_parent_is_killed(tmp_path: Path) -> None:
     worker = _orphan_after_kill_9(tmp_path, "watch")
     deadline = time.monotonic() + 15
-    while _alive(worker):
+    while alive(worker):
         assert time.monotonic() < deadline, f"worker {worker} outlived its parent by 15 s"
         time.sleep(0.1)
 
@@ -61,7 +55,7 @@ def test_without_it_the_worker_outlives_its_parent(tmp_path: Path) -> None:
     worker = _orphan_after_kill_9(tmp_path, "none")
     try:
         time.sleep(3)
-        assert _alive(worker)
+        assert alive(worker)
     finally:
-        if _alive(worker):
+        if alive(worker):
             os.kill(worker, signal.SIGKILL)

@@ -133,7 +133,7 @@ def _cleartext_of(data: bytes, header: acse.Header, key_id: int, iv: bytes) -> b
     user-information header up to and including the EPSEM control byte."""
     fields = header.fields
     spans = header.spans
-    head = [b"", b"", b"", b"", b"", b"", b""]  # one per _CLEARTEXT_HEAD tag; absent: empty
+    head = [b""] * len(_CLEARTEXT_HEAD)  # one per tag, in N's order; absent: empty
     for tag, pos, _, stop in spans.elements:
         index = _HEAD_INDEX.get(tag)
         if index is not None:
